@@ -1,0 +1,43 @@
+# mnist_probe: `make run` and `make test` do all set-up themselves. `make help` lists targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Offline machines keep MNIST beside the project; a user with internet may set data.download=true.
+ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
+export MNIST_ROOT ?= $(abspath ../shared/mnist)
+endif
+
+.PHONY: help install run train test test-slow lint tensorboard clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## make .venv and install the package with its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+run: install ## the main job (train the CNN, or load it from the cache)
+	$(PY) -m mnist_probe.run +experiment=train
+
+train: install ## train (or load) the CNN with the default recipe
+	$(PY) -m mnist_probe.run +experiment=train
+
+test: install ## the fast test suite (pytest's "no tests ran" counts as failure)
+	$(PY) -m pytest -m "not slow" -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-slow: install ## the slow tests only
+	$(PY) -m pytest -m slow -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check mnist_probe tests
+
+tensorboard: install ## browse training curves and activations at http://127.0.0.1:6006
+	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
+
+clean: ## remove run dirs and caches (keeps .venv)
+	rm -rf outputs/runs outputs/multirun outputs/cache .pytest_cache .ruff_cache

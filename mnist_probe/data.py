@@ -1,0 +1,202 @@
+"""MNIST held in memory as uint8 tensors, a seeded train/val split, and batch augmentation."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torchvision.datasets import MNIST
+from torchvision.datasets.utils import check_md5
+
+from mnist_probe import UserError
+
+log = logging.getLogger(__name__)
+
+# The four IDX files torchvision reads from ROOT/MNIST/raw/, with their well-known md5 sums.
+FILES = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+COUNTS = {"train": 60_000, "test": 10_000}
+
+
+def raw_folder(root: str | Path) -> Path:
+    """Where torchvision expects the uncompressed IDX files."""
+    return Path(root).expanduser() / "MNIST" / "raw"
+
+
+def _missing(root: str | Path) -> list[str]:
+    return [name for name in FILES if not (raw_folder(root) / name).is_file()]
+
+
+def load_mnist(
+    root: str | Path, split: str, download: bool = False, verify: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one split ('train' or 'test') as (uint8 images N×28×28, int64 labels N), checked."""
+    missing = _missing(root)
+    if missing and download:
+        log.info("MNIST files missing under %s; trying to download", raw_folder(root))
+        try:
+            MNIST(str(root), train=split == "train", download=True)
+        except Exception as err:  # no network is the usual cause: say what we looked for
+            raise UserError(
+                f"could not download MNIST into {raw_folder(root)} ({type(err).__name__}); "
+                f"put the files {', '.join(FILES)} there or set MNIST_ROOT / data.root"
+            ) from None
+        missing = _missing(root)
+    if missing:
+        raise UserError(
+            f"MNIST not found: {raw_folder(root)} lacks {', '.join(missing)}; "
+            "set MNIST_ROOT (or data.root=...) to the folder holding MNIST/raw/, "
+            "or pass data.download=true where there is internet"
+        )
+    prefix = "train" if split == "train" else "t10k"
+    if verify:
+        for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):
+            if not check_md5(str(raw_folder(root) / name), FILES[name]):
+                raise UserError(
+                    f"md5 mismatch for {raw_folder(root) / name}: the file is corrupt or "
+                    "not the original MNIST; replace it with a fresh copy"
+                )
+    try:
+        ds = MNIST(str(root), train=split == "train", download=False)
+        images, labels = ds.data, ds.targets
+    except (RuntimeError, ValueError, OSError) as err:
+        raise UserError(
+            f"could not read MNIST {split} files in {raw_folder(root)} ({err}); "
+            "they look truncated or corrupt: replace them with fresh copies"
+        ) from None
+    _validate(images, labels, split, root)
+    return images, labels.long()
+
+
+def _validate(images: torch.Tensor, labels: torch.Tensor, split: str, root: str | Path) -> None:
+    n = COUNTS[split]
+    problem = None
+    if images.dtype != torch.uint8 or tuple(images.shape) != (n, 28, 28):
+        problem = f"images are {tuple(images.shape)} {images.dtype}, expected ({n}, 28, 28) uint8"
+    elif labels.shape != (n,):
+        problem = f"labels are {tuple(labels.shape)}, expected ({n},)"
+    elif labels.min() < 0 or labels.max() > 9:
+        problem = f"labels span {int(labels.min())}..{int(labels.max())}, expected 0..9"
+    if problem:
+        raise UserError(f"MNIST {split} files in {raw_folder(root)} are wrong: {problem}")
+
+
+class KerasAugment(torch.nn.Module):
+    """The study's ImageDataGenerator (rotation, zoom, shift; no flip) as one batched affine warp.
+
+    Each image gets its own random affine matrix; `F.grid_sample` applies all of them in one call,
+    on whatever device the batch is on. Keras fills with the nearest pixel ('border' here).
+    """
+
+    def __init__(
+        self, enabled: bool = True, rotation: float = 10.0, zoom: float = 0.1, shift: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.enabled, self.rotation, self.zoom, self.shift = enabled, rotation, zoom, shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled or (self.rotation == 0 and self.zoom == 0 and self.shift == 0):
+            return x
+        n, dev = x.shape[0], x.device
+
+        def uniform(half_width: float) -> torch.Tensor:
+            return (torch.rand(n, device=dev) * 2 - 1) * half_width
+
+        angle = uniform(math.radians(self.rotation))
+        zx, zy = 1 + uniform(self.zoom), 1 + uniform(self.zoom)
+        # width_shift_range is a fraction of the image; affine_grid works in [-1, 1], i.e. 2 units.
+        tx, ty = uniform(2 * self.shift), uniform(2 * self.shift)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack(
+            [torch.stack([cos * zx, -sin * zy, tx], 1), torch.stack([sin * zx, cos * zy, ty], 1)], 1
+        ).to(x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N×28×28 (or N×1×28×28) to float N×1×28×28 in [0, 1], as Keras's /255."""
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    return images.float().div_(255.0)
+
+
+def batch_loader(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
+) -> DataLoader:
+    """Whole batches indexed straight out of in-memory tensors: no per-sample Python, no collate."""
+    ds = TensorDataset(images, labels)
+    if shuffle:
+        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(ds)
+    return DataLoader(
+        ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
+    )
+
+
+class MNISTDataModule(pl.LightningDataModule):
+    """MNIST in memory: train 54k / val 6k (seeded) / test 10k, uint8 until the batch is on device."""
+
+    def __init__(
+        self,
+        root: str = "data",
+        download: bool = False,
+        verify: bool = False,
+        val_size: int = 6000,
+        batch_size: int = 86,
+        eval_batch_size: int = 1000,
+        split_seed: int = 0,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        augment: KerasAugment | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {batch_size} (set train.batch_size)")
+        self.root, self.download, self.verify = root, download, verify
+        self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
+        self.split_seed, self.train_subset, self.test_subset = split_seed, train_subset, test_subset
+        self.augment = augment or KerasAugment(enabled=False)
+        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        x, y = load_mnist(self.root, "train", self.download, self.verify)
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
+        if self.train_subset:
+            train_idx = train_idx[: self.train_subset]
+        self.tensors["train"] = (x[train_idx], y[train_idx])
+        self.tensors["val"] = (x[val_idx], y[val_idx])
+        xt, yt = load_mnist(self.root, "test", self.download, self.verify)
+        if self.test_subset:
+            xt, yt = xt[: self.test_subset], yt[: self.test_subset]
+        self.tensors["test"] = (xt, yt)
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(*self.tensors["train"], self.batch_size, True, self.split_seed)
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(*self.tensors["val"], self.eval_batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return batch_loader(*self.tensors["test"], self.eval_batch_size, False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Scale on the device (uint8 crosses the bus, 4x less than float), augment only in training.
+        x, y = batch
+        x = to_float(x)
+        if self.trainer is not None and self.trainer.training:
+            x = self.augment(x)
+        return x, y

@@ -1,0 +1,145 @@
+"""The study's Keras CNN, layer for layer (KerasCNN), and its Lightning training module (LitCNN)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_probe import UserError
+
+# h (1-based position in the Keras Sequential) -> Keras layer name. DESIGN.md has the full table.
+LAYER_NAMES = [
+    "conv2d_1", "conv2d_2", "max_pooling2d_1", "dropout_1",
+    "conv2d_3", "conv2d_4", "max_pooling2d_2", "dropout_2",
+    "flatten_1", "dense_1", "dropout_3", "dense_2",
+]  # fmt: skip
+CODE_LAYER = "dense_1"  # h = 10, the 256-d code vector
+
+
+class Conv2dReLU(nn.Conv2d):
+    """Conv2D(activation='relu'): Keras folds the ReLU into the layer, so its hook sees post-ReLU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(super().forward(x))
+
+
+class LinearReLU(nn.Linear):
+    """Dense(activation='relu')."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(super().forward(x))
+
+
+def layer_name(layer: int | str) -> str:
+    """Resolve an h index (1..12) or a Keras layer name to the Keras name."""
+    if isinstance(layer, str) and layer.isdigit():
+        layer = int(layer)
+    if isinstance(layer, int):
+        if not 1 <= layer <= len(LAYER_NAMES):
+            raise UserError(f"layer h={layer} does not exist: h runs from 1 to {len(LAYER_NAMES)}")
+        return LAYER_NAMES[layer - 1]
+    if layer not in LAYER_NAMES:
+        raise UserError(f"unknown layer {layer!r}; valid names: {', '.join(LAYER_NAMES)}")
+    return layer
+
+
+def layer_h(layer: int | str) -> int:
+    """Resolve a Keras layer name (or h) to its 1-based index h."""
+    return LAYER_NAMES.index(layer_name(layer)) + 1
+
+
+class KerasCNN(nn.Sequential):
+    """The study's 12-layer Sequential: 983,626 parameters, glorot_uniform kernels, zero biases.
+
+    Input N×1×28×28 in [0, 1]; output 10 logits (softmax gives the probabilities Keras printed).
+    Flatten is C×H×W (Keras: H×W×C); this only matters if weights are ported from Keras.
+    """
+
+    def __init__(self, filters: int = 64, dense: int = 256, num_classes: int = 10) -> None:
+        f = filters
+        super().__init__(
+            OrderedDict(
+                conv2d_1=Conv2dReLU(1, f, 5, padding="same"),
+                conv2d_2=Conv2dReLU(f, f, 5, padding="same"),
+                max_pooling2d_1=nn.MaxPool2d(2, 2),
+                dropout_1=nn.Dropout(0.25),
+                conv2d_3=Conv2dReLU(f, f, 3, padding="same"),
+                conv2d_4=Conv2dReLU(f, f, 3, padding="same"),
+                max_pooling2d_2=nn.MaxPool2d(2, 2),
+                dropout_2=nn.Dropout(0.25),
+                flatten_1=nn.Flatten(),
+                dense_1=LinearReLU(f * 7 * 7, dense),
+                dropout_3=nn.Dropout(0.5),
+                dense_2=nn.Linear(dense, num_classes),
+            )
+        )
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)  # = Keras glorot_uniform (same fans)
+                nn.init.zeros_(module.bias)
+
+    def layer(self, layer: int | str) -> nn.Module:
+        """The module at h index or Keras name."""
+        return getattr(self, layer_name(layer))
+
+    def upto(self, layer: int | str) -> nn.Sequential:
+        """The sub-network from the input through layer h (inclusive)."""
+        return self[: layer_h(layer)]
+
+
+class LitCNN(pl.LightningModule):
+    """Cross-entropy on logits, accuracy logged per split; optimiser/scheduler from Hydra partials."""
+
+    def __init__(
+        self,
+        model: KerasCNN,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., object] | None = None,
+        scheduler_monitor: str | None = "val_acc",
+        scheduler_interval: str = "epoch",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_monitor, self.scheduler_interval = scheduler_monitor, scheduler_interval
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _step(self, batch, split: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(1) == y).float().mean()
+        on_step = split == "train"
+        self.log(f"{split}_loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y))
+        self.log(f"{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        kwargs = {}
+        if self.scheduler_interval == "step":
+            # One-cycle style schedules need the run's length, known only once the trainer exists.
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = {"scheduler": self.scheduler_factory(optimizer, **kwargs)}
+        scheduler["interval"] = self.scheduler_interval
+        if self.scheduler_monitor:
+            scheduler["monitor"] = self.scheduler_monitor
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

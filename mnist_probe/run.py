@@ -1,0 +1,86 @@
+"""Hydra entry point: `python -m mnist_probe.run +experiment=NAME` picks a stage and writes a run dir."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_probe import UserError
+from mnist_probe.cache import config_key, write_json
+
+log = logging.getLogger("mnist_probe")
+
+
+def stage_train(cfg: DictConfig, out_dir: Path) -> dict:
+    """Train (or load from the cache) the CNN; report its test accuracy."""
+    from mnist_probe.train import fit_or_load
+
+    _, meta = fit_or_load(cfg, out_dir)
+    log.info(
+        "CNN test accuracy %.2f%% on %d images (%s; %s)",
+        100 * meta["test_acc"], meta["test_images"],
+        "from cache" if meta["cached"] else f"trained in {meta['train_seconds']:.0f}s",
+        meta["checkpoint"],
+    )  # fmt: skip
+    return meta
+
+
+STAGES: dict[str, Callable[[DictConfig, Path], dict]] = {"train": stage_train}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse wrong values, naming the key, before any work starts."""
+    if cfg.stage not in STAGES:
+        raise UserError(f"unknown stage {cfg.stage!r}; valid stages: {', '.join(STAGES)}")
+    for key in ("train.epochs", "train.batch_size"):
+        value = OmegaConf.select(cfg, key)
+        if not isinstance(value, int) or value < 1:
+            raise UserError(f"{key} must be a whole number of at least 1, got {value!r}")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that decide the numbers, for results.json."""
+    names = ["torch", "torchvision", "pytorch-lightning", "scikit-learn", "xgboost", "hydra-core"]
+    return {"python": platform.python_version(), **{n: version(n) for n in names}}
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run cfg.stage into cfg.paths.output_dir and return its results (also in results.json)."""
+    check_config(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = STAGES[cfg.stage](cfg, out_dir)
+    results = {
+        "stage": cfg.stage,
+        **results,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "seed": cfg.seed,
+        "config_hash": config_key(cfg),
+        "versions": versions(),
+    }
+    write_json(out_dir / "results.json", results)
+    log.info("wrote %s", out_dir / "results.json")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Hydra's wrapper around run(): a UserError becomes one line on stderr and exit status 2."""
+    try:
+        run(cfg)
+    except UserError as err:
+        log.error("error: %s", err)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Shared fixtures: the real MNIST in ../shared/mnist (or MNIST_ROOT) and composed Hydra configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def mnist_root() -> str:
+    root = os.environ.get("MNIST_ROOT") or str(REPO.parent / "shared" / "mnist")
+    if not (Path(root) / "MNIST" / "raw").is_dir():
+        pytest.fail(f"the tests need real MNIST: set MNIST_ROOT (tried {root})")
+    return root
+
+
+def make_cfg(tmp: Path, *overrides: str) -> DictConfig:
+    """Compose conf/config.yaml as the entry point would, pointed at tmp and the real MNIST."""
+    base = [
+        f"data.root={mnist_root()}",
+        f"paths.output_dir={tmp / 'run'}",
+        f"paths.cache={tmp / 'cache'}",
+        "train.progress_bar=false",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("config", overrides=[*base, *overrides])
+
+
+# A short training that still learns: 2,000 images, 3 one-cycle epochs, scored on 1,000 test images.
+SMALL_TRAIN = ("data.train_subset=2000", "data.test_subset=1000", "train.epochs=3")
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> tuple[DictConfig, dict]:
+    """Train the small CNN once for the whole session; (its config, run() results)."""
+    from mnist_probe.run import run
+
+    cfg = make_cfg(tmp_path_factory.mktemp("small"), "+experiment=train", *SMALL_TRAIN)
+    return cfg, run(cfg)

@@ -1,0 +1,69 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from mnist_probe import UserError
+from mnist_probe.data import KerasAugment, MNISTDataModule
+from mnist_probe.model import KerasCNN
+from mnist_probe.run import check_config
+from mnist_probe.train import build_datamodule
+from tests.conftest import CONF, REPO, make_cfg
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+RECIPES = sorted(p.stem for p in (CONF / "train").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_config_composes_and_instantiates(tmp_path, experiment, recipe):
+    cfg = make_cfg(tmp_path, f"+experiment={experiment}", f"train={recipe}")
+    check_config(cfg)
+    model = instantiate(cfg.model)
+    assert isinstance(model, KerasCNN)
+    optimizer = instantiate(cfg.train.optimizer)(model.parameters())
+    assert isinstance(optimizer, torch.optim.RMSprop)
+    scheduler = instantiate(cfg.train.scheduler.factory)
+    kwargs = {"total_steps": 10} if cfg.train.scheduler.interval == "step" else {}
+    assert scheduler(optimizer, **kwargs) is not None
+    assert isinstance(instantiate(cfg.train.augment), KerasAugment)
+    dm = build_datamodule(cfg)
+    assert isinstance(dm, MNISTDataModule) and dm.batch_size == cfg.train.batch_size
+
+
+def test_keras_recipe_is_the_studys():
+    cfg = make_cfg(REPO, "train=keras")
+    assert cfg.train.epochs == 30 and cfg.train.batch_size == 86
+    assert cfg.train.optimizer.lr == 1e-3 and cfg.train.optimizer.alpha == 0.9
+    sched = cfg.train.scheduler
+    assert sched.monitor == "val_acc" and sched.factory.factor == 0.5 and sched.factory.patience == 3
+    aug = cfg.train.augment
+    assert (aug.rotation, aug.zoom, aug.shift) == (10, 0.1, 0.1)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("train.epochs=0", "train.epochs"), ("train.batch_size=0", "train.batch_size"),
+     ("stage=nope", "stage")],
+)  # fmt: skip
+def test_bad_values_refused_naming_the_key(tmp_path, override, key):
+    cfg = make_cfg(tmp_path, "+experiment=train", override)
+    with pytest.raises(UserError, match=key):
+        check_config(cfg)
+
+
+def test_entry_point_missing_data_root_is_one_line(tmp_path):
+    """The real command line: a missing data root exits 2 with one error line and no traceback."""
+    cmd = [
+        sys.executable, "-m", "mnist_probe.run", "+experiment=train",
+        f"data.root={tmp_path / 'no-mnist'}", f"paths.cache={tmp_path / 'cache'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in (proc.stderr + proc.stdout).splitlines() if "error:" in line]
+    assert len(errors) == 1 and "MNIST not found" in errors[0] and "MNIST_ROOT" in errors[0]
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pt"))

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from mnist_probe import UserError
+from mnist_probe.data import FILES, KerasAugment, MNISTDataModule, load_mnist, to_float
+from tests.conftest import mnist_root
+
+
+@pytest.fixture(scope="module")
+def dm() -> MNISTDataModule:
+    dm = MNISTDataModule(root=mnist_root())
+    dm.setup()
+    return dm
+
+
+def test_split_counts_and_no_overlap(dm):
+    counts = {k: len(v[1]) for k, v in dm.tensors.items()}
+    assert counts == {"train": 54_000, "val": 6_000, "test": 10_000}
+    # train and val together are the 60k training images exactly once each
+    train_x, _ = dm.tensors["train"]
+    val_x, _ = dm.tensors["val"]
+    full, _ = load_mnist(mnist_root(), "train")
+    assert torch.equal(torch.cat([train_x, val_x]).sum(0, dtype=torch.int64), full.sum(0, dtype=torch.int64))
+
+
+def test_values_and_labels(dm):
+    x, y = dm.tensors["test"]
+    assert x.dtype == torch.uint8 and x.shape == (10_000, 28, 28)
+    assert set(y.tolist()) == set(range(10))
+    f = to_float(x[:100])
+    assert f.shape == (100, 1, 28, 28) and f.min() == 0 and f.max() == 1
+
+
+def test_split_is_seeded():
+    a, b = MNISTDataModule(root=mnist_root()), MNISTDataModule(root=mnist_root(), split_seed=1)
+    a.setup(), b.setup()
+    again = MNISTDataModule(root=mnist_root())
+    again.setup()
+    assert torch.equal(a.tensors["val"][1], again.tensors["val"][1])
+    assert not torch.equal(a.tensors["val"][1], b.tensors["val"][1])
+
+
+def test_loader_yields_whole_batches(dm):
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (86, 28, 28) and y.shape == (86,)
+    n = sum(len(b[1]) for b in dm.test_dataloader())
+    assert n == 10_000  # nothing dropped outside training
+
+
+def test_augment_identity_when_off(dm):
+    x = to_float(dm.tensors["test"][0][:32])
+    assert torch.equal(KerasAugment(enabled=False)(x), x)
+    assert torch.equal(KerasAugment(rotation=0, zoom=0, shift=0)(x), x)
+
+
+def test_augment_keeps_shape_and_range_and_changes_images(dm):
+    torch.manual_seed(0)
+    x = to_float(dm.tensors["test"][0][:64])
+    out = KerasAugment()(x)
+    assert out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out - x).abs().mean() > 0.01
+    # a pure shift of 0.1 moves the centre of mass by at most 2.8 px (+ rounding at the border)
+    shifted = KerasAugment(rotation=0, zoom=0, shift=0.1)(x)
+    grid = torch.arange(28.0)
+    com = lambda im: (im.sum(2).squeeze(1) * grid).sum(1) / im.sum((1, 2, 3))  # noqa: E731
+    assert (com(shifted) - com(x)).abs().max() <= 3.2
+
+
+def test_missing_root_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError) as err:
+        load_mnist(tmp_path / "nowhere", "train")
+    msg = str(err.value)
+    assert "MNIST_ROOT" in msg and all(name in msg for name in FILES)
+    assert "\n" not in msg

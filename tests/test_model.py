@@ -1,0 +1,63 @@
+import math
+
+import pytest
+import torch
+
+from mnist_probe import UserError
+from mnist_probe.model import LAYER_NAMES, KerasCNN, layer_h, layer_name
+
+# DESIGN.md's layer table: output shape of each h for one image.
+SHAPES = [
+    (64, 28, 28), (64, 28, 28), (64, 14, 14), (64, 14, 14), (64, 14, 14), (64, 14, 14),
+    (64, 7, 7), (64, 7, 7), (3136,), (256,), (256,), (10,),
+]  # fmt: skip
+
+
+def test_parameter_count_matches_keras():
+    assert sum(p.numel() for p in KerasCNN().parameters()) == 983_626
+
+
+def test_layer_names_in_keras_order():
+    names = [name for name, _ in KerasCNN().named_children()]
+    assert names == LAYER_NAMES
+    assert names[0] == "conv2d_1" and names[9] == "dense_1" and len(names) == 12
+
+
+def test_each_layer_output_shape():
+    model = KerasCNN().eval()
+    x = torch.rand(2, 1, 28, 28)
+    for h, (layer, shape) in enumerate(zip(model, SHAPES, strict=True), start=1):
+        x = layer(x)
+        assert tuple(x.shape[1:]) == shape, f"h={h} {LAYER_NAMES[h - 1]}"
+
+
+def test_relu_folded_into_conv_and_dense_outputs():
+    model = KerasCNN().eval()
+    x = torch.rand(4, 1, 28, 28)
+    for h in (1, 2, 5, 6, 10):
+        assert model.upto(h)(x).min() >= 0
+    assert model(x).min() < 0  # dense_2 gives logits, not probabilities
+
+
+def test_glorot_uniform_init_and_zero_bias():
+    torch.manual_seed(0)
+    model = KerasCNN()
+    for name in ("conv2d_2", "dense_1"):
+        w = model.layer(name).weight
+        fan_in = w[0].numel()
+        fan_out = w.shape[0] * (w[0, 0].numel() if w.dim() == 4 else 1)
+        limit = math.sqrt(6 / (fan_in + fan_out))
+        assert w.abs().max() <= limit
+        assert w.abs().max() > 0.95 * limit  # fills the whole range
+        # uniform(-a, a) has std a/sqrt(3)
+        assert w.std().item() == pytest.approx(limit / math.sqrt(3), rel=0.03)
+        assert torch.count_nonzero(model.layer(name).bias) == 0
+
+
+def test_layer_lookup_by_h_and_name():
+    assert layer_name(10) == "dense_1" and layer_name("5") == "conv2d_3"
+    assert layer_h("dropout_2") == 8
+    with pytest.raises(UserError, match="h runs from 1 to 12"):
+        layer_name(13)
+    with pytest.raises(UserError, match="valid names"):
+        layer_name("conv9")

@@ -1,0 +1,59 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_probe import UserError
+from mnist_probe import train as train_mod
+from mnist_probe.train import cnn_key, fit_or_load, load_model
+from tests.conftest import make_cfg
+
+
+def test_short_training_beats_90_percent(small_run):
+    cfg, results = small_run
+    assert results["test_images"] == 1000
+    assert results["test_acc"] > 0.90
+    assert results["cached"] is False and Path(results["checkpoint"]).is_file()
+
+
+def test_run_writes_results_json_and_tensorboard(small_run):
+    cfg, results = small_run
+    out = Path(cfg.paths.output_dir)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["test_acc"] == results["test_acc"]
+    assert {"seed", "config_hash", "versions", "device", "precision"} <= on_disk.keys()
+    assert list((out / "tb").rglob("events.out.tfevents.*"))
+
+
+def test_second_fit_or_load_does_not_train(small_run, monkeypatch):
+    cfg, results = small_run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained again although the cache holds this model")
+
+    monkeypatch.setattr(train_mod, "train_cnn", refuse)
+    model, meta = fit_or_load(cfg)
+    assert meta["cached"] is True and meta["test_acc"] == results["test_acc"]
+    trained = torch.load(results["checkpoint"], weights_only=True)
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+
+
+def test_changed_hyperparameter_changes_the_key(tmp_path):
+    a = make_cfg(tmp_path)
+    assert cnn_key(a) != cnn_key(make_cfg(tmp_path, "train.optimizer.lr=0.01"))
+    assert cnn_key(a) != cnn_key(make_cfg(tmp_path, "seed=1"))
+    # where MNIST lives and how the run looks do not change the model
+    assert cnn_key(a) == cnn_key(make_cfg(tmp_path, "data.root=/elsewhere", "train.progress_bar=true"))
+
+
+def test_load_model_errors_are_clear(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+    bad = tmp_path / "truncated.pt"
+    torch.save(torch.nn.Linear(3, 3).state_dict(), bad)
+    with pytest.raises(UserError, match="another architecture"):
+        load_model(bad)
+    bad.write_bytes(bad.read_bytes()[:20])
+    with pytest.raises(UserError, match="truncated"):
+        load_model(bad)
