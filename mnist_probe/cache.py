@@ -1,4 +1,4 @@
-"""Keyed artifacts on disk: a config hash names them, a file lock has one writer, renames publish."""
+"""Keyed artifacts on disk: a config hash names them, a lock lets one writer in, renames publish."""
 
 from __future__ import annotations
 

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 from torchvision.datasets import MNIST
 from torchvision.datasets.utils import check_md5
 
@@ -145,7 +151,7 @@ def batch_loader(
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    """MNIST in memory: train 54k / val 6k (seeded) / test 10k, uint8 until the batch is on device."""
+    """MNIST in memory: train 54k / val 6k (seeded) / test 10k; uint8 to the device."""
 
     def __init__(
         self,
@@ -162,7 +168,9 @@ class MNISTDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise UserError(f"batch size must be at least 1, got {batch_size} (set train.batch_size)")
+            raise UserError(
+                f"batch size must be at least 1, got {batch_size} (set train.batch_size)"
+            )
         self.root, self.download, self.verify = root, download, verify
         self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
         self.split_seed, self.train_subset, self.test_subset = split_seed, train_subset, test_subset

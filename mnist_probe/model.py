@@ -22,7 +22,7 @@ CODE_LAYER = "dense_1"  # h = 10, the 256-d code vector
 
 
 class Conv2dReLU(nn.Conv2d):
-    """Conv2D(activation='relu'): Keras folds the ReLU into the layer, so its hook sees post-ReLU."""
+    """Conv2D(activation='relu'): Keras folds the ReLU into the layer; its hook sees post-ReLU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(super().forward(x))
@@ -89,11 +89,11 @@ class KerasCNN(nn.Sequential):
 
     def upto(self, layer: int | str) -> nn.Sequential:
         """The sub-network from the input through layer h (inclusive)."""
-        return self[: layer_h(layer)]
+        return nn.Sequential(OrderedDict(list(self.named_children())[: layer_h(layer)]))
 
 
 class LitCNN(pl.LightningModule):
-    """Cross-entropy on logits, accuracy logged per split; optimiser/scheduler from Hydra partials."""
+    """Cross-entropy on logits, accuracy per split; optimiser and scheduler from Hydra partials."""
 
     def __init__(
         self,
@@ -118,7 +118,9 @@ class LitCNN(pl.LightningModule):
         acc = (logits.argmax(1) == y).float().mean()
         on_step = split == "train"
         self.log(f"{split}_loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y))
-        self.log(f"{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(
+            f"{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y)
+        )
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Hydra entry point: `python -m mnist_probe.run +experiment=NAME` picks a stage and writes a run dir."""
+"""Hydra entry point: `python -m mnist_probe.run +experiment=NAME` runs a stage into a run dir."""
 
 from __future__ import annotations
 
@@ -33,7 +33,43 @@ def stage_train(cfg: DictConfig, out_dir: Path) -> dict:
     return meta
 
 
-STAGES: dict[str, Callable[[DictConfig, Path], dict]] = {"train": stage_train}
+def stage_activations(cfg: DictConfig, out_dir: Path) -> dict:
+    """Feature maps, code vectors and class similarity of the trained CNN."""
+    from mnist_probe.viz import activations_stage
+
+    results = activations_stage(cfg, out_dir)
+    log.info(
+        "code vectors: within-class cosine %.3f, between %.3f, ratio %.2f; figures in %s",
+        results["within_class_cosine"], results["between_class_cosine"],
+        results["within_between_ratio"], out_dir,
+    )  # fmt: skip
+    return results
+
+
+def stage_interpreters(cfg: DictConfig, out_dir: Path) -> dict:
+    """Interpreters on code vectors and pixels, the study's accuracy table, probes by layer."""
+    from mnist_probe.interpreters import interpreters_stage
+
+    results = interpreters_stage(cfg, out_dir)
+    log.info("interpreter table: %s", out_dir / "interpreters.md")
+    return results
+
+
+def stage_shift(cfg: DictConfig, out_dir: Path) -> dict:
+    """The study's translation test, and shift metrics over the test set."""
+    from mnist_probe.shift import shift_stage
+
+    results = shift_stage(cfg, out_dir)
+    log.info("shift table: %s", out_dir / "shift_table.md")
+    return results
+
+
+STAGES: dict[str, Callable[[DictConfig, Path], dict]] = {
+    "train": stage_train,
+    "activations": stage_activations,
+    "interpreters": stage_interpreters,
+    "shift": stage_shift,
+}
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -44,6 +80,27 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{key} must be a whole number of at least 1, got {value!r}")
+    from mnist_probe.interpreters import interpreter_config, selected
+
+    if cfg.stage == "interpreters":
+        for spec in selected(cfg):
+            interpreter_config(spec)
+    if cfg.stage == "shift":
+        from mnist_probe.shift import shift_pairs
+
+        shift_pairs(cfg.shift)
+        for spec in [cfg.interpreter] if cfg.get("interpreter") else cfg.shift.models:
+            interpreter_config(spec)
+
+
+def job_overrides() -> str:
+    """The command-line overrides of this Hydra job ('' outside a Hydra app, as in tests)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return " ".join(HydraConfig.get().overrides.task)
+    except ValueError:
+        return ""
 
 
 def versions() -> dict[str, str]:
@@ -61,6 +118,7 @@ def run(cfg: DictConfig) -> dict:
     results = STAGES[cfg.stage](cfg, out_dir)
     results = {
         "stage": cfg.stage,
+        "overrides": job_overrides(),
         **results,
         "wall_seconds": round(time.perf_counter() - start, 1),
         "seed": cfg.seed,

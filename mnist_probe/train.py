@@ -1,4 +1,4 @@
-"""Fit the CNN with Lightning, or load it from the cache when this exact config was trained before."""
+"""Fit the CNN with Lightning, or load it from the cache when this config was trained before."""
 
 from __future__ import annotations
 
@@ -129,11 +129,12 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
     start = time.perf_counter()
     trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
     train_seconds = time.perf_counter() - start
+    val_acc = float(trainer.callback_metrics.get("val_acc", float("nan")))  # test() resets these
     test = trainer.test(lit, datamodule=dm, verbose=False)[0]
     meta = {
         "test_acc": float(test["test_acc"]),
         "test_loss": float(test["test_loss"]),
-        "val_acc": float(trainer.callback_metrics.get("val_acc", float("nan"))),
+        "val_acc": val_acc,
         "epochs": int(trainer.current_epoch),
         "train_seconds": round(train_seconds, 1),
         "precision": precision,

@@ -20,20 +20,22 @@ def mnist_root() -> str:
     return root
 
 
-def make_cfg(tmp: Path, *overrides: str) -> DictConfig:
+def make_cfg(tmp: Path, *overrides: str, cache: Path | None = None) -> DictConfig:
     """Compose conf/config.yaml as the entry point would, pointed at tmp and the real MNIST."""
     base = [
         f"data.root={mnist_root()}",
         f"paths.output_dir={tmp / 'run'}",
-        f"paths.cache={tmp / 'cache'}",
+        f"paths.cache={cache or tmp / 'cache'}",
         "train.progress_bar=false",
     ]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return compose("config", overrides=[*base, *overrides])
 
 
-# A short training that still learns: 2,000 images, 3 one-cycle epochs, scored on 1,000 test images.
-SMALL_TRAIN = ("data.train_subset=2000", "data.test_subset=1000", "train.epochs=3")
+# A short training that still learns: 2,000 images, 4 one-cycle epochs of batch 64, scored on 1,000 test images.
+SMALL_TRAIN = (
+    "data.train_subset=2000", "data.test_subset=1000", "train.epochs=4", "train.batch_size=64",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

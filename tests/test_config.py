@@ -38,7 +38,9 @@ def test_keras_recipe_is_the_studys():
     assert cfg.train.epochs == 30 and cfg.train.batch_size == 86
     assert cfg.train.optimizer.lr == 1e-3 and cfg.train.optimizer.alpha == 0.9
     sched = cfg.train.scheduler
-    assert sched.monitor == "val_acc" and sched.factory.factor == 0.5 and sched.factory.patience == 3
+    assert (
+        sched.monitor == "val_acc" and sched.factory.factor == 0.5 and sched.factory.patience == 3
+    )
     aug = cfg.train.augment
     assert (aug.rotation, aug.zoom, aug.shift) == (10, 0.1, 0.1)
 

@@ -20,7 +20,9 @@ def test_split_counts_and_no_overlap(dm):
     train_x, _ = dm.tensors["train"]
     val_x, _ = dm.tensors["val"]
     full, _ = load_mnist(mnist_root(), "train")
-    assert torch.equal(torch.cat([train_x, val_x]).sum(0, dtype=torch.int64), full.sum(0, dtype=torch.int64))
+    assert torch.equal(
+        torch.cat([train_x, val_x]).sum(0, dtype=torch.int64), full.sum(0, dtype=torch.int64)
+    )
 
 
 def test_values_and_labels(dm):

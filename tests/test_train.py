@@ -44,7 +44,9 @@ def test_changed_hyperparameter_changes_the_key(tmp_path):
     assert cnn_key(a) != cnn_key(make_cfg(tmp_path, "train.optimizer.lr=0.01"))
     assert cnn_key(a) != cnn_key(make_cfg(tmp_path, "seed=1"))
     # where MNIST lives and how the run looks do not change the model
-    assert cnn_key(a) == cnn_key(make_cfg(tmp_path, "data.root=/elsewhere", "train.progress_bar=true"))
+    assert cnn_key(a) == cnn_key(
+        make_cfg(tmp_path, "data.root=/elsewhere", "train.progress_bar=true")
+    )
 
 
 def test_load_model_errors_are_clear(tmp_path):

@@ -1,0 +1,322 @@
+"""Figures (feature-map sheets, code vectors, class similarity) and their TensorBoard copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mnist_probe.cache import atomic_write  # noqa: E402
+from mnist_probe.model import layer_h  # noqa: E402
+
+DPI = 100
+
+
+def save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write a figure as PNG atomically (fixed size: no tight bbox) and close it."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    plt.close(fig)
+    return path
+
+
+def feature_map_sheet(
+    image: torch.Tensor, maps: torch.Tensor, layer: str, title: str = ""
+) -> plt.Figure:
+    """All C maps of one layer (C×H×W, C a square) on one sheet, the input digit on the left.
+
+    One colour scale for the whole sheet (0 to the layer's max), so a weak or dead map looks weak.
+    """
+    c, h, w = maps.shape
+    side = int(np.ceil(np.sqrt(c)))
+    fig = plt.figure(figsize=(12, 8.4))
+    grid = fig.add_gridspec(side, side + 3, wspace=0.05, hspace=0.05)
+    ax = fig.add_subplot(grid[side // 2 - 1 : side // 2 + 2, 0:3])
+    ax.imshow(image.squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_title("input 28×28", fontsize=10)
+    ax.axis("off")
+    top = float(maps.max()) or 1.0
+    for i in range(c):
+        ax = fig.add_subplot(grid[i // side, 3 + i % side])
+        ax.imshow(maps[i], cmap="viridis", vmin=0, vmax=top)
+        ax.axis("off")
+    fig.suptitle(f"{layer} (h={layer_h(layer)}) {c}×{h}×{w} = {c * h * w:,} values  {title}")
+    return fig
+
+
+def code_vector_panel(
+    images: torch.Tensor, codes: np.ndarray, probs: np.ndarray, labels: list[int]
+) -> plt.Figure:
+    """One row per image: the digit, its 256-d code vector as a heat strip, its 10 probabilities."""
+    n = len(images)
+    fig, axes = plt.subplots(
+        n, 3, figsize=(12, 0.9 * n + 0.8), gridspec_kw={"width_ratios": [1, 12, 3]}, squeeze=False
+    )
+    top = float(codes.max()) or 1.0
+    for i in range(n):
+        a_img, a_code, a_prob = axes[i]
+        a_img.imshow(images[i].squeeze(0), cmap="gray_r")
+        a_img.axis("off")
+        a_code.imshow(codes[i][None, :], aspect="auto", cmap="magma", vmin=0, vmax=top)
+        a_code.set_yticks([])
+        a_code.set_xticks([] if i < n - 1 else [0, 64, 128, 192, 255])
+        a_prob.bar(range(10), probs[i], color=["C3" if k == labels[i] else "C0" for k in range(10)])
+        a_prob.set_ylim(0, 1)
+        a_prob.set_yticks([])
+        a_prob.set_xticks(range(10) if i == n - 1 else [])
+    axes[0, 1].set_title("code vector, dense_1 (h=10), 256 values")
+    axes[0, 2].set_title("P(class), true class red")
+    fig.tight_layout()
+    return fig
+
+
+def code_heatmap(codes: np.ndarray, labels: np.ndarray) -> plt.Figure:
+    """Code vectors of many images sorted by class, one row each: classes show as bands."""
+    order = np.argsort(labels, kind="stable")
+    fig, ax = plt.subplots(figsize=(10, 8))
+    im = ax.imshow(codes[order], aspect="auto", cmap="magma", interpolation="nearest")
+    bounds = np.searchsorted(labels[order], np.arange(10))
+    ax.set_yticks(bounds + np.diff(np.append(bounds, len(labels))) / 2, [str(d) for d in range(10)])
+    for b in bounds[1:]:
+        ax.axhline(b - 0.5, color="white", lw=0.6)
+    ax.set_xlabel("code vector unit (dense_1, h=10)")
+    ax.set_ylabel("test images, sorted by true class")
+    ax.set_title(f"{len(codes):,} code vectors sorted by class")
+    fig.colorbar(im, ax=ax, label="activation")
+    fig.tight_layout()
+    return fig
+
+
+def similarity_matrix(sim: np.ndarray, ratio: float) -> plt.Figure:
+    """The 10×10 matrix of mean cosine similarity between code vectors of two classes."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(sim, cmap="viridis", vmin=0, vmax=1)
+    for i in range(10):
+        for j in range(10):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if sim[i, j] > 0.6 else "white")  # fmt: skip
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("class")
+    ax.set_ylabel("class")
+    ax.set_title(f"mean cosine similarity of code vectors\nwithin / between classes = {ratio:.2f}")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def interpreter_bars(rows: list[dict]) -> plt.Figure:
+    """Test accuracy of each interpreter (ours) beside the study's figure, zoomed to 95-100%."""
+    labels = [f"{r['interpreter']}\n({r['features']})" for r in rows]
+    x = np.arange(len(rows))
+    ours = [100 * r["test_acc"] for r in rows]
+    study = [100 * r["study_acc"] if r.get("study_acc") else np.nan for r in rows]
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(rows)), 4.5))
+    ax.bar(x - 0.2, ours, 0.4, label="mnist_probe")
+    ax.bar(x + 0.2, study, 0.4, label="study (2019)", color="C7")
+    for xi, v in zip(x, ours, strict=True):
+        ax.text(xi - 0.2, v + 0.05, f"{v:.2f}", ha="center", fontsize=7, rotation=90)
+    low = min(v for v in ours + study if not np.isnan(v))
+    ax.set_ylim(max(0, min(95, low - 1)), 100)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Interpreters on the CNN's code vectors (h=10) and on raw pixels")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def probe_plot(rows: list[dict]) -> plt.Figure:
+    """Linear-probe test accuracy against layer depth h."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    h = [r["h"] for r in rows]
+    ax.plot(h, [100 * r["test_acc"] for r in rows], "o-")
+    ax.set_xticks(h, [f"{r['h']}\n{r['layer']}" for r in rows], fontsize=7)
+    ax.set_ylabel("linear probe test accuracy (%)")
+    ax.set_title("Does linear separability grow with depth? (logistic regression per layer)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def first_of_each_digit(labels: torch.Tensor) -> list[int]:
+    """Index of the first test image of each digit 0..9, the stage's default picks."""
+    return [int((labels == d).nonzero()[0]) for d in range(10)]
+
+
+def activations_stage(cfg, out_dir: Path) -> dict:
+    """Feature-map sheets, code-vector figures and class similarity; copies in TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from mnist_probe import UserError
+    from mnist_probe.data import load_mnist, to_float
+    from mnist_probe.model import CODE_LAYER, layer_name
+    from mnist_probe.probe import class_similarity, record
+    from mnist_probe.train import cnn_key, fit_or_load
+
+    acfg = cfg.activations
+    model, meta = fit_or_load(cfg)
+    images_u8, labels = load_mnist(cfg.data.root, "test", cfg.data.download)
+    indices = list(acfg.indices) if acfg.indices else first_of_each_digit(labels)
+    bad = [i for i in indices if not 0 <= i < len(labels)]
+    if bad:
+        raise UserError(f"activations.indices {bad} outside 0..{len(labels) - 1} (the test set)")
+    layers = [layer_name(h) for h in acfg.layers]
+    images = to_float(images_u8[indices])
+    acts = record(model, images, [*layers, CODE_LAYER, "dense_2"])
+    writer = SummaryWriter(str(out_dir / "tb" / "activations"))
+    maps_dir = out_dir / "feature_maps"
+    written = []
+    for layer in layers:
+        for row, idx in enumerate(indices):
+            digit = int(labels[idx])
+            fig = feature_map_sheet(
+                images[row], acts[layer][row], layer, f"test #{idx}, digit {digit}"
+            )
+            writer.add_figure(f"feature_maps/{layer}/digit_{digit}_test{idx}", fig, close=False)
+            written.append(save(fig, maps_dir / f"{layer}_digit{digit}_test{idx}.png"))
+    probs = torch.softmax(acts["dense_2"], 1).numpy()
+    fig = code_vector_panel(images, acts[CODE_LAYER].numpy(), probs, labels[indices].tolist())
+    writer.add_figure("code_vectors/examples", fig, close=False)
+    save(fig, out_dir / "code_vectors.png")
+
+    # Many images: is the code vector consistent within a class and different between classes?
+    n = min(acfg.n_codes, len(labels))
+    many = record(model, to_float(images_u8[:n]), [CODE_LAYER, "dense_2"])
+    codes, y = many[CODE_LAYER].numpy(), labels[:n].numpy()
+    sim, ratio = class_similarity(codes, y)
+    for name, fig in (("code_heatmap", code_heatmap(codes, y)),
+                      ("class_similarity", similarity_matrix(sim, ratio))):  # fmt: skip
+        writer.add_figure(f"code_vectors/{name}", fig, close=False)
+        save(fig, out_dir / f"{name}.png")
+    atomic_write(out_dir / "class_similarity.csv", lambda tmp: np.savetxt(tmp, sim, "%.4f", ","))
+    preds = many["dense_2"].argmax(1).tolist()
+    writer.add_embedding(
+        codes, metadata=[[str(a), str(b)] for a, b in zip(y.tolist(), preds, strict=True)],
+        metadata_header=["label", "predicted"], label_img=to_float(images_u8[:n]),
+        tag="code_vectors",
+    )  # fmt: skip
+    writer.close()
+    off = sim[~np.eye(10, dtype=bool)]
+    return {
+        "cnn_key": cnn_key(cfg),
+        "cnn_test_acc": meta["test_acc"],
+        "indices": indices,
+        "layers": layers,
+        "feature_map_pngs": len(written),
+        "n_codes": n,
+        "within_class_cosine": float(np.diag(sim).mean()),
+        "between_class_cosine": float(off.mean()),
+        "within_between_ratio": ratio,
+    }
+
+
+SHIFT_NOTE = "dx > 0: right, dy < 0: up"
+
+
+def pair_labels(pairs: list[tuple[int, int]]) -> list[str]:
+    """Axis labels for shifts: 'dy=-3' when dx is 0 throughout, else '(dx,dy)'."""
+    if all(dx == 0 for dx, _ in pairs):
+        return [f"dy={dy}" for _, dy in pairs]
+    return [f"({dx},{dy})" for dx, dy in pairs]
+
+
+def shift_curves(pairs, p_true: dict[str, np.ndarray], digit: int, idx: int) -> plt.Figure:
+    """P(true class) against shift, one line per model (log scale shows the study's 1e-4%)."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    x = np.arange(len(pairs))
+    for label, p in p_true.items():
+        ax.plot(x, np.clip(p, 1e-8, 1), "o-", label=label)
+    ax.set_yscale("log")
+    ax.set_ylim(1e-8, 2)
+    ax.set_xticks(x, pair_labels(pairs))
+    ax.set_ylabel(f"P(y = {digit} | shifted X)")
+    ax.set_title(f"test #{idx} (a {digit}) shifted ({SHIFT_NOTE})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def shift_strip(stacked: torch.Tensor, pairs, preds: list[str] | None = None) -> plt.Figure:
+    """The shifted inputs side by side, each titled with its (dx, dy) and, if given, a caption."""
+    n = len(pairs)
+    fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.3), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        ax.imshow(stacked[k].squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"({pairs[k][0]}, {pairs[k][1]})", fontsize=9)
+        if preds:
+            ax.set_xlabel(preds[k], fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"shifted inputs (dx, dy); {SHIFT_NOTE}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def deformation_plot(pairs, cosines: dict[str, np.ndarray], p_true: np.ndarray) -> plt.Figure:
+    """Cosine similarity of each layer's activation to the unshifted one, beside CNN P(true)."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    x = np.arange(len(pairs))
+    for name, c in cosines.items():
+        ax.plot(x, c, "o-", label=f"cos sim, {name} (h={layer_h(name)})")
+    ax.plot(x, p_true, "k--", lw=2, label="CNN P(true class)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(x, pair_labels(pairs))
+    ax.set_ylabel("similarity to the unshifted image / probability")
+    ax.set_title(f"How shifts deform the CNN's activations ({SHIFT_NOTE})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_heatmaps(radius: int, acc: dict[str, np.ndarray]) -> plt.Figure:
+    """Test accuracy on the (dx, dy) grid, one panel per model."""
+    n = len(acc)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.6), squeeze=False)
+    ticks = list(range(-radius, radius + 1))
+    for ax, (label, a) in zip(axes[0], acc.items(), strict=True):
+        grid = a.reshape(len(ticks), len(ticks)).T  # rows: dy, columns: dx
+        im = ax.imshow(100 * grid, cmap="viridis", vmin=0, vmax=100, origin="upper",
+                       extent=(-radius - 0.5, radius + 0.5, radius + 0.5, -radius - 0.5))  # fmt: skip
+        ax.set_title(f"{label}\n(0,0): {100 * grid[radius, radius]:.1f}%", fontsize=9)
+        ax.set_xlabel("dx (px, + right)")
+        ax.set_ylabel("dy (px, + down)")
+    fig.colorbar(im, ax=axes[0].tolist(), label="test accuracy (%)", shrink=0.8)
+    return fig
+
+
+def metric_bars(rows: list[dict], metric: str, title: str) -> plt.Figure:
+    """One bar per model for a dataset-scale shift metric."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = [r["model"] for r in rows]
+    values = [100 * r[metric] for r in rows]
+    ax.bar(range(len(rows)), values, color=[f"C{i}" for i in range(len(rows))])
+    for i, v in enumerate(values):
+        ax.text(i, v + 1, f"{v:.1f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8, rotation=15)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves_plot(curves: dict[str, tuple[list, list]], xlabel: str, title: str) -> plt.Figure:
+    """Lines of (x, y) per label: e.g. CNN accuracy against test-time shift for each sweep job."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for label, (x, y) in curves.items():
+        ax.plot(x, 100 * np.asarray(y), "o-", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,131 @@
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mnist_probe import UserError
+from mnist_probe.run import run
+from mnist_probe.shift import dataset_metrics, shift_pairs, shifted_stack, study_cell, translate
+from tests.conftest import REPO, SMALL_TRAIN, make_cfg, mnist_root
+
+
+def blob(cy: int = 14, cx: int = 14) -> torch.Tensor:
+    """A hand-made 1×1×28×28 image: a 5×3 bar centred at (cy, cx)."""
+    img = torch.zeros(1, 1, 28, 28)
+    img[..., cy - 2 : cy + 3, cx - 1 : cx + 2] = 1.0
+    return img
+
+
+def centre_of_mass(img: torch.Tensor) -> tuple[float, float]:
+    grid = torch.arange(28.0)
+    m = img.squeeze()
+    return float((m.sum(0) * grid).sum() / m.sum()), float((m.sum(1) * grid).sum() / m.sum())
+
+
+def test_zero_shift_is_identity():
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(translate(x, 0, 0), x)
+
+
+@pytest.mark.parametrize("dx, dy", [(3, -4), (-5, 0), (0, 7), (-2, 2)])
+def test_shift_back_restores_pixels_that_stayed_inside(dx, dy):
+    x = torch.rand(2, 1, 28, 28)
+    back = translate(translate(x, dx, dy), -dx, -dy)
+    stayed = translate(translate(torch.ones_like(x), dx, dy), -dx, -dy).bool()
+    assert torch.equal(back[stayed], x[stayed])
+    assert int((~stayed[0, 0]).sum()) == 28 * 28 - (28 - abs(dx)) * (28 - abs(dy))
+    assert back[~stayed].abs().sum() == 0  # zero fill, no wrap-around
+
+
+@pytest.mark.parametrize("dx, dy", [(3, -4), (-5, 0), (0, -5), (6, 6)])
+def test_centre_of_mass_moves_by_the_shift(dx, dy):
+    x0, y0 = centre_of_mass(blob())
+    x1, y1 = centre_of_mass(translate(blob(), dx, dy))
+    assert (x1 - x0, y1 - y0) == pytest.approx((dx, dy))  # dy < 0 moves the digit up
+
+
+def test_too_large_or_empty_shifts_refused():
+    with pytest.raises(UserError, match="28"):
+        translate(blob(), 0, -28)
+    for bad in ({"dx": [0], "dy": [28]}, {"dx": [-30], "dy": [0]}, {"dx": [], "dy": [0]}):
+        with pytest.raises(UserError, match="shift"):
+            shift_pairs(OmegaConf.create({**bad, "grid": False}))
+
+
+def test_shift_pairs_broadcast_zip_and_grid():
+    cfg = OmegaConf.create({"dx": [0], "dy": [0, -1, -2], "grid": False})
+    assert shift_pairs(cfg) == [(0, 0), (0, -1), (0, -2)]
+    cfg.dy = -3  # one value from a sweep
+    assert shift_pairs(cfg) == [(0, -3)]
+    cfg.update({"dx": [1, 2], "dy": [3, 4], "grid": True})
+    assert shift_pairs(cfg) == [(1, 3), (1, 4), (2, 3), (2, 4)]
+
+
+def test_shifted_stack_is_shift_major():
+    x = torch.rand(4, 1, 28, 28)
+    stack = shifted_stack(x, [(0, 0), (1, 0)])
+    assert stack.shape == (8, 1, 28, 28)
+    assert torch.equal(stack[5], translate(x[1], 1, 0))
+
+
+def test_study_cell_format():
+    p = np.full(10, 0.0)
+    p[1], p[7] = 0.0071, 0.9929
+    assert study_cell(p, 1, 0.01) == "0.71% (7: 99.29%)"
+    p[1], p[7] = 1.0, 0.0
+    assert study_cell(p, 1, 0.01) == "100%"
+
+
+def test_dataset_metrics_on_known_predictions():
+    pairs = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+    labels = np.array([0, 1, 2, 3])
+    preds = np.tile(labels, (9, 1))
+    preds[pairs.index((1, 1))] = 9  # every image wrong at (1, 1) only
+    m = dataset_metrics(pairs, preds, labels)
+    assert m["accuracy"][pairs.index((0, 0))] == 1 and m["accuracy"][pairs.index((1, 1))] == 0
+    # (1, 1) has 2 of the grid's 12 one-pixel neighbour pairs
+    assert m["change_1px"] == pytest.approx(2 / 12)
+    assert 0.6 < m["consistency"] < 0.9  # ideal 1 - 2·(8/81)
+
+
+def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run, tmp_path):
+    trained_cfg, _ = small_run
+    cfg = make_cfg(
+        tmp_path, "+experiment=shift", *SMALL_TRAIN, "shift.models=[dt,dt@pixels]",
+        "shift.dy=[0,-2,-4]", "shift.dataset.samples=40", "shift.dataset.radius=2",
+        cache=Path(trained_cfg.paths.cache),
+    )  # fmt: skip
+    results = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    with open(out / "shift_table.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["model"] for r in table] == ["CNN", "CNN+dt", "dt (pixels)"]
+    assert list(table[0]) == ["model", "dy=0", "dy=-2", "dy=-4"]
+    assert results["digit"] == 1 and results["code_cosine"][0] == pytest.approx(1.0, abs=1e-5)
+    assert len(results["dataset"]) == 3 and all(0 <= r["consistency"] <= 1 for r in results["dataset"])
+    for name in ("shift_probability", "shift_strip", "shift_deformation", "shift_heatmap"):
+        assert (out / f"{name}.png").is_file()
+
+
+def test_sweep_over_shifts_and_interpreters_trains_the_cnn_once(tmp_path):
+    cmd = [
+        sys.executable, "-m", "mnist_probe.run", "-m", "+experiment=shift",
+        "shift.dy=0,-2", "interpreter=dt,knn", f"data.root={mnist_root()}",
+        "data.train_subset=500", "data.test_subset=200", "train.epochs=1", "train.progress_bar=false",
+        "shift.dataset.samples=20", "shift.dataset.radius=1",
+        f"paths.cache={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = proc.stdout + proc.stderr
+    assert log.count("training CNN") == 1
+    assert len(list((tmp_path / "cache").glob("cnn-*/model.pt"))) == 1
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    for job in ("shift.dy=0 interpreter=dt", "shift.dy=-2 interpreter=knn"):
+        assert job in summary
+    assert summary.count("CNN+knn") == 2 and summary.count("| CNN |") == 4
