@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from numpy.lib.format import open_memmap
 from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
@@ -34,8 +34,9 @@ class ActivationRecorder:
     """Context manager that records the outputs of chosen layers while the model runs.
 
     In memory (default): `rec[name]` is the concatenation of every batch seen, detached, on the
-    CPU. Streaming (`stream_dir` and `total` given): each layer's rows go straight into a
-    memory-mapped `<name>.npy` of `total` rows, so memory stays bounded; the files appear under
+    CPU. Streaming (`stream_dir` and `total` given): each layer's rows are appended to a
+    `<name>.npy` of `total` rows (open it with np.load(mmap_mode='r')), so memory stays at one
+    batch whatever the dataset size; the files appear under
     their final names only when recording finished cleanly. The model runs in eval mode (dropout
     passes its input through, as in Keras's predict) and every hook is removed on exit, even when
     the body raises.
@@ -55,7 +56,7 @@ class ActivationRecorder:
         self.stream_dir = Path(stream_dir) if stream_dir is not None else None
         self.total, self.dtype = total, np.float16 if float16 else np.float32
         self.memory: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
-        self.arrays: dict[str, np.memmap] = {}
+        self.files: dict[str, BinaryIO] = {}
         self.rows: dict[str, int] = dict.fromkeys(self.names, 0)
         self.handles: list = []
         self.was_training = model.training
@@ -66,13 +67,17 @@ class ActivationRecorder:
             if self.stream_dir is None:
                 self.memory[name].append(out.cpu())
                 return
-            if name not in self.arrays:
-                self.arrays[name] = open_memmap(
-                    self._tmp(name), mode="w+", dtype=self.dtype, shape=(self.total, *out.shape[1:])
-                )
-            start = self.rows[name]
-            self.arrays[name][start : start + len(out)] = out.float().cpu().numpy()
-            self.rows[name] = start + len(out)
+            if name not in self.files:
+                # Append rows to a plain .npy file (header first): unlike a writable memmap, the
+                # written pages are not mapped into this process, so RSS stays at one batch.
+                self.files[name] = open(self._tmp(name), "wb")  # noqa: SIM115 - closed in __exit__
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)),
+                          "fortran_order": False, "shape": (self.total, *out.shape[1:])}  # fmt: skip
+                np.lib.format.write_array_header_1_0(self.files[name], header)
+            if self.rows[name] + len(out) > self.total:
+                raise RuntimeError(f"{name}: more than the {self.total} rows announced")
+            self.files[name].write(np.ascontiguousarray(out.cpu().numpy(), dtype=self.dtype).tobytes())
+            self.rows[name] += len(out)
 
         return hook
 
@@ -95,14 +100,13 @@ class ActivationRecorder:
         if self.stream_dir is None:
             return
         complete = exc_type is None and all(self.rows[n] == self.total for n in self.names)
-        for name, array in self.arrays.items():
-            array.flush()
-            del array
+        for name, f in self.files.items():
+            f.close()
             if complete:
                 os.replace(self._tmp(name), self.path(name))
             else:
                 self._tmp(name).unlink(missing_ok=True)
-        self.arrays.clear()
+        self.files.clear()
         if exc_type is None and not complete:
             raise RuntimeError(f"streamed {self.rows} rows, expected {self.total} for each layer")
 
