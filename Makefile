@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-run: install ## the main job (train the CNN, or load it from the cache)
-	$(PY) -m mnist_probe.run +experiment=train
+run: install ## the main job: train (or load) the CNN, then the study's shift test
+	$(PY) -m mnist_probe.run +experiment=shift
 
 train: install ## train (or load) the CNN with the default recipe
 	$(PY) -m mnist_probe.run +experiment=train

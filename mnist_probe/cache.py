@@ -48,6 +48,17 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=str)))
 
 
+def write_npz(path: str | Path, **arrays: Any) -> Path:
+    """Atomically write arrays as an .npz file."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)
+
+
 @contextmanager
 def locked(path: str | Path) -> Iterator[None]:
     """Hold an inter-process lock named after path (path.lock), so one process builds it."""

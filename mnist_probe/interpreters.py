@@ -39,6 +39,8 @@ def interpreter_config(spec: str | DictConfig) -> DictConfig:
         icfg = OmegaConf.load(CONF_DIR / f"{name}.yaml")
         if features:
             icfg.features = features
+    if icfg.features == "pixels" and "pixels" in icfg:
+        icfg = OmegaConf.merge(icfg, icfg.pixels)  # the config's own settings for raw pixels
     if icfg.features not in FEATURES:
         raise UserError(
             f"interpreter.features must be one of {', '.join(FEATURES)}, got {icfg.features!r}"
@@ -78,10 +80,10 @@ def fit_or_load(
     Keyed by the CNN (for code vectors) or the data split (for pixels) plus the interpreter's own
     config. Estimators are pickled: only files this project wrote to its cache are ever loaded.
     """
-    from mnist_probe.train import cnn_key
+    from mnist_probe.train import split_key
 
     owner = f"cnn-{model_key}" if icfg.features == "codes" else "pixels"
-    base = model_key if icfg.features == "codes" else cnn_key(cfg)
+    base = model_key if icfg.features == "codes" else split_key(cfg)
     key = config_key(base, icfg.estimator, icfg.train_samples)
     entry = Path(cfg.paths.cache) / owner / f"interp-{icfg.name}-{key}"
     with locked(entry):

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from mnist_probe.cache import atomic_write, locked
+from mnist_probe.cache import locked, write_npz
 from mnist_probe.data import load_mnist, to_float
 from mnist_probe.model import CODE_LAYER, LAYER_NAMES, layer_name
 
@@ -169,7 +169,7 @@ def code_vectors(
         log.info("computing %s code vectors for %d images", split, len(images))
         codes = record_codes(model, images)
         labels = labels.numpy()
-        atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), codes=codes, labels=labels))
+        write_npz(path, codes=codes, labels=labels)
         return codes, labels
 
 

@@ -246,7 +246,7 @@ def one_image(cfg, out_dir: Path, specs, model, images_u8, labels, writer) -> di
 
 def dataset_scale(cfg, out_dir: Path, specs, model, model_key, images_u8, labels, writer) -> dict:
     """Accuracy on the (dx, dy) grid, consistency and 1-px change rate over many test images."""
-    from mnist_probe.cache import atomic_write, config_key, locked
+    from mnist_probe.cache import config_key, locked, write_npz
     from mnist_probe.report import write_table
     from mnist_probe.viz import accuracy_heatmaps, curves_plot, metric_bars, save
 
@@ -254,19 +254,21 @@ def dataset_scale(cfg, out_dir: Path, specs, model, model_key, images_u8, labels
     n, radius = min(dcfg.samples, len(labels)), dcfg.radius
     keep = np.random.default_rng(cfg.seed).permutation(len(labels))[:n]
     images, y = to_float(images_u8[keep]), labels[keep].numpy()
+    # Grid predictions are cached per model, so sweep jobs over shift.dy compute them once, and
+    # the models still missing share one CNN pass over the shifted images.
+    entry = Path(cfg.paths.cache) / f"cnn-{model_key}"
+    paths = {s.label: entry / f"shiftgrid-{config_key(model_key, s.label, n, radius, cfg.seed)}.npz"
+             for s in specs}  # fmt: skip
+    with locked(entry / "shiftgrid"):
+        missing = [s for s in specs if not paths[s.label].is_file()]
+        if missing:
+            pairs, fresh = grid_predictions(missing, model, images, radius, dcfg.batch_size)
+            for s in missing:
+                write_npz(paths[s.label], pairs=np.array(pairs), preds=fresh[s.label])
     rows, acc, curves = [], {}, {}
     for spec in specs:
-        # Grid predictions are cached per model, so sweep jobs over shift.dy compute them once.
-        key = config_key(model_key, spec.label, n, radius, cfg.seed)
-        path = Path(cfg.paths.cache) / f"cnn-{model_key}" / f"shiftgrid-{key}.npz"
-        with locked(path):
-            if path.is_file():
-                with np.load(path) as z:
-                    pairs, preds = [tuple(p) for p in z["pairs"].tolist()], z["preds"]
-            else:
-                pairs, all_preds = grid_predictions([spec], model, images, radius, dcfg.batch_size)
-                preds = all_preds[spec.label]
-                atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), pairs=pairs, preds=preds))  # noqa: B023
+        with np.load(paths[spec.label]) as z:
+            pairs, preds = [tuple(p) for p in z["pairs"].tolist()], z["preds"]
         metrics = dataset_metrics(pairs, preds, y, cfg.seed)
         acc[spec.label] = metrics["accuracy"]
         index = {p: k for k, p in enumerate(pairs)}

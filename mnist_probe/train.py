@@ -37,6 +37,11 @@ def cnn_key(cfg: DictConfig) -> str:
     return config_key(data, cfg.model, train, cfg.seed)
 
 
+def split_key(cfg: DictConfig) -> str:
+    """Hash of what decides the training split alone (for models fitted on raw pixels)."""
+    return config_key({k: cfg.data[k] for k in ("val_size", "split_seed", "train_subset")})
+
+
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU has AMX: measured here, AVX512-BF16 alone trains no faster than fp32."""
     try:

@@ -136,7 +136,7 @@ def probe_plot(rows: list[dict]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     h = [r["h"] for r in rows]
     ax.plot(h, [100 * r["test_acc"] for r in rows], "o-")
-    ax.set_xticks(h, [f"{r['h']}\n{r['layer']}" for r in rows], fontsize=7)
+    ax.set_xticks(h, [f"h={r['h']} {r['layer']}" for r in rows], fontsize=7, rotation=35, ha="right")
     ax.set_ylabel("linear probe test accuracy (%)")
     ax.set_title("Does linear separability grow with depth? (logistic regression per layer)")
     ax.grid(alpha=0.3)

@@ -32,7 +32,7 @@ def make_cfg(tmp: Path, *overrides: str, cache: Path | None = None) -> DictConfi
         return compose("config", overrides=[*base, *overrides])
 
 
-# A short training that still learns: 2,000 images, 4 one-cycle epochs of batch 64, scored on 1,000 test images.
+# A short training that still learns: 2,000 images, 4 one-cycle epochs of batch 64; 1,000 test images.
 SMALL_TRAIN = (
     "data.train_subset=2000", "data.test_subset=1000", "train.epochs=4", "train.batch_size=64",
 )  # fmt: skip
