@@ -287,7 +287,8 @@ def accuracy_heatmaps(radius: int, acc: dict[str, np.ndarray]) -> plt.Figure:
                        extent=(-radius - 0.5, radius + 0.5, radius + 0.5, -radius - 0.5))  # fmt: skip
         ax.set_title(f"{label}\n(0,0): {100 * grid[radius, radius]:.1f}%", fontsize=9)
         ax.set_xlabel("dx (px, + right)")
-        ax.set_ylabel("dy (px, + down)")
+    axes[0, 0].set_ylabel("dy (px, + down)")
+    fig.subplots_adjust(wspace=0.3)
     fig.colorbar(im, ax=axes[0].tolist(), label="test accuracy (%)", shrink=0.8)
     return fig
 
