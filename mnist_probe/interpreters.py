@@ -14,18 +14,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe import UserError
 from mnist_probe.cache import atomic_write, config_key, locked, write_json
-from mnist_probe.data import load_mnist
 from mnist_probe.probe import code_vectors
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "interpreter"
 FEATURES = ("codes", "pixels")
+# The study's raw-pixel baselines (its translation table): RF 96.6%, SVM 96.1%.
+PIXEL_STUDY = {"rf": 0.966, "svm": 0.961}
 
 
 def available() -> list[str]:
     """Names of the interpreter configs in conf/interpreter/."""
     return sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+
+
+def selected(cfg: DictConfig) -> list:
+    """The interpreter chosen on the command line (interpreter=NAME), else the stage's list."""
+    if cfg.get("interpreter"):
+        return [cfg.interpreter]
+    return list(cfg.interpreters.models)
 
 
 def interpreter_config(spec: str | DictConfig) -> DictConfig:
@@ -54,14 +62,9 @@ def features(
     """(X, y) of a split: 256-d code vectors, or the 784 raw pixels scaled to [0, 1]."""
     if kind == "codes":
         return code_vectors(cfg, model, model_key, split)
-    if split == "test":
-        images, labels = load_mnist(cfg.data.root, "test", cfg.data.download)
-    else:
-        from mnist_probe.train import build_datamodule
+    from mnist_probe.train import split_tensors
 
-        dm = build_datamodule(cfg)
-        dm.setup()
-        images, labels = dm.tensors[split]
+    images, labels = split_tensors(cfg, split)
     return images.reshape(len(images), -1).numpy().astype(np.float32) / 255.0, labels.numpy()
 
 
@@ -130,14 +133,12 @@ def linear_probes(
     from mnist_probe.data import to_float
     from mnist_probe.model import LAYER_NAMES
     from mnist_probe.probe import record
-    from mnist_probe.train import build_datamodule
+    from mnist_probe.train import split_tensors
 
-    dm = build_datamodule(cfg)
-    dm.setup()
-    x_train, y_train = dm.tensors["train"]
+    x_train, y_train = split_tensors(cfg, "train")
     keep = np.random.default_rng(0).permutation(len(y_train))[:train_samples]
     x_train, y_train = to_float(x_train[keep]), y_train[keep].numpy()
-    x_test, y_test = load_mnist(cfg.data.root, "test", cfg.data.download)
+    x_test, y_test = split_tensors(cfg, "test")
     if test_samples:
         x_test, y_test = x_test[:test_samples], y_test[:test_samples]
     x_test, y_test = to_float(x_test), y_test.numpy()
@@ -202,14 +203,3 @@ def interpreters_stage(cfg: DictConfig, out_dir: Path) -> dict:
         results["probes"] = probes
     writer.close()
     return results
-
-
-# The study's raw-pixel baselines (its translation table): RF 96.6%, SVM 96.1%.
-PIXEL_STUDY = {"rf": 0.966, "svm": 0.961}
-
-
-def selected(cfg: DictConfig) -> list:
-    """The interpreter chosen on the command line (interpreter=NAME), else the stage's list."""
-    if cfg.get("interpreter"):
-        return [cfg.interpreter]
-    return list(cfg.interpreters.models)

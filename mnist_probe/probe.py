@@ -14,7 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mnist_probe.cache import locked, write_npz
-from mnist_probe.data import load_mnist, to_float
+from mnist_probe.data import to_float
 from mnist_probe.model import CODE_LAYER, LAYER_NAMES, layer_name
 
 log = logging.getLogger(__name__)
@@ -153,19 +153,14 @@ def code_vectors(
 
     Stored beside the CNN in its cache entry, so every stage and sweep job reuses them.
     """
-    from mnist_probe.train import build_datamodule
+    from mnist_probe.train import split_tensors
 
     path = Path(cfg.paths.cache) / f"cnn-{model_key}" / f"codes-{split}.npz"
     with locked(path):
         if path.is_file():
             with np.load(path) as z:
                 return z["codes"], z["labels"]
-        if split == "test":
-            images, labels = load_mnist(cfg.data.root, "test", cfg.data.download)
-        else:
-            dm = build_datamodule(cfg)
-            dm.setup()
-            images, labels = dm.tensors[split]
+        images, labels = split_tensors(cfg, split)
         log.info("computing %s code vectors for %d images", split, len(images))
         codes = record_codes(model, images)
         labels = labels.numpy()

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe import UserError
 from mnist_probe.cache import config_key, write_json
+from mnist_probe.model import layer_name
 
 log = logging.getLogger("mnist_probe")
 
@@ -85,10 +86,20 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.stage == "interpreters":
         for spec in selected(cfg):
             interpreter_config(spec)
+    if cfg.stage == "activations":
+        bad = [i for i in cfg.activations.indices or [] if not 0 <= i < 10_000]
+        if bad:
+            raise UserError(f"activations.indices {bad} are outside the test set 0..9999")
+        for layer in cfg.activations.layers:
+            layer_name(layer)
     if cfg.stage == "shift":
         from mnist_probe.shift import shift_pairs
 
         shift_pairs(cfg.shift)
+        if cfg.shift.index is not None and not 0 <= cfg.shift.index < 10_000:
+            raise UserError(f"shift.index must be a test-set index 0..9999, got {cfg.shift.index}")
+        if cfg.shift.index is None and not 0 <= cfg.shift.digit <= 9:
+            raise UserError(f"shift.digit must be 0..9, got {cfg.shift.digit}")
         for spec in [cfg.interpreter] if cfg.get("interpreter") else cfg.shift.models:
             interpreter_config(spec)
 

@@ -298,15 +298,14 @@ def shift_stage(cfg: DictConfig, out_dir: Path) -> dict:
     """The study's translation table for one digit, then dataset-scale shift metrics."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from mnist_probe.data import load_mnist
-    from mnist_probe.train import cnn_key
+    from mnist_probe.train import cnn_key, split_tensors
     from mnist_probe.train import fit_or_load as fit_cnn
 
     shift_pairs(cfg.shift)  # refuse bad shifts before any training
     model, meta = fit_cnn(cfg)
     key = cnn_key(cfg)
     specs = model_specs(cfg, model, key)
-    images_u8, labels = load_mnist(cfg.data.root, "test", cfg.data.download)
+    images_u8, labels = split_tensors(cfg, "test")
     writer = SummaryWriter(str(out_dir / "tb" / "shift"))
     results = {"cnn_key": key, "cnn_test_acc": meta["test_acc"], "models": [s.label for s in specs]}
     results |= one_image(cfg, out_dir, specs, model, images_u8, labels, writer)

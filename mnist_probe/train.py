@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from mnist_probe import UserError
 from mnist_probe.cache import atomic_write, config_key, locked, write_json
-from mnist_probe.data import MNISTDataModule
+from mnist_probe.data import MNISTDataModule, load_mnist
 from mnist_probe.model import KerasCNN, LitCNN
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,15 @@ def build_datamodule(cfg: DictConfig, batch_size: int | None = None) -> MNISTDat
         cfg.data, _target_="mnist_probe.data.MNISTDataModule",
         batch_size=batch_size or cfg.train.batch_size, augment=augment,
     )  # fmt: skip
+
+
+def split_tensors(cfg: DictConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and labels of 'train' or 'val' (the seeded split) or 'test' (all 10k)."""
+    if split == "test":
+        return load_mnist(cfg.data.root, "test", cfg.data.download)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    return dm.tensors[split]
 
 
 def load_model(path: str | Path, model_cfg: DictConfig | None = None) -> KerasCNN:

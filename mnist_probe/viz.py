@@ -154,14 +154,14 @@ def activations_stage(cfg, out_dir: Path) -> dict:
     from torch.utils.tensorboard import SummaryWriter
 
     from mnist_probe import UserError
-    from mnist_probe.data import load_mnist, to_float
+    from mnist_probe.data import to_float
     from mnist_probe.model import CODE_LAYER, layer_name
     from mnist_probe.probe import class_similarity, record
-    from mnist_probe.train import cnn_key, fit_or_load
+    from mnist_probe.train import cnn_key, fit_or_load, split_tensors
 
     acfg = cfg.activations
     model, meta = fit_or_load(cfg)
-    images_u8, labels = load_mnist(cfg.data.root, "test", cfg.data.download)
+    images_u8, labels = split_tensors(cfg, "test")
     indices = list(acfg.indices) if acfg.indices else first_of_each_digit(labels)
     bad = [i for i in indices if not 0 <= i < len(labels)]
     if bad:

@@ -69,3 +69,23 @@ def test_entry_point_missing_data_root_is_one_line(tmp_path):
     errors = [line for line in (proc.stderr + proc.stdout).splitlines() if "error:" in line]
     assert len(errors) == 1 and "MNIST not found" in errors[0] and "MNIST_ROOT" in errors[0]
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pt"))
+
+
+@pytest.mark.parametrize(
+    "experiment, override, message",
+    [
+        ("shift", "shift.dy=[0,-28]", "28"),
+        ("shift", "shift.dy=[]", "at least one value"),
+        ("shift", "shift.index=10000", "shift.index"),
+        ("shift", "shift.digit=12", "shift.digit"),
+        ("shift", "shift.models=[rf,nope]", "valid: "),
+        ("interpreters", "interpreters.models=[svm@voxels]", "features"),
+        ("activations", "activations.indices=[3,-1]", "activations.indices"),
+        ("activations", "activations.layers=[13]", "h runs from 1 to 12"),
+    ],
+)
+def test_stage_values_refused_before_any_work(tmp_path, experiment, override, message):
+    cfg = make_cfg(tmp_path, f"+experiment={experiment}", override)
+    with pytest.raises(UserError, match=message):
+        check_config(cfg)
+    assert not (tmp_path / "cache").exists()  # nothing trained or written
