@@ -168,7 +168,7 @@ def interpreters_stage(cfg: DictConfig, out_dir: Path) -> dict:
     from mnist_probe.train import fit_or_load as fit_cnn
     from mnist_probe.viz import interpreter_bars, probe_plot, save
 
-    model, meta = fit_cnn(cfg)
+    model, meta = fit_cnn(cfg, out_dir)  # if it must train, its curves go to this run
     key = cnn_key(cfg)
     rows = [{
         "interpreter": "CNN softmax (dense_2)", "features": "image", "test_acc": meta["test_acc"],

@@ -302,7 +302,7 @@ def shift_stage(cfg: DictConfig, out_dir: Path) -> dict:
     from mnist_probe.train import fit_or_load as fit_cnn
 
     shift_pairs(cfg.shift)  # refuse bad shifts before any training
-    model, meta = fit_cnn(cfg)
+    model, meta = fit_cnn(cfg, out_dir)  # if it must train, its curves go to this run
     key = cnn_key(cfg)
     specs = model_specs(cfg, model, key)
     images_u8, labels = split_tensors(cfg, "test")

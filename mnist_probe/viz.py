@@ -160,7 +160,7 @@ def activations_stage(cfg, out_dir: Path) -> dict:
     from mnist_probe.train import cnn_key, fit_or_load, split_tensors
 
     acfg = cfg.activations
-    model, meta = fit_or_load(cfg)
+    model, meta = fit_or_load(cfg, out_dir)
     images_u8, labels = split_tensors(cfg, "test")
     indices = list(acfg.indices) if acfg.indices else first_of_each_digit(labels)
     bad = [i for i in indices if not 0 <= i < len(labels)]
