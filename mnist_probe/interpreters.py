@@ -194,7 +194,7 @@ def interpreters_stage(cfg: DictConfig, out_dir: Path) -> dict:
     save(fig, out_dir / "interpreters.png")
     results: dict = {"cnn_key": key, "rows": rows}
     pcfg = cfg.interpreters.probes
-    if pcfg.enabled:
+    if pcfg.enabled and not cfg.get("interpreter"):  # not in every job of an interpreter sweep
         probes = linear_probes(cfg, model, pcfg.train_samples, pcfg.test_samples)
         writer.add_text("interpreters/probes", write_table(probes, out_dir / "probes"))
         fig = probe_plot(probes)
