@@ -64,6 +64,10 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict]:
     if curves:
         from mnist_probe.viz import curves_plot, save
 
+        # Label each line with the overrides that differ between jobs, not the shared ones.
+        common = set.intersection(*(set(k.split()) for k in curves))
+        curves = {" ".join(t for t in k.split() if t not in common) or k: v for k, v in curves.items()}
+
         title = "CNN test accuracy against vertical shift, one line per sweep job"
         save(curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title), sweep_dir / "summary_curves.png")
     return rows
