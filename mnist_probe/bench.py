@@ -44,11 +44,12 @@ def machine() -> dict:
             "python": platform.python_version()}  # fmt: skip
 
 
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall time of fn() over repeats, after one warm-up call."""
-    fn()
+def median_seconds(fn, repeats: int, warm: bool = True) -> float:
+    """Median wall time of fn() over max(repeats, 1) calls, after one warm-up call if warm."""
+    if warm:
+        fn()
     times = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, 1)):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -69,7 +70,13 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int) -> list[d
                 model(images[s : s + batch])
 
     model.eval()
-    t_plain, t_hooks = median_seconds(plain, repeats), median_seconds(hooked, repeats)
+    # Alternate the two, so drift in the machine's speed (turbo, other load) hits both alike.
+    plain(), hooked()
+    t_plain, t_hooks = [], []
+    for _ in range(repeats):
+        t_plain.append(median_seconds(plain, 0, warm=False))
+        t_hooks.append(median_seconds(hooked, 0, warm=False))
+    t_plain, t_hooks = statistics.median(t_plain), statistics.median(t_hooks)
     n = len(images)
     return [
         {"what": "inference, no hooks", "value": n / t_plain, "unit": "img/s"},
@@ -79,15 +86,19 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int) -> list[d
     ]  # fmt: skip
 
 
+# Peak RSS from /proc's VmHWM (KiB): getrusage's ru_maxrss would carry over the parent's peak
+# across fork+exec on Linux, and this process (the in-memory benchmarks) has a large one.
 STREAM_SCRIPT = """
-import resource, sys, torch
+import re, sys
 from mnist_probe.data import load_mnist
 from mnist_probe.model import KerasCNN
 from mnist_probe.probe import stream
+def hwm():
+    return re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
 images, _ = load_mnist(sys.argv[1], "test")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = hwm()
 stream(KerasCNN(), images, sys.argv[2], "all", batch_size=500, float16=True)
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, hwm())
 """
 
 
@@ -99,7 +110,7 @@ def bench_streaming(root: str) -> list[dict]:
                              capture_output=True, text=True).stdout.split()  # fmt: skip
         seconds = time.perf_counter() - start
         disk = sum(f.stat().st_size for f in Path(tmp).glob("*.npy"))
-    before, peak = (int(v) / 1024 for v in out[-2:])  # ru_maxrss is in KiB on Linux
+    before, peak = (int(v) / 1024 for v in out[-2:])
     return [
         {"what": "streaming all layers, 10k test images: peak RSS", "value": peak, "unit": "MiB",
          "target": "<= 2048 MiB"},
