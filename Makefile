@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
 endif
 
-.PHONY: help install run train test test-slow lint tensorboard clean bench screenshot
+.PHONY: help install run train test test-slow lint tensorboard clean bench bench-long screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,8 +42,11 @@ tensorboard: install ## browse training curves and activations at http://127.0.0
 clean: ## remove run dirs and caches (keeps .venv)
 	rm -rf outputs/runs outputs/multirun outputs/cache .pytest_cache .ruff_cache
 
-bench: install ## measure throughput, hooks, streaming memory, shift sweep, interpreter fits
+bench: install ## training (Lightning vs plain, fp32/bf16, GFLOP/s), hooks, streaming, shift, fits
 	$(PY) -m mnist_probe.bench
+
+bench-long: install ## train the default recipe from scratch: seconds to 99.3% test accuracy
+	$(PY) -m mnist_probe.bench --long
 
 screenshot: install ## TensorBoard's images dashboard in headless Chromium -> docs/ (slow test)
 	MNIST_PROBE_SCREENSHOT=$(abspath docs/tensorboard_feature_maps.png) $(PY) -m pytest -q -m slow tests/test_browser.py

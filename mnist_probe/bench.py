@@ -16,9 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_probe.cache import write_json
 from mnist_probe.data import load_mnist, to_float
@@ -145,6 +148,164 @@ def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: i
     ]  # fmt: skip
 
 
+class StepClock(pl.Callback):
+    """perf_counter() at the start of every training batch: a gap holds everything a step costs
+    (data, augmentation, forward, backward, optimiser, logging)."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.stamps.append(time.perf_counter())
+
+
+def rate(stamps: list[float], batch: int, warmup: int) -> float:
+    """Images/s over the steps after the first `warmup` (one-off costs: allocation, oneDNN plans)."""
+    kept = stamps[warmup:]
+    return batch * (len(kept) - 1) / (kept[-1] - kept[0])
+
+
+def lightning_rate(cfg, precision: str, steps: int, warmup: int, log_dir: str) -> float:
+    """Training img/s through the project's own path: train.make_lit/make_trainer, as in a run."""
+    from mnist_probe.train import build_datamodule, make_lit, make_trainer
+
+    pl.seed_everything(cfg.seed, verbose=False)
+    clock = StepClock()
+    trainer = make_trainer(
+        cfg, Path(log_dir), Path(log_dir) / "work", precision=precision, max_steps=steps + warmup + 1,
+        limit_val_batches=0, enable_progress_bar=False, extra_callbacks=[clock],
+    )  # fmt: skip
+    trainer.fit(make_lit(cfg), datamodule=build_datamodule(cfg))
+    return rate(clock.stamps, cfg.train.batch_size, warmup)
+
+
+def plain_rate(cfg, precision: str, steps: int, warmup: int) -> float:
+    """Training img/s of a minimal PyTorch loop: same model, batches, augmentation and precision."""
+    from mnist_probe.train import build_datamodule, make_lit
+
+    pl.seed_everything(cfg.seed, verbose=False)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dm = build_datamodule(cfg)
+    dm.setup()
+    model = make_lit(cfg).model.to(device).train()
+    optimizer = instantiate(cfg.train.optimizer)(model.parameters())
+    augment = dm.augment.to(device)
+    bf16 = precision.startswith("bf16")
+    stamps = []
+    for x, y in dm.train_dataloader():
+        stamps.append(time.perf_counter())
+        if len(stamps) > steps + warmup:
+            break
+        x, y = augment(to_float(x.to(device))), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return rate(stamps, cfg.train.batch_size, warmup)
+
+
+def flops_per_image(model, batch: int = 8) -> tuple[float, float]:
+    """FLOPs of one image forward, and forward+backward, counted by torch's FlopCounterMode."""
+    x = torch.rand(batch, 1, 28, 28)
+    with FlopCounterMode(display=False) as fwd:
+        model(x)
+    with FlopCounterMode(display=False) as both:
+        model(x).sum().backward()
+    return fwd.get_total_flops() / batch, both.get_total_flops() / batch
+
+
+def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
+    """GFLOP/s of an n x n matmul at dtype: what this machine's BLAS reaches, the practical roof."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a, b = (torch.rand(n, n, device=device, dtype=dtype) for _ in range(2))
+
+    def mm():
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * n**3 / median_seconds(mm, repeats) / 1e9
+
+
+def bench_training(cfg, precisions: list[str], steps: int, warmup: int, repeats: int) -> list[dict]:
+    """Lightning vs plain loop img/s per precision, and what that is in GFLOP/s of the matmul roof."""
+    forward_flops, train_flops = flops_per_image(instantiate(cfg.model))
+    rows = [
+        {"what": "FLOPs per image, forward", "value": forward_flops / 1e6, "unit": "MFLOP"},
+        {"what": "FLOPs per image, forward + backward", "value": train_flops / 1e6, "unit": "MFLOP"},
+    ]
+    for precision in precisions:
+        light, plain = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(repeats):  # alternate, so drift in the machine's speed hits both alike
+                light.append(lightning_rate(cfg, precision, steps, warmup, tmp))
+                plain.append(plain_rate(cfg, precision, steps, warmup))
+        light, plain = statistics.median(light), statistics.median(plain)
+        dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
+        peak = matmul_peak(dtype, 256 if steps < 5 else 2048, repeats)
+        achieved = train_flops * light / 1e9
+        rows += [
+            {"what": f"train {precision}, Lightning (batch {cfg.train.batch_size}, augmented)",
+             "value": light, "unit": "img/s"},
+            {"what": f"train {precision}, plain PyTorch loop", "value": plain, "unit": "img/s"},
+            {"what": f"train {precision}, Lightning / plain", "value": 100 * light / plain, "unit": "%",
+             "target": ">= 95%"},
+            {"what": f"train {precision}, achieved", "value": achieved, "unit": "GFLOP/s"},
+            {"what": f"matmul peak {str(dtype).removeprefix('torch.')}", "value": peak, "unit": "GFLOP/s"},
+            {"what": f"train {precision}, achieved / matmul peak", "value": 100 * achieved / peak,
+             "unit": "%"},
+        ]  # fmt: skip
+    return rows
+
+
+class TestAccuracyClock(pl.Callback):
+    """After every epoch: training seconds so far (the clock stops while it tests) and test accuracy."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+        self.points: list[tuple[int, float, float]] = []  # (epoch, train seconds, test accuracy)
+        self.start = self.paused = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        stop = time.perf_counter()
+        model = pl_module.model
+        model.eval()
+        with torch.no_grad():
+            correct = sum(
+                (model(to_float(x.to(pl_module.device))).argmax(1).cpu() == y).sum().item()
+                for x, y in zip(self.images.split(1000), self.labels.split(1000))
+            )  # fmt: skip
+        model.train()
+        self.points.append((trainer.current_epoch + 1, stop - self.start - self.paused, correct / len(self.labels)))
+        self.paused += time.perf_counter() - stop
+
+
+def bench_time_to_accuracy(cfg, target: float) -> list[dict]:
+    """Train the configured recipe from scratch (no cache); seconds until test accuracy >= target."""
+    from mnist_probe.train import build_datamodule, make_lit, make_trainer
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    clock = TestAccuracyClock(*dm.tensors["test"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = make_trainer(cfg, Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
+                               extra_callbacks=[clock])  # fmt: skip
+        trainer.fit(make_lit(cfg), datamodule=dm)
+    rows = [{"what": f"epoch {e}: test accuracy after {s:.0f} s of training", "value": 100 * a, "unit": "%"}
+            for e, s, a in clock.points]  # fmt: skip
+    reached = [s for _, s, a in clock.points if a >= target]
+    rows.append({"what": f"time to {100 * target:.1f}% test accuracy ({cfg.train.epochs}-epoch recipe)",
+                 "value": reached[0] if reached else float("nan"), "unit": "s", "target": "<= 300 s"})  # fmt: skip
+    return rows
+
+
 def bench_interpreters(cfg, names: list[str]) -> list[dict]:
     """Fit seconds of each interpreter on the CNN's code vectors (fresh fits, not the cache)."""
     from mnist_probe.interpreters import features, interpreter_config
@@ -172,6 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="outputs/bench")
     parser.add_argument("--images", type=int, default=2000, help="images for inference benchmarks")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=24, help="timed training steps per repeat")
+    parser.add_argument("--precisions", default="32-true,bf16-mixed", help="comma-separated")
+    parser.add_argument("--long", action="store_true", help="only: time to 99.3%% test accuracy")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the CNN, e.g. train=keras")
     args = parser.parse_args(argv)
@@ -181,19 +345,30 @@ def main(argv: list[str] | None = None) -> dict:
     images_u8, _ = load_mnist(cfg.data.root, "test")
     n = 64 if args.tiny else args.images
     images = to_float(images_u8[:n])
+    steps, warmup = (2, 1) if args.tiny else (args.steps, 4)
+    if args.tiny:  # a quick setup with enough batches
+        cfg.data.train_subset, cfg.data.test_subset = 64 * (steps + warmup + 2), 500
+        cfg.train.batch_size, cfg.train.epochs = 64, 2
+    if args.long:
+        return report(bench_time_to_accuracy(cfg, 0.993), Path(args.out), "bench-long")
+    rows = bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats)
     model = instantiate(cfg.model)  # throughput does not depend on the weights
-    rows = bench_hooks(model, images, 500, args.repeats)
+    rows += bench_hooks(model, images, 500, args.repeats)
     rows += bench_shift(model, images[: 8 if args.tiny else 200], 1 if args.tiny else 5, 2000, args.repeats)
     if not args.tiny:
         rows += bench_streaming(cfg.data.root)
         rows += bench_interpreters(cfg, ["nn", "svm", "rf", "gb", "dt"])
+    return report(rows, Path(args.out), "bench")
+
+
+def report(rows: list[dict], out: Path, name: str) -> dict:
+    """Round, write out/NAME.json and NAME.md, print the table (the command's output)."""
     for row in rows:
         row["value"] = round(float(row["value"]), 2)
     result = {"machine": machine(), "rows": rows}
-    out = Path(args.out)
-    write_json(out / "bench.json", result)
-    md = write_table(rows, out / "bench", ["what", "value", "unit", "target"])
-    print(f"machine: {json.dumps(result['machine'])}\n\n{md}")  # the table is the command's output
+    write_json(out / f"{name}.json", result)
+    md = write_table(rows, out / name, ["what", "value", "unit", "target"])
+    print(f"machine: {json.dumps(result['machine'])}\n\n{md}")
     return result
 
 
