@@ -27,6 +27,7 @@ from mnist_probe.cache import write_json
 from mnist_probe.data import load_mnist, to_float
 from mnist_probe.probe import ActivationRecorder
 from mnist_probe.report import write_table
+from mnist_probe.train import accuracy
 
 log = logging.getLogger("mnist_probe.bench")
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -274,16 +275,9 @@ class TestAccuracyClock(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         stop = time.perf_counter()
-        model = pl_module.model
-        model.eval()
-        with torch.no_grad():
-            correct = sum(
-                (model(to_float(x.to(pl_module.device))).argmax(1).cpu() == y).sum().item()
-                for x, y in zip(self.images.split(1000), self.labels.split(1000), strict=True)
-            )  # fmt: skip
-        model.train()
+        acc = accuracy(pl_module.model, self.images, self.labels)
         seconds = stop - self.start - self.paused
-        self.points.append((trainer.current_epoch + 1, seconds, correct / len(self.labels)))
+        self.points.append((trainer.current_epoch + 1, seconds, acc))
         self.paused += time.perf_counter() - stop
 
 

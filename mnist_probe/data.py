@@ -74,9 +74,9 @@ def load_mnist(
     try:
         ds = MNIST(str(root), train=split == "train", download=False)
         images, labels = ds.data, ds.targets
-    except (RuntimeError, ValueError, OSError) as err:
+    except (RuntimeError, ValueError, OSError, AssertionError) as err:  # torchvision asserts on headers
         raise UserError(
-            f"could not read MNIST {split} files in {raw_folder(root)} ({err}); "
+            f"could not read MNIST {split} files in {raw_folder(root)} ({type(err).__name__}: {err}); "
             "they look truncated or corrupt: replace them with fresh copies"
         ) from None
     _validate(images, labels, split, root)

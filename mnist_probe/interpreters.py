@@ -75,13 +75,32 @@ def _subsample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray,
     return x[keep], y[keep]
 
 
+def _save(estimator, entry: Path) -> None:
+    from xgboost import XGBModel
+
+    if isinstance(estimator, XGBModel):
+        atomic_write(entry / "model.json", lambda tmp: estimator.save_model(str(tmp)))
+    else:
+        atomic_write(entry / "estimator.pkl", lambda tmp: tmp.write_bytes(pickle.dumps(estimator)))
+
+
+def _load(icfg: DictConfig, entry: Path):
+    if (entry / "model.json").is_file():
+        estimator = instantiate(icfg.estimator)
+        estimator.load_model(str(entry / "model.json"))
+        return estimator
+    with open(entry / "estimator.pkl", "rb") as f:
+        return pickle.load(f)  # noqa: S301 - our own cache only
+
+
 def fit_or_load(
     cfg: DictConfig, icfg: DictConfig, model=None, model_key: str | None = None
 ) -> tuple[object, dict]:
     """The fitted estimator for icfg, from the cache or fitted now (once, under a lock).
 
     Keyed by the CNN (for code vectors) or the data split (for pixels) plus the interpreter's own
-    config. Estimators are pickled: only files this project wrote to its cache are ever loaded.
+    config. xgboost models are stored in xgboost's JSON format (loading runs no code); scikit-learn
+    estimators can only be pickled, so only files this project wrote to its cache are ever loaded.
     """
     from mnist_probe.train import split_key
 
@@ -90,17 +109,15 @@ def fit_or_load(
     key = config_key(base, icfg.estimator, icfg.train_samples)
     entry = Path(cfg.paths.cache) / owner / f"interp-{icfg.name}-{key}"
     with locked(entry):
-        if (entry / "meta.json").is_file():
-            with open(entry / "estimator.pkl", "rb") as f:
-                estimator = pickle.load(f)  # noqa: S301 - our own cache only
-            return estimator, {**json.loads((entry / "meta.json").read_text()), "cached": True}
+        if (entry / "meta.json").is_file():  # written last: the entry is complete
+            return _load(icfg, entry), {**json.loads((entry / "meta.json").read_text()), "cached": True}
         x, y = _subsample(*features(cfg, icfg.features, "train", model, model_key), icfg.train_samples)
         estimator = instantiate(icfg.estimator)
         log.info("fitting %s on %d %s", icfg.name, len(y), icfg.features)
         start = time.perf_counter()
         estimator.fit(x, y)
         meta = {"fit_seconds": round(time.perf_counter() - start, 2), "train_samples": len(y)}
-        atomic_write(entry / "estimator.pkl", lambda tmp: tmp.write_bytes(pickle.dumps(estimator)))
+        _save(estimator, entry)
         write_json(entry / "meta.json", meta)
         return estimator, {**meta, "cached": False}
 

@@ -25,12 +25,12 @@ def stage_train(cfg: DictConfig, out_dir: Path) -> dict:
     from mnist_probe.train import fit_or_load
 
     _, meta = fit_or_load(cfg, out_dir)
-    log.info(
-        "CNN test accuracy %.2f%% on %d images (%s; %s)",
-        100 * meta["test_acc"], meta["test_images"],
-        "from cache" if meta["cached"] else f"trained in {meta['train_seconds']:.0f}s",
-        meta["checkpoint"],
-    )  # fmt: skip
+    if cfg.get("checkpoint"):
+        how = "your checkpoint"
+    else:
+        how = "from cache" if meta["cached"] else f"trained in {meta['train_seconds']:.0f}s"
+    log.info("CNN test accuracy %.2f%% on %d images (%s; %s)",
+             100 * meta["test_acc"], meta["test_images"], how, meta["checkpoint"])  # fmt: skip
     return meta
 
 
@@ -81,6 +81,10 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{key} must be a whole number of at least 1, got {value!r}")
+    if cfg.get("checkpoint"):
+        from mnist_probe.train import checkpoint_path, load_model
+
+        load_model(checkpoint_path(cfg), cfg.model)  # missing, truncated, other architecture
     from mnist_probe.interpreters import interpreter_config, selected
 
     if cfg.stage == "interpreters":
@@ -102,6 +106,34 @@ def check_config(cfg: DictConfig) -> None:
             raise UserError(f"shift.digit must be 0..9, got {cfg.shift.digit}")
         for spec in [cfg.interpreter] if cfg.get("interpreter") else cfg.shift.models:
             interpreter_config(spec)
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def check_choices(argv: list[str]) -> None:
+    """Config-group choices on the command line (+experiment=shift, interpreter=svm,rf, ...) checked
+    before Hydra composes, so that a typo gets one line that lists the valid names."""
+    groups = {p.name for p in CONF.iterdir() if p.is_dir()}
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or key not in groups or "(" in value:  # sweep functions: left to Hydra
+            continue
+        valid = sorted(p.stem for p in (CONF / key).glob("*.yaml"))
+        for choice in value.split(","):  # a multirun lists several
+            if choice not in valid and choice != "null":
+                raise UserError(f"unknown {key} {choice!r}; valid: {', '.join(valid)}")
+
+
+def device() -> str:
+    """What the stages compute on: the GPU's name, or the CPU's model."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    from mnist_probe.bench import machine
+
+    return f"cpu: {machine()['cpu']} ({torch.get_num_threads()} threads)"
 
 
 def job_overrides() -> str:
@@ -135,6 +167,7 @@ def run(cfg: DictConfig) -> dict:
         "seed": cfg.seed,
         "config_hash": config_key(cfg),
         "versions": versions(),
+        "device": device(),
     }
     write_json(out_dir / "results.json", results)
     log.info("wrote %s", out_dir / "results.json")
@@ -151,5 +184,15 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`python -m mnist_probe.run`: group choices checked first (one line on error), then Hydra."""
+    try:
+        check_choices(sys.argv[1:])
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -17,7 +18,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from mnist_probe import UserError
 from mnist_probe.cache import atomic_write, config_key, locked, write_json
-from mnist_probe.data import MNISTDataModule, load_mnist
+from mnist_probe.data import MNISTDataModule, load_mnist, to_float
 from mnist_probe.model import KerasCNN, LitCNN
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,22 @@ _DATA_KEYS_NOT_IN_KEY = {"root", "download", "verify", "eval_batch_size", "test_
 _TRAIN_KEYS_NOT_IN_KEY = {"progress_bar", "channels_last"}
 
 
+def checkpoint_path(cfg: DictConfig) -> Path | None:
+    """The user's checkpoint (cfg.checkpoint) if one is set; it must exist."""
+    if not cfg.get("checkpoint"):
+        return None
+    path = Path(cfg.checkpoint).expanduser()
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; fix the path or drop checkpoint= to train one")
+    return path
+
+
 def cnn_key(cfg: DictConfig) -> str:
-    """Hash of everything that decides the trained weights: data split, model, recipe, seed."""
+    """Hash of everything that decides the trained weights: data split, model, recipe, seed
+    (or, with checkpoint=PATH, of the checkpoint file's bytes)."""
+    path = checkpoint_path(cfg)
+    if path is not None:
+        return "file-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
             if k not in _DATA_KEYS_NOT_IN_KEY}  # fmt: skip
     train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items()
@@ -131,7 +146,9 @@ def make_trainer(cfg: DictConfig, out_dir: Path, work_dir: Path, **overrides) ->
         deterministic=cfg.train.deterministic,
         logger=TensorBoardLogger(save_dir=str(out_dir), name="tb", version="train"),
         callbacks=[
-            ModelCheckpoint(dirpath=work_dir, save_last=True, save_top_k=0),
+            # The latest epoch as work/last.ckpt, overwritten each epoch (Lightning writes it
+            # through an fsspec transaction: a temp file renamed into place, never half a file).
+            ModelCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, enable_version_counter=False),
             LearningRateMonitor(logging_interval="epoch"),
         ],
         enable_progress_bar=cfg.train.get("progress_bar", True),
@@ -152,7 +169,8 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
     precision = trainer.precision
     last = work_dir / "last.ckpt"
     if last.is_file():
-        log.info("resuming interrupted training from %s", last)
+        done = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1  # our own file
+        log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, cfg.train.epochs)
     start = time.perf_counter()
     trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
     train_seconds = time.perf_counter() - start
@@ -171,8 +189,43 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
     return model.cpu().eval(), meta
 
 
+@torch.no_grad()
+def accuracy(model: KerasCNN, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Test accuracy of model on uint8 images (on the model's device), in eval mode."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = sum(
+        (model(to_float(x.to(device))).argmax(1).cpu() == y).sum().item()
+        for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True)
+    )  # fmt: skip
+    model.train(was_training)
+    return correct / len(labels)
+
+
+def from_checkpoint(cfg: DictConfig, path: Path) -> tuple[KerasCNN, dict]:
+    """The user's checkpoint, checked and scored on the test set once (cached by content hash)."""
+    model = load_model(path, cfg.model)
+    key = cnn_key(cfg)
+    meta_path = Path(cfg.paths.cache) / f"cnn-{key}" / "meta.json"
+    with locked(meta_path.parent):
+        if meta_path.is_file():
+            return model, {**json.loads(meta_path.read_text()), "cached": True}
+        images, labels = split_tensors(cfg, "test")
+        if cfg.data.get("test_subset"):
+            images, labels = images[: cfg.data.test_subset], labels[: cfg.data.test_subset]
+        meta = {"test_acc": accuracy(model, images, labels), "test_images": len(labels), "key": key,
+                "checkpoint": str(path), "train_seconds": None, "device": "cpu"}  # fmt: skip
+        write_json(meta_path, meta)
+        return model, {**meta, "cached": False}
+
+
 def fit_or_load(cfg: DictConfig, out_dir: str | Path | None = None) -> tuple[KerasCNN, dict]:
-    """The trained CNN for cfg: from the cache if present, else trained (once, under a lock)."""
+    """The trained CNN for cfg: the user's checkpoint, or from the cache if present, else trained
+    (once, under a lock)."""
+    path = checkpoint_path(cfg)
+    if path is not None:
+        return from_checkpoint(cfg, path)
     if cfg.train.epochs < 1:
         raise UserError(f"train.epochs must be at least 1, got {cfg.train.epochs}")
     key = cnn_key(cfg)

@@ -90,3 +90,17 @@ def test_sweep_summary_collects_every_job(tmp_path):
     rows = summarize_sweep(tmp_path)
     assert len(rows) == 6 and {r["overrides"] for r in rows} == {"shift.dy=0", "shift.dy=-1", "shift.dy=-2"}
     assert (tmp_path / "summary.md").read_text().count("shift.dy=-2") == 2
+
+
+def test_xgboost_is_cached_as_json_not_pickle(trained):
+    cfg, model, key = trained
+    icfg = interpreter_config("gb")
+    icfg.estimator.n_estimators, icfg.train_samples = 5, 1000
+    first, _ = fit_or_load(cfg, icfg, model, key)
+    entry = next(p for p in (Path(cfg.paths.cache) / f"cnn-{key}").glob("interp-gb-*") if p.is_dir())
+    assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.json"]
+    assert "learner" in json.loads((entry / "model.json").read_text())  # xgboost's own format
+    second, meta = fit_or_load(cfg, icfg, model, key)
+    assert meta["cached"]
+    xt, _ = features(cfg, "codes", "test", model, key)
+    assert np.allclose(first.predict_proba(xt[:200]), second.predict_proba(xt[:200]))

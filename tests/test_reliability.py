@@ -1,0 +1,187 @@
+"""Bad input, interrupted runs, parallel jobs, reproducibility: what users will do to the tool."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_probe import UserError
+from mnist_probe.data import FILES, load_mnist, raw_folder
+from mnist_probe.run import check_config, run
+from mnist_probe.train import fit_or_load
+from tests.conftest import REPO, SMALL_TRAIN, make_cfg, mnist_root
+
+
+def mnist_copy(tmp_path: Path) -> Path:
+    """A private MNIST root whose four files are symlinks to the real ones (replace to break one)."""
+    raw = raw_folder(tmp_path / "mnist")
+    raw.mkdir(parents=True)
+    for name in FILES:
+        (raw / name).symlink_to(raw_folder(mnist_root()) / name)
+    return tmp_path / "mnist"
+
+
+def replace(root: Path, name: str, data: bytes) -> None:
+    (raw_folder(root) / name).unlink()
+    (raw_folder(root) / name).write_bytes(data)
+
+
+def real_bytes(name: str) -> bytes:
+    return (raw_folder(mnist_root()) / name).read_bytes()
+
+
+def test_one_missing_file_is_named(tmp_path):
+    root = mnist_copy(tmp_path)
+    (raw_folder(root) / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(UserError, match="lacks t10k-labels-idx1-ubyte; set MNIST_ROOT"):
+        load_mnist(root, "test")
+
+
+@pytest.mark.parametrize(
+    "name, cut",
+    [("t10k-images-idx3-ubyte", 1000), ("t10k-labels-idx1-ubyte", 5000), ("t10k-labels-idx1-ubyte", 3)],
+)
+def test_truncated_idx_file_is_a_clear_error(tmp_path, name, cut):
+    root = mnist_copy(tmp_path)
+    replace(root, name, real_bytes(name)[:cut])
+    with pytest.raises(UserError, match="(truncated or corrupt|are wrong)"):
+        load_mnist(root, "test")
+
+
+def test_corrupt_header_is_a_clear_error(tmp_path):
+    root = mnist_copy(tmp_path)
+    data = bytearray(real_bytes("t10k-labels-idx1-ubyte"))
+    data[2] = 0x55  # the IDX magic number's type byte
+    replace(root, "t10k-labels-idx1-ubyte", bytes(data))
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        load_mnist(root, "test")
+
+
+def test_md5_mismatch_refused_only_when_verifying(tmp_path):
+    root = mnist_copy(tmp_path)
+    data = bytearray(real_bytes("t10k-labels-idx1-ubyte"))
+    data[100] = (data[100] + 1) % 10  # a different but valid label: readable, not the original
+    replace(root, "t10k-labels-idx1-ubyte", bytes(data))
+    assert load_mnist(root, "test")[1][100 - 8] == data[100]  # readable without verify
+    with pytest.raises(UserError, match="md5 mismatch for .*t10k-labels-idx1-ubyte"):
+        load_mnist(root, "test", verify=True)
+
+
+def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_probe.run", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "arg, valid",
+    [("+experiment=nope", "activations, interpreters, shift, train"), ("model=resnet", "keras_cnn"),
+     ("interpreter=svm,xgb", "dt, gb, knn"), ("train=fast", "default, keras")],
+)  # fmt: skip
+def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, valid):
+    proc = cli(arg, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("error: unknown") and valid in out[0], out
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "make_file, message",
+    [(None, "does not exist"),
+     (lambda p: torch.save(torch.nn.Linear(2, 2).state_dict(), p), "another architecture"),
+     (lambda p: p.write_bytes(b"PK\x03\x04 not a checkpoint"), "truncated")],
+)  # fmt: skip
+def test_bad_checkpoint_refused_before_any_work(tmp_path, make_file, message):
+    path = tmp_path / "mine.pt"
+    if make_file:
+        make_file(path)
+    cfg = make_cfg(tmp_path, "+experiment=shift", f"checkpoint={path}")
+    with pytest.raises(UserError, match=message):
+        check_config(cfg)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_users_checkpoint_is_opened_up_not_retrained(small_run, tmp_path):
+    cfg, results = small_run
+    mine = make_cfg(tmp_path, "+experiment=train", "data.test_subset=1000",
+                    f"checkpoint={results['checkpoint']}")  # fmt: skip
+    check_config(mine)
+    model, meta = fit_or_load(mine)
+    assert meta["test_acc"] == pytest.approx(results["test_acc"], abs=1e-6)
+    assert meta["key"].startswith("file-") and not list((tmp_path / "cache").rglob("*.pt"))
+
+
+def small_train_args(tmp_path: Path, epochs: int = 4) -> list[str]:
+    overrides = [o for o in SMALL_TRAIN if not o.startswith("train.epochs")]
+    return ["+experiment=train", *overrides, f"train.epochs={epochs}", f"data.root={mnist_root()}",
+            "train.progress_bar=false", f"paths.cache={tmp_path / 'cache'}"]  # fmt: skip
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    args = small_train_args(tmp_path, epochs=6)
+    cmd = [sys.executable, "-m", "mnist_probe.run", *args, f"hydra.run.dir={tmp_path / 'run1'}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((tmp_path / "cache").glob("cnn-*/work/last.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # part-way: after the first epoch's checkpoint
+    proc.wait()
+    entry = next(p for p in (tmp_path / "cache").glob("cnn-*") if p.is_dir())
+    assert not (entry / "meta.json").exists()  # an interrupted entry is never taken as finished
+
+    again = cli(*args, f"hydra.run.dir={tmp_path / 'run2'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    log = again.stdout + again.stderr
+    assert "resuming interrupted training" in log
+    done = int(log.split("resuming interrupted training from")[1].split("(")[1].split(" of")[0])
+    assert 1 <= done < 6  # it went on from there rather than from epoch 0
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["epochs"] == 6 and meta["test_acc"] > 0.9
+    assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.pt"]  # work/ removed
+
+
+def test_parallel_jobs_train_the_shared_cnn_once(tmp_path):
+    """Hydra's joblib launcher runs two jobs at once; both need the same CNN."""
+    args = [a for a in small_train_args(tmp_path, epochs=1) if a != "+experiment=train"]
+    proc = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+experiment=shift",
+               "shift.dy=0,-2", "shift.models=[]", "shift.dataset.samples=20", "shift.dataset.radius=1",
+               *args, f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Joblib.Parallel" in proc.stdout + proc.stderr  # the parallel launcher ran the jobs
+    logs = [p.read_text() for p in (tmp_path / "sweep").glob("*/*.log")]
+    assert len(logs) == 2
+    assert sum(log.count("training CNN") for log in logs) == 1
+    assert sum(log.count("loaded cached CNN") for log in logs) == 1
+    assert len(list((tmp_path / "cache").glob("cnn-*/model.pt"))) == 1
+    keys = {json.loads(p.read_text())["cnn_key"] for p in (tmp_path / "sweep").glob("*/results.json")}
+    assert len(keys) == 1
+
+
+def shift_table(cfg) -> list[dict]:
+    with open(Path(cfg.paths.output_dir) / "shift_table.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_same_config_and_seed_give_the_same_model_and_shift_table(tmp_path):
+    tables, accs, weights = [], [], []
+    for attempt in ("a", "b"):
+        shutil.rmtree(tmp_path / "cache", ignore_errors=True)  # train from scratch each time
+        cfg = make_cfg(tmp_path / attempt, "+experiment=shift", *SMALL_TRAIN, "shift.models=[dt]",
+                       "shift.dy=[0,-3]", "shift.dataset.samples=30", "shift.dataset.radius=1",
+                       cache=tmp_path / "cache")  # fmt: skip
+        results = run(cfg)
+        tables.append(shift_table(cfg))
+        accs.append(results["cnn_test_acc"])
+        weights.append(torch.load(next((tmp_path / "cache").glob("cnn-*/model.pt")), weights_only=True))
+    assert accs[0] == accs[1]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert tables[0] == tables[1]
