@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
 endif
 
-.PHONY: help install run train test test-slow lint tensorboard clean bench bench-long screenshot
+.PHONY: help install run train test test-slow lint tensorboard clean bench bench-long reproduce screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ bench: install ## training (Lightning vs plain, fp32/bf16, GFLOP/s), hooks, stre
 
 bench-long: install ## train the default recipe from scratch: seconds to 99.3% test accuracy
 	$(PY) -m mnist_probe.bench --long
+
+reproduce: install ## the study end to end (train=keras, every stage) -> docs/RESULTS.md (CPU: hours)
+	@[ -f outputs/bench/bench.json ] || $(PY) -m mnist_probe.bench
+	$(PY) -m mnist_probe.run +experiment=reproduce
 
 screenshot: install ## TensorBoard's images dashboard in headless Chromium -> docs/ (slow test)
 	MNIST_PROBE_SCREENSHOT=$(abspath docs/tensorboard_feature_maps.png) $(PY) -m pytest -q -m slow tests/test_browser.py

@@ -65,11 +65,22 @@ def stage_shift(cfg: DictConfig, out_dir: Path) -> dict:
     return results
 
 
+def stage_reproduce(cfg: DictConfig, out_dir: Path) -> dict:
+    """Every stage on the study's recipe, the augmentation sweep, and docs/RESULTS.md."""
+    from mnist_probe.reproduce import reproduce_stage
+
+    results = reproduce_stage(cfg, out_dir)
+    for c in results["conclusions"]:
+        log.info("conclusion: %s -> %s", c["claim"], c["verdict"])
+    return results
+
+
 STAGES: dict[str, Callable[[DictConfig, Path], dict]] = {
     "train": stage_train,
     "activations": stage_activations,
     "interpreters": stage_interpreters,
     "shift": stage_shift,
+    "reproduce": stage_reproduce,
 }
 
 
@@ -87,16 +98,21 @@ def check_config(cfg: DictConfig) -> None:
         load_model(checkpoint_path(cfg), cfg.model)  # missing, truncated, other architecture
     from mnist_probe.interpreters import interpreter_config, selected
 
-    if cfg.stage == "interpreters":
+    stages = {"train", "activations", "interpreters", "shift"} if cfg.stage == "reproduce" else {cfg.stage}
+    if cfg.stage == "reproduce":
+        for value in cfg.reproduce.augment.shifts:
+            if not 0 <= value < 1:
+                raise UserError(f"reproduce.augment.shifts must be fractions in [0, 1), got {value}")
+    if "interpreters" in stages:
         for spec in selected(cfg):
             interpreter_config(spec)
-    if cfg.stage == "activations":
+    if "activations" in stages:
         bad = [i for i in cfg.activations.indices or [] if not 0 <= i < 10_000]
         if bad:
             raise UserError(f"activations.indices {bad} are outside the test set 0..9999")
         for layer in cfg.activations.layers:
             layer_name(layer)
-    if cfg.stage == "shift":
+    if "shift" in stages:
         from mnist_probe.shift import shift_pairs
 
         shift_pairs(cfg.shift)

@@ -241,7 +241,8 @@ def one_image(cfg, out_dir: Path, specs, model, images_u8, labels, writer) -> di
             writer.add_scalar(f"shift_p_true/{label}", float(value), k)
     log.info("shift table for test #%d (a %d):\n%s", idx, true, md)
     return {"index": idx, "digit": true, "pairs": pairs, "table": table, "rows": rows,
-            "code_cosine": cosines[CODE_LAYER].tolist()}  # fmt: skip
+            "code_cosine": cosines[CODE_LAYER].tolist(),
+            "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
 
 
 def dataset_scale(cfg, out_dir: Path, specs, model, model_key, images_u8, labels, writer) -> dict:

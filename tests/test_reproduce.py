@@ -1,0 +1,42 @@
+import json
+import re
+from pathlib import Path
+
+from mnist_probe.reproduce import STUDY_SHIFT
+from mnist_probe.run import run
+from tests.conftest import make_cfg
+
+SMALL = [
+    "+experiment=reproduce", "data.train_subset=500", "data.test_subset=300", "train.epochs=1",
+    "train.batch_size=64", "interpreters.models=[dt,dt@pixels]", "interpreters.probes.train_samples=300",
+    "interpreters.probes.test_samples=100", "shift.models=[dt,dt@pixels]", "shift.dataset.samples=20",
+    "reproduce.augment.shifts=[0.0]", "interpreters.probes.enabled=false",
+    "+reproduce.augment.train_overrides.epochs=1", "+reproduce.augment.train_overrides.batch_size=64",
+]  # fmt: skip
+
+
+def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
+    cfg = make_cfg(tmp_path, *SMALL, f"reproduce.docs={tmp_path / 'docs'}",
+                   f"reproduce.bench={tmp_path / 'bench.json'}")  # fmt: skip
+    assert cfg.train.epochs == 1 and cfg.train.scheduler.monitor == "val_acc"  # the keras recipe
+    (tmp_path / "bench.json").write_text(json.dumps({
+        "machine": {"cpu": "test cpu", "cores": 2, "gpu": None, "torch": "x"},
+        "rows": [{"what": "hook overhead", "value": 1.5, "unit": "%", "target": "<= 5%"}]}))  # fmt: skip
+    results = run(cfg)
+    report = (tmp_path / "docs" / "RESULTS.md").read_text()
+    out = Path(cfg.paths.output_dir)
+    train = json.loads((out / "train" / "results.json").read_text())
+    assert f"{100 * train['test_acc']:.2f}%" in report and "99.3%" in report
+    # every figure the report shows exists; the five feature-map layers are among them
+    links = re.findall(r"\]\((figures/[^)]+)\)", report)
+    assert len(links) >= 15 and all((tmp_path / "docs" / link).is_file() for link in links)
+    for layer in ("conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dropout_2"):
+        assert f"figures/feature_maps_{layer}.png" in links
+    # the study's shift table beside ours, the bench table, four checked conclusions
+    assert STUDY_SHIFT["CNN+svm"][4] in report and "| hook overhead | 1.5 | % | <= 5% |" in report
+    verdicts = re.findall(r"^\*\*\d\. .*\*\* — \*(.+?)\.\*", report, flags=re.M)
+    assert len(verdicts) == 4 and len(results["conclusions"]) == 4
+    assert all("supported" in v for v in verdicts)
+    assert "nan" not in report.lower().replace("nanmean", "") and "None" not in report
+    aug = json.loads((out / "augment" / "augment.shift=0.0" / "results.json").read_text())
+    assert aug["models"] == ["CNN"]
