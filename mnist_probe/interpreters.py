@@ -110,7 +110,8 @@ def fit_or_load(
     entry = Path(cfg.paths.cache) / owner / f"interp-{icfg.name}-{key}"
     with locked(entry):
         if (entry / "meta.json").is_file():  # written last: the entry is complete
-            return _load(icfg, entry), {**json.loads((entry / "meta.json").read_text()), "cached": True}
+            meta = json.loads((entry / "meta.json").read_text())
+            return _load(icfg, entry), {**meta, "key": key, "cached": True}
         x, y = _subsample(*features(cfg, icfg.features, "train", model, model_key), icfg.train_samples)
         estimator = instantiate(icfg.estimator)
         log.info("fitting %s on %d %s", icfg.name, len(y), icfg.features)
@@ -119,7 +120,7 @@ def fit_or_load(
         meta = {"fit_seconds": round(time.perf_counter() - start, 2), "train_samples": len(y)}
         _save(estimator, entry)
         write_json(entry / "meta.json", meta)
-        return estimator, {**meta, "cached": False}
+        return estimator, {**meta, "key": key, "cached": False}
 
 
 def score(

@@ -82,6 +82,7 @@ class ModelSpec:
     label: str
     kind: str  # "cnn", "codes" or "pixels"
     estimator: object = None
+    key: str | None = None  # the fitted interpreter's cache key (None for the CNN)
 
 
 @torch.no_grad()
@@ -182,9 +183,9 @@ def model_specs(cfg: DictConfig, model, model_key: str) -> list[ModelSpec]:
     names = [cfg.interpreter] if cfg.get("interpreter") else list(cfg.shift.models)
     for spec in names:
         icfg = interpreter_config(spec)
-        estimator, _ = fit_or_load(cfg, icfg, model, model_key)
+        estimator, meta = fit_or_load(cfg, icfg, model, model_key)
         label = f"CNN+{icfg.name}" if icfg.features == "codes" else f"{icfg.name} (pixels)"
-        specs.append(ModelSpec(label, icfg.features, estimator))
+        specs.append(ModelSpec(label, icfg.features, estimator, meta["key"]))
     return specs
 
 
@@ -258,8 +259,10 @@ def dataset_scale(cfg, out_dir: Path, specs, model, model_key, images_u8, labels
     # Grid predictions are cached per model, so sweep jobs over shift.dy compute them once, and
     # the models still missing share one CNN pass over the shifted images.
     entry = Path(cfg.paths.cache) / f"cnn-{model_key}"
-    paths = {s.label: entry / f"shiftgrid-{config_key(model_key, s.label, n, radius, cfg.seed)}.npz"
-             for s in specs}  # fmt: skip
+    # An interpreter's grid is keyed by its fitted estimator too, so a changed setting recomputes it.
+    keys = {s.label: config_key(model_key, s.label, n, radius, cfg.seed, *([s.key] if s.key else []))
+            for s in specs}  # fmt: skip
+    paths = {label: entry / f"shiftgrid-{key}.npz" for label, key in keys.items()}
     with locked(entry / "shiftgrid"):
         missing = [s for s in specs if not paths[s.label].is_file()]
         if missing:
