@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats)
     model = instantiate(cfg.model)  # throughput does not depend on the weights
     rows += bench_hooks(model, images, 500, args.repeats)
-    rows += bench_shift(model, images[: 8 if args.tiny else 200], 1 if args.tiny else 5, 2000, args.repeats)
+    rows += bench_shift(model, images[: 8 if args.tiny else 100], 1 if args.tiny else 5, 2000, args.repeats)
     if not args.tiny:
         rows += bench_streaming(cfg.data.root)
         rows += bench_interpreters(cfg, ["nn", "svm", "rf", "gb", "dt"])
