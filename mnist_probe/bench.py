@@ -23,28 +23,20 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
+from mnist_probe import CONF
 from mnist_probe.cache import write_json
 from mnist_probe.data import load_mnist, to_float
 from mnist_probe.probe import ActivationRecorder
 from mnist_probe.report import write_table
-from mnist_probe.train import accuracy
+from mnist_probe.train import accuracy, cpu_model
 
 log = logging.getLogger("mnist_probe.bench")
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def machine() -> dict:
     """CPU model, cores, threads and library versions: the context every figure needs."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version()}  # fmt: skip
 
 

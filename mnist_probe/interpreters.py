@@ -12,13 +12,13 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_probe import UserError
+from mnist_probe import CONF, UserError
 from mnist_probe.cache import atomic_write, config_key, locked, write_json
 from mnist_probe.probe import code_vectors
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "interpreter"
+CONF_DIR = CONF / "interpreter"
 FEATURES = ("codes", "pixels")
 # The study's raw-pixel baselines (its translation table): RF 96.6%, SVM 96.1%.
 PIXEL_STUDY = {"rf": 0.966, "svm": 0.961}

@@ -44,8 +44,9 @@ def compose_train(recipe: str) -> DictConfig:
 
     if GlobalHydra.instance().is_initialized():
         return compose("config", overrides=[f"train={recipe}"]).train
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
+    from mnist_probe import CONF
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return compose("config", overrides=[f"train={recipe}"]).train
 
 
@@ -135,7 +136,7 @@ def pct(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def conclusions(results: dict) -> list[dict]:
+def conclusions(cfg: DictConfig, results: dict) -> list[dict]:
     """The study's four conclusions, each with our verdict and the numbers behind it."""
     cnn_acc = results["train"]["test_acc"]
     irows = results["interpreters"]["rows"]
@@ -181,8 +182,8 @@ def conclusions(results: dict) -> list[dict]:
         f"interpreter over the best pixel one). "
         f"Position sensitivity depends on the training augmentation: over "
         f"{shift.get('samples', 0)} test images, this CNN (trained with random shifts up to "
-        f"{results['augment_shift_px']:.1f} px) keeps {pct(at4)} accuracy at dy = -4 and a mean of "
-        f"{pct(cnn_grid.get('acc_grid_mean'))} over the ±{results['radius']} px grid."
+        f"{28 * float(cfg.train.augment.shift):.1f} px) keeps {pct(at4)} accuracy at dy = -4 and a mean of "
+        f"{pct(cnn_grid.get('acc_grid_mean'))} over the ±{cfg.shift.dataset.radius} px grid."
     )
     if unaug is not None:
         text += (
@@ -245,9 +246,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
     """docs/RESULTS.md and docs/figures/*.png from this run's results."""
     figures = docs / "figures"
     maps = copy_figures(out_dir, results, figures)
-    results["augment_shift_px"] = 28 * float(cfg.train.augment.shift)
-    results["radius"] = cfg.shift.dataset.radius
-    results["conclusions"] = conclusions(results)
+    results["conclusions"] = conclusions(cfg, results)
     train, act, shift = results["train"], results["activations"], results["shift"]
     seconds = results["seconds"]
     pairs_cols = [c for c in shift["table"][0] if c != "model"]

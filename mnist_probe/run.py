@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_probe import UserError
+from mnist_probe import CONF, UserError
 from mnist_probe.cache import config_key, write_json
 from mnist_probe.model import layer_name
 
@@ -97,8 +97,9 @@ def check_config(cfg: DictConfig) -> None:
 
         load_model(checkpoint_path(cfg), cfg.model)  # missing, truncated, other architecture
     from mnist_probe.interpreters import interpreter_config, selected
+    from mnist_probe.reproduce import CHAIN
 
-    stages = {"train", "activations", "interpreters", "shift"} if cfg.stage == "reproduce" else {cfg.stage}
+    stages = set(CHAIN) if cfg.stage == "reproduce" else {cfg.stage}
     if cfg.stage == "reproduce":
         for value in cfg.reproduce.augment.shifts:
             if not 0 <= value < 1:
@@ -124,9 +125,6 @@ def check_config(cfg: DictConfig) -> None:
             interpreter_config(spec)
 
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
 def check_choices(argv: list[str]) -> None:
     """Config-group choices on the command line (+experiment=shift, interpreter=svm,rf, ...) checked
     before Hydra composes, so that a typo gets one line that lists the valid names."""
@@ -147,9 +145,9 @@ def device() -> str:
 
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
-    from mnist_probe.bench import machine
+    from mnist_probe.train import cpu_model
 
-    return f"cpu: {machine()['cpu']} ({torch.get_num_threads()} threads)"
+    return f"cpu: {cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def job_overrides() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -57,13 +58,23 @@ def split_key(cfg: DictConfig) -> str:
     return config_key({k: cfg.data[k] for k in ("val_size", "split_seed", "train_subset")})
 
 
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return ""
+
+
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU has AMX: measured here, AVX512-BF16 alone trains no faster than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
+    return "amx_bf16" in _cpuinfo()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module says."""
+    lines = _cpuinfo().splitlines()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor()
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -169,7 +180,7 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
     precision = trainer.precision
     last = work_dir / "last.ckpt"
     if last.is_file():
-        done = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1  # our own file
+        done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1
         log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, cfg.train.epochs)
     start = time.perf_counter()
     trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
@@ -215,7 +226,7 @@ def from_checkpoint(cfg: DictConfig, path: Path) -> tuple[KerasCNN, dict]:
         if cfg.data.get("test_subset"):
             images, labels = images[: cfg.data.test_subset], labels[: cfg.data.test_subset]
         meta = {"test_acc": accuracy(model, images, labels), "test_images": len(labels), "key": key,
-                "checkpoint": str(path), "train_seconds": None, "device": "cpu"}  # fmt: skip
+                "checkpoint": str(path), "train_seconds": None}  # fmt: skip
         write_json(meta_path, meta)
         return model, {**meta, "cached": False}
 
