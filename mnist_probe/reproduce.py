@@ -242,6 +242,21 @@ def conclusions(cfg: DictConfig, results: dict) -> list[dict]:
     return out
 
 
+def training_time(train: dict) -> str:
+    """How long the CNN took to train, and what that figure leaves out when training was resumed."""
+    if not train.get("train_seconds"):
+        return ""  # a user's checkpoint: not trained here
+    where = "cached from an earlier run" if train.get("cached") else "in this run"
+    text = f"; training the CNN took {train['train_seconds'] / 60:.1f} min ({where})"
+    untimed, resumed = train.get("untimed_epochs", 0), train.get("resumed_after_epochs", 0)
+    if untimed:
+        return text + (f", counting epochs {untimed + 1}-{train['epochs']} only: the first {untimed} "
+                       "ran in an earlier, interrupted run that kept no clock")
+    if resumed:
+        return text + f", across an interruption after epoch {resumed}"
+    return text
+
+
 def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> Path:
     """docs/RESULTS.md and docs/figures/*.png from this run's results."""
     figures = docs / "figures"
@@ -259,10 +274,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         f"{date.today().isoformat()}, on {results_device(results)}. Nothing below is typed by hand "
         "except the study's own figures, quoted beside ours. The stages took "
         f"{seconds / 60:.1f} min in this run"
-        + (f"; training the CNN took {train['train_seconds'] / 60:.1f} min "
-           f"({'cached from an earlier run' if train.get('cached') else 'in this run'})"
-           if train.get("train_seconds") else "")
-        + ".",
+        + training_time(train) + ".",
         "",
         "## The CNN",
         "",

@@ -7,14 +7,13 @@ import json
 import logging
 import platform
 import shutil
-import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from mnist_probe import UserError
@@ -161,6 +160,7 @@ def make_trainer(cfg: DictConfig, out_dir: Path, work_dir: Path, **overrides) ->
             # through an fsspec transaction: a temp file renamed into place, never half a file).
             ModelCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, enable_version_counter=False),
             LearningRateMonitor(logging_interval="epoch"),
+            Timer(),  # training time, carried across resumes in last.ckpt
         ],
         enable_progress_bar=cfg.train.get("progress_bar", True),
         enable_model_summary=False,
@@ -179,12 +179,16 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
     trainer = make_trainer(cfg, out_dir, work_dir)
     precision = trainer.precision
     last = work_dir / "last.ckpt"
+    done, untimed = 0, 0
     if last.is_file():
-        done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        done = ckpt["epoch"] + 1
+        # Lightning's Timer keeps its clock in the checkpoint, so the time of the epochs before
+        # the interruption counts; a checkpoint written without a Timer leaves them untimed.
+        untimed = 0 if any(k.startswith("Timer") for k in ckpt.get("callbacks", {})) else done
         log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, cfg.train.epochs)
-    start = time.perf_counter()
     trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
-    train_seconds = time.perf_counter() - start
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     val_acc = float(trainer.callback_metrics.get("val_acc", float("nan")))  # test() resets these
     test = trainer.test(lit, datamodule=dm, verbose=False)[0]
     meta = {
@@ -192,7 +196,9 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
         "test_loss": float(test["test_loss"]),
         "val_acc": val_acc,
         "epochs": int(trainer.current_epoch),
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(timer.time_elapsed("train"), 1),  # over every resumed part
+        "resumed_after_epochs": done,  # 0: trained in one go
+        "untimed_epochs": untimed,  # epochs whose time train_seconds lacks (see above)
         "precision": precision,
         "device": str(trainer.strategy.root_device),
         "test_images": len(dm.tensors["test"][1]),

@@ -137,6 +137,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     proc.wait()
     entry = next(p for p in (tmp_path / "cache").glob("cnn-*") if p.is_dir())
     assert not (entry / "meta.json").exists()  # an interrupted entry is never taken as finished
+    ckpt = torch.load(entry / "work" / "last.ckpt", map_location="cpu", weights_only=True)
+    before_kill = ckpt["callbacks"]["Timer"]["time_elapsed"]["train"]
 
     again = cli(*args, f"hydra.run.dir={tmp_path / 'run2'}")
     assert again.returncode == 0, again.stderr[-2000:]
@@ -146,6 +148,9 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     assert 1 <= done < 6  # it went on from there rather than from epoch 0
     meta = json.loads((entry / "meta.json").read_text())
     assert meta["epochs"] == 6 and meta["test_acc"] > 0.9
+    # Lightning's Timer state rides in last.ckpt: the time before the kill is counted, not lost.
+    assert meta["resumed_after_epochs"] == done and meta["untimed_epochs"] == 0
+    assert meta["train_seconds"] > before_kill > 0
     assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.pt"]  # work/ removed
 
 

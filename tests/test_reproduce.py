@@ -2,7 +2,7 @@ import json
 import re
 from pathlib import Path
 
-from mnist_probe.reproduce import STUDY_SHIFT
+from mnist_probe.reproduce import STUDY_SHIFT, training_time
 from mnist_probe.run import run
 from tests.conftest import make_cfg
 
@@ -40,3 +40,15 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     assert "nan" not in report.lower().replace("nanmean", "") and "None" not in report
     aug = json.loads((out / "augment" / "augment.shift=0.0" / "results.json").read_text())
     assert aug["models"] == ["CNN"]
+
+
+def test_training_time_says_what_a_resumed_run_did_not_time():
+    whole = training_time({"train_seconds": 474.0, "epochs": 3, "cached": False})
+    assert whole == "; training the CNN took 7.9 min (in this run)"
+    resumed = {"train_seconds": 600.0, "epochs": 30, "resumed_after_epochs": 4, "untimed_epochs": 0}
+    timed = training_time(resumed)
+    assert "10.0 min" in timed and "interruption after epoch 4" in timed
+    old_ckpt = {**resumed, "train_seconds": 3000.0, "resumed_after_epochs": 13, "untimed_epochs": 13, "cached": True}
+    text = training_time(old_ckpt)
+    assert "epochs 14-30 only" in text and "first 13" in text and "cached" in text
+    assert training_time({"train_seconds": None, "epochs": 30}) == ""  # a user's checkpoint
