@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Extra Hydra overrides for run/train/reproduce, e.g. make run ARGS="data.download=true shift.digit=7"
+ARGS ?=
 # Offline machines keep MNIST beside the project; a user with internet may set data.download=true.
 ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
@@ -20,10 +22,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install ## the main job: train (or load) the CNN, then the study's shift test
-	$(PY) -m mnist_probe.run +experiment=shift
+	$(PY) -m mnist_probe.run +experiment=shift $(ARGS)
 
 train: install ## train (or load) the CNN with the default recipe
-	$(PY) -m mnist_probe.run +experiment=train
+	$(PY) -m mnist_probe.run +experiment=train $(ARGS)
 
 test: install ## the fast test suite (pytest's "no tests ran" counts as failure)
 	$(PY) -m pytest -m "not slow" -q; rc=$$?; \
@@ -50,7 +52,7 @@ bench-long: install ## train the default recipe from scratch: seconds to 99.3% t
 
 reproduce: install ## the study end to end (train=keras, every stage) -> docs/RESULTS.md (CPU: hours)
 	@[ -f outputs/bench/bench.json ] || $(PY) -m mnist_probe.bench
-	$(PY) -m mnist_probe.run +experiment=reproduce
+	$(PY) -m mnist_probe.run +experiment=reproduce $(ARGS)
 
 screenshot: install ## TensorBoard's images dashboard in headless Chromium -> docs/ (slow test)
 	MNIST_PROBE_SCREENSHOT=$(abspath docs/tensorboard_feature_maps.png) $(PY) -m pytest -q -m slow tests/test_browser.py

@@ -42,6 +42,17 @@ def _missing(root: str | Path) -> list[str]:
     return [name for name in FILES if not (raw_folder(root) / name).is_file()]
 
 
+def require_files(root: str | Path) -> None:
+    """A one-line UserError naming the missing files and the two ways to provide them."""
+    missing = _missing(root)
+    if missing:
+        raise UserError(
+            f"MNIST not found: {raw_folder(root)} lacks {', '.join(missing)}; "
+            "set MNIST_ROOT (or data.root=...) to the folder holding MNIST/raw/, "
+            "or pass data.download=true where there is internet"
+        )
+
+
 def load_mnist(
     root: str | Path, split: str, download: bool = False, verify: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,13 +67,7 @@ def load_mnist(
                 f"could not download MNIST into {raw_folder(root)} ({type(err).__name__}); "
                 f"put the files {', '.join(FILES)} there or set MNIST_ROOT / data.root"
             ) from None
-        missing = _missing(root)
-    if missing:
-        raise UserError(
-            f"MNIST not found: {raw_folder(root)} lacks {', '.join(missing)}; "
-            "set MNIST_ROOT (or data.root=...) to the folder holding MNIST/raw/, "
-            "or pass data.download=true where there is internet"
-        )
+    require_files(root)
     prefix = "train" if split == "train" else "t10k"
     if verify:
         for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):

@@ -6,6 +6,7 @@ import logging
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -92,6 +93,10 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{key} must be a whole number of at least 1, got {value!r}")
+    if not cfg.data.download:  # checked again after a download; here, before any work
+        from mnist_probe.data import require_files
+
+        require_files(cfg.data.root)
     if cfg.get("checkpoint"):
         from mnist_probe.train import checkpoint_path, load_model
 
@@ -198,8 +203,18 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def quiet_library_noise() -> None:
+    """Drop two lines every run printed that say nothing about the run: Lightning's advert for its
+    cloud logger, and a deprecation inside Lightning's own use of torch's pytree API."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+
+
 def cli() -> None:
     """`python -m mnist_probe.run`: group choices checked first (one line on error), then Hydra."""
+    quiet_library_noise()
     try:
         check_choices(sys.argv[1:])
     except UserError as err:

@@ -68,6 +68,7 @@ def test_entry_point_missing_data_root_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
     errors = [line for line in (proc.stderr + proc.stdout).splitlines() if "error:" in line]
     assert len(errors) == 1 and "MNIST not found" in errors[0] and "MNIST_ROOT" in errors[0]
+    assert "GPU available" not in proc.stderr + proc.stdout  # refused before Lightning starts
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pt"))
 
 
