@@ -23,16 +23,22 @@ log = logging.getLogger("mnist_probe")
 
 def stage_train(cfg: DictConfig, out_dir: Path) -> dict:
     """Train (or load from the cache) the CNN; report its test accuracy."""
-    from mnist_probe.train import fit_or_load
+    from mnist_probe.train import confidence, fit_or_load, split_tensors, test_logits
 
-    _, meta = fit_or_load(cfg, out_dir)
+    model, meta = fit_or_load(cfg, out_dir)
+    images, labels = split_tensors(cfg, "test")
+    n = cfg.data.get("test_subset") or len(labels)
+    sure = confidence(test_logits(model, images[:n]), labels[:n])
     if cfg.get("checkpoint"):
         how = "your checkpoint"
     else:
         how = "from cache" if meta["cached"] else f"trained in {meta['train_seconds']:.0f}s"
     log.info("CNN test accuracy %.2f%% on %d images (%s; %s)",
              100 * meta["test_acc"], meta["test_images"], how, meta["checkpoint"])  # fmt: skip
-    return meta
+    log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest |logit| %.0f",
+             sure["cross_entropy"], sure["errors"], 100 * sure["error_share_of_loss"],
+             sure["mean_loss_on_errors"], sure["max_abs_logit"])  # fmt: skip
+    return {**meta, "confidence": sure}
 
 
 def stage_activations(cfg: DictConfig, out_dir: Path) -> dict:

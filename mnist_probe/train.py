@@ -207,17 +207,33 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
 
 
 @torch.no_grad()
-def accuracy(model: KerasCNN, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
-    """Test accuracy of model on uint8 images (on the model's device), in eval mode."""
+def test_logits(model: KerasCNN, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """The model's logits (N×10, on the CPU) for uint8 images, in eval mode."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    correct = sum(
-        (model(to_float(x.to(device))).argmax(1).cpu() == y).sum().item()
-        for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True)
-    )  # fmt: skip
+    logits = torch.cat([model(to_float(x.to(device))).cpu() for x in images.split(batch_size)])
     model.train(was_training)
-    return correct / len(labels)
+    return logits
+
+
+def accuracy(model: KerasCNN, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Test accuracy of model on uint8 images (on the model's device), in eval mode."""
+    return (test_logits(model, images, batch_size).argmax(1) == labels).sum().item() / len(labels)
+
+
+def confidence(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """How sure the CNN is, beyond accuracy: test cross-entropy, how much of it its errors carry,
+    and the largest logit (a CNN whose logits run into the thousands outputs probabilities of 0 or 1)."""
+    loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    wrong = logits.argmax(1) != labels
+    return {
+        "cross_entropy": loss.mean().item(),
+        "errors": int(wrong.sum()),
+        "error_share_of_loss": (loss[wrong].sum() / loss.sum()).item() if loss.sum() > 0 else 0.0,
+        "mean_loss_on_errors": loss[wrong].mean().item() if wrong.any() else 0.0,
+        "max_abs_logit": logits.abs().max().item(),
+    }
 
 
 def from_checkpoint(cfg: DictConfig, path: Path) -> tuple[KerasCNN, dict]:
