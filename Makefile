@@ -4,12 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Extra Hydra overrides for run/train/reproduce, e.g. make run ARGS="data.download=true shift.digit=7"
 ARGS ?=
+# What `make sweep` runs with -m: the design card's sweep over shift range and interpreter.
+SWEEP ?= +experiment=shift shift.dy=0,-1,-2,-3,-4,-5 interpreter=svm,rf
 # Offline machines keep MNIST beside the project; a user with internet may set data.download=true.
 ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
 endif
 
-.PHONY: help install run train test test-slow lint tensorboard clean bench bench-long reproduce screenshot
+.PHONY: help install run sweep train test test-slow lint tensorboard clean bench bench-long reproduce screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +25,9 @@ $(VENV)/.installed: pyproject.toml
 
 run: install ## the main job: train (or load) the CNN, then the study's shift test
 	$(PY) -m mnist_probe.run +experiment=shift $(ARGS)
+
+sweep: install ## a Hydra multirun (SWEEP="..." to change it) -> outputs/multirun/<time>_shift/summary.md
+	$(PY) -m mnist_probe.run -m $(SWEEP) $(ARGS)
 
 train: install ## train (or load) the CNN with the default recipe
 	$(PY) -m mnist_probe.run +experiment=train $(ARGS)
