@@ -281,6 +281,10 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         markdown_table([
             {"": f"test accuracy ({train['test_images']:,} MNIST test images)",
              "ours": pct(train["test_acc"]), "study": pct(STUDY_ACC, 1)},
+            *([{"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
+                "ours": f"{sure['cross_entropy']:.3f} ({pct(sure['error_share_of_loss'])} from "
+                        f"{sure['errors']} errors; {sure['max_abs_logit']:,.0f})",
+                "study": "not reported"}] if (sure := train.get("confidence")) else []),
             {"": "recipe", "ours": recipe_line(cfg),
              "study": "RMSprop, ReduceLROnPlateau, 30 epochs, batch 86, ImageDataGenerator(10°, 0.1, 0.1)"},
         ]),
