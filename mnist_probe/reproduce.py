@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_probe import CONF
 from mnist_probe.cache import atomic_write, write_json
 from mnist_probe.model import CODE_LAYER
 from mnist_probe.report import markdown_table, write_table
@@ -44,8 +45,6 @@ def compose_train(recipe: str) -> DictConfig:
 
     if GlobalHydra.instance().is_initialized():
         return compose("config", overrides=[f"train={recipe}"]).train
-    from mnist_probe import CONF
-
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return compose("config", overrides=[f"train={recipe}"]).train
 
@@ -257,6 +256,21 @@ def training_time(train: dict) -> str:
     return text
 
 
+def cnn_rows(cfg: DictConfig, train: dict) -> list[dict]:
+    """The CNN table: accuracy, how confident (when the train stage measured it), the recipe."""
+    rows = [{"": f"test accuracy ({train['test_images']:,} MNIST test images)",
+             "ours": pct(train["test_acc"]), "study": pct(STUDY_ACC, 1)}]  # fmt: skip
+    sure = train.get("confidence")
+    if sure:
+        rows.append({"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
+                     "ours": f"{sure['cross_entropy']:.3f} ({pct(sure['error_share_of_loss'])} from "
+                             f"{sure['errors']} errors; {sure['max_abs_logit']:,.0f})",
+                     "study": "not reported"})  # fmt: skip
+    study_recipe = "RMSprop, ReduceLROnPlateau, 30 epochs, batch 86, ImageDataGenerator(10°, 0.1, 0.1)"
+    rows.append({"": "recipe", "ours": recipe_line(cfg), "study": study_recipe})
+    return rows
+
+
 def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> Path:
     """docs/RESULTS.md and docs/figures/*.png from this run's results."""
     figures = docs / "figures"
@@ -278,16 +292,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         "",
         "## The CNN",
         "",
-        markdown_table([
-            {"": f"test accuracy ({train['test_images']:,} MNIST test images)",
-             "ours": pct(train["test_acc"]), "study": pct(STUDY_ACC, 1)},
-            *([{"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
-                "ours": f"{sure['cross_entropy']:.3f} ({pct(sure['error_share_of_loss'])} from "
-                        f"{sure['errors']} errors; {sure['max_abs_logit']:,.0f})",
-                "study": "not reported"}] if (sure := train.get("confidence")) else []),
-            {"": "recipe", "ours": recipe_line(cfg),
-             "study": "RMSprop, ReduceLROnPlateau, 30 epochs, batch 86, ImageDataGenerator(10°, 0.1, 0.1)"},
-        ]),
+        markdown_table(cnn_rows(cfg, train)),
         "## 1. Activations: feature maps (h = 1, 2, 5, 6, 8) and code vectors (h = 10)",
         "",
         f"Test image #{act['indices'][0]}; all 64 maps of each layer.",

@@ -23,12 +23,11 @@ log = logging.getLogger("mnist_probe")
 
 def stage_train(cfg: DictConfig, out_dir: Path) -> dict:
     """Train (or load from the cache) the CNN; report its test accuracy."""
-    from mnist_probe.train import confidence, fit_or_load, split_tensors, test_logits
+    from mnist_probe.train import confidence, fit_or_load, scored_test_set, test_logits
 
     model, meta = fit_or_load(cfg, out_dir)
-    images, labels = split_tensors(cfg, "test")
-    n = cfg.data.get("test_subset") or len(labels)
-    sure = confidence(test_logits(model, images[:n]), labels[:n])
+    images, labels = scored_test_set(cfg)
+    sure = confidence(test_logits(model, images), labels)
     if cfg.get("checkpoint"):
         how = "your checkpoint"
     else:

@@ -104,6 +104,13 @@ def split_tensors(cfg: DictConfig, split: str) -> tuple[torch.Tensor, torch.Tens
     return dm.tensors[split]
 
 
+def scored_test_set(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test images the CNN is scored on: all 10k, or the first data.test_subset of them."""
+    images, labels = split_tensors(cfg, "test")
+    n = cfg.data.get("test_subset") or len(labels)
+    return images[:n], labels[:n]
+
+
 def load_model(path: str | Path, model_cfg: DictConfig | None = None) -> KerasCNN:
     """Load a cached state dict into a fresh KerasCNN (weights only: no pickled code runs)."""
     path = Path(path)
@@ -244,9 +251,7 @@ def from_checkpoint(cfg: DictConfig, path: Path) -> tuple[KerasCNN, dict]:
     with locked(meta_path.parent):
         if meta_path.is_file():
             return model, {**json.loads(meta_path.read_text()), "cached": True}
-        images, labels = split_tensors(cfg, "test")
-        if cfg.data.get("test_subset"):
-            images, labels = images[: cfg.data.test_subset], labels[: cfg.data.test_subset]
+        images, labels = scored_test_set(cfg)
         meta = {"test_acc": accuracy(model, images, labels), "test_images": len(labels), "key": key,
                 "checkpoint": str(path), "train_seconds": None}  # fmt: skip
         write_json(meta_path, meta)
