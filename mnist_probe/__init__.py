@@ -1,10 +1,53 @@
-"""mnist_probe: what did my CNN learn? The study's MNIST CNN, opened up three ways."""
+"""mnist_probe: what did my CNN learn? The study's MNIST CNN, opened up three ways.
 
-from pathlib import Path
+The public API, for a notebook (README: "Use it as a library"):
 
-# The Hydra config tree (conf/ beside the package): the entry point, bench and report compose it.
-CONF = Path(__file__).resolve().parents[1] / "conf"
+    from mnist_probe import load_mnist, KerasCNN, record, translate, CodeVectors
+    images, labels = load_mnist("path/holding/MNIST", "test")
+    acts = record(KerasCNN().eval(), images[:8], ["conv2d_1", "dense_1"])
+
+Names load on first use (PEP 562), so `import mnist_probe` costs nothing until one is touched.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from mnist_probe.errors import UserError
+
+# name -> the module that defines it
+_API = {
+    # data
+    "DataSpec": "data", "load_mnist": "data", "split_tensors": "data", "to_float": "data",
+    "KerasAugment": "data", "MNISTDataModule": "data", "first_of_each_digit": "data",
+    # model
+    "KerasCNN": "model", "LitCNN": "model", "load_model": "model", "LAYER_NAMES": "model",
+    "CODE_LAYER": "model",
+    # train
+    "Recipe": "train", "TrainedCNN": "train", "fit_or_load": "train", "from_checkpoint": "train",
+    "accuracy": "train", "confidence": "train", "test_logits": "train",
+    # hooks
+    "ActivationRecorder": "probe", "record": "probe", "stream": "probe", "resolve_layers": "probe",
+    "class_similarity": "probe",
+    # interpreters
+    "CodeVectors": "interpreters", "Pixels": "interpreters", "make_interpreter": "interpreters",
+    "fit_on_features": "interpreters", "linear_probes": "interpreters",
+    # shift
+    "translate": "shift", "shift_pairs": "shift", "shifted_stack": "shift", "grid_predictions": "shift",
+    "dataset_metrics": "shift", "consistency": "shift", "change_1px": "shift",
+    # the study's own figures
+    "study": None,
+}  # fmt: skip
+
+__all__ = ["UserError", *_API]
 
 
-class UserError(Exception):
-    """A mistake the user can fix (bad path, bad config value): shown as one line, no traceback."""
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'mnist_probe' has no attribute {name!r}")
+    module = import_module(f"mnist_probe.{_API[name] or name}")
+    return module if _API[name] is None else getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

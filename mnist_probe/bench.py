@@ -19,16 +19,17 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnist_probe import CONF
 from mnist_probe.cache import write_json
+from mnist_probe.config import compose_config
 from mnist_probe.data import load_mnist, to_float
 from mnist_probe.probe import ActivationRecorder
-from mnist_probe.report import write_table
-from mnist_probe.train import accuracy, cpu_model
+from mnist_probe.shift import grid_predictions, shifted_stack
+from mnist_probe.stages.common import data_spec, features, interpreter_settings, recipe, trained_cnn
+from mnist_probe.stages.report import write_table
+from mnist_probe.train import accuracy, cpu_model, make_datamodule, make_lit, make_trainer
 
 log = logging.getLogger("mnist_probe.bench")
 
@@ -119,11 +120,9 @@ def bench_streaming(root: str) -> list[dict]:
 @torch.no_grad()
 def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: int) -> list[dict]:
     """The shift grid (translate + forward + softmax) against plain inference of as many images."""
-    from mnist_probe.shift import ModelSpec, grid_predictions, shifted_stack
-
     pairs = [(dx, dy) for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)]
     stacked = shifted_stack(images, pairs)
-    spec = [ModelSpec("CNN", "cnn")]
+    models = {"CNN": None}
 
     def plain():
         for s in range(0, len(stacked), batch):
@@ -131,7 +130,9 @@ def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: i
 
     model.eval()
     t_plain = median_seconds(plain, repeats)
-    t_shift = median_seconds(lambda: grid_predictions(spec, model, images, radius, batch), repeats)
+    t_shift = median_seconds(
+        lambda: grid_predictions(models, model, images, radius, batch, progress=False), repeats
+    )
     n = len(stacked)
     return [
         {"what": f"shift grid ±{radius} px, {len(images)} images", "value": n / t_shift, "unit": "img/s"},
@@ -160,27 +161,23 @@ def rate(stamps: list[float], batch: int, warmup: int) -> float:
 
 def lightning_rate(cfg, precision: str, steps: int, warmup: int, log_dir: str) -> float:
     """Training img/s through the project's own path: train.make_lit/make_trainer, as in a run."""
-    from mnist_probe.train import build_datamodule, make_lit, make_trainer
-
     pl.seed_everything(cfg.seed, verbose=False)
     clock = StepClock()
     trainer = make_trainer(
-        cfg, Path(log_dir), Path(log_dir) / "work", precision=precision, max_steps=steps + warmup + 1,
+        recipe(cfg), Path(log_dir), Path(log_dir) / "work", precision=precision, max_steps=steps + warmup + 1,
         limit_val_batches=0, enable_progress_bar=False, extra_callbacks=[clock],
     )  # fmt: skip
-    trainer.fit(make_lit(cfg), datamodule=build_datamodule(cfg))
+    trainer.fit(make_lit(recipe(cfg), cfg.model), datamodule=make_datamodule(data_spec(cfg), recipe(cfg)))
     return rate(clock.stamps, cfg.train.batch_size, warmup)
 
 
 def plain_rate(cfg, precision: str, steps: int, warmup: int) -> float:
     """Training img/s of a minimal PyTorch loop: same model, batches, augmentation and precision."""
-    from mnist_probe.train import build_datamodule, make_lit
-
     pl.seed_everything(cfg.seed, verbose=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dm = build_datamodule(cfg)
+    dm = make_datamodule(data_spec(cfg), recipe(cfg))
     dm.setup()
-    model = make_lit(cfg).model.to(device).train()
+    model = make_lit(recipe(cfg), cfg.model).model.to(device).train()
     optimizer = instantiate(cfg.train.optimizer)(model.parameters())
     augment = dm.augment.to(device)
     bf16 = precision.startswith("bf16")
@@ -275,16 +272,14 @@ class TestAccuracyClock(pl.Callback):
 
 def bench_time_to_accuracy(cfg, target: float) -> list[dict]:
     """Train the configured recipe from scratch (no cache); seconds until test accuracy >= target."""
-    from mnist_probe.train import build_datamodule, make_lit, make_trainer
-
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = build_datamodule(cfg)
+    dm = make_datamodule(data_spec(cfg), recipe(cfg))
     dm.setup()
     clock = TestAccuracyClock(*dm.tensors["test"])
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(cfg, Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
+        trainer = make_trainer(recipe(cfg), Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
                                extra_callbacks=[clock])  # fmt: skip
-        trainer.fit(make_lit(cfg), datamodule=dm)
+        trainer.fit(make_lit(recipe(cfg), cfg.model), datamodule=dm)
     rows = [{"what": f"epoch {e}: test accuracy after {s:.0f} s of training", "value": 100 * a, "unit": "%"}
             for e, s, a in clock.points]  # fmt: skip
     reached = [s for _, s, a in clock.points if a >= target]
@@ -296,15 +291,10 @@ def bench_time_to_accuracy(cfg, target: float) -> list[dict]:
 
 def bench_interpreters(cfg, names: list[str]) -> list[dict]:
     """Fit seconds of each interpreter on the CNN's code vectors (fresh fits, not the cache)."""
-    from mnist_probe.interpreters import features, interpreter_config
-    from mnist_probe.train import cnn_key, fit_or_load
-
-    model, _ = fit_or_load(cfg)
-    key = cnn_key(cfg)
-    x, y = features(cfg, "codes", "train", model, key)
+    x, y = features(cfg, "codes", "train", trained_cnn(cfg))
     rows, total = [], 0.0
     for name in names:
-        estimator = instantiate(interpreter_config(name).estimator)
+        estimator = instantiate(interpreter_settings(cfg, name)["estimator"])
         start = time.perf_counter()
         estimator.fit(x, y)
         seconds = time.perf_counter() - start
@@ -328,8 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the CNN, e.g. train=keras")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("config", overrides=["paths.output_dir=outputs/bench", *args.overrides])
+    cfg = compose_config("paths.output_dir=outputs/bench", *args.overrides)
     images_u8, _ = load_mnist(cfg.data.root, "test")
     n = 64 if args.tiny else args.images
     images = to_float(images_u8[:n])

@@ -1,26 +1,41 @@
-"""Keyed artifacts on disk: a config hash names them, a lock lets one writer in, renames publish."""
+"""Keyed artifacts on disk: a hash of every input names them, a lock lets one writer in, a rename
+publishes them, and a recorded sha256 per file catches damage before a wrong file is reused."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 from filelock import FileLock
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+META = "meta.json"
+
+
+def _plain(part: Any) -> Any:
+    if isinstance(part, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(part, resolve=True)
+    if dataclasses.is_dataclass(part) and not isinstance(part, type):
+        return dataclasses.asdict(part)
+    return part
 
 
 def config_key(*parts: Any, length: int = 12) -> str:
-    """A short stable hash of config parts (DictConfigs are resolved, dicts sorted)."""
-    plain = [
-        OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts
-    ]
-    blob = json.dumps(plain, sort_keys=True, default=str)
+    """A short stable hash of plain parts (dicts sorted; dataclasses and OmegaConf nodes as dicts)."""
+    blob = json.dumps([_plain(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
@@ -51,7 +66,6 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def write_npz(path: str | Path, **arrays: Any) -> Path:
     """Atomically write arrays as an .npz file."""
-    import numpy as np
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
@@ -67,3 +81,64 @@ def locked(path: str | Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         yield
+
+
+def sha256(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _damage(entry: Path) -> str | None:
+    """What is wrong with a published entry (unreadable meta, a missing or changed file), else None."""
+    try:
+        meta = json.loads((entry / META).read_text())
+    except (OSError, ValueError) as err:
+        return f"{META} unreadable ({type(err).__name__})"
+    for name, digest in meta.get("files", {}).items():
+        if not (entry / name).is_file():
+            return f"{name} missing"
+        if sha256(entry / name) != digest:
+            return f"{name} does not match its recorded sha256"
+    return None
+
+
+def get_or_compute(
+    entry: str | Path,
+    compute: Callable[[Path], dict],
+    load: Callable[[Path, dict], T],
+) -> tuple[T, dict, bool]:
+    """The artifact in directory `entry`: loaded if published and intact, else computed, once.
+
+    Under a lock on the entry: a published entry (its meta.json exists) whose files match their
+    recorded sha256 is loaded with load(entry, meta). Otherwise compute(staging) writes the
+    artifact's files into `entry.partial/` and returns its meta; the file hashes are added, meta
+    is written last and the directory is renamed to `entry`, so a reader sees a whole entry or
+    none. The staging dir has a stable name: a computation killed half way finds what it left
+    there (training resumes from its last checkpoint). A damaged entry is logged in one line,
+    moved aside to `entry.damaged-<time>` and computed again. Returns (value, meta, cached).
+    """
+    entry = Path(entry)
+    with locked(entry):
+        if (entry / META).is_file():
+            problem = _damage(entry)
+            if problem is None:
+                meta = json.loads((entry / META).read_text())
+                return load(entry, meta), meta, True
+            aside = entry.with_name(f"{entry.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            log.warning("cache entry %s is damaged (%s): moved to %s, computing it again",
+                        entry, problem, aside.name)  # fmt: skip
+            os.replace(entry, aside)
+        elif entry.exists():  # a directory without meta.json was never published: not ours to trust
+            shutil.rmtree(entry)
+        staging = entry.with_name(entry.name + ".partial")
+        staging.mkdir(parents=True, exist_ok=True)
+        meta = compute(staging)
+        files = sorted(p.name for p in staging.iterdir() if p.is_file() and p.name != META)
+        meta = {**meta, "files": {name: sha256(staging / name) for name in files}}
+        write_json(staging / META, meta)
+        os.replace(staging, entry)
+        return load(entry, meta), meta, False

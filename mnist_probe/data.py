@@ -1,9 +1,11 @@
-"""MNIST held in memory as uint8 tensors, a seeded train/val split, and batch augmentation."""
+"""MNIST held in memory as uint8 tensors: the files, a seeded train/val split, the scored test set,
+the Lightning DataModule and the batch augmentation."""
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -19,7 +21,7 @@ from torch.utils.data import (
 from torchvision.datasets import MNIST
 from torchvision.datasets.utils import check_md5
 
-from mnist_probe import UserError
+from mnist_probe.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,25 @@ FILES = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 COUNTS = {"train": 60_000, "test": 10_000}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where MNIST lives and which images each split holds (the config's `data:` node, as plain values)."""
+
+    root: str = "data"
+    val_size: int = 6000  # 54k train / 6k validation, split with split_seed
+    split_seed: int = 0
+    train_subset: int | None = None  # train on the first N images of the training split only
+    test_subset: int | None = None  # score the CNN on the first N test images only
+    download: bool = False
+    verify: bool = False
+    eval_batch_size: int = 1000
+
+    def content(self) -> dict:
+        """What decides the images of every split: the part of the spec a cache key needs."""
+        return {k: v for k, v in asdict(self).items() if k in ("val_size", "split_seed", "train_subset",
+                                                                 "test_subset")}  # fmt: skip
 
 
 def raw_folder(root: str | Path) -> Path:
@@ -101,6 +122,26 @@ def _validate(images: torch.Tensor, labels: torch.Tensor, split: str, root: str 
         raise UserError(f"MNIST {split} files in {raw_folder(root)} are wrong: {problem}")
 
 
+def split_tensors(data: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and labels of 'train' or 'val' (the seeded split), 'test' (all 10k) or 'scored'
+    (the test images the CNN is scored on: all 10k, or the first data.test_subset of them)."""
+    if split in ("test", "scored"):
+        images, labels = load_mnist(data.root, "test", data.download, data.verify)
+        n = (data.test_subset or len(labels)) if split == "scored" else len(labels)
+        return images[:n], labels[:n]
+    if split not in ("train", "val"):
+        raise ValueError(f"unknown split {split!r}: train, val, test or scored")
+    x, y = load_mnist(data.root, "train", data.download, data.verify)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(data.split_seed))
+    idx = perm[: data.val_size] if split == "val" else perm[data.val_size :][: data.train_subset]
+    return x[idx], y[idx]
+
+
+def first_of_each_digit(labels: torch.Tensor) -> list[int]:
+    """Index of the first image of each digit 0..9 (the stages' default picks)."""
+    return [int((labels == d).nonzero()[0]) for d in range(10)]
+
+
 class KerasAugment(torch.nn.Module):
     """The study's ImageDataGenerator (rotation, zoom, shift; no flip) as one batched affine warp.
 
@@ -156,55 +197,31 @@ def batch_loader(
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    """MNIST in memory: train 54k / val 6k (seeded) / test 10k; uint8 to the device."""
+    """MNIST in memory: train 54k / val 6k (seeded) / scored test set; uint8 to the device."""
 
     def __init__(
-        self,
-        root: str = "data",
-        download: bool = False,
-        verify: bool = False,
-        val_size: int = 6000,
-        batch_size: int = 86,
-        eval_batch_size: int = 1000,
-        split_seed: int = 0,
-        train_subset: int | None = None,
-        test_subset: int | None = None,
-        augment: KerasAugment | None = None,
+        self, data: DataSpec, batch_size: int = 86, augment: KerasAugment | None = None
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise UserError(
-                f"batch size must be at least 1, got {batch_size} (set train.batch_size)"
-            )
-        self.root, self.download, self.verify = root, download, verify
-        self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
-        self.split_seed, self.train_subset, self.test_subset = split_seed, train_subset, test_subset
+            raise UserError(f"batch size must be at least 1, got {batch_size} (set train.batch_size)")
+        self.data, self.batch_size = data, batch_size
         self.augment = augment or KerasAugment(enabled=False)
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.tensors:
-            return
-        x, y = load_mnist(self.root, "train", self.download, self.verify)
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
-        val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
-        if self.train_subset:
-            train_idx = train_idx[: self.train_subset]
-        self.tensors["train"] = (x[train_idx], y[train_idx])
-        self.tensors["val"] = (x[val_idx], y[val_idx])
-        xt, yt = load_mnist(self.root, "test", self.download, self.verify)
-        if self.test_subset:
-            xt, yt = xt[: self.test_subset], yt[: self.test_subset]
-        self.tensors["test"] = (xt, yt)
+        if not self.tensors:
+            self.tensors = {s: split_tensors(self.data, s) for s in ("train", "val")}
+            self.tensors["test"] = split_tensors(self.data, "scored")
 
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(*self.tensors["train"], self.batch_size, True, self.split_seed)
+        return batch_loader(*self.tensors["train"], self.batch_size, True, self.data.split_seed)
 
     def val_dataloader(self) -> DataLoader:
-        return batch_loader(*self.tensors["val"], self.eval_batch_size, False)
+        return batch_loader(*self.tensors["val"], self.data.eval_batch_size, False)
 
     def test_dataloader(self) -> DataLoader:
-        return batch_loader(*self.tensors["test"], self.eval_batch_size, False)
+        return batch_loader(*self.tensors["test"], self.data.eval_batch_size, False)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Scale on the device (uint8 crosses the bus, 4x less than float), augment only in training.

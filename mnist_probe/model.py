@@ -1,16 +1,18 @@
-"""The study's Keras CNN, layer for layer (KerasCNN), and its Lightning training module (LitCNN)."""
+"""The study's Keras CNN, layer for layer (KerasCNN), loading its weights, and its Lightning training
+module (LitCNN)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_probe import UserError
+from mnist_probe.errors import UserError
 
 # h (1-based position in the Keras Sequential) -> Keras layer name. DESIGN.md has the full table.
 LAYER_NAMES = [
@@ -90,6 +92,33 @@ class KerasCNN(nn.Sequential):
     def upto(self, layer: int | str) -> nn.Sequential:
         """The sub-network from the input through layer h (inclusive)."""
         return nn.Sequential(OrderedDict(list(self.named_children())[: layer_h(layer)]))
+
+
+def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Load a state dict (.pt) or a Lightning checkpoint (.ckpt) into model (default: a fresh
+    KerasCNN), weights only: no pickled code runs. Returns the model in eval mode."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; train first or fix the path")
+    model = model if model is not None else KerasCNN()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(
+            f"checkpoint {path} could not be read ({type(err).__name__}): it is truncated or not "
+            "a mnist_probe checkpoint; delete it and train again"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint
+        state = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(
+            f"checkpoint {path} is for another architecture ({first}); "
+            "point to a KerasCNN checkpoint or set model.* to match it"
+        ) from None
+    return model.eval()
 
 
 class LitCNN(pl.LightningModule):

@@ -9,31 +9,50 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from mnist_probe.cache import locked, write_npz
 from mnist_probe.data import to_float
-from mnist_probe.model import CODE_LAYER, LAYER_NAMES, layer_name
+from mnist_probe.errors import UserError
+from mnist_probe.model import LAYER_NAMES, KerasCNN, layer_name
 
 log = logging.getLogger(__name__)
 
 
-def resolve_layers(layers: str | int | list | tuple) -> list[str]:
-    """'all', an h index, a Keras name, or a list of them -> Keras names in network order."""
+def leaf_layers(model: nn.Module) -> list[str]:
+    """Paths of the modules with no children, in named_modules() order: what 'all' records."""
+    return [name for name, m in model.named_modules() if name and not list(m.children())]
+
+
+def resolve_layers(model: nn.Module, layers: str | int | list | tuple = "all") -> list[str]:
+    """Layer paths of model, in named_modules() order, from 'all' or one or a list of:
+    a path from model.named_modules() (e.g. 'layer1.0.conv1' of a ResNet), or, for a KerasCNN,
+    an h index 1..12 or a Keras name (its paths are the Keras names)."""
+    keras = isinstance(model, KerasCNN)
     if isinstance(layers, str) and layers == "all":
-        return list(LAYER_NAMES)
+        return list(LAYER_NAMES) if keras else leaf_layers(model)
     if isinstance(layers, (str, int)):
         layers = [layers]
-    names = {layer_name(layer) for layer in layers}
-    return [name for name in LAYER_NAMES if name in names]
+    paths = dict(model.named_modules())
+    wanted = set()
+    for layer in layers:
+        if keras:
+            wanted.add(layer_name(layer))
+        elif isinstance(layer, str) and layer in paths and layer:
+            wanted.add(layer)
+        else:
+            some = ", ".join(leaf_layers(model)[:6])
+            raise UserError(f"unknown layer {layer!r} of {type(model).__name__}; "
+                            f"use a path from named_modules(), e.g. {some}")  # fmt: skip
+    return [name for name in paths if name in wanted]
 
 
 class ActivationRecorder:
     """Context manager that records the outputs of chosen layers while the model runs.
 
-    In memory (default): `rec[name]` is the concatenation of every batch seen, detached, on the
+    `model` is any nn.Module and `layers` any of its paths in named_modules() (see
+    resolve_layers; a KerasCNN also takes h indices and Keras names). In memory (default):
+    `rec[name]` is the concatenation of every batch seen, detached, on the
     CPU. Streaming (`stream_dir` and `total` given): each layer's rows are appended to a
     `<name>.npy` of `total` rows (open it with np.load(mmap_mode='r')), so memory stays at one
     batch whatever the dataset size; the files appear under
@@ -52,7 +71,7 @@ class ActivationRecorder:
     ) -> None:
         if stream_dir is not None and not total:
             raise ValueError("streaming needs total, the number of rows each layer will get")
-        self.model, self.names = model, resolve_layers(layers)
+        self.model, self.names = model, resolve_layers(model, layers)
         self.stream_dir = Path(stream_dir) if stream_dir is not None else None
         self.total, self.dtype = total, np.float16 if float16 else np.float32
         self.memory: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
@@ -63,6 +82,9 @@ class ActivationRecorder:
 
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
+            if not isinstance(output, torch.Tensor):
+                kind = type(output).__name__
+                raise TypeError(f"layer {name} returns a {kind}, not a tensor: record a submodule of it")
             out = output.detach()
             if self.stream_dir is None:
                 self.memory[name].append(out.cpu())
@@ -88,8 +110,9 @@ class ActivationRecorder:
         self.model.eval()
         if self.stream_dir is not None:
             self.stream_dir.mkdir(parents=True, exist_ok=True)
+        modules = dict(self.model.named_modules())
         for name in self.names:
-            self.handles.append(getattr(self.model, name).register_forward_hook(self._hook(name)))
+            self.handles.append(modules[name].register_forward_hook(self._hook(name)))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -115,17 +138,20 @@ class ActivationRecorder:
         return self.stream_dir / f"{name}.npy"
 
     def __getitem__(self, layer: str | int) -> torch.Tensor:
-        return torch.cat(self.memory[layer_name(layer)])
+        (name,) = resolve_layers(self.model, layer)
+        return torch.cat(self.memory[name])
 
 
 @torch.no_grad()
 def record(
     model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = 500
 ) -> dict[str, torch.Tensor]:
-    """Activations of `layers` for float images N×1×28×28, in memory: {name: tensor N×...}."""
+    """Activations of `layers` (paths, or h / Keras names for a KerasCNN) for a batch of images
+    (float N×C×H×W, or uint8 MNIST N×28×28), in memory: {path: tensor N×...}."""
     with ActivationRecorder(model, layers) as rec:
         for start in range(0, len(images), batch_size):
-            model(images[start : start + batch_size])
+            batch = images[start : start + batch_size]
+            model(to_float(batch) if batch.dtype == torch.uint8 else batch)
     return {name: rec[name] for name in rec.names}
 
 
@@ -144,38 +170,6 @@ def stream(
             batch = images[start : start + batch_size]
             model(to_float(batch) if batch.dtype == torch.uint8 else batch)
     return {name: rec.path(name) for name in rec.names}
-
-
-def code_vectors(
-    cfg: DictConfig, model: nn.Module, model_key: str, split: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(256-d code vectors, labels) of a split ('train' = the 54k training images, 'test'), cached.
-
-    Stored beside the CNN in its cache entry, so every stage and sweep job reuses them.
-    """
-    from mnist_probe.train import split_tensors
-
-    path = Path(cfg.paths.cache) / f"cnn-{model_key}" / f"codes-{split}.npz"
-    with locked(path):
-        if path.is_file():
-            with np.load(path) as z:
-                return z["codes"], z["labels"]
-        images, labels = split_tensors(cfg, split)
-        log.info("computing %s code vectors for %d images", split, len(images))
-        codes = record_codes(model, images)
-        labels = labels.numpy()
-        write_npz(path, codes=codes, labels=labels)
-        return codes, labels
-
-
-@torch.no_grad()
-def record_codes(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """The h=10 code vectors of uint8 or float images as a float32 array N×256."""
-    with ActivationRecorder(model, CODE_LAYER) as rec:
-        for start in tqdm(range(0, len(images), batch_size), desc="code vectors", leave=False):
-            batch = images[start : start + batch_size]
-            model(to_float(batch) if batch.dtype == torch.uint8 else batch)
-    return rec[CODE_LAYER].numpy()
 
 
 def class_similarity(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:

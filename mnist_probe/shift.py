@@ -2,23 +2,24 @@
 
 Sign convention (shown in every figure): dx > 0 moves the digit right, dy > 0 moves it down, so
 the study's dy = -1..-5 moves the digit up. Pixels shifted in are 0, MNIST's background.
+
+A "model" here is a name mapped to None (the CNN itself: softmax of its logits) or to an
+interpreter pipeline (mnist_probe.interpreters); every model sees the same shifted images.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig
+from sklearn.pipeline import Pipeline
+from tqdm import tqdm
 
-from mnist_probe import UserError
-from mnist_probe.data import to_float
-from mnist_probe.model import CODE_LAYER
-from mnist_probe.probe import ActivationRecorder
+from mnist_probe.errors import UserError
+from mnist_probe.interpreters import CodeVectors, Pixels
+from mnist_probe.probe import ActivationRecorder, resolve_layers
 
 log = logging.getLogger(__name__)
 SIZE = 28
@@ -40,16 +41,10 @@ def translate(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return out
 
 
-def as_list(value) -> list[int]:
-    """A shift list from config: an int (one sweep value) or a list of ints."""
-    if isinstance(value, (list, tuple, ListConfig)):
-        return [int(v) for v in value]
-    return [int(value)]
-
-
-def shift_pairs(scfg: DictConfig) -> list[tuple[int, int]]:
-    """The (dx, dy) pairs of the shift config: the grid of both lists, or the lists side by side."""
-    dxs, dys = as_list(scfg.dx), as_list(scfg.dy)
+def shift_pairs(dxs: list[int], dys: list[int], grid: bool = False) -> list[tuple[int, int]]:
+    """The (dx, dy) pairs: every combination (grid), or the lists side by side (a single value is
+    repeated to the other list's length)."""
+    dxs, dys = [int(v) for v in dxs], [int(v) for v in dys]
     if not dxs or not dys:
         raise UserError("shift.dx and shift.dy need at least one value each, e.g. shift.dy=[0,-1]")
     for v in dxs + dys:
@@ -57,7 +52,7 @@ def shift_pairs(scfg: DictConfig) -> list[tuple[int, int]]:
             raise UserError(
                 f"shift {v} px is outside the {SIZE}×{SIZE} image: keep |shift.dx|, |shift.dy| < {SIZE}"
             )
-    if scfg.grid:
+    if grid:
         return list(itertools.product(dxs, dys))
     if len(dxs) == 1 or len(dys) == 1:
         n = max(len(dxs), len(dys))
@@ -75,42 +70,53 @@ def shifted_stack(images: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.T
     return torch.cat([translate(images, dx, dy) for dx, dy in pairs])
 
 
-@dataclass
-class ModelSpec:
-    """A model under test: the CNN itself, an interpreter on CNN code vectors, or one on pixels."""
-
-    label: str
-    kind: str  # "cnn", "codes" or "pixels"
-    estimator: object = None
-    key: str | None = None  # the fitted interpreter's cache key (None for the CNN)
+def _shares_pass(pipe: Pipeline, model: torch.nn.Module) -> bool:
+    """True when the pipeline's features are a layer of `model` (recorded in the CNN's own pass)."""
+    first = pipe.steps[0][1]
+    return isinstance(first, CodeVectors) and first.model is model
 
 
 @torch.no_grad()
 def cnn_pass(
     model: torch.nn.Module, images: torch.Tensor, layers: list[str], batch_size: int = 1000
 ) -> dict[str, torch.Tensor]:
-    """One pass over float images recording `layers`, the code vector and softmax probabilities."""
-    names = list(dict.fromkeys([*layers, CODE_LAYER, "dense_2"]))
+    """One pass over float images recording `layers`; "probs" holds the softmax of the output."""
+    names = resolve_layers(model, layers) if layers else []
+    logits = []
     with ActivationRecorder(model, names) as rec:
         for start in range(0, len(images), batch_size):
-            model(images[start : start + batch_size])
+            logits.append(model(images[start : start + batch_size]).detach().cpu())
     out = {name: rec[name] for name in names}
-    out["probs"] = torch.softmax(out["dense_2"].float(), 1)
+    out["probs"] = torch.softmax(torch.cat(logits).float(), 1)
     return out
 
 
+def code_layers(models: dict[str, Pipeline | None], model: torch.nn.Module) -> list[str]:
+    """The layers of `model` that the models' pipelines read (recorded in the CNN's own pass)."""
+    return list(dict.fromkeys(
+        resolve_layers(model, p.steps[0][1].layer)[0] for p in models.values()
+        if p is not None and _shares_pass(p, model)
+    ))  # fmt: skip
+
+
 def probabilities(
-    specs: list[ModelSpec], images: torch.Tensor, cnn_out: dict[str, torch.Tensor]
-) -> dict[str, np.ndarray]:
-    """P(class) N×10 for every model, from one CNN pass (its probs and code vectors) and pixels."""
-    pixels = images.flatten(1).numpy()
-    codes = cnn_out[CODE_LAYER].numpy()
+    models: dict[str, Pipeline | None], images: torch.Tensor, cnn_out: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """P(class) N×10 for every model. The CNN's pass (cnn_out, from cnn_pass over the same images
+    with code_layers recorded) feeds the CNN and every code-vector pipeline: the CNN runs once,
+    whatever the number of interpreters on its code vectors."""
     out = {}
-    for spec in specs:
-        if spec.kind == "cnn":
-            out[spec.label] = cnn_out["probs"].numpy()
+    for label, pipe in models.items():
+        if pipe is None:
+            out[label] = cnn_out["probs"].numpy()
+        elif _shares_pass(pipe, model):
+            (layer,) = resolve_layers(model, pipe.steps[0][1].layer)
+            out[label] = pipe[1:].predict_proba(cnn_out[layer].flatten(1).numpy())
+        elif isinstance(pipe.steps[0][1], Pixels):
+            out[label] = pipe[1:].predict_proba(images.flatten(1).numpy())
         else:
-            out[spec.label] = spec.estimator.predict_proba(codes if spec.kind == "codes" else pixels)
+            out[label] = pipe.predict_proba(images)
     return out
 
 
@@ -136,21 +142,40 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 def grid_predictions(
-    specs: list[ModelSpec], model, images: torch.Tensor, radius: int, batch_size: int
-) -> tuple[list[tuple[int, int]], dict[str, np.ndarray]]:
+    models: dict[str, Pipeline | None], model: torch.nn.Module, images: torch.Tensor, radius: int,
+    batch_size: int, progress: bool = True,
+) -> tuple[list[tuple[int, int]], dict[str, np.ndarray]]:  # fmt: skip
     """Top-1 predictions of every model for every shift in [-radius, radius]²: {label: S×N}."""
     pairs = list(itertools.product(range(-radius, radius + 1), repeat=2))
-    preds = {spec.label: np.empty((len(pairs), len(images)), dtype=np.int64) for spec in specs}
+    preds = {label: np.empty((len(pairs), len(images)), dtype=np.int64) for label in models}
     chunk = max(1, batch_size // len(images))  # shifts per forward pass, bounded by batch_size
-    from tqdm import tqdm
-
-    for start in tqdm(range(0, len(pairs), chunk), desc="shift grid", leave=False):
+    layers = code_layers(models, model)
+    starts = range(0, len(pairs), chunk)
+    for start in tqdm(starts, desc="shift grid", leave=False, disable=not progress):
         block = pairs[start : start + chunk]
         stacked = shifted_stack(images, block)
-        probs = probabilities(specs, stacked, cnn_pass(model, stacked, [], batch_size))
+        probs = probabilities(models, stacked, cnn_pass(model, stacked, layers, batch_size), model)
         for label, p in probs.items():
             preds[label][start : start + len(block)] = p.argmax(1).reshape(len(block), -1)
     return pairs, preds
+
+
+def consistency(preds: np.ndarray, draws: int = 8, seed: int = 0) -> float:
+    """P(same top-1 at two shifts drawn at random from the grid) (Zhang 2019); preds is S×N."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, len(preds), size=(draws, preds.shape[1]))
+    b = rng.integers(0, len(preds), size=(draws, preds.shape[1]))
+    cols = np.arange(preds.shape[1])
+    return float(np.mean(preds[a, cols] == preds[b, cols]))
+
+
+def change_1px(pairs: list[tuple[int, int]], preds: np.ndarray) -> float:
+    """P(top-1 differs between two shifts one pixel apart) (Azulay & Weiss 2019); preds is S×N."""
+    index = {p: k for k, p in enumerate(pairs)}
+    neighbours = [(index[p], index[(p[0] + ddx, p[1] + ddy)]) for p in pairs
+                  for ddx, ddy in ((1, 0), (0, 1)) if (p[0] + ddx, p[1] + ddy) in index]  # fmt: skip
+    i, j = np.array(neighbours).T
+    return float(np.mean(preds[i] != preds[j]))
 
 
 def dataset_metrics(
@@ -161,159 +186,17 @@ def dataset_metrics(
     consistency: P(same top-1 at two shifts drawn at random from the grid) (Zhang 2019).
     change_1px: P(top-1 differs between two shifts one pixel apart) (Azulay & Weiss 2019).
     """
-    index = {p: k for k, p in enumerate(pairs)}
     acc = (preds == labels[None, :]).mean(1)
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, len(pairs), size=(8, preds.shape[1]))
-    b = rng.integers(0, len(pairs), size=(8, preds.shape[1]))
-    cols = np.arange(preds.shape[1])
-    consistency = float(np.mean(preds[a, cols] == preds[b, cols]))
-    neighbours = [(index[p], index[(p[0] + ddx, p[1] + ddy)]) for p in pairs
-                  for ddx, ddy in ((1, 0), (0, 1)) if (p[0] + ddx, p[1] + ddy) in index]  # fmt: skip
-    i, j = np.array(neighbours).T
-    change = float(np.mean(preds[i] != preds[j]))
-    return {"accuracy": acc, "consistency": consistency, "change_1px": change}
+    return {"accuracy": acc, "consistency": consistency(preds, seed=seed),
+            "change_1px": change_1px(pairs, preds)}  # fmt: skip
 
 
-def model_specs(cfg: DictConfig, model, model_key: str) -> list[ModelSpec]:
-    """The CNN, then the interpreter named on the command line, else shift.models (cached fits)."""
-    from mnist_probe.interpreters import fit_or_load, interpreter_config
-
-    specs = [ModelSpec("CNN", "cnn")]
-    names = [cfg.interpreter] if cfg.get("interpreter") else list(cfg.shift.models)
-    for spec in names:
-        icfg = interpreter_config(spec)
-        estimator, meta = fit_or_load(cfg, icfg, model, model_key)
-        label = f"CNN+{icfg.name}" if icfg.features == "codes" else f"{icfg.name} (pixels)"
-        specs.append(ModelSpec(label, icfg.features, estimator, meta["key"]))
-    return specs
-
-
-def pick_image(scfg: DictConfig, labels: torch.Tensor) -> int:
-    """shift.index if given, else the first test image of shift.digit."""
-    if scfg.index is not None:
-        if not 0 <= scfg.index < len(labels):
-            raise UserError(f"shift.index {scfg.index} is outside the test set 0..{len(labels) - 1}")
-        return int(scfg.index)
-    if not 0 <= scfg.digit <= 9:
-        raise UserError(f"shift.digit must be 0..9, got {scfg.digit}")
-    return int((labels == scfg.digit).nonzero()[0])
-
-
-def one_image(cfg, out_dir: Path, specs, model, images_u8, labels, writer) -> dict:
-    """The study's table for one test image: P(true class) per model and shift, and figures."""
-    from mnist_probe.model import layer_name
-    from mnist_probe.report import write_table
-    from mnist_probe.viz import deformation_plot, pair_labels, save, shift_curves, shift_strip
-
-    scfg = cfg.shift
-    pairs = shift_pairs(scfg)
-    idx = pick_image(scfg, labels)
-    true = int(labels[idx])
-    stacked = shifted_stack(to_float(images_u8[idx : idx + 1]), [(0, 0), *pairs])
-    layers = [layer_name(h) for h in scfg.layers]
-    out = cnn_pass(model, stacked, layers)
-    probs = {k: v[1:] for k, v in probabilities(specs, stacked, out).items()}
-    columns = pair_labels(pairs)
-    table = [{"model": label, **{c: study_cell(p[k], true, scfg.min_other)
-              for k, c in enumerate(columns)}} for label, p in probs.items()]  # fmt: skip
-    md = write_table(table, out_dir / "shift_table")
-    rows = []
-    for label, p in probs.items():
-        for (dx, dy), pk in zip(pairs, p, strict=True):
-            other = pk.copy()
-            other[true] = -1
-            rows.append({"model": label, "dx": dx, "dy": dy, "p_true": float(pk[true]),
-                         "top_other": int(other.argmax()), "p_other": float(other.max())})  # fmt: skip
-    write_table(rows, out_dir / "shift_probs")
-    cosines = {name: cosine(out[name][1:], out[name][:1]) for name in [*layers, CODE_LAYER]}
-    p_true = {label: p[:, true] for label, p in probs.items()}
-    preds = [f"CNN: {int(p.argmax())}" for p in probs["CNN"]]
-    for name, fig in (
-        ("shift_probability", shift_curves(pairs, p_true, true, idx)),
-        ("shift_strip", shift_strip(stacked[1:], pairs, preds)),
-        ("shift_deformation", deformation_plot(pairs, cosines, p_true["CNN"])),
-    ):
-        writer.add_figure(f"shift/{name}", fig, close=False)
-        save(fig, out_dir / f"{name}.png")
-    writer.add_text("shift/table", md)
-    for label, p in p_true.items():
-        for k, value in enumerate(p):
-            writer.add_scalar(f"shift_p_true/{label}", float(value), k)
-    log.info("shift table for test #%d (a %d):\n%s", idx, true, md)
-    return {"index": idx, "digit": true, "pairs": pairs, "table": table, "rows": rows,
-            "code_cosine": cosines[CODE_LAYER].tolist(),
-            "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
-
-
-def dataset_scale(cfg, out_dir: Path, specs, model, model_key, images_u8, labels, writer) -> dict:
-    """Accuracy on the (dx, dy) grid, consistency and 1-px change rate over many test images."""
-    from mnist_probe.cache import config_key, locked, write_npz
-    from mnist_probe.report import write_table
-    from mnist_probe.viz import accuracy_heatmaps, curves_plot, metric_bars, save
-
-    dcfg = cfg.shift.dataset
-    n, radius = min(dcfg.samples, len(labels)), dcfg.radius
-    keep = np.random.default_rng(cfg.seed).permutation(len(labels))[:n]
-    images, y = to_float(images_u8[keep]), labels[keep].numpy()
-    # Grid predictions are cached per model, so sweep jobs over shift.dy compute them once, and
-    # the models still missing share one CNN pass over the shifted images.
-    entry = Path(cfg.paths.cache) / f"cnn-{model_key}"
-    # An interpreter's grid is keyed by its fitted estimator too, so a changed setting recomputes it.
-    keys = {s.label: config_key(model_key, s.label, n, radius, cfg.seed, *([s.key] if s.key else []))
-            for s in specs}  # fmt: skip
-    paths = {label: entry / f"shiftgrid-{key}.npz" for label, key in keys.items()}
-    with locked(entry / "shiftgrid"):
-        missing = [s for s in specs if not paths[s.label].is_file()]
-        if missing:
-            pairs, fresh = grid_predictions(missing, model, images, radius, dcfg.batch_size)
-            for s in missing:
-                write_npz(paths[s.label], pairs=np.array(pairs), preds=fresh[s.label])
-    rows, acc, curves = [], {}, {}
-    for spec in specs:
-        with np.load(paths[spec.label]) as z:
-            pairs, preds = [tuple(p) for p in z["pairs"].tolist()], z["preds"]
-        metrics = dataset_metrics(pairs, preds, y, cfg.seed)
-        acc[spec.label] = metrics["accuracy"]
-        index = {p: k for k, p in enumerate(pairs)}
-        dys = list(range(-radius, radius + 1))
-        curves[spec.label] = (dys, [float(metrics["accuracy"][index[(0, d)]]) for d in dys])
-        rows.append({"model": spec.label, "acc_unshifted": float(metrics["accuracy"][index[(0, 0)]]),
-                     "acc_grid_mean": float(metrics["accuracy"].mean()),
-                     "consistency": metrics["consistency"], "change_1px": metrics["change_1px"]})  # fmt: skip
-    md = write_table(rows, out_dir / "shift_dataset")
-    writer.add_text("shift/dataset", md)
-    figures = {
-        "shift_heatmap": accuracy_heatmaps(radius, acc),
-        "shift_consistency": metric_bars(rows, "consistency",
-                                         f"Consistency: same top-1 at two random shifts in ±{radius} px"),
-        "shift_change_1px": metric_bars(rows, "change_1px", "P(top-1 changes under a 1-pixel shift)"),
-        "shift_accuracy_dy": curves_plot(curves, "dy (px, dx = 0; < 0 is up)",
-                                         f"Test accuracy against vertical shift ({n} test images)"),
-    }  # fmt: skip
-    for name, fig in figures.items():
-        writer.add_figure(f"shift/{name}", fig, close=False)
-        save(fig, out_dir / f"{name}.png")
-    log.info("dataset-scale shift metrics over %d test images:\n%s", n, md)
-    return {"dataset": rows, "curves": {k: list(v) for k, v in curves.items()}, "samples": n}
-
-
-def shift_stage(cfg: DictConfig, out_dir: Path) -> dict:
-    """The study's translation table for one digit, then dataset-scale shift metrics."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    from mnist_probe.train import cnn_key, split_tensors
-    from mnist_probe.train import fit_or_load as fit_cnn
-
-    shift_pairs(cfg.shift)  # refuse bad shifts before any training
-    model, meta = fit_cnn(cfg, out_dir)  # if it must train, its curves go to this run
-    key = cnn_key(cfg)
-    specs = model_specs(cfg, model, key)
-    images_u8, labels = split_tensors(cfg, "test")
-    writer = SummaryWriter(str(out_dir / "tb" / "shift"))
-    results = {"cnn_key": key, "cnn_test_acc": meta["test_acc"], "models": [s.label for s in specs]}
-    results |= one_image(cfg, out_dir, specs, model, images_u8, labels, writer)
-    if cfg.shift.dataset.enabled:
-        results |= dataset_scale(cfg, out_dir, specs, model, key, images_u8, labels, writer)
-    writer.close()
-    return results
+def pick_image(labels: torch.Tensor, index: int | None = None, digit: int = 1) -> int:
+    """`index` if given, else the first image of `digit` (the study shifted the first "1")."""
+    if index is not None:
+        if not 0 <= index < len(labels):
+            raise UserError(f"shift.index {index} is outside the test set 0..{len(labels) - 1}")
+        return int(index)
+    if not 0 <= digit <= 9:
+        raise UserError(f"shift.digit must be 0..9, got {digit}")
+    return int((labels == digit).nonzero()[0])

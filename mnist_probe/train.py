@@ -1,60 +1,75 @@
-"""Fit the CNN with Lightning, or load it from the cache when this config was trained before."""
+"""Fit the CNN with Lightning, or load it from the cache when this recipe was trained before.
+
+The recipe is plain data (`Recipe`): the optimiser, scheduler, augmentation and model are
+`_target_` specs that Hydra's instantiate builds, so a notebook passes dicts and the train stage
+passes the config's `train:` node as a dict.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import logging
 import platform
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from mnist_probe import UserError
-from mnist_probe.cache import atomic_write, config_key, locked, write_json
-from mnist_probe.data import MNISTDataModule, load_mnist, to_float
-from mnist_probe.model import KerasCNN, LitCNN
+from mnist_probe.cache import config_key, get_or_compute, sha256
+from mnist_probe.data import DataSpec, MNISTDataModule, split_tensors, to_float
+from mnist_probe.errors import UserError
+from mnist_probe.model import KerasCNN, LitCNN, load_model
 
 log = logging.getLogger(__name__)
 
-# Data keys that change where or how files are read, not which images train the model.
-_DATA_KEYS_NOT_IN_KEY = {"root", "download", "verify", "eval_batch_size", "test_subset"}
-# Train keys that change how the run looks, not what it learns.
-_TRAIN_KEYS_NOT_IN_KEY = {"progress_bar", "channels_last"}
+KERAS_CNN = {"_target_": "mnist_probe.model.KerasCNN", "filters": 64, "dense": 256, "num_classes": 10}
 
 
-def checkpoint_path(cfg: DictConfig) -> Path | None:
-    """The user's checkpoint (cfg.checkpoint) if one is set; it must exist."""
-    if not cfg.get("checkpoint"):
-        return None
-    path = Path(cfg.checkpoint).expanduser()
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; fix the path or drop checkpoint= to train one")
-    return path
+@dataclass
+class Recipe:
+    """How to train: the config's `train:` node as plain values (conf/train/default.yaml)."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    optimizer: dict = field(default_factory=lambda: {
+        "_target_": "torch.optim.RMSprop", "_partial_": True, "lr": 1e-3, "alpha": 0.9, "eps": 1e-8})
+    # {factory: a partial scheduler spec, monitor: a logged metric or None, interval: epoch | step}
+    scheduler: dict | None = field(default_factory=lambda: {
+        "factory": {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True,
+                    "max_lr": 0.002, "pct_start": 0.2, "cycle_momentum": False},
+        "monitor": None, "interval": "step"})  # fmt: skip
+    augment: dict | None = field(default_factory=lambda: {
+        "_target_": "mnist_probe.data.KerasAugment", "enabled": True, "rotation": 10.0, "zoom": 0.1,
+        "shift": 0.1})  # fmt: skip
+    precision: str = "auto"  # bf16-mixed on a bf16 GPU or an AMX CPU, else 32-true
+    accelerator: str = "auto"
+    deterministic: bool = False
+    channels_last: bool = True  # memory layout only: same math, faster convs on CPU
+    progress_bar: bool = True
+
+    def content(self) -> dict:
+        """What decides the trained weights: everything but how the run looks."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress_bar"}
 
 
-def cnn_key(cfg: DictConfig) -> str:
-    """Hash of everything that decides the trained weights: data split, model, recipe, seed
-    (or, with checkpoint=PATH, of the checkpoint file's bytes)."""
-    path = checkpoint_path(cfg)
-    if path is not None:
-        return "file-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
-            if k not in _DATA_KEYS_NOT_IN_KEY}  # fmt: skip
-    train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items()
-             if k not in _TRAIN_KEYS_NOT_IN_KEY}  # fmt: skip
-    return config_key(data, cfg.model, train, cfg.seed)
+@dataclass
+class TrainedCNN:
+    """A trained (or loaded) CNN, its cache key (every input that decided its weights and its test
+    score) and its metadata (test_acc, train_seconds, ..., cached)."""
 
+    model: KerasCNN
+    key: str
+    meta: dict[str, Any]
 
-def split_key(cfg: DictConfig) -> str:
-    """Hash of what decides the training split alone (for models fitted on raw pixels)."""
-    return config_key({k: cfg.data[k] for k in ("val_size", "split_seed", "train_subset")})
+    @property
+    def test_acc(self) -> float:
+        return self.meta["test_acc"]
 
 
 def _cpuinfo() -> str:
@@ -86,82 +101,37 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 
 
-def build_datamodule(cfg: DictConfig, batch_size: int | None = None) -> MNISTDataModule:
-    """The DataModule for cfg.data, with the training recipe's batch size and augmentation."""
-    augment = instantiate(cfg.train.augment) if "augment" in cfg.train else None
-    return instantiate(
-        cfg.data, _target_="mnist_probe.data.MNISTDataModule",
-        batch_size=batch_size or cfg.train.batch_size, augment=augment,
-    )  # fmt: skip
+def make_datamodule(data: DataSpec, recipe: Recipe) -> MNISTDataModule:
+    """The DataModule of data, with the recipe's batch size and augmentation."""
+    augment = instantiate(recipe.augment) if recipe.augment else None
+    return MNISTDataModule(data, batch_size=recipe.batch_size, augment=augment)
 
 
-def split_tensors(cfg: DictConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images and labels of 'train' or 'val' (the seeded split) or 'test' (all 10k)."""
-    if split == "test":
-        return load_mnist(cfg.data.root, "test", cfg.data.download)
-    dm = build_datamodule(cfg)
-    dm.setup()
-    return dm.tensors[split]
-
-
-def scored_test_set(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test images the CNN is scored on: all 10k, or the first data.test_subset of them."""
-    images, labels = split_tensors(cfg, "test")
-    n = cfg.data.get("test_subset") or len(labels)
-    return images[:n], labels[:n]
-
-
-def load_model(path: str | Path, model_cfg: DictConfig | None = None) -> KerasCNN:
-    """Load a cached state dict into a fresh KerasCNN (weights only: no pickled code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; train first or fix the path")
-    model = instantiate(model_cfg) if model_cfg is not None else KerasCNN()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(
-            f"checkpoint {path} could not be read ({type(err).__name__}): it is truncated or not "
-            "a mnist_probe checkpoint; delete it and train again"
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint
-        state = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise UserError(
-            f"checkpoint {path} is for another architecture ({first}); "
-            "point to a KerasCNN checkpoint or set model.* to match it"
-        ) from None
-    return model.eval()
-
-
-def make_lit(cfg: DictConfig) -> LitCNN:
-    """The LightningModule of cfg: a fresh KerasCNN with the recipe's optimiser and scheduler."""
-    model = instantiate(cfg.model)
-    if cfg.train.get("channels_last", False):
+def make_lit(recipe: Recipe, model_spec: dict = KERAS_CNN) -> LitCNN:
+    """The LightningModule: a fresh model with the recipe's optimiser and scheduler."""
+    model = instantiate(model_spec)
+    if recipe.channels_last:
         # NHWC lets oneDNN pick faster conv kernels: measured ~1.3x per training step on this CPU.
         model = model.to(memory_format=torch.channels_last)
-    sched = cfg.train.get("scheduler")
+    sched = recipe.scheduler
     return LitCNN(
         model,
-        optimizer=instantiate(cfg.train.optimizer),
-        scheduler=instantiate(sched.factory) if sched else None,
-        scheduler_monitor=sched.monitor if sched else None,
-        scheduler_interval=sched.interval if sched else "epoch",
+        optimizer=instantiate(recipe.optimizer),
+        scheduler=instantiate(sched["factory"]) if sched else None,
+        scheduler_monitor=sched.get("monitor") if sched else None,
+        scheduler_interval=sched.get("interval", "epoch") if sched else "epoch",
     )
 
 
-def make_trainer(cfg: DictConfig, out_dir: Path, work_dir: Path, **overrides) -> pl.Trainer:
+def make_trainer(recipe: Recipe, log_dir: Path, work_dir: Path, **overrides) -> pl.Trainer:
     """The Trainer of a real run (logging, checkpoints); `make bench` passes max_steps etc."""
     kwargs = dict(
-        max_epochs=cfg.train.epochs,
-        accelerator=cfg.train.accelerator,
+        max_epochs=recipe.epochs,
+        accelerator=recipe.accelerator,
         devices=1,
-        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator),
-        deterministic=cfg.train.deterministic,
-        logger=TensorBoardLogger(save_dir=str(out_dir), name="tb", version="train"),
+        precision=resolve_precision(recipe.precision, recipe.accelerator),
+        deterministic=recipe.deterministic,
+        logger=TensorBoardLogger(save_dir=str(log_dir), name="tb", version="train"),
         callbacks=[
             # The latest epoch as work/last.ckpt, overwritten each epoch (Lightning writes it
             # through an fsspec transaction: a temp file renamed into place, never half a file).
@@ -169,7 +139,7 @@ def make_trainer(cfg: DictConfig, out_dir: Path, work_dir: Path, **overrides) ->
             LearningRateMonitor(logging_interval="epoch"),
             Timer(),  # training time, carried across resumes in last.ckpt
         ],
-        enable_progress_bar=cfg.train.get("progress_bar", True),
+        enable_progress_bar=recipe.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
@@ -177,14 +147,14 @@ def make_trainer(cfg: DictConfig, out_dir: Path, work_dir: Path, **overrides) ->
     return pl.Trainer(**{**kwargs, **overrides})
 
 
-def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN, dict]:
-    """Train with the configured recipe; resume from work_dir/last.ckpt if a run was interrupted."""
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = build_datamodule(cfg)
-    lit = make_lit(cfg)
-    model = lit.model
-    trainer = make_trainer(cfg, out_dir, work_dir)
-    precision = trainer.precision
+def train_cnn(
+    data: DataSpec, recipe: Recipe, model_spec: dict, seed: int, log_dir: Path, work_dir: Path
+) -> tuple[KerasCNN, dict]:
+    """Train with the recipe; resume from work_dir/last.ckpt if a run was interrupted."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    dm = make_datamodule(data, recipe)
+    lit = make_lit(recipe, model_spec)
+    trainer = make_trainer(recipe, log_dir, work_dir)
     last = work_dir / "last.ckpt"
     done, untimed = 0, 0
     if last.is_file():
@@ -193,7 +163,7 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
         # Lightning's Timer keeps its clock in the checkpoint, so the time of the epochs before
         # the interruption counts; a checkpoint written without a Timer leaves them untimed.
         untimed = 0 if any(k.startswith("Timer") for k in ckpt.get("callbacks", {})) else done
-        log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, cfg.train.epochs)
+        log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, recipe.epochs)
     trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     val_acc = float(trainer.callback_metrics.get("val_acc", float("nan")))  # test() resets these
@@ -206,15 +176,15 @@ def train_cnn(cfg: DictConfig, out_dir: Path, work_dir: Path) -> tuple[KerasCNN,
         "train_seconds": round(timer.time_elapsed("train"), 1),  # over every resumed part
         "resumed_after_epochs": done,  # 0: trained in one go
         "untimed_epochs": untimed,  # epochs whose time train_seconds lacks (see above)
-        "precision": precision,
+        "precision": trainer.precision,
         "device": str(trainer.strategy.root_device),
         "test_images": len(dm.tensors["test"][1]),
     }
-    return model.cpu().eval(), meta
+    return lit.model.cpu().eval(), meta
 
 
 @torch.no_grad()
-def test_logits(model: KerasCNN, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def test_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """The model's logits (N×10, on the CPU) for uint8 images, in eval mode."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -224,7 +194,9 @@ def test_logits(model: KerasCNN, images: torch.Tensor, batch_size: int = 1000) -
     return logits
 
 
-def accuracy(model: KerasCNN, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+def accuracy(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
+) -> float:
     """Test accuracy of model on uint8 images (on the model's device), in eval mode."""
     return (test_logits(model, images, batch_size).argmax(1) == labels).sum().item() / len(labels)
 
@@ -243,42 +215,54 @@ def confidence(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     }
 
 
-def from_checkpoint(cfg: DictConfig, path: Path) -> tuple[KerasCNN, dict]:
-    """The user's checkpoint, checked and scored on the test set once (cached by content hash)."""
-    model = load_model(path, cfg.model)
-    key = cnn_key(cfg)
-    meta_path = Path(cfg.paths.cache) / f"cnn-{key}" / "meta.json"
-    with locked(meta_path.parent):
-        if meta_path.is_file():
-            return model, {**json.loads(meta_path.read_text()), "cached": True}
-        images, labels = scored_test_set(cfg)
-        meta = {"test_acc": accuracy(model, images, labels), "test_images": len(labels), "key": key,
+def cnn_key(data: DataSpec, recipe: Recipe, seed: int, model_spec: dict = KERAS_CNN) -> str:
+    """The cache key of a trained CNN: every input that decides its weights and its test score."""
+    return config_key(data.content(), model_spec, recipe.content(), seed)
+
+
+def _load(model_spec: dict):
+    return lambda entry, meta: load_model(entry / "model.pt", instantiate(model_spec))
+
+
+def from_checkpoint(
+    path: str | Path, data: DataSpec, cache_dir: str | Path, model_spec: dict = KERAS_CNN
+) -> TrainedCNN:
+    """A user's checkpoint (state dict or Lightning .ckpt), checked and scored on the scored test
+    set once; keyed by the file's content and the test images it was scored on."""
+    path = Path(path).expanduser()
+    model = load_model(path, instantiate(model_spec))  # missing, truncated, other architecture
+    key = "file-" + config_key(sha256(path), model_spec, data.content())
+
+    def compute(staging: Path) -> dict:
+        images, labels = split_tensors(data, "scored")
+        return {"test_acc": accuracy(model, images, labels), "test_images": len(labels),
                 "checkpoint": str(path), "train_seconds": None}  # fmt: skip
-        write_json(meta_path, meta)
-        return model, {**meta, "cached": False}
+
+    _, meta, cached = get_or_compute(Path(cache_dir) / f"cnn-{key}", compute, lambda entry, meta: None)
+    return TrainedCNN(model, key, {**meta, "key": key, "cached": cached})
 
 
-def fit_or_load(cfg: DictConfig, out_dir: str | Path | None = None) -> tuple[KerasCNN, dict]:
-    """The trained CNN for cfg: the user's checkpoint, or from the cache if present, else trained
-    (once, under a lock)."""
-    path = checkpoint_path(cfg)
-    if path is not None:
-        return from_checkpoint(cfg, path)
-    if cfg.train.epochs < 1:
-        raise UserError(f"train.epochs must be at least 1, got {cfg.train.epochs}")
-    key = cnn_key(cfg)
-    entry = Path(cfg.paths.cache) / f"cnn-{key}"
-    weights, meta_path = entry / "model.pt", entry / "meta.json"
-    with locked(entry):
-        if meta_path.is_file():  # meta is written last, so its presence means the entry is whole
-            meta = json.loads(meta_path.read_text())
-            log.info("loaded cached CNN %s (test acc %.4f)", key, meta["test_acc"])
-            return load_model(weights, cfg.model), {**meta, "cached": True}
-        out = Path(out_dir) if out_dir else entry / "train_logs"
-        log.info("training CNN %s (%d epochs); cache entry %s", key, cfg.train.epochs, entry)
-        model, meta = train_cnn(cfg, out, entry / "work")
-        meta = {**meta, "key": key, "checkpoint": str(weights)}
-        atomic_write(weights, lambda tmp: torch.save(model.state_dict(), tmp))
-        write_json(meta_path, meta)
-        shutil.rmtree(entry / "work", ignore_errors=True)
-        return model, {**meta, "cached": False}
+def fit_or_load(
+    data: DataSpec, recipe: Recipe, seed: int, cache_dir: str | Path, log_dir: str | Path | None = None,
+    model_spec: dict = KERAS_CNN,
+) -> TrainedCNN:  # fmt: skip
+    """The CNN that `recipe` trains on `data` with `seed`: from the cache if it was trained before,
+    else trained now (once, under a lock; resumed if an earlier run was killed). Its training
+    curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
+    if recipe.epochs < 1:
+        raise UserError(f"train.epochs must be at least 1, got {recipe.epochs}")
+    key = cnn_key(data, recipe, seed, model_spec)
+    entry = Path(cache_dir) / f"cnn-{key}"
+
+    def compute(staging: Path) -> dict:
+        log.info("training CNN %s (%d epochs); cache entry %s", key, recipe.epochs, entry)
+        logs = Path(log_dir) if log_dir else entry.with_name(entry.name + ".train_logs")
+        model, meta = train_cnn(data, recipe, model_spec, seed, logs, staging / "work")
+        torch.save(model.state_dict(), staging / "model.pt")
+        shutil.rmtree(staging / "work", ignore_errors=True)
+        return {**meta, "key": key, "checkpoint": str(entry / "model.pt")}
+
+    model, meta, cached = get_or_compute(entry, compute, _load(model_spec))
+    if cached:
+        log.info("loaded cached CNN %s (test acc %.4f)", key, meta["test_acc"])
+    return TrainedCNN(model, key, {**meta, "cached": cached})

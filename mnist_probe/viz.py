@@ -1,4 +1,4 @@
-"""Figures (feature-map sheets, code vectors, class similarity) and their TensorBoard copies."""
+"""Figures only: each function takes numbers and returns a matplotlib Figure; save() writes a PNG."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mnist_probe.cache import atomic_write  # noqa: E402
-from mnist_probe.model import layer_h  # noqa: E402
+from mnist_probe.model import LAYER_NAMES, layer_h  # noqa: E402
 
 DPI = 100
 
@@ -45,7 +45,8 @@ def feature_map_sheet(
         ax = fig.add_subplot(grid[i // side, 3 + i % side])
         ax.imshow(maps[i], cmap="viridis", vmin=0, vmax=top)
         ax.axis("off")
-    fig.suptitle(f"{layer} (h={layer_h(layer)}) {c}×{h}×{w} = {c * h * w:,} values  {title}")
+    where = f" (h={layer_h(layer)})" if layer in LAYER_NAMES else ""
+    fig.suptitle(f"{layer}{where} {c}×{h}×{w} = {c * h * w:,} values  {title}")
     return fig
 
 
@@ -144,78 +145,6 @@ def probe_plot(rows: list[dict]) -> plt.Figure:
     return fig
 
 
-def first_of_each_digit(labels: torch.Tensor) -> list[int]:
-    """Index of the first test image of each digit 0..9, the stage's default picks."""
-    return [int((labels == d).nonzero()[0]) for d in range(10)]
-
-
-def activations_stage(cfg, out_dir: Path) -> dict:
-    """Feature-map sheets, code-vector figures and class similarity; copies in TensorBoard."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    from mnist_probe import UserError
-    from mnist_probe.data import to_float
-    from mnist_probe.model import CODE_LAYER, layer_name
-    from mnist_probe.probe import class_similarity, record
-    from mnist_probe.train import cnn_key, fit_or_load, split_tensors
-
-    acfg = cfg.activations
-    model, meta = fit_or_load(cfg, out_dir)
-    images_u8, labels = split_tensors(cfg, "test")
-    indices = list(acfg.indices) if acfg.indices else first_of_each_digit(labels)
-    bad = [i for i in indices if not 0 <= i < len(labels)]
-    if bad:
-        raise UserError(f"activations.indices {bad} outside 0..{len(labels) - 1} (the test set)")
-    layers = [layer_name(h) for h in acfg.layers]
-    images = to_float(images_u8[indices])
-    acts = record(model, images, [*layers, CODE_LAYER, "dense_2"])
-    writer = SummaryWriter(str(out_dir / "tb" / "activations"))
-    maps_dir = out_dir / "feature_maps"
-    written = []
-    for layer in layers:
-        for row, idx in enumerate(indices):
-            digit = int(labels[idx])
-            fig = feature_map_sheet(
-                images[row], acts[layer][row], layer, f"test #{idx}, digit {digit}"
-            )
-            writer.add_figure(f"feature_maps/{layer}/digit_{digit}_test{idx}", fig, close=False)
-            written.append(save(fig, maps_dir / f"{layer}_digit{digit}_test{idx}.png"))
-    probs = torch.softmax(acts["dense_2"], 1).numpy()
-    fig = code_vector_panel(images, acts[CODE_LAYER].numpy(), probs, labels[indices].tolist())
-    writer.add_figure("code_vectors/examples", fig, close=False)
-    save(fig, out_dir / "code_vectors.png")
-
-    # Many images: is the code vector consistent within a class and different between classes?
-    n = min(acfg.n_codes, len(labels))
-    many = record(model, to_float(images_u8[:n]), [CODE_LAYER, "dense_2"])
-    codes, y = many[CODE_LAYER].numpy(), labels[:n].numpy()
-    sim, ratio = class_similarity(codes, y)
-    for name, fig in (("code_heatmap", code_heatmap(codes, y)),
-                      ("class_similarity", similarity_matrix(sim, ratio))):  # fmt: skip
-        writer.add_figure(f"code_vectors/{name}", fig, close=False)
-        save(fig, out_dir / f"{name}.png")
-    atomic_write(out_dir / "class_similarity.csv", lambda tmp: np.savetxt(tmp, sim, "%.4f", ","))
-    preds = many["dense_2"].argmax(1).tolist()
-    writer.add_embedding(
-        codes, metadata=[[str(a), str(b)] for a, b in zip(y.tolist(), preds, strict=True)],
-        metadata_header=["label", "predicted"], label_img=to_float(images_u8[:n]),
-        tag="code_vectors",
-    )  # fmt: skip
-    writer.close()
-    off = sim[~np.eye(10, dtype=bool)]
-    return {
-        "cnn_key": cnn_key(cfg),
-        "cnn_test_acc": meta["test_acc"],
-        "indices": indices,
-        "layers": layers,
-        "feature_map_pngs": len(written),
-        "n_codes": n,
-        "within_class_cosine": float(np.diag(sim).mean()),
-        "between_class_cosine": float(off.mean()),
-        "within_between_ratio": ratio,
-    }
-
-
 SHIFT_NOTE = "dx > 0: right, dy < 0: up"
 
 
@@ -264,7 +193,8 @@ def deformation_plot(pairs, cosines: dict[str, np.ndarray], p_true: np.ndarray) 
     fig, ax = plt.subplots(figsize=(8, 4.8))
     x = np.arange(len(pairs))
     for name, c in cosines.items():
-        ax.plot(x, c, "o-", label=f"cos sim, {name} (h={layer_h(name)})")
+        where = f" (h={layer_h(name)})" if name in LAYER_NAMES else ""
+        ax.plot(x, c, "o-", label=f"cos sim, {name}{where}")
     ax.plot(x, p_true, "k--", lw=2, label="CNN P(true class)")
     ax.set_ylim(-0.05, 1.05)
     ax.set_xticks(x, pair_labels(pairs))

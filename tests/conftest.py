@@ -45,3 +45,11 @@ def small_run(tmp_path_factory) -> tuple[DictConfig, dict]:
 
     cfg = make_cfg(tmp_path_factory.mktemp("small"), "+experiment=train", *SMALL_TRAIN)
     return cfg, run(cfg)
+
+
+def key_of(cfg: DictConfig) -> str:
+    """The cache key of the CNN that cfg trains."""
+    from mnist_probe.stages.common import data_spec, plain, recipe
+    from mnist_probe.train import cnn_key
+
+    return cnn_key(data_spec(cfg), recipe(cfg), cfg.seed, plain(cfg.model))

@@ -9,7 +9,8 @@ from mnist_probe import UserError
 from mnist_probe.data import KerasAugment, MNISTDataModule
 from mnist_probe.model import KerasCNN
 from mnist_probe.run import check_config
-from mnist_probe.train import build_datamodule
+from mnist_probe.stages.common import data_spec
+from mnist_probe.train import make_datamodule
 from tests.conftest import CONF, REPO, make_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -29,7 +30,7 @@ def test_every_config_composes_and_instantiates(tmp_path, experiment, recipe):
     kwargs = {"total_steps": 10} if cfg.train.scheduler.interval == "step" else {}
     assert scheduler(optimizer, **kwargs) is not None
     assert isinstance(instantiate(cfg.train.augment), KerasAugment)
-    dm = build_datamodule(cfg)
+    dm = make_datamodule(data_spec(cfg), recipe(cfg))
     assert isinstance(dm, MNISTDataModule) and dm.batch_size == cfg.train.batch_size
 
 

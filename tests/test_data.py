@@ -2,13 +2,21 @@ import pytest
 import torch
 
 from mnist_probe import UserError
-from mnist_probe.data import FILES, KerasAugment, MNISTDataModule, load_mnist, to_float
+from mnist_probe.data import (
+    FILES,
+    DataSpec,
+    KerasAugment,
+    MNISTDataModule,
+    load_mnist,
+    split_tensors,
+    to_float,
+)
 from tests.conftest import mnist_root
 
 
 @pytest.fixture(scope="module")
 def dm() -> MNISTDataModule:
-    dm = MNISTDataModule(root=mnist_root())
+    dm = MNISTDataModule(DataSpec(root=mnist_root()))
     dm.setup()
     return dm
 
@@ -34,12 +42,18 @@ def test_values_and_labels(dm):
 
 
 def test_split_is_seeded():
-    a, b = MNISTDataModule(root=mnist_root()), MNISTDataModule(root=mnist_root(), split_seed=1)
-    a.setup(), b.setup()
-    again = MNISTDataModule(root=mnist_root())
-    again.setup()
-    assert torch.equal(a.tensors["val"][1], again.tensors["val"][1])
-    assert not torch.equal(a.tensors["val"][1], b.tensors["val"][1])
+    a, b = DataSpec(root=mnist_root()), DataSpec(root=mnist_root(), split_seed=1)
+    assert torch.equal(split_tensors(a, "val")[1], split_tensors(DataSpec(root=mnist_root()), "val")[1])
+    assert not torch.equal(split_tensors(a, "val")[1], split_tensors(b, "val")[1])
+
+
+def test_subsets_take_the_first_images_of_their_split():
+    full = DataSpec(root=mnist_root())
+    small = DataSpec(root=mnist_root(), train_subset=100, test_subset=50)
+    assert torch.equal(split_tensors(small, "train")[1], split_tensors(full, "train")[1][:100])
+    assert torch.equal(split_tensors(small, "val")[1], split_tensors(full, "val")[1])  # untouched
+    assert len(split_tensors(small, "scored")[1]) == 50 and len(split_tensors(small, "test")[1]) == 10_000
+    assert small.content() != full.content() and "root" not in full.content()
 
 
 def test_loader_yields_whole_batches(dm):

@@ -4,61 +4,116 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra.utils import instantiate
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+from sklearn.tree import DecisionTreeClassifier
 
 from mnist_probe import UserError
-from mnist_probe import interpreters as interp
-from mnist_probe.interpreters import available, features, fit_or_load, interpreter_config
-from mnist_probe.report import summarize_sweep
+from mnist_probe.data import split_tensors
+from mnist_probe.interpreters import CodeVectors, Pixels, fit_on_features, make_interpreter
 from mnist_probe.run import run
-from mnist_probe.train import cnn_key
-from mnist_probe.train import fit_or_load as fit_cnn
+from mnist_probe.stages import common
+from mnist_probe.stages.common import (
+    data_spec,
+    features,
+    fitted_interpreter,
+    interpreter_names,
+    interpreter_settings,
+    trained_cnn,
+)
+from mnist_probe.stages.report import summarize_sweep
 from tests.conftest import SMALL_TRAIN, make_cfg
 
 
 @pytest.fixture(scope="module")
 def trained(small_run):
     cfg, _ = small_run
-    model, _ = fit_cnn(cfg)
-    return cfg, model, cnn_key(cfg)
+    return cfg, trained_cnn(cfg)
 
 
 def test_feature_shapes(trained):
-    cfg, model, key = trained
-    codes, y = features(cfg, "codes", "train", model, key)
+    cfg, cnn = trained
+    codes, y = features(cfg, "codes", "train", cnn)
     assert codes.shape == (2000, 256) and y.shape == (2000,) and codes.min() >= 0
     pixels, y_test = features(cfg, "pixels", "test")
     assert pixels.shape == (10_000, 784) and pixels.max() == pytest.approx(1.0)
-    assert features(cfg, "codes", "test", model, key)[0].shape == (10_000, 256)
+    assert features(cfg, "codes", "test", cnn)[0].shape == (10_000, 256)
 
 
-@pytest.mark.parametrize("name", available())
+def test_code_vectors_follow_scikit_learns_conventions(trained):
+    cfg, cnn = trained
+    images, labels = split_tensors(data_spec(cfg), "train")
+    step = CodeVectors(cnn.model)
+    assert step.get_params()["layer"] == "dense_1" and step.fit(images[:10]) is step
+    codes = step.transform(images[:300])
+    assert codes.shape == (300, 256) and codes.dtype == np.float32
+    # the same vectors whatever the batching, and from uint8, float or flattened images
+    small_batches = CodeVectors(cnn.model, batch_size=7).transform(images[:30])
+    np.testing.assert_allclose(small_batches, codes[:30], atol=1e-5)
+    np.testing.assert_allclose(step.transform(images[:30].float().div(255).flatten(1).numpy()), codes[:30],
+                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(codes, features(cfg, "codes", "train", cnn)[0][:300], atol=1e-5)
+    other = clone(step)
+    assert other.get_params()["layer"] == "dense_1" and other is not step
+    assert CodeVectors(cnn.model, layer=5).transform(images[:4]).shape == (4, 64 * 14 * 14)
+    with pytest.raises(UserError, match="h runs from 1 to 12"):
+        CodeVectors(cnn.model, layer=13).fit(images[:4])
+
+
+def test_a_pipeline_on_images_equals_the_cached_feature_fit(trained):
+    cfg, cnn = trained
+    images, labels = split_tensors(data_spec(cfg), "train")
+    test_images, _ = split_tensors(data_spec(cfg), "test")
+    for features_kind, first in (("codes", CodeVectors(cnn.model)), ("pixels", Pixels())):
+        direct = make_pipeline(first, DecisionTreeClassifier(random_state=0)).fit(images, labels)
+        x, y = features(cfg, features_kind, "train", cnn)
+        cached = fit_on_features(make_interpreter(DecisionTreeClassifier(random_state=0), features_kind,
+                                                  cnn.model), x, y)  # fmt: skip
+        assert np.array_equal(direct.predict(test_images[:500]), cached.predict(test_images[:500]))
+
+
+@pytest.mark.parametrize("name", ["nn", "svm", "rf", "rf1000", "gb", "dt", "knn", "logreg"])
 def test_each_interpreter_fits_above_chance(trained, name):
-    cfg, model, key = trained
-    x, y = features(cfg, "codes", "train", model, key)
-    xt, yt = features(cfg, "codes", "test", model, key)
-    estimator = instantiate(interpreter_config(name).estimator)
+    cfg, cnn = trained
+    assert name in interpreter_names(cfg)
+    x, y = features(cfg, "codes", "train", cnn)
+    xt, yt = features(cfg, "codes", "test", cnn)
+    estimator = instantiate(interpreter_settings(cfg, name)["estimator"])
     estimator.fit(x, y)
     acc = np.mean(estimator.predict(xt[:1000]) == yt[:1000])
     assert acc > 0.5, f"{name}: {acc:.3f}"  # chance is 0.1
     assert estimator.predict_proba(xt[:5]).shape == (5, 10)
 
 
+def test_catalog_names_every_interpreter_once(trained):
+    cfg, _ = trained
+    assert interpreter_names(cfg) == ["dt", "gb", "knn", "logreg", "nn", "rf", "rf1000", "svm"]
+    svm, svm_pixels = interpreter_settings(cfg, "svm"), interpreter_settings(cfg, "svm@pixels")
+    assert (svm["features"], svm["train_samples"]) == ("codes", None)
+    assert (svm_pixels["features"], svm_pixels["train_samples"]) == ("pixels", 10_000)
+    assert "label" not in cfg.interpreters.catalog.svm and "name" not in cfg.interpreters.catalog.svm
+    # one override changes the interpreter for every stage that names it
+    changed = make_cfg(Path(cfg.paths.output_dir), "interpreters.catalog.rf.estimator.n_estimators=7")
+    assert interpreter_settings(changed, "rf@pixels")["estimator"]["n_estimators"] == 7
+
+
 def test_cache_returns_the_fitted_interpreter_without_refitting(trained, monkeypatch):
-    cfg, model, key = trained
-    icfg = interpreter_config("dt")
-    first, meta = fit_or_load(cfg, icfg, model, key)
-    monkeypatch.setattr(interp, "instantiate", lambda *a, **k: pytest.fail("refitted"))
-    second, meta2 = fit_or_load(cfg, icfg, model, key)
+    cfg, cnn = trained
+    settings = interpreter_settings(cfg, "dt")
+    first, meta = fitted_interpreter(cfg, settings, cnn)
+    monkeypatch.setattr(common, "instantiate", lambda *a, **k: pytest.fail("refitted"))
+    second, meta2 = fitted_interpreter(cfg, settings, cnn)
     assert meta2["cached"] and meta2["fit_seconds"] == meta["fit_seconds"]
-    xt, _ = features(cfg, "codes", "test", model, key)
-    assert np.array_equal(first.predict(xt), second.predict(xt))
+    images, _ = split_tensors(data_spec(cfg), "test")
+    assert np.array_equal(first.predict(images[:500]), second.predict(images[:500]))  # whole pipelines
 
 
-def test_unknown_interpreter_lists_valid_ones():
+def test_unknown_interpreter_lists_valid_ones(trained):
+    cfg, _ = trained
     with pytest.raises(UserError, match="valid: .*svm"):
-        interpreter_config("xgb9")
+        interpreter_settings(cfg, "xgb9")
     with pytest.raises(UserError, match="features"):
-        interpreter_config("dt@voxels")
+        interpreter_settings(cfg, "dt@voxels")
 
 
 def test_interpreters_stage_table_and_probes(small_run, tmp_path):
@@ -93,14 +148,14 @@ def test_sweep_summary_collects_every_job(tmp_path):
 
 
 def test_xgboost_is_cached_as_json_not_pickle(trained):
-    cfg, model, key = trained
-    icfg = interpreter_config("gb")
-    icfg.estimator.n_estimators, icfg.train_samples = 5, 1000
-    first, _ = fit_or_load(cfg, icfg, model, key)
-    entry = next(p for p in (Path(cfg.paths.cache) / f"cnn-{key}").glob("interp-gb-*") if p.is_dir())
+    cfg, cnn = trained
+    settings = interpreter_settings(cfg, "gb")
+    settings["estimator"]["n_estimators"], settings["train_samples"] = 5, 1000
+    first, meta = fitted_interpreter(cfg, settings, cnn)
+    entry = Path(cfg.paths.cache) / f"interp-gb-{meta['key']}"
     assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.json"]
     assert "learner" in json.loads((entry / "model.json").read_text())  # xgboost's own format
-    second, meta = fit_or_load(cfg, icfg, model, key)
+    second, meta = fitted_interpreter(cfg, settings, cnn)
     assert meta["cached"]
-    xt, _ = features(cfg, "codes", "test", model, key)
-    assert np.allclose(first.predict_proba(xt[:200]), second.predict_proba(xt[:200]))
+    xt, _ = features(cfg, "codes", "test", cnn)
+    assert np.allclose(first[-1].predict_proba(xt[:200]), second[-1].predict_proba(xt[:200]))

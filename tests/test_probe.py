@@ -23,10 +23,10 @@ def no_hooks(model) -> bool:
     return all(not m._forward_hooks for m in model.modules())
 
 
-def test_layer_selection():
-    assert resolve_layers("all") == LAYER_NAMES
-    assert resolve_layers([10, "conv2d_1", 5]) == ["conv2d_1", "conv2d_3", "dense_1"]
-    assert resolve_layers(8) == ["dropout_2"]
+def test_layer_selection(model):
+    assert resolve_layers(model, "all") == LAYER_NAMES
+    assert resolve_layers(model, [10, "conv2d_1", 5]) == ["conv2d_1", "conv2d_3", "dense_1"]
+    assert resolve_layers(model, 8) == ["dropout_2"]
 
 
 @torch.no_grad()
@@ -89,3 +89,31 @@ def test_class_similarity_matches_brute_force():
         expected = block[~np.eye(20, dtype=bool)].mean() if i == j else block.mean()
         assert sim[i, j] == pytest.approx(expected)
     assert ratio > 1.5  # each class has its own direction
+
+
+@torch.no_grad()
+def test_hooks_on_any_model_by_its_module_paths():
+    """A torchvision ResNet built without weights: layers by their named_modules() paths,
+    checked against torchvision's own feature extractor."""
+    from torchvision.models import resnet18
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from mnist_probe import UserError
+
+    torch.manual_seed(0)
+    net = resnet18(weights=None, num_classes=10).eval()
+    x = torch.rand(2, 3, 64, 64)
+    paths = ["layer1.0.conv1", "layer3", "avgpool"]
+    acts = record(net, x, paths)
+    assert list(acts) == paths  # in the network's order
+    expected = create_feature_extractor(net, return_nodes=paths)(x)
+    for path in paths:
+        assert torch.allclose(acts[path], expected[path], atol=1e-5), path
+    assert acts["layer1.0.conv1"].shape == (2, 64, 16, 16)
+    everything = resolve_layers(net, "all")
+    assert "layer1.0.conv1" in everything and "layer1" not in everything and everything[-1] == "fc"
+    with pytest.raises(UserError, match="named_modules"):
+        resolve_layers(net, ["layer9.conv"])
+    with pytest.raises(UserError, match="named_modules"):
+        resolve_layers(net, [10])  # h indices belong to the KerasCNN
+    assert no_hooks(net)

@@ -16,7 +16,7 @@ import torch
 from mnist_probe import UserError
 from mnist_probe.data import FILES, load_mnist, raw_folder
 from mnist_probe.run import check_config, run
-from mnist_probe.train import fit_or_load
+from mnist_probe.stages.common import trained_cnn
 from tests.conftest import REPO, SMALL_TRAIN, make_cfg, mnist_root
 
 
@@ -114,9 +114,13 @@ def test_a_users_checkpoint_is_opened_up_not_retrained(small_run, tmp_path):
     mine = make_cfg(tmp_path, "+experiment=train", "data.test_subset=1000",
                     f"checkpoint={results['checkpoint']}")  # fmt: skip
     check_config(mine)
-    model, meta = fit_or_load(mine)
-    assert meta["test_acc"] == pytest.approx(results["test_acc"], abs=1e-6)
-    assert meta["key"].startswith("file-") and not list((tmp_path / "cache").rglob("*.pt"))
+    cnn = trained_cnn(mine)
+    assert cnn.test_acc == pytest.approx(results["test_acc"], abs=1e-6)
+    assert cnn.key.startswith("file-") and not list((tmp_path / "cache").rglob("*.pt"))
+    # scored on other test images, the same file is another entry: no stale accuracy
+    other = trained_cnn(make_cfg(tmp_path, "+experiment=train", "data.test_subset=500",
+                                 f"checkpoint={results['checkpoint']}"))  # fmt: skip
+    assert other.key != cnn.key and other.meta["test_images"] == 500 and not other.meta["cached"]
 
 
 def small_train_args(tmp_path: Path, epochs: int = 4) -> list[str]:
@@ -130,14 +134,15 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "mnist_probe.run", *args, f"hydra.run.dir={tmp_path / 'run1'}"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not list((tmp_path / "cache").glob("cnn-*/work/last.ckpt")):
+    while not list((tmp_path / "cache").glob("cnn-*.partial/work/last.ckpt")):
         assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # part-way: after the first epoch's checkpoint
     proc.wait()
-    entry = next(p for p in (tmp_path / "cache").glob("cnn-*") if p.is_dir())
-    assert not (entry / "meta.json").exists()  # an interrupted entry is never taken as finished
-    ckpt = torch.load(entry / "work" / "last.ckpt", map_location="cpu", weights_only=True)
+    staging = next((tmp_path / "cache").glob("cnn-*.partial"))
+    entry = staging.with_name(staging.name.removesuffix(".partial"))
+    assert not entry.exists()  # an interrupted entry is never published
+    ckpt = torch.load(staging / "work" / "last.ckpt", map_location="cpu", weights_only=True)
     before_kill = ckpt["callbacks"]["Timer"]["time_elapsed"]["train"]
 
     again = cli(*args, f"hydra.run.dir={tmp_path / 'run2'}")
@@ -152,6 +157,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     assert meta["resumed_after_epochs"] == done and meta["untimed_epochs"] == 0
     assert meta["train_seconds"] > before_kill > 0
     assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.pt"]  # work/ removed
+    assert not staging.exists()
 
 
 def test_parallel_jobs_train_the_shared_cnn_once(tmp_path):

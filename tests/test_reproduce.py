@@ -2,8 +2,9 @@ import json
 import re
 from pathlib import Path
 
-from mnist_probe.reproduce import STUDY_SHIFT, training_time
 from mnist_probe.run import run
+from mnist_probe.stages.report import training_time
+from mnist_probe.study import SHIFT_TABLE
 from tests.conftest import make_cfg
 
 SMALL = [
@@ -36,10 +37,10 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     for layer in ("conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dropout_2"):
         assert f"figures/feature_maps_{layer}.png" in links
     # the study's shift table beside ours, the bench table, four checked conclusions
-    assert STUDY_SHIFT["CNN+svm"][4] in report and "| hook overhead | 1.5 | % | <= 5% |" in report
+    assert SHIFT_TABLE["CNN+svm"][4] in report and "| hook overhead | 1.5 | % | <= 5% |" in report
     verdicts = re.findall(r"^\*\*\d\. .*\*\* — \*(.+?)\.\*", report, flags=re.M)
-    assert len(verdicts) == 4 and len(results["conclusions"]) == 4
-    assert all("supported" in v for v in verdicts)
+    assert verdicts == [c["verdict"] for c in results["conclusions"]]  # each logic: test_conclusions.py
+    assert len(verdicts) == 4
     assert "nan" not in report.lower().replace("nanmean", "") and "None" not in report
     aug = json.loads((out / "augment" / "augment.shift=0.0" / "results.json").read_text())
     assert aug["models"] == ["CNN"]

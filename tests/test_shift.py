@@ -6,11 +6,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from mnist_probe import UserError
 from mnist_probe.run import run
-from mnist_probe.shift import dataset_metrics, shift_pairs, shifted_stack, study_cell, translate
+from mnist_probe.shift import (
+    change_1px,
+    consistency,
+    dataset_metrics,
+    shift_pairs,
+    shifted_stack,
+    study_cell,
+    translate,
+)
 from tests.conftest import REPO, SMALL_TRAIN, make_cfg, mnist_root
 
 
@@ -52,18 +59,18 @@ def test_centre_of_mass_moves_by_the_shift(dx, dy):
 def test_too_large_or_empty_shifts_refused():
     with pytest.raises(UserError, match="28"):
         translate(blob(), 0, -28)
-    for bad in ({"dx": [0], "dy": [28]}, {"dx": [-30], "dy": [0]}, {"dx": [], "dy": [0]}):
+    for dxs, dys in (([0], [28]), ([-30], [0]), ([], [0])):
         with pytest.raises(UserError, match="shift"):
-            shift_pairs(OmegaConf.create({**bad, "grid": False}))
+            shift_pairs(dxs, dys)
 
 
 def test_shift_pairs_broadcast_zip_and_grid():
-    cfg = OmegaConf.create({"dx": [0], "dy": [0, -1, -2], "grid": False})
-    assert shift_pairs(cfg) == [(0, 0), (0, -1), (0, -2)]
-    cfg.dy = -3  # one value from a sweep
-    assert shift_pairs(cfg) == [(0, -3)]
-    cfg.update({"dx": [1, 2], "dy": [3, 4], "grid": True})
-    assert shift_pairs(cfg) == [(1, 3), (1, 4), (2, 3), (2, 4)]
+    assert shift_pairs([0], [0, -1, -2]) == [(0, 0), (0, -1), (0, -2)]
+    assert shift_pairs([0], [-3]) == [(0, -3)]
+    assert shift_pairs([1, 2], [3, 4]) == [(1, 3), (2, 4)]
+    assert shift_pairs([1, 2], [3, 4], grid=True) == [(1, 3), (1, 4), (2, 3), (2, 4)]
+    with pytest.raises(UserError, match="equal lengths"):
+        shift_pairs([1, 2], [3, 4, 5])
 
 
 def test_shifted_stack_is_shift_major():
@@ -91,6 +98,8 @@ def test_dataset_metrics_on_known_predictions():
     # (1, 1) has 2 of the grid's 12 one-pixel neighbour pairs
     assert m["change_1px"] == pytest.approx(2 / 12)
     assert 0.6 < m["consistency"] < 0.9  # ideal 1 - 2·(8/81)
+    assert m["consistency"] == consistency(preds) and m["change_1px"] == change_1px(pairs, preds)
+    assert consistency(np.tile(labels, (9, 1))) == 1.0 and change_1px(pairs, np.tile(labels, (9, 1))) == 0.0
 
 
 def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run, tmp_path):

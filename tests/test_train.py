@@ -6,8 +6,9 @@ import torch
 
 from mnist_probe import UserError
 from mnist_probe import train as train_mod
-from mnist_probe.train import cnn_key, fit_or_load, load_model
-from tests.conftest import make_cfg
+from mnist_probe.model import load_model
+from mnist_probe.stages.common import trained_cnn
+from tests.conftest import key_of, make_cfg
 
 
 def test_short_training_beats_90_percent(small_run):
@@ -33,20 +34,19 @@ def test_second_fit_or_load_does_not_train(small_run, monkeypatch):
         raise AssertionError("trained again although the cache holds this model")
 
     monkeypatch.setattr(train_mod, "train_cnn", refuse)
-    model, meta = fit_or_load(cfg)
-    assert meta["cached"] is True and meta["test_acc"] == results["test_acc"]
+    cnn = trained_cnn(cfg)
+    assert cnn.meta["cached"] is True and cnn.test_acc == results["test_acc"]
     trained = torch.load(results["checkpoint"], weights_only=True)
-    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v, trained[k]) for k, v in cnn.model.state_dict().items())
 
 
 def test_changed_hyperparameter_changes_the_key(tmp_path):
-    a = make_cfg(tmp_path)
-    assert cnn_key(a) != cnn_key(make_cfg(tmp_path, "train.optimizer.lr=0.01"))
-    assert cnn_key(a) != cnn_key(make_cfg(tmp_path, "seed=1"))
+    a = key_of(make_cfg(tmp_path))
+    for changed in ("train.optimizer.lr=0.01", "seed=1", "data.test_subset=100", "data.train_subset=100",
+                    "data.split_seed=1", "data.val_size=100", "model.dense=128"):  # fmt: skip
+        assert a != key_of(make_cfg(tmp_path, changed)), changed
     # where MNIST lives and how the run looks do not change the model
-    assert cnn_key(a) == cnn_key(
-        make_cfg(tmp_path, "data.root=/elsewhere", "train.progress_bar=true")
-    )
+    assert a == key_of(make_cfg(tmp_path, "data.root=/elsewhere", "train.progress_bar=true"))
 
 
 def test_load_model_errors_are_clear(tmp_path):

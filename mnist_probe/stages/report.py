@@ -1,104 +1,93 @@
-"""`+experiment=reproduce`: the whole study on one CNN, then docs/RESULTS.md written from the results.
-
-Every number and figure in the report comes from this run's stages (or `make bench`'s JSON); the
-only typed-in numbers are the study's own, quoted beside ours.
-"""
+"""Result tables (markdown and CSV), the sweep summary (a Hydra callback), and docs/RESULTS.md
+written from the reproduce stage's results: every number in it comes from a run, except the
+study's own figures (mnist_probe.study), quoted beside ours."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import shutil
-import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_probe import CONF
-from mnist_probe.cache import atomic_write, write_json
+from mnist_probe import study
+from mnist_probe.cache import atomic_write
 from mnist_probe.model import CODE_LAYER
-from mnist_probe.report import markdown_table, write_table
+from mnist_probe.viz import curves_plot, save
 
 log = logging.getLogger(__name__)
 
-CHAIN = ("train", "activations", "interpreters", "shift")
-STUDY_ACC = 0.993
-# The study's translation table: P(y = 1) for its "1" shifted up by 0..5 px (in brackets: the
-# class that took over). Quoted verbatim; our model labels on the left.
-STUDY_SHIFT = {
-    "CNN": ["100%", "100%", "99.99%", "99.4%", "0.71% (7: 99.29%)", "1.4E-4% (7: 99.99%)"],
-    "rf (pixels)": ["99.5%", "84.9% (7: 9.8%)", "34.1% (7: 39.6%)", "9.1% (7: 56.3%)",
-                    "5.4% (7: 70.1%)", "4.8% (7: 70.2 %)"],
-    "svm (pixels)": ["99.6%", "42.8% (7: 50.8%)", "0.85% (7: 94.5%)", "0.42% (7: 81.3 %)",
-                     "0.43% (7: 79.5%)", "0.42% (80.8%)"],
-    "CNN+rf1000": ["100%", "96.6%", "67.7% (7: 18.4)", "52.8% (7: 28.3%)", "44.4% (7: 35.5%)",
-                   "34.8% (7: 47.6 %)"],
-    "CNN+svm": ["99.9%", "99.8%", "97.8%", "79.9% (9: 18.8%)", "21% (9: 77.76%)", "1% (9: 98.9%)"],
-}  # fmt: skip
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
-def compose_train(recipe: str) -> DictConfig:
-    """The train node of conf/train/RECIPE.yaml, composed (inside a Hydra app or outside one)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():
-        return compose("config", overrides=[f"train={recipe}"]).train
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose("config", overrides=[f"train={recipe}"]).train
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table of rows (dicts), columns in first-seen order."""
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
-def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> dict:
-    """One CNN per train.augment.shift value (a lighter recipe), each through the shift stage."""
-    from mnist_probe.shift import shift_stage
-    from mnist_probe.viz import curves_plot, save
+def write_table(rows: list[dict], stem: str | Path, columns: list[str] | None = None) -> str:
+    """Write rows as stem.md and stem.csv (atomically); return the markdown."""
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    md = markdown_table(rows, columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    stem = Path(stem)
+    atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(md))
+    atomic_write(stem.with_suffix(".csv"), lambda tmp: tmp.write_text(buf.getvalue()))
+    return md
 
-    acfg = cfg.reproduce.augment
+
+def summarize_sweep(sweep_dir: str | Path) -> list[dict]:
+    """One table from every job of a sweep: each job's `rows`, tagged with its overrides."""
+    sweep_dir = Path(sweep_dir)
     rows, curves = [], {}
-    for value in acfg.shifts:
-        sub = cfg.copy()
-        sub.train = OmegaConf.merge(compose_train(acfg.recipe), acfg.train_overrides,
-                                    {"augment": {"shift": float(value)}})  # fmt: skip
-        sub.shift.models = []
-        job = out_dir / f"augment.shift={value}"
-        log.info("augmentation sweep: train.augment.shift=%s", value)
-        res = shift_stage(sub, job)
-        write_json(job / "results.json", res)
-        row = res["dataset"][0]
-        curves[f"augment.shift={value}"] = res["curves"]["CNN"]
-        dys, accs = res["curves"]["CNN"]
-        rows.append({"train.augment.shift": value, "max shift (px)": round(28 * float(value), 1),
-                     "test_acc": res["cnn_test_acc"], "acc_dy-4": accs[dys.index(-4)] if -4 in dys else None,
-                     "acc_grid_mean": row["acc_grid_mean"], "consistency": row["consistency"],
-                     "change_1px": row["change_1px"]})  # fmt: skip
-    write_table(rows, out_dir / "augment")
-    title = f"CNN test accuracy against vertical shift, by training augmentation ({acfg.recipe} recipe)"
-    save(curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title), out_dir / "augment_sweep.png")
-    return {"recipe": acfg.recipe, "rows": rows, "curves": curves}
+    for results in sorted(sweep_dir.glob("*/results.json"), key=lambda p: int(p.parent.name)):
+        job = json.loads(results.read_text())
+        overrides = job.get("overrides") or results.parent.name
+        for row in job.get("rows", []):
+            rows.append({"job": results.parent.name, "overrides": overrides, **row})
+        # The CNN's accuracy against shift, one line per job: e.g. a sweep over train.augment.shift
+        if "CNN" in job.get("curves", {}):
+            curves[overrides] = job["curves"]["CNN"]
+    if rows:
+        write_table(rows, sweep_dir / "summary")
+    if curves:
+        # Label each line with the overrides that differ between jobs, not the shared ones.
+        common = set.intersection(*(set(k.split()) for k in curves))
+        curves = {" ".join(t for t in k.split() if t not in common) or k: v for k, v in curves.items()}
+
+        title = "CNN test accuracy against vertical shift, one line per sweep job"
+        save(curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title), sweep_dir / "summary_curves.png")
+    return rows
 
 
-def reproduce_stage(cfg: DictConfig, out_dir: Path) -> dict:
-    """Train (cfg.train, the study's recipe under +experiment=reproduce), run every stage, report."""
-    from mnist_probe.run import STAGES
+class SweepSummary(Callback):
+    """At the end of a multirun, writes summary.md/.csv into the sweep dir from the jobs' results."""
 
-    start = time.perf_counter()
-    results: dict = {}
-    for stage in CHAIN:
-        log.info("reproduce: %s stage", stage)
-        results[stage] = STAGES[stage](cfg, out_dir / stage)
-        write_json(out_dir / stage / "results.json", results[stage])
-    results["augment"] = augmentation_sweep(cfg, out_dir / "augment")
-    bench = Path(cfg.reproduce.bench)
-    results["bench"] = json.loads(bench.read_text()) if bench.is_file() else None
-    results["seconds"] = time.perf_counter() - start
-    report = write_report(cfg, out_dir, results, Path(cfg.reproduce.docs))
-    log.info("report: %s", report)
-    return {"report": str(report), "cnn_test_acc": results["train"]["test_acc"],
-            "cnn_key": results["shift"]["cnn_key"], "conclusions": results["conclusions"]}  # fmt: skip
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = summarize_sweep(sweep_dir)
+        log.info("sweep summary: %d rows in %s", len(rows), sweep_dir / "summary.md")
 
 
-# ----------------------------------------------------------------------------- the report
+# ----------------------------------------------------------------------------- docs/RESULTS.md
 FIGURES = {  # docs/figures/NAME <- the stage's file
     "code_vectors.png": "activations/code_vectors.png",
     "code_heatmap.png": "activations/code_heatmap.png",
@@ -216,7 +205,7 @@ def conclusions(cfg: DictConfig, results: dict) -> list[dict]:
             + (f"; {pct(unaug_change)} for the CNN trained without shift augmentation" if unaug_change
                is not None else "")
             + ". In the study, its CNN's P(1) fell from 99.4% to 0.71% between dy = -3 and -4: "
-            "a jump of 0.987."
+            f"a jump of {study.SHIFT_JUMP:.3f}."
         ),
     })  # fmt: skip
 
@@ -259,15 +248,14 @@ def training_time(train: dict) -> str:
 def cnn_rows(cfg: DictConfig, train: dict) -> list[dict]:
     """The CNN table: accuracy, how confident (when the train stage measured it), the recipe."""
     rows = [{"": f"test accuracy ({train['test_images']:,} MNIST test images)",
-             "ours": pct(train["test_acc"]), "study": pct(STUDY_ACC, 1)}]  # fmt: skip
+             "ours": pct(train["test_acc"]), "study": pct(study.CNN_ACC, 1)}]  # fmt: skip
     sure = train.get("confidence")
     if sure:
         rows.append({"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
                      "ours": f"{sure['cross_entropy']:.3f} ({pct(sure['error_share_of_loss'])} from "
                              f"{sure['errors']} errors; {sure['max_abs_logit']:,.0f})",
                      "study": "not reported"})  # fmt: skip
-    study_recipe = "RMSprop, ReduceLROnPlateau, 30 epochs, batch 86, ImageDataGenerator(10°, 0.1, 0.1)"
-    rows.append({"": "recipe", "ours": recipe_line(cfg), "study": study_recipe})
+    rows.append({"": "recipe", "ours": recipe_line(cfg), "study": study.RECIPE})
     return rows
 
 
@@ -279,7 +267,8 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
     train, act, shift = results["train"], results["activations"], results["shift"]
     seconds = results["seconds"]
     pairs_cols = [c for c in shift["table"][0] if c != "model"]
-    study_rows = [{"model": k, **dict(zip(pairs_cols, v, strict=False))} for k, v in STUDY_SHIFT.items()]
+    study_rows = [{"model": k, **dict(zip(pairs_cols, v, strict=False))}
+                  for k, v in study.SHIFT_TABLE.items()]  # fmt: skip
     probes = results["interpreters"].get("probes", [])
     md = [
         "# What did my CNN learn? The study reproduced",

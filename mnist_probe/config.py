@@ -1,0 +1,22 @@
+"""Where the Hydra config tree is, and composing it outside a Hydra app (notebooks, tests, bench).
+
+conf/ sits at the top of the repository; the package maps it to `mnist_probe.conf` (pyproject's
+package-dir), so an editable install and an installed wheel both find it here, and Hydra finds it
+as pkg://mnist_probe.conf.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+CONF = Path(str(files("mnist_probe.conf")))
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """conf/config.yaml composed with Hydra overrides, as the command line would (no run dir)."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("config", overrides=list(overrides))

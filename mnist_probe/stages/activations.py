@@ -1,0 +1,85 @@
+"""The activations stage (+experiment=activations): feature-map sheets, code vectors and class
+similarity of the trained CNN, as PNGs and in TensorBoard (images and the Projector)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from mnist_probe.cache import atomic_write
+from mnist_probe.data import first_of_each_digit, split_tensors, to_float
+from mnist_probe.errors import UserError
+from mnist_probe.model import CODE_LAYER, layer_name
+from mnist_probe.probe import class_similarity, record
+from mnist_probe.stages.common import data_spec, trained_cnn, writer
+from mnist_probe.viz import code_heatmap, code_vector_panel, feature_map_sheet, save, similarity_matrix
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    """Feature-map sheets, code-vector figures and class similarity; copies in TensorBoard."""
+    acfg = cfg.activations
+    cnn = trained_cnn(cfg, out_dir)
+    model = cnn.model
+    images_u8, labels = split_tensors(data_spec(cfg), "test")
+    indices = list(acfg.indices) if acfg.indices else first_of_each_digit(labels)
+    bad = [i for i in indices if not 0 <= i < len(labels)]
+    if bad:
+        raise UserError(f"activations.indices {bad} outside 0..{len(labels) - 1} (the test set)")
+    layers = [layer_name(h) for h in acfg.layers]
+    images = to_float(images_u8[indices])
+    acts = record(model, images, [*layers, CODE_LAYER, "dense_2"])
+    tb = writer(out_dir, "activations")
+    maps_dir = out_dir / "feature_maps"
+    written = []
+    for layer in layers:
+        for row, idx in enumerate(indices):
+            digit = int(labels[idx])
+            fig = feature_map_sheet(images[row], acts[layer][row], layer, f"test #{idx}, digit {digit}")
+            tb.add_figure(f"feature_maps/{layer}/digit_{digit}_test{idx}", fig, close=False)
+            written.append(save(fig, maps_dir / f"{layer}_digit{digit}_test{idx}.png"))
+    probs = torch.softmax(acts["dense_2"], 1).numpy()
+    fig = code_vector_panel(images, acts[CODE_LAYER].numpy(), probs, labels[indices].tolist())
+    tb.add_figure("code_vectors/examples", fig, close=False)
+    save(fig, out_dir / "code_vectors.png")
+
+    # Many images: is the code vector consistent within a class and different between classes?
+    n = min(acfg.n_codes, len(labels))
+    many = record(model, to_float(images_u8[:n]), [CODE_LAYER, "dense_2"])
+    codes, y = many[CODE_LAYER].numpy(), labels[:n].numpy()
+    sim, ratio = class_similarity(codes, y)
+    for name, fig in (("code_heatmap", code_heatmap(codes, y)),
+                      ("class_similarity", similarity_matrix(sim, ratio))):  # fmt: skip
+        tb.add_figure(f"code_vectors/{name}", fig, close=False)
+        save(fig, out_dir / f"{name}.png")
+    atomic_write(out_dir / "class_similarity.csv", lambda tmp: np.savetxt(tmp, sim, "%.4f", ","))
+    preds = many["dense_2"].argmax(1).tolist()
+    tb.add_embedding(
+        codes, metadata=[[str(a), str(b)] for a, b in zip(y.tolist(), preds, strict=True)],
+        metadata_header=["label", "predicted"], label_img=to_float(images_u8[:n]),
+        tag="code_vectors",
+    )  # fmt: skip
+    tb.close()
+    off = sim[~np.eye(10, dtype=bool)]
+    results = {
+        "cnn_key": cnn.key,
+        "cnn_test_acc": cnn.test_acc,
+        "indices": indices,
+        "layers": layers,
+        "feature_map_pngs": len(written),
+        "n_codes": n,
+        "within_class_cosine": float(np.diag(sim).mean()),
+        "between_class_cosine": float(off.mean()),
+        "within_between_ratio": ratio,
+    }
+    log.info(
+        "code vectors: within-class cosine %.3f, between %.3f, ratio %.2f; figures in %s",
+        results["within_class_cosine"], results["between_class_cosine"],
+        results["within_between_ratio"], out_dir,
+    )  # fmt: skip
+    return results

@@ -1,0 +1,196 @@
+"""The shift stage (+experiment=shift): the study's translation table for one digit, then the same
+question asked of many test images on a grid of shifts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig
+from sklearn.pipeline import Pipeline
+from torch.utils.tensorboard import SummaryWriter
+
+from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
+from mnist_probe.data import split_tensors, to_float
+from mnist_probe.model import CODE_LAYER, layer_name
+from mnist_probe.shift import (
+    cnn_pass,
+    code_layers,
+    cosine,
+    dataset_metrics,
+    grid_predictions,
+    pick_image,
+    probabilities,
+    shift_pairs,
+    shifted_stack,
+    study_cell,
+)
+from mnist_probe.stages.common import (
+    data_spec,
+    fitted_interpreter,
+    interpreter_settings,
+    label,
+    selected,
+    trained_cnn,
+    writer,
+)
+from mnist_probe.stages.report import write_table
+from mnist_probe.train import TrainedCNN
+from mnist_probe.viz import (
+    accuracy_heatmaps,
+    curves_plot,
+    deformation_plot,
+    metric_bars,
+    pair_labels,
+    save,
+    shift_curves,
+    shift_strip,
+)
+
+log = logging.getLogger(__name__)
+
+
+def pairs_of(scfg: DictConfig) -> list[tuple[int, int]]:
+    """The (dx, dy) pairs of cfg.shift (a sweep sets dx or dy to a single number)."""
+    def as_list(value) -> list:
+        return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+
+    return shift_pairs(as_list(scfg.dx), as_list(scfg.dy), scfg.grid)
+
+
+def models_under_test(cfg: DictConfig, cnn: TrainedCNN) -> tuple[dict[str, Pipeline | None], dict[str, str]]:
+    """{label: pipeline} for the CNN (None: its own softmax), then the interpreter named on the
+    command line, else shift.models (cached fits); and each interpreter's cache key."""
+    models: dict[str, Pipeline | None] = {"CNN": None}
+    keys = {}
+    for spec in selected(cfg, cfg.shift.models):
+        settings = interpreter_settings(cfg, spec)
+        models[label(settings)], meta = fitted_interpreter(cfg, settings, cnn)
+        keys[label(settings)] = meta["key"]
+    return models, keys
+
+
+def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryWriter) -> dict:
+    """The study's table for one test image: P(true class) per model and shift, and figures."""
+    scfg = cfg.shift
+    pairs = pairs_of(scfg)
+    idx = pick_image(labels, scfg.index, scfg.digit)
+    true = int(labels[idx])
+    stacked = shifted_stack(to_float(images_u8[idx : idx + 1]), [(0, 0), *pairs])
+    layers = [layer_name(h) for h in scfg.layers]
+    out = cnn_pass(model, stacked, list(dict.fromkeys([*layers, CODE_LAYER, *code_layers(models, model)])))
+    probs = {k: v[1:] for k, v in probabilities(models, stacked, out, model).items()}
+    columns = pair_labels(pairs)
+    table = [{"model": name, **{c: study_cell(p[k], true, scfg.min_other)
+              for k, c in enumerate(columns)}} for name, p in probs.items()]  # fmt: skip
+    md = write_table(table, out_dir / "shift_table")
+    rows = []
+    for name, p in probs.items():
+        for (dx, dy), pk in zip(pairs, p, strict=True):
+            other = pk.copy()
+            other[true] = -1
+            rows.append({"model": name, "dx": dx, "dy": dy, "p_true": float(pk[true]),
+                         "top_other": int(other.argmax()), "p_other": float(other.max())})  # fmt: skip
+    write_table(rows, out_dir / "shift_probs")
+    cosines = {name: cosine(out[name][1:], out[name][:1]) for name in [*layers, CODE_LAYER]}
+    p_true = {name: p[:, true] for name, p in probs.items()}
+    preds = [f"CNN: {int(p.argmax())}" for p in probs["CNN"]]
+    for name, fig in (
+        ("shift_probability", shift_curves(pairs, p_true, true, idx)),
+        ("shift_strip", shift_strip(stacked[1:], pairs, preds)),
+        ("shift_deformation", deformation_plot(pairs, cosines, p_true["CNN"])),
+    ):
+        tb.add_figure(f"shift/{name}", fig, close=False)
+        save(fig, out_dir / f"{name}.png")
+    tb.add_text("shift/table", md)
+    for name, p in p_true.items():
+        for k, value in enumerate(p):
+            tb.add_scalar(f"shift_p_true/{name}", float(value), k)
+    log.info("shift table for test #%d (a %d):\n%s", idx, true, md)
+    return {"index": idx, "digit": true, "pairs": pairs, "table": table, "rows": rows,
+            "code_cosine": cosines[CODE_LAYER].tolist(),
+            "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
+
+
+def grids(cfg, models, keys: dict[str, str], cnn: TrainedCNN, images: torch.Tensor, n: int) -> dict:
+    """Top-1 predictions S×N of every model on the shift grid, {label: (pairs, preds)}, cached per
+    model, so sweep jobs over shift.dy compute them once; the models still missing share one CNN
+    pass. A grid's key covers the CNN, the images, the radius and the fitted interpreter."""
+    dcfg = cfg.shift.dataset
+    cache = Path(cfg.paths.cache)
+    entries = {
+        name: cache / f"shiftgrid-{config_key(cnn.key, name, keys.get(name), n, dcfg.radius, cfg.seed)}"
+        for name in models
+    }
+    fresh: dict[str, np.ndarray] = {}
+    pairs: list = []
+
+    def compute_for(name: str):
+        def compute(staging: Path) -> dict:
+            if name not in fresh:  # the first miss computes every grid still missing, in one pass
+                todo = {k: m for k, m in models.items()
+                        if k == name or not (entries[k] / "meta.json").is_file()}  # fmt: skip
+                pairs[:], preds = grid_predictions(todo, cnn.model, images, dcfg.radius, dcfg.batch_size)
+                fresh.update(preds)
+            write_npz(staging / "grid.npz", pairs=np.array(pairs), preds=fresh[name])
+            return {"model": name, "images": n, "radius": dcfg.radius}
+
+        return compute
+
+    def load(entry: Path, meta: dict):
+        with np.load(entry / "grid.npz") as z:
+            return [tuple(p) for p in z["pairs"].tolist()], z["preds"]
+
+    with locked(cache / f"shiftgrid-{cnn.key}"):  # one process computes this CNN's grids at a time
+        return {name: get_or_compute(entries[name], compute_for(name), load)[0] for name in models}
+
+
+def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, labels, tb) -> dict:
+    """Accuracy on the (dx, dy) grid, consistency and 1-px change rate over many test images."""
+    dcfg = cfg.shift.dataset
+    n, radius = min(dcfg.samples, len(labels)), dcfg.radius
+    keep = np.random.default_rng(cfg.seed).permutation(len(labels))[:n]
+    images, y = to_float(images_u8[keep]), labels[keep].numpy()
+    rows, acc, curves = [], {}, {}
+    for name, (pairs, preds) in grids(cfg, models, keys, cnn, images, n).items():
+        metrics = dataset_metrics(pairs, preds, y, cfg.seed)
+        acc[name] = metrics["accuracy"]
+        index = {p: k for k, p in enumerate(pairs)}
+        dys = list(range(-radius, radius + 1))
+        curves[name] = (dys, [float(metrics["accuracy"][index[(0, d)]]) for d in dys])
+        rows.append({"model": name, "acc_unshifted": float(metrics["accuracy"][index[(0, 0)]]),
+                     "acc_grid_mean": float(metrics["accuracy"].mean()),
+                     "consistency": metrics["consistency"], "change_1px": metrics["change_1px"]})  # fmt: skip
+    md = write_table(rows, out_dir / "shift_dataset")
+    tb.add_text("shift/dataset", md)
+    figures = {
+        "shift_heatmap": accuracy_heatmaps(radius, acc),
+        "shift_consistency": metric_bars(rows, "consistency",
+                                         f"Consistency: same top-1 at two random shifts in ±{radius} px"),
+        "shift_change_1px": metric_bars(rows, "change_1px", "P(top-1 changes under a 1-pixel shift)"),
+        "shift_accuracy_dy": curves_plot(curves, "dy (px, dx = 0; < 0 is up)",
+                                         f"Test accuracy against vertical shift ({n} test images)"),
+    }  # fmt: skip
+    for name, fig in figures.items():
+        tb.add_figure(f"shift/{name}", fig, close=False)
+        save(fig, out_dir / f"{name}.png")
+    log.info("dataset-scale shift metrics over %d test images:\n%s", n, md)
+    return {"dataset": rows, "curves": {k: list(v) for k, v in curves.items()}, "samples": n}
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    """The study's translation table for one digit, then dataset-scale shift metrics."""
+    pairs_of(cfg.shift)  # refuse bad shifts before any training
+    cnn = trained_cnn(cfg, out_dir)  # if it must train, its curves go to this run
+    models, keys = models_under_test(cfg, cnn)
+    images_u8, labels = split_tensors(data_spec(cfg), "test")
+    tb = writer(out_dir, "shift")
+    results = {"cnn_key": cnn.key, "cnn_test_acc": cnn.test_acc, "models": list(models)}
+    results |= one_image(cfg, out_dir, models, cnn.model, images_u8, labels, tb)
+    if cfg.shift.dataset.enabled:
+        results |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)
+    tb.close()
+    log.info("shift table: %s", out_dir / "shift_table.md")
+    return results

@@ -1,0 +1,39 @@
+"""Every figure the study reported ("What Did My CNN Learn?", K.-H. W. Chen, 2019), in one place.
+
+Quoted from ../shared/seed/what-did-my-cnn-learn.md; everything else in this project is measured.
+"""
+
+CNN_ACC = 0.993  # its CNN's test accuracy
+
+# Test accuracy of each interpreter on the CNN's code vectors (h = 10), by interpreter name.
+# rf1000 is the CNN+RF of its translation table, "T=1000 (acc = 99.3)".
+CODES_ACC = {"nn": 0.9944, "svm": 0.9935, "rf": 0.9932, "gb": 0.9924, "dt": 0.9846, "rf1000": 0.993}
+
+# Its raw-pixel baselines (the translation table's RF and SVM).
+PIXELS_ACC = {"rf": 0.966, "svm": 0.961}
+
+# Its recipe, as the report quotes it.
+RECIPE = "RMSprop, ReduceLROnPlateau, 30 epochs, batch 86, ImageDataGenerator(10°, 0.1, 0.1)"
+
+# Its translation table: P(y = 1) for its "1" shifted up by 0..5 px (in brackets: the class that
+# took over), quoted verbatim. Keys are this project's model labels.
+SHIFT_TABLE = {
+    "CNN": ["100%", "100%", "99.99%", "99.4%", "0.71% (7: 99.29%)", "1.4E-4% (7: 99.99%)"],
+    "rf (pixels)": ["99.5%", "84.9% (7: 9.8%)", "34.1% (7: 39.6%)", "9.1% (7: 56.3%)",
+                    "5.4% (7: 70.1%)", "4.8% (7: 70.2 %)"],
+    "svm (pixels)": ["99.6%", "42.8% (7: 50.8%)", "0.85% (7: 94.5%)", "0.42% (7: 81.3 %)",
+                     "0.43% (7: 79.5%)", "0.42% (80.8%)"],
+    "CNN+rf1000": ["100%", "96.6%", "67.7% (7: 18.4)", "52.8% (7: 28.3%)", "44.4% (7: 35.5%)",
+                   "34.8% (7: 47.6 %)"],
+    "CNN+svm": ["99.9%", "99.8%", "97.8%", "79.9% (9: 18.8%)", "21% (9: 77.76%)", "1% (9: 98.9%)"],
+}  # fmt: skip
+SHIFT_DY = [0, -1, -2, -3, -4, -5]  # the table's columns: the digit moved up 0..5 px
+SHIFT_DIGIT = 1
+
+# Its CNN's P(1) between dy = -3 and -4: 99.4% -> 0.71%, the jump its conclusion 3 rests on.
+SHIFT_JUMP = 0.994 - 0.0071
+
+
+def study_acc(name: str, features: str) -> float | None:
+    """The study's accuracy for interpreter `name` on 'codes' or 'pixels', or None if it gave none."""
+    return (CODES_ACC if features == "codes" else PIXELS_ACC).get(name)

@@ -1,0 +1,64 @@
+"""The house rules of DESIGN.md, checked on the source: imports go down only, at the top of files."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mnist_probe"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sibling_imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported mnist_probe module, at top level?) for every import of the package in a file."""
+    tree = ast.parse(path.read_text())
+    top = set(tree.body)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mnist_probe"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            found += [(n, node in top) for n in names]
+        elif isinstance(node, ast.Import):
+            found += [(a.name, node in top) for a in node.names if a.name.startswith("mnist_probe")]
+    return found
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def graph() -> dict[str, set[str]]:
+    return {m: {n for n, _ in sibling_imports(p) if n in MODULES and n != m} for m, p in MODULES.items()}
+
+
+def test_no_function_level_imports_of_sibling_modules():
+    inside = [(m, n) for m, p in MODULES.items() for n, at_top in sibling_imports(p) if not at_top]
+    assert inside == []
+
+
+def test_library_never_imports_a_stage_or_the_entry_point():
+    library = [m for m in MODULES if not m.startswith(("mnist_probe.stages", "mnist_probe.run",
+                                                        "mnist_probe.bench"))]  # fmt: skip
+    assert "mnist_probe.shift" in library and "mnist_probe.stages.shift" not in library
+    bad = {m: sorted(n for n in graph()[m] if n.startswith(("mnist_probe.stages", "mnist_probe.run")))
+           for m in library}  # fmt: skip
+    assert {m: v for m, v in bad.items() if v} == {}
+
+
+def test_no_import_cycle():
+    edges = graph()
+    assert edges["mnist_probe.stages.shift"]  # the parser sees imports
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in edges[m]:
+            assert state.get(n) != 1, " -> ".join([*path, m, n])
+            if n not in state:
+                visit(n, [*path, m])
+        state[m] = 2
+
+    for m in edges:
+        if m not in state:
+            visit(m, [])

@@ -1,0 +1,81 @@
+"""A real package: the wheel carries the configs, the console script runs anywhere, and the README's
+library example runs as written."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import CONF, REPO, mnist_root
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(REPO)], check=True, capture_output=True)  # fmt: skip
+    shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools' scratch dir in the checkout
+    (whl,) = out.glob("mnist_probe-*.whl")
+    return whl
+
+
+def test_wheel_carries_every_config(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    yamls = {f"mnist_probe/conf/{p.relative_to(CONF)}" for p in CONF.rglob("*.yaml")}
+    assert len(yamls) >= 14 and yamls <= names, sorted(yamls - names)
+    assert {"mnist_probe/conf/__init__.py", "mnist_probe/stages/shift.py", "mnist_probe/run.py"} <= names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "mnist-probe = mnist_probe.run:cli" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_wheel_composes_its_configs_outside_the_checkout(wheel, tmp_path):
+    """The wheel unpacked as site-packages would hold it, and nothing of the checkout on the path."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site), "MNIST_ROOT": mnist_root()}
+    code = "import mnist_probe.config as c, mnist_probe.run as r; print(c.CONF); print(r.__file__)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    conf, module = proc.stdout.split()
+    assert Path(conf) == site / "mnist_probe" / "conf" and Path(module).is_relative_to(site)
+    proc = subprocess.run([sys.executable, "-m", "mnist_probe.run", "+experiment=shift", "--cfg", "job"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stage: shift" in proc.stdout and "rf1000:" in proc.stdout
+
+
+def test_console_script_trains_from_a_directory_outside_the_checkout(tmp_path):
+    script = Path(sys.executable).with_name("mnist-probe")
+    assert script.is_file(), "pip install -e . makes the console script"
+    args = ["+experiment=train", f"data.root={mnist_root()}", "data.train_subset=300", "data.test_subset=200",
+            "train.epochs=1", "train.batch_size=64", "train.progress_bar=false"]  # fmt: skip
+    proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (results,) = (tmp_path / "outputs" / "runs").glob("*_train/results.json")  # Hydra's run dir, here
+    assert '"test_images": 200' in results.read_text()
+    assert list((tmp_path / "outputs" / "cache").glob("cnn-*/model.pt"))
+
+
+def readme_example() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Use it as a library", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def test_readme_library_example_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_ROOT", mnist_root())
+    scope: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), scope)  # noqa: S102 - our own README
+    assert 0.5 < scope["cnn"].test_acc <= 1  # it learned something in one short epoch
+    assert scope["acts"]["conv2d_1"].shape == (8, 64, 28, 28) and scope["acts"]["dense_1"].shape == (8, 256)
+    up3 = scope["up3"]
+    assert up3.shape == (100, 1, 28, 28) and torch.all(up3[:, :, -3:] == 0)  # moved up: zeros below
+    assert 0 <= scope["up3_accuracy"] <= 1 and 0 <= scope["shift_consistency"] <= 1
+    assert list((tmp_path / "outputs" / "cache").glob("cnn-*/model.pt"))
