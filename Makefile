@@ -47,7 +47,7 @@ tensorboard: install ## browse training curves and activations at http://127.0.0
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
 
 clean: ## remove run dirs and caches (keeps .venv)
-	rm -rf outputs/runs outputs/multirun outputs/cache .pytest_cache .ruff_cache
+	rm -rf outputs/runs outputs/multirun outputs/cache .pytest_cache .ruff_cache build
 
 bench: install ## training (Lightning vs plain, fp32/bf16, GFLOP/s), hooks, streaming, shift, fits
 	$(PY) -m mnist_probe.bench

@@ -25,11 +25,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from mnist_probe.cache import write_json
 from mnist_probe.config import compose_config
 from mnist_probe.data import load_mnist, to_float
+from mnist_probe.machine import cpu_model
 from mnist_probe.probe import ActivationRecorder
 from mnist_probe.shift import grid_predictions, shifted_stack
 from mnist_probe.stages.common import data_spec, features, interpreter_settings, recipe, trained_cnn
 from mnist_probe.stages.report import write_table
-from mnist_probe.train import accuracy, cpu_model, make_datamodule, make_lit, make_trainer
+from mnist_probe.train import accuracy, make_datamodule, make_lit, make_trainer
 
 log = logging.getLogger("mnist_probe.bench")
 
@@ -140,6 +141,20 @@ def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: i
         {"what": "shift sweep / plain inference", "value": 100 * t_plain / t_shift, "unit": "%",
          "target": ">= 90%"},
     ]  # fmt: skip
+
+
+def bench_refusal(repeats: int) -> list[dict]:
+    """Seconds from a bad command line to its one-line error (a fresh Python process each time)."""
+    cmd = [sys.executable, "-m", "mnist_probe.run", "+experiment=train", "train.epochs=1.5"]
+    times = []
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+    if proc.returncode != 2:  # not a refusal: the figure would mean nothing
+        raise RuntimeError(f"expected exit status 2, got {proc.returncode}: {proc.stderr[-500:]}")
+    return [{"what": "bad command line -> one-line error (train.epochs=1.5)",
+             "value": statistics.median(times), "unit": "s", "target": "<= 3 s"}]  # fmt: skip
 
 
 class StepClock(pl.Callback):
@@ -328,7 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
         cfg.train.batch_size, cfg.train.epochs = 64, 2
     if args.long:
         return report(bench_time_to_accuracy(cfg, 0.993), Path(args.out), "bench-long")
-    rows = bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats)
+    rows = bench_refusal(args.repeats)
+    rows += bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats)
     model = instantiate(cfg.model)  # throughput does not depend on the weights
     rows += bench_hooks(model, images, 500, args.repeats)
     rows += bench_shift(model, images[: 8 if args.tiny else 100], 1 if args.tiny else 5, 2000, args.repeats)

@@ -17,12 +17,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mnist_probe.errors import UserError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 META = "meta.json"
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # read it back: the process's umask, unchanged
+# How long a process waits for another's lock on a cache entry (a training can take an hour or more).
+LOCK_TIMEOUT = float(os.environ.get("MNIST_PROBE_LOCK_TIMEOUT", 12 * 3600))
 
 
 def _plain(part: Any) -> Any:
@@ -52,11 +58,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; a result file gets the user's usual mode
+        flush(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def flush(path: Path) -> None:
+    """Force a file's bytes to disk, so that a rename published after it never points at a hole."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -75,12 +89,29 @@ def write_npz(path: str | Path, **arrays: Any) -> Path:
 
 
 @contextmanager
-def locked(path: str | Path) -> Iterator[None]:
-    """Hold an inter-process lock named after path (path.lock), so one process builds it."""
+def locked(path: str | Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold an inter-process lock named after path (path.lock), so one process builds it. A process
+    that has to wait says so in one line; after `timeout` seconds (MNIST_PROBE_LOCK_TIMEOUT,
+    default 12 h) it gives up with a UserError naming the lock file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
+    lock = FileLock(str(path) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for %s: another process is computing it (lock %s.lock)", path.name, path)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise UserError(
+                f"gave up after {timeout:.0f} s waiting for {path}.lock, held by another process; "
+                "if no other mnist_probe process runs, delete that file"
+            ) from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def sha256(path: Path) -> str:
@@ -122,13 +153,18 @@ def get_or_compute(
     moved aside to `entry.damaged-<time>` and computed again. Returns (value, meta, cached).
     """
     entry = Path(entry)
+    if (entry / META).is_file() and not os.access(entry.parent, os.W_OK):
+        return _read_only(entry, load)
     with locked(entry):
         if (entry / META).is_file():
             problem = _damage(entry)
             if problem is None:
                 meta = json.loads((entry / META).read_text())
-                return load(entry, meta), meta, True
-            aside = entry.with_name(f"{entry.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+                try:
+                    return load(entry, meta), meta, True
+                except Exception as err:  # intact bytes that do not load: refused, never half-used
+                    problem = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+            aside = entry.with_name(f"{entry.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
             log.warning("cache entry %s is damaged (%s): moved to %s, computing it again",
                         entry, problem, aside.name)  # fmt: skip
             os.replace(entry, aside)
@@ -138,7 +174,19 @@ def get_or_compute(
         staging.mkdir(parents=True, exist_ok=True)
         meta = compute(staging)
         files = sorted(p.name for p in staging.iterdir() if p.is_file() and p.name != META)
+        for name in files:
+            flush(staging / name)
         meta = {**meta, "files": {name: sha256(staging / name) for name in files}}
         write_json(staging / META, meta)
         os.replace(staging, entry)
         return load(entry, meta), meta, False
+
+
+def _read_only(entry: Path, load: Callable[[Path, dict], T]) -> tuple[T, dict, bool]:
+    """A cache hit in a cache this process may not write (no lock needed: nobody can change it)."""
+    problem = _damage(entry)
+    if problem is not None:
+        raise UserError(f"cache entry {entry} is damaged ({problem}) and the cache is read-only; "
+                        "point paths.cache at a writable folder")  # fmt: skip
+    meta = json.loads((entry / META).read_text())
+    return load(entry, meta), meta, True

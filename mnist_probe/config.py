@@ -2,7 +2,8 @@
 
 conf/ sits at the top of the repository; the package maps it to `mnist_probe.conf` (pyproject's
 package-dir), so an editable install and an installed wheel both find it here, and Hydra finds it
-as pkg://mnist_probe.conf.
+as pkg://mnist_probe.conf. Importing this module also stores the config's typed schema
+(mnist_probe.schema) in Hydra's ConfigStore.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from mnist_probe import schema  # noqa: F401 - stores the typed schema that config.yaml composes onto
 
 CONF = Path(str(files("mnist_probe.conf")))
 

@@ -22,17 +22,10 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.utils import check_md5
 
 from mnist_probe.errors import UserError
+from mnist_probe.names import COUNTS, FILES
 
 log = logging.getLogger(__name__)
 
-# The four IDX files torchvision reads from ROOT/MNIST/raw/, with their well-known md5 sums.
-FILES = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
-COUNTS = {"train": 60_000, "test": 10_000}
 
 
 @dataclass(frozen=True)
@@ -183,14 +176,12 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def batch_loader(
-    images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: torch.Generator | None = None
 ) -> DataLoader:
-    """Whole batches indexed straight out of in-memory tensors: no per-sample Python, no collate."""
+    """Whole batches indexed straight out of in-memory tensors: no per-sample Python, no collate.
+    With a generator, each pass draws a new order from it; without, the order is the tensors'."""
     ds = TensorDataset(images, labels)
-    if shuffle:
-        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
-    else:
-        sampler = SequentialSampler(ds)
+    sampler = RandomSampler(ds, generator=shuffle) if shuffle is not None else SequentialSampler(ds)
     return DataLoader(
         ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
     )
@@ -208,6 +199,8 @@ class MNISTDataModule(pl.LightningDataModule):
         self.data, self.batch_size = data, batch_size
         self.augment = augment or KerasAugment(enabled=False)
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        # The shuffling order's own generator: its state rides in the checkpoint (state_dict).
+        self.shuffle = torch.Generator().manual_seed(data.split_seed)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.tensors:
@@ -215,13 +208,23 @@ class MNISTDataModule(pl.LightningDataModule):
             self.tensors["test"] = split_tensors(self.data, "scored")
 
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(*self.tensors["train"], self.batch_size, True, self.data.split_seed)
+        return batch_loader(*self.tensors["train"], self.batch_size, self.shuffle)
 
     def val_dataloader(self) -> DataLoader:
-        return batch_loader(*self.tensors["val"], self.data.eval_batch_size, False)
+        return batch_loader(*self.tensors["val"], self.data.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return batch_loader(*self.tensors["test"], self.data.eval_batch_size, False)
+        return batch_loader(*self.tensors["test"], self.data.eval_batch_size)
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint, at the end of an epoch: the shuffling generator and torch's
+        global generator (augmentation, dropout), so that a resumed training draws exactly what an
+        uninterrupted one would have drawn next."""
+        return {"shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Scale on the device (uint8 crosses the bus, 4x less than float), augment only in training.

@@ -13,14 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_probe.errors import UserError
+from mnist_probe.names import CODE_LAYER, LAYER_NAMES
 
-# h (1-based position in the Keras Sequential) -> Keras layer name. DESIGN.md has the full table.
-LAYER_NAMES = [
-    "conv2d_1", "conv2d_2", "max_pooling2d_1", "dropout_1",
-    "conv2d_3", "conv2d_4", "max_pooling2d_2", "dropout_2",
-    "flatten_1", "dense_1", "dropout_3", "dense_2",
-]  # fmt: skip
-CODE_LAYER = "dense_1"  # h = 10, the 256-d code vector
+__all__ = ["CODE_LAYER", "LAYER_NAMES", "KerasCNN", "LitCNN", "layer_h", "layer_name", "load_model"]
+
 
 
 class Conv2dReLU(nn.Conv2d):
@@ -169,7 +165,13 @@ class LitCNN(pl.LightningModule):
         if self.scheduler_interval == "step":
             # One-cycle style schedules need the run's length, known only once the trainer exists.
             kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        scheduler = {"scheduler": self.scheduler_factory(optimizer, **kwargs)}
+        try:
+            scheduler = {"scheduler": self.scheduler_factory(optimizer, **kwargs)}
+        except ZeroDivisionError:  # OneCycleLR with a warm-up shorter than one step
+            raise UserError(
+                f"{kwargs.get('total_steps')} training steps are too few for this learning-rate "
+                "schedule: train on more images or epochs, or with a smaller batch"
+            ) from None
         scheduler["interval"] = self.scheduler_interval
         if self.scheduler_monitor:
             scheduler["monitor"] = self.scheduler_monitor

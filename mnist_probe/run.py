@@ -1,10 +1,16 @@
-"""Hydra entry point: `python -m mnist_probe.run +experiment=NAME` (or `mnist-probe ...`) validates
-the config, then runs one stage (mnist_probe/stages/NAME.py) into a run dir."""
+"""Hydra entry point: `python -m mnist_probe.run +experiment=NAME` (or `mnist-probe ...`) checks the
+command line, then runs one stage (mnist_probe/stages/NAME.py) into a run dir.
+
+Nothing imported here imports torch: a wrong command line is refused (one line, exit status 2)
+before torch and Lightning load. Each job of a sweep is composed and checked up front too.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import platform
+import shutil
 import sys
 import time
 import warnings
@@ -13,86 +19,118 @@ from importlib.metadata import version
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnist_probe.cache import config_key, write_json
-from mnist_probe.config import CONF
-from mnist_probe.data import require_files
+from mnist_probe.config import CONF, compose_config
 from mnist_probe.errors import UserError
-from mnist_probe.model import layer_name, load_model
-from mnist_probe.shift import shift_pairs
-from mnist_probe.stages import CHAIN, STAGES
-from mnist_probe.stages.common import interpreter_settings, selected
-from mnist_probe.train import cpu_model
+from mnist_probe.machine import describe
+from mnist_probe.schema import Config, validate
 
 log = logging.getLogger("mnist_probe")
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Refuse wrong values, naming the key, before any work starts."""
-    if cfg.stage not in STAGES:
-        raise UserError(f"unknown stage {cfg.stage!r}; valid stages: {', '.join(STAGES)}")
-    for key in ("train.epochs", "train.batch_size"):
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, int) or value < 1:
-            raise UserError(f"{key} must be a whole number of at least 1, got {value!r}")
-    if not cfg.data.download:  # checked again after a download; here, before any work
-        require_files(cfg.data.root)
-    if cfg.get("checkpoint"):  # missing, truncated, another architecture
-        load_model(cfg.checkpoint, instantiate(cfg.model))
-    stages = set(CHAIN) if cfg.stage == "reproduce" else {cfg.stage}
-    if cfg.stage == "reproduce":
-        for value in cfg.reproduce.augment.shifts:
-            if not 0 <= value < 1:
-                raise UserError(f"reproduce.augment.shifts must be fractions in [0, 1), got {value}")
-    if "interpreters" in stages:
-        for spec in selected(cfg, cfg.interpreters.models):
-            interpreter_settings(cfg, spec)
-    if "activations" in stages:
-        bad = [i for i in cfg.activations.indices or [] if not 0 <= i < 10_000]
-        if bad:
-            raise UserError(f"activations.indices {bad} are outside the test set 0..9999")
-        for layer in cfg.activations.layers:
-            layer_name(layer)
-    if "shift" in stages:
-        dx, dy = (v if OmegaConf.is_list(v) else [v] for v in (cfg.shift.dx, cfg.shift.dy))
-        shift_pairs(dx, dy, cfg.shift.grid)
-        if cfg.shift.index is not None and not 0 <= cfg.shift.index < 10_000:
-            raise UserError(f"shift.index must be a test-set index 0..9999, got {cfg.shift.index}")
-        if cfg.shift.index is None and not 0 <= cfg.shift.digit <= 9:
-            raise UserError(f"shift.digit must be 0..9, got {cfg.shift.digit}")
-        for spec in selected(cfg, cfg.shift.models):
-            interpreter_settings(cfg, spec)
+# What OmegaConf calls the types it could not convert to, in the words of a refusal.
+EXPECTED = {"converted to Integer": "a whole number", "converted to Float": "a number",
+            "converted to Boolean": "true or false", "not a valid bool": "true or false",
+            "converted to String": "text"}  # fmt: skip
+MAX_CHECKED_JOBS = 256  # a sweep larger than this is checked on its first jobs only
 
 
 def check_choices(argv: list[str]) -> None:
-    """Config-group choices on the command line (+experiment=shift, train=keras, ...) and interpreter
-    names (interpreter=svm,rf) checked before Hydra composes, so that a typo gets one line that lists
-    the valid names."""
+    """Config-group choices on the command line (+experiment=shift, train=keras, ...) checked before
+    Hydra composes, so that a typo gets one line that lists the valid names."""
     groups = {p.name for p in CONF.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    catalog = sorted(OmegaConf.load(CONF / "interpreters" / "default.yaml").catalog)
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
-        if not sep or key not in groups | {"interpreter"} or "(" in value:  # sweep functions: Hydra's
+        if not sep or key not in groups or "(" in value:  # sweep functions: Hydra's
             continue
-        if key == "interpreter":
-            valid = catalog
-            value = ",".join(v.partition("@")[0] for v in value.split(","))
-        else:
-            valid = sorted(p.stem for p in (CONF / key).glob("*.yaml"))
+        valid = sorted(p.stem for p in (CONF / key).glob("*.yaml"))
         for choice in value.split(","):  # a multirun lists several
             if choice not in valid and choice != "null":
-                raise UserError(f"unknown {key} {choice!r}; valid: {', '.join(valid)}")
+                raise UserError(f"{key}={choice!r} is not allowed: one of {', '.join(valid)}")
 
 
-def device() -> str:
-    """What the stages compute on: the GPU's name, or the CPU's model."""
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {cpu_model()} ({torch.get_num_threads()} threads)"
+def jobs(argv: list[str]) -> list[list[str]]:
+    """The override lists of every job a command line launches (one, or a sweep's product); flags and
+    hydra.* settings are Hydra's own and left out."""
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")
+                 and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]  # fmt: skip
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise UserError(f"cannot read the command line: {str(err).splitlines()[0]}") from None
+    choices = []
+    for o in parsed:
+        prefix = o.input_line[: len(o.input_line) - len(o.input_line.lstrip("+~"))]
+        if o.is_sweep_override():
+            choices.append([f"{prefix}{o.key_or_group}={v}" for v in o.sweep_string_iterator()])
+        else:
+            choices.append([o.input_line])
+    return [list(job) for job in itertools.islice(itertools.product(*choices), MAX_CHECKED_JOBS)]
+
+
+def compose_checked(overrides: list[str]) -> DictConfig:
+    """The config of one job, composed and validated; any refusal is one UserError line."""
+    stray = [o for o in overrides if o.lstrip("+~").startswith("reproduce.")]
+    if stray and "+experiment=reproduce" not in overrides:
+        raise UserError(f"{stray[0]}: reproduce.* settings need +experiment=reproduce; add it or drop them")
+    try:
+        cfg = compose_config(*overrides)
+    except MissingConfigException as err:
+        raise UserError(str(err).splitlines()[0]) from None
+    except HydraException as err:
+        cause = err.__cause__
+        if isinstance(cause, ValidationError):
+            raise refusal(cause) from None
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):  # a key the schema lacks
+            raise unknown_key(cause) from None
+        what = str(cause).splitlines()[0] if cause else str(err).splitlines()[0]
+        raise UserError(f"{str(err).splitlines()[0]} {what}".strip()) from None
+    except Exception as err:  # OmegaConf asserts on some overrides, e.g. a key under a null node
+        first = (str(err).splitlines() or [""])[0]
+        raise UserError(f"cannot apply {' '.join(overrides)}: {type(err).__name__} {first}; "
+                        "check the keys against `--cfg job`") from None
+    check_config(cfg)
+    return cfg
+
+
+def refusal(err: ValidationError) -> UserError:
+    """OmegaConf's type error as the one-line refusal: the key, the value, what is allowed."""
+    message = str(err).splitlines()[0]
+    wanted = next((words for phrase, words in EXPECTED.items() if phrase in message), None)
+    value = getattr(err, "value", None) if wanted else None
+    allowed = wanted or message
+    return UserError(f"{err.full_key}={value!r} is not allowed: {allowed}" if wanted else
+                     f"{err.full_key}: {allowed}")  # fmt: skip
+
+
+def unknown_key(err: OmegaConfBaseException) -> UserError:
+    """A mistyped key as one line that lists the keys its parent has."""
+    full_key = str(err.full_key)
+    parent, _, _ = full_key.rpartition(".")
+    node = OmegaConf.structured(Config)
+    keys = sorted(OmegaConf.select(node, parent) if parent else node)
+    return UserError(f"unknown key {full_key}; {parent or 'the config'} has: {', '.join(keys)}")
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Every job of the command line composed and checked, before anything heavy is imported."""
+    check_choices(argv)
+    for overrides in jobs(argv):
+        compose_checked(overrides)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse wrong values, naming the key, before any work starts (the schema's checks)."""
+    try:
+        validate(cfg)
+    except ValidationError as err:
+        raise refusal(err) from None
+    except OmegaConfBaseException as err:
+        raise UserError(f"{getattr(err, 'full_key', '')}: {str(err).splitlines()[0]}") from None
 
 
 def job_overrides() -> str:
@@ -125,7 +163,7 @@ def run(cfg: DictConfig) -> dict:
         "seed": cfg.seed,
         "config_hash": config_key(cfg),
         "versions": versions(),
-        "device": device(),
+        "device": describe(),
     }
     write_json(out_dir / "results.json", results)
     log.info("wrote %s", out_dir / "results.json")
@@ -139,6 +177,10 @@ def main(cfg: DictConfig) -> None:
         run(cfg)
     except UserError as err:
         log.error("error: %s", err)
+        out_dir = Path(cfg.paths.output_dir)
+        if {p.name for p in out_dir.iterdir()} <= {".hydra", "run.log"}:  # refused before any work
+            logging.shutdown()
+            shutil.rmtree(out_dir, ignore_errors=True)
         sys.exit(2)
 
 
@@ -152,13 +194,16 @@ def quiet_library_noise() -> None:
 
 
 def cli() -> None:
-    """`python -m mnist_probe.run`: group choices checked first (one line on error), then Hydra."""
+    """`python -m mnist_probe.run` / `mnist-probe`: the command line checked first (one line on error,
+    exit status 2, nothing written), then Hydra runs it."""
     quiet_library_noise()
-    try:
-        check_choices(sys.argv[1:])
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    asks_hydra = any(a in ("--help", "-h", "--hydra-help", "-i") or a.startswith("--info") for a in sys.argv)
+    if not asks_hydra:
+        try:
+            check_command_line(sys.argv[1:])
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
     main()
 
 

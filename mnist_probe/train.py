@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import platform
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from mnist_probe.cache import config_key, get_or_compute, sha256
 from mnist_probe.data import DataSpec, MNISTDataModule, split_tensors, to_float
 from mnist_probe.errors import UserError
+from mnist_probe.machine import cpu_has_fast_bf16
 from mnist_probe.model import KerasCNN, LitCNN, load_model
 
 log = logging.getLogger(__name__)
@@ -70,25 +71,6 @@ class TrainedCNN:
     @property
     def test_acc(self) -> float:
         return self.meta["test_acc"]
-
-
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux
-        return ""
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU has AMX: measured here, AVX512-BF16 alone trains no faster than fp32."""
-    return "amx_bf16" in _cpuinfo()
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what the platform module says."""
-    lines = _cpuinfo().splitlines()
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor()
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -147,6 +129,24 @@ def make_trainer(recipe: Recipe, log_dir: Path, work_dir: Path, **overrides) -> 
     return pl.Trainer(**{**kwargs, **overrides})
 
 
+def readable_checkpoint(path: Path) -> dict | None:
+    """An interrupted run's last.ckpt, if it reads; a damaged one is logged, moved aside, and the
+    training starts over (never resumed from a wrong file)."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or "epoch" not in ckpt or "state_dict" not in ckpt:
+            raise ValueError("not a Lightning checkpoint")
+        return ckpt
+    except Exception as err:
+        aside = path.with_name(f"{path.name}.damaged")
+        log.warning("checkpoint %s is damaged (%s): moved to %s, training from the start",
+                    path, type(err).__name__, aside.name)  # fmt: skip
+        os.replace(path, aside)
+        return None
+
+
 def train_cnn(
     data: DataSpec, recipe: Recipe, model_spec: dict, seed: int, log_dir: Path, work_dir: Path
 ) -> tuple[KerasCNN, dict]:
@@ -157,14 +157,14 @@ def train_cnn(
     trainer = make_trainer(recipe, log_dir, work_dir)
     last = work_dir / "last.ckpt"
     done, untimed = 0, 0
-    if last.is_file():
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    ckpt = readable_checkpoint(last)
+    if ckpt is not None:
         done = ckpt["epoch"] + 1
         # Lightning's Timer keeps its clock in the checkpoint, so the time of the epochs before
         # the interruption counts; a checkpoint written without a Timer leaves them untimed.
         untimed = 0 if any(k.startswith("Timer") for k in ckpt.get("callbacks", {})) else done
         log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, recipe.epochs)
-    trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if ckpt is not None else None)
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     val_acc = float(trainer.callback_metrics.get("val_acc", float("nan")))  # test() resets these
     test = trainer.test(lit, datamodule=dm, verbose=False)[0]

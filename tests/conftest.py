@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from mnist_probe.config import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -28,8 +29,7 @@ def make_cfg(tmp: Path, *overrides: str, cache: Path | None = None) -> DictConfi
         f"paths.cache={cache or tmp / 'cache'}",
         "train.progress_bar=false",
     ]
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose("config", overrides=[*base, *overrides])
+    return compose_config(*base, *overrides)
 
 
 # A short training that still learns: 2,000 images, 4 one-cycle epochs of batch 64; 1,000 test images.

@@ -10,6 +10,8 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     on_disk = json.loads((tmp_path / "bench.json").read_text())
     assert on_disk["machine"]["torch"] and on_disk["rows"] == result["rows"]
     rows = {r["what"]: r for r in result["rows"]}
+    refusal = "bad command line -> one-line error (train.epochs=1.5)"
+    assert rows[refusal]["value"] > 0 and rows[refusal]["target"] == "<= 3 s"  # measured, not judged
     for what in ["hook overhead", "shift sweep / plain inference", "train 32-true, Lightning / plain",
                  "train bf16-mixed, Lightning / plain", "train 32-true, achieved / matmul peak"]:
         assert what in rows and math.isfinite(rows[what]["value"])

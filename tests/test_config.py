@@ -9,7 +9,7 @@ from mnist_probe import UserError
 from mnist_probe.data import KerasAugment, MNISTDataModule
 from mnist_probe.model import KerasCNN
 from mnist_probe.run import check_config
-from mnist_probe.stages.common import data_spec
+from mnist_probe.stages import common
 from mnist_probe.train import make_datamodule
 from tests.conftest import CONF, REPO, make_cfg
 
@@ -30,7 +30,7 @@ def test_every_config_composes_and_instantiates(tmp_path, experiment, recipe):
     kwargs = {"total_steps": 10} if cfg.train.scheduler.interval == "step" else {}
     assert scheduler(optimizer, **kwargs) is not None
     assert isinstance(instantiate(cfg.train.augment), KerasAugment)
-    dm = make_datamodule(data_spec(cfg), recipe(cfg))
+    dm = make_datamodule(common.data_spec(cfg), common.recipe(cfg))
     assert isinstance(dm, MNISTDataModule) and dm.batch_size == cfg.train.batch_size
 
 
@@ -76,14 +76,14 @@ def test_entry_point_missing_data_root_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     "experiment, override, message",
     [
-        ("shift", "shift.dy=[0,-28]", "28"),
-        ("shift", "shift.dy=[]", "at least one value"),
-        ("shift", "shift.index=10000", "shift.index"),
-        ("shift", "shift.digit=12", "shift.digit"),
-        ("shift", "shift.models=[rf,nope]", "valid: "),
-        ("interpreters", "interpreters.models=[svm@voxels]", "features"),
-        ("activations", "activations.indices=[3,-1]", "activations.indices"),
-        ("activations", "activations.layers=[13]", "h runs from 1 to 12"),
+        ("shift", "shift.dy=[0,-28]", r"shift.dy=\[0, -28\] is not allowed: .*\|shift\| < 28"),
+        ("shift", "shift.dy=[]", r"shift.dy=\[\] is not allowed: at least one shift"),
+        ("shift", "shift.index=10000", "shift.index=10000 is not allowed: a whole number from 0 to 9999"),
+        ("shift", "shift.digit=12", "shift.digit=12 is not allowed: a whole number from 0 to 9"),
+        ("shift", "shift.models=[rf,nope]", "shift.models='nope' is not allowed: an interpreter of"),
+        ("interpreters", "interpreters.models=[svm@voxels]", "interpreters.models='svm@voxels' .*features"),
+        ("activations", "activations.indices=[3,-1]", "activations.indices=-1 is not allowed"),
+        ("activations", "activations.layers=[13]", "activations.layers=13 .* h runs from 1 to 12"),
     ],
 )
 def test_stage_values_refused_before_any_work(tmp_path, experiment, override, message):

@@ -89,7 +89,8 @@ def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, vali
     proc = cli(arg, f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
     out = (proc.stdout + proc.stderr).strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("error: unknown") and valid in out[0], out
+    assert len(out) == 1 and out[0].startswith("error: "), out
+    assert "is not allowed" in out[0] and valid in out[0], out
     assert not (tmp_path / "run").exists()
 
 
@@ -105,8 +106,20 @@ def test_bad_checkpoint_refused_before_any_work(tmp_path, make_file, message):
         make_file(path)
     cfg = make_cfg(tmp_path, "+experiment=shift", f"checkpoint={path}")
     with pytest.raises(UserError, match=message):
-        check_config(cfg)
-    assert not (tmp_path / "cache").exists()
+        run(cfg)
+    assert not list((tmp_path / "cache").rglob("*.*"))  # no entry, no staging, nothing
+
+
+def test_a_refused_checkpoint_leaves_no_run_dir(tmp_path):
+    """Refused after Hydra made the run dir (the architecture needs torch to check): one line, exit
+    2, and the empty run dir removed."""
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "mine.pt")
+    proc = cli("+experiment=train", f"checkpoint={tmp_path / 'mine.pt'}", f"data.root={mnist_root()}",
+               f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache={tmp_path / 'cache'}")  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in (proc.stderr + proc.stdout).splitlines() if "error:" in line]
+    assert len(errors) == 1 and "another architecture" in errors[0]
+    assert not (tmp_path / "run").exists() and not list((tmp_path / "cache").rglob("*.pt"))
 
 
 def test_a_users_checkpoint_is_opened_up_not_retrained(small_run, tmp_path):
@@ -129,8 +142,10 @@ def small_train_args(tmp_path: Path, epochs: int = 4) -> list[str]:
             "train.progress_bar=false", f"paths.cache={tmp_path / 'cache'}"]  # fmt: skip
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
-    args = small_train_args(tmp_path, epochs=6)
+def test_killed_training_resumes_bit_for_bit(small_run, tmp_path):
+    """Killed after its first epoch and resumed, the training ends with the very weights of the same
+    training never interrupted (small_run: the same data, recipe and seed)."""
+    args = small_train_args(tmp_path, epochs=4)
     cmd = [sys.executable, "-m", "mnist_probe.run", *args, f"hydra.run.dir={tmp_path / 'run1'}"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -150,9 +165,13 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     log = again.stdout + again.stderr
     assert "resuming interrupted training" in log
     done = int(log.split("resuming interrupted training from")[1].split("(")[1].split(" of")[0])
-    assert 1 <= done < 6  # it went on from there rather than from epoch 0
+    assert 1 <= done < 4  # it went on from there rather than from epoch 0
     meta = json.loads((entry / "meta.json").read_text())
-    assert meta["epochs"] == 6 and meta["test_acc"] > 0.9
+    assert meta["epochs"] == 4 and meta["test_acc"] > 0.9
+    resumed = torch.load(entry / "model.pt", weights_only=True)
+    whole = torch.load(small_run[1]["checkpoint"], weights_only=True)
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole), "a resumed run drew other batches"
+    assert meta["test_acc"] == small_run[1]["test_acc"]
     # Lightning's Timer state rides in last.ckpt: the time before the kill is counted, not lost.
     assert meta["resumed_after_epochs"] == done and meta["untimed_epochs"] == 0
     assert meta["train_seconds"] > before_kill > 0

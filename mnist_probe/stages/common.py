@@ -4,10 +4,10 @@ artifacts every stage shares (the trained CNN, features, fitted interpreters).""
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
+import skops.io as sio
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
@@ -118,13 +118,23 @@ def features(
     return get_or_compute(Path(cfg.paths.cache) / f"codes-{key}", compute, load)[0]
 
 
+# scikit-learn internals that skops does not trust by default but our interpreters hold (the MLP's
+# optimiser, the calibrated SVM's parts, trees). Any other type in an estimator file is refused.
+TRUSTED = [
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.tree._tree.Tree",
+]
+
+
 def _save(estimator, staging: Path) -> None:
-    # xgboost has its own JSON format (loading runs no code); scikit-learn estimators can only be
-    # pickled, so only files this project wrote to its cache, with their recorded hash, are loaded.
+    # Neither format runs code on load: xgboost's own JSON, and skops for scikit-learn estimators
+    # (it rebuilds only allowed types, where a pickle could run anything).
     if isinstance(estimator, XGBModel):
         atomic_write(staging / "model.json", lambda tmp: estimator.save_model(str(tmp)))
     else:
-        atomic_write(staging / "estimator.pkl", lambda tmp: tmp.write_bytes(pickle.dumps(estimator)))
+        atomic_write(staging / "estimator.skops", lambda tmp: sio.dump(estimator, tmp))
 
 
 def _load(settings: dict):
@@ -133,8 +143,7 @@ def _load(settings: dict):
             estimator = instantiate(settings["estimator"])
             estimator.load_model(str(entry / "model.json"))
             return estimator
-        with open(entry / "estimator.pkl", "rb") as f:
-            return pickle.load(f)  # noqa: S301 - our own cache, its sha256 checked before loading
+        return sio.load(entry / "estimator.skops", trusted=TRUSTED)  # other types: refused
 
     return load
 
