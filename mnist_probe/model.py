@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_probe.errors import UserError
+from mnist_probe.keras_weights import SUFFIXES, load_keras
 from mnist_probe.names import CODE_LAYER, LAYER_NAMES
 
 __all__ = ["CODE_LAYER", "LAYER_NAMES", "KerasCNN", "LitCNN", "layer_h", "layer_name", "load_model"]
@@ -91,12 +92,15 @@ class KerasCNN(nn.Sequential):
 
 
 def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
-    """Load a state dict (.pt) or a Lightning checkpoint (.ckpt) into model (default: a fresh
-    KerasCNN), weights only: no pickled code runs. Returns the model in eval mode."""
+    """Load a state dict (.pt), a Lightning checkpoint (.ckpt) or Keras's own file (.h5, .keras)
+    into model (default: a fresh KerasCNN), weights only: no pickled code runs. Returns the model
+    in eval mode."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; train first or fix the path")
     model = model if model is not None else KerasCNN()
+    if path.suffix.lower() in SUFFIXES:  # Keras's own files: HWIO kernels, H×W×C flatten order
+        return load_keras(path, model)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
