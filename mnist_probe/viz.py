@@ -251,3 +251,28 @@ def curves_plot(curves: dict[str, tuple[list, list]], xlabel: str, title: str) -
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def reliability_diagram(
+    before: dict, after: dict, temperature: float, ece: tuple[float, float]
+) -> plt.Figure:
+    """Accuracy against confidence per bin, before and after temperature scaling; the diagonal is
+    perfect calibration. Most of MNIST sits in the last bin, so the bars show counts on a log axis."""
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(6.5, 7), sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
+    edges = np.asarray(before["edges"])
+    mids, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    series = ((before, f"before (ECE {100 * ece[0]:.2f}%)", "C3", -0.25),
+              (after, f"T = {temperature:.2f} (ECE {100 * ece[1]:.2f}%)", "C0", 0.25))  # fmt: skip
+    for bins, label, color, shift in series:
+        ax.bar(mids + shift * width, bins["accuracy"], width * 0.5, label=label, color=color, alpha=0.8)
+        counts.bar(mids + shift * width, bins["count"], width * 0.5, color=color, alpha=0.8)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("Reliability of the CNN's probabilities (test set, 15 bins)")
+    ax.legend(fontsize=8, loc="upper left")
+    counts.set_yscale("log")
+    counts.set_xlabel("confidence (top-1 probability)")
+    counts.set_ylabel("images")
+    fig.tight_layout()
+    return fig

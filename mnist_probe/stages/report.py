@@ -89,6 +89,7 @@ class SweepSummary(Callback):
 
 # ----------------------------------------------------------------------------- docs/RESULTS.md
 FIGURES = {  # docs/figures/NAME <- the stage's file
+    "calibration.png": "train/calibration.png",
     "code_vectors.png": "activations/code_vectors.png",
     "code_heatmap.png": "activations/code_heatmap.png",
     "class_similarity.png": "activations/class_similarity.png",
@@ -255,6 +256,14 @@ def cnn_rows(cfg: DictConfig, train: dict) -> list[dict]:
                      "ours": f"{sure['cross_entropy']:.3f} ({pct(sure['error_share_of_loss'])} from "
                              f"{sure['errors']} errors; {sure['max_abs_logit']:,.0f})",
                      "study": "not reported"})  # fmt: skip
+    cal = train.get("calibration")
+    if cal:
+        b, a = cal["before"], cal["after"]
+        rows.append({"": f"calibration: ECE ({cal['bins']} bins) / NLL / Brier, before → after temperature "
+                         "scaling (T fitted on the validation split)",
+                     "ours": f"{pct(b['ece'])} / {b['nll']:.4f} / {b['brier']:.4f} → {pct(a['ece'])} / "
+                             f"{a['nll']:.4f} / {a['brier']:.4f} (T = {cal['temperature']:.3g})",
+                     "study": "not reported"})  # fmt: skip
     rows.append({"": "recipe", "ours": recipe_line(cfg), "study": study.RECIPE})
     return rows
 
@@ -282,6 +291,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         "## The CNN",
         "",
         markdown_table(cnn_rows(cfg, train)),
+        "![calibration](figures/calibration.png)" if train.get("calibration") else "",
         "## 1. Activations: feature maps (h = 1, 2, 5, 6, 8) and code vectors (h = 10)",
         "",
         f"Test image #{act['indices'][0]}; all 64 maps of each layer.",

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
-from mnist_probe.stages.common import data_spec, trained_cnn
+from mnist_probe.stages.common import data_spec, trained_cnn, writer
 from mnist_probe.train import confidence, test_logits
+from mnist_probe.viz import reliability_diagram, save
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     cnn = trained_cnn(cfg, out_dir)
     meta = cnn.meta
     images, labels = split_tensors(data_spec(cfg), "scored")
-    sure = confidence(test_logits(cnn.model, images), labels)
+    logits = test_logits(cnn.model, images)
+    sure = confidence(logits, labels)
     if cfg.get("checkpoint"):
         how = "your checkpoint"
     else:
@@ -29,4 +32,22 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest |logit| %.0f",
              sure["cross_entropy"], sure["errors"], 100 * sure["error_share_of_loss"],
              sure["mean_loss_on_errors"], sure["max_abs_logit"])  # fmt: skip
-    return {**meta, "confidence": sure}
+    return {**meta, "confidence": sure, "calibration": calibrate(cfg, cnn.model, logits, labels, out_dir)}
+
+
+def calibrate(cfg: DictConfig, model, logits, labels, out_dir: Path) -> dict:
+    """ECE, NLL and Brier on the scored test set, before and after a temperature fitted on the
+    validation split; the reliability diagram as calibration.png and in TensorBoard."""
+    val_images, val_labels = split_tensors(data_spec(cfg), "val")
+    temperature = fit_temperature(test_logits(model, val_images), val_labels)
+    before, after = scores(logits, labels), scores(logits / temperature, labels)
+    fig = reliability_diagram(reliability(logits, labels), reliability(logits / temperature, labels),
+                              temperature, (before["ece"], after["ece"]))  # fmt: skip
+    tb = writer(out_dir, "calibration")
+    tb.add_figure("calibration/reliability", fig, close=False)
+    tb.close()
+    save(fig, out_dir / "calibration.png")
+    log.info("calibration: ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f, Brier %.4f -> %.4f with temperature %.3g "
+             "(fitted on %d validation images)", 100 * before["ece"], 100 * after["ece"], before["nll"],
+             after["nll"], before["brier"], after["brier"], temperature, len(val_labels))  # fmt: skip
+    return {"temperature": temperature, "before": before, "after": after, "bins": 15}
