@@ -276,3 +276,37 @@ def reliability_diagram(
     counts.set_ylabel("images")
     fig.tight_layout()
     return fig
+
+
+def class_shift_heatmap(acc: np.ndarray, dys: list[int], title: str) -> plt.Figure:
+    """Accuracy of each digit (rows) at each vertical shift (columns), with the value in each cell."""
+    fig, ax = plt.subplots(figsize=(1 + 0.75 * len(dys), 5.5))
+    im = ax.imshow(100 * acc, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="black" if acc[i, j] > 0.6 else "white")  # fmt: skip
+    ax.set_xticks(range(len(dys)), [str(d) for d in dys])
+    ax.set_yticks(range(acc.shape[0]))
+    ax.set_xlabel("dy (px, dx = 0; < 0 is up)")
+    ax.set_ylabel("true digit")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+def digit_curves(dys: list[int], p_true: dict[int, np.ndarray], title: str) -> plt.Figure:
+    """P(true class) against vertical shift, one line per digit (the first test image of each)."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for digit, p in p_true.items():
+        ax.plot(dys, np.clip(p, 1e-8, 1), "o-", label=str(digit), color=f"C{digit}")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-8, 2)
+    ax.set_xlabel("dy (px, dx = 0; < 0 is up)")
+    ax.set_ylabel("P(true class)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="digit", fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -11,8 +11,10 @@ from mnist_probe import UserError
 from mnist_probe.run import run
 from mnist_probe.shift import (
     change_1px,
+    confusions,
     consistency,
     dataset_metrics,
+    per_class_accuracy,
     shift_pairs,
     shifted_stack,
     study_cell,
@@ -102,6 +104,18 @@ def test_dataset_metrics_on_known_predictions():
     assert consistency(np.tile(labels, (9, 1))) == 1.0 and change_1px(pairs, np.tile(labels, (9, 1))) == 0.0
 
 
+def test_per_class_accuracy_and_confusions_on_known_predictions():
+    pairs = [(0, 0), (0, -1)]
+    labels = np.array([7, 7, 7, 1, 1, 4])
+    preds = np.array([[7, 7, 7, 1, 1, 4],   # unshifted: all right
+                      [1, 1, 7, 1, 7, 9]])  # 1 px up: two 7s read as 1, a 1 as 7, the 4 as 9
+    acc = per_class_accuracy(pairs, preds, labels, [(0, 0), (0, -1)])
+    assert acc.shape == (10, 2) and np.isnan(acc[0, 0])  # no 0 in the sample
+    assert acc[7].tolist() == [1.0, 1 / 3] and acc[1].tolist() == [1.0, 0.5] and acc[4].tolist() == [1.0, 0.0]
+    assert confusions(pairs, preds, labels, (0, -1)) == [(7, 1, 2), (1, 7, 1), (4, 9, 1)]  # most first
+    assert confusions(pairs, preds, labels, (0, 0)) == []
+
+
 def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run, tmp_path):
     trained_cfg, _ = small_run
     cfg = make_cfg(
@@ -126,7 +140,16 @@ def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run,
     table_p = [float(c.split("%")[0]) for c in list(table[0].values())[1:]]
     probs = [r["p_true"] for r in results["rows"] if r["model"] == "CNN"]
     assert table_p == pytest.approx([100 * p for p in probs], rel=1e-3)  # the table shows P(true)
-    for name in ("shift_probability", "shift_strip", "shift_deformation", "shift_heatmap"):
+    # every digit, not one: the first test image of each, and per-class accuracy over the sample
+    assert [r["digit"] for r in results["every_digit"]] == list(range(10))
+    assert [r["test index"] for r in results["every_digit"]][:2] == [3, 2]  # test #3 is the first 0
+    per_class = np.array(results["per_class"]["accuracy"])
+    assert per_class.shape == (10, 5) and results["per_class"]["dys"] == [2, 1, 0, -1, -2]
+    assert np.nanmean(per_class[:, 2]) > 0.8  # unshifted, most digits right
+    assert [r["dy"] for r in results["confusions"]] == [2, 1, 0, -1, -2]
+    figures = ("shift_every_digit", "shift_per_class", "shift_probability", "shift_strip",
+               "shift_deformation", "shift_heatmap")  # fmt: skip
+    for name in figures:
         assert (out / f"{name}.png").is_file()
 
 

@@ -12,15 +12,18 @@ from omegaconf import DictConfig, ListConfig
 from sklearn.pipeline import Pipeline
 from torch.utils.tensorboard import SummaryWriter
 
+from mnist_probe import study
 from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
-from mnist_probe.data import split_tensors, to_float
+from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.model import CODE_LAYER, layer_name
 from mnist_probe.shift import (
     cnn_pass,
     code_layers,
+    confusions,
     cosine,
     dataset_metrics,
     grid_predictions,
+    per_class_accuracy,
     pick_image,
     probabilities,
     shift_pairs,
@@ -40,8 +43,10 @@ from mnist_probe.stages.report import write_table
 from mnist_probe.train import TrainedCNN
 from mnist_probe.viz import (
     accuracy_heatmaps,
+    class_shift_heatmap,
     curves_plot,
     deformation_plot,
+    digit_curves,
     metric_bars,
     pair_labels,
     save,
@@ -114,6 +119,51 @@ def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryW
             "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
 
 
+def every_digit(cfg, out_dir: Path, model, images_u8, labels, tb: SummaryWriter) -> dict:
+    """The study's test on the first test image of every digit, not one "1": the CNN's P(true class)
+    at the study's shifts dy = 0..-5, as a table (as the study wrote its cells) and a figure."""
+    dys = study.SHIFT_DY
+    pairs = [(0, dy) for dy in dys]
+    indices = first_of_each_digit(labels)
+    stacked = shifted_stack(to_float(images_u8[indices]), pairs)  # row k·10 + d: digit d at pairs[k]
+    probs = cnn_pass(model, stacked, [])["probs"].numpy().reshape(len(pairs), len(indices), -1)
+    rows, p_true = [], {}
+    for digit, index in enumerate(indices):
+        p = probs[:, digit]  # shifts × classes
+        p_true[digit] = p[:, digit]
+        cells = {f"dy={dy}": study_cell(p[k], digit, cfg.shift.min_other) for k, dy in enumerate(dys)}
+        rows.append({"digit": digit, "test index": index, **cells})
+    md = write_table(rows, out_dir / "shift_every_digit")
+    fig = digit_curves(dys, p_true, "CNN: P(true class) of the first test image of each digit, shifted up")
+    tb.add_figure("shift/every_digit", fig, close=False)
+    save(fig, out_dir / "shift_every_digit.png")
+    log.info("the study's test on the first test image of every digit (CNN):\n%s", md)
+    return {"every_digit": rows}
+
+
+def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int, tb: SummaryWriter) -> dict:
+    """The CNN's accuracy per true digit at each vertical shift, and what shifted digits become."""
+    dys = list(range(radius, -radius - 1, -1))
+    acc = per_class_accuracy(pairs, preds, y, [(0, dy) for dy in dys])
+    rows = [{"digit": c, "images": int(np.sum(y == c)),
+             **{f"dy={dy}": float(acc[c, k]) for k, dy in enumerate(dys)}} for c in range(10)]  # fmt: skip
+    tb.add_text("shift/per_class", write_table(rows, out_dir / "shift_per_class"))
+    mistakes = []
+    for dy in dys:
+        top = confusions(pairs, preds, y, (0, dy))
+        mistakes.append({"dy": dy, "errors": int(np.sum(preds[pairs.index((0, dy))] != y)),
+                         "most frequent (true → predicted: images)": ", ".join(
+                             f"{t} → {p}: {n}" for t, p, n in top) or "none"})  # fmt: skip
+    md = write_table(mistakes, out_dir / "shift_confusions")
+    tb.add_text("shift/confusions", md)
+    title = f"CNN accuracy per digit against vertical shift ({len(y)} test images)"
+    fig = class_shift_heatmap(acc, dys, title)
+    tb.add_figure("shift/per_class", fig, close=False)
+    save(fig, out_dir / "shift_per_class.png")
+    log.info("what the CNN makes of shifted digits:\n%s", md)
+    return {"per_class": {"dys": dys, "accuracy": acc.tolist()}, "confusions": mistakes}
+
+
 def grids(cfg, models, keys: dict[str, str], cnn: TrainedCNN, images: torch.Tensor, n: int) -> dict:
     """Top-1 predictions S×N of every model on the shift grid, {label: (pairs, preds)}, cached per
     model, so sweep jobs over shift.dy compute them once; the models still missing share one CNN
@@ -154,7 +204,8 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
     keep = np.random.default_rng(cfg.seed).permutation(len(labels))[:n]
     images, y = to_float(images_u8[keep]), labels[keep].numpy()
     rows, acc, curves = [], {}, {}
-    for name, (pairs, preds) in grids(cfg, models, keys, cnn, images, n).items():
+    grid = grids(cfg, models, keys, cnn, images, n)
+    for name, (pairs, preds) in grid.items():
         metrics = dataset_metrics(pairs, preds, y, cfg.seed)
         acc[name] = metrics["accuracy"]
         index = {p: k for k, p in enumerate(pairs)}
@@ -177,7 +228,8 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
         tb.add_figure(f"shift/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     log.info("dataset-scale shift metrics over %d test images:\n%s", n, md)
-    return {"dataset": rows, "curves": {k: list(v) for k, v in curves.items()}, "samples": n}
+    return {"dataset": rows, "curves": {k: list(v) for k, v in curves.items()}, "samples": n,
+            **by_class(out_dir, *grid["CNN"], y, radius, tb)}  # fmt: skip
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -189,6 +241,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     tb = writer(out_dir, "shift")
     results = {"cnn_key": cnn.key, "cnn_test_acc": cnn.test_acc, "models": list(models)}
     results |= one_image(cfg, out_dir, models, cnn.model, images_u8, labels, tb)
+    results |= every_digit(cfg, out_dir, cnn.model, images_u8, labels, tb)
     if cfg.shift.dataset.enabled:
         results |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)
     tb.close()
