@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_probe import UserError
 from mnist_probe.run import run
@@ -147,6 +148,11 @@ def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run,
     assert per_class.shape == (10, 5) and results["per_class"]["dys"] == [2, 1, 0, -1, -2]
     assert np.nanmean(per_class[:, 2]) > 0.8  # unshifted, most digits right
     assert [r["dy"] for r in results["confusions"]] == [2, 1, 0, -1, -2]
+    # TensorBoard's step slider scrubs the translation: one image per shift, for the input and each layer
+    events = EventAccumulator(str(out / "tb" / "shift"), size_guidance={"images": 0})
+    events.Reload()
+    for tag in ("shift_scrub/input", "shift_scrub/conv2d_2", "shift_scrub/dropout_2"):
+        assert [e.step for e in events.Images(tag)] == [0, 1, 2], tag
     figures = ("shift_every_digit", "shift_per_class", "shift_probability", "shift_strip",
                "shift_deformation", "shift_heatmap")  # fmt: skip
     for name in figures:
@@ -171,3 +177,10 @@ def test_sweep_over_shifts_and_interpreters_trains_the_cnn_once(tmp_path):
     for job in ("shift.dy=0 interpreter=dt", "shift.dy=-2 interpreter=knn"):
         assert job in summary
     assert summary.count("CNN+knn") == 2 and summary.count("| CNN |") == 4
+    # each job on TensorBoard's HParams dashboard: its overrides and headline metrics
+    for job in (tmp_path / "sweep").glob("[0-9]*"):
+        events = EventAccumulator(str(job / "tb" / "hparams"))
+        events.Reload()
+        content = b"".join(events.PluginTagToContent("hparams").values())
+        assert b"shift.dy" in content and b"interpreter" in content, job
+        assert b"hparam/CNN/consistency" in content

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import skops.io as sio
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
@@ -51,6 +53,25 @@ def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
     if cfg.get("checkpoint"):
         return from_checkpoint(cfg.checkpoint, data_spec(cfg), cfg.paths.cache, plain(cfg.model))
     return fit_or_load(data_spec(cfg), recipe(cfg), cfg.seed, cfg.paths.cache, out_dir, plain(cfg.model))
+
+
+def log_hparams(out_dir: Path, metrics: dict[str, float | None]) -> None:
+    """In a multirun sweep: this job's overrides and headline metrics on TensorBoard's HParams
+    dashboard (tb/hparams), so that `make tensorboard` compares a sweep's jobs in one table."""
+    try:
+        hydra = HydraConfig.get()
+    except ValueError:  # outside a Hydra app (tests, notebooks)
+        return
+    if hydra.mode != RunMode.MULTIRUN:
+        return
+    params = {}
+    for override in hydra.overrides.task:
+        key, _, value = override.lstrip("+~").partition("=")
+        params[key] = value
+    tb = SummaryWriter(str(out_dir / "tb" / "hparams"))
+    values = {f"hparam/{k}": float(v) for k, v in metrics.items() if v is not None}
+    tb.add_hparams(params, values, run_name=".")
+    tb.close()
 
 
 def writer(out_dir: Path, name: str) -> SummaryWriter:

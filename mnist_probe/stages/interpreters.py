@@ -18,6 +18,7 @@ from mnist_probe.stages.common import (
     features,
     fitted_interpreter,
     interpreter_settings,
+    log_hparams,
     selected,
     trained_cnn,
     writer,
@@ -78,5 +79,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         tb.add_figure("interpreters/probes", fig, close=False)
         save(fig, out_dir / "probes.png")
     tb.close()
+    log_hparams(out_dir, {f"{r['interpreter']}@{r['features']}": r["test_acc"] for r in rows})
     log.info("interpreter table: %s", out_dir / "interpreters.md")
     return results

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 from sklearn.pipeline import Pipeline
 from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
 
 from mnist_probe import study
 from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
@@ -35,6 +36,7 @@ from mnist_probe.stages.common import (
     fitted_interpreter,
     interpreter_settings,
     label,
+    log_hparams,
     selected,
     trained_cnn,
     writer,
@@ -110,6 +112,7 @@ def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryW
         tb.add_figure(f"shift/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     tb.add_text("shift/table", md)
+    scrub_in_tensorboard(tb, stacked[1:], {name: out[name][1:] for name in layers})
     for name, p in p_true.items():
         for k, value in enumerate(p):
             tb.add_scalar(f"shift_p_true/{name}", float(value), k)
@@ -117,6 +120,21 @@ def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryW
     return {"index": idx, "digit": true, "pairs": pairs, "table": table, "rows": rows,
             "code_cosine": cosines[CODE_LAYER].tolist(),
             "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
+
+
+def scrub_in_tensorboard(tb: SummaryWriter, shifted: torch.Tensor, maps: dict[str, torch.Tensor]) -> None:
+    """The shifted digit and every feature map of each layer, logged with the shift's position as the
+    step: TensorBoard's step slider then scrubs the translation and shows the maps deform."""
+    for step, image in enumerate(shifted):
+        tb.add_image("shift_scrub/input", image, step)
+        for name, acts in maps.items():
+            sheet = acts[step]
+            if sheet.dim() == 3:  # C×H×W: one tile per map, one colour scale for the layer
+                sheet = make_grid(sheet.unsqueeze(1), nrow=8, padding=1, pad_value=1.0,
+                                  normalize=True, value_range=(0.0, float(acts.max()) or 1.0))  # fmt: skip
+            else:  # a vector: one row of pixels
+                sheet = (sheet / (acts.max() or 1.0)).reshape(1, 1, -1)
+            tb.add_image(f"shift_scrub/{name}", sheet, step)
 
 
 def every_digit(cfg, out_dir: Path, model, images_u8, labels, tb: SummaryWriter) -> dict:
@@ -245,5 +263,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.shift.dataset.enabled:
         results |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)
     tb.close()
+    headline = {"cnn_test_acc": cnn.test_acc}
+    for row in results.get("dataset", []):
+        headline[f"{row['model']}/consistency"] = row["consistency"]
+        headline[f"{row['model']}/change_1px"] = row["change_1px"]
+    for row in results["rows"]:  # P(true class) of the study's digit at each shift, per model
+        headline[f"{row['model']}/p_true({row['dx']},{row['dy']})"] = row["p_true"]
+    log_hparams(out_dir, headline)
     log.info("shift table: %s", out_dir / "shift_table.md")
     return results

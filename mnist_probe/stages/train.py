@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
-from mnist_probe.stages.common import data_spec, trained_cnn, writer
+from mnist_probe.stages.common import data_spec, log_hparams, trained_cnn, writer
 from mnist_probe.train import confidence, test_logits
 from mnist_probe.viz import reliability_diagram, save
 
@@ -32,7 +32,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest |logit| %.0f",
              sure["cross_entropy"], sure["errors"], 100 * sure["error_share_of_loss"],
              sure["mean_loss_on_errors"], sure["max_abs_logit"])  # fmt: skip
-    return {**meta, "confidence": sure, "calibration": calibrate(cfg, cnn.model, logits, labels, out_dir)}
+    calibration = calibrate(cfg, cnn.model, logits, labels, out_dir)
+    log_hparams(out_dir, {"test_acc": meta["test_acc"], "test_cross_entropy": sure["cross_entropy"],
+                          "ece_after_scaling": calibration["after"]["ece"]})  # fmt: skip
+    return {**meta, "confidence": sure, "calibration": calibration}
 
 
 def calibrate(cfg: DictConfig, model, logits, labels, out_dir: Path) -> dict:
