@@ -91,3 +91,13 @@ def test_stage_values_refused_before_any_work(tmp_path, experiment, override, me
     with pytest.raises(UserError, match=message):
         check_config(cfg)
     assert not (tmp_path / "cache").exists()  # nothing trained or written
+
+
+def test_anti_aliased_model_is_a_config_choice(tmp_path):
+    from mnist_probe.model import MaxBlurPool2d
+
+    cfg = make_cfg(tmp_path, "+experiment=shift", "model=keras_cnn_aa")
+    check_config(cfg)
+    model = instantiate(cfg.model)
+    assert isinstance(model, KerasCNN) and isinstance(model.max_pooling2d_2, MaxBlurPool2d)
+    assert isinstance(instantiate(make_cfg(tmp_path, "+experiment=shift").model).max_pooling2d_2, torch.nn.MaxPool2d)

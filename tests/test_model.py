@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mnist_probe import UserError
-from mnist_probe.model import LAYER_NAMES, KerasCNN, layer_h, layer_name
+from mnist_probe.model import LAYER_NAMES, KerasCNN, MaxBlurPool2d, layer_h, layer_name
 
 # DESIGN.md's layer table: output shape of each h for one image.
 SHAPES = [
@@ -61,3 +61,21 @@ def test_layer_lookup_by_h_and_name():
         layer_name(13)
     with pytest.raises(UserError, match="valid names"):
         layer_name("conv9")
+
+
+def test_anti_aliased_pooling_keeps_the_layers_and_shifts_more_smoothly():
+    plain, smooth = KerasCNN().eval(), KerasCNN(anti_alias=True).eval()
+    smooth.load_state_dict(plain.state_dict())  # the same parameters: only pooling differs
+    assert sum(p.numel() for p in smooth.parameters()) == 983_626
+    x = torch.rand(2, 1, 28, 28)
+    for h, (layer, shape) in enumerate(zip(smooth, SHAPES, strict=True), start=1):
+        x = layer(x)
+        assert tuple(x.shape[1:]) == shape, f"h={h}"
+    impulse = torch.zeros(1, 1, 28, 28)
+    impulse[..., 13, 13] = 1
+    outs = [MaxBlurPool2d(1)(torch.roll(impulse, s, dims=3)) for s in (0, 1)]
+    plain_outs = [torch.nn.MaxPool2d(2, 2)(torch.roll(impulse, s, dims=3)) for s in (0, 1)]
+    # a 1-px move of a dot: max-pooling jumps a whole output cell, the blurred pool shifts mass gently
+    assert (plain_outs[0] - plain_outs[1]).abs().sum() == 2  # all of it moves to the next cell
+    assert (outs[0] - outs[1]).abs().sum() <= 1.0  # half of it moves
+    assert outs[0].sum() == pytest.approx(outs[1].sum())  # and none is lost
