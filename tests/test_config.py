@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 
 from mnist_probe import UserError
 from mnist_probe.data import KerasAugment, MNISTDataModule
-from mnist_probe.model import KerasCNN
+from mnist_probe.model import KerasCNN, MaxBlurPool2d
 from mnist_probe.run import check_config
 from mnist_probe.stages import common
 from mnist_probe.train import make_datamodule
@@ -94,10 +94,9 @@ def test_stage_values_refused_before_any_work(tmp_path, experiment, override, me
 
 
 def test_anti_aliased_model_is_a_config_choice(tmp_path):
-    from mnist_probe.model import MaxBlurPool2d
-
     cfg = make_cfg(tmp_path, "+experiment=shift", "model=keras_cnn_aa")
     check_config(cfg)
     model = instantiate(cfg.model)
     assert isinstance(model, KerasCNN) and isinstance(model.max_pooling2d_2, MaxBlurPool2d)
-    assert isinstance(instantiate(make_cfg(tmp_path, "+experiment=shift").model).max_pooling2d_2, torch.nn.MaxPool2d)
+    plain = instantiate(make_cfg(tmp_path, "+experiment=shift").model)
+    assert isinstance(plain.max_pooling2d_2, torch.nn.MaxPool2d)
