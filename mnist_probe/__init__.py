@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from mnist_probe import study  # the study's own figures: constants, cheap to import
 from mnist_probe.errors import UserError
 
 # name -> the module that defines it
@@ -35,18 +36,15 @@ _API = {
     # shift
     "translate": "shift", "shift_pairs": "shift", "shifted_stack": "shift", "grid_predictions": "shift",
     "dataset_metrics": "shift", "consistency": "shift", "change_1px": "shift",
-    # the study's own figures
-    "study": None,
 }  # fmt: skip
 
-__all__ = ["UserError", *_API]
+__all__ = ["UserError", "study", *_API]
 
 
 def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'mnist_probe' has no attribute {name!r}")
-    module = import_module(f"mnist_probe.{_API[name] or name}")
-    return module if _API[name] is None else getattr(module, name)
+    return getattr(import_module(f"mnist_probe.{_API[name]}"), name)
 
 
 def __dir__() -> list[str]:

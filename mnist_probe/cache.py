@@ -123,18 +123,26 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _damage(entry: Path) -> str | None:
-    """What is wrong with a published entry (unreadable meta, a missing or changed file), else None."""
+class Damaged(Exception):
+    """A published cache entry that must not be used: what is wrong with it."""
+
+
+def _read(entry: Path, load: Callable[[Path, dict], T]) -> tuple[T, dict]:
+    """A published entry's value and meta, after checking every file against its recorded sha256;
+    Damaged if meta.json is unreadable, a file is missing or changed, or the files do not load."""
     try:
         meta = json.loads((entry / META).read_text())
     except (OSError, ValueError) as err:
-        return f"{META} unreadable ({type(err).__name__})"
+        raise Damaged(f"{META} unreadable ({type(err).__name__})") from None
     for name, digest in meta.get("files", {}).items():
         if not (entry / name).is_file():
-            return f"{name} missing"
+            raise Damaged(f"{name} missing")
         if sha256(entry / name) != digest:
-            return f"{name} does not match its recorded sha256"
-    return None
+            raise Damaged(f"{name} does not match its recorded sha256")
+    try:
+        return load(entry, meta), meta
+    except Exception as err:  # intact bytes that do not load: refused, never half-used
+        raise Damaged(f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}") from None
 
 
 def get_or_compute(
@@ -154,16 +162,17 @@ def get_or_compute(
     """
     entry = Path(entry)
     if (entry / META).is_file() and not os.access(entry.parent, os.W_OK):
-        return _read_only(entry, load)
+        try:  # a cache this process may not write (a shared copy): nobody can change it, no lock
+            return *_read(entry, load), True
+        except Damaged as problem:
+            raise UserError(f"cache entry {entry} is damaged ({problem}) and the cache is read-only; "
+                            "point paths.cache at a writable folder") from None
     with locked(entry):
         if (entry / META).is_file():
-            problem = _damage(entry)
-            if problem is None:
-                meta = json.loads((entry / META).read_text())
-                try:
-                    return load(entry, meta), meta, True
-                except Exception as err:  # intact bytes that do not load: refused, never half-used
-                    problem = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+            try:
+                return *_read(entry, load), True
+            except Damaged as damaged:
+                problem = damaged
             aside = entry.with_name(f"{entry.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
             log.warning("cache entry %s is damaged (%s): moved to %s, computing it again",
                         entry, problem, aside.name)  # fmt: skip
@@ -181,12 +190,3 @@ def get_or_compute(
         os.replace(staging, entry)
         return load(entry, meta), meta, False
 
-
-def _read_only(entry: Path, load: Callable[[Path, dict], T]) -> tuple[T, dict, bool]:
-    """A cache hit in a cache this process may not write (no lock needed: nobody can change it)."""
-    problem = _damage(entry)
-    if problem is not None:
-        raise UserError(f"cache entry {entry} is damaged ({problem}) and the cache is read-only; "
-                        "point paths.cache at a writable folder")  # fmt: skip
-    meta = json.loads((entry / META).read_text())
-    return load(entry, meta), meta, True

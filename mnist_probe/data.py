@@ -124,10 +124,14 @@ def split_tensors(data: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tenso
         return images[:n], labels[:n]
     if split not in ("train", "val"):
         raise ValueError(f"unknown split {split!r}: train, val, test or scored")
-    x, y = load_mnist(data.root, "train", data.download, data.verify)
+    return _train_val(data, *load_mnist(data.root, "train", data.download, data.verify))[split]
+
+
+def _train_val(data: DataSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
+    """MNIST's 60k training images split into 'train' and 'val' by the seeded permutation."""
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(data.split_seed))
-    idx = perm[: data.val_size] if split == "val" else perm[data.val_size :][: data.train_subset]
-    return x[idx], y[idx]
+    train, val = perm[data.val_size :][: data.train_subset], perm[: data.val_size]
+    return {"train": (x[train], y[train]), "val": (x[val], y[val])}
 
 
 def first_of_each_digit(labels: torch.Tensor) -> list[int]:
@@ -169,10 +173,11 @@ class KerasAugment(torch.nn.Module):
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 N×28×28 (or N×1×28×28) to float N×1×28×28 in [0, 1], as Keras's /255."""
+    """uint8 N×28×28 (or N×1×28×28) to float N×1×28×28 in [0, 1], as Keras's /255; images already
+    float are taken as scaled (only the channel axis is added where missing)."""
     if images.dim() == 3:
         images = images.unsqueeze(1)
-    return images.float().div_(255.0)
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
 
 def batch_loader(
@@ -203,9 +208,9 @@ class MNISTDataModule(pl.LightningDataModule):
         self.shuffle = torch.Generator().manual_seed(data.split_seed)
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.tensors:
-            self.tensors = {s: split_tensors(self.data, s) for s in ("train", "val")}
-            self.tensors["test"] = split_tensors(self.data, "scored")
+        if not self.tensors:  # the 60k training images read once for both splits
+            train = load_mnist(self.data.root, "train", self.data.download, self.data.verify)
+            self.tensors = {**_train_val(self.data, *train), "test": split_tensors(self.data, "scored")}
 
     def train_dataloader(self) -> DataLoader:
         return batch_loader(*self.tensors["train"], self.batch_size, self.shuffle)

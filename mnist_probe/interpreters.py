@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from mnist_probe.data import to_float
 from mnist_probe.model import CODE_LAYER
+from mnist_probe.names import FEATURES
 from mnist_probe.probe import ActivationRecorder, record, resolve_layers
 
 log = logging.getLogger(__name__)
-FEATURES = ("codes", "pixels")
 
 
 def as_images(x) -> torch.Tensor:
@@ -39,7 +39,7 @@ def as_images(x) -> torch.Tensor:
     if x.dim() == 2:  # flattened square images, as a pixel pipeline gets them
         side = int(round(x.shape[1] ** 0.5))
         x = x.reshape(len(x), side, side)
-    return to_float(x) if x.dtype == torch.uint8 else (x.unsqueeze(1) if x.dim() == 3 else x).float()
+    return to_float(x)
 
 
 class _Stateless(TransformerMixin, BaseEstimator):

@@ -14,7 +14,7 @@ from torch import nn
 
 from mnist_probe.errors import UserError
 from mnist_probe.keras_weights import SUFFIXES, load_keras
-from mnist_probe.names import CODE_LAYER, LAYER_NAMES
+from mnist_probe.names import CODE_LAYER, LAYER_NAMES, layer_h, layer_name
 
 __all__ = ["CODE_LAYER", "LAYER_NAMES", "KerasCNN", "LitCNN", "layer_h", "layer_name", "load_model"]
 
@@ -32,24 +32,6 @@ class LinearReLU(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(super().forward(x))
-
-
-def layer_name(layer: int | str) -> str:
-    """Resolve an h index (1..12) or a Keras layer name to the Keras name."""
-    if isinstance(layer, str) and layer.isdigit():
-        layer = int(layer)
-    if isinstance(layer, int):
-        if not 1 <= layer <= len(LAYER_NAMES):
-            raise UserError(f"layer h={layer} does not exist: h runs from 1 to {len(LAYER_NAMES)}")
-        return LAYER_NAMES[layer - 1]
-    if layer not in LAYER_NAMES:
-        raise UserError(f"unknown layer {layer!r}; valid names: {', '.join(LAYER_NAMES)}")
-    return layer
-
-
-def layer_h(layer: int | str) -> int:
-    """Resolve a Keras layer name (or h) to its 1-based index h."""
-    return LAYER_NAMES.index(layer_name(layer)) + 1
 
 
 class MaxBlurPool2d(nn.Module):

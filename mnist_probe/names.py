@@ -1,5 +1,11 @@
-"""The names a config refers to, importable without torch: the study's layers and MNIST's files
-and sizes. model.py and data.py build on them; the config schema checks against them."""
+"""The names a config refers to, importable without torch: the stages, the study's layers, the
+interpreters' feature kinds, MNIST's files and sizes. The library builds on them; the config
+schema checks against them."""
+
+from mnist_probe.errors import UserError
+
+STAGES = ("train", "activations", "interpreters", "shift", "reproduce")
+FEATURES = ("codes", "pixels")  # what an interpreter is fitted on: the CNN's code vectors or pixels
 
 # h (1-based position in the Keras Sequential) -> Keras layer name. DESIGN.md has the full table.
 LAYER_NAMES = [
@@ -18,3 +24,21 @@ FILES = {
 }
 COUNTS = {"train": 60_000, "test": 10_000}
 SIZE = 28  # MNIST images are SIZE × SIZE
+
+
+def layer_name(layer: int | str) -> str:
+    """Resolve an h index (1..12) or a Keras layer name to the Keras name."""
+    if isinstance(layer, str) and layer.isdigit():
+        layer = int(layer)
+    if isinstance(layer, int) and not isinstance(layer, bool):  # True is not h = 1
+        if not 1 <= layer <= len(LAYER_NAMES):
+            raise UserError(f"layer h={layer} does not exist: h runs from 1 to {len(LAYER_NAMES)}")
+        return LAYER_NAMES[layer - 1]
+    if layer not in LAYER_NAMES:
+        raise UserError(f"unknown layer {layer!r}; valid names: {', '.join(LAYER_NAMES)}")
+    return layer
+
+
+def layer_h(layer: int | str) -> int:
+    """Resolve a Keras layer name (or h) to its 1-based index h."""
+    return LAYER_NAMES.index(layer_name(layer)) + 1

@@ -151,7 +151,7 @@ def record(
     with ActivationRecorder(model, layers) as rec:
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
-            model(to_float(batch) if batch.dtype == torch.uint8 else batch)
+            model(to_float(batch))
     return {name: rec[name] for name in rec.names}
 
 
@@ -168,7 +168,7 @@ def stream(
     with ActivationRecorder(model, layers, out_dir, len(images), float16) as rec:
         for start in tqdm(range(0, len(images), batch_size), desc="recording", leave=False):
             batch = images[start : start + batch_size]
-            model(to_float(batch) if batch.dtype == torch.uint8 else batch)
+            model(to_float(batch))
     return {name: rec.path(name) for name in rec.names}
 
 

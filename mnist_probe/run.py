@@ -101,10 +101,9 @@ def refusal(err: ValidationError) -> UserError:
     """OmegaConf's type error as the one-line refusal: the key, the value, what is allowed."""
     message = str(err).splitlines()[0]
     wanted = next((words for phrase, words in EXPECTED.items() if phrase in message), None)
-    value = getattr(err, "value", None) if wanted else None
-    allowed = wanted or message
-    return UserError(f"{err.full_key}={value!r} is not allowed: {allowed}" if wanted else
-                     f"{err.full_key}: {allowed}")  # fmt: skip
+    if wanted is None:
+        return UserError(f"{err.full_key}: {message}")
+    return UserError(f"{err.full_key}={getattr(err, 'value', None)!r} is not allowed: {wanted}")
 
 
 def unknown_key(err: OmegaConfBaseException) -> UserError:

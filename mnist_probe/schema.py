@@ -24,10 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe.errors import UserError
 from mnist_probe.machine import gpu_present
-from mnist_probe.names import COUNTS, FILES, LAYER_NAMES, SIZE
+from mnist_probe.names import COUNTS, FEATURES, FILES, SIZE, STAGES, layer_name
 
-STAGES = ("train", "activations", "interpreters", "shift", "reproduce")
-FEATURES = ("codes", "pixels")
 # What Lightning's Trainer(precision=...) accepts (plus our 'auto'), and its accelerators.
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16",
               "64-true", "64")  # fmt: skip
@@ -61,14 +59,11 @@ def positive(value: Any) -> bool:
 
 
 def layer(key: str, value: Any) -> None:
-    """An h index 1..12 or a Keras layer name of the study's CNN."""
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 1 <= value <= len(LAYER_NAMES):
-            refuse(key, value, f"h runs from 1 to {len(LAYER_NAMES)}, or a name: {', '.join(LAYER_NAMES)}")
-    elif value not in LAYER_NAMES:
-        refuse(key, value, f"a layer name ({', '.join(LAYER_NAMES)}) or h from 1 to {len(LAYER_NAMES)}")
+    """An h index 1..12 or a Keras layer name of the study's CNN (names.layer_name decides)."""
+    try:
+        layer_name(value)
+    except UserError as err:
+        refuse(key, value, str(err))
 
 
 def shifts(key: str, value: Any) -> list[int]:

@@ -70,10 +70,12 @@ def shifted_stack(images: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.T
     return torch.cat([translate(images, dx, dy) for dx, dy in pairs])
 
 
-def _shares_pass(pipe: Pipeline, model: torch.nn.Module) -> bool:
-    """True when the pipeline's features are a layer of `model` (recorded in the CNN's own pass)."""
-    first = pipe.steps[0][1]
-    return isinstance(first, CodeVectors) and first.model is model
+def _shared_layer(pipe: Pipeline | None, model: torch.nn.Module) -> str | None:
+    """The layer of `model` a pipeline's features come from (read off the CNN's own pass), if any."""
+    first = pipe.steps[0][1] if pipe is not None else None
+    if isinstance(first, CodeVectors) and first.model is model:
+        return resolve_layers(model, first.layer)[0]
+    return None
 
 
 @torch.no_grad()
@@ -93,10 +95,8 @@ def cnn_pass(
 
 def code_layers(models: dict[str, Pipeline | None], model: torch.nn.Module) -> list[str]:
     """The layers of `model` that the models' pipelines read (recorded in the CNN's own pass)."""
-    return list(dict.fromkeys(
-        resolve_layers(model, p.steps[0][1].layer)[0] for p in models.values()
-        if p is not None and _shares_pass(p, model)
-    ))  # fmt: skip
+    layers = (_shared_layer(pipe, model) for pipe in models.values())
+    return list(dict.fromkeys(layer for layer in layers if layer is not None))
 
 
 def probabilities(
@@ -108,10 +108,10 @@ def probabilities(
     whatever the number of interpreters on its code vectors."""
     out = {}
     for label, pipe in models.items():
+        layer = _shared_layer(pipe, model)
         if pipe is None:
             out[label] = cnn_out["probs"].numpy()
-        elif _shares_pass(pipe, model):
-            (layer,) = resolve_layers(model, pipe.steps[0][1].layer)
+        elif layer is not None:
             out[label] = pipe[1:].predict_proba(cnn_out[layer].flatten(1).numpy())
         elif isinstance(pipe.steps[0][1], Pixels):
             out[label] = pipe[1:].predict_proba(images.flatten(1).numpy())

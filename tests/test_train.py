@@ -7,7 +7,8 @@ import torch
 from mnist_probe import UserError
 from mnist_probe import train as train_mod
 from mnist_probe.model import load_model
-from mnist_probe.stages.common import trained_cnn
+from mnist_probe.stages.common import plain, recipe, trained_cnn
+from mnist_probe.train import KERAS_CNN, Recipe
 from tests.conftest import key_of, make_cfg
 
 
@@ -59,3 +60,10 @@ def test_load_model_errors_are_clear(tmp_path):
     bad.write_bytes(bad.read_bytes()[:20])
     with pytest.raises(UserError, match="truncated"):
         load_model(bad)
+
+
+def test_the_library_default_recipe_is_the_configs(tmp_path):
+    """Recipe() (what a notebook gets) and KERAS_CNN are the defaults conf/ composes: no drift."""
+    cfg = make_cfg(tmp_path)
+    assert recipe(cfg).content() == Recipe().content()
+    assert plain(cfg.model) == KERAS_CNN

@@ -1,9 +1,7 @@
 """The stages: each reads the Hydra config, composes the library and writes a run dir.
 
-One module per stage, each with `run(cfg, out_dir) -> dict`; run.py picks one by cfg.stage.
+One module per stage (names.STAGES), each with `run(cfg, out_dir) -> dict`; run.py picks one by
+cfg.stage.
 common.py turns config nodes into the library's plain arguments; report.py writes tables and
 docs/RESULTS.md.
 """
-
-STAGES = ("train", "activations", "interpreters", "shift", "reproduce")
-CHAIN = ("train", "activations", "interpreters", "shift")  # what the reproduce stage runs, in order

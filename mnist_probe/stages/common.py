@@ -20,13 +20,13 @@ from mnist_probe.cache import atomic_write, config_key, get_or_compute, write_np
 from mnist_probe.data import DataSpec, split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.interpreters import (
-    FEATURES,
     CodeVectors,
     Pixels,
     fit_timed,
     make_interpreter,
     subsample,
 )
+from mnist_probe.names import FEATURES
 from mnist_probe.train import Recipe, TrainedCNN, fit_or_load, from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,5 @@ def fitted_interpreter(cfg: DictConfig, settings: dict, cnn: TrainedCNN) -> tupl
     entry = Path(cfg.paths.cache) / f"interp-{settings['name']}-{key}"
     estimator, meta, cached = get_or_compute(entry, compute, _load(settings))
     pipe = make_interpreter(estimator, settings["features"], cnn.model)
-    pipe[:-1].fit(None)
     return pipe, {**meta, "key": key, "cached": cached}
 

@@ -14,14 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe.cache import write_json
 from mnist_probe.config import CONF
-from mnist_probe.stages import CHAIN, activations, interpreters, shift, train
+from mnist_probe.stages import activations, interpreters, shift, train
 from mnist_probe.stages.report import write_report, write_table
 from mnist_probe.viz import curves_plot, save
 
 log = logging.getLogger(__name__)
 
-RUNS = {"train": train.run, "activations": activations.run, "interpreters": interpreters.run,
-        "shift": shift.run}  # fmt: skip
+# The stages the study's run chains, in order.
+CHAIN = {"train": train.run, "activations": activations.run, "interpreters": interpreters.run,
+         "shift": shift.run}  # fmt: skip
 
 
 def compose_train(recipe: str) -> DictConfig:
@@ -62,9 +63,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Train (cfg.train, the study's recipe under +experiment=reproduce), run every stage, report."""
     start = time.perf_counter()
     results: dict = {}
-    for stage in CHAIN:
+    for stage, run_stage in CHAIN.items():
         log.info("reproduce: %s stage", stage)
-        results[stage] = RUNS[stage](cfg, out_dir / stage)
+        results[stage] = run_stage(cfg, out_dir / stage)
         write_json(out_dir / stage / "results.json", results[stage])
     results["augment"] = augmentation_sweep(cfg, out_dir / "augment")
     bench = Path(cfg.reproduce.bench)
