@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
 endif
 
-.PHONY: help install run sweep train test test-slow lint tensorboard clean bench bench-long reproduce screenshot
+.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-long reproduce screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,12 @@ run: install ## the main job: train (or load) the CNN, then the study's shift te
 
 sweep: install ## a Hydra multirun (SWEEP="..." to change it) -> outputs/multirun/<time>_shift/summary.md
 	$(PY) -m mnist_probe.run -m $(SWEEP) $(ARGS)
+
+# What `make seeds` runs: the seeds (SEEDS=42,43 for fewer) and the launcher (LAUNCHER=basic: one at a time).
+SEEDS ?= 42,43,44,45,46
+LAUNCHER ?= joblib
+seeds: install ## every headline number as mean ± std over SEEDS -> outputs/multirun/<time>_seeds/seeds.md
+	$(PY) -m mnist_probe.run +experiment=seeds seed=$(SEEDS) hydra/launcher=$(LAUNCHER) $(ARGS)
 
 train: install ## train (or load) the CNN with the default recipe
 	$(PY) -m mnist_probe.run +experiment=train $(ARGS)

@@ -4,7 +4,7 @@ schema checks against them."""
 
 from mnist_probe.errors import UserError
 
-STAGES = ("train", "activations", "interpreters", "shift", "reproduce")
+STAGES = ("train", "activations", "interpreters", "shift", "reproduce", "seeds")
 FEATURES = ("codes", "pixels")  # what an interpreter is fitted on: the CNN's code vectors or pixels
 
 # h (1-based position in the Keras Sequential) -> Keras layer name. DESIGN.md has the full table.

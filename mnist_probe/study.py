@@ -37,3 +37,11 @@ SHIFT_JUMP = 0.994 - 0.0071
 def study_acc(name: str, features: str) -> float | None:
     """The study's accuracy for interpreter `name` on 'codes' or 'pixels', or None if it gave none."""
     return (CODES_ACC if features == "codes" else PIXELS_ACC).get(name)
+
+
+# The study's figures under the names of the seeds stage's headline numbers (mnist_probe.stages.seeds).
+HEADLINE = {"cnn_test_acc": CNN_ACC,
+            **{f"{name}@codes_acc": acc for name, acc in CODES_ACC.items()},
+            **{f"{name}@pixels_acc": acc for name, acc in PIXELS_ACC.items()},
+            # its "1" at dy = -3, -4, -5 (SHIFT_TABLE's CNN row): 99.4%, 0.71%, 1.4E-4%
+            "cnn_digit_p_true_dy-3": 0.994, "cnn_digit_p_true_dy-4": 0.0071, "cnn_digit_p_true_dy-5": 1.4e-6}

@@ -310,3 +310,31 @@ def digit_curves(dys: list[int], p_true: dict[int, np.ndarray], title: str) -> p
     ax.legend(title="digit", fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def spread_plot(headlines: list[dict[str, float]], study: dict[str, float], seeds: list) -> plt.Figure:
+    """Every headline number, one dot per seed (fractions in %): the test accuracies beside the
+    study's single figure (a red cross), and the shift metrics."""
+    names = list(dict.fromkeys(k for h in headlines for k in h))
+    panels = [("test accuracy (%)", [n for n in names if n.endswith("_acc")]),
+              ("shift metrics (%)", [n for n in names if "consistency" in n or "change" in n or "_dy" in n])]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.2, 1]})
+    for ax, (ylabel, panel) in zip(axes, panels, strict=True):
+        for i, name in enumerate(panel):
+            values = [100 * h[name] for h in headlines if h.get(name) is not None]
+            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+            ax.scatter(i + np.asarray(jitter), values, s=18, color="C0",
+                       label="our seeds" if i == 0 else None)
+            if name in study:
+                first = "the study (one run)" not in ax.get_legend_handles_labels()[1]
+                ax.scatter([i], [100 * study[name]], marker="x", s=60, color="C3",
+                           label="the study (one run)" if first else None)  # fmt: skip
+        ax.set_xticks(range(len(panel)), [n.removesuffix("_acc") for n in panel], rotation=30, ha="right",
+                      fontsize=8)  # fmt: skip
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"Headline numbers over {len(headlines)} seeds ({', '.join(map(str, seeds))})")
+    fig.tight_layout()
+    return fig

@@ -13,13 +13,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe import study
-from mnist_probe.cache import atomic_write
+from mnist_probe.cache import atomic_write, write_json
 from mnist_probe.model import CODE_LAYER
-from mnist_probe.viz import curves_plot, save
+from mnist_probe.viz import curves_plot, save, spread_plot
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,45 @@ def write_table(rows: list[dict], stem: str | Path, columns: list[str] | None = 
     return md
 
 
+def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> list[dict]:
+    """Each headline number over the jobs (seeds): n, mean, std (ddof 1), min, max; where the study
+    gave the number (reference), its figure, its distance from our mean in our std, and whether it
+    lies inside what our seeds span ([min, max])."""
+    rows = []
+    for name in dict.fromkeys(k for h in headlines for k in h):
+        values = np.array([h[name] for h in headlines if h.get(name) is not None], dtype=float)
+        std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        row = {"metric": name, "n": len(values), "mean": float(values.mean()), "std": std,
+               "min": float(values.min()), "max": float(values.max())}  # fmt: skip
+        ref = reference.get(name)
+        if ref is not None:
+            inside = bool(values.min() <= ref <= values.max())
+            row |= {"study": ref, "study_minus_mean_in_std": (ref - row["mean"]) / std if std > 0 else None,
+                    "study_inside_our_range": "yes" if inside else "no"}  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
+    """seeds.md/.csv/.json and seeds.png in the sweep dir from the jobs' headlines (seeds stage)."""
+    headlines = {name: job["headline"] for name, job in jobs.items() if "headline" in job}
+    if not headlines:
+        return []
+    rows = spread(list(headlines.values()), study.HEADLINE)
+    write_table(rows, sweep_dir / "seeds")
+    seeds = [jobs[name].get("seed") for name in headlines]
+    write_json(sweep_dir / "seeds.json", {"seeds": seeds, "rows": rows, "per_seed": list(headlines.values())})
+    save(spread_plot(list(headlines.values()), study.HEADLINE, seeds), sweep_dir / "seeds.png")
+    return rows
+
+
 def summarize_sweep(sweep_dir: str | Path) -> list[dict]:
-    """One table from every job of a sweep: each job's `rows`, tagged with its overrides."""
+    """One table from every job of a sweep: each job's `rows`, tagged with its overrides; for a
+    sweep of the seeds stage, each headline number with its spread (seeds.md)."""
     sweep_dir = Path(sweep_dir)
-    rows, curves = [], {}
+    rows, curves, jobs = [], {}, {}
     for results in sorted(sweep_dir.glob("*/results.json"), key=lambda p: int(p.parent.name)):
-        job = json.loads(results.read_text())
+        job = jobs[results.parent.name] = json.loads(results.read_text())
         overrides = job.get("overrides") or results.parent.name
         for row in job.get("rows", []):
             rows.append({"job": results.parent.name, "overrides": overrides, **row})
@@ -68,6 +102,7 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict]:
             curves[overrides] = job["curves"]["CNN"]
     if rows:
         write_table(rows, sweep_dir / "summary")
+    summarize_seeds(sweep_dir, jobs)
     if curves:
         # Label each line with the overrides that differ between jobs, not the shared ones.
         common = set.intersection(*(set(k.split()) for k in curves))
@@ -84,7 +119,10 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = summarize_sweep(sweep_dir)
-        log.info("sweep summary: %d rows in %s", len(rows), sweep_dir / "summary.md")
+        if rows:
+            log.info("sweep summary: %d rows in %s", len(rows), sweep_dir / "summary.md")
+        if (sweep_dir / "seeds.md").is_file():
+            log.info("every headline number with its spread over the seeds: %s", sweep_dir / "seeds.md")
 
 
 # ----------------------------------------------------------------------------- docs/RESULTS.md
