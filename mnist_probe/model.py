@@ -159,10 +159,11 @@ class LitCNN(pl.LightningModule):
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
         on_step = split == "train"
-        self.log(f"{split}_loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y))
-        self.log(
-            f"{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y)
-        )
+        # Under DDP, logged values are averaged over the processes (sync_dist), so that every rank's
+        # plateau scheduler sees the same val_acc; a no-op in one process.
+        self.log(f"{split}_loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log(f"{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y),
+                 sync_dist=True)  # fmt: skip
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -30,6 +30,8 @@ from mnist_probe.names import COUNTS, FEATURES, FILES, SIZE, STAGES, layer_name
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16",
               "64-true", "64")  # fmt: skip
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+# Lightning's data-parallel strategies (auto: one device, or ddp when devices × num_nodes > 1).
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_notebook")
 
 
 def refuse(key: str, value: Any, allowed: str) -> NoReturn:
@@ -157,9 +159,16 @@ class TrainConfig:
     scheduler: SchedulerConfig | None = None
     channels_last: bool = True
     progress_bar: bool = True
+    strategy: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
 
     def __post_init__(self) -> None:
         count("train.epochs", self.epochs)
+        if self.strategy not in STRATEGIES:
+            refuse("train.strategy", self.strategy, ", ".join(STRATEGIES))
+        count("train.devices", self.devices)
+        count("train.num_nodes", self.num_nodes)
         count("train.batch_size", self.batch_size)
         if self.precision not in PRECISIONS:
             refuse("train.precision", self.precision, ", ".join(PRECISIONS))

@@ -13,13 +13,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mnist_probe.cache import config_key, get_or_compute, sha256
 from mnist_probe.data import DataSpec, MNISTDataModule, split_tensors, to_float
@@ -53,10 +54,22 @@ class Recipe:
     deterministic: bool = False
     channels_last: bool = True  # memory layout only: same math, faster convs on CPU
     progress_bar: bool = True
+    # Lightning's strategy, devices per node and nodes: e.g. ddp over 2 processes (gloo on a CPU,
+    # NCCL on GPUs). batch_size is per process: the global batch is batch_size × devices × num_nodes.
+    strategy: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
 
     def content(self) -> dict:
-        """What decides the trained weights: everything but how the run looks."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress_bar"}
+        """What decides the trained weights: not how the run looks or which strategy ran it, but how
+        many processes shared each step (the global batch), when more than one."""
+        how = ("progress_bar", "strategy", "devices", "num_nodes")
+        content = {k: v for k, v in dataclasses.asdict(self).items() if k not in how}
+        return content | ({"world_size": self.world_size} if self.world_size > 1 else {})
 
 
 @dataclass
@@ -110,7 +123,9 @@ def make_trainer(recipe: Recipe, log_dir: Path, work_dir: Path, **overrides) -> 
     kwargs = dict(
         max_epochs=recipe.epochs,
         accelerator=recipe.accelerator,
-        devices=1,
+        strategy=recipe.strategy,
+        devices=recipe.devices,
+        num_nodes=recipe.num_nodes,
         precision=resolve_precision(recipe.precision, recipe.accelerator),
         deterministic=recipe.deterministic,
         logger=TensorBoardLogger(save_dir=str(log_dir), name="tb", version="train"),
@@ -140,6 +155,8 @@ def readable_checkpoint(path: Path) -> dict | None:
             raise ValueError("not a Lightning checkpoint")
         return ckpt
     except Exception as err:
+        if rank_zero_only.rank > 0:  # rank 0 of a DDP training moves it aside; its workers follow it
+            return None
         aside = path.with_name(f"{path.name}.damaged")
         log.warning("checkpoint %s is damaged (%s): moved to %s, training from the start",
                     path, type(err).__name__, aside.name)  # fmt: skip
@@ -166,21 +183,27 @@ def train_cnn(
         log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, recipe.epochs)
     trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if ckpt is not None else None)
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
-    val_acc = float(trainer.callback_metrics.get("val_acc", float("nan")))  # test() resets these
-    test = trainer.test(lit, datamodule=dm, verbose=False)[0]
+    model = lit.model.cpu().eval()
+    # Scored here, in this process, rather than by trainer.test: under DDP every rank would score a
+    # shard; this way rank 0 scores all of the test set the same way whatever trained the CNN.
+    dm.setup("test")  # a no-op unless the training ran in spawned processes (ddp_spawn)
+    images, labels = dm.tensors["test"]
+    logits = test_logits(model, images)
     meta = {
-        "test_acc": float(test["test_acc"]),
-        "test_loss": float(test["test_loss"]),
-        "val_acc": val_acc,
+        "test_acc": (logits.argmax(1) == labels).float().mean().item(),
+        "test_loss": torch.nn.functional.cross_entropy(logits, labels).item(),
+        "val_acc": float(trainer.callback_metrics.get("val_acc", float("nan"))),
         "epochs": int(trainer.current_epoch),
         "train_seconds": round(timer.time_elapsed("train"), 1),  # over every resumed part
         "resumed_after_epochs": done,  # 0: trained in one go
         "untimed_epochs": untimed,  # epochs whose time train_seconds lacks (see above)
         "precision": trainer.precision,
         "device": str(trainer.strategy.root_device),
-        "test_images": len(dm.tensors["test"][1]),
+        "strategy": type(trainer.strategy).__name__,
+        "world_size": trainer.world_size,
+        "test_images": len(labels),
     }
-    return lit.model.cpu().eval(), meta
+    return model, meta
 
 
 @torch.no_grad()
@@ -242,6 +265,19 @@ def from_checkpoint(
     return TrainedCNN(model, key, {**meta, "key": key, "cached": cached})
 
 
+def ddp_worker(entry: Path, data: DataSpec, recipe: Recipe, model_spec: dict, seed: int) -> NoReturn:
+    """A DDP process other than rank 0 (started by Lightning's ddp launcher, or by srun on a cluster):
+    it trains beside rank 0, in rank 0's staging dir, writing nothing (Lightning checkpoints and logs
+    from rank 0 only), then leaves. Scoring, the cache entry and every later stage are rank 0's."""
+    rank = rank_zero_only.rank
+    if not (entry / "meta.json").is_file():  # rank 0 found no cached CNN: it trains, with us
+        log.info("rank %d: training beside rank 0 (%s)", rank, entry.name)
+        staging = entry.with_name(entry.name + ".partial")
+        train_cnn(data, recipe, model_spec, seed, staging / "train_logs", staging / "work")
+    log.info("rank %d: done; rank 0 goes on alone", rank)
+    raise SystemExit(0)
+
+
 def fit_or_load(
     data: DataSpec, recipe: Recipe, seed: int, cache_dir: str | Path, log_dir: str | Path | None = None,
     model_spec: dict = KERAS_CNN,
@@ -253,6 +289,8 @@ def fit_or_load(
         raise UserError(f"train.epochs must be at least 1, got {recipe.epochs}")
     key = cnn_key(data, recipe, seed, model_spec)
     entry = Path(cache_dir) / f"cnn-{key}"
+    if rank_zero_only.rank > 0:
+        ddp_worker(entry, data, recipe, model_spec, seed)
 
     def compute(staging: Path) -> dict:
         log.info("training CNN %s (%d epochs); cache entry %s", key, recipe.epochs, entry)

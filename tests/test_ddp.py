@@ -1,0 +1,69 @@
+"""DDP over two CPU processes (gloo), through the command line as a user runs it: rank 0 alone
+checkpoints and publishes, a killed DDP training resumes, no rank leaves a half-written file.
+Slow (about a minute and a half on a 2-core CPU): `make test-slow`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mnist_probe.data import DataSpec
+from mnist_probe.train import Recipe, cnn_key
+from tests.conftest import REPO, mnist_root
+
+
+def test_the_world_size_is_in_the_key_the_strategy_is_not():
+    data = DataSpec(root="x")
+    one = cnn_key(data, Recipe(), 0)
+    assert cnn_key(data, Recipe(strategy="ddp"), 0) == one  # one process: the same CNN
+    assert cnn_key(data, Recipe(strategy="ddp", devices=2), 0) != one  # a global batch twice as big
+    assert cnn_key(data, Recipe(strategy="ddp", devices=2), 0) == cnn_key(data, Recipe(num_nodes=2), 0)
+
+
+def ddp_command(tmp_path, run: str) -> list[str]:
+    return [sys.executable, "-m", "mnist_probe.run", "+experiment=train", "train.strategy=ddp",
+            "train.devices=2", "train.accelerator=cpu", "data.train_subset=1024", "data.test_subset=500",
+            "train.epochs=3", "train.batch_size=64", "train.progress_bar=false", f"data.root={mnist_root()}",
+            f"paths.cache={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / run}"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_checkpoints_from_rank_0_and_resumes(tmp_path):
+    # A DDP training killed (both processes) once its first checkpoint is on disk.
+    proc = subprocess.Popen(ddp_command(tmp_path, "run1"), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while not list((tmp_path / "cache").glob("cnn-*.partial/work/last.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    staging = next((tmp_path / "cache").glob("cnn-*.partial"))
+    entry = staging.with_name(staging.name.removesuffix(".partial"))
+    assert not entry.exists()  # never published half way
+    # One checkpoint, written by rank 0 alone (a second writer would leave last-v1.ckpt or a temp file).
+    assert [p.name for p in (staging / "work").iterdir()] == ["last.ckpt"]
+    ckpt = torch.load(staging / "work" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] >= 0 and "state_dict" in ckpt
+
+    again = subprocess.run(ddp_command(tmp_path, "run2"), cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    logs = again.stdout + again.stderr + "".join(p.read_text() for p in (tmp_path / "run2").glob("*.log"))
+    assert "resuming interrupted training" in logs
+    assert "Starting with 2 processes" in logs and "rank 1: training beside rank 0" in logs
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["world_size"] == 2 and meta["strategy"] == "DDPStrategy" and meta["epochs"] == 3
+    assert meta["resumed_after_epochs"] >= 1 and meta["test_images"] == 500 and meta["test_acc"] > 0.5
+    assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.pt"]
+    assert not staging.exists()
+    results = json.loads((tmp_path / "run2" / "results.json").read_text())  # rank 0 ran the stage
+    assert results["key"] == entry.name.removeprefix("cnn-") and results["test_acc"] == meta["test_acc"]
+    # The cached CNN is the same kind of artifact as a one-process one: a plain state dict.
+    state = torch.load(entry / "model.pt", weights_only=True)
+    assert state["dense_2.weight"].shape == (10, 256)
