@@ -19,7 +19,8 @@ from mnist_probe import schema  # noqa: F401 - stores the typed schema that conf
 CONF = Path(str(files("mnist_probe.conf")))
 
 
-def compose_config(*overrides: str) -> DictConfig:
-    """conf/config.yaml composed with Hydra overrides, as the command line would (no run dir)."""
+def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
+    """conf/config.yaml composed with Hydra overrides, as the command line would (no run dir);
+    with return_hydra_config, the hydra node too (launcher, sweeper, ...)."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose("config", overrides=list(overrides))
+        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)

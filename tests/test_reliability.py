@@ -82,7 +82,7 @@ def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Complete
 
 @pytest.mark.parametrize(
     "arg, valid",
-    [("+experiment=nope", "activations, interpreters, reproduce, shift, train"),
+    [("+experiment=nope", "activations, interpreters, reproduce, seeds, shift, train"),
      ("model=resnet", "keras_cnn"), ("interpreter=svm,xgb", "dt, gb, knn"), ("train=fast", "default, keras")],
 )  # fmt: skip
 def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, valid):

@@ -1,0 +1,80 @@
+"""More than one process: Hydra's submitit launcher (the cluster path, run here with its local
+executor), the SLURM preset, and the cache lock under real contention between two processes."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+from mnist_probe.config import compose_config
+from tests.conftest import REPO
+from tests.test_reliability import cli, small_train_args
+
+
+def test_submitit_local_sweep_trains_the_shared_cnn_once(tmp_path):
+    """Two sweep jobs as separate processes (submitit's local executor), at once, both needing one
+    CNN: one trains it under the cache lock, the other waits and loads it; the summary is written."""
+    args = [a for a in small_train_args(tmp_path, epochs=1) if a != "+experiment=train"]
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=15", "+experiment=shift",
+               "shift.dy=0,-2", "shift.models=[]", "shift.dataset.samples=20", "shift.dataset.radius=1",
+               *args, f"hydra.sweep.dir={sweep}", timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]  # the local job ids
+    assert len(set(jobs)) == 2  # one submitit job (its own process, its own logs) per sweep job
+    logs = [p.read_text() for p in sweep.glob("*/*.log")]
+    assert len(logs) == 2
+    assert sum(log.count("training CNN") for log in logs) == 1
+    assert sum(log.count("loaded cached CNN") for log in logs) == 1
+    assert len(list((tmp_path / "cache").glob("cnn-*/model.pt"))) == 1
+    assert (sweep / "summary.md").is_file()
+    rows = (sweep / "summary.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2  # header + the CNN at its one shift, per job
+    keys = {json.loads(p.read_text())["cnn_key"] for p in sweep.glob("*/results.json")}
+    assert len(keys) == 1
+
+
+def test_the_slurm_preset_composes_onto_submitit():
+    cfg = compose_config("+experiment=seeds", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                         return_hydra_config=True)  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min > 0
+
+
+CONTENDER = textwrap.dedent("""
+    import json, logging, os, sys, time
+    from pathlib import Path
+    from mnist_probe.cache import get_or_compute
+
+    logging.basicConfig(level=logging.INFO)
+    entry, log = Path(sys.argv[1]), Path(sys.argv[2])
+    while time.time() < float(sys.argv[3]):  # both start at the same instant
+        time.sleep(0.001)
+
+    def compute(staging):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        time.sleep(1.5)  # long enough for the other process to find the lock held
+        (staging / "value.txt").write_text(str(os.getpid()))
+        return {}
+
+    value, meta, cached = get_or_compute(entry, compute, lambda e, m: (e / "value.txt").read_text())
+    print(json.dumps({"value": value, "cached": cached}))
+""")
+
+
+def test_two_processes_contending_for_one_entry_compute_it_once(tmp_path):
+    entry, log = tmp_path / "cache" / "thing", tmp_path / "computed.txt"
+    start = str(time.time() + 3)
+    cmd = [sys.executable, "-c", CONTENDER, str(entry), str(log), start]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert len(log.read_text().split()) == 1  # computed by one process only
+    assert {r["value"] for r in results} == {log.read_text().strip()}  # both got that process's value
+    assert sorted(r["cached"] for r in results) == [False, True]
+    assert "waiting for thing" in "".join(err for _, err in outs)  # the other one waited, and said so
