@@ -1,0 +1,88 @@
+"""The seeds stage's headline numbers and their spread over a sweep (seeds.md)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mnist_probe import study
+from mnist_probe.stages.report import spread, summarize_sweep
+from mnist_probe.stages.seeds import headline
+from tests.conftest import REPO, mnist_root
+
+
+def test_spread_is_each_numbers_mean_std_and_range():
+    rng = np.random.default_rng(0)
+    accs = rng.uniform(0.990, 0.996, size=5)
+    rows = spread([{"cnn_test_acc": a, "x": 2 * a} for a in accs], {"cnn_test_acc": 0.993})
+    acc = next(r for r in rows if r["metric"] == "cnn_test_acc")
+    assert acc["n"] == 5 and acc["mean"] == pytest.approx(accs.mean())
+    assert acc["std"] == pytest.approx(accs.std(ddof=1))
+    assert (acc["min"], acc["max"]) == (accs.min(), accs.max())
+    assert acc["study_minus_mean_in_std"] == pytest.approx((0.993 - accs.mean()) / accs.std(ddof=1))
+    assert acc["study_inside_our_range"] == ("yes" if accs.min() <= 0.993 <= accs.max() else "no")
+    x = next(r for r in rows if r["metric"] == "x")
+    assert "study" not in x and x["mean"] == pytest.approx(2 * accs.mean())
+
+
+@pytest.mark.parametrize("ref, inside", [(0.9935, "yes"), (0.9990, "no"), (0.9900, "no")])
+def test_the_study_figure_is_inside_or_outside_our_range(ref, inside):
+    rows = spread([{"m": v} for v in (0.992, 0.994, 0.995)], {"m": ref})
+    assert rows[0]["study_inside_our_range"] == inside
+
+
+def test_a_number_missing_from_some_seeds_counts_the_others():
+    rows = spread([{"a": 1.0, "b": 2.0}, {"a": 3.0}], {})
+    b = next(r for r in rows if r["metric"] == "b")
+    assert b["n"] == 1 and b["mean"] == 2.0 and np.isnan(b["std"])
+
+
+def test_headline_takes_each_stage_s_numbers():
+    trained = {"test_acc": 0.99, "confidence": {"cross_entropy": 0.03},
+               "calibration": {"before": {"ece": 0.004}}}
+    interpreted = {"rows": [{"interpreter": "CNN softmax", "features": "image", "test_acc": 0.99},
+                            {"interpreter": "svm", "features": "codes", "test_acc": 0.98}]}  # fmt: skip
+    shifted = {"dataset": [{"model": "CNN", "consistency": 0.9, "change_1px": 0.03}],
+               "curves": {"CNN": [[-5, -4, -3, 0], [0.5, 0.7, 0.9, 0.99]]},
+               "rows": [{"model": "CNN", "dx": 0, "dy": -4, "p_true": 0.2},
+                        {"model": "svm", "dx": 0, "dy": -4, "p_true": 0.9}]}  # fmt: skip
+    h = headline(trained, interpreted, shifted)
+    assert h == {"cnn_test_acc": 0.99, "cnn_cross_entropy": 0.03, "cnn_ece": 0.004, "svm@codes_acc": 0.98,
+                 "cnn_consistency": 0.9, "cnn_change_1px": 0.03, "cnn_acc_dy-3": 0.9, "cnn_acc_dy-4": 0.7,
+                 "cnn_acc_dy-5": 0.5, "cnn_digit_p_true_dy-4": 0.2}  # fmt: skip
+    assert set(study.HEADLINE) >= {"cnn_test_acc", "svm@codes_acc", "cnn_digit_p_true_dy-4"}
+
+
+def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):
+    for job, (seed, acc) in enumerate([(1, 0.991), (2, 0.995)]):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / "results.json").write_text(json.dumps(
+            {"stage": "seeds", "seed": seed, "headline": {"cnn_test_acc": acc, "cnn_consistency": 0.9}}))
+    summarize_sweep(tmp_path)
+    saved = json.loads((tmp_path / "seeds.json").read_text())
+    assert saved["seeds"] == [1, 2] and len(saved["per_seed"]) == 2
+    row = saved["rows"][0]
+    assert row["metric"] == "cnn_test_acc" and row["mean"] == pytest.approx(0.993)
+    assert row["study"] == study.CNN_ACC and row["study_inside_our_range"] == "yes"
+    assert "| cnn_test_acc | 2 |" in (tmp_path / "seeds.md").read_text()
+    assert (tmp_path / "seeds.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_make_seeds_end_to_end_two_tiny_seeds(tmp_path):
+    cmd = [sys.executable, "-m", "mnist_probe.run", "+experiment=seeds", "seed=1,2", "train.epochs=1",
+           "data.train_subset=1000", "train.batch_size=32", "data.test_subset=300",
+           "shift.dataset.samples=20", "train.progress_bar=false", f"data.root={mnist_root()}",
+           f"paths.cache={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads((tmp_path / "sweep" / "seeds.json").read_text())
+    assert saved["seeds"] == [1, 2]
+    accs = [h["cnn_test_acc"] for h in saved["per_seed"]]
+    assert accs[0] != accs[1]  # two seeds, two CNNs
+    names = {r["metric"] for r in saved["rows"]}
+    assert {"cnn_test_acc", "nn@codes_acc", "svm@codes_acc", "rf@codes_acc", "gb@codes_acc", "dt@codes_acc",
+            "cnn_consistency", "cnn_change_1px", "cnn_acc_dy-4"} <= names  # fmt: skip
+    assert len(list((tmp_path / "cache").glob("cnn-*/model.pt"))) == 2
