@@ -16,7 +16,8 @@ from mnist_probe.errors import UserError
 from mnist_probe.keras_weights import SUFFIXES, load_keras
 from mnist_probe.names import CODE_LAYER, LAYER_NAMES, layer_h, layer_name
 
-__all__ = ["CODE_LAYER", "LAYER_NAMES", "KerasCNN", "LitCNN", "layer_h", "layer_name", "load_model"]
+__all__ = ["CODE_LAYER", "LAYER_NAMES", "LOSSES", "KerasCNN", "LitCNN", "keras_crossentropy", "layer_h",
+           "layer_name", "load_model"]  # fmt: skip
 
 
 
@@ -134,8 +135,26 @@ def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     return model.eval()
 
 
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
+
+
+def keras_crossentropy(
+    logits: torch.Tensor, labels: torch.Tensor, epsilon: float = KERAS_EPSILON
+) -> torch.Tensor:
+    """The loss the study trained with: Keras 2's categorical_crossentropy on a softmax output clips
+    the probabilities to [epsilon, 1 - epsilon] before the log. An example whose true class already
+    has p > 1 - epsilon then adds no gradient at all, where cross-entropy on logits never stops
+    pushing its logits apart. (Keras 3 on TensorFlow reads the logits behind a softmax and does not
+    clip: it trains like PyTorch.)"""
+    p = logits.softmax(1).clamp(epsilon, 1 - epsilon)
+    return -p.gather(1, labels[:, None]).log().mean()
+
+
+LOSSES = {"cross_entropy": F.cross_entropy, "keras": keras_crossentropy}  # train.loss
+
+
 class LitCNN(pl.LightningModule):
-    """Cross-entropy on logits, accuracy per split; optimiser and scheduler from Hydra partials."""
+    """A loss on logits (LOSSES), accuracy per split; optimiser and scheduler from Hydra partials."""
 
     def __init__(
         self,
@@ -144,9 +163,11 @@ class LitCNN(pl.LightningModule):
         scheduler: Callable[..., object] | None = None,
         scheduler_monitor: str | None = "val_acc",
         scheduler_interval: str = "epoch",
+        loss: str = "cross_entropy",
     ) -> None:
         super().__init__()
         self.model = model
+        self.loss = LOSSES[loss]
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_monitor, self.scheduler_interval = scheduler_monitor, scheduler_interval
 
@@ -156,7 +177,7 @@ class LitCNN(pl.LightningModule):
     def _step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.loss(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
         on_step = split == "train"
         # Under DDP, logged values are averaged over the processes (sync_dist), so that every rank's

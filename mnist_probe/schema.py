@@ -32,6 +32,7 @@ PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mi
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # Lightning's data-parallel strategies (auto: one device, or ddp when devices × num_nodes > 1).
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_notebook")
+LOSSES = ("cross_entropy", "keras")  # mnist_probe.model.LOSSES
 
 
 def refuse(key: str, value: Any, allowed: str) -> NoReturn:
@@ -159,12 +160,15 @@ class TrainConfig:
     scheduler: SchedulerConfig | None = None
     channels_last: bool = True
     progress_bar: bool = True
+    loss: str = "cross_entropy"
     strategy: str = "auto"
     devices: int = 1
     num_nodes: int = 1
 
     def __post_init__(self) -> None:
         count("train.epochs", self.epochs)
+        if self.loss not in LOSSES:
+            refuse("train.loss", self.loss, ", ".join(LOSSES))
         if self.strategy not in STRATEGIES:
             refuse("train.strategy", self.strategy, ", ".join(STRATEGIES))
         count("train.devices", self.devices)

@@ -54,6 +54,8 @@ class Recipe:
     deterministic: bool = False
     channels_last: bool = True  # memory layout only: same math, faster convs on CPU
     progress_bar: bool = True
+    # cross_entropy (on logits), or keras: Keras 2's clipped categorical_crossentropy, as the study trained
+    loss: str = "cross_entropy"
     # Lightning's strategy, devices per node and nodes: e.g. ddp over 2 processes (gloo on a CPU,
     # NCCL on GPUs). batch_size is per process: the global batch is batch_size × devices × num_nodes.
     strategy: str = "auto"
@@ -67,8 +69,10 @@ class Recipe:
     def content(self) -> dict:
         """What decides the trained weights: not how the run looks or which strategy ran it, but how
         many processes shared each step (the global batch), when more than one."""
-        how = ("progress_bar", "strategy", "devices", "num_nodes")
+        how = ("progress_bar", "strategy", "devices", "num_nodes", "loss")
         content = {k: v for k, v in dataclasses.asdict(self).items() if k not in how}
+        # (keys of CNNs trained before these options existed stay valid)
+        content |= {"loss": self.loss} if self.loss != "cross_entropy" else {}
         return content | ({"world_size": self.world_size} if self.world_size > 1 else {})
 
 
@@ -115,6 +119,7 @@ def make_lit(recipe: Recipe, model_spec: dict = KERAS_CNN) -> LitCNN:
         scheduler=instantiate(sched["factory"]) if sched else None,
         scheduler_monitor=sched.get("monitor") if sched else None,
         scheduler_interval=sched.get("interval", "epoch") if sched else "epoch",
+        loss=recipe.loss,
     )
 
 

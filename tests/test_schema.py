@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mnist_probe import UserError
 from mnist_probe.run import check_command_line, jobs
-from mnist_probe.schema import ACCELERATORS, PRECISIONS
+from mnist_probe.schema import ACCELERATORS, LOSSES, PRECISIONS, STRATEGIES
 from tests.conftest import REPO, mnist_root
 
 # A Hydra value for text: quoted, so that it stays text whatever it spells.
@@ -56,6 +56,10 @@ WRONG = {
     ("train", "train.optimizer.lr"): st.one_of(text, st.floats(max_value=0).map(repr), st.just("inf"),
                                               st.just("nan")),  # fmt: skip
     ("train", "train.precision"): text.filter(lambda s: s.strip("'") not in PRECISIONS),
+    ("train", "train.loss"): text.filter(lambda s: s.strip("'") not in LOSSES),
+    ("train", "train.strategy"): text.filter(lambda s: s.strip("'") not in STRATEGIES),
+    ("train", "train.devices"): counts(),
+    ("train", "train.num_nodes"): counts(),
     ("train", "train.accelerator"): st.one_of(text.filter(lambda s: s.strip("'") not in ACCELERATORS),
                                               st.just("gpu")),  # no GPU on this machine  # fmt: skip
     ("train", "train.augment.shift"): fractions(),
