@@ -24,11 +24,6 @@ def cpu_model() -> str:
     return names[0] if names else platform.processor()
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU has AMX: measured here, AVX512-BF16 alone trains no faster than fp32."""
-    return "amx_bf16" in _cpuinfo()
-
-
 def gpu_names() -> list[str]:
     """NVIDIA GPUs as the driver lists them (Linux), without starting CUDA."""
     names = []

@@ -25,8 +25,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from mnist_probe.cache import config_key, get_or_compute, sha256
 from mnist_probe.data import DataSpec, MNISTDataModule, split_tensors, to_float
 from mnist_probe.errors import UserError
-from mnist_probe.machine import cpu_has_fast_bf16
 from mnist_probe.model import KerasCNN, LitCNN, load_model
+from mnist_probe.precision import fastest
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Recipe:
     augment: dict | None = field(default_factory=lambda: {
         "_target_": "mnist_probe.data.KerasAugment", "enabled": True, "rotation": 10.0, "zoom": 0.1,
         "shift": 0.1})  # fmt: skip
-    precision: str = "auto"  # bf16-mixed on a bf16 GPU or an AMX CPU, else 32-true
+    precision: str = "auto"  # the faster of 32-true and bf16-mixed here, measured once (precision.py)
     accelerator: str = "auto"
     deterministic: bool = False
     channels_last: bool = True  # memory layout only: same math, faster convs on CPU
@@ -91,13 +91,11 @@ class TrainedCNN:
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
-    """'auto' -> bf16-mixed on a bf16 GPU or an AMX CPU, else 32-true; other values pass through."""
+    """'auto' -> the faster of 32-true and bf16-mixed on this machine, measured once
+    (mnist_probe.precision); other values pass through."""
     if precision != "auto":
         return str(precision)
-    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    if on_gpu:
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+    return fastest(accelerator)["chosen"]
 
 
 def make_datamodule(data: DataSpec, recipe: Recipe) -> MNISTDataModule:
@@ -244,8 +242,11 @@ def confidence(logits: torch.Tensor, labels: torch.Tensor) -> dict:
 
 
 def cnn_key(data: DataSpec, recipe: Recipe, seed: int, model_spec: dict = KERAS_CNN) -> str:
-    """The cache key of a trained CNN: every input that decides its weights and its test score."""
-    return config_key(data.content(), model_spec, recipe.content(), seed)
+    """The cache key of a trained CNN: every input that decides its weights and its test score,
+    with precision auto as what it resolves to on this machine (bf16 trains other weights)."""
+    content = recipe.content()
+    content["precision"] = resolve_precision(recipe.precision, recipe.accelerator)
+    return config_key(data.content(), model_spec, content, seed)
 
 
 def _load(model_spec: dict):

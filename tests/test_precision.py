@@ -1,0 +1,51 @@
+"""precision: auto is measured on this machine, once, and decides the CNN's key."""
+
+import pytest
+import torch
+
+from mnist_probe import precision
+from mnist_probe.data import DataSpec
+from mnist_probe.train import Recipe, cnn_key, resolve_precision
+
+
+@pytest.mark.parametrize("fp32, bf16, chosen", [(150.0, 12.0, "32-true"), (75.0, 130.0, "bf16-mixed")])
+def test_the_faster_precision_is_chosen(monkeypatch, fp32, bf16, chosen):
+    rates = {"32-true": fp32, "bf16-mixed": bf16}
+    monkeypatch.setattr(precision, "step_rate", lambda p, device: rates[p])
+    result = precision.measure("cpu")
+    assert result["chosen"] == chosen and result["rates"] == rates
+
+
+def test_measured_once_per_machine_then_read(monkeypatch, tmp_path):
+    calls = []
+
+    def fake(accelerator, rounds=2):
+        calls.append(accelerator)
+        return {"rates": {"32-true": 100.0, "bf16-mixed": 50.0}, "chosen": "32-true", "device": "cpu"}
+
+    monkeypatch.setattr(precision, "measure", fake)
+    first = precision.fastest("cpu", tmp_path)
+    again = precision.fastest("cpu", tmp_path)
+    assert first == again and first["chosen"] == "32-true" and len(calls) == 1
+    assert len(list(tmp_path.glob("precision-*/meta.json"))) == 1
+
+
+def test_a_real_measurement_gives_a_rate_for_each_precision():
+    rate = precision.step_rate("32-true", torch.device("cpu"), batch=8, steps=2, budget_s=0.0)
+    assert rate > 0  # budget 0: one timed step, not the loop's full count
+    assert precision.supported("bf16-mixed", torch.device("cpu"))
+
+
+def test_auto_resolves_to_a_candidate_and_explicit_values_pass_through():
+    assert resolve_precision("auto", "cpu") in precision.CANDIDATES
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    assert resolve_precision("32-true", "auto") == "32-true"
+
+
+def test_the_key_holds_what_auto_resolved_to(monkeypatch):
+    data = DataSpec(root="x")
+    for chosen in ("32-true", "bf16-mixed"):
+        monkeypatch.setattr("mnist_probe.train.fastest", lambda acc, chosen=chosen: {"chosen": chosen})
+        # auto trains what it resolves to: the same CNN as asking for that precision
+        assert cnn_key(data, Recipe(precision="auto"), 0) == cnn_key(data, Recipe(precision=chosen), 0)
+    assert cnn_key(data, Recipe(precision="32-true"), 0) != cnn_key(data, Recipe(precision="bf16-mixed"), 0)
