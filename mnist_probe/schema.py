@@ -299,6 +299,7 @@ class ReproduceAugmentConfig:
 class ReproduceConfig:
     docs: str = "docs"
     bench: str = "outputs/bench/bench.json"
+    seeds: str | None = None
     augment: ReproduceAugmentConfig = field(default_factory=ReproduceAugmentConfig)
 
 

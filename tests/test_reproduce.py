@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from mnist_probe.run import run
-from mnist_probe.stages.report import training_time
+from mnist_probe.stages.report import summarize_sweep, training_time
 from mnist_probe.study import SHIFT_TABLE
 from tests.conftest import make_cfg
 
@@ -16,9 +16,20 @@ SMALL = [
 ]  # fmt: skip
 
 
+def seeds_sweep(sweep: Path) -> Path:
+    """A seeds sweep's summary, from two jobs' headlines (what `make seeds` leaves)."""
+    for job, acc in enumerate([0.9931, 0.9957]):
+        (sweep / str(job)).mkdir(parents=True)
+        (sweep / str(job) / "results.json").write_text(json.dumps(
+            {"seed": job, "headline": {"cnn_test_acc": acc, "svm@codes_acc": 0.9950}}))
+    summarize_sweep(sweep)
+    return sweep / "seeds.json"
+
+
 def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
+    seeds = seeds_sweep(tmp_path / "seeds")
     cfg = make_cfg(tmp_path, *SMALL, f"reproduce.docs={tmp_path / 'docs'}",
-                   f"reproduce.bench={tmp_path / 'bench.json'}")  # fmt: skip
+                   f"reproduce.bench={tmp_path / 'bench.json'}", f"reproduce.seeds={seeds}")  # fmt: skip
     assert cfg.train.epochs == 1 and cfg.train.scheduler.monitor == "val_acc"  # the keras recipe
     (tmp_path / "bench.json").write_text(json.dumps({
         "machine": {"cpu": "test cpu", "cores": 2, "gpu": None, "torch": "x"},
@@ -42,6 +53,10 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     assert verdicts == [c["verdict"] for c in results["conclusions"]]  # each logic: test_conclusions.py
     assert len(verdicts) == 4
     assert "nan" not in report.lower().replace("nanmean", "") and "None" not in report
+    # the seeds sweep's spread beside the study's figures, and its figure
+    assert "## Seeds: the default recipe, 2 seeds (0, 1)" in report and "figures/seeds.png" in links
+    assert "| cnn_test_acc | 2 | 0.9944 | 0.001838 | 0.9931 | 0.9957 | 0.993 | no |" in report
+    assert "outside: cnn_test_acc, svm@codes_acc." in report
     aug = json.loads((out / "augment" / "augment.shift=0.0" / "results.json").read_text())
     assert aug["models"] == ["CNN"]
 

@@ -383,6 +383,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         markdown_table(results["augment"]["rows"]),
         "![augmentation sweep](figures/augment_sweep.png)",
         "",
+        *seeds_section(results.get("seeds"), figures),
         "## Performance (`make bench`)",
         "",
         bench_section(results["bench"]),
@@ -395,6 +396,32 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
     text = "\n".join(md).replace("\n\n\n", "\n\n")
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
+
+
+SEEDS_COLUMNS = ["metric", "n", "mean", "std", "min", "max", "study", "study_inside_our_range"]
+
+
+def seeds_section(seeds: dict | None, figures: Path) -> list[str]:
+    """Every headline number over a `make seeds` sweep (reproduce.seeds), beside the study's figure."""
+    if not seeds:
+        return ["## Seeds", "", "Not measured in this report: run `make seeds`, then this stage with "
+                "`reproduce.seeds=<that sweep dir>/seeds.json`.", ""]  # fmt: skip
+    src = Path(seeds["path"]).with_name("seeds.png")
+    if src.is_file():
+        atomic_write(figures / "seeds.png", lambda tmp: shutil.copyfile(src, tmp))
+    outside = [r["metric"] for r in seeds["rows"] if r.get("study_inside_our_range") == "no"]
+    inside = [r["metric"] for r in seeds["rows"] if r.get("study_inside_our_range") == "yes"]
+    return [
+        f"## Seeds: the default recipe, {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))})",
+        "",
+        f"From `{seeds['path']}` (`make seeds`). Each number over the seeds (std with ddof 1); the study's "
+        "single run beside it. Inside what our seeds span: " + (", ".join(inside) or "none")
+        + "; outside: " + (", ".join(outside) or "none") + ".",
+        "",
+        markdown_table(seeds["rows"], SEEDS_COLUMNS),
+        "![seeds](figures/seeds.png)" if src.is_file() else "",
+        "",
+    ]
 
 
 def recipe_line(cfg: DictConfig) -> str:

@@ -70,6 +70,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     results["augment"] = augmentation_sweep(cfg, out_dir / "augment")
     bench = Path(cfg.reproduce.bench)
     results["bench"] = json.loads(bench.read_text()) if bench.is_file() else None
+    seeds = cfg.reproduce.seeds
+    results["seeds"] = json.loads(Path(seeds).read_text()) | {"path": seeds} if seeds else None
     results["seconds"] = time.perf_counter() - start
     report = write_report(cfg, out_dir, results, Path(cfg.reproduce.docs))
     log.info("report: %s", report)
