@@ -1,6 +1,8 @@
 import json
 import math
 
+import torch
+
 from mnist_probe.bench import flops_per_image, main, rate
 from mnist_probe.model import KerasCNN
 
@@ -9,11 +11,16 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     result = main(["--tiny", "--repeats", "1", "--out", str(tmp_path)])
     on_disk = json.loads((tmp_path / "bench.json").read_text())
     assert on_disk["machine"]["torch"] and on_disk["rows"] == result["rows"]
-    rows = {r["what"]: r for r in result["rows"]}
+    rows = {r["what"].split(" [")[0]: r for r in result["rows"]}  # notes in [...] after the name
     refusal = "bad command line -> one-line error (train.epochs=1.5)"
     assert rows[refusal]["value"] > 0 and rows[refusal]["target"] == "<= 3 s"  # measured, not judged
-    for what in ["hook overhead", "shift sweep / plain inference", "train 32-true, Lightning / plain",
-                 "train bf16-mixed, Lightning / plain", "train 32-true, achieved / matmul peak"]:
+    for what in [
+        "hook overhead",
+        "shift sweep / plain inference",
+        "train 32-true, Lightning / plain",
+        "train bf16-mixed, Lightning / plain",
+        "train 32-true, achieved / matmul peak",
+    ]:
         assert what in rows and math.isfinite(rows[what]["value"])
     throughput = [r["value"] for r in result["rows"] if r["unit"] == "img/s"]
     assert len(throughput) >= 8 and all(v > 0 for v in throughput)
@@ -40,3 +47,33 @@ def test_time_to_accuracy_reports_one_row_per_epoch(tmp_path):
     assert all(0 <= r["value"] <= 100 for r in rows[:-1])
     assert rows[-1]["what"].startswith("time to 99.3% test accuracy")
     assert (tmp_path / "bench-long.md").is_file()
+
+
+def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_flagged(monkeypatch):
+    """bf16 emulated (10x slower in the probe): 2 timed steps once, marked; and a matmul probe that
+    reads below the training's own rate makes the ratio say the probe failed, not '2,545%'."""
+    from mnist_probe import bench
+    from mnist_probe.config import compose_config
+
+    calls = []
+    monkeypatch.setattr(
+        bench, "lightning_rate", lambda cfg, p, steps, warmup, tmp: calls.append((p, steps)) or 100.0
+    )
+    monkeypatch.setattr(bench, "plain_rate", lambda cfg, p, steps, warmup: 100.0)
+    monkeypatch.setattr(
+        bench, "matmul_peak", lambda dtype, n, repeats: 0.28 if dtype == torch.bfloat16 else 500.0
+    )
+    cfg = compose_config()
+    rows = bench.bench_training(cfg, ["32-true", "bf16-mixed"], steps=24, warmup=4, repeats=3,
+                                probe={"32-true": 150.0, "bf16-mixed": 15.0})  # fmt: skip
+    assert calls == [("32-true", 24)] * 3 + [("bf16-mixed", 2)]
+    whats = [r["what"] for r in rows]
+    assert any(
+        w.startswith("train bf16-mixed, Lightning") and "[10x slower here: 2 steps only]" in w for w in whats
+    )
+    ratio = {r["what"].split(" [")[0]: r for r in rows}
+    assert "peak probe failed" in next(
+        w for w in whats if w.startswith("train bf16-mixed, achieved / matmul")
+    )
+    assert "[" not in next(w for w in whats if w.startswith("train 32-true, achieved / matmul"))
+    assert ratio["train 32-true, achieved / matmul peak"]["value"] < 100
