@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.ensemble._forest import BaseForest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -97,10 +98,28 @@ def fit_on_features(pipe: Pipeline, x: np.ndarray, y: np.ndarray) -> Pipeline:
     return pipe
 
 
-def fit_timed(estimator, x: np.ndarray, y: np.ndarray) -> float:
-    """Fit estimator on (x, y) and return the seconds it took."""
+def fit_forest_with_progress(forest: BaseForest, x: np.ndarray, y: np.ndarray, chunks: int = 20) -> None:
+    """Fit a scikit-learn forest in chunks of trees (warm_start), with a progress bar and its ETA:
+    the same trees as one fit (each new tree's seed comes from the same random stream)."""
+    total, warm = forest.n_estimators, forest.warm_start
+    step = max(1, -(-total // chunks))
+    try:
+        with tqdm(total=total, desc=f"{type(forest).__name__}", unit="tree", leave=False) as bar:
+            for n in range(step, total + step, step):
+                forest.set_params(n_estimators=min(n, total), warm_start=True)
+                forest.fit(x, y)
+                bar.update(forest.n_estimators - bar.n)
+    finally:
+        forest.set_params(n_estimators=total, warm_start=warm)
+
+
+def fit_timed(estimator, x: np.ndarray, y: np.ndarray, progress: bool = True) -> float:
+    """Fit estimator on (x, y) and return the seconds it took; a forest shows a progress bar."""
     start = time.perf_counter()
-    estimator.fit(x, y)
+    if progress and isinstance(estimator, BaseForest) and not estimator.warm_start:
+        fit_forest_with_progress(estimator, x, y)
+    else:
+        estimator.fit(x, y)
     return round(time.perf_counter() - start, 2)
 
 

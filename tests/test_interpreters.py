@@ -165,3 +165,22 @@ def test_xgboost_is_cached_as_json_not_pickle(trained):
     assert meta["cached"]
     xt, _ = features(cfg, "codes", "test", cnn)
     assert np.allclose(first[-1].predict_proba(xt[:200]), second[-1].predict_proba(xt[:200]))
+
+
+def test_a_forest_fitted_with_a_progress_bar_is_the_forest_fitted_at_once():
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+    from mnist_probe.interpreters import fit_timed
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 12))
+    y = (x[:, 0] + 0.5 * rng.normal(size=400) > 0).astype(int)
+    for kind in (RandomForestClassifier, ExtraTreesClassifier):
+        once = kind(n_estimators=37, random_state=0).fit(x, y)
+        chunked = kind(n_estimators=37, random_state=0)
+        fit_timed(chunked, x, y)  # 20 chunks of 2 trees, warm-started, behind a tqdm bar
+        assert chunked.n_estimators == 37 and chunked.warm_start is False  # the user's params back
+        assert len(chunked.estimators_) == 37
+        assert all(np.array_equal(a.tree_.threshold, b.tree_.threshold)
+                   for a, b in zip(once.estimators_, chunked.estimators_, strict=True))  # fmt: skip
+        assert np.array_equal(once.predict_proba(x), chunked.predict_proba(x))
