@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -26,7 +25,7 @@ from mnist_probe.cache import write_json
 from mnist_probe.config import compose_config
 from mnist_probe.data import load_mnist, to_float
 from mnist_probe.machine import cpu_model
-from mnist_probe.precision import fastest, measure
+from mnist_probe.precision import fastest, measure, train_step
 from mnist_probe.probe import ActivationRecorder
 from mnist_probe.shift import grid_predictions, shifted_stack
 from mnist_probe.stages.common import data_spec, features, interpreter_settings, recipe, trained_cnn
@@ -202,12 +201,7 @@ def plain_rate(cfg, precision: str, steps: int, warmup: int) -> float:
         stamps.append(time.perf_counter())
         if len(stamps) > steps + warmup:
             break
-        x, y = augment(to_float(x.to(device))), y.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, augment(to_float(x.to(device))), y.to(device), bf16)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return rate(stamps, cfg.train.batch_size, warmup)

@@ -29,6 +29,15 @@ def _device(accelerator: str) -> torch.device:
     return torch.device("cuda" if on_gpu else "cpu")
 
 
+def train_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, bf16: bool) -> None:
+    """One plain training step (cross-entropy, autocast to bf16 when asked): what the probe times."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def step_rate(precision: str, device: torch.device, batch: int = 32, steps: int = 4,
               budget_s: float = 4.0) -> float:  # fmt: skip
     """Training images/s of KerasCNN at precision on device: one warm-up step, then up to `steps`
@@ -39,21 +48,13 @@ def step_rate(precision: str, device: torch.device, batch: int = 32, steps: int 
     x = torch.rand(batch, 1, 28, 28, device=device).to(memory_format=torch.channels_last)
     y = torch.arange(batch, device=device) % 10
     bf16 = precision.startswith("bf16")
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    step()  # warm-up: allocation, kernel choice
+    train_step(model, optimizer, x, y, bf16)  # warm-up: allocation, kernel choice
     start, done = time.perf_counter(), 0
     while done < steps and (done == 0 or time.perf_counter() - start < budget_s):
-        step()
+        train_step(model, optimizer, x, y, bf16)
         done += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return batch * done / (time.perf_counter() - start)
 
 
