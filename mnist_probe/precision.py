@@ -7,6 +7,7 @@ CNN at fp32 and at bf16 (autocast), the faster one wins. CPU flags do not tell: 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -92,8 +93,13 @@ def machine_cache() -> Path:
 
 def fastest(accelerator: str = "auto", cache_dir: str | Path | None = None) -> dict:
     """measure(accelerator), once per machine: read from cache_dir (machine_cache()) when measured
-    before; measured afresh, and said so, when that folder cannot be written."""
-    entry = Path(cache_dir or machine_cache()) / f"precision-{machine_key(accelerator)}"
+    before; measured afresh, and said so, when that folder cannot be written. Within a process the
+    answer is read once (every CNN key and every Trainer asks)."""
+    return _fastest(accelerator, Path(cache_dir or machine_cache()) / f"precision-{machine_key(accelerator)}")
+
+
+@functools.cache
+def _fastest(accelerator: str, entry: Path) -> dict:
 
     def compute(staging: Path) -> dict:
         result = measure(accelerator)

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from torch.utils.tensorboard import SummaryWriter
 from xgboost import XGBModel
 
-from mnist_probe.cache import atomic_write, config_key, get_or_compute, write_npz
+from mnist_probe.cache import atomic_write, config_key, get_or_compute, write_json, write_npz
 from mnist_probe.data import DataSpec, split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.interpreters import (
@@ -53,6 +53,16 @@ def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
     if cfg.get("checkpoint"):
         return from_checkpoint(cfg.checkpoint, data_spec(cfg), cfg.paths.cache, plain(cfg.model))
     return fit_or_load(data_spec(cfg), recipe(cfg), cfg.seed, cfg.paths.cache, out_dir, plain(cfg.model))
+
+
+def run_stages(cfg: DictConfig, out_dir: Path, stages: dict) -> dict:
+    """Run stages (name -> run(cfg, out_dir)) in order, each into out_dir/name with its results.json."""
+    results = {}
+    for name, run_stage in stages.items():
+        log.info("%s stage (%s)", name, out_dir / name)
+        results[name] = run_stage(cfg, out_dir / name)
+        write_json(out_dir / name / "results.json", results[name])
+    return results
 
 
 def log_hparams(out_dir: Path, metrics: dict[str, float | None]) -> None:

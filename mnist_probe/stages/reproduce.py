@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_probe.cache import write_json
 from mnist_probe.config import CONF
 from mnist_probe.stages import activations, interpreters, shift, train
+from mnist_probe.stages.common import run_stages
 from mnist_probe.stages.report import write_report, write_table
 from mnist_probe.viz import curves_plot, save
 
@@ -62,11 +63,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> dict:
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Train (cfg.train, the study's recipe under +experiment=reproduce), run every stage, report."""
     start = time.perf_counter()
-    results: dict = {}
-    for stage, run_stage in CHAIN.items():
-        log.info("reproduce: %s stage", stage)
-        results[stage] = run_stage(cfg, out_dir / stage)
-        write_json(out_dir / stage / "results.json", results[stage])
+    results = run_stages(cfg, out_dir, CHAIN)
     results["augment"] = augmentation_sweep(cfg, out_dir / "augment")
     bench = Path(cfg.reproduce.bench)
     results["bench"] = json.loads(bench.read_text()) if bench.is_file() else None

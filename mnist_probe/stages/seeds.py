@@ -13,10 +13,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mnist_probe.cache import write_json
 from mnist_probe.stages import interpreters, shift, train
+from mnist_probe.stages.common import run_stages
 
 log = logging.getLogger(__name__)
+
+# What each seed runs, in order, each into its own subfolder.
+STAGES = {"train": train.run, "interpreters": interpreters.run, "shift": shift.run}
 
 # The vertical shifts whose dataset-scale accuracy is a headline number (the study's table turns there).
 DYS = (-3, -4, -5)
@@ -43,11 +46,7 @@ def headline(trained: dict, interpreted: dict, shifted: dict) -> dict[str, float
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Train (or load) this seed's CNN; its train, interpreters and shift results; the headline."""
-    results = {}
-    for name, stage in {"train": train, "interpreters": interpreters, "shift": shift}.items():
-        log.info("seed %d: %s stage", cfg.seed, name)
-        results[name] = stage.run(cfg, out_dir / name)
-        write_json(out_dir / name / "results.json", results[name])
+    results = run_stages(cfg, out_dir, STAGES)
     numbers = headline(results["train"], results["interpreters"], results["shift"])
     log.info("seed %d headline: %s", cfg.seed, ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
     return {"cnn_key": results["train"]["key"], "headline": numbers}
