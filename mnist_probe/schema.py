@@ -35,6 +35,7 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # but are not tested yet, so not offered.
 STRATEGIES = ("auto", "ddp")
 LOSSES = ("cross_entropy", "keras")  # mnist_probe.model.LOSSES
+MODELS = ("keras_cnn", "keras_cnn_aa")  # conf/model/*.yaml (tests/test_schema.py checks)
 
 
 def refuse(key: str, value: Any, allowed: str) -> NoReturn:
@@ -287,12 +288,16 @@ class ShiftConfig:
 @dataclass
 class ReproduceAugmentConfig:
     recipe: str = "default"
+    models: list[str] = field(default_factory=lambda: list(MODELS))
     shifts: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2])
     train_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.recipe not in ("default", "keras"):
             refuse("reproduce.augment.recipe", self.recipe, "default or keras")
+        for model in self.models:
+            if model not in MODELS:
+                refuse("reproduce.augment.models", model, "a list of " + ", ".join(MODELS))
         for value in self.shifts:
             fraction("reproduce.augment.shifts", value)
 
@@ -302,7 +307,13 @@ class ReproduceConfig:
     docs: str = "docs"
     bench: str = "outputs/bench/bench.json"
     seeds: str | None = None
+    losses: list[str] = field(default_factory=lambda: list(LOSSES))
     augment: ReproduceAugmentConfig = field(default_factory=ReproduceAugmentConfig)
+
+    def __post_init__(self) -> None:
+        for loss in self.losses:
+            if loss not in LOSSES:
+                refuse("reproduce.losses", loss, "a list of " + ", ".join(LOSSES))
 
 
 @dataclass

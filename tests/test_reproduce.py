@@ -3,7 +3,8 @@ import re
 from pathlib import Path
 
 from mnist_probe.run import run
-from mnist_probe.stages.report import summarize_sweep, training_time
+from mnist_probe.stages.report import loss_verdict, summarize_sweep, training_time
+from mnist_probe.stages.reproduce import levers
 from mnist_probe.study import SHIFT_TABLE
 from tests.conftest import make_cfg
 
@@ -57,8 +58,48 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     assert "## Seeds: the default recipe, 2 seeds (0, 1)" in report and "figures/seeds.png" in links
     assert "| cnn_test_acc | 2 | 0.9944 | 0.001838 | 0.9931 | 0.9957 | 0.993 | no |" in report
     assert "outside: cnn_test_acc, svm@codes_acc." in report
-    aug = json.loads((out / "augment" / "augment.shift=0.0" / "results.json").read_text())
-    assert aug["models"] == ["CNN"]
+    # the study's recipe again with the clipped Keras loss: its own CNN, in the loss table
+    keras_loss = json.loads((out / "losses" / "loss=keras" / "results.json").read_text())
+    assert keras_loss["key"] != train["key"]
+    assert "### Does the loss decide how sure it gets?" in report
+    assert f"| keras | {keras_loss['test_acc']:.4g} | {keras_loss['confidence']['errors']} |" in report
+    assert "figures/calibration_loss=keras.png" in links
+    # every digit: the study's test on each digit's first image, per-class accuracy, confusions
+    assert "### Every digit, not one" in report and "figures/shift_every_digit.png" in links
+    assert "figures/shift_per_class.png" in links and "most frequent (true → predicted: images)" in report
+    # architecture vs augmentation: one CNN per model, each through the shift stage
+    for model in ("keras_cnn", "keras_cnn_aa"):
+        aug = json.loads((out / "augment" / f"model={model}.shift=0.0" / "results.json").read_text())
+        assert aug["models"] == ["CNN"]
+    assert "| model keras_cnn → keras_cnn_aa | shift 0.0 |" in report
+
+
+def test_levers_are_differences_of_the_sweep_rows():
+    def row(model, shift, consistency, flips, acc):
+        return {"model": model, "train.augment.shift": shift, "consistency": consistency, "change_1px": flips,
+                "acc_grid_mean": acc}
+
+    rows = [row("max", 0.0, 0.30, 0.20, 0.45), row("max", 0.1, 0.70, 0.10, 0.80),
+            row("aa", 0.0, 0.35, 0.17, 0.50), row("aa", 0.1, 0.72, 0.08, 0.81)]  # fmt: skip
+    got = {(r["lever"], r["held fixed"]): r for r in levers(rows)}
+    assert set(got) == {("model max → aa", "shift 0.0"), ("model max → aa", "shift 0.1"),
+                        ("augment.shift 0 → 0.1", "model max"), ("augment.shift 0 → 0.1", "model aa")}
+    assert got["model max → aa", "shift 0.0"]["consistency (points)"] == 5.0
+    assert got["model max → aa", "shift 0.1"]["change_1px (points)"] == -2.0
+    assert got["augment.shift 0 → 0.1", "model max"]["acc_grid_mean (points)"] == 35.0
+    assert levers(rows[:2]) == [got["augment.shift 0 → 0.1", "model max"]]  # one model: no architecture row
+
+
+def test_the_loss_verdict_follows_the_numbers():
+    def row(loss, logit, ce):
+        return {"train.loss": loss, "largest |logit|": logit, "test cross-entropy": ce, "test_acc": 0.993}
+
+    assert loss_verdict([row("cross_entropy", 8268, 0.352), row("keras", 40, 0.03)]).startswith(
+        "The clipped loss keeps the CNN less sure: largest |logit| 8,268 with cross_entropy against 40")
+    assert loss_verdict([row("cross_entropy", 30, 0.023), row("keras", 26, 0.028)]).startswith(
+        "The loss makes little difference")
+    assert "it is the surer one" in loss_verdict([row("cross_entropy", 20, 0.02), row("keras", 90, 0.05)])
+    assert loss_verdict([row("cross_entropy", 30, 0.02)]) == ""
 
 
 def test_training_time_says_what_a_resumed_run_did_not_time():

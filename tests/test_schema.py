@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mnist_probe import UserError
 from mnist_probe.run import check_command_line, jobs
-from mnist_probe.schema import ACCELERATORS, LOSSES, PRECISIONS, STRATEGIES
+from mnist_probe.schema import ACCELERATORS, LOSSES, MODELS, PRECISIONS, STRATEGIES
 from tests.conftest import REPO, mnist_root
 
 # A Hydra value for text: quoted, so that it stays text whatever it spells.
@@ -88,7 +88,15 @@ WRONG = {
     ("interpreters", "interpreters.models"): text.map(lambda v: f"[{v}]"),
     ("interpreters", "interpreters.probes.train_samples"): counts(10),
     ("reproduce", "reproduce.augment.shifts"): fractions().map(lambda v: f"[{v}]"),
+    ("reproduce", "reproduce.augment.models"): text.filter(lambda s: s.strip("'") not in MODELS).map(
+        lambda v: f"[keras_cnn,{v}]"),
+    ("reproduce", "reproduce.losses"): text.filter(lambda s: s.strip("'") not in LOSSES).map(
+        lambda v: f"[{v}]"),
 }
+
+
+def test_the_models_offered_are_the_model_configs():
+    assert sorted(MODELS) == sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -139,6 +139,8 @@ FIGURES = {  # docs/figures/NAME <- the stage's file
     "shift_heatmap.png": "shift/shift_heatmap.png",
     "shift_accuracy_dy.png": "shift/shift_accuracy_dy.png",
     "shift_change_1px.png": "shift/shift_change_1px.png",
+    "shift_every_digit.png": "shift/shift_every_digit.png",
+    "shift_per_class.png": "shift/shift_per_class.png",
     "augment_sweep.png": "augment/augment_sweep.png",
 }
 
@@ -330,6 +332,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         "",
         markdown_table(cnn_rows(cfg, train)),
         "![calibration](figures/calibration.png)" if train.get("calibration") else "",
+        *loss_section(results.get("losses"), out_dir, figures),
         "## 1. Activations: feature maps (h = 1, 2, 5, 6, 8) and code vectors (h = 10)",
         "",
         f"Test image #{act['indices'][0]}; all 64 maps of each layer.",
@@ -378,11 +381,8 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         "![accuracy heatmaps](figures/shift_heatmap.png)",
         "![accuracy against dy](figures/shift_accuracy_dy.png)",
         "",
-        f"### Augmentation sweep ({results['augment']['recipe']} recipe, CNN only)",
-        "",
-        markdown_table(results["augment"]["rows"]),
-        "![augmentation sweep](figures/augment_sweep.png)",
-        "",
+        *every_digit_section(shift),
+        *augment_section(results["augment"]),
         *seeds_section(results.get("seeds"), figures),
         "## Performance (`make bench`)",
         "",
@@ -396,6 +396,105 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
     text = "\n".join(md).replace("\n\n\n", "\n\n")
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
+
+
+def loss_section(rows: list[dict] | None, out_dir: Path, figures: Path) -> list[str]:
+    """The study's recipe once per train.loss: how sure each CNN gets, and what that says."""
+    if not rows or len(rows) < 2:
+        return []
+    shown = []
+    for row in rows[1:]:
+        src = out_dir / "losses" / f"loss={row['train.loss']}" / "calibration.png"
+        if src.is_file():
+            shown.append(f"calibration_loss={row['train.loss']}.png")
+            atomic_write(figures / shown[-1], lambda tmp, src=src: shutil.copyfile(src, tmp))
+    return [
+        "### Does the loss decide how sure it gets? (`train.loss`)",
+        "",
+        "The same recipe trained once per loss: `cross_entropy` is PyTorch's on logits; `keras` is Keras 2's "
+        "`categorical_crossentropy` on softmax outputs, probabilities clipped to [1e-7, 1 - 1e-7], which "
+        "gives no gradient for an example already that sure. ECE over 15 bins; T, the temperature fitted "
+        "on the validation split.",
+        "",
+        markdown_table(rows, [c for c in rows[0] if c != "key"]),
+        loss_verdict(rows),
+        "",
+        *[f"![{name}](figures/{name})" for name in shown],
+        "",
+    ]
+
+
+def loss_verdict(rows: list[dict]) -> str:
+    """One sentence, from the numbers: does the clipped loss keep the CNN less sure?"""
+    by = {r["train.loss"]: r for r in rows}
+    if not {"cross_entropy", "keras"} <= by.keys():
+        return ""
+    ce, k = by["cross_entropy"], by["keras"]
+    big, small = ce["largest |logit|"], k["largest |logit|"]
+    ratio = big / max(small, 1e-9)
+    numbers = (f"largest |logit| {big:,.0f} with cross_entropy against {small:,.0f} "
+               f"clipped (×{ratio:.2g}); test cross-entropy {ce['test cross-entropy']:.4f} against "
+               f"{k['test cross-entropy']:.4f}; accuracy {pct(ce['test_acc'])} against {pct(k['test_acc'])}")
+    if ratio >= 2 and ce["test cross-entropy"] > k["test cross-entropy"]:
+        return f"The clipped loss keeps the CNN less sure: {numbers}."
+    if ratio <= 0.5:
+        return f"The clipped loss does not keep the CNN less sure; it is the surer one here: {numbers}."
+    return f"The loss makes little difference to how sure the CNN gets here: {numbers}."
+
+
+def every_digit_section(shift: dict) -> list[str]:
+    """The study's test on every digit, the accuracy per digit and shift, and what shifted digits become."""
+    if "every_digit" not in shift:
+        return []
+    per = shift["per_class"]
+    rows = [{"digit": c, **{f"dy={dy}": acc[k] for k, dy in enumerate(per["dys"])}}
+            for c, acc in enumerate(per["accuracy"])]  # fmt: skip
+    return [
+        "### Every digit, not one",
+        "",
+        "The study's test on the first test image of each digit (CNN, P(true class); in brackets the class "
+        "that took over):",
+        "",
+        markdown_table(shift["every_digit"]),
+        "![every digit](figures/shift_every_digit.png)",
+        "",
+        f"Accuracy per digit and vertical shift over the {shift.get('samples', 0)} test images of the grid:",
+        "",
+        markdown_table(rows),
+        "![accuracy per digit and shift](figures/shift_per_class.png)",
+        "",
+        "What the shifted digits become (the most frequent mistakes at each dy):",
+        "",
+        markdown_table(shift["confusions"]),
+        "",
+    ]
+
+
+def augment_section(augment: dict) -> list[str]:
+    """Architecture (max vs anti-aliased pooling) against augmentation (training shift)."""
+    lever_rows = augment.get("levers", [])
+    lines = [
+        f"### Architecture vs augmentation ({augment['recipe']} recipe, CNN only)",
+        "",
+        "One CNN per model and training shift: keras_cnn is the study's network, keras_cnn_aa the same with "
+        "anti-aliased max-pooling (max with stride 1, a 3×3 binomial blur with stride 2; Zhang 2019).",
+        "",
+        markdown_table(augment["rows"]),
+        "![architecture vs augmentation](figures/augment_sweep.png)",
+        "",
+    ]
+    if lever_rows:
+        best = {kind: max((r for r in lever_rows if r["lever"].startswith(kind)),
+                          key=lambda r: r["consistency (points)"], default=None)
+                for kind in ("model", "augment")}  # fmt: skip
+        lines += ["What each lever buys (differences of the rows above; consistency and grid accuracy up is "
+                  "better, change_1px down is better):", "", markdown_table(lever_rows)]
+        if best["model"] and best["augment"]:
+            m, a = best["model"], best["augment"]
+            lines += [f"The architecture's best gain in consistency is {m['consistency (points)']:+.1f} "
+                      f"points ({m['lever']}, {m['held fixed']}); the augmentation's is "
+                      f"{a['consistency (points)']:+.1f} ({a['lever']}, {a['held fixed']}).", ""]
+    return lines
 
 
 SEEDS_COLUMNS = ["metric", "n", "mean", "std", "min", "max", "study", "study_inside_our_range"]

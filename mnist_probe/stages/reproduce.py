@@ -1,5 +1,6 @@
 """The reproduce stage (+experiment=reproduce, `make reproduce`): the whole study on one CNN (the
-study's recipe), an augmentation sweep, then docs/RESULTS.md written from the results."""
+study's recipe), the same recipe with each other loss, an architecture × augmentation sweep, then
+docs/RESULTS.md written from the results."""
 
 from __future__ import annotations
 
@@ -26,44 +27,103 @@ CHAIN = {"train": train.run, "activations": activations.run, "interpreters": int
          "shift": shift.run}  # fmt: skip
 
 
-def compose_train(recipe: str) -> DictConfig:
-    """The train node of conf/train/RECIPE.yaml, composed (inside a Hydra app or outside one)."""
+def compose_node(group: str, option: str) -> DictConfig:
+    """The GROUP node of conf/GROUP/OPTION.yaml, composed (inside a Hydra app or outside one)."""
     if GlobalHydra.instance().is_initialized():
-        return compose("config", overrides=[f"train={recipe}"]).train
+        return compose("config", overrides=[f"{group}={option}"])[group]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose("config", overrides=[f"train={recipe}"]).train
+        return compose("config", overrides=[f"{group}={option}"])[group]
 
 
 def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> dict:
-    """One CNN per train.augment.shift value (a lighter recipe), each through the shift stage."""
+    """Architecture against augmentation: one CNN per model × train.augment.shift (a lighter recipe),
+    each through the shift stage, and what each lever buys in consistency and 1-px flips."""
     acfg = cfg.reproduce.augment
     rows, curves = [], {}
-    for value in acfg.shifts:
-        sub = cfg.copy()
-        sub.train = OmegaConf.merge(compose_train(acfg.recipe), acfg.train_overrides,
-                                    {"augment": {"shift": float(value)}})  # fmt: skip
-        sub.shift.models = []
-        job = out_dir / f"augment.shift={value}"
-        log.info("augmentation sweep: train.augment.shift=%s", value)
-        res = shift.run(sub, job)
-        write_json(job / "results.json", res)
-        row = res["dataset"][0]
-        curves[f"augment.shift={value}"] = res["curves"]["CNN"]
-        dys, accs = res["curves"]["CNN"]
-        rows.append({"train.augment.shift": value, "max shift (px)": round(28 * float(value), 1),
-                     "test_acc": res["cnn_test_acc"], "acc_dy-4": accs[dys.index(-4)] if -4 in dys else None,
-                     "acc_grid_mean": row["acc_grid_mean"], "consistency": row["consistency"],
-                     "change_1px": row["change_1px"]})  # fmt: skip
+    for model in acfg.models:
+        for value in acfg.shifts:
+            sub = cfg.copy()
+            sub.model = compose_node("model", model)
+            sub.train = OmegaConf.merge(compose_node("train", acfg.recipe), acfg.train_overrides,
+                                        {"augment": {"shift": float(value)}})  # fmt: skip
+            sub.shift.models = []
+            job = out_dir / f"model={model}.shift={value}"
+            log.info("architecture vs augmentation: model=%s train.augment.shift=%s", model, value)
+            res = shift.run(sub, job)
+            write_json(job / "results.json", res)
+            row = res["dataset"][0]
+            dys, accs = res["curves"]["CNN"]
+            curves[f"{model}, shift {value}"] = (dys, accs)
+            near = {f"acc_dy{dy}": accs[dys.index(dy)] for dy in (-3, -4, -5) if dy in dys}
+            rows.append({"model": model, "train.augment.shift": value,
+                         "max shift (px)": round(28 * float(value), 1), "test_acc": res["cnn_test_acc"],
+                         **near, "acc_grid_mean": row["acc_grid_mean"], "consistency": row["consistency"],
+                         "change_1px": row["change_1px"]})  # fmt: skip
     write_table(rows, out_dir / "augment")
-    title = f"CNN test accuracy against vertical shift, by training augmentation ({acfg.recipe} recipe)"
+    title = f"CNN test accuracy against vertical shift, by model and augmentation ({acfg.recipe} recipe)"
     save(curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title), out_dir / "augment_sweep.png")
-    return {"recipe": acfg.recipe, "rows": rows, "curves": curves}
+    return {"recipe": acfg.recipe, "rows": rows, "curves": curves, "levers": levers(rows)}
+
+
+def levers(rows: list[dict]) -> list[dict]:
+    """What each lever buys, read off the sweep's rows: the consistency and 1-px flips gained by
+    every architecture over the first model at the same augmentation, and by every augmentation
+    over none with the same architecture."""
+    cell = {(r["model"], r["train.augment.shift"]): r for r in rows}
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    shifts = list(dict.fromkeys(r["train.augment.shift"] for r in rows))
+    out = []
+
+    def gain(lever: str, held: str, a: dict, b: dict) -> None:
+        out.append({"lever": lever, "held fixed": held,
+                    "consistency (points)": round(100 * (b["consistency"] - a["consistency"]), 1),
+                    "change_1px (points)": round(100 * (b["change_1px"] - a["change_1px"]), 1),
+                    "acc_grid_mean (points)": round(100 * (b["acc_grid_mean"] - a["acc_grid_mean"]), 1)})
+
+    first = models[0]
+    for model in models[1:]:
+        for value in shifts:
+            if (first, value) in cell and (model, value) in cell:
+                gain(f"model {first} → {model}", f"shift {value}", cell[first, value], cell[model, value])
+    if 0.0 in shifts:
+        for model in models:
+            for value in (v for v in shifts if v != 0.0):
+                if (model, 0.0) in cell and (model, value) in cell:
+                    gain(f"augment.shift 0 → {value}", f"model {model}", cell[model, 0.0], cell[model, value])
+    return out
+
+
+def loss_comparison(cfg: DictConfig, out_dir: Path, main: dict) -> list[dict]:
+    """The study's recipe again with each of reproduce.losses (train stage only): does the loss
+    decide how confident the CNN gets? One row per loss, the main CNN's first."""
+    rows = [loss_row(cfg.train.loss, main)]
+    if cfg.get("checkpoint"):  # a user's weights: no recipe to train again
+        return rows
+    for loss in cfg.reproduce.losses:
+        if loss == cfg.train.loss:
+            continue
+        sub = cfg.copy()
+        sub.train.loss = loss
+        log.info("loss comparison: train.loss=%s", loss)
+        res = train.run(sub, out_dir / f"loss={loss}")
+        write_json(out_dir / f"loss={loss}" / "results.json", res)
+        rows.append(loss_row(loss, res))
+    return rows
+
+
+def loss_row(loss: str, res: dict) -> dict:
+    sure, cal = res["confidence"], res["calibration"]
+    return {"train.loss": loss, "test_acc": res["test_acc"], "errors": sure["errors"],
+            "test cross-entropy": sure["cross_entropy"], "largest |logit|": sure["max_abs_logit"],
+            "ECE": cal["before"]["ece"], "ECE after T": cal["after"]["ece"], "T": cal["temperature"],
+            "epochs": res.get("epochs"), "key": res["key"]}  # fmt: skip
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Train (cfg.train, the study's recipe under +experiment=reproduce), run every stage, report."""
     start = time.perf_counter()
     results = run_stages(cfg, out_dir, CHAIN)
+    results["losses"] = loss_comparison(cfg, out_dir / "losses", results["train"])
     results["augment"] = augmentation_sweep(cfg, out_dir / "augment")
     bench = Path(cfg.reproduce.bench)
     results["bench"] = json.loads(bench.read_text()) if bench.is_file() else None
