@@ -24,6 +24,8 @@ _API = {
     # model
     "KerasCNN": "model", "LitCNN": "model", "load_model": "model", "LAYER_NAMES": "model",
     "CODE_LAYER": "model",
+    # Keras files
+    "load_keras": "keras_weights", "save_keras": "keras_weights",
     # train
     "Recipe": "train", "TrainedCNN": "train", "fit_or_load": "train", "from_checkpoint": "train",
     "accuracy": "train", "confidence": "train", "test_logits": "train",

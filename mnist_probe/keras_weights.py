@@ -8,6 +8,9 @@ loads the weights of its 4 Conv2D and 2 Dense layers, in order, into a KerasCNN:
 - dense kernels are (in, out) in Keras; PyTorch's Linear keeps (out, in);
 - dense_1's 3,136 input rows come in Keras's Flatten order, H×W×C (7×7×64, channels last);
   PyTorch flattens C×H×W, so the rows are permuted, or every prediction would be wrong.
+
+`save_keras` goes the other way: a KerasCNN's weights as a Keras 2 weights file, which Keras's
+`model.load_weights("model.h5")` reads into the study's Sequential (and `load_keras` reads back).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from mnist_probe.errors import UserError
 
 SUFFIXES = (".h5", ".hdf5", ".keras")
 WEIGHTED = ("Conv2D", "Dense")
+# The study's Sequential as Keras 2 names its layers (the KerasCNN's module names are the same).
+KERAS2_LAYERS = ("conv2d_1", "conv2d_2", "max_pooling2d_1", "dropout_1", "conv2d_3", "conv2d_4",
+                 "max_pooling2d_2", "dropout_2", "flatten_1", "dense_1", "dropout_3", "dense_2")  # fmt: skip
 
 
 def _keras2(f: h5py.File) -> list[list[np.ndarray]]:
@@ -116,3 +122,44 @@ def load_keras(path: str | Path, model: nn.Module) -> nn.Module:
     """Load a Keras file's weights into model (a KerasCNN); returns it in eval mode."""
     model.load_state_dict(to_torch(read_layers(path), model))
     return model.eval()
+
+
+def save_keras(model: nn.Module, path: str | Path) -> Path:
+    """A KerasCNN's weights as a Keras 2 HDF5 weights file (model_weights/<layer>/<layer>/kernel:0,
+    bias:0): kernels HWIO, dense kernels (in, out), dense_1's rows in Keras's H×W×C flatten order.
+    Written whole or not at all (a temporary file, renamed)."""
+    children = dict(model.named_children())
+    convs = [n for n, m in children.items() if isinstance(m, nn.Conv2d)]
+    denses = [n for n, m in children.items() if isinstance(m, nn.Linear)]
+    if convs + denses != [n for n in KERAS2_LAYERS if n.startswith(("conv2d", "dense"))]:
+        raise UserError(f"save_keras writes the study's KerasCNN only; this model's weighted layers are "
+                        f"{', '.join(convs + denses) or 'none'}")  # fmt: skip
+    layers = {}
+    for name in convs + denses:
+        module = children[name]
+        kernel = module.weight.detach().float().cpu()
+        if name in convs:
+            kernel = kernel.permute(2, 3, 1, 0)  # OIHW -> HWIO
+        else:
+            kernel = kernel.T  # (out, in) -> (in, out)
+            if name == denses[0]:  # PyTorch's C×H×W rows -> Keras's H×W×C
+                channels = children[convs[-1]].out_channels
+                rows, side = kernel.shape[0], int(round((kernel.shape[0] / channels) ** 0.5))
+                kernel = kernel.reshape(channels, side, side, -1).permute(1, 2, 0, 3).reshape(rows, -1)
+        layers[name] = [kernel.numpy(), module.bias.detach().float().cpu().numpy()]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["keras_version"] = b"2.2.4"
+        f.attrs["backend"] = b"tensorflow"
+        root = f.create_group("model_weights")
+        root.attrs["layer_names"] = [n.encode() for n in KERAS2_LAYERS]
+        for name in KERAS2_LAYERS:
+            group = root.create_group(name)
+            names = [f"{name}/kernel:0", f"{name}/bias:0"] if name in layers else []
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for weight_name, value in zip(names, layers.get(name, []), strict=True):
+                group.create_dataset(weight_name, data=value)
+    tmp.replace(path)
+    return path

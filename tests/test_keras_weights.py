@@ -12,6 +12,7 @@ import torch
 
 from mnist_probe import UserError
 from mnist_probe.data import load_mnist, to_float
+from mnist_probe.keras_weights import load_keras, read_layers, save_keras
 from mnist_probe.model import KerasCNN, load_model
 from mnist_probe.stages.common import trained_cnn
 from tests.conftest import make_cfg, mnist_root
@@ -124,3 +125,27 @@ def test_checkpoint_equals_a_keras_file_opens_up_a_keras_trained_cnn(small_run, 
     cnn = trained_cnn(make_cfg(tmp_path, "+experiment=train", "data.test_subset=1000",
                                f"checkpoint={tmp_path / 'model.h5'}"))  # fmt: skip
     assert cnn.key.startswith("file-") and cnn.test_acc == pytest.approx(results["test_acc"], abs=1e-9)
+
+
+def test_save_keras_writes_what_keras_holds_and_reads_back(tmp_path, images):
+    model = KerasCNN().eval()
+    path = save_keras(model, tmp_path / "out" / "model.h5")
+    expected = keras_layers(model)  # the layout built independently above
+    written = read_layers(path)
+    assert len(written) == 6
+    for (kernel, bias), name in zip(written, ["conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dense_1",
+                                              "dense_2"], strict=True):  # fmt: skip
+        np.testing.assert_array_equal(kernel, expected[name][0])
+        np.testing.assert_array_equal(bias, expected[name][1])
+    back = load_keras(path, KerasCNN())
+    with torch.no_grad():
+        assert torch.equal(back(images), model(images))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.h5"]  # no partial file left
+
+
+def test_save_keras_refuses_another_architecture_in_one_line(tmp_path):
+    other = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(2704, 10))
+    refusal = r"^save_keras writes the study's KerasCNN only; this model's weighted layers are 0, 2$"
+    with pytest.raises(UserError, match=refusal):
+        save_keras(other, tmp_path / "model.h5")
+    assert list(tmp_path.iterdir()) == []
