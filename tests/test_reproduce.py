@@ -64,6 +64,10 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     assert "### Does the loss decide how sure it gets?" in report
     assert f"| keras | {keras_loss['test_acc']:.4g} | {keras_loss['confidence']['errors']} |" in report
     assert "figures/calibration_loss=keras.png" in links
+    # the CNN through a Keras 2 weights file and back, as checkpoint=model.h5 would read it
+    assert "### Your own Keras weights" in report and (out / "keras" / "model.h5").is_file()
+    n = train["test_images"]
+    assert f"the same top-1 class on {n:,} of {n:,} test images" in report
     # every digit: the study's test on each digit's first image, per-class accuracy, confusions
     assert "### Every digit, not one" in report and "figures/shift_every_digit.png" in links
     assert "figures/shift_per_class.png" in links and "most frequent (true → predicted: images)" in report

@@ -333,6 +333,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         markdown_table(cnn_rows(cfg, train)),
         "![calibration](figures/calibration.png)" if train.get("calibration") else "",
         *loss_section(results.get("losses"), out_dir, figures),
+        *keras_file_section(results.get("keras_file")),
         "## 1. Activations: feature maps (h = 1, 2, 5, 6, 8) and code vectors (h = 10)",
         "",
         f"Test image #{act['indices'][0]}; all 64 maps of each layer.",
@@ -440,6 +441,23 @@ def loss_verdict(rows: list[dict]) -> str:
     if ratio <= 0.5:
         return f"The clipped loss does not keep the CNN less sure; it is the surer one here: {numbers}."
     return f"The loss makes little difference to how sure the CNN gets here: {numbers}."
+
+
+def keras_file_section(trip: dict | None) -> list[str]:
+    """The CNN through a Keras 2 weights file and back, as `checkpoint=model.h5` reads one."""
+    if not trip:
+        return []
+    return [
+        "### Your own Keras weights (`checkpoint=model.h5` or `.keras`)",
+        "",
+        f"This CNN written as a Keras 2 weights file (`mnist_probe.save_keras`: HWIO kernels, "
+        f"(in, out) dense kernels, dense_1's rows in Keras's H×W×C flatten order; {trip['megabytes']} MB) "
+        f"and opened the way `checkpoint=model.h5` opens a Keras-trained CNN: test accuracy "
+        f"{pct(trip['test_acc'])} → {pct(trip['test_acc_from_keras_file'])}, the same top-1 class on "
+        f"{trip['same_top1']:,} of {trip['images']:,} test images, logits within "
+        f"{trip['max_abs_logit_diff']:.2g}.",
+        "",
+    ]
 
 
 def every_digit_section(shift: dict) -> list[str]:

@@ -15,9 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe.cache import write_json
 from mnist_probe.config import CONF
+from mnist_probe.data import split_tensors
+from mnist_probe.keras_weights import save_keras
 from mnist_probe.stages import activations, interpreters, shift, train
-from mnist_probe.stages.common import run_stages
+from mnist_probe.stages.common import data_spec, plain, run_stages, trained_cnn
 from mnist_probe.stages.report import write_report, write_table
+from mnist_probe.train import from_checkpoint, test_logits
 from mnist_probe.viz import curves_plot, save
 
 log = logging.getLogger(__name__)
@@ -119,11 +122,26 @@ def loss_row(loss: str, res: dict) -> dict:
             "epochs": res.get("epochs"), "key": res["key"]}  # fmt: skip
 
 
+def keras_round_trip(cfg: DictConfig, out_dir: Path) -> dict:
+    """The CNN written as a Keras 2 weights file (save_keras) and opened the way `checkpoint=FILE`
+    opens a user's Keras weights: do the predictions survive the layout change?"""
+    cnn = trained_cnn(cfg)
+    path = save_keras(cnn.model, out_dir / "model.h5")
+    back = from_checkpoint(path, data_spec(cfg), cfg.paths.cache, plain(cfg.model))
+    images, labels = split_tensors(data_spec(cfg), "scored")
+    ours, theirs = test_logits(cnn.model, images), test_logits(back.model, images)
+    return {"file": str(path), "megabytes": round(path.stat().st_size / 2**20, 2), "images": len(labels),
+            "test_acc": cnn.meta["test_acc"], "test_acc_from_keras_file": back.meta["test_acc"],
+            "same_top1": int((ours.argmax(1) == theirs.argmax(1)).sum()),
+            "max_abs_logit_diff": float((ours - theirs).abs().max())}  # fmt: skip
+
+
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Train (cfg.train, the study's recipe under +experiment=reproduce), run every stage, report."""
     start = time.perf_counter()
     results = run_stages(cfg, out_dir, CHAIN)
     results["losses"] = loss_comparison(cfg, out_dir / "losses", results["train"])
+    results["keras_file"] = keras_round_trip(cfg, out_dir / "keras")
     results["augment"] = augmentation_sweep(cfg, out_dir / "augment")
     bench = Path(cfg.reproduce.bench)
     results["bench"] = json.loads(bench.read_text()) if bench.is_file() else None
