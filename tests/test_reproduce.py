@@ -68,6 +68,9 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     assert "### Your own Keras weights" in report and (out / "keras" / "model.h5").is_file()
     n = train["test_images"]
     assert f"the same top-1 class on {n:,} of {n:,} test images" in report
+    # what TensorBoard holds, read back from the run's event files: the shift scrub among it
+    scrub = r"^\| shift_scrub \| images \| \d+ \| \d+ \| shift/tb/shift \| 0\.\.5 \|$"
+    assert re.search(scrub, report, flags=re.M)
     # every digit: the study's test on each digit's first image, per-class accuracy, confusions
     assert "### Every digit, not one" in report and "figures/shift_every_digit.png" in links
     assert "figures/shift_per_class.png" in links and "most frequent (true → predicted: images)" in report

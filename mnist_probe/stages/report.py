@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import logging
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -385,6 +386,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
         *every_digit_section(shift),
         *augment_section(results["augment"]),
         *seeds_section(results.get("seeds"), figures),
+        *tensorboard_section(out_dir, ["train", "activations", "interpreters", "shift"]),
         "## Performance (`make bench`)",
         "",
         bench_section(results["bench"]),
@@ -441,6 +443,53 @@ def loss_verdict(rows: list[dict]) -> str:
     if ratio <= 0.5:
         return f"The clipped loss does not keep the CNN less sure; it is the surer one here: {numbers}."
     return f"The loss makes little difference to how sure the CNN gets here: {numbers}."
+
+
+def tensorboard_tags(run_dir: Path, stages: list[str]) -> list[dict]:
+    """What these stages of a run logged to TensorBoard, by tag group (the tag's first part): how many
+    tags, how many entries, which steps; read back from the event files, so the report says what is
+    there."""
+    from tensorboard.backend.event_processing import event_accumulator as ea  # only when reporting
+
+    groups: dict[str, dict] = {}
+    found = [e for stage in stages for e in sorted((run_dir / stage).rglob("events.out.tfevents.*"))]
+    for events in found:
+        acc = ea.EventAccumulator(str(events), size_guidance={ea.IMAGES: 0, ea.SCALARS: 0, ea.TENSORS: 0})
+        acc.Reload()
+        tags = acc.Tags()
+        for kind, read in (("images", acc.Images), ("scalars", acc.Scalars)):
+            for tag in tags.get(kind, []):
+                steps = [e.step for e in read(tag)]
+                g = groups.setdefault(tag.split("/")[0], {"tag group": tag.split("/")[0], "kind": kind,
+                                                         "tags": 0, "entries": 0, "steps": set(),
+                                                         "where": str(events.parent.relative_to(run_dir))})
+                g["tags"] += 1
+                g["entries"] += len(steps)
+                g["steps"].update(steps)
+    rows = []
+    for g in groups.values():
+        steps = sorted(g.pop("steps"))
+        g["steps"] = f"{steps[0]}..{steps[-1]}" if len(steps) > 1 else str(steps[0]) if steps else ""
+        rows.append(g)
+    return rows
+
+
+def tensorboard_section(run_dir: Path, stages: list[str]) -> list[str]:
+    rows = tensorboard_tags(run_dir, stages)
+    if not rows:
+        return []
+    where = os.path.relpath(run_dir) if run_dir.is_absolute() and Path.cwd() in run_dir.parents else run_dir
+    return [
+        "## TensorBoard",
+        "",
+        f"`tensorboard --logdir {where}` (or `make tensorboard` for every run) shows what this run logged, "
+        "read back here from its event files. In `shift_scrub` the step is the shift's position in the "
+        "study's sequence: the step slider scrubs the translation and the feature maps deform with it. A "
+        "multirun sweep adds each job's overrides and headline numbers to the HParams dashboard.",
+        "",
+        markdown_table(rows),
+        "",
+    ]
 
 
 def keras_file_section(trip: dict | None) -> list[str]:
