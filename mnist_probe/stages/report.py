@@ -403,7 +403,7 @@ def write_report(cfg: DictConfig, out_dir: Path, results: dict, docs: Path) -> P
 
 def loss_section(rows: list[dict] | None, out_dir: Path, figures: Path) -> list[str]:
     """The study's recipe once per train.loss: how sure each CNN gets, and what that says."""
-    if not rows or len(rows) < 2:
+    if not rows:
         return []
     shown = []
     for row in rows[1:]:
@@ -420,7 +420,8 @@ def loss_section(rows: list[dict] | None, out_dir: Path, figures: Path) -> list[
         "on the validation split.",
         "",
         markdown_table(rows, [c for c in rows[0] if c != "key"]),
-        loss_verdict(rows),
+        loss_verdict(rows) if len(rows) > 1 else "Only this CNN's loss was trained in this report; "
+        "`reproduce.losses=[cross_entropy,keras]` (the default) trains the recipe with the other one too.",
         "",
         *[f"![{name}](figures/{name})" for name in shown],
         "",
