@@ -99,10 +99,10 @@ def test_levers_are_differences_of_the_sweep_rows():
 
 def test_the_loss_verdict_follows_the_numbers():
     def row(loss, logit, ce):
-        return {"train.loss": loss, "largest |logit|": logit, "test cross-entropy": ce, "test_acc": 0.993}
+        return {"train.loss": loss, "largest logit size": logit, "test cross-entropy": ce, "test_acc": 0.993}
 
     assert loss_verdict([row("cross_entropy", 8268, 0.352), row("keras", 40, 0.03)]).startswith(
-        "The clipped loss keeps the CNN less sure: largest |logit| 8,268 with cross_entropy against 40")
+        "The clipped loss keeps the CNN less sure: largest logit size 8,268 with cross_entropy against 40")
     assert loss_verdict([row("cross_entropy", 30, 0.023), row("keras", 26, 0.028)]).startswith(
         "The loss makes little difference")
     assert "it is the surer one" in loss_verdict([row("cross_entropy", 20, 0.02), row("keras", 90, 0.05)])

@@ -434,9 +434,9 @@ def loss_verdict(rows: list[dict]) -> str:
     if not {"cross_entropy", "keras"} <= by.keys():
         return ""
     ce, k = by["cross_entropy"], by["keras"]
-    big, small = ce["largest |logit|"], k["largest |logit|"]
+    big, small = ce["largest logit size"], k["largest logit size"]
     ratio = big / max(small, 1e-9)
-    numbers = (f"largest |logit| {big:,.0f} with cross_entropy against {small:,.0f} "
+    numbers = (f"largest logit size {big:,.0f} with cross_entropy against {small:,.0f} "
                f"clipped (×{ratio:.2g}); test cross-entropy {ce['test cross-entropy']:.4f} against "
                f"{k['test cross-entropy']:.4f}; accuracy {pct(ce['test_acc'])} against {pct(k['test_acc'])}")
     if ratio >= 2 and ce["test cross-entropy"] > k["test cross-entropy"]:

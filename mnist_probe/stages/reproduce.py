@@ -117,7 +117,7 @@ def loss_comparison(cfg: DictConfig, out_dir: Path, main: dict) -> list[dict]:
 def loss_row(loss: str, res: dict) -> dict:
     sure, cal = res["confidence"], res["calibration"]
     return {"train.loss": loss, "test_acc": res["test_acc"], "errors": sure["errors"],
-            "test cross-entropy": sure["cross_entropy"], "largest |logit|": sure["max_abs_logit"],
+            "test cross-entropy": sure["cross_entropy"], "largest logit size": sure["max_abs_logit"],
             "ECE": cal["before"]["ece"], "ECE after T": cal["after"]["ece"], "T": cal["temperature"],
             "epochs": res.get("epochs"), "key": res["key"]}  # fmt: skip
 

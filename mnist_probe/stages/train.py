@@ -29,7 +29,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         how = "from cache" if meta["cached"] else f"trained in {meta['train_seconds']:.0f}s"
     log.info("CNN test accuracy %.2f%% on %d images (%s; %s)",
              100 * meta["test_acc"], meta["test_images"], how, meta["checkpoint"])  # fmt: skip
-    log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest |logit| %.0f",
+    log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
              sure["cross_entropy"], sure["errors"], 100 * sure["error_share_of_loss"],
              sure["mean_loss_on_errors"], sure["max_abs_logit"])  # fmt: skip
     calibration = calibrate(cfg, cnn.model, logits, labels, out_dir)
