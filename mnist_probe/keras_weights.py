@@ -147,6 +147,13 @@ def save_keras(model: nn.Module, path: str | Path) -> Path:
                 rows, side = kernel.shape[0], int(round((kernel.shape[0] / channels) ** 0.5))
                 kernel = kernel.reshape(channels, side, side, -1).permute(1, 2, 0, 3).reshape(rows, -1)
         layers[name] = [kernel.numpy(), module.bias.detach().float().cpu().numpy()]
+    return write_keras2(path, layers)
+
+
+def write_keras2(path: str | Path, layers: dict[str, list[np.ndarray]]) -> Path:
+    """A Keras 2 HDF5 weights file, as `model.save("model.h5")` lays it out: model_weights/<layer>/
+    <layer>/{kernel,bias}:0 for each of the study's layers named in `layers` (arrays already in
+    Keras's layout). Written whole or not at all (a temporary file, renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")

@@ -1,5 +1,6 @@
-"""Your own Keras weights: files built here in Keras's own layouts with h5py (no TensorFlow), loaded
-into the KerasCNN, and checked against the model they came from."""
+"""Your own Keras weights: Keras 2 files (the library's write_keras2) and Keras 3 archives (built
+here) in Keras's own layouts with h5py (no TensorFlow), their arrays laid out here independently of
+the loader and of save_keras, loaded into the KerasCNN and checked against the model they came from."""
 
 import io
 import json
@@ -12,14 +13,11 @@ import torch
 
 from mnist_probe import UserError
 from mnist_probe.data import load_mnist, to_float
-from mnist_probe.keras_weights import load_keras, read_layers, save_keras
+from mnist_probe.keras_weights import KERAS2_LAYERS as KERAS2
+from mnist_probe.keras_weights import load_keras, read_layers, save_keras, write_keras2
 from mnist_probe.model import KerasCNN, load_model
 from mnist_probe.stages.common import trained_cnn
 from tests.conftest import make_cfg, mnist_root
-
-# The study's Sequential as Keras 2 names it; None marks the layers without weights.
-KERAS2 = ["conv2d_1", "conv2d_2", "max_pooling2d_1", "dropout_1", "conv2d_3", "conv2d_4", "max_pooling2d_2",
-          "dropout_2", "flatten_1", "dense_1", "dropout_3", "dense_2"]  # fmt: skip
 
 
 def keras_layers(model: KerasCNN) -> dict[str, list[np.ndarray]]:
@@ -37,20 +35,6 @@ def keras_layers(model: KerasCNN) -> dict[str, list[np.ndarray]]:
             continue
         out[name] = [kernel.numpy().copy(), module.bias.detach().numpy().copy()]
     return out
-
-
-def write_keras2(path, layers: dict[str, list[np.ndarray]]) -> None:
-    """model.save('model.h5') of Keras 2: model_weights/<layer>/<layer>/{kernel,bias}:0."""
-    with h5py.File(path, "w") as f:
-        f.attrs["keras_version"] = b"2.2.4"
-        root = f.create_group("model_weights")
-        root.attrs["layer_names"] = [n.encode() for n in KERAS2]
-        for name in KERAS2:
-            group = root.create_group(name)
-            names = [f"{name}/kernel:0", f"{name}/bias:0"] if name in layers else []
-            group.attrs["weight_names"] = [n.encode() for n in names]
-            for weight_name, value in zip(names, layers.get(name, []), strict=True):
-                group.create_dataset(weight_name, data=value)
 
 
 def write_keras3(path, layers: dict[str, list[np.ndarray]]) -> None:
