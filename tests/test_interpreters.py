@@ -1,4 +1,5 @@
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ def test_unknown_interpreter_lists_valid_ones(trained):
         interpreter_settings(cfg, "dt@voxels")
 
 
-def test_interpreters_stage_table_and_probes(small_run, tmp_path):
+def test_interpreters_stage_table_and_probes(small_run, tmp_path, caplog):
     trained_cfg, _ = small_run
     cfg = make_cfg(
         tmp_path, "+experiment=interpreters", *SMALL_TRAIN, "interpreters.models=[dt,dt@pixels]",
@@ -139,6 +140,14 @@ def test_interpreters_stage_table_and_probes(small_run, tmp_path):
     assert probes[-1] > 0.8 and probes[9] > probes[0]  # the code vector is more separable than conv2d_1
     assert probes[2] == probes[3]  # dropout in eval mode changes nothing
     assert (out / "probes.png").is_file() and (out / "interpreters.png").is_file()
+    # the probes are cached per CNN and samples: a second run reads them, the same numbers
+    with caplog.at_level(logging.INFO, logger="mnist_probe.stages.interpreters"):
+        again = run(make_cfg(tmp_path / "again", "+experiment=interpreters", *SMALL_TRAIN,
+                             "interpreters.models=[dt]", "interpreters.probes.train_samples=300",
+                             "interpreters.probes.test_samples=300",
+                             cache=Path(trained_cfg.paths.cache)))  # fmt: skip
+    assert again["probes"] == results["probes"]
+    assert "linear probes from the cache" in caplog.text
 
 
 def test_sweep_summary_collects_every_job(tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mnist_probe import study
+from mnist_probe.cache import config_key, get_or_compute
 from mnist_probe.data import split_tensors, to_float
 from mnist_probe.interpreters import linear_probes
 from mnist_probe.stages.common import (
@@ -24,21 +25,35 @@ from mnist_probe.stages.common import (
     writer,
 )
 from mnist_probe.stages.report import write_table
+from mnist_probe.train import TrainedCNN
 from mnist_probe.viz import interpreter_bars, probe_plot, save
 
 log = logging.getLogger(__name__)
 
 
-def probes(cfg: DictConfig, model, train_samples: int, test_samples: int | None) -> list[dict]:
+# What decides a probe's numbers besides the CNN and the samples: bump when linear_probes changes.
+PROBES_VERSION = "standardscaler-logreg-C0.1-iter100"
+
+
+def probes(cfg: DictConfig, cnn: TrainedCNN, train_samples: int, test_samples: int | None) -> list[dict]:
     """Linear probes on every layer: train_samples random training images, the first test_samples
-    test images (all when None)."""
+    test images (all when None). Cached per CNN and samples (minutes of fitting on 2 cores)."""
     data = data_spec(cfg)
-    x_train, y_train = split_tensors(data, "train")
-    keep = np.random.default_rng(0).permutation(len(y_train))[:train_samples]
-    x_test, y_test = split_tensors(data, "test")
-    x_test, y_test = x_test[:test_samples], y_test[:test_samples]
-    return linear_probes(model, to_float(x_train[keep]), y_train[keep].numpy(),
-                         to_float(x_test), y_test.numpy())  # fmt: skip
+
+    def compute(staging: Path) -> dict:
+        x_train, y_train = split_tensors(data, "train")
+        keep = np.random.default_rng(0).permutation(len(y_train))[:train_samples]
+        x_test, y_test = split_tensors(data, "test")
+        x_test, y_test = x_test[:test_samples], y_test[:test_samples]
+        return {"rows": linear_probes(cnn.model, to_float(x_train[keep]), y_train[keep].numpy(),
+                                      to_float(x_test), y_test.numpy())}  # fmt: skip
+
+    key = config_key(PROBES_VERSION, cnn.key, data.content(), train_samples, test_samples)
+    entry = Path(cfg.paths.cache) / f"probes-{key}"
+    rows, _, cached = get_or_compute(entry, compute, lambda _, meta: meta["rows"])
+    if cached:
+        log.info("linear probes from the cache (probes-%s)", key)
+    return rows
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -73,7 +88,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     results: dict = {"cnn_key": cnn.key, "rows": rows}
     pcfg = cfg.interpreters.probes
     if pcfg.enabled and not cfg.get("interpreter"):  # not in every job of an interpreter sweep
-        results["probes"] = probes(cfg, cnn.model, pcfg.train_samples, pcfg.test_samples)
+        results["probes"] = probes(cfg, cnn, pcfg.train_samples, pcfg.test_samples)
         tb.add_text("interpreters/probes", write_table(results["probes"], out_dir / "probes"))
         fig = probe_plot(results["probes"])
         tb.add_figure("interpreters/probes", fig, close=False)
