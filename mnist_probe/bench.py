@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -192,6 +194,7 @@ def plain_rate(cfg, precision: str, steps: int, warmup: int) -> float:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dm = make_datamodule(data_spec(cfg), recipe(cfg))
     dm.setup()
+    dm.hold_on(device)  # on a GPU, the images there once, as in the Lightning path
     model = make_lit(recipe(cfg), cfg.model).model.to(device).train()
     optimizer = instantiate(cfg.train.optimizer)(model.parameters())
     augment = dm.augment.to(device)
@@ -247,7 +250,7 @@ def bench_precision() -> tuple[list[dict], dict]:
     picks = f"precision auto picks {kept['chosen']} (the cached pick; this probe: {fresh['chosen']})"
     rows.append({"what": picks,
                  "value": fresh["rates"][fresh["chosen"]] / slower, "unit": "x the slower",
-                 "target": "the faster one"})  # fmt: skip
+                 "target": "the faster one", "met": kept["chosen"] == fresh["chosen"]})  # fmt: skip
     return rows, fresh["rates"]
 
 
@@ -277,7 +280,7 @@ def bench_training(
                 plain.append(plain_rate(cfg, precision, n_steps, n_warmup))
         light, plain = statistics.median(light), statistics.median(plain)
         dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
-        peak = matmul_peak(dtype, 256 if steps < 5 else 2048, n_repeats)
+        peak = matmul_peak(dtype, 256 if steps < 5 else 8192 if on_gpu() else 2048, n_repeats)
         achieved = train_flops * light / 1e9
         ratio = 100 * achieved / peak
         failed = f" [peak probe failed: its matmul read {peak:.2f} GFLOP/s]" if ratio > 100 else ""
@@ -294,47 +297,130 @@ def bench_training(
     return rows
 
 
-class TestAccuracyClock(pl.Callback):
-    """After every epoch: training seconds so far (the clock stops while it tests) and test accuracy."""
+class AccuracyClock(pl.Callback):
+    """Test accuracy every `every` training steps and at the end of each epoch, against the training
+    seconds and images seen so far (the clock stops while it tests)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
-        self.points: list[tuple[int, float, float]] = []  # (epoch, train seconds, test accuracy)
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, every: int) -> None:
+        self.images, self.labels, self.every = images, labels, max(int(every), 1)
+        self.points: list[dict] = []  # {epoch, step, images, seconds, acc}
         self.start = self.paused = 0.0
+        self.seen = 0
 
     def on_train_start(self, trainer, pl_module) -> None:
+        self.images = self.images.to(pl_module.device)  # the test set on the device once
         self.start = time.perf_counter()
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen += len(batch[1])
+        if trainer.global_step % self.every == 0:
+            self.measure(trainer, pl_module)
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.points or self.points[-1]["step"] != trainer.global_step:
+            self.measure(trainer, pl_module)
+
+    def measure(self, trainer, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
         stop = time.perf_counter()
         acc = accuracy(pl_module.model, self.images, self.labels)
         seconds = stop - self.start - self.paused
-        self.points.append((trainer.current_epoch + 1, seconds, acc))
+        self.points.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
+                            "images": self.seen, "seconds": seconds, "acc": acc})  # fmt: skip
         self.paused += time.perf_counter() - stop
 
 
-def bench_time_to_accuracy(cfg, target: float) -> list[dict]:
-    """Train the configured recipe from scratch (no cache); seconds until test accuracy >= target."""
+def time_to_accuracy(cfg, every: float) -> tuple[list[dict], int]:
+    """Train cfg's recipe from scratch (no cache), testing every `every` of an epoch: AccuracyClock's
+    points, and the number of training images in an epoch."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = make_datamodule(data_spec(cfg), recipe(cfg))
     dm.setup()
-    clock = TestAccuracyClock(*dm.tensors["test"])
+    steps_per_epoch = math.ceil(len(dm.tensors["train"][1]) / cfg.train.batch_size)
+    clock = AccuracyClock(*dm.tensors["test"], every=round(every * steps_per_epoch))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(recipe(cfg), Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
                                extra_callbacks=[clock])  # fmt: skip
         trainer.fit(make_lit(recipe(cfg), cfg.model), datamodule=dm)
-    rows = [{"what": f"epoch {e}: test accuracy after {s:.0f} s of training", "value": 100 * a, "unit": "%"}
-            for e, s, a in clock.points]  # fmt: skip
-    reached = [s for _, s, a in clock.points if a >= target]
-    what = f"time to {100 * target:.1f}% test accuracy ({cfg.train.epochs}-epoch recipe)"
-    value = reached[0] if reached else float("nan")  # nan: never reached
-    rows.append({"what": what, "value": value, "unit": "s", "target": "<= 300 s"})
-    return rows
+    return clock.points, len(dm.tensors["train"][1])
+
+
+def first_reaching(points: list[dict], target: float) -> dict | None:
+    """The first point whose test accuracy is at least target, or None."""
+    return next((p for p in points if p["acc"] >= target), None)
+
+
+def on_gpu() -> bool:
+    return torch.cuda.is_available()
+
+
+# The issue's targets (README "Performance"): 99.3% within 180 s on a 2-core CPU of the Xeon class
+# (about 1.2 epochs of 54k images at its 340 img/s), within 15 s on an H100.
+TARGET_ACC = 0.993
+TARGET_EPOCHS = 1.2
+
+
+def accuracy_rows(name: str, points: list[dict], train_images: int) -> list[dict]:
+    """Rows for one recipe's curve: when it first reached TARGET_ACC (seconds, images), and where it ended."""
+    never = {"seconds": float("nan"), "images": float("nan")}
+    hit = first_reaching(points, TARGET_ACC) or never
+    seconds_target = "<= 15 s" if on_gpu() else "<= 180 s"
+    images_target = f"<= {TARGET_EPOCHS * train_images:.0f} images"
+    fast, end = name == "train=fast", points[-1]
+    return [
+        {"what": f"{name}: time to {100 * TARGET_ACC:.1f}% test accuracy", "value": hit["seconds"],
+         "unit": "s", "target": seconds_target if fast else ""},
+        {"what": f"{name}: images seen until then", "value": hit["images"], "unit": "images",
+         "target": images_target if fast else ""},
+        {"what": f"{name}: in epochs of {train_images} images", "value": hit["images"] / train_images,
+         "unit": "epochs"},
+        {"what": f"{name}: final test accuracy, after {end['seconds']:.0f} s", "value": 100 * end["acc"],
+         "unit": "%", "target": ">= 99.5%" if name == "train=default" else ""},
+    ]  # fmt: skip
+
+
+# `make bench-long`: the fast recipe against the targets, and the default recipe's final accuracy.
+LONG = {"train=fast": ["train=fast"], "train=default": ["train=default"]}
+# `bench --levers`: each lever on its own, on the default recipe cut to one epoch; then the
+# combination that became train=fast, and the default recipe (docs/bench/h200/levers.json).
+ONE = ["train=default", "train.epochs=1"]
+LEVERS = {
+    "1 epoch": ONE,
+    "1 epoch, peak lr 0.001": [*ONE, "train.scheduler.factory.max_lr=0.001"],
+    "1 epoch, peak lr 0.004": [*ONE, "train.scheduler.factory.max_lr=0.004"],
+    "1 epoch, warm-up 10%": [*ONE, "train.scheduler.factory.pct_start=0.1"],
+    "1 epoch, warm-up 40%": [*ONE, "train.scheduler.factory.pct_start=0.4"],
+    "1 epoch, batch 64": [*ONE, "train.batch_size=64"],
+    "1 epoch, batch 256": [*ONE, "train.batch_size=256"],
+    "1 epoch, label smoothing 0.1": [*ONE, "train.loss=label_smoothing"],
+    "1 epoch, no augmentation": [*ONE, "train.augment.enabled=false"],
+    "1 epoch, half-strength augmentation": [*ONE, "train.augment.rotation=5", "train.augment.zoom=0.05",
+                                            "train.augment.shift=0.05"],
+    "1 epoch, foreach RMSprop": [*ONE, "+train.optimizer.foreach=true"],
+    "2 epochs": ["train=default", "train.epochs=2"],
+    "train=fast": ["train=fast"],
+    "train=default": ["train=default"],
+}
+
+
+def bench_long(overrides: list[str], every: float, recipes: dict[str, list[str]]) -> tuple[list[dict], dict]:
+    """Each recipe trained from scratch: rows (time and images to 99.3%, final accuracy; the targets
+    on train=fast and train=default) and every recipe's curve."""
+    rows, curves = [], {}
+    for name, extra in recipes.items():
+        cfg = compose_config("paths.output_dir=outputs/bench", *extra, *overrides)
+        log.info("bench-long: %s (%s)", name, " ".join(extra))
+        curves[name], train_images = time_to_accuracy(cfg, every)
+        rows += accuracy_rows(name, curves[name], train_images)
+    return rows, curves
 
 
 def bench_interpreters(cfg, names: list[str]) -> list[dict]:
-    """Fit seconds of each interpreter on the CNN's code vectors (fresh fits, not the cache)."""
-    x, y = features(cfg, "codes", "train", trained_cnn(cfg))
+    """Fit seconds of each interpreter on the CNN's code vectors (fresh fits, not the cache), and its
+    test accuracy (the speed levers must leave it within 0.1 point)."""
+    cnn = trained_cnn(cfg)
+    (x, y), (x_test, y_test) = (features(cfg, "codes", split, cnn) for split in ("train", "test"))
     rows, total = [], 0.0
     for name in names:
         estimator = instantiate(interpreter_settings(cfg, name)["estimator"])
@@ -342,14 +428,20 @@ def bench_interpreters(cfg, names: list[str]) -> list[dict]:
         estimator.fit(x, y)
         seconds = time.perf_counter() - start
         total += seconds
-        rows.append({"what": f"fit {name} on {len(y)} code vectors", "value": seconds, "unit": "s"})
+        acc = 100 * estimator.score(x_test, y_test)
+        rows += [{"what": f"fit {name} on {len(y)} code vectors", "value": seconds, "unit": "s"},
+                 {"what": f"  {name}: test accuracy", "value": acc, "unit": "%"}]
     rows.append({"what": f"fit all {len(names)} study interpreters", "value": total, "unit": "s",
-                 "target": "<= 90 s"})  # fmt: skip
+                 "target": "<= 60 s"})  # fmt: skip
     return rows
 
 
+# --tiny: a seconds-long smoke run of every part (the tests)
+TINY = ["data.train_subset=448", "data.test_subset=500", "train.batch_size=64", "train.epochs=2"]
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """Run every benchmark and write outputs/bench/bench.{json,md}."""
+    """Run every benchmark and write outputs/bench/bench.{json,md} (--long: bench-long.{json,md})."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="outputs/bench")
     parser.add_argument("--images", type=int, default=2000, help="images for inference benchmarks")
@@ -357,20 +449,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=24, help="timed training steps per repeat")
     parser.add_argument("--precisions", default="32-true,bf16-mixed", help="comma-separated")
     parser.add_argument("--long", action="store_true", help="only: time to 99.3%% test accuracy")
+    parser.add_argument("--levers", action="store_true", help="only: time to 99.3%% for each lever (LEVERS)")
+    parser.add_argument("--recipe", action="append", metavar="NAME=OVERRIDES",
+                        help="only: time to 99.3%% for this recipe (Hydra overrides, space-separated)")
+    parser.add_argument("--every", type=float, default=0.1, help="--long: test every this much of an epoch")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the CNN, e.g. train=keras")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = compose_config("paths.output_dir=outputs/bench", *args.overrides)
+    start = time.perf_counter()
+    overrides = [*args.overrides, *(TINY if args.tiny else [])]
+    if args.recipe:
+        recipes = dict(r.partition("=")[::2] for r in args.recipe)
+        rows, curves = bench_long(overrides, args.every, {k: v.split() for k, v in recipes.items()})
+        return report(rows, Path(args.out), "bench-recipes", curves=curves)
+    if args.long or args.levers:
+        rows, curves = bench_long(overrides, args.every, LEVERS if args.levers else LONG)
+        return report(rows, Path(args.out), "bench-levers" if args.levers else "bench-long", curves=curves)
+    cfg = compose_config("paths.output_dir=outputs/bench", *overrides)
     images_u8, _ = load_mnist(cfg.data.root, "test")
-    n = 64 if args.tiny else args.images
-    images = to_float(images_u8[:n])
+    images = to_float(images_u8[: 64 if args.tiny else args.images])
     steps, warmup = (2, 1) if args.tiny else (args.steps, 4)
-    if args.tiny:  # a quick setup with enough batches
-        cfg.data.train_subset, cfg.data.test_subset = 64 * (steps + warmup + 2), 500
-        cfg.train.batch_size, cfg.train.epochs = 64, 2
-    if args.long:
-        return report(bench_time_to_accuracy(cfg, 0.993), Path(args.out), "bench-long")
     rows = bench_refusal(args.repeats)
     probe_rows, probe = bench_precision()
     rows += probe_rows
@@ -381,16 +480,33 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.tiny:
         rows += bench_streaming(cfg.data.root)
         rows += bench_interpreters(cfg, ["nn", "svm", "rf", "gb", "dt"])
+    rows.append({"what": "make bench, wall time", "value": time.perf_counter() - start, "unit": "s",
+                 "target": "<= 600 s"})  # fmt: skip
     return report(rows, Path(args.out), "bench")
 
 
-def report(rows: list[dict], out: Path, name: str) -> dict:
-    """Round, write out/NAME.json and NAME.md, print the table (the command's output)."""
+def verdict(row: dict) -> str:
+    """'met' or 'not met' for a row whose target reads '<= N ...' or '>= N ...' (or that says so
+    itself, row['met']); '' for a row without a target."""
+    if "met" in row:
+        return "met" if row["met"] else "not met"
+    bound = re.match(r"\s*([<>]=)\s*([-\d.]+)", row.get("target") or "")
+    if not bound:
+        return ""
+    value, limit = float(row["value"]), float(bound.group(2))
+    if math.isnan(value):
+        return "not met (never reached)"
+    return "met" if (value <= limit if bound.group(1) == "<=" else value >= limit) else "not met"
+
+
+def report(rows: list[dict], out: Path, name: str, **extra) -> dict:
+    """Round, judge each target (met / not met), write out/NAME.json and NAME.md, print the table."""
     for row in rows:
         row["value"] = round(float(row["value"]), 2)
-    result = {"machine": machine(), "rows": rows}
+        row["met"] = verdict(row)
+    result = {"machine": machine(), "rows": rows, **extra}
     write_json(out / f"{name}.json", result)
-    md = write_table(rows, out / name, ["what", "value", "unit", "target"])
+    md = write_table(rows, out / name, ["what", "value", "unit", "target", "met"])
     print(f"machine: {json.dumps(result['machine'])}\n\n{md}")
     return result
 

@@ -211,6 +211,16 @@ class MNISTDataModule(pl.LightningDataModule):
         if not self.tensors:  # the 60k training images read once for both splits
             train = load_mnist(self.data.root, "train", self.data.download, self.data.verify)
             self.tensors = {**_train_val(self.data, *train), "test": split_tensors(self.data, "scored")}
+        if self.trainer is not None:
+            self.hold_on(self.trainer.strategy.root_device)
+
+    def hold_on(self, device: torch.device | str) -> None:
+        """Keep the training and validation images on device (a GPU) once, so that every batch is
+        indexed there and nothing is copied per batch; on the CPU, nothing moves. The scored test
+        set stays on the CPU, where the CNN is scored after training."""
+        if torch.device(device).type != "cpu":
+            for split in ("train", "val"):
+                self.tensors[split] = tuple(t.to(device) for t in self.tensors[split])
 
     def train_dataloader(self) -> DataLoader:
         return batch_loader(*self.tensors["train"], self.batch_size, self.shuffle)

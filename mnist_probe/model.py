@@ -3,6 +3,7 @@ module (LitCNN)."""
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -150,7 +151,10 @@ def keras_crossentropy(
     return -p.gather(1, labels[:, None]).log().mean()
 
 
-LOSSES = {"cross_entropy": F.cross_entropy, "keras": keras_crossentropy}  # train.loss
+# train.loss: label_smoothing is cross-entropy against targets of 0.9 + 0.01 (Szegedy et al., 2016),
+# a lever for how fast the CNN reaches 99.3% and how sure it ends up (README "Performance").
+LOSSES = {"cross_entropy": F.cross_entropy, "keras": keras_crossentropy,
+          "label_smoothing": functools.partial(F.cross_entropy, label_smoothing=0.1)}  # fmt: skip
 
 
 class LitCNN(pl.LightningModule):

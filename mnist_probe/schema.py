@@ -34,7 +34,7 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # ddp (tests/test_ddp.py); ddp_spawn and ddp_notebook would score and cache in the parent process,
 # but are not tested yet, so not offered.
 STRATEGIES = ("auto", "ddp")
-LOSSES = ("cross_entropy", "keras")  # mnist_probe.model.LOSSES
+LOSSES = ("cross_entropy", "keras", "label_smoothing")  # mnist_probe.model.LOSSES
 MODELS = ("keras_cnn", "keras_cnn_aa")  # conf/model/*.yaml (tests/test_schema.py checks)
 
 
@@ -307,7 +307,7 @@ class ReproduceConfig:
     docs: str = "docs"
     bench: str = "outputs/bench/bench.json"
     seeds: str | None = None
-    losses: list[str] = field(default_factory=lambda: list(LOSSES))
+    losses: list[str] = field(default_factory=lambda: ["cross_entropy", "keras"])
     augment: ReproduceAugmentConfig = field(default_factory=ReproduceAugmentConfig)
 
     def __post_init__(self) -> None:

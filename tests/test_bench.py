@@ -1,9 +1,10 @@
 import json
 import math
 
+import pytest
 import torch
 
-from mnist_probe.bench import flops_per_image, main, rate
+from mnist_probe.bench import flops_per_image, main, rate, verdict
 from mnist_probe.model import KerasCNN
 
 
@@ -24,7 +25,8 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
         assert what in rows and math.isfinite(rows[what]["value"])
     throughput = [r["value"] for r in result["rows"] if r["unit"] == "img/s"]
     assert len(throughput) >= 8 and all(v > 0 for v in throughput)
-    assert (tmp_path / "bench.md").read_text().startswith("| what | value | unit | target |")
+    assert (tmp_path / "bench.md").read_text().startswith("| what | value | unit | target | met |")
+    assert rows["make bench, wall time"]["target"] == "<= 600 s" and rows["make bench, wall time"]["met"]
 
 
 def test_flop_count_matches_the_architecture_by_hand():
@@ -40,13 +42,30 @@ def test_rate_skips_warmup_steps():
     assert rate(stamps, batch=10, warmup=1) == 10.0
 
 
-def test_time_to_accuracy_reports_one_row_per_epoch(tmp_path):
-    result = main(["--tiny", "--long", "--out", str(tmp_path)])
-    rows = result["rows"]
-    assert [r["what"].split(":")[0] for r in rows[:-1]] == ["epoch 1", "epoch 2"]
-    assert all(0 <= r["value"] <= 100 for r in rows[:-1])
-    assert rows[-1]["what"].startswith("time to 99.3% test accuracy")
-    assert (tmp_path / "bench-long.md").is_file()
+def test_bench_long_judges_the_fast_recipe_and_the_default_one(tmp_path):
+    result = main(["--tiny", "--long", "--every", "0.5", "--out", str(tmp_path)])
+    rows = {r["what"].split(",")[0]: r for r in result["rows"]}
+    fast = rows["train=fast: time to 99.3% test accuracy"]
+    assert fast["target"] == "<= 180 s" and fast["met"] in ("met", "not met (never reached)")
+    assert rows["train=fast: images seen until then"]["target"].startswith("<= ")
+    final = next(r for r in result["rows"] if r["what"].startswith("train=default: final test accuracy"))
+    assert 0 <= final["value"] <= 100 and final["target"] == ">= 99.5%"
+    assert final["met"] == ("met" if final["value"] >= 99.5 else "not met")
+    # tested every half epoch (4 steps of 7) and at each epoch's end, 2 epochs: the curve's points
+    curve = result["curves"]["train=default"]
+    assert [p["step"] for p in curve] == [4, 7, 8, 12, 14]
+    assert [p["images"] for p in curve] == [256, 448, 512, 768, 896]
+    assert all(a["seconds"] < b["seconds"] for a, b in zip(curve, curve[1:], strict=False))
+    assert (tmp_path / "bench-long.md").read_text().startswith("| what | value | unit | target | met |")
+
+
+@pytest.mark.parametrize(("value", "target", "met"), [
+    (179.9, "<= 180 s", "met"), (180.1, "<= 180 s", "not met"), (99.5, ">= 99.5%", "met"),
+    (99.49, ">= 99.5%", "not met"), (float("nan"), "<= 180 s", "not met (never reached)"), (5.0, "", ""),
+])  # fmt: skip
+def test_verdict_reads_the_target(value, target, met):
+    assert verdict({"value": value, "target": target}) == met
+    assert verdict({"value": value, "target": target, "met": False}) == "not met"
 
 
 def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_flagged(monkeypatch):

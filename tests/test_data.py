@@ -89,3 +89,18 @@ def test_missing_root_is_a_clear_error(tmp_path):
     msg = str(err.value)
     assert "MNIST_ROOT" in msg and all(name in msg for name in FILES)
     assert "\n" not in msg
+
+
+def test_hold_on_an_accelerator_moves_train_and_val_once_and_batches_are_indexed_there():
+    """On a GPU the images live there once (the datamodule's setup does this for the trainer's
+    device); "meta" stands in for one here: a batch drawn afterwards is already on that device."""
+    dm = MNISTDataModule(DataSpec(root=mnist_root(), train_subset=256), batch_size=32)
+    dm.setup()
+    before = dict(dm.tensors)
+    dm.hold_on("cpu")
+    assert all(dm.tensors[k][0] is before[k][0] for k in before)  # the CPU: nothing moves
+    dm.hold_on(torch.device("meta"))
+    where = {k: v[0].device.type for k, v in dm.tensors.items()}
+    assert where == {"train": "meta", "val": "meta", "test": "cpu"}
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.device.type == y.device.type == "meta" and x.shape == (32, 28, 28)

@@ -135,3 +135,19 @@ def test_litcnn_learns_with_the_keras_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]  # measured: 2.30 -> 0.54 in 15 steps on 64 real digits
+
+
+def test_every_loss_offered_is_implemented_and_label_smoothing_is_less_sure():
+    from mnist_probe.model import LOSSES as IMPLEMENTED
+    from mnist_probe.schema import LOSSES
+
+    assert sorted(LOSSES) == sorted(IMPLEMENTED)
+    # label smoothing 0.1 over 10 classes: the loss is least at p(true) = 0.91, not at 1
+    sure = torch.zeros(1, 10)
+    sure[0, 3] = 30.0
+    best = torch.full((1, 10), 0.0)
+    best[0, 3] = math.log(0.91 / 0.01)
+    label = torch.tensor([3])
+    smoothed = IMPLEMENTED["label_smoothing"]
+    assert smoothed(best, label) < smoothed(sure, label)
+    assert F.cross_entropy(sure, label) < F.cross_entropy(best, label)
