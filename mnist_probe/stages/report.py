@@ -611,4 +611,6 @@ def bench_section(bench: dict | None) -> str:
         return "Not measured: run `make bench` (it writes outputs/bench/bench.json), then this stage again.\n"
     m = bench["machine"]
     head = f"Machine: {m.get('gpu') or m['cpu']}, {m['cores']} threads, torch {m['torch']}.\n\n"
-    return head + markdown_table(bench["rows"], ["what", "value", "unit", "target"])
+    judged = any("met" in r for r in bench["rows"])  # tables from before the met column have none
+    columns = ["what", "value", "unit", "target"] + (["met"] if judged else [])
+    return head + markdown_table(bench["rows"], columns)
