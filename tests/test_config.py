@@ -44,6 +44,14 @@ def test_keras_recipe_is_the_studys():
     )
     aug = cfg.train.augment
     assert (aug.rotation, aug.zoom, aug.shift) == (10, 0.1, 0.1)
+    assert cfg.train.loss == "keras"  # Keras 2's clipped categorical_crossentropy, as the study trained
+
+
+def test_the_default_and_fast_recipes_keep_their_own_losses():
+    """train=default inherits the study's recipe but trains on PyTorch's cross-entropy (its cached
+    CNNs keep their keys); train=fast smooths the labels."""
+    assert make_cfg(REPO).train.loss == "cross_entropy"
+    assert make_cfg(REPO, "train=fast").train.loss == "label_smoothing"
 
 
 @pytest.mark.parametrize(
