@@ -96,3 +96,30 @@ def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_f
     )
     assert "[" not in next(w for w in whats if w.startswith("train 32-true, achieved / matmul"))
     assert ratio["train 32-true, achieved / matmul peak"]["value"] < 100
+
+
+def test_every_lever_and_the_long_recipes_compose_and_change_what_they_say():
+    """bench --levers trains each entry; each must compose, and each lever must differ from the
+    one-epoch base in the setting it names (a misspelt override would be refused, or change nothing)."""
+    from mnist_probe import bench
+    from mnist_probe.config import compose_config
+
+    cfgs = {name: compose_config(*overrides) for name, overrides in {**bench.LEVERS, **bench.LONG}.items()}
+    base = cfgs["1 epoch"].train
+    assert base.epochs == 1 and cfgs["train=default"].train.epochs == 3
+    for name, cfg in cfgs.items():
+        if name.startswith("1 epoch, "):
+            assert cfg.train != base, name
+    assert cfgs["1 epoch, batch 64"].train.batch_size == 64
+    assert cfgs["1 epoch, label smoothing 0.1"].train.loss == "label_smoothing"
+    fast = cfgs["train=fast"].train
+    settings = (fast.epochs, fast.batch_size, fast.loss, fast.scheduler.factory.max_lr)
+    assert settings == (1, 64, "label_smoothing", 0.004)
+
+
+def test_a_recipe_of_your_own_is_trained_and_reported_under_its_name(tmp_path):
+    mine = "mine=train=fast train.scheduler.factory.max_lr=0.003"
+    result = main(["--tiny", "--every", "0.5", "--out", str(tmp_path), "--recipe", mine])
+    assert list(result["curves"]) == ["mine"]
+    assert [r["what"].split(":")[0] for r in result["rows"]] == ["mine"] * 4
+    assert (tmp_path / "bench-recipes.json").is_file()

@@ -83,7 +83,8 @@ def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Complete
 @pytest.mark.parametrize(
     "arg, valid",
     [("+experiment=nope", "activations, interpreters, reproduce, seeds, shift, train"),
-     ("model=resnet", "keras_cnn"), ("interpreter=svm,xgb", "dt, gb, knn"), ("train=fast", "default, keras")],
+     ("model=resnet", "keras_cnn"), ("interpreter=svm,xgb", "dt, gb, knn"),
+     ("train=quick", "default, fast, keras")],
 )  # fmt: skip
 def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, valid):
     proc = cli(arg, f"hydra.run.dir={tmp_path / 'run'}")

@@ -58,12 +58,15 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     assert "## Seeds: the default recipe, 2 seeds (0, 1)" in report and "figures/seeds.png" in links
     assert "| cnn_test_acc | 2 | 0.9944 | 0.001838 | 0.9931 | 0.9957 | 0.993 | no |" in report
     assert "outside: cnn_test_acc, svm@codes_acc." in report
-    # the study's recipe again with the clipped Keras loss: its own CNN, in the loss table
-    keras_loss = json.loads((out / "losses" / "loss=keras" / "results.json").read_text())
-    assert keras_loss["key"] != train["key"]
+    # the study's recipe trains with the clipped Keras loss; again with PyTorch's cross-entropy: its
+    # own CNN, in the loss table after the main one
+    other = json.loads((out / "losses" / "loss=cross_entropy" / "results.json").read_text())
+    assert other["key"] != train["key"] and not (out / "losses" / "loss=keras").exists()
     assert "### Does the loss decide how sure it gets?" in report
-    assert f"| keras | {keras_loss['test_acc']:.4g} | {keras_loss['confidence']['errors']} |" in report
-    assert "figures/calibration_loss=keras.png" in links
+    rows = [line for line in report.splitlines() if line.startswith(("| keras |", "| cross_entropy |"))]
+    assert rows[0].startswith("| keras |") and rows[1].startswith("| cross_entropy |")
+    assert f"| cross_entropy | {other['test_acc']:.4g} | {other['confidence']['errors']} |" in report
+    assert "figures/calibration_loss=cross_entropy.png" in links
     # the CNN through a Keras 2 weights file and back, as checkpoint=model.h5 would read it
     assert "### Your own Keras weights" in report and (out / "keras" / "model.h5").is_file()
     n = train["test_images"]
