@@ -37,9 +37,13 @@ from mnist_probe.train import accuracy, make_datamodule, make_lit, make_trainer
 log = logging.getLogger("mnist_probe.bench")
 
 
+def on_gpu() -> bool:
+    return torch.cuda.is_available()
+
+
 def machine() -> dict:
     """CPU model, cores, threads and library versions: the context every figure needs."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    gpu = torch.cuda.get_device_name(0) if on_gpu() else None
     return {"cpu": cpu_model(), "cores": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version()}  # fmt: skip
 
@@ -191,7 +195,7 @@ def lightning_rate(cfg, precision: str, steps: int, warmup: int, log_dir: str) -
 def plain_rate(cfg, precision: str, steps: int, warmup: int) -> float:
     """Training img/s of a minimal PyTorch loop: same model, batches, augmentation and precision."""
     pl.seed_everything(cfg.seed, verbose=False)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if on_gpu() else "cpu")
     dm = make_datamodule(data_spec(cfg), recipe(cfg))
     dm.setup()
     dm.hold_on(device)  # on a GPU, the images there once, as in the Lightning path
@@ -224,7 +228,7 @@ def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
     """GFLOP/s of an n x n matmul at dtype: what this machine's BLAS reaches, the practical roof.
     n shrinks where one 256 x 256 product is already slow (an emulated dtype), so the probe stays
     seconds long; a slow probe reads low, and bench_training says so rather than print > 100%."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if on_gpu() else "cpu"
 
     def product(size: int):
         a, b = (torch.rand(size, size, device=device, dtype=dtype) for _ in range(2))
@@ -337,22 +341,19 @@ def time_to_accuracy(cfg, every: float) -> tuple[list[dict], int]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = make_datamodule(data_spec(cfg), recipe(cfg))
     dm.setup()
-    steps_per_epoch = math.ceil(len(dm.tensors["train"][1]) / cfg.train.batch_size)
+    train_images = len(dm.tensors["train"][1])
+    steps_per_epoch = math.ceil(train_images / cfg.train.batch_size)
     clock = AccuracyClock(*dm.tensors["test"], every=round(every * steps_per_epoch))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(recipe(cfg), Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
                                extra_callbacks=[clock])  # fmt: skip
         trainer.fit(make_lit(recipe(cfg), cfg.model), datamodule=dm)
-    return clock.points, len(dm.tensors["train"][1])
+    return clock.points, train_images
 
 
 def first_reaching(points: list[dict], target: float) -> dict | None:
     """The first point whose test accuracy is at least target, or None."""
     return next((p for p in points if p["acc"] >= target), None)
-
-
-def on_gpu() -> bool:
-    return torch.cuda.is_available()
 
 
 # The issue's targets (README "Performance"): 99.3% within 180 s on a 2-core CPU of the Xeon class

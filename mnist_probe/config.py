@@ -12,6 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from mnist_probe import schema  # noqa: F401 - stores the typed schema that config.yaml composes onto
@@ -21,6 +22,9 @@ CONF = Path(str(files("mnist_probe.conf")))
 
 def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
     """conf/config.yaml composed with Hydra overrides, as the command line would (no run dir);
-    with return_hydra_config, the hydra node too (launcher, sweeper, ...)."""
+    with return_hydra_config, the hydra node too (launcher, sweeper, ...). Inside a running Hydra
+    app (a stage composing another recipe), with the app's own config tree, which is this one."""
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)

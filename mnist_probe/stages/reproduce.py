@@ -9,8 +9,6 @@ import logging
 import time
 from pathlib import Path
 
-from hydra import compose
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,8 +31,6 @@ CHAIN = {"train": train.run, "activations": activations.run, "interpreters": int
 
 def compose_node(group: str, option: str) -> DictConfig:
     """The GROUP node of conf/GROUP/OPTION.yaml, composed (inside a Hydra app or outside one)."""
-    if GlobalHydra.instance().is_initialized():
-        return compose("config", overrides=[f"{group}={option}"])[group]
     return compose_config(f"{group}={option}")[group]
 
 
