@@ -34,7 +34,7 @@ _API = {
     "class_similarity": "probe",
     # interpreters
     "CodeVectors": "interpreters", "Pixels": "interpreters", "make_interpreter": "interpreters",
-    "fit_on_features": "interpreters", "linear_probes": "interpreters",
+    "fit_on_features": "interpreters", "linear_probes": "interpreters", "FastSVC": "interpreters",
     # shift
     "translate": "shift", "shift_pairs": "shift", "shifted_stack": "shift", "grid_predictions": "shift",
     "dataset_metrics": "shift", "consistency": "shift", "change_1px": "shift",

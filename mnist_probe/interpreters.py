@@ -21,8 +21,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble._forest import BaseForest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 from torch import nn
 from tqdm import tqdm
 
@@ -81,6 +83,30 @@ class CodeVectors(_Stateless):
             for start in tqdm(starts, desc="code vectors", leave=False, disable=not self.progress):
                 self.model(images[start : start + self.batch_size].to(device))
         return rec[self.layer].flatten(1).numpy()
+
+
+class FastSVC(SVC):
+    """scikit-learn's SVC, fitted by libsvm as ever, whose RBF decision function on dense inputs is
+    computed by BLAS: the kernel of a block of rows against every support vector as one matrix
+    product (sklearn.metrics.pairwise.rbf_kernel), then libsvm's one-vs-one sums. libsvm evaluates
+    the kernel row by row, bound by memory: 600 images/s for the SVM on 10k MNIST pixels (3,807
+    support vectors) on 2 cores. The same decision values to rounding; predict_proba (calibration)
+    and decision_function go through it, fit and the other kernels are SVC's own."""
+
+    def _dense_decision_function(self, X):  # noqa: N803 - called by SVC on validated float64 X
+        classes = len(self.classes_)
+        if self.kernel != "rbf" or classes < 3 or self._impl != "c_svc":
+            return super()._dense_decision_function(X)
+        bounds = np.cumsum([0, *self._n_support])
+        of = [slice(bounds[c], bounds[c + 1]) for c in range(classes)]  # class c's support vectors
+        coef, pairs = self._dual_coef_, [(i, j) for i in range(classes) for j in range(i + 1, classes)]
+        out = np.empty((len(X), len(pairs)))
+        for start in range(0, len(X), 2000):  # a 2000 × n_SV kernel block at a time
+            k = rbf_kernel(X[start : start + 2000], self.support_vectors_, gamma=self._gamma)
+            for p, (i, j) in enumerate(pairs):  # libsvm's pair (i, j): class i's coefficients in row j-1
+                both = k[:, of[i]] @ coef[j - 1, of[i]] + k[:, of[j]] @ coef[i, of[j]]
+                out[start : start + 2000, p] = both + self._intercept_[p]
+        return out
 
 
 def make_interpreter(estimator, features: str = "codes", model: nn.Module | None = None) -> Pipeline:

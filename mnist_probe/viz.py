@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 from mnist_probe.cache import atomic_write  # noqa: E402
 from mnist_probe.model import LAYER_NAMES, layer_h  # noqa: E402
@@ -35,16 +36,19 @@ def feature_map_sheet(
     c, h, w = maps.shape
     side = int(np.ceil(np.sqrt(c)))
     fig = plt.figure(figsize=(12, 8.4))
-    grid = fig.add_gridspec(side, side + 3, wspace=0.05, hspace=0.05)
-    ax = fig.add_subplot(grid[side // 2 - 1 : side // 2 + 2, 0:3])
+    grid = fig.add_gridspec(1, 2, width_ratios=[3, side], wspace=0.05)
+    ax = fig.add_subplot(grid[0])
     ax.imshow(image.squeeze(0), cmap="gray_r", vmin=0, vmax=1)
     ax.set_title("input 28×28", fontsize=10)
     ax.axis("off")
     top = float(maps.max()) or 1.0
-    for i in range(c):
-        ax = fig.add_subplot(grid[i // side, 3 + i % side])
-        ax.imshow(maps[i], cmap="viridis", vmin=0, vmax=top)
-        ax.axis("off")
+    # One mosaic, one imshow (64 axes took 0.6 s a sheet): tiles side by side, gaps left blank (NaN).
+    tiles = maps.float().unsqueeze(1)
+    mosaic = make_grid(tiles, nrow=side, padding=max(1, h // 12), pad_value=float("nan"))[0]
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    ax = fig.add_subplot(grid[1])
+    ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=top, interpolation="nearest")
+    ax.axis("off")
     where = f" (h={layer_h(layer)})" if layer in LAYER_NAMES else ""
     fig.suptitle(f"{layer}{where} {c}×{h}×{w} = {c * h * w:,} values  {title}")
     return fig

@@ -7,11 +7,12 @@ import pytest
 from hydra.utils import instantiate
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
+from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from mnist_probe import UserError
-from mnist_probe.data import split_tensors
-from mnist_probe.interpreters import CodeVectors, Pixels, fit_on_features, make_interpreter
+from mnist_probe.data import DataSpec, split_tensors
+from mnist_probe.interpreters import CodeVectors, FastSVC, Pixels, fit_on_features, make_interpreter
 from mnist_probe.run import run
 from mnist_probe.stages import common
 from mnist_probe.stages.common import (
@@ -23,7 +24,7 @@ from mnist_probe.stages.common import (
     trained_cnn,
 )
 from mnist_probe.stages.report import summarize_sweep
-from tests.conftest import SMALL_TRAIN, make_cfg
+from tests.conftest import SMALL_TRAIN, make_cfg, mnist_root
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_feature_shapes(trained):
     assert codes.shape == (2000, 256) and y.shape == (2000,) and codes.min() >= 0
     pixels, y_test = features(cfg, "pixels", "test")
     assert pixels.shape == (10_000, 784) and pixels.max() == pytest.approx(1.0)
-    assert features(cfg, "codes", "test", cnn)[0].shape == (10_000, 256)
+    assert features(cfg, "codes", "scored", cnn)[0].shape == (1000, 256)  # data.test_subset
 
 
 def test_code_vectors_follow_scikit_learns_conventions(trained):
@@ -73,12 +74,31 @@ def test_a_pipeline_on_images_equals_the_cached_feature_fit(trained):
         assert np.array_equal(direct.predict(test_images[:500]), cached.predict(test_images[:500]))
 
 
+@pytest.mark.parametrize("shape", ["ovr", "ovo"])
+def test_fast_svc_decides_as_libsvm_does(shape):
+    """FastSVC's BLAS decision function equals libsvm's on real pixels (every one-vs-one pair in
+    libsvm's order, and the one-vs-rest transform of them), across more rows than one block."""
+    images, labels = split_tensors(DataSpec(root=mnist_root()), "train")
+    x, y = images[:600].flatten(1).numpy() / 255.0, labels[:600].numpy()
+    unseen = images[600:2700].flatten(1).numpy() / 255.0  # 2,100 rows: two kernel blocks
+    ours = FastSVC(decision_function_shape=shape).fit(x, y)
+    theirs = SVC(decision_function_shape=shape).fit(x, y)
+    assert np.array_equal(ours.support_, theirs.support_)
+    mine, libsvm = ours.decision_function(unseen), theirs.decision_function(unseen)
+    assert mine.shape == libsvm.shape == (2100, 10 if shape == "ovr" else 45)
+    np.testing.assert_allclose(mine, libsvm, rtol=0, atol=1e-9)
+    assert len(set(np.round(libsvm[:, 0], 3))) > 100  # the rows differ: not a constant compared
+    # a kernel FastSVC leaves to libsvm still works
+    linear, plain = FastSVC(kernel="linear").fit(x[:200], y[:200]), SVC(kernel="linear").fit(x[:200], y[:200])
+    assert np.array_equal(linear.decision_function(unseen[:50]), plain.decision_function(unseen[:50]))
+
+
 @pytest.mark.parametrize("name", ["nn", "svm", "rf", "rf1000", "gb", "dt", "knn", "logreg"])
 def test_each_interpreter_fits_above_chance(trained, name):
     cfg, cnn = trained
     assert name in interpreter_names(cfg)
     x, y = features(cfg, "codes", "train", cnn)
-    xt, yt = features(cfg, "codes", "test", cnn)
+    xt, yt = features(cfg, "codes", "scored", cnn)  # the first 1,000 test images
     estimator = instantiate(interpreter_settings(cfg, name)["estimator"])
     estimator.fit(x, y)
     acc = np.mean(estimator.predict(xt[:1000]) == yt[:1000])
@@ -172,7 +192,7 @@ def test_xgboost_is_cached_as_json_not_pickle(trained):
     assert "learner" in json.loads((entry / "model.json").read_text())  # xgboost's own format
     second, meta = fitted_interpreter(cfg, settings, cnn)
     assert meta["cached"]
-    xt, _ = features(cfg, "codes", "test", cnn)
+    xt, _ = features(cfg, "codes", "scored", cnn)
     assert np.allclose(first[-1].predict_proba(xt[:200]), second[-1].predict_proba(xt[:200]))
 
 

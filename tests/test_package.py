@@ -54,7 +54,8 @@ def test_console_script_trains_from_a_directory_outside_the_checkout(tmp_path):
     script = Path(sys.executable).with_name("mnist-probe")
     assert script.is_file(), "pip install -e . makes the console script"
     args = ["+experiment=train", f"data.root={mnist_root()}", "data.train_subset=640", "data.test_subset=200",
-            "train.epochs=1", "train.batch_size=64", "train.progress_bar=false"]  # fmt: skip
+            "data.val_size=500", "train.epochs=1", "train.batch_size=64",
+            "train.progress_bar=false"]  # fmt: skip
     proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (results,) = (tmp_path / "outputs" / "runs").glob("*_train/results.json")  # Hydra's run dir, here

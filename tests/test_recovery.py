@@ -27,8 +27,9 @@ from mnist_probe.stages.common import (
 from mnist_probe.stages.shift import grids
 from tests.conftest import key_of, make_cfg
 
-TINY = ("+experiment=shift", "data.train_subset=640", "data.test_subset=200", "train.epochs=1",
-        "train.batch_size=64", "shift.dataset.samples=10", "shift.dataset.radius=1")  # fmt: skip
+TINY = ("+experiment=shift", "data.train_subset=640", "data.test_subset=200", "data.val_size=500",
+        "train.epochs=1", "train.batch_size=64", "shift.dataset.samples=10",
+        "shift.dataset.radius=1")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from mnist_probe.study import SHIFT_TABLE
 from tests.conftest import make_cfg
 
 SMALL = [
-    "+experiment=reproduce", "data.train_subset=500", "data.test_subset=300", "train.epochs=1",
+    "+experiment=reproduce", "data.train_subset=500", "data.test_subset=300", "data.val_size=500",
+    "train.epochs=1",
     "train.batch_size=64", "interpreters.models=[dt,dt@pixels]", "interpreters.probes.train_samples=300",
     "interpreters.probes.test_samples=100", "shift.models=[dt,dt@pixels]", "shift.dataset.samples=20",
     "reproduce.augment.shifts=[0.0]", "interpreters.probes.enabled=false",

@@ -156,6 +156,7 @@ TRUSTED = [
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.tree._tree.Tree",
+    "mnist_probe.interpreters.FastSVC",
 ]
 
 
