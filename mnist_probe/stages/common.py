@@ -7,14 +7,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import skops.io as sio
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
 from torch.utils.tensorboard import SummaryWriter
-from xgboost import XGBModel
 
 from mnist_probe.cache import atomic_write, config_key, get_or_compute, write_json, write_npz
 from mnist_probe.data import DataSpec, split_tensors
@@ -160,9 +158,14 @@ TRUSTED = [
 ]
 
 
+# skops and xgboost are imported where an estimator is saved or loaded: skops's import alone takes
+# ~1.1 s (it lists every scikit-learn type), paid by every process that imports this module.
 def _save(estimator, staging: Path) -> None:
     # Neither format runs code on load: xgboost's own JSON, and skops for scikit-learn estimators
     # (it rebuilds only allowed types, where a pickle could run anything).
+    import skops.io as sio
+    from xgboost import XGBModel
+
     if isinstance(estimator, XGBModel):
         atomic_write(staging / "model.json", lambda tmp: estimator.save_model(str(tmp)))
     else:
@@ -171,6 +174,8 @@ def _save(estimator, staging: Path) -> None:
 
 def _load(settings: dict):
     def load(entry: Path, meta: dict):
+        import skops.io as sio
+
         if (entry / "model.json").is_file():
             estimator = instantiate(settings["estimator"])
             estimator.load_model(str(entry / "model.json"))
