@@ -112,6 +112,10 @@ def test_catalog_names_every_interpreter_once(trained):
     svm, svm_pixels = interpreter_settings(cfg, "svm"), interpreter_settings(cfg, "svm@pixels")
     assert (svm["features"], svm["train_samples"]) == ("codes", None)
     assert (svm_pixels["features"], svm_pixels["train_samples"]) == ("pixels", 10_000)
+    # the code-vector forest grows each tree on half the data; the pixel forest keeps full samples
+    rf, rf_pixels = interpreter_settings(cfg, "rf"), interpreter_settings(cfg, "rf@pixels")
+    assert rf["estimator"]["max_samples"] == 0.5 and rf_pixels["estimator"]["max_samples"] is None
+    assert instantiate(rf_pixels["estimator"]).get_params()["max_samples"] is None
     assert "label" not in cfg.interpreters.catalog.svm and "name" not in cfg.interpreters.catalog.svm
     # one override changes the interpreter for every stage that names it
     changed = make_cfg(Path(cfg.paths.output_dir), "interpreters.catalog.rf.estimator.n_estimators=7")
@@ -141,7 +145,7 @@ def test_interpreters_stage_table_and_probes(small_run, tmp_path, caplog):
     trained_cfg, _ = small_run
     cfg = make_cfg(
         tmp_path, "+experiment=interpreters", *SMALL_TRAIN, "interpreters.models=[dt,dt@pixels]",
-        "interpreters.probes.train_samples=300", "interpreters.probes.test_samples=300",
+        "interpreters.probes.train_samples=200", "interpreters.probes.test_samples=200",
         cache=Path(trained_cfg.paths.cache),
     )  # fmt: skip
     results = run(cfg)
@@ -163,8 +167,8 @@ def test_interpreters_stage_table_and_probes(small_run, tmp_path, caplog):
     # the probes are cached per CNN and samples: a second run reads them, the same numbers
     with caplog.at_level(logging.INFO, logger="mnist_probe.stages.interpreters"):
         again = run(make_cfg(tmp_path / "again", "+experiment=interpreters", *SMALL_TRAIN,
-                             "interpreters.models=[dt]", "interpreters.probes.train_samples=300",
-                             "interpreters.probes.test_samples=300",
+                             "interpreters.models=[dt]", "interpreters.probes.train_samples=200",
+                             "interpreters.probes.test_samples=200",
                              cache=Path(trained_cfg.paths.cache)))  # fmt: skip
     assert again["probes"] == results["probes"]
     assert "linear probes from the cache" in caplog.text

@@ -207,7 +207,7 @@ def test_same_config_and_seed_give_the_same_model_and_shift_table(tmp_path):
     for attempt in ("a", "b"):
         shutil.rmtree(tmp_path / "cache", ignore_errors=True)  # train from scratch each time
         cfg = make_cfg(tmp_path / attempt, "+experiment=shift", *SMALL_TRAIN, "data.train_subset=1000",
-                       "train.epochs=2", "shift.models=[dt]",
+                       "train.epochs=1", "shift.models=[dt]",
                        "shift.dy=[0,-3]", "shift.dataset.samples=30", "shift.dataset.radius=1",
                        cache=tmp_path / "cache")  # fmt: skip
         results = run(cfg)
