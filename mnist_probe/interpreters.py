@@ -93,6 +93,8 @@ class FastSVC(SVC):
     support vectors) on 2 cores. The same decision values to rounding; predict_proba (calibration)
     and decision_function go through it, fit and the other kernels are SVC's own."""
 
+    BLOCK = 2000  # rows per kernel block: 2000 × n_SV float64 (61 MB for 3,807 support vectors)
+
     def _dense_decision_function(self, X):  # noqa: N803 - called by SVC on validated float64 X
         classes = len(self.classes_)
         if self.kernel != "rbf" or classes < 3 or self._impl != "c_svc":
@@ -101,11 +103,12 @@ class FastSVC(SVC):
         of = [slice(bounds[c], bounds[c + 1]) for c in range(classes)]  # class c's support vectors
         coef, pairs = self._dual_coef_, [(i, j) for i in range(classes) for j in range(i + 1, classes)]
         out = np.empty((len(X), len(pairs)))
-        for start in range(0, len(X), 2000):  # a 2000 × n_SV kernel block at a time
-            k = rbf_kernel(X[start : start + 2000], self.support_vectors_, gamma=self._gamma)
+        for start in range(0, len(X), self.BLOCK):
+            rows = slice(start, start + self.BLOCK)
+            k = rbf_kernel(X[rows], self.support_vectors_, gamma=self._gamma)
             for p, (i, j) in enumerate(pairs):  # libsvm's pair (i, j): class i's coefficients in row j-1
                 both = k[:, of[i]] @ coef[j - 1, of[i]] + k[:, of[j]] @ coef[i, of[j]]
-                out[start : start + 2000, p] = both + self._intercept_[p]
+                out[rows, p] = both + self._intercept_[p]
         return out
 
 

@@ -116,7 +116,14 @@ def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
         raise UserError(f"checkpoint {path} does not exist; train first or fix the path")
     model = model if model is not None else KerasCNN()
     if path.suffix.lower() in SUFFIXES:  # Keras's own files: HWIO kernels, H×W×C flatten order
-        return load_keras(path, model).to(memory_format=torch.channels_last)
+        model = load_keras(path, model)
+    else:
+        _load_state(path, model)
+    return model.eval().to(memory_format=torch.channels_last)
+
+
+def _load_state(path: Path, model: nn.Module) -> None:
+    """A state dict (.pt) or a Lightning checkpoint (.ckpt) into model, or a one-line UserError."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -134,7 +141,6 @@ def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
             f"checkpoint {path} is for another architecture ({first}); "
             "point to a KerasCNN checkpoint or set model.* to match it"
         ) from None
-    return model.eval().to(memory_format=torch.channels_last)
 
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
