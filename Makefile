@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
 endif
 
-.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-long reproduce screenshot
+.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-long reproduce screenshot chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,7 +42,10 @@ test: install ## the fast test suite (pytest's "no tests ran" counts as failure)
 	$(PY) -m pytest -m "not slow" -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-slow: install ## the slow tests only
+chromium: ## Debian's headless Chromium, for the browser test (make test-slow, make screenshot)
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+test-slow: install chromium ## the slow tests only
 	$(PY) -m pytest -m slow -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -55,15 +58,15 @@ tensorboard: install ## browse training curves and activations at http://127.0.0
 clean: ## remove run dirs and caches (keeps .venv)
 	rm -rf outputs/runs outputs/multirun outputs/cache .pytest_cache .ruff_cache build
 
-bench: install ## training (Lightning vs plain, fp32/bf16, GFLOP/s), hooks, streaming, shift, fits
-	$(PY) -m mnist_probe.bench
+bench: install ## training (Lightning vs plain, fp32/bf16, GFLOP/s), hooks, streaming, shift, fits -> docs/PERFORMANCE.md
+	$(PY) -m mnist_probe.bench --page docs/PERFORMANCE.md
 
-bench-long: install ## train the default recipe from scratch: seconds to 99.3% test accuracy
-	$(PY) -m mnist_probe.bench --long
+bench-long: install ## train=fast and train=default from scratch: seconds to 99.3% -> docs/PERFORMANCE.md
+	$(PY) -m mnist_probe.bench --long --page docs/PERFORMANCE.md
 
-reproduce: install ## the study end to end (train=keras, every stage) -> docs/RESULTS.md (CPU: hours)
+reproduce: install ## the study end to end (train=study, every stage) -> docs/RESULTS.md (CPU: hours)
 	@[ -f outputs/bench/bench.json ] || $(PY) -m mnist_probe.bench
 	$(PY) -m mnist_probe.run +experiment=reproduce $(ARGS)
 
-screenshot: install ## TensorBoard's images dashboard in headless Chromium -> docs/ (slow test)
+screenshot: install chromium ## TensorBoard's images dashboard in headless Chromium -> docs/ (slow test)
 	MNIST_PROBE_SCREENSHOT=$(abspath docs/tensorboard_feature_maps.png) $(PY) -m pytest -q -m slow tests/test_browser.py

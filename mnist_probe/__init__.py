@@ -6,6 +6,8 @@ The public API, for a notebook (README: "Use it as a library"):
     images, labels = load_mnist("path/holding/MNIST", "test")
     acts = record(KerasCNN().eval(), images[:8], ["conv2d_1", "dense_1"])
 
+Training takes the four specs of mnist_probe.specs: fit_or_load(DataSpec(...), Recipe(...), seed, cache_dir).
+
 Names load on first use (PEP 562), so `import mnist_probe` costs nothing until one is touched.
 """
 
@@ -18,26 +20,34 @@ from mnist_probe.errors import UserError
 
 # name -> the module that defines it
 _API = {
+    # what to train: the four specs (no torch)
+    "DataSpec": "specs", "ModelSpec": "specs", "Recipe": "specs", "Hardware": "specs",
     # data
-    "DataSpec": "data", "load_mnist": "data", "split_tensors": "data", "to_float": "data",
-    "KerasAugment": "data", "MNISTDataModule": "data", "first_of_each_digit": "data",
+    "load_mnist": "data", "split_tensors": "data", "to_float": "data", "KerasAugment": "data",
+    "MNISTDataModule": "data", "first_of_each_digit": "data",
     # model
     "KerasCNN": "model", "LitCNN": "model", "load_model": "model", "LAYER_NAMES": "model",
     "CODE_LAYER": "model",
     # Keras files
     "load_keras": "keras_weights", "save_keras": "keras_weights",
     # train
-    "Recipe": "train", "TrainedCNN": "train", "fit_or_load": "train", "from_checkpoint": "train",
-    "accuracy": "train", "confidence": "train", "test_logits": "train",
+    "TrainedCNN": "train", "fit_or_load": "train", "from_checkpoint": "train", "accuracy": "train",
+    "confidence": "train", "test_logits": "train",
     # hooks
-    "ActivationRecorder": "probe", "record": "probe", "stream": "probe", "resolve_layers": "probe",
-    "class_similarity": "probe",
+    "ActivationRecorder": "hooks", "record": "hooks", "stream": "hooks", "resolve_layers": "hooks",
+    "class_similarity": "hooks",
     # interpreters
     "CodeVectors": "interpreters", "Pixels": "interpreters", "make_interpreter": "interpreters",
     "fit_on_features": "interpreters", "linear_probes": "interpreters", "FastSVC": "interpreters",
+    "InterpreterSpec": "interpreters", "features_of": "interpreters",
+    "fit_or_load_interpreter": "interpreters",
     # shift
     "translate": "shift", "shift_pairs": "shift", "shifted_stack": "shift", "grid_predictions": "shift",
     "dataset_metrics": "shift", "consistency": "shift", "change_1px": "shift",
+    # calibration
+    "fit_temperature": "calibration", "scores": "calibration",
+    # tables
+    "markdown_table": "tables", "write_table": "tables",
 }  # fmt: skip
 
 __all__ = ["UserError", "study", *_API]

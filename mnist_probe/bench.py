@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import platform
 import re
 import statistics
@@ -23,15 +24,17 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnist_probe.cache import write_json
+from mnist_probe.cache import atomic_write, write_json
 from mnist_probe.config import compose_config
 from mnist_probe.data import load_mnist, to_float
+from mnist_probe.hooks import ActivationRecorder
+from mnist_probe.interpreters import features_of
 from mnist_probe.machine import cpu_model
 from mnist_probe.precision import fastest, measure, train_step
-from mnist_probe.probe import ActivationRecorder
+from mnist_probe.schema import typed
 from mnist_probe.shift import grid_predictions, shifted_stack
-from mnist_probe.stages.common import data_spec, features, interpreter_settings, recipe, trained_cnn
-from mnist_probe.stages.report import write_table
+from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
+from mnist_probe.tables import markdown_table, write_table
 from mnist_probe.train import accuracy, make_datamodule, make_lit, make_trainer
 
 log = logging.getLogger("mnist_probe.bench")
@@ -85,8 +88,7 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int) -> list[d
     return [
         {"what": "inference, no hooks", "value": n / t_plain, "unit": "img/s"},
         {"what": "inference, hooks on all 12 layers", "value": n / t_hooks, "unit": "img/s"},
-        {"what": "hook overhead", "value": 100 * (t_hooks / t_plain - 1), "unit": "%",
-         "target": "<= 5%"},
+        {"what": "hook overhead", "value": 100 * (t_hooks / t_plain - 1), "unit": "%"},
     ]  # fmt: skip
 
 
@@ -96,7 +98,7 @@ STREAM_SCRIPT = """
 import re, sys
 from mnist_probe.data import load_mnist
 from mnist_probe.model import KerasCNN
-from mnist_probe.probe import stream
+from mnist_probe.hooks import stream
 def hwm():
     return re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
 images, _ = load_mnist(sys.argv[1], "test")
@@ -116,8 +118,7 @@ def bench_streaming(root: str) -> list[dict]:
         disk = sum(f.stat().st_size for f in Path(tmp).glob("*.npy"))
     before, peak = (int(v) / 1024 for v in out[-2:])
     return [
-        {"what": "streaming all layers, 10k test images: peak RSS", "value": peak, "unit": "MiB",
-         "target": "<= 2048 MiB"},
+        {"what": "streaming all layers, 10k test images: peak RSS", "value": peak, "unit": "MiB"},
         {"what": "  of which before recording (torch, data)", "value": before, "unit": "MiB"},
         {"what": "  written to disk (float16)", "value": disk / 2**20, "unit": "MiB"},
         {"what": "  wall time", "value": seconds, "unit": "s"},
@@ -144,23 +145,54 @@ def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: i
     return [
         {"what": f"shift grid ±{radius} px, {len(images)} images", "value": n / t_shift, "unit": "img/s"},
         {"what": "plain inference of the same batches", "value": n / t_plain, "unit": "img/s"},
-        {"what": "shift sweep / plain inference", "value": 100 * t_plain / t_shift, "unit": "%",
-         "target": ">= 90%"},
+        {"what": "shift sweep / plain inference", "value": 100 * t_plain / t_shift, "unit": "%"},
     ]  # fmt: skip
 
 
-def bench_refusal(repeats: int) -> list[dict]:
-    """Seconds from a bad command line to its one-line error (a fresh Python process each time)."""
-    cmd = [sys.executable, "-m", "mnist_probe.run", "+experiment=train", "train.epochs=1.5"]
-    times = []
-    for _ in range(max(repeats, 1)):
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        times.append(time.perf_counter() - start)
-    if proc.returncode != 2:  # not a refusal: the figure would mean nothing
-        raise RuntimeError(f"expected exit status 2, got {proc.returncode}: {proc.stderr[-500:]}")
-    return [{"what": "bad command line -> one-line error (train.epochs=1.5)",
-             "value": statistics.median(times), "unit": "s", "target": "<= 3 s"}]  # fmt: skip
+def first_line_seconds(cmd: list[str], pattern: str | None, env: dict) -> tuple[float, int | None]:
+    """Seconds from starting cmd to its exit, or to its first output line matching pattern (then it
+    is stopped); and its exit status (None when stopped)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    for line in proc.stdout:
+        if pattern and re.search(pattern, line):
+            seconds = time.perf_counter() - start
+            proc.kill()
+            proc.wait()
+            return seconds, None
+    proc.wait()
+    return time.perf_counter() - start, proc.returncode
+
+
+def bench_startup(repeats: int, overrides: list[str]) -> list[dict]:
+    """How long each kind of command takes to answer, a fresh Python process each time: --help, a
+    refusal the config makes, a refusal that needs torch (a checkpoint that is no model), and the
+    first log line of a run (its stage started)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.pt"
+        empty.write_bytes(b"")
+        run = [sys.executable, "-m", "mnist_probe.run"]
+        env = {**os.environ, "MNIST_PROBE_CACHE": str(Path(tmp) / "cache")}
+        cases = {
+            "mnist-probe --help": ([*run, "--help"], None, 0),
+            "bad command line -> one-line error (train.epochs=1.5)":
+                ([*run, "+experiment=train", "train.epochs=1.5"], None, 2),
+            "a checkpoint that is no model -> one-line error":
+                ([*run, "+experiment=train", f"checkpoint={empty}", f"hydra.run.dir={tmp}/run"], None, 2),
+            "a run's first log line (+experiment=train)":
+                ([*run, "+experiment=train", *overrides, f"hydra.run.dir={tmp}/run2"], r"\]\[mnist_probe",
+                 None),
+        }  # fmt: skip
+        rows = []
+        for what, (cmd, pattern, status) in cases.items():
+            times = []
+            for _ in range(max(repeats, 1)):
+                seconds, code = first_line_seconds(cmd, pattern, env)
+                if code != status:  # not the answer meant: the figure would mean nothing
+                    raise RuntimeError(f"{what}: expected exit status {status}, got {code}")
+                times.append(seconds)
+            rows.append({"what": f"start-up: {what}", "value": statistics.median(times), "unit": "s"})
+    return rows
 
 
 class StepClock(pl.Callback):
@@ -183,12 +215,13 @@ def rate(stamps: list[float], batch: int, warmup: int) -> float:
 def lightning_rate(cfg, precision: str, steps: int, warmup: int, log_dir: str) -> float:
     """Training img/s through the project's own path: train.make_lit/make_trainer, as in a run."""
     pl.seed_everything(cfg.seed, verbose=False)
+    c = typed(cfg)
     clock = StepClock()
     trainer = make_trainer(
-        recipe(cfg), Path(log_dir), Path(log_dir) / "work", precision=precision, max_steps=steps + warmup + 1,
-        limit_val_batches=0, enable_progress_bar=False, extra_callbacks=[clock],
+        c.train, c.trainer, Path(log_dir), Path(log_dir) / "work", precision=precision,
+        max_steps=steps + warmup + 1, limit_val_batches=0, enable_progress_bar=False, extra_callbacks=[clock],
     )  # fmt: skip
-    trainer.fit(make_lit(recipe(cfg), cfg.model), datamodule=make_datamodule(data_spec(cfg), recipe(cfg)))
+    trainer.fit(make_lit(c.train, c.model), datamodule=make_datamodule(c.data, c.train))
     return rate(clock.stamps, cfg.train.batch_size, warmup)
 
 
@@ -196,10 +229,11 @@ def plain_rate(cfg, precision: str, steps: int, warmup: int) -> float:
     """Training img/s of a minimal PyTorch loop: same model, batches, augmentation and precision."""
     pl.seed_everything(cfg.seed, verbose=False)
     device = torch.device("cuda" if on_gpu() else "cpu")
-    dm = make_datamodule(data_spec(cfg), recipe(cfg))
+    c = typed(cfg)
+    dm = make_datamodule(c.data, c.train)
     dm.setup()
     dm.hold_on(device)  # on a GPU, the images there once, as in the Lightning path
-    model = make_lit(recipe(cfg), cfg.model).model.to(device).train()
+    model = make_lit(c.train, c.model).model.to(device).train()
     optimizer = instantiate(cfg.train.optimizer)(model.parameters())
     augment = dm.augment.to(device)
     bf16 = precision.startswith("bf16")
@@ -252,9 +286,8 @@ def bench_precision() -> tuple[list[dict], dict]:
             for p, r in fresh["rates"].items()]  # fmt: skip
     slower = min(fresh["rates"].values())
     picks = f"precision auto picks {kept['chosen']} (the cached pick; this probe: {fresh['chosen']})"
-    rows.append({"what": picks,
-                 "value": fresh["rates"][fresh["chosen"]] / slower, "unit": "x the slower",
-                 "target": "the faster one", "met": kept["chosen"] == fresh["chosen"]})  # fmt: skip
+    rows.append({"what": picks, "value": fresh["rates"][fresh["chosen"]] / slower,
+                 "unit": "x the slower"})  # fmt: skip
     return rows, fresh["rates"]
 
 
@@ -292,8 +325,7 @@ def bench_training(
             {"what": f"train {precision}, Lightning (batch {cfg.train.batch_size}, augmented){note}",
              "value": light, "unit": "img/s"},
             {"what": f"train {precision}, plain PyTorch loop{note}", "value": plain, "unit": "img/s"},
-            {"what": f"train {precision}, Lightning / plain", "value": 100 * light / plain, "unit": "%",
-             "target": ">= 95%"},
+            {"what": f"train {precision}, Lightning / plain", "value": 100 * light / plain, "unit": "%"},
             {"what": f"train {precision}, achieved", "value": achieved, "unit": "GFLOP/s"},
             {"what": f"matmul peak {str(dtype).removeprefix('torch.')}", "value": peak, "unit": "GFLOP/s"},
             {"what": f"train {precision}, achieved / matmul peak{failed}", "value": ratio, "unit": "%"},
@@ -339,15 +371,16 @@ def time_to_accuracy(cfg, every: float) -> tuple[list[dict], int]:
     """Train cfg's recipe from scratch (no cache), testing every `every` of an epoch: AccuracyClock's
     points, and the number of training images in an epoch."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = make_datamodule(data_spec(cfg), recipe(cfg))
+    c = typed(cfg)
+    dm = make_datamodule(c.data, c.train)
     dm.setup()
     train_images = len(dm.tensors["train"][1])
     steps_per_epoch = math.ceil(train_images / cfg.train.batch_size)
     clock = AccuracyClock(*dm.tensors["test"], every=round(every * steps_per_epoch))
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(recipe(cfg), Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
+        trainer = make_trainer(c.train, c.trainer, Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
                                extra_callbacks=[clock])  # fmt: skip
-        trainer.fit(make_lit(recipe(cfg), cfg.model), datamodule=dm)
+        trainer.fit(make_lit(c.train, c.model), datamodule=dm)
     return clock.points, train_images
 
 
@@ -356,32 +389,27 @@ def first_reaching(points: list[dict], target: float) -> dict | None:
     return next((p for p in points if p["acc"] >= target), None)
 
 
-# The issue's targets (README "Performance"): 99.3% within 180 s on a 2-core CPU of the Xeon class
-# (about 1.2 epochs of 54k images at its 340 img/s), within 15 s on an H100.
+# The accuracy the study's CNN reached: how long each recipe takes to get there.
 TARGET_ACC = 0.993
-TARGET_EPOCHS = 1.2
 
 
 def accuracy_rows(name: str, points: list[dict], train_images: int) -> list[dict]:
     """Rows for one recipe's curve: when it first reached TARGET_ACC (seconds, images), and where it ended."""
     never = {"seconds": float("nan"), "images": float("nan")}
     hit = first_reaching(points, TARGET_ACC) or never
-    seconds_target = "<= 15 s" if on_gpu() else "<= 180 s"
-    images_target = f"<= {TARGET_EPOCHS * train_images:.0f} images"
-    fast, end = name == "train=fast", points[-1]
+    end = points[-1]
     return [
         {"what": f"{name}: time to {100 * TARGET_ACC:.1f}% test accuracy", "value": hit["seconds"],
-         "unit": "s", "target": seconds_target if fast else ""},
-        {"what": f"{name}: images seen until then", "value": hit["images"], "unit": "images",
-         "target": images_target if fast else ""},
+         "unit": "s"},
+        {"what": f"{name}: images seen until then", "value": hit["images"], "unit": "images"},
         {"what": f"{name}: in epochs of {train_images} images", "value": hit["images"] / train_images,
          "unit": "epochs"},
         {"what": f"{name}: final test accuracy, after {end['seconds']:.0f} s", "value": 100 * end["acc"],
-         "unit": "%", "target": ">= 99.5%" if name == "train=default" else ""},
+         "unit": "%"},
     ]  # fmt: skip
 
 
-# `make bench-long`: the fast recipe against the targets, and the default recipe's final accuracy.
+# `make bench-long`: the fast recipe's and the default recipe's time to 99.3% and final accuracy.
 LONG = {"train=fast": ["train=fast"], "train=default": ["train=default"]}
 # `bench --levers`: each lever on its own, on the default recipe cut to one epoch; then the
 # combination that became train=fast, and the default recipe (docs/bench/h200/levers.json).
@@ -406,8 +434,8 @@ LEVERS = {
 
 
 def bench_long(overrides: list[str], every: float, recipes: dict[str, list[str]]) -> tuple[list[dict], dict]:
-    """Each recipe trained from scratch: rows (time and images to 99.3%, final accuracy; the targets
-    on train=fast and train=default) and every recipe's curve."""
+    """Each recipe trained from scratch: rows (time and images to 99.3%, final accuracy) and every
+    recipe's curve."""
     rows, curves = [], {}
     for name, extra in recipes.items():
         cfg = compose_config("paths.output_dir=outputs/bench", *extra, *overrides)
@@ -422,11 +450,13 @@ def bench_long(overrides: list[str], every: float, recipes: dict[str, list[str]]
 def bench_interpreters(cfg, names: list[str]) -> list[dict]:
     """Fit seconds of each interpreter on the CNN's code vectors (fresh fits, not the cache), and its
     test accuracy (the speed levers must leave it within 0.1 point)."""
+    c = typed(cfg)
     cnn = trained_cnn(cfg)
-    (x, y), (x_test, y_test) = (features(cfg, "codes", split, cnn) for split in ("train", "test"))
+    (x, y), (x_test, y_test) = (features_of("codes", split, c.data, c.paths.cache, cnn)
+                                for split in ("train", "test"))  # fmt: skip
     rows, total = [], 0.0
     for name in names:
-        estimator = instantiate(interpreter_settings(cfg, name)["estimator"])
+        estimator = instantiate(interpreter_spec(cfg, name).estimator)
         start = time.perf_counter()
         estimator.fit(x, y)
         seconds = time.perf_counter() - start
@@ -434,8 +464,7 @@ def bench_interpreters(cfg, names: list[str]) -> list[dict]:
         acc = 100 * estimator.score(x_test, y_test)
         rows += [{"what": f"fit {name} on {len(y)} code vectors", "value": seconds, "unit": "s"},
                  {"what": f"  {name}: test accuracy", "value": acc, "unit": "%"}]
-    rows.append({"what": f"fit all {len(names)} study interpreters", "value": total, "unit": "s",
-                 "target": "<= 60 s"})  # fmt: skip
+    rows.append({"what": f"fit all {len(names)} study interpreters", "value": total, "unit": "s"})
     return rows
 
 
@@ -458,9 +487,20 @@ def main(argv: list[str] | None = None) -> dict:
                         help="only: time to 99.3%% for this recipe (Hydra overrides, space-separated)")
     parser.add_argument("--every", type=float, default=0.1, help="--long: test every this much of an epoch")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the CNN, e.g. train=keras")
+    parser.add_argument("--page", metavar="PATH", help="then write this page (docs/PERFORMANCE.md) from the "
+                        "JSONs in --out; alone with --page-only, measure nothing")  # fmt: skip
+    parser.add_argument("--page-only", action="store_true", help="only: write --page from the JSONs")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the CNN, e.g. train=study")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = {} if args.page_only else measure_all(args)
+    if args.page:
+        write_page(Path(args.out), Path(args.page))
+    return result
+
+
+def measure_all(args: argparse.Namespace) -> dict:
+    """The benchmarks the arguments ask for, reported into args.out."""
     start = time.perf_counter()
     overrides = [*args.overrides, *(TINY if args.tiny else [])]
     if args.recipe:
@@ -474,7 +514,7 @@ def main(argv: list[str] | None = None) -> dict:
     images_u8, _ = load_mnist(cfg.data.root, "test")
     images = to_float(images_u8[: 64 if args.tiny else args.images])
     steps, warmup = (2, 1) if args.tiny else (args.steps, 4)
-    rows = bench_refusal(args.repeats)
+    rows = bench_startup(args.repeats, overrides)
     probe_rows, probe = bench_precision()
     rows += probe_rows
     rows += bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats, probe)
@@ -484,35 +524,63 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.tiny:
         rows += bench_streaming(cfg.data.root)
         rows += bench_interpreters(cfg, ["nn", "svm", "rf", "gb", "dt"])
-    rows.append({"what": "make bench, wall time", "value": time.perf_counter() - start, "unit": "s",
-                 "target": "<= 600 s"})  # fmt: skip
+    rows.append({"what": "make bench, wall time", "value": time.perf_counter() - start, "unit": "s"})
     return report(rows, Path(args.out), "bench")
 
 
-def verdict(row: dict) -> str:
-    """'met' or 'not met' for a row whose target reads '<= N ...' or '>= N ...' (or that says so
-    itself, row['met']); '' for a row without a target."""
-    if "met" in row:
-        return "met" if row["met"] else "not met"
-    bound = re.match(r"\s*([<>]=)\s*([-\d.]+)", row.get("target") or "")
-    if not bound:
-        return ""
-    value, limit = float(row["value"]), float(bound.group(2))
-    if math.isnan(value):
-        return "not met (never reached)"
-    return "met" if (value <= limit if bound.group(1) == "<=" else value >= limit) else "not met"
-
-
 def report(rows: list[dict], out: Path, name: str, **extra) -> dict:
-    """Round, judge each target (met / not met), write out/NAME.json and NAME.md, print the table."""
+    """Round, write out/NAME.json and NAME.md, print the table."""
     for row in rows:
         row["value"] = round(float(row["value"]), 2)
-        row["met"] = verdict(row)
-    result = {"machine": machine(), "rows": rows, **extra}
+    result = {"machine": machine(), "command": " ".join(["python -m mnist_probe.bench", *sys.argv[1:]]),
+              "date": time.strftime("%Y-%m-%d"), "rows": rows, **extra}  # fmt: skip
     write_json(out / f"{name}.json", result)
-    md = write_table(rows, out / name, ["what", "value", "unit", "target", "met"])
+    md = write_table(rows, out / name, ["what", "value", "unit"])
     print(f"machine: {json.dumps(result['machine'])}\n\n{md}")
     return result
+
+
+# What docs/PERFORMANCE.md shows, from the JSON `make bench` and `make bench-long` leave in outputs/bench/.
+PAGES = {"bench": "`make bench`: training, inference, hooks, the shift grid, streaming, the interpreter fits",
+         "bench-long": "`make bench-long`: each recipe trained from scratch, tested as it goes"}  # fmt: skip
+
+
+def machine_line(m: dict) -> str:
+    gpu = f"{m['gpu']} (host CPU {m['cpu']})" if m.get("gpu") else m["cpu"]
+    return f"{gpu}, {m['cores']} threads, torch {m['torch']}"
+
+
+def performance_page(results: dict[str, dict]) -> str:
+    """docs/PERFORMANCE.md from bench JSONs (name -> its JSON): each one's machine, command and date,
+    and its figures; ratios (Lightning / plain loop, achieved / matmul peak) are rows of their own."""
+    md = ["# Performance", "",
+          "Generated by `python -m mnist_probe.bench --page` from the JSON that `make bench` and "
+          "`make bench-long` write to outputs/bench/; rerun them to regenerate this page. Training "
+          "figures are images per second at the recipe's batch; `Lightning / plain` is this project's "
+          "training loop against a minimal PyTorch loop over the same batches, and `achieved / matmul "
+          "peak` the training FLOP rate against the machine's measured matrix-multiply peak.",
+          ""]  # fmt: skip
+    for name, title in PAGES.items():
+        result = results.get(name)
+        if result is None:
+            md += [f"## {title}", "", f"Not measured yet: run `make {name}`.", ""]
+            continue
+        md += [f"## {title}", "",
+               f"Machine: {machine_line(result['machine'])}. "
+               f"Command: `{result.get('command', 'make ' + name)}`"
+               f"{', on ' + result['date'] if result.get('date') else ''}.", "",
+               markdown_table(result["rows"], ["what", "value", "unit"])]  # fmt: skip
+    return "\n".join(md)
+
+
+def write_page(out: Path, page: Path) -> Path:
+    """docs/PERFORMANCE.md (page) from the bench JSONs in out."""
+    results = {name: json.loads((out / f"{name}.json").read_text()) for name in PAGES
+               if (out / f"{name}.json").is_file()}  # fmt: skip
+    text = performance_page(results)
+    atomic_write(page, lambda tmp: tmp.write_text(text))
+    log.info("wrote %s", page)
+    return page
 
 
 if __name__ == "__main__":

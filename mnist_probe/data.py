@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -23,55 +22,16 @@ from torchvision.datasets.utils import check_md5
 
 from mnist_probe.errors import UserError
 from mnist_probe.names import COUNTS, FILES
+from mnist_probe.specs import DataSpec, missing_files, raw_folder, require_files
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Where MNIST lives and which images each split holds (the config's `data:` node, as plain values)."""
-
-    root: str = "data"
-    val_size: int = 6000  # 54k train / 6k validation, split with split_seed
-    split_seed: int = 0
-    train_subset: int | None = None  # train on the first N images of the training split only
-    test_subset: int | None = None  # score the CNN on the first N test images only
-    download: bool = False
-    verify: bool = False
-    eval_batch_size: int = 1000
-
-    def content(self) -> dict:
-        """What decides the images of every split: the part of the spec a cache key needs."""
-        return {k: v for k, v in asdict(self).items() if k in ("val_size", "split_seed", "train_subset",
-                                                                 "test_subset")}  # fmt: skip
-
-
-def raw_folder(root: str | Path) -> Path:
-    """Where torchvision expects the uncompressed IDX files."""
-    return Path(root).expanduser() / "MNIST" / "raw"
-
-
-def _missing(root: str | Path) -> list[str]:
-    return [name for name in FILES if not (raw_folder(root) / name).is_file()]
-
-
-def require_files(root: str | Path) -> None:
-    """A one-line UserError naming the missing files and the two ways to provide them."""
-    missing = _missing(root)
-    if missing:
-        raise UserError(
-            f"MNIST not found: {raw_folder(root)} lacks {', '.join(missing)}; "
-            "set MNIST_ROOT (or data.root=...) to the folder holding MNIST/raw/, "
-            "or pass data.download=true where there is internet"
-        )
 
 
 def load_mnist(
     root: str | Path, split: str, download: bool = False, verify: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read one split ('train' or 'test') as (uint8 images N×28×28, int64 labels N), checked."""
-    missing = _missing(root)
+    missing = missing_files(root)
     if missing and download:
         log.info("MNIST files missing under %s; trying to download", raw_folder(root))
         try:

@@ -6,7 +6,8 @@ vectors, or raw pixels) and whose last step is any scikit-learn / xgboost classi
 
 Both feature steps are stateless, so a pipeline's last step may also be fitted on features
 computed once (fit_on_features): how the stages share one pass of the CNN over 54k images among
-every interpreter.
+every interpreter. fit_or_load_interpreter caches both, as train.fit_or_load caches the CNN: the
+code vectors once per CNN and split, the fitted estimator once per features, data and spec.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble._forest import BaseForest
 from sklearn.exceptions import ConvergenceWarning
@@ -28,10 +32,13 @@ from sklearn.svm import SVC
 from torch import nn
 from tqdm import tqdm
 
-from mnist_probe.data import to_float
+from mnist_probe.cache import atomic_write, config_key, get_or_compute, write_npz
+from mnist_probe.data import split_tensors, to_float
+from mnist_probe.hooks import ActivationRecorder, record, resolve_layers
 from mnist_probe.model import CODE_LAYER
 from mnist_probe.names import FEATURES
-from mnist_probe.probe import ActivationRecorder, record, resolve_layers
+from mnist_probe.specs import DataSpec
+from mnist_probe.train import TrainedCNN
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +188,104 @@ def linear_probes(
                      "fit_seconds": round(seconds, 1)})  # fmt: skip
         log.info("linear probe h=%d %s (%d dims): %.4f", h, name, a_train.shape[1], acc)
     return rows
+
+
+# ----------------------------------------------------------------------------- the cache
+@dataclass(frozen=True)
+class InterpreterSpec:
+    """One interpreter: its catalog name, what it is fitted on (codes or pixels), its estimator as a
+    `_target_` spec, and how many training images it sees (None: all)."""
+
+    name: str
+    features: str = "codes"
+    estimator: dict | None = None
+    train_samples: int | None = None
+
+    @property
+    def label(self) -> str:
+        """How tables name it: CNN+svm on code vectors, 'svm (pixels)' on pixels."""
+        return f"CNN+{self.name}" if self.features == "codes" else f"{self.name} (pixels)"
+
+
+def features_of(
+    kind: str, split: str, data: DataSpec, cache_dir: str | Path, cnn: TrainedCNN | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of a split, as a pipeline's first step makes them: the CNN's code vectors (computed
+    once per CNN and split, cached) or the raw pixels."""
+    if kind == "pixels":
+        images, labels = split_tensors(data, split)
+        return Pixels().transform(images), labels.numpy()
+    key = config_key(cnn.key, data.content(), split)
+
+    def compute(staging: Path) -> dict:
+        images, labels = split_tensors(data, split)
+        log.info("computing %s code vectors for %d images", split, len(images))
+        codes = CodeVectors(cnn.model, progress=True).transform(images)
+        write_npz(staging / "codes.npz", codes=codes, labels=labels.numpy())
+        return {"cnn": cnn.key, "split": split, "images": len(labels)}
+
+    def load(entry: Path, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(entry / "codes.npz") as z:
+            return z["codes"], z["labels"]
+
+    return get_or_compute(Path(cache_dir) / f"codes-{key}", compute, load)[0]
+
+
+# scikit-learn internals that skops does not trust by default but our interpreters hold (the MLP's
+# optimiser, the calibrated SVM's parts, trees). Any other type in an estimator file is refused.
+TRUSTED = [
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.tree._tree.Tree",
+    "mnist_probe.interpreters.FastSVC",
+]
+
+
+# skops and xgboost are imported where an estimator is saved or loaded: skops's import alone takes
+# ~1.1 s (it lists every scikit-learn type), paid by every process that imports this module.
+def _save(estimator, staging: Path) -> None:
+    # Neither format runs code on load: xgboost's own JSON, and skops for scikit-learn estimators
+    # (it rebuilds only allowed types, where a pickle could run anything).
+    import skops.io as sio
+    from xgboost import XGBModel
+
+    if isinstance(estimator, XGBModel):
+        atomic_write(staging / "model.json", lambda tmp: estimator.save_model(str(tmp)))
+    else:
+        atomic_write(staging / "estimator.skops", lambda tmp: sio.dump(estimator, tmp))
+
+
+def _load(spec: InterpreterSpec):
+    def load(entry: Path, meta: dict):
+        import skops.io as sio
+
+        if (entry / "model.json").is_file():
+            estimator = instantiate(spec.estimator)
+            estimator.load_model(str(entry / "model.json"))
+            return estimator
+        return sio.load(entry / "estimator.skops", trusted=TRUSTED)  # other types: refused
+
+    return load
+
+
+def fit_or_load_interpreter(
+    spec: InterpreterSpec, cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path
+) -> tuple[Pipeline, dict]:
+    """The interpreter pipeline of spec, its estimator fitted on the training split (from the cache,
+    or fitted now once); keyed by its features' source, the data split and the estimator."""
+    source = cnn.key if spec.features == "codes" else "pixels"
+    key = config_key(source, data.content(), spec.features, spec.estimator, spec.train_samples)
+
+    def compute(staging: Path) -> dict:
+        x, y = subsample(*features_of(spec.features, "train", data, cache_dir, cnn), spec.train_samples)
+        estimator = instantiate(spec.estimator)
+        log.info("fitting %s on %d %s", spec.name, len(y), spec.features)
+        seconds = fit_timed(estimator, x, y)
+        _save(estimator, staging)
+        return {"fit_seconds": seconds, "train_samples": len(y)}
+
+    entry = Path(cache_dir) / f"interp-{spec.name}-{key}"
+    estimator, meta, cached = get_or_compute(entry, compute, _load(spec))
+    pipe = make_interpreter(estimator, spec.features, cnn.model)
+    return pipe, {**meta, "key": key, "cached": cached}

@@ -17,11 +17,23 @@ def _cpuinfo() -> str:
         return ""
 
 
+def _field(lines: list[str], key: str) -> str | None:
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":")[0].strip() == key), None)
+
+
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what the platform module says."""
+    """The CPU's model name, family and model numbers and widest vector unit (/proc/cpuinfo), e.g.
+    'AMD EPYC (family 25, model 1, AVX2)': a VM's model name alone can hide which CPU it is; else
+    what the platform module says."""
     lines = _cpuinfo().splitlines()
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor()
+    name = _field(lines, "model name")
+    if name is None:
+        return platform.processor()
+    flags = set((_field(lines, "flags") or "").split())
+    vector = ("AVX-512 with BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else
+              "AVX2" if "avx2" in flags else "no AVX2")  # fmt: skip
+    family, model = _field(lines, "cpu family"), _field(lines, "model")
+    return f"{name} (family {family}, model {model}, {vector})" if family else f"{name} ({vector})"
 
 
 def gpu_names() -> list[str]:

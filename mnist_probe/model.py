@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_probe.errors import UserError
+from mnist_probe.errors import UserError, missing_checkpoint
 from mnist_probe.keras_weights import SUFFIXES, load_keras
 from mnist_probe.names import CODE_LAYER, LAYER_NAMES, layer_h, layer_name
 
-__all__ = ["CODE_LAYER", "LAYER_NAMES", "LOSSES", "KerasCNN", "LitCNN", "keras_crossentropy", "layer_h",
+__all__ = ["CODE_LAYER", "LAYER_NAMES", "LOSSES", "KerasCNN", "LitCNN", "clipped_cross_entropy", "layer_h",
            "layer_name", "load_model"]  # fmt: skip
 
 
@@ -113,7 +113,7 @@ def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     inference on a 2-core CPU; a model without 4-d weights is unchanged)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; train first or fix the path")
+        raise missing_checkpoint(path)
     model = model if model is not None else KerasCNN()
     if path.suffix.lower() in SUFFIXES:  # Keras's own files: HWIO kernels, H×W×C flatten order
         model = load_keras(path, model)
@@ -128,8 +128,8 @@ def _load_state(path: Path, model: nn.Module) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise UserError(
-            f"checkpoint {path} could not be read ({type(err).__name__}): it is truncated or not "
-            "a mnist_probe checkpoint; delete it and train again"
+            f"checkpoint {path} could not be read ({type(err).__name__}): it is truncated or not a "
+            "state dict or Lightning checkpoint; point checkpoint= at a complete one"
         ) from None
     if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint
         state = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
@@ -146,7 +146,7 @@ def _load_state(path: Path, model: nn.Module) -> None:
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
 
 
-def keras_crossentropy(
+def clipped_cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, epsilon: float = KERAS_EPSILON
 ) -> torch.Tensor:
     """The loss the study trained with: Keras 2's categorical_crossentropy on a softmax output clips
@@ -158,9 +158,9 @@ def keras_crossentropy(
     return -p.gather(1, labels[:, None]).log().mean()
 
 
-# train.loss: label_smoothing is cross-entropy against targets of 0.9 + 0.01 (Szegedy et al., 2016),
-# a lever for how fast the CNN reaches 99.3% and how sure it ends up (README "Performance").
-LOSSES = {"cross_entropy": F.cross_entropy, "keras": keras_crossentropy,
+# train.loss (mnist_probe.specs.LOSSES names them): label_smoothing is cross-entropy against targets
+# of 0.9 + 0.01 (Szegedy et al., 2016), a lever for how fast the CNN reaches 99.3% and how sure it ends up.
+LOSSES = {"cross_entropy": F.cross_entropy, "clipped": clipped_cross_entropy,
           "label_smoothing": functools.partial(F.cross_entropy, label_smoothing=0.1)}  # fmt: skip
 
 

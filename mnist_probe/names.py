@@ -7,7 +7,7 @@ from mnist_probe.errors import UserError
 STAGES = ("train", "activations", "interpreters", "shift", "reproduce", "seeds")
 FEATURES = ("codes", "pixels")  # what an interpreter is fitted on: the CNN's code vectors or pixels
 
-# h (1-based position in the Keras Sequential) -> Keras layer name. DESIGN.md has the full table.
+# h (1-based position in the Keras Sequential) -> Keras layer name. docs/ARCHITECTURE.md has the full table.
 LAYER_NAMES = [
     "conv2d_1", "conv2d_2", "max_pooling2d_1", "dropout_1",
     "conv2d_3", "conv2d_4", "max_pooling2d_2", "dropout_2",

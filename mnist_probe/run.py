@@ -30,6 +30,7 @@ from mnist_probe.config import CONF, compose_config
 from mnist_probe.errors import UserError
 from mnist_probe.machine import describe
 from mnist_probe.schema import Config, validate
+from mnist_probe.stages.results import FORMAT, to_json
 
 log = logging.getLogger("mnist_probe")
 # What OmegaConf calls the types it could not convert to, in the words of a refusal.
@@ -40,7 +41,7 @@ MAX_CHECKED_JOBS = 256  # a sweep larger than this is checked on its first jobs 
 
 
 def check_choices(argv: list[str]) -> None:
-    """Config-group choices on the command line (+experiment=shift, train=keras, ...) checked before
+    """Config-group choices on the command line (+experiment=shift, train=study, ...) checked before
     Hydra composes, so that a typo gets one line that lists the valid names."""
     groups = {p.name for p in CONF.iterdir() if p.is_dir() and p.name != "__pycache__"}
     for arg in argv:
@@ -147,17 +148,19 @@ def versions() -> dict[str, str]:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Run cfg.stage into cfg.paths.output_dir and return its results (also in results.json)."""
+    """Run cfg.stage into cfg.paths.output_dir and return what it wrote to results.json: the stage's
+    typed result (mnist_probe.stages.results) serialised, with the run's provenance around it."""
     check_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stage = import_module(f"mnist_probe.stages.{cfg.stage}")  # only the stage that runs is imported
-    results = stage.run(cfg, out_dir)
+    result = stage.run(cfg, out_dir)
     results = {
+        "format": FORMAT,
         "stage": cfg.stage,
         "overrides": job_overrides(),
-        **results,
+        **to_json(result),
         "wall_seconds": round(time.perf_counter() - start, 1),
         "seed": cfg.seed,
         "config_hash": config_key(cfg),

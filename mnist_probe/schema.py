@@ -1,5 +1,6 @@
 """The typed config: one dataclass per config group, stored in Hydra's ConfigStore as the schema that
-conf/config.yaml composes onto. One mechanism checks every value:
+conf/config.yaml composes onto. The data, model, recipe and hardware nodes are the library's own
+specs (mnist_probe.specs); the stages' settings are defined here. One mechanism checks every value:
 
 - types, by OmegaConf while the config is composed (1.5 where an integer is meant is refused, never
   rounded; 'abc' where a number is meant is refused);
@@ -14,54 +15,30 @@ imports torch, so `mnist-probe` answers a bad command line in about a second.
 from __future__ import annotations
 
 import math
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_probe.errors import UserError
-from mnist_probe.machine import gpu_present
-from mnist_probe.names import COUNTS, FEATURES, FILES, SIZE, STAGES, layer_name
+from mnist_probe.checks import count, fraction, one_of, refuse
+from mnist_probe.errors import UserError, missing_checkpoint
+from mnist_probe.names import COUNTS, FEATURES, SIZE, STAGES, layer_name
+from mnist_probe.specs import (
+    LOSSES,
+    MODELS,
+    ONECYCLE,
+    PLATEAU,
+    DataSpec,
+    Hardware,
+    ModelSpec,
+    Recipe,
+    Scheduler,
+    require_files,
+)
 
-# What Lightning's Trainer(precision=...) accepts (plus our 'auto'), and its accelerators.
-PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16",
-              "64-true", "64")  # fmt: skip
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-# Lightning's strategies, as tested here: auto (one device, or Lightning's pick for several) and
-# ddp (tests/test_ddp.py); ddp_spawn and ddp_notebook would score and cache in the parent process,
-# but are not tested yet, so not offered.
-STRATEGIES = ("auto", "ddp")
-LOSSES = ("cross_entropy", "keras", "label_smoothing")  # mnist_probe.model.LOSSES
-MODELS = ("keras_cnn", "keras_cnn_aa")  # conf/model/*.yaml (tests/test_schema.py checks)
-
-
-def refuse(key: str, value: Any, allowed: str) -> NoReturn:
-    """Raise the one-line refusal: key, value, what is allowed."""
-    raise UserError(f"{key}={value!r} is not allowed: {allowed}")
-
-
-def count(key: str, value: Any, low: int = 1, high: int | None = None) -> None:
-    """A whole number in [low, high]."""
-    whole = isinstance(value, int) and not isinstance(value, bool)
-    if not whole or value < low or (high is not None and value > high):
-        refuse(key, value, f"a whole number from {low} to {high}" if high is not None else
-               f"a whole number >= {low}")  # fmt: skip
-
-
-def fraction(key: str, value: Any, high: float = 1.0, closed: bool = False) -> None:
-    """A number in [0, high) (or [0, high] when closed)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or value > high or (value == high and not closed):
-        refuse(key, value, f"a number in [0, {high}{']' if closed else ')'}")
-
-
-def positive(value: Any) -> bool:
-    """A finite number > 0 (not a bool)."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return number and math.isfinite(value) and value > 0
+RECIPES = ("default", "fast", "study")  # conf/train/*.yaml (tests/test_schema.py checks)
 
 
 def layer(key: str, value: Any) -> None:
@@ -81,118 +58,6 @@ def shifts(key: str, value: Any) -> list[int]:
         if isinstance(v, bool) or not isinstance(v, int) or abs(v) >= SIZE:
             refuse(key, value, f"whole pixels with |shift| < {SIZE} (the image is {SIZE}×{SIZE})")
     return values
-
-
-@dataclass
-class DataConfig:
-    root: str = "data"
-    download: bool = False
-    verify: bool = False
-    val_size: int = 6000
-    split_seed: int = 0
-    eval_batch_size: int = 1000
-    train_subset: int | None = None
-    test_subset: int | None = None
-
-    def __post_init__(self) -> None:
-        count("data.val_size", self.val_size, 1, COUNTS["train"] - 1)
-        count("data.split_seed", self.split_seed, 0)
-        count("data.eval_batch_size", self.eval_batch_size)
-        if self.train_subset is not None:
-            count("data.train_subset", self.train_subset, 1, COUNTS["train"] - self.val_size)
-        if self.test_subset is not None:
-            count("data.test_subset", self.test_subset, 1, COUNTS["test"])
-
-
-@dataclass
-class ModelConfig:
-    _target_: str = "mnist_probe.model.KerasCNN"
-    filters: int = 64
-    dense: int = 256
-    num_classes: int = 10
-
-    def __post_init__(self) -> None:
-        count("model.filters", self.filters)
-        count("model.dense", self.dense)
-        count("model.num_classes", self.num_classes, 10, 10)
-
-
-@dataclass
-class AugmentConfig:
-    _target_: str = "mnist_probe.data.KerasAugment"
-    enabled: bool = True
-    rotation: float = 10.0
-    zoom: float = 0.1
-    shift: float = 0.1
-
-    def __post_init__(self) -> None:
-        fraction("train.augment.rotation", self.rotation, 180.0, closed=True)
-        fraction("train.augment.zoom", self.zoom)
-        fraction("train.augment.shift", self.shift)
-
-
-@dataclass
-class SchedulerConfig:
-    factory: dict[str, Any] = field(default_factory=dict)
-    monitor: str | None = None
-    interval: str = "epoch"
-
-    def __post_init__(self) -> None:
-        if "_target_" not in self.factory:
-            refuse("train.scheduler.factory", self.factory, "a scheduler spec with a _target_")
-        if self.interval not in ("epoch", "step"):
-            refuse("train.scheduler.interval", self.interval, "epoch or step")
-        if self.monitor not in (None, "val_acc", "val_loss", "train_loss"):
-            refuse("train.scheduler.monitor", self.monitor, "null, val_acc, val_loss or train_loss")
-        for key in ("max_lr", "min_lr", "factor"):
-            value = self.factory.get(key)
-            if value is not None and not positive(value):
-                refuse(f"train.scheduler.factory.{key}", value, "a finite number > 0")
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 128
-    precision: str = "auto"
-    accelerator: str = "auto"
-    deterministic: bool = False
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    optimizer: dict[str, Any] = field(default_factory=lambda: {"_target_": "torch.optim.RMSprop",
-                                                               "_partial_": True, "lr": 1e-3})  # fmt: skip
-    scheduler: SchedulerConfig | None = None
-    channels_last: bool = True
-    progress_bar: bool = True
-    loss: str = "cross_entropy"
-    strategy: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-
-    def __post_init__(self) -> None:
-        count("train.epochs", self.epochs)
-        if self.loss not in LOSSES:
-            refuse("train.loss", self.loss, ", ".join(LOSSES))
-        if self.strategy not in STRATEGIES:
-            refuse("train.strategy", self.strategy, ", ".join(STRATEGIES))
-        count("train.devices", self.devices)
-        count("train.num_nodes", self.num_nodes)
-        count("train.batch_size", self.batch_size)
-        if self.precision not in PRECISIONS:
-            refuse("train.precision", self.precision, ", ".join(PRECISIONS))
-        if self.accelerator not in ACCELERATORS:
-            refuse("train.accelerator", self.accelerator, ", ".join(ACCELERATORS))
-        if self.accelerator in ("gpu", "cuda") and not gpu_present():
-            refuse("train.accelerator", self.accelerator, "this machine has no GPU: auto or cpu")
-        apple = platform.system() == "Darwin" and platform.machine() == "arm64"
-        if self.accelerator == "mps" and not apple:
-            refuse("train.accelerator", self.accelerator, "mps needs Apple silicon: auto or cpu")
-        if self.precision.startswith("16") and not gpu_present():
-            refuse("train.precision", self.precision, "fp16 needs a GPU; on a CPU: auto, 32-true, bf16-mixed")
-        if "_target_" not in self.optimizer:
-            refuse("train.optimizer", self.optimizer, "an optimizer spec with a _target_")
-        lr = self.optimizer.get("lr")
-        if lr is not None and not positive(lr):
-            refuse("train.optimizer.lr", lr, "a finite number > 0")
 
 
 @dataclass
@@ -293,8 +158,7 @@ class ReproduceAugmentConfig:
     train_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.recipe not in ("default", "keras"):
-            refuse("reproduce.augment.recipe", self.recipe, "default or keras")
+        one_of("reproduce.augment.recipe", self.recipe, RECIPES)
         for model in self.models:
             if model not in MODELS:
                 refuse("reproduce.augment.models", model, "a list of " + ", ".join(MODELS))
@@ -307,7 +171,7 @@ class ReproduceConfig:
     docs: str = "docs"
     bench: str = "outputs/bench/bench.json"
     seeds: str | None = None
-    losses: list[str] = field(default_factory=lambda: ["cross_entropy", "keras"])
+    losses: list[str] = field(default_factory=lambda: ["cross_entropy", "clipped"])
     augment: ReproduceAugmentConfig = field(default_factory=ReproduceAugmentConfig)
 
     def __post_init__(self) -> None:
@@ -324,9 +188,10 @@ class PathsConfig:
 
 @dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: Recipe = field(default_factory=Recipe)
+    trainer: Hardware = field(default_factory=Hardware)
     activations: ActivationsConfig = field(default_factory=ActivationsConfig)
     interpreters: InterpretersConfig = field(default_factory=InterpretersConfig)
     shift: ShiftConfig = field(default_factory=ShiftConfig)
@@ -347,7 +212,7 @@ class Config:
             self.interpreters.check("shift.models", spec)
         sched = self.train.scheduler
         pct = sched.factory.get("pct_start") if sched else None
-        if pct is not None:  # a one-cycle schedule's warm-up must span at least two steps
+        if pct is not None and not self.checkpoint:  # a one-cycle warm-up must span two steps or more
             images = self.data.train_subset or COUNTS["train"] - self.data.val_size
             steps = self.train.epochs * math.ceil(images / self.train.batch_size)
             if steps * pct < 2:
@@ -358,33 +223,51 @@ class Config:
             refuse("stage", self.stage, "run the reproduce stage as +experiment=reproduce")
 
 
-# conf/config.yaml's first default: every composed config is typed by this schema.
-ConfigStore.instance().store(name="schema", node=Config)
+# conf/config.yaml's first default: every composed config is typed by this schema; and the two
+# learning-rate schedules, as the options of train/scheduler (train/scheduler=onecycle).
+# The schema's train node has no schedule of its own: conf/train/*.yaml picks one (merged onto the
+# study's schedule, a one-cycle factory would keep the plateau's keys).
+SCHEMA = OmegaConf.structured(Config(train=Recipe(scheduler=None)))
+ConfigStore.instance().store(name="schema", node=SCHEMA)
+ConfigStore.instance().store(group="train/scheduler", name="plateau", node=Scheduler(**PLATEAU))
+ConfigStore.instance().store(group="train/scheduler", name="onecycle", node=Scheduler(**ONECYCLE))
 
 
-def validate(cfg: DictConfig) -> Config:
-    """Check every value of a composed config (types were checked as it was composed); return it as
-    the schema's objects. paths.output_dir is left out: Hydra sets it only once a run starts."""
+def typed(cfg: DictConfig) -> Config:
+    """A composed config as the schema's objects, every value checked (types were checked as it was
+    composed). paths.output_dir is left out: Hydra sets it only once a run starts."""
     plain = OmegaConf.to_container(cfg, resolve=False)
     plain.pop("hydra", None)
     plain["paths"] = {"cache": str(OmegaConf.select(cfg, "paths.cache")), "output_dir": "."}
-    typed = OmegaConf.merge(OmegaConf.structured(Config), plain)
-    config = OmegaConf.to_object(typed)
+    return OmegaConf.to_object(OmegaConf.merge(SCHEMA, plain))
+
+
+def validate(cfg: DictConfig) -> Config:
+    """typed(cfg), and the files it names checked."""
+    config = typed(cfg)
     check_files(config)
     return config
 
 
+# How a model file starts: a zip (torch.save since 1.6, Lightning's .ckpt, Keras 3's .keras), a
+# pickle (torch.save's legacy format), HDF5 (Keras 2's .h5).
+MODEL_MAGIC = {b"PK\x03\x04": "zip", b"\x80": "pickle", b"\x89HDF\r\n\x1a\n": "HDF5"}
+
+
 def check_files(config: Config) -> None:
-    """The files the config names exist: MNIST's four (unless it may download them), the checkpoint."""
-    raw = Path(config.data.root).expanduser() / "MNIST" / "raw"
-    missing = [n for n in FILES if not (raw / n).is_file()]
-    if missing and not config.data.download:
-        raise UserError(
-            f"MNIST not found: {raw} lacks {', '.join(missing)}; "
-            "set MNIST_ROOT (or data.root=...) to the folder holding MNIST/raw/, "
-            "or pass data.download=true where there is internet"
-        )
-    if config.checkpoint is not None and not Path(config.checkpoint).expanduser().is_file():
-        raise UserError(f"checkpoint {config.checkpoint} does not exist; fix the path or drop checkpoint= "
-                        "to train one")  # fmt: skip
+    """The files the config names exist: MNIST's four (unless it may download them); the checkpoint,
+    and that it is a model file at all (read by its first bytes, before torch loads)."""
+    if not config.data.download:
+        require_files(config.data.root)
+    if config.checkpoint is None:
+        return
+    path = Path(config.checkpoint).expanduser()
+    if not path.is_file():
+        raise missing_checkpoint(config.checkpoint)
+    with path.open("rb") as f:
+        head = f.read(8)
+    if not any(head.startswith(magic) for magic in MODEL_MAGIC):
+        what = "empty" if not head else "not a state dict, Lightning checkpoint or Keras file"
+        raise UserError(f"checkpoint {config.checkpoint} is {what}; point checkpoint= at a model file "
+                        "(.pt, .ckpt, .h5, .keras)")  # fmt: skip
 

@@ -18,8 +18,8 @@ from sklearn.pipeline import Pipeline
 from tqdm import tqdm
 
 from mnist_probe.errors import UserError
+from mnist_probe.hooks import ActivationRecorder, resolve_layers
 from mnist_probe.interpreters import CodeVectors, Pixels
-from mnist_probe.probe import ActivationRecorder, resolve_layers
 
 log = logging.getLogger(__name__)
 SIZE = 28

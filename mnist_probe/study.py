@@ -39,9 +39,19 @@ def study_acc(name: str, features: str) -> float | None:
     return (CODES_ACC if features == "codes" else PIXELS_ACC).get(name)
 
 
+def interpreter_name(name: str, features: str) -> str:
+    """A headline number's name for an interpreter's test accuracy, e.g. svm@codes_acc."""
+    return f"{name}@{features}_acc"
+
+
+def digit_name(dy: int) -> str:
+    """A headline number's name for the CNN's P(true class) of the study's digit at a shift dy."""
+    return f"cnn_digit_p_true_dy{dy}"
+
+
 # The study's figures under the names of the seeds stage's headline numbers (mnist_probe.stages.seeds).
 HEADLINE = {"cnn_test_acc": CNN_ACC,
-            **{f"{name}@codes_acc": acc for name, acc in CODES_ACC.items()},
-            **{f"{name}@pixels_acc": acc for name, acc in PIXELS_ACC.items()},
+            **{interpreter_name(name, "codes"): acc for name, acc in CODES_ACC.items()},
+            **{interpreter_name(name, "pixels"): acc for name, acc in PIXELS_ACC.items()},
             # its "1" at dy = -3, -4, -5 (SHIFT_TABLE's CNN row): 99.4%, 0.71%, 1.4E-4%
-            "cnn_digit_p_true_dy-3": 0.994, "cnn_digit_p_true_dy-4": 0.0071, "cnn_digit_p_true_dy-5": 1.4e-6}
+            digit_name(-3): 0.994, digit_name(-4): 0.0071, digit_name(-5): 1.4e-6}

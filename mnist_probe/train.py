@@ -1,17 +1,16 @@
 """Fit the CNN with Lightning, or load it from the cache when this recipe was trained before.
 
-The recipe is plain data (`Recipe`): the optimiser, scheduler, augmentation and model are
-`_target_` specs that Hydra's instantiate builds, so a notebook passes dicts and the train stage
-passes the config's `train:` node as a dict.
+What to train comes as the specs of mnist_probe.specs (DataSpec, ModelSpec, Recipe, Hardware): the
+optimiser, scheduler, augmentation and model are `_target_` specs that Hydra's instantiate builds,
+so a notebook builds the same objects the config composes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,58 +22,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mnist_probe.cache import config_key, get_or_compute, sha256
-from mnist_probe.data import DataSpec, MNISTDataModule, split_tensors, to_float
-from mnist_probe.errors import UserError
+from mnist_probe.data import MNISTDataModule, split_tensors, to_float
 from mnist_probe.model import KerasCNN, LitCNN, load_model
 from mnist_probe.precision import fastest
+from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe, plain
 
 log = logging.getLogger(__name__)
-
-KERAS_CNN = {"_target_": "mnist_probe.model.KerasCNN", "filters": 64, "dense": 256, "num_classes": 10}
-
-
-@dataclass
-class Recipe:
-    """How to train: the config's `train:` node as plain values (conf/train/default.yaml)."""
-
-    epochs: int = 3
-    batch_size: int = 128
-    optimizer: dict = field(default_factory=lambda: {
-        "_target_": "torch.optim.RMSprop", "_partial_": True, "lr": 1e-3, "alpha": 0.9, "eps": 1e-8})
-    # {factory: a partial scheduler spec, monitor: a logged metric or None, interval: epoch | step}
-    scheduler: dict | None = field(default_factory=lambda: {
-        "factory": {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True,
-                    "max_lr": 0.002, "pct_start": 0.2, "cycle_momentum": False},
-        "monitor": None, "interval": "step"})  # fmt: skip
-    augment: dict | None = field(default_factory=lambda: {
-        "_target_": "mnist_probe.data.KerasAugment", "enabled": True, "rotation": 10.0, "zoom": 0.1,
-        "shift": 0.1})  # fmt: skip
-    precision: str = "auto"  # the faster of 32-true and bf16-mixed here, measured once (precision.py)
-    accelerator: str = "auto"
-    deterministic: bool = False
-    channels_last: bool = True  # memory layout only: same math, faster convs on CPU
-    progress_bar: bool = True
-    # cross_entropy (on logits), or keras: Keras 2's clipped categorical_crossentropy, as the study trained
-    loss: str = "cross_entropy"
-    # Lightning's strategy, devices per node and nodes: e.g. ddp over 2 processes (gloo on a CPU,
-    # NCCL on GPUs). batch_size is per process: the global batch is batch_size × devices × num_nodes.
-    strategy: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-
-    @property
-    def world_size(self) -> int:
-        return self.devices * self.num_nodes
-
-    def content(self) -> dict:
-        """What decides the trained weights: not how the run looks or which strategy ran it, but how
-        many processes shared each step (the global batch), when more than one."""
-        how = ("progress_bar", "strategy", "devices", "num_nodes", "loss")
-        content = {k: v for k, v in dataclasses.asdict(self).items() if k not in how}
-        # (keys of CNNs trained before these options existed stay valid)
-        content |= {"loss": self.loss} if self.loss != "cross_entropy" else {}
-        return content | ({"world_size": self.world_size} if self.world_size > 1 else {})
-
 
 @dataclass
 class TrainedCNN:
@@ -100,36 +53,37 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 def make_datamodule(data: DataSpec, recipe: Recipe) -> MNISTDataModule:
     """The DataModule of data, with the recipe's batch size and augmentation."""
-    augment = instantiate(recipe.augment) if recipe.augment else None
-    return MNISTDataModule(data, batch_size=recipe.batch_size, augment=augment)
+    return MNISTDataModule(data, batch_size=recipe.batch_size, augment=instantiate(plain(recipe.augment)))
 
 
-def make_lit(recipe: Recipe, model_spec: dict = KERAS_CNN) -> LitCNN:
+def make_lit(recipe: Recipe, model: ModelSpec) -> LitCNN:
     """The LightningModule: a fresh model with the recipe's optimiser and scheduler."""
-    model = instantiate(model_spec)
+    net = instantiate(plain(model))
     if recipe.channels_last:
         # NHWC lets oneDNN pick faster conv kernels: measured ~1.3x per training step on this CPU.
-        model = model.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)
     sched = recipe.scheduler
     return LitCNN(
-        model,
+        net,
         optimizer=instantiate(recipe.optimizer),
-        scheduler=instantiate(sched["factory"]) if sched else None,
-        scheduler_monitor=sched.get("monitor") if sched else None,
-        scheduler_interval=sched.get("interval", "epoch") if sched else "epoch",
+        scheduler=instantiate(sched.factory) if sched else None,
+        scheduler_monitor=sched.monitor if sched else None,
+        scheduler_interval=sched.interval if sched else "epoch",
         loss=recipe.loss,
     )
 
 
-def make_trainer(recipe: Recipe, log_dir: Path, work_dir: Path, **overrides) -> pl.Trainer:
+def make_trainer(
+    recipe: Recipe, hardware: Hardware, log_dir: Path, work_dir: Path, **overrides
+) -> pl.Trainer:
     """The Trainer of a real run (logging, checkpoints); `make bench` passes max_steps etc."""
     kwargs = dict(
         max_epochs=recipe.epochs,
-        accelerator=recipe.accelerator,
-        strategy=recipe.strategy,
-        devices=recipe.devices,
-        num_nodes=recipe.num_nodes,
-        precision=resolve_precision(recipe.precision, recipe.accelerator),
+        accelerator=hardware.accelerator,
+        strategy=hardware.strategy,
+        devices=hardware.devices,
+        num_nodes=hardware.num_nodes,
+        precision=resolve_precision(hardware.precision, hardware.accelerator),
         deterministic=recipe.deterministic,
         logger=TensorBoardLogger(save_dir=str(log_dir), name="tb", version="train"),
         callbacks=[
@@ -139,7 +93,7 @@ def make_trainer(recipe: Recipe, log_dir: Path, work_dir: Path, **overrides) -> 
             LearningRateMonitor(logging_interval="epoch"),
             Timer(),  # training time, carried across resumes in last.ckpt
         ],
-        enable_progress_bar=recipe.progress_bar,
+        enable_progress_bar=hardware.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
@@ -168,13 +122,14 @@ def readable_checkpoint(path: Path) -> dict | None:
 
 
 def train_cnn(
-    data: DataSpec, recipe: Recipe, model_spec: dict, seed: int, log_dir: Path, work_dir: Path
-) -> tuple[KerasCNN, dict]:
+    data: DataSpec, recipe: Recipe, model: ModelSpec, hardware: Hardware, seed: int, log_dir: Path,
+    work_dir: Path,
+) -> tuple[KerasCNN, dict]:  # fmt: skip
     """Train with the recipe; resume from work_dir/last.ckpt if a run was interrupted."""
     pl.seed_everything(seed, workers=True, verbose=False)
     dm = make_datamodule(data, recipe)
-    lit = make_lit(recipe, model_spec)
-    trainer = make_trainer(recipe, log_dir, work_dir)
+    lit = make_lit(recipe, model)
+    trainer = make_trainer(recipe, hardware, log_dir, work_dir)
     last = work_dir / "last.ckpt"
     done, untimed = 0, 0
     ckpt = readable_checkpoint(last)
@@ -186,12 +141,12 @@ def train_cnn(
         log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, recipe.epochs)
     trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if ckpt is not None else None)
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
-    model = lit.model.cpu().eval()
+    net = lit.model.cpu().eval()
     # Scored here, in this process, rather than by trainer.test: under DDP every rank would score a
     # shard; this way rank 0 scores all of the test set the same way whatever trained the CNN.
     dm.setup("test")  # a no-op unless the training ran in spawned processes (ddp_spawn)
     images, labels = dm.tensors["test"]
-    logits = test_logits(model, images)
+    logits = test_logits(net, images)
     meta = {
         "test_acc": (logits.argmax(1) == labels).sum().item() / len(labels),  # as accuracy() counts
         "test_loss": torch.nn.functional.cross_entropy(logits, labels).item(),
@@ -206,7 +161,7 @@ def train_cnn(
         "world_size": trainer.world_size,
         "test_images": len(labels),
     }
-    return model, meta
+    return net, meta
 
 
 @torch.no_grad()
@@ -241,37 +196,49 @@ def confidence(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     }
 
 
-def cnn_key(data: DataSpec, recipe: Recipe, seed: int, model_spec: dict = KERAS_CNN) -> str:
-    """The cache key of a trained CNN: every input that decides its weights and its test score,
-    with precision auto as what it resolves to on this machine (bf16 trains other weights)."""
-    content = recipe.content()
-    content["precision"] = resolve_precision(recipe.precision, recipe.accelerator)
-    return config_key(data.content(), model_spec, content, seed)
+def cnn_key(
+    data: DataSpec, recipe: Recipe, seed: int, model: ModelSpec | None = None,
+    hardware: Hardware | None = None,
+) -> str:  # fmt: skip
+    """The cache key of a trained CNN: every input that decides its weights and its test score.
+    Of the hardware, that is the precision (auto as what it resolves to on this machine: bf16 trains
+    other weights), the accelerator, and how many processes shared each step, when more than one;
+    not how the run looks or which strategy ran it."""
+    hardware = hardware or Hardware()
+    content = {k: v for k, v in plain(recipe).items() if k != "loss"}
+    content |= {"loss": recipe.loss} if recipe.loss != "cross_entropy" else {}
+    content |= {"accelerator": hardware.accelerator,
+                "precision": resolve_precision(hardware.precision, hardware.accelerator)}  # fmt: skip
+    content |= {"world_size": hardware.world_size} if hardware.world_size > 1 else {}
+    return config_key(data.content(), plain(model or ModelSpec()), content, seed)
 
 
-def _load(model_spec: dict):
-    return lambda entry, meta: load_model(entry / "model.pt", instantiate(model_spec))
+def _load(model: ModelSpec):
+    return lambda entry, meta: load_model(entry / "model.pt", instantiate(plain(model)))
 
 
 def from_checkpoint(
-    path: str | Path, data: DataSpec, cache_dir: str | Path, model_spec: dict = KERAS_CNN
+    path: str | Path, data: DataSpec, cache_dir: str | Path, model: ModelSpec | None = None
 ) -> TrainedCNN:
     """A user's checkpoint (state dict or Lightning .ckpt), checked and scored on the scored test
     set once; keyed by the file's content and the test images it was scored on."""
     path = Path(path).expanduser()
-    model = load_model(path, instantiate(model_spec))  # missing, truncated, other architecture
-    key = "file-" + config_key(sha256(path), model_spec, data.content())
+    model = model or ModelSpec()
+    net = load_model(path, instantiate(plain(model)))  # missing, truncated, other architecture
+    key = "file-" + config_key(sha256(path), plain(model), data.content())
 
     def compute(staging: Path) -> dict:
         images, labels = split_tensors(data, "scored")
-        return {"test_acc": accuracy(model, images, labels), "test_images": len(labels),
+        return {"test_acc": accuracy(net, images, labels), "test_images": len(labels),
                 "checkpoint": str(path), "train_seconds": None}  # fmt: skip
 
     _, meta, cached = get_or_compute(Path(cache_dir) / f"cnn-{key}", compute, lambda entry, meta: None)
-    return TrainedCNN(model, key, {**meta, "key": key, "cached": cached})
+    return TrainedCNN(net, key, {**meta, "key": key, "cached": cached})
 
 
-def ddp_worker(entry: Path, data: DataSpec, recipe: Recipe, model_spec: dict, seed: int) -> NoReturn:
+def ddp_worker(
+    entry: Path, data: DataSpec, recipe: Recipe, model: ModelSpec, hardware: Hardware, seed: int
+) -> NoReturn:
     """A DDP process other than rank 0 (started by Lightning's ddp launcher, or by srun on a cluster):
     it trains beside rank 0, in rank 0's staging dir, writing nothing (Lightning checkpoints and logs
     from rank 0 only), then leaves. Scoring, the cache entry and every later stage are rank 0's."""
@@ -279,34 +246,33 @@ def ddp_worker(entry: Path, data: DataSpec, recipe: Recipe, model_spec: dict, se
     if not (entry / "meta.json").is_file():  # rank 0 found no cached CNN: it trains, with us
         log.info("rank %d: training beside rank 0 (%s)", rank, entry.name)
         staging = entry.with_name(entry.name + ".partial")
-        train_cnn(data, recipe, model_spec, seed, staging / "train_logs", staging / "work")
+        train_cnn(data, recipe, model, hardware, seed, staging / "train_logs", staging / "work")
     log.info("rank %d: done; rank 0 goes on alone", rank)
     raise SystemExit(0)
 
 
 def fit_or_load(
     data: DataSpec, recipe: Recipe, seed: int, cache_dir: str | Path, log_dir: str | Path | None = None,
-    model_spec: dict = KERAS_CNN,
+    model: ModelSpec | None = None, hardware: Hardware | None = None,
 ) -> TrainedCNN:  # fmt: skip
     """The CNN that `recipe` trains on `data` with `seed`: from the cache if it was trained before,
     else trained now (once, under a lock; resumed if an earlier run was killed). Its training
     curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
-    if recipe.epochs < 1:
-        raise UserError(f"train.epochs must be at least 1, got {recipe.epochs}")
-    key = cnn_key(data, recipe, seed, model_spec)
+    model, hardware = model or ModelSpec(), hardware or Hardware()
+    key = cnn_key(data, recipe, seed, model, hardware)
     entry = Path(cache_dir) / f"cnn-{key}"
     if rank_zero_only.rank > 0:
-        ddp_worker(entry, data, recipe, model_spec, seed)
+        ddp_worker(entry, data, recipe, model, hardware, seed)
 
     def compute(staging: Path) -> dict:
         log.info("training CNN %s (%d epochs); cache entry %s", key, recipe.epochs, entry)
         logs = Path(log_dir) if log_dir else entry.with_name(entry.name + ".train_logs")
-        model, meta = train_cnn(data, recipe, model_spec, seed, logs, staging / "work")
-        torch.save(model.state_dict(), staging / "model.pt")
+        net, meta = train_cnn(data, recipe, model, hardware, seed, logs, staging / "work")
+        torch.save(net.state_dict(), staging / "model.pt")
         shutil.rmtree(staging / "work", ignore_errors=True)
         return {**meta, "key": key, "checkpoint": str(entry / "model.pt")}
 
-    model, meta, cached = get_or_compute(entry, compute, _load(model_spec))
+    net, meta, cached = get_or_compute(entry, compute, _load(model))
     if cached:
         log.info("loaded cached CNN %s (test acc %.4f)", key, meta["test_acc"])
-    return TrainedCNN(model, key, {**meta, "cached": cached})
+    return TrainedCNN(net, key, {**meta, "cached": cached})

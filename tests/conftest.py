@@ -14,6 +14,15 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_cache(tmp_path_factory) -> Path:
+    """The suite's own per-machine cache (the precision measurement), not the user's ~/.cache;
+    subprocesses inherit it."""
+    path = tmp_path_factory.mktemp("machine_cache")
+    os.environ["MNIST_PROBE_MACHINE_CACHE"] = str(path)
+    return path
+
+
 def mnist_root() -> str:
     root = os.environ.get("MNIST_ROOT") or str(REPO.parent / "shared" / "mnist")
     if not (Path(root) / "MNIST" / "raw").is_dir():
@@ -27,7 +36,7 @@ def make_cfg(tmp: Path, *overrides: str, cache: Path | None = None) -> DictConfi
         f"data.root={mnist_root()}",
         f"paths.output_dir={tmp / 'run'}",
         f"paths.cache={cache or tmp / 'cache'}",
-        "train.progress_bar=false",
+        "trainer.progress_bar=false",
     ]
     return compose_config(*base, *overrides)
 
@@ -49,9 +58,31 @@ def small_run(tmp_path_factory) -> tuple[DictConfig, dict]:
     return cfg, run(cfg)
 
 
+def data_spec(cfg: DictConfig):
+    """The config's data node as the library's DataSpec."""
+    from mnist_probe.schema import typed
+
+    return typed(cfg).data
+
+
+def features(cfg: DictConfig, kind: str, split: str, cnn=None):
+    """interpreters.features_of with the config's data and cache."""
+    from mnist_probe.interpreters import features_of
+
+    return features_of(kind, split, data_spec(cfg), cfg.paths.cache, cnn)
+
+
+def fitted_interpreter(cfg: DictConfig, spec, cnn):
+    """interpreters.fit_or_load_interpreter with the config's data and cache."""
+    from mnist_probe.interpreters import fit_or_load_interpreter
+
+    return fit_or_load_interpreter(spec, cnn, data_spec(cfg), cfg.paths.cache)
+
+
 def key_of(cfg: DictConfig) -> str:
     """The cache key of the CNN that cfg trains."""
-    from mnist_probe.stages.common import data_spec, plain, recipe
+    from mnist_probe.schema import typed
     from mnist_probe.train import cnn_key
 
-    return cnn_key(data_spec(cfg), recipe(cfg), cfg.seed, plain(cfg.model))
+    c = typed(cfg)
+    return cnn_key(c.data, c.train, c.seed, c.model, c.trainer)

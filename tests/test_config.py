@@ -9,7 +9,7 @@ from mnist_probe import UserError
 from mnist_probe.data import KerasAugment, MNISTDataModule
 from mnist_probe.model import KerasCNN, MaxBlurPool2d
 from mnist_probe.run import check_config
-from mnist_probe.stages import common
+from mnist_probe.schema import typed
 from mnist_probe.train import make_datamodule
 from tests.conftest import CONF, REPO, make_cfg
 
@@ -30,12 +30,12 @@ def test_every_config_composes_and_instantiates(tmp_path, experiment, recipe):
     kwargs = {"total_steps": 10} if cfg.train.scheduler.interval == "step" else {}
     assert scheduler(optimizer, **kwargs) is not None
     assert isinstance(instantiate(cfg.train.augment), KerasAugment)
-    dm = make_datamodule(common.data_spec(cfg), common.recipe(cfg))
+    dm = make_datamodule(typed(cfg).data, typed(cfg).train)
     assert isinstance(dm, MNISTDataModule) and dm.batch_size == cfg.train.batch_size
 
 
-def test_keras_recipe_is_the_studys():
-    cfg = make_cfg(REPO, "train=keras")
+def test_study_recipe_is_the_studys():
+    cfg = make_cfg(REPO, "train=study")
     assert cfg.train.epochs == 30 and cfg.train.batch_size == 86
     assert cfg.train.optimizer.lr == 1e-3 and cfg.train.optimizer.alpha == 0.9
     sched = cfg.train.scheduler
@@ -44,7 +44,7 @@ def test_keras_recipe_is_the_studys():
     )
     aug = cfg.train.augment
     assert (aug.rotation, aug.zoom, aug.shift) == (10, 0.1, 0.1)
-    assert cfg.train.loss == "keras"  # Keras 2's clipped categorical_crossentropy, as the study trained
+    assert cfg.train.loss == "clipped"  # Keras 2's clipped categorical_crossentropy, as the study trained
 
 
 def test_the_default_and_fast_recipes_keep_their_own_losses():

@@ -12,23 +12,28 @@ import time
 import pytest
 import torch
 
-from mnist_probe.data import DataSpec
-from mnist_probe.train import Recipe, cnn_key
+from mnist_probe.specs import DataSpec, Hardware, Recipe
+from mnist_probe.train import cnn_key
 from tests.conftest import REPO, mnist_root
 
 
 def test_the_world_size_is_in_the_key_the_strategy_is_not():
-    data = DataSpec(root="x")
-    one = cnn_key(data, Recipe(), 0)
-    assert cnn_key(data, Recipe(strategy="ddp"), 0) == one  # one process: the same CNN
-    assert cnn_key(data, Recipe(strategy="ddp", devices=2), 0) != one  # a global batch twice as big
-    assert cnn_key(data, Recipe(strategy="ddp", devices=2), 0) == cnn_key(data, Recipe(num_nodes=2), 0)
+    data, recipe = DataSpec(root="x"), Recipe()
+
+    def key(**hardware) -> str:
+        return cnn_key(data, recipe, 0, hardware=Hardware(**hardware))
+
+    one = key()
+    assert key(strategy="ddp") == one  # one process: the same CNN
+    assert key(strategy="ddp", devices=2) != one  # a global batch twice as big
+    assert key(strategy="ddp", devices=2) == key(num_nodes=2)
 
 
 def ddp_command(tmp_path, run: str) -> list[str]:
-    return [sys.executable, "-m", "mnist_probe.run", "+experiment=train", "train.strategy=ddp",
-            "train.devices=2", "train.accelerator=cpu", "data.train_subset=1024", "data.test_subset=500",
-            "train.epochs=3", "train.batch_size=64", "train.progress_bar=false", f"data.root={mnist_root()}",
+    return [sys.executable, "-m", "mnist_probe.run", "+experiment=train", "trainer.strategy=ddp",
+            "trainer.devices=2", "trainer.accelerator=cpu", "data.train_subset=1024", "data.test_subset=500",
+            "train.epochs=3", "train.batch_size=64", "trainer.progress_bar=false",
+            f"data.root={mnist_root()}",
             f"paths.cache={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / run}"]  # fmt: skip
 
 
@@ -37,9 +42,8 @@ def test_ddp_on_two_cpu_processes_checkpoints_from_rank_0_and_resumes(tmp_path):
     # A DDP training killed (both processes) once its first checkpoint is on disk.
     proc = subprocess.Popen(ddp_command(tmp_path, "run1"), cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 300
     while not list((tmp_path / "cache").glob("cnn-*.partial/work/last.ckpt")):
-        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
+        assert proc.poll() is None, "the run ended before its first checkpoint"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

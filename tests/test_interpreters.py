@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -10,21 +11,18 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from mnist_probe import UserError
-from mnist_probe.data import DataSpec, split_tensors
+from mnist_probe import UserError, interpreters
+from mnist_probe.data import split_tensors
 from mnist_probe.interpreters import CodeVectors, FastSVC, Pixels, fit_on_features, make_interpreter
 from mnist_probe.run import run
-from mnist_probe.stages import common
-from mnist_probe.stages.common import (
-    data_spec,
-    features,
-    fitted_interpreter,
-    interpreter_names,
-    interpreter_settings,
-    trained_cnn,
-)
-from mnist_probe.stages.report import summarize_sweep
-from tests.conftest import SMALL_TRAIN, make_cfg, mnist_root
+from mnist_probe.specs import DataSpec
+from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
+from mnist_probe.stages.sweep import summarize_sweep
+from tests.conftest import SMALL_TRAIN, data_spec, features, fitted_interpreter, make_cfg, mnist_root
+
+
+def interpreter_names(cfg):
+    return sorted(cfg.interpreters.catalog)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +97,7 @@ def test_each_interpreter_fits_above_chance(trained, name):
     assert name in interpreter_names(cfg)
     x, y = features(cfg, "codes", "train", cnn)
     xt, yt = features(cfg, "codes", "scored", cnn)  # the first 1,000 test images
-    estimator = instantiate(interpreter_settings(cfg, name)["estimator"])
+    estimator = instantiate(interpreter_spec(cfg, name).estimator)
     estimator.fit(x, y)
     acc = np.mean(estimator.predict(xt[:1000]) == yt[:1000])
     assert acc > 0.5, f"{name}: {acc:.3f}"  # chance is 0.1
@@ -109,36 +107,36 @@ def test_each_interpreter_fits_above_chance(trained, name):
 def test_catalog_names_every_interpreter_once(trained):
     cfg, _ = trained
     assert interpreter_names(cfg) == ["dt", "gb", "knn", "logreg", "nn", "rf", "rf1000", "svm"]
-    svm, svm_pixels = interpreter_settings(cfg, "svm"), interpreter_settings(cfg, "svm@pixels")
-    assert (svm["features"], svm["train_samples"]) == ("codes", None)
-    assert (svm_pixels["features"], svm_pixels["train_samples"]) == ("pixels", 10_000)
+    svm, svm_pixels = interpreter_spec(cfg, "svm"), interpreter_spec(cfg, "svm@pixels")
+    assert (svm.features, svm.train_samples) == ("codes", None)
+    assert (svm_pixels.features, svm_pixels.train_samples) == ("pixels", 10_000)
     # the code-vector forest grows each tree on half the data; the pixel forest keeps full samples
-    rf, rf_pixels = interpreter_settings(cfg, "rf"), interpreter_settings(cfg, "rf@pixels")
-    assert rf["estimator"]["max_samples"] == 0.5 and rf_pixels["estimator"]["max_samples"] is None
-    assert instantiate(rf_pixels["estimator"]).get_params()["max_samples"] is None
+    rf, rf_pixels = interpreter_spec(cfg, "rf"), interpreter_spec(cfg, "rf@pixels")
+    assert rf.estimator["max_samples"] == 0.5 and rf_pixels.estimator["max_samples"] is None
+    assert instantiate(rf_pixels.estimator).get_params()["max_samples"] is None
     assert "label" not in cfg.interpreters.catalog.svm and "name" not in cfg.interpreters.catalog.svm
     # one override changes the interpreter for every stage that names it
     changed = make_cfg(Path(cfg.paths.output_dir), "interpreters.catalog.rf.estimator.n_estimators=7")
-    assert interpreter_settings(changed, "rf@pixels")["estimator"]["n_estimators"] == 7
+    assert interpreter_spec(changed, "rf@pixels").estimator["n_estimators"] == 7
 
 
 def test_cache_returns_the_fitted_interpreter_without_refitting(trained, monkeypatch):
     cfg, cnn = trained
-    settings = interpreter_settings(cfg, "dt")
+    settings = interpreter_spec(cfg, "dt")
     first, meta = fitted_interpreter(cfg, settings, cnn)
-    monkeypatch.setattr(common, "instantiate", lambda *a, **k: pytest.fail("refitted"))
-    second, meta2 = fitted_interpreter(cfg, settings, cnn)
-    assert meta2["cached"] and meta2["fit_seconds"] == meta["fit_seconds"]
+    monkeypatch.setattr(interpreters, "instantiate", lambda *a, **k: pytest.fail("refitted"))
+    second, meta_again = fitted_interpreter(cfg, settings, cnn)
+    assert meta_again["cached"] and meta_again["fit_seconds"] == meta["fit_seconds"]
     images, _ = split_tensors(data_spec(cfg), "test")
     assert np.array_equal(first.predict(images[:500]), second.predict(images[:500]))  # whole pipelines
 
 
 def test_unknown_interpreter_lists_valid_ones(trained):
     cfg, _ = trained
-    with pytest.raises(UserError, match="valid: .*svm"):
-        interpreter_settings(cfg, "xgb9")
-    with pytest.raises(UserError, match="features"):
-        interpreter_settings(cfg, "dt@voxels")
+    with pytest.raises(UserError, match="an interpreter of the catalog: .*svm"):
+        interpreter_spec(cfg, "xgb9")
+    with pytest.raises(UserError, match="features are codes or pixels"):
+        interpreter_spec(cfg, "dt@voxels")
 
 
 def test_interpreters_stage_table_and_probes(small_run, tmp_path, caplog):
@@ -150,7 +148,7 @@ def test_interpreters_stage_table_and_probes(small_run, tmp_path, caplog):
     )  # fmt: skip
     results = run(cfg)
     out = Path(cfg.paths.output_dir)
-    rows = results["rows"]
+    rows = [results["cnn"], *results["rows"]]
     assert [(r["interpreter"], r["features"]) for r in rows] == [
         ("CNN softmax (dense_2)", "image"), ("dt", "codes"), ("dt", "pixels")]  # fmt: skip
     cnn, codes, pixels = (r["test_acc"] for r in rows)
@@ -188,8 +186,8 @@ def test_sweep_summary_collects_every_job(tmp_path):
 
 def test_xgboost_is_cached_as_json_not_pickle(trained):
     cfg, cnn = trained
-    settings = interpreter_settings(cfg, "gb")
-    settings["estimator"]["n_estimators"], settings["train_samples"] = 5, 1000
+    gb = interpreter_spec(cfg, "gb")
+    settings = dataclasses.replace(gb, estimator={**gb.estimator, "n_estimators": 5}, train_samples=1000)
     first, meta = fitted_interpreter(cfg, settings, cnn)
     entry = Path(cfg.paths.cache) / f"interp-gb-{meta['key']}"
     assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.json"]

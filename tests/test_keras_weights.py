@@ -16,7 +16,7 @@ from mnist_probe.data import load_mnist, to_float
 from mnist_probe.keras_weights import KERAS2_LAYERS as KERAS2
 from mnist_probe.keras_weights import load_keras, read_layers, save_keras, write_keras2
 from mnist_probe.model import KerasCNN, load_model
-from mnist_probe.stages.common import trained_cnn
+from mnist_probe.stages.adapters import trained_cnn
 from tests.conftest import make_cfg, mnist_root
 
 

@@ -1,4 +1,4 @@
-"""The house rules of DESIGN.md, checked on the source: imports go down only, at the top of files."""
+"""The house rules of docs/ARCHITECTURE.md, checked on the source: imports go down only, at the top."""
 
 import ast
 from pathlib import Path

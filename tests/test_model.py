@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mnist_probe import UserError
 from mnist_probe.model import LAYER_NAMES, KerasCNN, MaxBlurPool2d, layer_h, layer_name
 
-# DESIGN.md's layer table: output shape of each h for one image.
+# docs/ARCHITECTURE.md's layer table: output shape of each h for one image.
 SHAPES = [
     (64, 28, 28), (64, 28, 28), (64, 14, 14), (64, 14, 14), (64, 14, 14), (64, 14, 14),
     (64, 7, 7), (64, 7, 7), (3136,), (256,), (256,), (10,),
@@ -82,42 +82,42 @@ def test_anti_aliased_pooling_keeps_the_layers_and_shifts_more_smoothly():
     assert outs[0].sum() == pytest.approx(outs[1].sum())  # and none is lost
 
 
-def test_keras_loss_is_cross_entropy_until_it_clips():
-    from mnist_probe.model import KERAS_EPSILON, keras_crossentropy
+def test_clipped_loss_is_cross_entropy_until_it_clips():
+    from mnist_probe.model import KERAS_EPSILON, clipped_cross_entropy
 
     gen = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(64, 10, generator=gen) * 2, torch.randint(0, 10, (64,), generator=gen)
-    assert torch.allclose(keras_crossentropy(logits, labels), F.cross_entropy(logits, labels), atol=1e-6)
+    assert torch.allclose(clipped_cross_entropy(logits, labels), F.cross_entropy(logits, labels), atol=1e-6)
     # A hopelessly wrong example is clipped too: its loss stops at -log(epsilon).
     wrong = torch.tensor([[0.0, 40.0] + [0.0] * 8])
-    loss = keras_crossentropy(wrong, torch.tensor([0])).item()
+    loss = clipped_cross_entropy(wrong, torch.tensor([0])).item()
     assert loss == pytest.approx(-math.log(KERAS_EPSILON), rel=1e-4)
 
 
-def test_keras_loss_stops_pushing_an_example_it_is_sure_of():
+def test_clipped_loss_stops_pushing_an_example_it_is_sure_of():
     """The over-confidence hypothesis: Keras's clip zeroes the gradient of a sure example, while
     cross-entropy on logits keeps pushing its logits apart."""
-    from mnist_probe.model import keras_crossentropy
+    from mnist_probe.model import clipped_cross_entropy
 
     for margin, clipped in [(20.0, True), (5.0, False)]:  # p(true) = 1 - 2e-8 vs 1 - 6e-2
         logits = torch.zeros(1, 10)
         logits[0, 3] = margin
-        for loss_fn, zero in [(keras_crossentropy, clipped), (F.cross_entropy, False)]:
+        for loss_fn, zero in [(clipped_cross_entropy, clipped), (F.cross_entropy, False)]:
             x = logits.clone().requires_grad_()
             loss_fn(x, torch.tensor([3])).backward()
             assert (x.grad.abs().max().item() == 0.0) == zero, (loss_fn.__name__, margin)
 
 
-def test_the_loss_is_in_the_cnn_key_only_when_it_is_not_the_default():
-    from mnist_probe.data import DataSpec
-    from mnist_probe.train import Recipe, cnn_key
+def test_the_loss_is_in_the_cnn_key():
+    from mnist_probe.specs import DataSpec, Recipe
+    from mnist_probe.train import cnn_key
 
-    assert "loss" not in Recipe().content()  # CNNs cached before train.loss existed keep their key
     data = DataSpec(root="x")
-    assert cnn_key(data, Recipe(loss="keras"), 0) != cnn_key(data, Recipe(), 0)
+    keys = {cnn_key(data, Recipe(loss=loss), 0) for loss in ("clipped", "cross_entropy", "label_smoothing")}
+    assert len(keys) == 3
 
 
-def test_litcnn_learns_with_the_keras_loss():
+def test_litcnn_learns_with_the_clipped_loss():
     from mnist_probe.data import load_mnist, to_float
     from mnist_probe.model import LitCNN
     from tests.conftest import mnist_root
@@ -125,7 +125,7 @@ def test_litcnn_learns_with_the_keras_loss():
     images, labels = load_mnist(mnist_root(), "test")
     x, y = to_float(images[:64]), labels[:64]
     torch.manual_seed(0)
-    lit = LitCNN(KerasCNN(), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), loss="keras")
+    lit = LitCNN(KerasCNN(), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), loss="clipped")
     opt = lit.optimizer_factory(lit.parameters())
     losses = []
     for _ in range(15):

@@ -55,7 +55,7 @@ def test_console_script_trains_from_a_directory_outside_the_checkout(tmp_path):
     assert script.is_file(), "pip install -e . makes the console script"
     args = ["+experiment=train", f"data.root={mnist_root()}", "data.train_subset=640", "data.test_subset=200",
             "data.val_size=500", "train.epochs=1", "train.batch_size=64",
-            "train.progress_bar=false"]  # fmt: skip
+            "trainer.progress_bar=false"]  # fmt: skip
     proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (results,) = (tmp_path / "outputs" / "runs").glob("*_train/results.json")  # Hydra's run dir, here
@@ -80,3 +80,16 @@ def test_readme_library_example_runs_as_written(tmp_path, monkeypatch):
     assert up3.shape == (100, 1, 28, 28) and torch.all(up3[:, :, -3:] == 0)  # moved up: zeros below
     assert 0 <= scope["up3_accuracy"] <= 1 and 0 <= scope["shift_consistency"] <= 1
     assert list((tmp_path / "outputs" / "cache").glob("cnn-*/model.pt"))
+
+
+def test_every_public_name_resolves_to_what_its_module_defines():
+    import importlib
+
+    import mnist_probe
+
+    assert len(mnist_probe._API) >= 40 and sorted(mnist_probe.__all__) == mnist_probe.__dir__()
+    for name, module in mnist_probe._API.items():
+        value = getattr(mnist_probe, name)
+        assert value is getattr(importlib.import_module(f"mnist_probe.{module}"), name), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mnist_probe.nope  # noqa: B018

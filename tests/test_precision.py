@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mnist_probe import precision
-from mnist_probe.data import DataSpec
-from mnist_probe.train import Recipe, cnn_key, resolve_precision
+from mnist_probe.specs import DataSpec, Hardware, Recipe
+from mnist_probe.train import cnn_key, resolve_precision
 
 
 @pytest.mark.parametrize("fp32, bf16, chosen", [(150.0, 12.0, "32-true"), (75.0, 130.0, "bf16-mixed")])
@@ -25,9 +25,12 @@ def test_measured_once_per_machine_then_read(monkeypatch, tmp_path):
 
     monkeypatch.setattr(precision, "measure", fake)
     first = precision.fastest("cpu", tmp_path)
+    assert len(list(tmp_path.glob("precision-*/meta.json"))) == 1
+    precision._fastest.cache_clear()  # a new process: the answer comes from the disk, not memory
     again = precision.fastest("cpu", tmp_path)
     assert first == again and first["chosen"] == "32-true" and len(calls) == 1
-    assert len(list(tmp_path.glob("precision-*/meta.json"))) == 1
+    precision._fastest.cache_clear()
+    assert precision.fastest("cpu", tmp_path / "other")["chosen"] == "32-true" and len(calls) == 2
 
 
 def test_a_real_measurement_gives_a_rate_for_each_precision():
@@ -47,5 +50,7 @@ def test_the_key_holds_what_auto_resolved_to(monkeypatch):
     for chosen in ("32-true", "bf16-mixed"):
         monkeypatch.setattr("mnist_probe.train.fastest", lambda acc, chosen=chosen: {"chosen": chosen})
         # auto trains what it resolves to: the same CNN as asking for that precision
-        assert cnn_key(data, Recipe(precision="auto"), 0) == cnn_key(data, Recipe(precision=chosen), 0)
-    assert cnn_key(data, Recipe(precision="32-true"), 0) != cnn_key(data, Recipe(precision="bf16-mixed"), 0)
+        assert cnn_key(data, Recipe(), 0, hardware=Hardware(precision="auto")) == cnn_key(
+            data, Recipe(), 0, hardware=Hardware(precision=chosen))
+    assert cnn_key(data, Recipe(), 0, hardware=Hardware(precision="32-true")) != cnn_key(
+        data, Recipe(), 0, hardware=Hardware(precision="bf16-mixed"))

@@ -16,16 +16,10 @@ from mnist_probe import UserError
 from mnist_probe import cache as cache_module
 from mnist_probe.cache import get_or_compute, locked, sha256
 from mnist_probe.data import split_tensors, to_float
-from mnist_probe.stages import common
-from mnist_probe.stages.common import (
-    data_spec,
-    features,
-    fitted_interpreter,
-    interpreter_settings,
-    trained_cnn,
-)
+from mnist_probe.interpreters import TRUSTED
+from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
 from mnist_probe.stages.shift import grids
-from tests.conftest import key_of, make_cfg
+from tests.conftest import data_spec, features, fitted_interpreter, key_of, make_cfg
 
 TINY = ("+experiment=shift", "data.train_subset=640", "data.test_subset=200", "data.val_size=500",
         "train.epochs=1", "train.batch_size=64", "shift.dataset.samples=10",
@@ -69,7 +63,7 @@ def test_damaged_model_is_retrained_not_loaded(tiny, caplog, how):
 def test_each_damaged_artifact_is_recomputed(tiny, caplog, kind):
     cfg, cnn = tiny
     cache = Path(cfg.paths.cache)
-    settings = interpreter_settings(cfg, "dt")
+    settings = interpreter_spec(cfg, "dt")
     images = to_float(split_tensors(data_spec(cfg), "test")[0][:10])
     models = {"CNN": None}
 
@@ -99,7 +93,7 @@ def test_a_tampered_estimator_file_is_refused_even_with_a_matching_hash(tiny, ca
     """A skops file that would build an arbitrary callable (os.system), its hash updated to match,
     is refused by skops's type check: logged, moved aside, refitted; the payload never runs."""
     cfg, cnn = tiny
-    settings = interpreter_settings(cfg, "dt")
+    settings = interpreter_spec(cfg, "dt")
     pipe, meta = fitted_interpreter(cfg, settings, cnn)
     entry = Path(cfg.paths.cache) / f"interp-dt-{meta['key']}"
     sio.dump({"payload": os.system}, entry / "estimator.skops")
@@ -108,10 +102,10 @@ def test_a_tampered_estimator_file_is_refused_even_with_a_matching_hash(tiny, ca
     (entry / "meta.json").write_text(json.dumps(record))
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        again, meta2 = fitted_interpreter(cfg, settings, cnn)
+        again, meta_again = fitted_interpreter(cfg, settings, cnn)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Untrusted" in warnings[0]
-    assert not meta2["cached"] and hasattr(again[-1], "tree_")
+    assert meta_again["cached"] is False and hasattr(again[-1], "tree_")
 
 
 def test_damaged_last_checkpoint_restarts_training(tmp_path, caplog):
@@ -178,7 +172,7 @@ def test_published_files_have_the_users_normal_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask  # not mkstemp's 0600
-    assert common.TRUSTED  # the skops allowlist exists (and is what refused the tampered file above)
+    assert TRUSTED  # the skops allowlist exists (and is what refused the tampered file above)
 
 
 def entries(cache: Path, kind: str) -> set[str]:
@@ -195,7 +189,7 @@ def test_every_input_that_changes_an_artifact_is_in_its_key(small_run, tmp_path)
     def artifacts(*changes: str) -> tuple[str, np.ndarray]:
         cfg = make_cfg(tmp_path, *base, *changes, cache=cache)
         cnn = trained_cnn(cfg)
-        fitted_interpreter(cfg, interpreter_settings(cfg, "dt"), cnn)
+        fitted_interpreter(cfg, interpreter_spec(cfg, "dt"), cnn)
         return cnn.key, features(cfg, "codes", "train", cnn)[1]
 
     key, labels = artifacts()
@@ -210,8 +204,8 @@ def test_every_input_that_changes_an_artifact_is_in_its_key(small_run, tmp_path)
     assert len(artifacts("data.train_subset=200")[1]) == 200  # and the right images
     assert not np.array_equal(artifacts("data.split_seed=1")[1], labels)
     before = {k: entries(cache, k) for k in ("cnn", "codes", "interp")}
-    assert artifacts("train.progress_bar=true")[0] == key
+    assert artifacts("trainer.progress_bar=true")[0] == key
     assert {k: entries(cache, k) for k in ("cnn", "codes", "interp")} == before  # all reused
     cfg = make_cfg(tmp_path, *base, "+interpreters.catalog.dt.estimator.max_depth=3", cache=cache)
-    fitted_interpreter(cfg, interpreter_settings(cfg, "dt"), trained_cnn(cfg))
+    fitted_interpreter(cfg, interpreter_spec(cfg, "dt"), trained_cnn(cfg))
     assert len(entries(cache, "interp") - before["interp"]) == 1  # another estimator: refitted

@@ -3,9 +3,21 @@ import re
 from pathlib import Path
 
 from mnist_probe.run import run
-from mnist_probe.stages.report import loss_verdict, summarize_sweep, training_time
 from mnist_probe.stages.reproduce import levers
+from mnist_probe.stages.results import (
+    ActivationsResult,
+    AugmentRow,
+    InterpretersResult,
+    ShiftResult,
+    TrainResult,
+    from_json,
+    to_json,
+)
+from mnist_probe.stages.results_page import training_time
+from mnist_probe.stages.sweep import summarize_sweep
+from mnist_probe.stages.verdicts import loss_verdict
 from mnist_probe.study import SHIFT_TABLE
+from tests.builders import curve, loss_row, train_result
 from tests.conftest import make_cfg
 
 SMALL = [
@@ -14,7 +26,7 @@ SMALL = [
     "train.batch_size=64", "interpreters.models=[dt,dt@pixels]", "interpreters.probes.train_samples=300",
     "interpreters.probes.test_samples=100", "shift.models=[dt,dt@pixels]", "shift.dataset.samples=20",
     "reproduce.augment.shifts=[0.0]", "interpreters.probes.enabled=false",
-    "+reproduce.augment.train_overrides.epochs=1", "+reproduce.augment.train_overrides.batch_size=64",
+    "+reproduce.augment.train_overrides.epochs=2", "+reproduce.augment.train_overrides.batch_size=64",
 ]  # fmt: skip
 
 
@@ -32,10 +44,10 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     seeds = seeds_sweep(tmp_path / "seeds")
     cfg = make_cfg(tmp_path, *SMALL, f"reproduce.docs={tmp_path / 'docs'}",
                    f"reproduce.bench={tmp_path / 'bench.json'}", f"reproduce.seeds={seeds}")  # fmt: skip
-    assert cfg.train.epochs == 1 and cfg.train.scheduler.monitor == "val_acc"  # the keras recipe
+    assert cfg.train.epochs == 1 and cfg.train.scheduler.monitor == "val_acc"  # the study's recipe
     (tmp_path / "bench.json").write_text(json.dumps({
         "machine": {"cpu": "test cpu", "cores": 2, "gpu": None, "torch": "x"},
-        "rows": [{"what": "hook overhead", "value": 1.5, "unit": "%", "target": "<= 5%"}]}))  # fmt: skip
+        "rows": [{"what": "hook overhead", "value": 1.5, "unit": "%"}]}))  # fmt: skip
     results = run(cfg)
     report = (tmp_path / "docs" / "RESULTS.md").read_text()
     out = Path(cfg.paths.output_dir)
@@ -50,7 +62,7 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     for layer in ("conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dropout_2"):
         assert f"figures/feature_maps_{layer}.png" in links
     # the study's shift table beside ours, the bench table, four checked conclusions
-    assert SHIFT_TABLE["CNN+svm"][4] in report and "| hook overhead | 1.5 | % | <= 5% |" in report
+    assert SHIFT_TABLE["CNN+svm"][4] in report and "| hook overhead | 1.5 | % |" in report
     verdicts = re.findall(r"^\*\*\d\. .*\*\* — \*(.+?)\.\*", report, flags=re.M)
     assert verdicts == [c["verdict"] for c in results["conclusions"]]  # each logic: test_conclusions.py
     assert len(verdicts) == 4
@@ -62,10 +74,10 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     # the study's recipe trains with the clipped Keras loss; again with PyTorch's cross-entropy: its
     # own CNN, in the loss table after the main one
     other = json.loads((out / "losses" / "loss=cross_entropy" / "results.json").read_text())
-    assert other["key"] != train["key"] and not (out / "losses" / "loss=keras").exists()
+    assert other["key"] != train["key"] and not (out / "losses" / "loss=clipped").exists()
     assert "### Does the loss decide how sure it gets?" in report
-    rows = [line for line in report.splitlines() if line.startswith(("| keras |", "| cross_entropy |"))]
-    assert rows[0].startswith("| keras |") and rows[1].startswith("| cross_entropy |")
+    rows = [line for line in report.splitlines() if line.startswith(("| clipped |", "| cross_entropy |"))]
+    assert rows[0].startswith("| clipped |") and rows[1].startswith("| cross_entropy |")
     assert f"| cross_entropy | {other['test_acc']:.4g} | {other['confidence']['errors']} |" in report
     assert "figures/calibration_loss=cross_entropy.png" in links
     # the CNN through a Keras 2 weights file and back, as checkpoint=model.h5 would read it
@@ -83,43 +95,47 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
         aug = json.loads((out / "augment" / f"model={model}.shift=0.0" / "results.json").read_text())
         assert aug["models"] == ["CNN"]
     assert "| model keras_cnn → keras_cnn_aa | shift 0.0 |" in report
+    # every stage's results.json reads back into its type, field for field
+    for stage, cls in (("train", TrainResult), ("activations", ActivationsResult),
+                       ("interpreters", InterpretersResult), ("shift", ShiftResult)):  # fmt: skip
+        saved = json.loads((out / stage / "results.json").read_text())
+        typed = from_json(cls, saved)
+        assert json.loads(json.dumps(to_json(typed))) == {k: saved[k] for k in to_json(typed)}
+    assert from_json(ShiftResult, saved).curves["CNN"].at(0) == saved["curves"]["CNN"]["accs"][5]
 
 
 def test_levers_are_differences_of_the_sweep_rows():
     def row(model, shift, consistency, flips, acc):
-        return {"model": model, "train.augment.shift": shift, "consistency": consistency, "change_1px": flips,
-                "acc_grid_mean": acc}
+        return AugmentRow(model, shift, 0.99, curve({}), acc, consistency, flips)
 
     rows = [row("max", 0.0, 0.30, 0.20, 0.45), row("max", 0.1, 0.70, 0.10, 0.80),
             row("aa", 0.0, 0.35, 0.17, 0.50), row("aa", 0.1, 0.72, 0.08, 0.81)]  # fmt: skip
-    got = {(r["lever"], r["held fixed"]): r for r in levers(rows)}
+    got = {(r.lever, r.held_fixed): r for r in levers(rows)}
     assert set(got) == {("model max → aa", "shift 0.0"), ("model max → aa", "shift 0.1"),
                         ("augment.shift 0 → 0.1", "model max"), ("augment.shift 0 → 0.1", "model aa")}
-    assert got["model max → aa", "shift 0.0"]["consistency (points)"] == 5.0
-    assert got["model max → aa", "shift 0.1"]["change_1px (points)"] == -2.0
-    assert got["augment.shift 0 → 0.1", "model max"]["acc_grid_mean (points)"] == 35.0
+    assert got["model max → aa", "shift 0.0"].consistency == 5.0
+    assert got["model max → aa", "shift 0.1"].change_1px == -2.0
+    assert got["augment.shift 0 → 0.1", "model max"].acc_grid_mean == 35.0
+    assert {r.kind for r in got.values()} == {"model", "augment"}
     assert levers(rows[:2]) == [got["augment.shift 0 → 0.1", "model max"]]  # one model: no architecture row
 
 
 def test_the_loss_verdict_follows_the_numbers():
-    def row(loss, logit, ce):
-        return {"train.loss": loss, "largest logit size": logit, "test cross-entropy": ce, "test_acc": 0.993}
-
-    assert loss_verdict([row("cross_entropy", 8268, 0.352), row("keras", 40, 0.03)]).startswith(
+    assert loss_verdict([loss_row("cross_entropy", 8268, 0.352), loss_row("clipped", 40, 0.03)]).startswith(
         "The clipped loss keeps the CNN less sure: largest logit size 8,268 with cross_entropy against 40")
-    assert loss_verdict([row("cross_entropy", 30, 0.023), row("keras", 26, 0.028)]).startswith(
+    assert loss_verdict([loss_row("cross_entropy", 30, 0.023), loss_row("clipped", 26, 0.028)]).startswith(
         "The loss makes little difference")
-    assert "it is the surer one" in loss_verdict([row("cross_entropy", 20, 0.02), row("keras", 90, 0.05)])
-    assert loss_verdict([row("cross_entropy", 30, 0.02)]) == ""
+    assert "it is the surer one" in loss_verdict([loss_row("cross_entropy", 20, 0.02),
+                                                  loss_row("clipped", 90, 0.05)])  # fmt: skip
+    assert loss_verdict([loss_row("cross_entropy", 30, 0.02)]) == ""
 
 
 def test_training_time_says_what_a_resumed_run_did_not_time():
-    whole = training_time({"train_seconds": 474.0, "epochs": 3, "cached": False})
+    whole = training_time(train_result(train_seconds=474.0, epochs=3, cached=False))
     assert whole == "; training the CNN took 7.9 min (in this run)"
-    resumed = {"train_seconds": 600.0, "epochs": 30, "resumed_after_epochs": 4, "untimed_epochs": 0}
-    timed = training_time(resumed)
+    timed = training_time(train_result(train_seconds=600.0, epochs=30, resumed_after_epochs=4))
     assert "10.0 min" in timed and "interruption after epoch 4" in timed
-    old_ckpt = {**resumed, "resumed_after_epochs": 13, "untimed_epochs": 13, "cached": True}
-    text = training_time(old_ckpt)
+    text = training_time(train_result(train_seconds=600.0, epochs=30, resumed_after_epochs=13,
+                                      untimed_epochs=13, cached=True))  # fmt: skip
     assert "10.0 min" in text and "epochs 14-30 only" in text and "first 13" in text and "cached" in text
-    assert training_time({"train_seconds": None, "epochs": 30}) == ""  # a user's checkpoint
+    assert training_time(train_result(train_seconds=None, epochs=30)) == ""  # a user's checkpoint

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from mnist_probe import UserError
 from mnist_probe.run import check_command_line, jobs
-from mnist_probe.schema import ACCELERATORS, LOSSES, MODELS, PRECISIONS, STRATEGIES
+from mnist_probe.schema import RECIPES
+from mnist_probe.specs import ACCELERATORS, LOSSES, MODELS, PRECISIONS, STRATEGIES
 from tests.conftest import REPO, mnist_root
 
 # A Hydra value for text: quoted, so that it stays text whatever it spells.
@@ -55,12 +56,12 @@ WRONG = {
     ("train", "train.batch_size"): counts(),
     ("train", "train.optimizer.lr"): st.one_of(text, st.floats(max_value=0).map(repr), st.just("inf"),
                                               st.just("nan")),  # fmt: skip
-    ("train", "train.precision"): text.filter(lambda s: s.strip("'") not in PRECISIONS),
+    ("train", "trainer.precision"): text.filter(lambda s: s.strip("'") not in PRECISIONS),
     ("train", "train.loss"): text.filter(lambda s: s.strip("'") not in LOSSES),
-    ("train", "train.strategy"): text.filter(lambda s: s.strip("'") not in STRATEGIES),
-    ("train", "train.devices"): counts(),
-    ("train", "train.num_nodes"): counts(),
-    ("train", "train.accelerator"): st.one_of(text.filter(lambda s: s.strip("'") not in ACCELERATORS),
+    ("train", "trainer.strategy"): text.filter(lambda s: s.strip("'") not in STRATEGIES),
+    ("train", "trainer.devices"): counts(),
+    ("train", "trainer.num_nodes"): counts(),
+    ("train", "trainer.accelerator"): st.one_of(text.filter(lambda s: s.strip("'") not in ACCELERATORS),
                                               st.just("gpu")),  # no GPU on this machine  # fmt: skip
     ("train", "train.augment.shift"): fractions(),
     ("train", "train.augment.zoom"): fractions(),
@@ -88,6 +89,7 @@ WRONG = {
     ("interpreters", "interpreters.models"): text.map(lambda v: f"[{v}]"),
     ("interpreters", "interpreters.probes.train_samples"): counts(10),
     ("reproduce", "reproduce.augment.shifts"): fractions().map(lambda v: f"[{v}]"),
+    ("reproduce", "reproduce.augment.recipe"): text.filter(lambda s: s.strip("'") not in RECIPES),
     ("reproduce", "reproduce.augment.models"): text.filter(lambda s: s.strip("'") not in MODELS).map(
         lambda v: f"[keras_cnn,{v}]"),
     ("reproduce", "reproduce.losses"): text.filter(lambda s: s.strip("'") not in LOSSES).map(
@@ -95,8 +97,9 @@ WRONG = {
 }
 
 
-def test_the_models_offered_are_the_model_configs():
+def test_the_models_and_recipes_offered_are_the_config_files():
     assert sorted(MODELS) == sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
+    assert sorted(RECIPES) == sorted(p.stem for p in (REPO / "conf" / "train").glob("*.yaml"))
 
 
 # Every key, every run (a random draw of keys left some out), two wrong values each.
@@ -125,7 +128,7 @@ def test_right_values_pass_and_a_sweep_is_checked_job_by_job(monkeypatch):
         check_command_line(["-m", "+experiment=shift", "shift.dy=0,-1,-40"])  # the third job's value
 
 
-@pytest.mark.parametrize("args", [["train.epochs=1.5"], ["train.precision=bogus"], ["shift.dyy=3"]])
+@pytest.mark.parametrize("args", [["train.epochs=1.5"], ["trainer.precision=bogus"], ["shift.dyy=3"]])
 def test_the_cli_refuses_before_importing_torch(args):
     code = ("import runpy, sys\nsys.argv = ['mnist-probe', '+experiment=shift', *sys.argv[1:]]\n"
             "try:\n    runpy.run_module('mnist_probe.run', run_name='__main__')\n"

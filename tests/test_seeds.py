@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from mnist_probe import study
-from mnist_probe.stages.report import spread, summarize_sweep
 from mnist_probe.stages.seeds import headline
+from mnist_probe.stages.sweep import summarize_sweep
+from mnist_probe.tables import spread
+from tests.builders import interpreters_result, row, shift_result, train_result
 from tests.conftest import REPO, mnist_root
 
 
@@ -40,18 +42,16 @@ def test_a_number_missing_from_some_seeds_counts_the_others():
 
 
 def test_headline_takes_each_stage_s_numbers():
-    trained = {"test_acc": 0.99, "confidence": {"cross_entropy": 0.03},
-               "calibration": {"before": {"ece": 0.004}}}
-    interpreted = {"rows": [{"interpreter": "CNN softmax", "features": "image", "test_acc": 0.99},
-                            {"interpreter": "svm", "features": "codes", "test_acc": 0.98}]}  # fmt: skip
-    shifted = {"dataset": [{"model": "CNN", "consistency": 0.9, "change_1px": 0.03}],
-               "curves": {"CNN": [[-5, -4, -3, 0], [0.5, 0.7, 0.9, 0.99]]},
-               "rows": [{"model": "CNN", "dx": 0, "dy": -4, "p_true": 0.2},
-                        {"model": "svm", "dx": 0, "dy": -4, "p_true": 0.9}]}  # fmt: skip
+    trained = train_result(test_acc=0.99, cross_entropy=0.03, ece=0.004)
+    interpreted = interpreters_result([row("svm", "codes", 0.98)], cnn_acc=0.99)
+    shifted = shift_result(p_true=(1.0, 1.0, 0.99, 0.98, 0.2, 0.1), cnn_dy4=0.7, change=0.03,
+                           others=[("svm", 0.9)])  # fmt: skip
+    shifted.curves["CNN"].accs[0] = 0.5  # dy = -5
     h = headline(trained, interpreted, shifted)
     assert h == {"cnn_test_acc": 0.99, "cnn_cross_entropy": 0.03, "cnn_ece": 0.004, "svm@codes_acc": 0.98,
-                 "cnn_consistency": 0.9, "cnn_change_1px": 0.03, "cnn_acc_dy-3": 0.9, "cnn_acc_dy-4": 0.7,
-                 "cnn_acc_dy-5": 0.5, "cnn_digit_p_true_dy-4": 0.2}  # fmt: skip
+                 "cnn_consistency": 0.9, "cnn_change_1px": 0.03, "cnn_acc_dy-3": 0.99, "cnn_acc_dy-4": 0.7,
+                 "cnn_acc_dy-5": 0.5, "cnn_digit_p_true_dy-3": 0.98, "cnn_digit_p_true_dy-4": 0.2,
+                 "cnn_digit_p_true_dy-5": 0.1}  # fmt: skip
     assert set(study.HEADLINE) >= {"cnn_test_acc", "svm@codes_acc", "cnn_digit_p_true_dy-4"}
 
 
@@ -74,7 +74,7 @@ def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):
 def test_make_seeds_end_to_end_two_tiny_seeds(tmp_path):
     cmd = [sys.executable, "-m", "mnist_probe.run", "+experiment=seeds", "seed=1,2", "train.epochs=1",
            "data.train_subset=1000", "train.batch_size=32", "data.test_subset=300",
-           "shift.dataset.samples=20", "train.progress_bar=false", f"data.root={mnist_root()}",
+           "shift.dataset.samples=20", "trainer.progress_bar=false", f"data.root={mnist_root()}",
            f"paths.cache={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -130,7 +130,8 @@ def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run,
         table = list(csv.DictReader(f))
     assert [r["model"] for r in table] == ["CNN", "CNN+dt", "dt (pixels)"]
     assert list(table[0]) == ["model", "dy=0", "dy=-2", "dy=-4"]
-    assert results["digit"] == 1 and results["code_cosine"][0] == pytest.approx(1.0, abs=1e-5)
+    assert results["digit"] == 1 and results["code_layer"] == "dense_1"
+    assert results["cosines"]["dense_1"][0] == pytest.approx(1.0, abs=1e-5)  # the unshifted image
     dataset = {r["model"]: r for r in results["dataset"]}
     assert list(dataset) == ["CNN", "CNN+dt", "dt (pixels)"]
     # what the study found, on 40 images and ±2 px: the CNN is more shift-consistent than a tree on
@@ -165,7 +166,7 @@ def test_sweep_over_shifts_and_interpreters_trains_the_cnn_once(tmp_path):
         "shift.dy=0,-2", "interpreter=dt,knn", f"data.root={mnist_root()}",
         "data.train_subset=500", "data.test_subset=200", "train.epochs=1", "train.batch_size=50",
         "data.val_size=500",
-        "train.progress_bar=false",
+        "trainer.progress_bar=false",
         "shift.dataset.samples=20", "shift.dataset.radius=1",
         f"paths.cache={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
     ]  # fmt: skip

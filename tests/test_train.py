@@ -7,8 +7,9 @@ import torch
 from mnist_probe import UserError
 from mnist_probe import train as train_mod
 from mnist_probe.model import load_model
-from mnist_probe.stages.common import plain, recipe, trained_cnn
-from mnist_probe.train import KERAS_CNN, Recipe
+from mnist_probe.schema import typed
+from mnist_probe.specs import ModelSpec, Recipe
+from mnist_probe.stages.adapters import trained_cnn
 from tests.conftest import key_of, make_cfg
 
 
@@ -24,8 +25,16 @@ def test_run_writes_results_json_and_tensorboard(small_run):
     out = Path(cfg.paths.output_dir)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["test_acc"] == results["test_acc"]
-    assert {"seed", "config_hash", "versions", "device", "precision"} <= on_disk.keys()
-    assert list((out / "tb").rglob("events.out.tfevents.*"))
+    assert {"seed", "config_hash", "versions", "device", "precision", "format"} <= on_disk.keys()
+    # the training curves: one value an epoch of the validation accuracy and loss, 4 epochs
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = (out / "tb" / "train").rglob("events.out.tfevents.*")
+    curves = EventAccumulator(str(events))
+    curves.Reload()
+    for tag in ("val_acc", "val_loss", "train_acc"):
+        assert len(curves.Scalars(tag)) == 4, tag
+    assert curves.Scalars("val_acc")[-1].value == pytest.approx(on_disk["val_acc"], abs=1e-6)
 
 
 def test_second_fit_or_load_does_not_train(small_run, monkeypatch):
@@ -43,11 +52,11 @@ def test_second_fit_or_load_does_not_train(small_run, monkeypatch):
 
 def test_changed_hyperparameter_changes_the_key(tmp_path):
     a = key_of(make_cfg(tmp_path))
-    for changed in ("train.optimizer.lr=0.01", "seed=1", "data.test_subset=100", "data.train_subset=100",
+    for changed in ("train.optimizer.lr=0.01", "seed=1", "data.test_subset=100", "data.train_subset=1000",
                     "data.split_seed=1", "data.val_size=100", "model.dense=128"):  # fmt: skip
         assert a != key_of(make_cfg(tmp_path, changed)), changed
     # where MNIST lives and how the run looks do not change the model
-    assert a == key_of(make_cfg(tmp_path, "data.root=/elsewhere", "train.progress_bar=true"))
+    assert a == key_of(make_cfg(tmp_path, "data.root=/elsewhere", "trainer.progress_bar=true"))
 
 
 def test_load_model_errors_are_clear(tmp_path):
@@ -62,8 +71,11 @@ def test_load_model_errors_are_clear(tmp_path):
         load_model(bad)
 
 
-def test_the_library_default_recipe_is_the_configs(tmp_path):
-    """Recipe() (what a notebook gets) and KERAS_CNN are the defaults conf/ composes: no drift."""
-    cfg = make_cfg(tmp_path)
-    assert recipe(cfg).content() == Recipe().content()
-    assert plain(cfg.model) == KERAS_CNN
+def test_the_study_recipe_and_model_are_the_library_defaults(tmp_path):
+    """train=study and model=keras_cnn add nothing to Recipe() and ModelSpec() (what a notebook gets);
+    the default recipe differs from the study's only where conf/train/default.yaml says."""
+    study, default = typed(make_cfg(tmp_path, "train=study")), typed(make_cfg(tmp_path))
+    assert study.train == Recipe() and default.model == ModelSpec()
+    assert (default.train.epochs, default.train.batch_size, default.train.loss) == (3, 128, "cross_entropy")
+    assert default.train.scheduler.factory["_target_"].endswith("OneCycleLR")
+    assert "mode" not in default.train.scheduler.factory  # the one-cycle schedule replaced the plateau

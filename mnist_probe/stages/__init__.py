@@ -1,7 +1,7 @@
 """The stages: each reads the Hydra config, composes the library and writes a run dir.
 
-One module per stage (names.STAGES), each with `run(cfg, out_dir) -> dict`; run.py picks one by
-cfg.stage.
-common.py turns config nodes into the library's plain arguments; report.py writes tables and
-docs/RESULTS.md.
+One module per stage (names.STAGES), each with `run(cfg, out_dir)` returning its typed result
+(results.py); run.py picks one by cfg.stage and writes that result as results.json. adapters.py
+turns the config into the library's arguments; verdicts.py judges the study's conclusions;
+results_page.py writes docs/RESULTS.md; sweep.py is the multirun summary (a Hydra callback).
 """

@@ -13,20 +13,23 @@ from omegaconf import DictConfig
 from mnist_probe.cache import atomic_write
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.errors import UserError
+from mnist_probe.hooks import class_similarity, record
 from mnist_probe.model import CODE_LAYER, layer_name
-from mnist_probe.probe import class_similarity, record
-from mnist_probe.stages.common import data_spec, trained_cnn, writer
-from mnist_probe.viz import code_heatmap, code_vector_panel, feature_map_sheet, save, similarity_matrix
+from mnist_probe.plots import code_heatmap, save, similarity_matrix
+from mnist_probe.schema import typed
+from mnist_probe.stages.adapters import trained_cnn, writer
+from mnist_probe.stages.results import ActivationsResult
+from mnist_probe.viz import code_vector_panel, feature_map_sheet
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
+def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     """Feature-map sheets, code-vector figures and class similarity; copies in TensorBoard."""
     acfg = cfg.activations
     cnn = trained_cnn(cfg, out_dir)
     model = cnn.model
-    images_u8, labels = split_tensors(data_spec(cfg), "test")
+    images_u8, labels = split_tensors(typed(cfg).data, "test")
     indices = list(acfg.indices) if acfg.indices else first_of_each_digit(labels)
     bad = [i for i in indices if not 0 <= i < len(labels)]
     if bad:
@@ -66,20 +69,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     )  # fmt: skip
     tb.close()
     off = sim[~np.eye(10, dtype=bool)]
-    results = {
-        "cnn_key": cnn.key,
-        "cnn_test_acc": cnn.test_acc,
-        "indices": indices,
-        "layers": layers,
-        "feature_map_pngs": len(written),
-        "n_codes": n,
-        "within_class_cosine": float(np.diag(sim).mean()),
-        "between_class_cosine": float(off.mean()),
-        "within_between_ratio": ratio,
-    }
-    log.info(
-        "code vectors: within-class cosine %.3f, between %.3f, ratio %.2f; figures in %s",
-        results["within_class_cosine"], results["between_class_cosine"],
-        results["within_between_ratio"], out_dir,
+    results = ActivationsResult(
+        cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, indices=indices, layers=layers,
+        feature_map_pngs=len(written), n_codes=n, within_class_cosine=float(np.diag(sim).mean()),
+        between_class_cosine=float(off.mean()), within_between_ratio=ratio,
     )  # fmt: skip
+    log.info("code vectors: within-class cosine %.3f, between %.3f, ratio %.2f; figures in %s",
+             results.within_class_cosine, results.between_class_cosine, results.within_between_ratio,
+             out_dir)  # fmt: skip
     return results

@@ -16,11 +16,25 @@ from mnist_probe.config import compose_config
 from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
 from mnist_probe.model import load_model
+from mnist_probe.plots import curves_plot, save
+from mnist_probe.schema import typed
+from mnist_probe.specs import plain
 from mnist_probe.stages import activations, interpreters, shift, train
-from mnist_probe.stages.common import data_spec, plain, run_stages, trained_cnn
-from mnist_probe.stages.report import write_report, write_table
+from mnist_probe.stages.adapters import run_stages, trained_cnn
+from mnist_probe.stages.results import (
+    AugmentResult,
+    AugmentRow,
+    KerasRoundTrip,
+    Lever,
+    LossRow,
+    ReproduceResult,
+    StudyResults,
+    TrainResult,
+)
+from mnist_probe.stages.results_page import write_report
+from mnist_probe.stages.verdicts import conclusions
+from mnist_probe.tables import write_table
 from mnist_probe.train import test_logits
-from mnist_probe.viz import curves_plot, save
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +48,11 @@ def compose_node(group: str, option: str) -> DictConfig:
     return compose_config(f"{group}={option}")[group]
 
 
-def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> dict:
+def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     """Architecture against augmentation: one CNN per model × train.augment.shift (a lighter recipe),
     each through the shift stage, and what each lever buys in consistency and 1-px flips."""
     acfg = cfg.reproduce.augment
-    rows, curves = [], {}
+    rows = []
     for model in acfg.models:
         for value in acfg.shifts:
             sub = cfg.copy()
@@ -48,49 +62,46 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> dict:
             sub.shift.models = []
             job = f"model={model}.shift={value}"
             res = run_stages(sub, out_dir, {job: shift.run})[job]
-            row = res["dataset"][0]
-            dys, accs = res["curves"]["CNN"]
-            curves[f"{model}, shift {value}"] = (dys, accs)
-            near = {f"acc_dy{dy}": accs[dys.index(dy)] for dy in (-3, -4, -5) if dy in dys}
-            rows.append({"model": model, "train.augment.shift": value,
-                         "max shift (px)": round(28 * float(value), 1), "test_acc": res["cnn_test_acc"],
-                         **near, "acc_grid_mean": row["acc_grid_mean"], "consistency": row["consistency"],
-                         "change_1px": row["change_1px"]})  # fmt: skip
-    write_table(rows, out_dir / "augment")
+            grid = res.dataset_row("CNN")
+            rows.append(AugmentRow(model, value, res.cnn_test_acc, res.curves["CNN"], grid.acc_grid_mean,
+                                   grid.consistency, grid.change_1px))  # fmt: skip
+    write_table([r.table_row() for r in rows], out_dir / "augment")
     title = f"CNN test accuracy against vertical shift, by model and augmentation ({acfg.recipe} recipe)"
+    curves = {f"{r.model}, shift {r.shift}": (r.curve.dys, r.curve.accs) for r in rows}
     save(curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title), out_dir / "augment_sweep.png")
-    return {"recipe": acfg.recipe, "rows": rows, "curves": curves, "levers": levers(rows)}
+    return AugmentResult(acfg.recipe, rows, levers(rows))
 
 
-def levers(rows: list[dict]) -> list[dict]:
+def levers(rows: list[AugmentRow]) -> list[Lever]:
     """What each lever buys, read off the sweep's rows: the consistency and 1-px flips gained by
     every architecture over the first model at the same augmentation, and by every augmentation
     over none with the same architecture."""
-    cell = {(r["model"], r["train.augment.shift"]): r for r in rows}
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    shifts = list(dict.fromkeys(r["train.augment.shift"] for r in rows))
+    cell = {(r.model, r.shift): r for r in rows}
+    models = list(dict.fromkeys(r.model for r in rows))
+    shifts = list(dict.fromkeys(r.shift for r in rows))
     out = []
 
-    def gain(lever: str, held: str, a: dict, b: dict) -> None:
-        out.append({"lever": lever, "held fixed": held,
-                    "consistency (points)": round(100 * (b["consistency"] - a["consistency"]), 1),
-                    "change_1px (points)": round(100 * (b["change_1px"] - a["change_1px"]), 1),
-                    "acc_grid_mean (points)": round(100 * (b["acc_grid_mean"] - a["acc_grid_mean"]), 1)})
+    def gain(kind: str, lever: str, held: str, a: AugmentRow, b: AugmentRow) -> None:
+        out.append(Lever(lever, held, kind, round(100 * (b.consistency - a.consistency), 1),
+                         round(100 * (b.change_1px - a.change_1px), 1),
+                         round(100 * (b.acc_grid_mean - a.acc_grid_mean), 1)))  # fmt: skip
 
     first = models[0]
     for model in models[1:]:
         for value in shifts:
             if (first, value) in cell and (model, value) in cell:
-                gain(f"model {first} → {model}", f"shift {value}", cell[first, value], cell[model, value])
+                gain("model", f"model {first} → {model}", f"shift {value}", cell[first, value],
+                     cell[model, value])  # fmt: skip
     if 0.0 in shifts:
         for model in models:
             for value in (v for v in shifts if v != 0.0):
                 if (model, 0.0) in cell and (model, value) in cell:
-                    gain(f"augment.shift 0 → {value}", f"model {model}", cell[model, 0.0], cell[model, value])
+                    gain("augment", f"augment.shift 0 → {value}", f"model {model}", cell[model, 0.0],
+                         cell[model, value])  # fmt: skip
     return out
 
 
-def loss_comparison(cfg: DictConfig, out_dir: Path, main: dict) -> list[dict]:
+def loss_comparison(cfg: DictConfig, out_dir: Path, main: TrainResult) -> list[LossRow]:
     """The study's recipe again with each of reproduce.losses (train stage only): does the loss
     decide how confident the CNN gets? One row per loss, the main CNN's first."""
     rows = [loss_row(cfg.train.loss, main)]
@@ -106,44 +117,48 @@ def loss_comparison(cfg: DictConfig, out_dir: Path, main: dict) -> list[dict]:
     return rows
 
 
-def loss_row(loss: str, res: dict) -> dict:
-    sure, cal = res["confidence"], res["calibration"]
-    return {"train.loss": loss, "test_acc": res["test_acc"], "errors": sure["errors"],
-            "test cross-entropy": sure["cross_entropy"], "largest logit size": sure["max_abs_logit"],
-            "ECE": cal["before"]["ece"], "ECE after T": cal["after"]["ece"], "T": cal["temperature"],
-            "epochs": res.get("epochs"), "key": res["key"]}  # fmt: skip
+def loss_row(loss: str, res: TrainResult) -> LossRow:
+    sure, cal = res.confidence, res.calibration
+    return LossRow(loss, res.test_acc, sure.errors, sure.cross_entropy, sure.max_abs_logit, cal.before.ece,
+                   cal.after.ece, cal.temperature, res.epochs, res.key)  # fmt: skip
 
 
-def keras_round_trip(cfg: DictConfig, out_dir: Path) -> dict:
+def keras_round_trip(cfg: DictConfig, out_dir: Path) -> KerasRoundTrip:
     """The CNN written as a Keras 2 weights file (save_keras) and opened the way `checkpoint=FILE`
     opens a user's Keras weights: do the predictions survive the layout change?"""
+    c = typed(cfg)
     cnn = trained_cnn(cfg)
     path = save_keras(cnn.model, out_dir / "model.h5")
-    back = load_model(path, instantiate(plain(cfg.model)))  # what checkpoint=FILE reads it with
-    images, labels = split_tensors(data_spec(cfg), "scored")
+    back = load_model(path, instantiate(plain(c.model)))  # what checkpoint=FILE reads it with
+    images, labels = split_tensors(c.data, "scored")
     ours, theirs = test_logits(cnn.model, images), test_logits(back, images)
-    return {"file": str(path), "megabytes": round(path.stat().st_size / 2**20, 2), "images": len(labels),
-            "test_acc": cnn.meta["test_acc"],
-            "test_acc_from_keras_file": (theirs.argmax(1) == labels).sum().item() / len(labels),
-            "same_top1": int((ours.argmax(1) == theirs.argmax(1)).sum()),
-            "max_abs_logit_diff": float((ours - theirs).abs().max())}  # fmt: skip
+    return KerasRoundTrip(
+        file=str(path), megabytes=round(path.stat().st_size / 2**20, 2), images=len(labels),
+        test_acc=cnn.meta["test_acc"],
+        test_acc_from_keras_file=(theirs.argmax(1) == labels).sum().item() / len(labels),
+        same_top1=int((ours.argmax(1) == theirs.argmax(1)).sum()),
+        max_abs_logit_diff=float((ours - theirs).abs().max()),
+    )  # fmt: skip
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
+def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
     """Train (cfg.train, the study's recipe under +experiment=reproduce), run every stage, report."""
     start = time.perf_counter()
-    results = run_stages(cfg, out_dir, CHAIN)
-    results["losses"] = loss_comparison(cfg, out_dir / "losses", results["train"])
-    results["keras_file"] = keras_round_trip(cfg, out_dir / "keras")
-    results["augment"] = augmentation_sweep(cfg, out_dir / "augment")
+    chained = run_stages(cfg, out_dir, CHAIN)
+    losses = loss_comparison(cfg, out_dir / "losses", chained["train"])
+    keras_file = keras_round_trip(cfg, out_dir / "keras")
+    augment = augmentation_sweep(cfg, out_dir / "augment")
     bench = Path(cfg.reproduce.bench)
-    results["bench"] = json.loads(bench.read_text()) if bench.is_file() else None
     seeds = cfg.reproduce.seeds
-    results["seeds"] = json.loads(Path(seeds).read_text()) | {"path": seeds} if seeds else None
-    results["seconds"] = time.perf_counter() - start
-    report = write_report(cfg, out_dir, results, Path(cfg.reproduce.docs))
+    results = StudyResults(
+        **chained, augment=augment, losses=losses, keras_file=keras_file,
+        bench=json.loads(bench.read_text()) if bench.is_file() else None,
+        seeds=json.loads(Path(seeds).read_text()) | {"path": seeds} if seeds else None,
+        seconds=time.perf_counter() - start,
+    )  # fmt: skip
+    checked = conclusions(results, typed(cfg))
+    report = write_report(cfg, out_dir, results, checked, Path(cfg.reproduce.docs))
     log.info("report: %s", report)
-    for c in results["conclusions"]:
-        log.info("conclusion: %s -> %s", c["claim"], c["verdict"])
-    return {"report": str(report), "cnn_test_acc": results["train"]["test_acc"],
-            "cnn_key": results["shift"]["cnn_key"], "conclusions": results["conclusions"]}  # fmt: skip
+    for c in checked:
+        log.info("conclusion: %s -> %s", c.claim, c.verdict)
+    return ReproduceResult(str(report), chained["shift"].cnn_key, chained["train"].test_acc, checked)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mnist_probe import study
 from mnist_probe.stages import interpreters, shift, train
-from mnist_probe.stages.common import run_stages
+from mnist_probe.stages.adapters import run_stages
+from mnist_probe.stages.results import InterpretersResult, SeedsResult, ShiftResult, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +27,27 @@ STAGES = {"train": train.run, "interpreters": interpreters.run, "shift": shift.r
 DYS = (-3, -4, -5)
 
 
-def headline(trained: dict, interpreted: dict, shifted: dict) -> dict[str, float]:
+def headline(trained: TrainResult, interpreted: InterpretersResult, shifted: ShiftResult) -> dict[str, float]:
     """The numbers a reader quotes, flat: name -> value (accuracies and rates as fractions)."""
-    out = {"cnn_test_acc": trained["test_acc"], "cnn_cross_entropy": trained["confidence"]["cross_entropy"],
-           "cnn_ece": trained["calibration"]["before"]["ece"]}  # fmt: skip
-    for row in interpreted["rows"][1:]:  # row 0 is the CNN itself
-        out[f"{row['interpreter']}@{row['features']}_acc"] = row["test_acc"]
-    for row in shifted.get("dataset", []):
-        if row["model"] == "CNN":
-            out["cnn_consistency"] = row["consistency"]
-            out["cnn_change_1px"] = row["change_1px"]
-    if "CNN" in shifted.get("curves", {}):
-        dys, accs = shifted["curves"]["CNN"]
-        out |= {f"cnn_acc_dy{dy}": accs[dys.index(dy)] for dy in DYS if dy in dys}
-    for row in shifted["rows"]:  # the study's digit: P(true class) where its table turns
-        if row["model"] == "CNN" and row["dx"] == 0 and row["dy"] in DYS:
-            out[f"cnn_digit_p_true_dy{row['dy']}"] = row["p_true"]
+    out = {"cnn_test_acc": trained.test_acc, "cnn_cross_entropy": trained.confidence.cross_entropy,
+           "cnn_ece": trained.calibration.before.ece}  # fmt: skip
+    for row in interpreted.rows:
+        out[study.interpreter_name(row.interpreter, row.features)] = row.test_acc
+    cnn = shifted.dataset_row("CNN")
+    if cnn is not None:
+        out["cnn_consistency"] = cnn.consistency
+        out["cnn_change_1px"] = cnn.change_1px
+    curve = shifted.curves.get("CNN")
+    if curve is not None:
+        out |= {f"cnn_acc_dy{dy}": curve.at(dy) for dy in DYS if dy in curve.dys}
+    p_true = shifted.p_true("CNN")  # the study's digit: P(true class) where its table turns
+    out |= {study.digit_name(dy): p_true[(0, dy)] for dy in DYS if (0, dy) in p_true}
     return out
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
+def run(cfg: DictConfig, out_dir: Path) -> SeedsResult:
     """Train (or load) this seed's CNN; its train, interpreters and shift results; the headline."""
     results = run_stages(cfg, out_dir, STAGES)
     numbers = headline(results["train"], results["interpreters"], results["shift"])
     log.info("seed %d headline: %s", cfg.seed, ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
-    return {"cnn_key": results["train"]["key"], "headline": numbers}
+    return SeedsResult(results["train"].key, numbers)

@@ -16,7 +16,20 @@ from torchvision.utils import make_grid
 from mnist_probe import study
 from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
+from mnist_probe.interpreters import fit_or_load_interpreter
 from mnist_probe.model import CODE_LAYER, layer_name
+from mnist_probe.plots import (
+    accuracy_heatmaps,
+    class_shift_heatmap,
+    curves_plot,
+    deformation_plot,
+    digit_curves,
+    metric_bars,
+    pair_labels,
+    save,
+    shift_curves,
+)
+from mnist_probe.schema import typed
 from mnist_probe.shift import (
     cnn_pass,
     code_layers,
@@ -31,30 +44,11 @@ from mnist_probe.shift import (
     shifted_stack,
     study_cell,
 )
-from mnist_probe.stages.common import (
-    data_spec,
-    fitted_interpreter,
-    interpreter_settings,
-    label,
-    log_hparams,
-    selected,
-    trained_cnn,
-    writer,
-)
-from mnist_probe.stages.report import write_table
+from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
+from mnist_probe.stages.results import Curve, DatasetRow, PerClass, ShiftProb, ShiftResult
+from mnist_probe.tables import write_table
 from mnist_probe.train import TrainedCNN
-from mnist_probe.viz import (
-    accuracy_heatmaps,
-    class_shift_heatmap,
-    curves_plot,
-    deformation_plot,
-    digit_curves,
-    metric_bars,
-    pair_labels,
-    save,
-    shift_curves,
-    shift_strip,
-)
+from mnist_probe.viz import shift_strip
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +64,13 @@ def pairs_of(scfg: DictConfig) -> list[tuple[int, int]]:
 def models_under_test(cfg: DictConfig, cnn: TrainedCNN) -> tuple[dict[str, Pipeline | None], dict[str, str]]:
     """{label: pipeline} for the CNN (None: its own softmax), then the interpreter named on the
     command line, else shift.models (cached fits); and each interpreter's cache key."""
+    c = typed(cfg)
     models: dict[str, Pipeline | None] = {"CNN": None}
     keys = {}
-    for spec in selected(cfg, cfg.shift.models):
-        settings = interpreter_settings(cfg, spec)
-        models[label(settings)], meta = fitted_interpreter(cfg, settings, cnn)
-        keys[label(settings)] = meta["key"]
+    for name in selected(cfg, cfg.shift.models):
+        spec = interpreter_spec(cfg, name)
+        models[spec.label], meta = fit_or_load_interpreter(spec, cnn, c.data, c.paths.cache)
+        keys[spec.label] = meta["key"]
     return models, keys
 
 
@@ -98,8 +93,7 @@ def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryW
         for (dx, dy), pk in zip(pairs, p, strict=True):
             other = pk.copy()
             other[true] = -1
-            rows.append({"model": name, "dx": dx, "dy": dy, "p_true": float(pk[true]),
-                         "top_other": int(other.argmax()), "p_other": float(other.max())})  # fmt: skip
+            rows.append(ShiftProb(name, dx, dy, float(pk[true]), int(other.argmax()), float(other.max())))
     write_table(rows, out_dir / "shift_probs")
     cosines = {name: cosine(out[name][1:], out[name][:1]) for name in [*layers, CODE_LAYER]}
     p_true = {name: p[:, true] for name, p in probs.items()}
@@ -117,8 +111,8 @@ def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryW
         for k, value in enumerate(p):
             tb.add_scalar(f"shift_p_true/{name}", float(value), k)
     log.info("shift table for test #%d (a %d):\n%s", idx, true, md)
-    return {"index": idx, "digit": true, "pairs": pairs, "table": table, "rows": rows,
-            "code_cosine": cosines[CODE_LAYER].tolist(),
+    return {"index": idx, "digit": true, "pairs": pairs, "columns": columns, "table": table,
+            "rows": rows, "code_layer": CODE_LAYER,
             "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
 
 
@@ -179,7 +173,7 @@ def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int
     tb.add_figure("shift/per_class", fig, close=False)
     save(fig, out_dir / "shift_per_class.png")
     log.info("what the CNN makes of shifted digits:\n%s", md)
-    return {"per_class": {"dys": dys, "accuracy": acc.tolist()}, "confusions": mistakes}
+    return {"per_class": PerClass(dys, acc.tolist()), "confusions": mistakes}
 
 
 def grids(cfg, models, keys: dict[str, str], cnn: TrainedCNN, images: torch.Tensor, n: int) -> dict:
@@ -228,10 +222,10 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
         acc[name] = metrics["accuracy"]
         index = {p: k for k, p in enumerate(pairs)}
         dys = list(range(-radius, radius + 1))
-        curves[name] = (dys, [float(metrics["accuracy"][index[(0, d)]]) for d in dys])
-        rows.append({"model": name, "acc_unshifted": float(metrics["accuracy"][index[(0, 0)]]),
-                     "acc_grid_mean": float(metrics["accuracy"].mean()),
-                     "consistency": metrics["consistency"], "change_1px": metrics["change_1px"]})  # fmt: skip
+        curves[name] = Curve(dys, [float(metrics["accuracy"][index[(0, d)]]) for d in dys])
+        rows.append(DatasetRow(name, float(metrics["accuracy"][index[(0, 0)]]),
+                               float(metrics["accuracy"].mean()), metrics["consistency"],
+                               metrics["change_1px"]))  # fmt: skip
     md = write_table(rows, out_dir / "shift_dataset")
     tb.add_text("shift/dataset", md)
     figures = {
@@ -239,36 +233,36 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
         "shift_consistency": metric_bars(rows, "consistency",
                                          f"Consistency: same top-1 at two random shifts in ±{radius} px"),
         "shift_change_1px": metric_bars(rows, "change_1px", "P(top-1 changes under a 1-pixel shift)"),
-        "shift_accuracy_dy": curves_plot(curves, "dy (px, dx = 0; < 0 is up)",
+        "shift_accuracy_dy": curves_plot({k: (v.dys, v.accs) for k, v in curves.items()},
+                                         "dy (px, dx = 0; < 0 is up)",
                                          f"Test accuracy against vertical shift ({n} test images)"),
     }  # fmt: skip
     for name, fig in figures.items():
         tb.add_figure(f"shift/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     log.info("dataset-scale shift metrics over %d test images:\n%s", n, md)
-    return {"dataset": rows, "curves": {k: list(v) for k, v in curves.items()}, "samples": n,
-            **by_class(out_dir, *grid["CNN"], y, radius, tb)}  # fmt: skip
+    return {"dataset": rows, "curves": curves, "samples": n, **by_class(out_dir, *grid["CNN"], y, radius, tb)}
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
+def run(cfg: DictConfig, out_dir: Path) -> ShiftResult:
     """The study's translation table for one digit, then dataset-scale shift metrics."""
     pairs_of(cfg.shift)  # refuse bad shifts before any training
     cnn = trained_cnn(cfg, out_dir)  # if it must train, its curves go to this run
     models, keys = models_under_test(cfg, cnn)
-    images_u8, labels = split_tensors(data_spec(cfg), "test")
+    images_u8, labels = split_tensors(typed(cfg).data, "test")
     tb = writer(out_dir, "shift")
-    results = {"cnn_key": cnn.key, "cnn_test_acc": cnn.test_acc, "models": list(models)}
-    results |= one_image(cfg, out_dir, models, cnn.model, images_u8, labels, tb)
-    results |= every_digit(cfg, out_dir, cnn.model, images_u8, labels, tb)
+    parts = one_image(cfg, out_dir, models, cnn.model, images_u8, labels, tb)
+    parts |= every_digit(cfg, out_dir, cnn.model, images_u8, labels, tb)
     if cfg.shift.dataset.enabled:
-        results |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)
+        parts |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)
     tb.close()
+    results = ShiftResult(cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, models=list(models), **parts)
     headline = {"cnn_test_acc": cnn.test_acc}
-    for row in results.get("dataset", []):
-        headline[f"{row['model']}/consistency"] = row["consistency"]
-        headline[f"{row['model']}/change_1px"] = row["change_1px"]
-    for row in results["rows"]:  # P(true class) of the study's digit at each shift, per model
-        headline[f"{row['model']}/p_true({row['dx']},{row['dy']})"] = row["p_true"]
+    for row in results.dataset:
+        headline[f"{row.model}/consistency"] = row.consistency
+        headline[f"{row.model}/change_1px"] = row.change_1px
+    for row in results.rows:  # P(true class) of the study's digit at each shift, per model
+        headline[f"{row.model}/p_true({row.dx},{row.dy})"] = row.p_true
     log_hparams(out_dir, headline)
     log.info("shift table: %s", out_dir / "shift_table.md")
     return results

@@ -9,39 +9,35 @@ from omegaconf import DictConfig
 
 from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
-from mnist_probe.stages.common import data_spec, log_hparams, trained_cnn, writer
+from mnist_probe.plots import reliability_diagram, save
+from mnist_probe.schema import typed
+from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
+from mnist_probe.stages.results import Calibration, Confidence, Scores, TrainResult
 from mnist_probe.train import confidence, test_logits
-from mnist_probe.viz import reliability_diagram, save
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
+def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
     """Train (or load from the cache) the CNN; report its test accuracy and how confident it is."""
     cnn = trained_cnn(cfg, out_dir)
     meta = cnn.meta
-    images, labels = split_tensors(data_spec(cfg), "scored")
+    images, labels = split_tensors(typed(cfg).data, "scored")
     logits = test_logits(cnn.model, images)
-    sure = confidence(logits, labels)
-    if cfg.get("checkpoint"):
-        how = "your checkpoint"
-    else:
-        how = "from cache" if meta["cached"] else f"trained in {meta['train_seconds']:.0f}s"
-    log.info("CNN test accuracy %.2f%% on %d images (%s; %s)",
-             100 * meta["test_acc"], meta["test_images"], how, meta["checkpoint"])  # fmt: skip
+    sure = Confidence(**confidence(logits, labels))
     log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
-             sure["cross_entropy"], sure["errors"], 100 * sure["error_share_of_loss"],
-             sure["mean_loss_on_errors"], sure["max_abs_logit"])  # fmt: skip
+             sure.cross_entropy, sure.errors, 100 * sure.error_share_of_loss, sure.mean_loss_on_errors,
+             sure.max_abs_logit)  # fmt: skip
     calibration = calibrate(cfg, cnn.model, logits, labels, out_dir)
-    log_hparams(out_dir, {"test_acc": meta["test_acc"], "test_cross_entropy": sure["cross_entropy"],
-                          "ece_after_scaling": calibration["after"]["ece"]})  # fmt: skip
-    return {**meta, "confidence": sure, "calibration": calibration}
+    log_hparams(out_dir, {"test_acc": meta["test_acc"], "test_cross_entropy": sure.cross_entropy,
+                          "ece_after_scaling": calibration.after.ece})  # fmt: skip
+    return TrainResult(**meta, confidence=sure, calibration=calibration)
 
 
-def calibrate(cfg: DictConfig, model, logits, labels, out_dir: Path) -> dict:
+def calibrate(cfg: DictConfig, model, logits, labels, out_dir: Path) -> Calibration:
     """ECE, NLL and Brier on the scored test set, before and after a temperature fitted on the
     validation split; the reliability diagram as calibration.png and in TensorBoard."""
-    val_images, val_labels = split_tensors(data_spec(cfg), "val")
+    val_images, val_labels = split_tensors(typed(cfg).data, "val")
     temperature = fit_temperature(test_logits(model, val_images), val_labels)
     before, after = scores(logits, labels), scores(logits / temperature, labels)
     fig = reliability_diagram(reliability(logits, labels), reliability(logits / temperature, labels),
@@ -53,4 +49,4 @@ def calibrate(cfg: DictConfig, model, logits, labels, out_dir: Path) -> dict:
     log.info("calibration: ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f, Brier %.4f -> %.4f with temperature %.3g "
              "(fitted on %d validation images)", 100 * before["ece"], 100 * after["ece"], before["nll"],
              after["nll"], before["brier"], after["brier"], temperature, len(val_labels))  # fmt: skip
-    return {"temperature": temperature, "before": before, "after": after, "bins": 15}
+    return Calibration(temperature, Scores(**before), Scores(**after), bins=15)

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from mnist_probe.data import load_mnist, to_float
+from mnist_probe.hooks import ActivationRecorder, class_similarity, record, resolve_layers, stream
 from mnist_probe.model import LAYER_NAMES, KerasCNN
-from mnist_probe.probe import ActivationRecorder, class_similarity, record, resolve_layers, stream
 from tests.conftest import mnist_root
 
 
@@ -72,7 +72,9 @@ def test_streaming_matches_memory(model, test_images, tmp_path):
 def test_streaming_float16_and_no_partial_file_on_error(model, test_images, tmp_path):
     paths = stream(model, test_images[:100], tmp_path / "ok", [10], float16=True)
     assert np.load(paths["dense_1"]).dtype == np.float16
-    with pytest.raises(RuntimeError), ActivationRecorder(model, [10], tmp_path / "bad", total=100):
+    with pytest.raises(RuntimeError, match="rows, expected 100 for each layer"), ActivationRecorder(
+        model, [10], tmp_path / "bad", total=100
+    ):
         model(to_float(test_images[:50]))  # stops half way: 50 of 100 rows
     assert not list((tmp_path / "bad").iterdir())
 

@@ -1,0 +1,274 @@
+"""Figures of numbers (curves, bars, heatmaps, spreads): each function takes numbers and returns a
+matplotlib Figure; save() writes a PNG. No torch here, so the sweep summary draws without it;
+figures of images and activations are in mnist_probe.viz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mnist_probe.cache import atomic_write  # noqa: E402
+from mnist_probe.names import LAYER_NAMES, layer_h  # noqa: E402
+
+DPI = 100
+
+
+def save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write a figure as PNG atomically (fixed size: no tight bbox) and close it."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    plt.close(fig)
+    return path
+
+
+def code_heatmap(codes: np.ndarray, labels: np.ndarray) -> plt.Figure:
+    """Code vectors of many images sorted by class, one row each: classes show as bands."""
+    order = np.argsort(labels, kind="stable")
+    fig, ax = plt.subplots(figsize=(10, 8))
+    im = ax.imshow(codes[order], aspect="auto", cmap="magma", interpolation="nearest")
+    bounds = np.searchsorted(labels[order], np.arange(10))
+    ax.set_yticks(bounds + np.diff(np.append(bounds, len(labels))) / 2, [str(d) for d in range(10)])
+    for b in bounds[1:]:
+        ax.axhline(b - 0.5, color="white", lw=0.6)
+    ax.set_xlabel("code vector unit (dense_1, h=10)")
+    ax.set_ylabel("test images, sorted by true class")
+    ax.set_title(f"{len(codes):,} code vectors sorted by class")
+    fig.colorbar(im, ax=ax, label="activation")
+    fig.tight_layout()
+    return fig
+
+
+def similarity_matrix(sim: np.ndarray, ratio: float) -> plt.Figure:
+    """The 10×10 matrix of mean cosine similarity between code vectors of two classes."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(sim, cmap="viridis", vmin=0, vmax=1)
+    for i in range(10):
+        for j in range(10):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if sim[i, j] > 0.6 else "white")  # fmt: skip
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("class")
+    ax.set_ylabel("class")
+    ax.set_title(f"mean cosine similarity of code vectors\nwithin / between classes = {ratio:.2f}")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def interpreter_bars(rows: list) -> plt.Figure:
+    """Test accuracy of each interpreter row (ours) beside the study's figure, zoomed to 95-100%."""
+    labels = [f"{r.interpreter}\n({r.features})" for r in rows]
+    x = np.arange(len(rows))
+    ours = [100 * r.test_acc for r in rows]
+    study = [100 * r.study_acc if r.study_acc else np.nan for r in rows]
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(rows)), 4.5))
+    ax.bar(x - 0.2, ours, 0.4, label="mnist_probe")
+    ax.bar(x + 0.2, study, 0.4, label="study (2019)", color="C7")
+    for xi, v in zip(x, ours, strict=True):
+        ax.text(xi - 0.2, v + 0.05, f"{v:.2f}", ha="center", fontsize=7, rotation=90)
+    low = min(v for v in ours + study if not np.isnan(v))
+    ax.set_ylim(max(0, min(95, low - 1)), 100)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Interpreters on the CNN's code vectors (h=10) and on raw pixels")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def probe_plot(rows: list) -> plt.Figure:
+    """Linear-probe test accuracy (rows with h, layer, test_acc) against layer depth h."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    h = [r.h for r in rows]
+    ax.plot(h, [100 * r.test_acc for r in rows], "o-")
+    ax.set_xticks(h, [f"h={r.h} {r.layer}" for r in rows], fontsize=7, rotation=35, ha="right")
+    ax.set_ylabel("linear probe test accuracy (%)")
+    ax.set_title("Does linear separability grow with depth? (logistic regression per layer)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+SHIFT_NOTE = "dx > 0: right, dy < 0: up"
+
+
+def pair_labels(pairs: list[tuple[int, int]]) -> list[str]:
+    """Axis labels for shifts: 'dy=-3' when dx is 0 throughout, else '(dx,dy)'."""
+    if all(dx == 0 for dx, _ in pairs):
+        return [f"dy={dy}" for _, dy in pairs]
+    return [f"({dx},{dy})" for dx, dy in pairs]
+
+
+def shift_curves(pairs, p_true: dict[str, np.ndarray], digit: int, idx: int) -> plt.Figure:
+    """P(true class) against shift, one line per model (log scale shows the study's 1e-4%)."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    x = np.arange(len(pairs))
+    for label, p in p_true.items():
+        ax.plot(x, np.clip(p, 1e-8, 1), "o-", label=label)
+    ax.set_yscale("log")
+    ax.set_ylim(1e-8, 2)
+    ax.set_xticks(x, pair_labels(pairs))
+    ax.set_ylabel(f"P(y = {digit} | shifted X)")
+    ax.set_title(f"test #{idx} (a {digit}) shifted ({SHIFT_NOTE})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def deformation_plot(pairs, cosines: dict[str, np.ndarray], p_true: np.ndarray) -> plt.Figure:
+    """Cosine similarity of each layer's activation to the unshifted one, beside CNN P(true)."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    x = np.arange(len(pairs))
+    for name, c in cosines.items():
+        where = f" (h={layer_h(name)})" if name in LAYER_NAMES else ""
+        ax.plot(x, c, "o-", label=f"cos sim, {name}{where}")
+    ax.plot(x, p_true, "k--", lw=2, label="CNN P(true class)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(x, pair_labels(pairs))
+    ax.set_ylabel("similarity to the unshifted image / probability")
+    ax.set_title(f"How shifts deform the CNN's activations ({SHIFT_NOTE})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_heatmaps(radius: int, acc: dict[str, np.ndarray]) -> plt.Figure:
+    """Test accuracy on the (dx, dy) grid, one panel per model."""
+    n = len(acc)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.6), squeeze=False)
+    ticks = list(range(-radius, radius + 1))
+    for ax, (label, a) in zip(axes[0], acc.items(), strict=True):
+        grid = a.reshape(len(ticks), len(ticks)).T  # rows: dy, columns: dx
+        im = ax.imshow(100 * grid, cmap="viridis", vmin=0, vmax=100, origin="upper",
+                       extent=(-radius - 0.5, radius + 0.5, radius + 0.5, -radius - 0.5))  # fmt: skip
+        ax.set_title(f"{label}\n(0,0): {100 * grid[radius, radius]:.1f}%", fontsize=9)
+        ax.set_xlabel("dx (px, + right)")
+    axes[0, 0].set_ylabel("dy (px, + down)")
+    fig.subplots_adjust(wspace=0.3)
+    fig.colorbar(im, ax=axes[0].tolist(), label="test accuracy (%)", shrink=0.8)
+    return fig
+
+
+def metric_bars(rows: list, metric: str, title: str) -> plt.Figure:
+    """One bar per model (rows with model and metric fields) for a dataset-scale shift metric."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = [r.model for r in rows]
+    values = [100 * getattr(r, metric) for r in rows]
+    ax.bar(range(len(rows)), values, color=[f"C{i}" for i in range(len(rows))])
+    for i, v in enumerate(values):
+        ax.text(i, v + 1, f"{v:.1f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8, rotation=15)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves_plot(curves: dict[str, tuple[list, list]], xlabel: str, title: str) -> plt.Figure:
+    """Lines of (x, y) per label: e.g. CNN accuracy against test-time shift for each sweep job."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for label, (x, y) in curves.items():
+        ax.plot(x, 100 * np.asarray(y), "o-", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(
+    before: dict, after: dict, temperature: float, ece: tuple[float, float]
+) -> plt.Figure:
+    """Accuracy against confidence per bin, before and after temperature scaling; the diagonal is
+    perfect calibration. Most of MNIST sits in the last bin, so the bars show counts on a log axis."""
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(6.5, 7), sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
+    edges = np.asarray(before["edges"])
+    mids, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    series = ((before, f"before (ECE {100 * ece[0]:.2f}%)", "C3", -0.25),
+              (after, f"T = {temperature:.2f} (ECE {100 * ece[1]:.2f}%)", "C0", 0.25))  # fmt: skip
+    for bins, label, color, shift in series:
+        ax.bar(mids + shift * width, bins["accuracy"], width * 0.5, label=label, color=color, alpha=0.8)
+        counts.bar(mids + shift * width, bins["count"], width * 0.5, color=color, alpha=0.8)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("Reliability of the CNN's probabilities (test set, 15 bins)")
+    ax.legend(fontsize=8, loc="upper left")
+    counts.set_yscale("log")
+    counts.set_xlabel("confidence (top-1 probability)")
+    counts.set_ylabel("images")
+    fig.tight_layout()
+    return fig
+
+
+def class_shift_heatmap(acc: np.ndarray, dys: list[int], title: str) -> plt.Figure:
+    """Accuracy of each digit (rows) at each vertical shift (columns), with the value in each cell."""
+    fig, ax = plt.subplots(figsize=(1 + 0.75 * len(dys), 5.5))
+    im = ax.imshow(100 * acc, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="black" if acc[i, j] > 0.6 else "white")  # fmt: skip
+    ax.set_xticks(range(len(dys)), [str(d) for d in dys])
+    ax.set_yticks(range(acc.shape[0]))
+    ax.set_xlabel("dy (px, dx = 0; < 0 is up)")
+    ax.set_ylabel("true digit")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+def digit_curves(dys: list[int], p_true: dict[int, np.ndarray], title: str) -> plt.Figure:
+    """P(true class) against vertical shift, one line per digit (the first test image of each)."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for digit, p in p_true.items():
+        ax.plot(dys, np.clip(p, 1e-8, 1), "o-", label=str(digit), color=f"C{digit}")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-8, 2)
+    ax.set_xlabel("dy (px, dx = 0; < 0 is up)")
+    ax.set_ylabel("P(true class)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="digit", fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def spread_plot(headlines: list[dict[str, float]], study: dict[str, float], seeds: list) -> plt.Figure:
+    """Every headline number, one dot per seed (fractions in %): the test accuracies beside the
+    study's single figure (a red cross), and the shift metrics."""
+    names = list(dict.fromkeys(k for h in headlines for k in h))
+    panels = [("test accuracy (%)", [n for n in names if n.endswith("_acc")]),
+              ("shift metrics (%)", [n for n in names if "consistency" in n or "change" in n or "_dy" in n])]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.2, 1]})
+    for ax, (ylabel, panel) in zip(axes, panels, strict=True):
+        for i, name in enumerate(panel):
+            values = [100 * h[name] for h in headlines if h.get(name) is not None]
+            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+            ax.scatter(i + np.asarray(jitter), values, s=18, color="C0",
+                       label="our seeds" if i == 0 else None)
+            if name in study:
+                first = "the study (one run)" not in ax.get_legend_handles_labels()[1]
+                ax.scatter([i], [100 * study[name]], marker="x", s=60, color="C3",
+                           label="the study (one run)" if first else None)  # fmt: skip
+        ax.set_xticks(range(len(panel)), [n.removesuffix("_acc") for n in panel], rotation=30, ha="right",
+                      fontsize=8)  # fmt: skip
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"Headline numbers over {len(headlines)} seeds ({', '.join(map(str, seeds))})")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,229 @@
+"""The four things every run is made of, as plain dataclasses (no torch): the data and its split
+(DataSpec), the network (ModelSpec), how it is trained (Recipe) and on what hardware (Hardware).
+
+Each is defined once, here. The config schema types conf/ with them (`data:`, `model:`, `train:`,
+`trainer:`), and the library takes them as arguments, so a notebook builds the same objects a
+command line composes. Every default is written here; conf/*.yaml only overrides. Each checks its
+own values when built and refuses a wrong one in one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mnist_probe.checks import count, fraction, one_of, positive, refuse
+from mnist_probe.errors import UserError
+from mnist_probe.machine import gpu_present
+from mnist_probe.names import COUNTS, FILES
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class DataSpec:
+    """Where MNIST lives and which images each split holds (the config's `data:` node)."""
+
+    root: str = "data"
+    download: bool = False  # try to download only when the files are missing (needs internet)
+    verify: bool = False  # check the four files' md5 sums
+    val_size: int = 6000  # 54k train / 6k validation, split with split_seed
+    split_seed: int = 0
+    eval_batch_size: int = 1000
+    train_subset: int | None = None  # train on the first N images of the training split only
+    test_subset: int | None = None  # score the CNN on the first N test images only
+
+    def __post_init__(self) -> None:
+        count("data.val_size", self.val_size, 1, COUNTS["train"] - 1)
+        count("data.split_seed", self.split_seed, 0)
+        count("data.eval_batch_size", self.eval_batch_size)
+        if self.train_subset is not None:
+            count("data.train_subset", self.train_subset, 1, COUNTS["train"] - self.val_size)
+        if self.test_subset is not None:
+            count("data.test_subset", self.test_subset, 1, COUNTS["test"])
+
+    def content(self) -> dict:
+        """What decides the images of every split: the part of the spec a cache key needs."""
+        return {k: getattr(self, k) for k in ("split_seed", "test_subset", "train_subset", "val_size")}
+
+
+def raw_folder(root: str | Path) -> Path:
+    """Where torchvision expects the uncompressed IDX files."""
+    return Path(root).expanduser() / "MNIST" / "raw"
+
+
+def missing_files(root: str | Path) -> list[str]:
+    """The MNIST files root lacks."""
+    return [name for name in FILES if not (raw_folder(root) / name).is_file()]
+
+
+def require_files(root: str | Path) -> None:
+    """A one-line UserError naming the missing files and the two ways to provide them."""
+    missing = missing_files(root)
+    if missing:
+        raise UserError(
+            f"MNIST not found: {raw_folder(root)} lacks {', '.join(missing)}; "
+            "set MNIST_ROOT (or data.root=...) to the folder holding MNIST/raw/, "
+            "or pass data.download=true where there is internet"
+        )
+
+
+# ----------------------------------------------------------------------------- model
+
+MODELS = ("keras_cnn", "keras_cnn_aa")  # conf/model/*.yaml (tests/test_schema.py checks)
+
+
+@dataclass
+class ModelSpec:
+    """Which network: a `_target_` Hydra's instantiate builds, and its arguments (`model:`)."""
+
+    _target_: str = "mnist_probe.model.KerasCNN"  # the study's Keras Sequential, layer for layer
+    filters: int = 64
+    dense: int = 256
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        count("model.filters", self.filters)
+        count("model.dense", self.dense)
+        count("model.num_classes", self.num_classes, 10, 10)
+
+
+# ----------------------------------------------------------------------------- training recipe
+
+# cross_entropy: PyTorch's, on logits. clipped: Keras 2's categorical_crossentropy on softmax outputs,
+# probabilities clipped to [1e-7, 1 - 1e-7] (no gradient from examples already that sure), as the
+# study's Keras trained. label_smoothing: cross-entropy against 0.9/0.01 targets.
+LOSSES = ("cross_entropy", "clipped", "label_smoothing")  # mnist_probe.model.LOSSES implements them
+
+
+@dataclass
+class Augment:
+    """Keras's ImageDataGenerator(rotation_range, zoom_range, width/height_shift_range), per batch."""
+
+    _target_: str = "mnist_probe.data.KerasAugment"
+    enabled: bool = True
+    rotation: float = 10.0  # degrees
+    zoom: float = 0.1
+    shift: float = 0.1  # fraction of the 28-pixel side
+
+    def __post_init__(self) -> None:
+        fraction("train.augment.rotation", self.rotation, 180.0, closed=True)
+        fraction("train.augment.zoom", self.zoom)
+        fraction("train.augment.shift", self.shift)
+
+
+# The two learning-rate schedules conf/ offers (train/scheduler=plateau|onecycle; schema stores them).
+PLATEAU = {  # the study's: ReduceLROnPlateau on validation accuracy, stepped once an epoch
+    "factory": {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "_partial_": True, "mode": "max",
+                "factor": 0.5, "patience": 3, "min_lr": 1.0e-05},
+    "monitor": "val_acc", "interval": "epoch",
+}  # fmt: skip
+ONECYCLE = {  # warm up to max_lr, then anneal to ~0, stepped every batch (total steps from the trainer)
+    "factory": {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True, "max_lr": 0.002,
+                "pct_start": 0.2, "cycle_momentum": False},  # plain RMSprop has no momentum to cycle
+    "monitor": None, "interval": "step",
+}  # fmt: skip
+
+
+@dataclass
+class Scheduler:
+    """A learning-rate schedule: a partial scheduler spec, the metric it watches, how often it steps."""
+
+    factory: dict[str, Any] = field(default_factory=dict)
+    monitor: str | None = None
+    interval: str = "epoch"
+
+    def __post_init__(self) -> None:
+        if "_target_" not in self.factory:
+            refuse("train.scheduler.factory", self.factory, "a scheduler spec with a _target_")
+        one_of("train.scheduler.interval", self.interval, ("epoch", "step"))
+        if self.monitor not in (None, "val_acc", "val_loss", "train_loss"):
+            refuse("train.scheduler.monitor", self.monitor, "null, val_acc, val_loss or train_loss")
+        for key in ("max_lr", "min_lr", "factor"):
+            value = self.factory.get(key)
+            if value is not None and not positive(value):
+                refuse(f"train.scheduler.factory.{key}", value, "a finite number > 0")
+
+
+def _rmsprop() -> dict:
+    return {"_target_": "torch.optim.RMSprop", "_partial_": True, "lr": 0.001,
+            "alpha": 0.9, "eps": 1.0e-08}  # Keras's RMSprop: rho 0.9  # fmt: skip
+
+
+@dataclass
+class Recipe:
+    """How to train (the config's `train:` node). The defaults are the study's recipe as written:
+    RMSprop(1e-3), ReduceLROnPlateau on val accuracy, batch 86, 30 epochs, the Keras augmentation,
+    Keras 2's clipped loss. conf/train/default.yaml shortens it to what `make run` trains."""
+
+    epochs: int = 30
+    batch_size: int = 86  # per process: the global batch is batch_size × Hardware.world_size
+    optimizer: dict[str, Any] = field(default_factory=_rmsprop)
+    scheduler: Scheduler | None = field(default_factory=lambda: Scheduler(**PLATEAU))
+    augment: Augment = field(default_factory=Augment)
+    loss: str = "clipped"
+    deterministic: bool = False
+    channels_last: bool = True  # memory layout only: same math, faster convs on CPU
+
+    def __post_init__(self) -> None:
+        count("train.epochs", self.epochs)
+        count("train.batch_size", self.batch_size)
+        one_of("train.loss", self.loss, LOSSES)
+        if "_target_" not in self.optimizer:
+            refuse("train.optimizer", self.optimizer, "an optimizer spec with a _target_")
+        lr = self.optimizer.get("lr")
+        if lr is not None and not positive(lr):
+            refuse("train.optimizer.lr", lr, "a finite number > 0")
+
+
+# ----------------------------------------------------------------------------- hardware
+
+# What Lightning's Trainer(precision=...) accepts (plus our 'auto'), and its accelerators.
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16",
+              "64-true", "64")  # fmt: skip
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+# Lightning's strategies, as tested here: auto (one device, or Lightning's pick for several) and
+# ddp (tests/test_ddp.py); ddp_spawn and ddp_notebook would score and cache in the parent process,
+# and are not tested, so not offered.
+STRATEGIES = ("auto", "ddp")
+
+
+@dataclass
+class Hardware:
+    """Where and how the training runs (the config's `trainer:` node, conf/trainer/*.yaml), in
+    Lightning's own words. Only the precision and the number of processes change the weights."""
+
+    accelerator: str = "auto"  # a GPU when present
+    devices: int = 1  # processes per node
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"  # the faster of 32-true and bf16-mixed on this machine, measured once
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        one_of("trainer.strategy", self.strategy, STRATEGIES)
+        count("trainer.devices", self.devices)
+        count("trainer.num_nodes", self.num_nodes)
+        one_of("trainer.precision", self.precision, PRECISIONS)
+        one_of("trainer.accelerator", self.accelerator, ACCELERATORS)
+        if self.accelerator in ("gpu", "cuda") and not gpu_present():
+            refuse("trainer.accelerator", self.accelerator, "this machine has no GPU: auto or cpu")
+        apple = platform.system() == "Darwin" and platform.machine() == "arm64"
+        if self.accelerator == "mps" and not apple:
+            refuse("trainer.accelerator", self.accelerator, "mps needs Apple silicon: auto or cpu")
+        if self.precision.startswith("16") and not gpu_present():
+            refuse("trainer.precision", self.precision,
+                   "fp16 needs a GPU; on a CPU: auto, 32-true, bf16-mixed")  # fmt: skip
+
+    @property
+    def world_size(self) -> int:
+        """How many processes share each step."""
+        return self.devices * self.num_nodes
+
+
+def plain(spec: Any) -> dict:
+    """A spec as a plain dict (what Hydra's instantiate and a cache key take)."""
+    return dataclasses.asdict(spec)

@@ -1,0 +1,89 @@
+"""From config to library: the composed config as the library's typed specs (schema.typed), the CNN
+every stage opens up, the interpreters a stage names, and what each stage writes besides its files
+(results.json of chained stages, TensorBoard writers, a sweep job's HParams)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from mnist_probe.cache import write_json
+from mnist_probe.interpreters import InterpreterSpec
+from mnist_probe.schema import Config, typed
+from mnist_probe.stages.results import to_json
+from mnist_probe.train import TrainedCNN, fit_or_load, from_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
+    """The CNN every stage opens up: the user's checkpoint, or the recipe's CNN from the cache (trained
+    now if missing, its curves into out_dir)."""
+    c: Config = typed(cfg)
+    if c.checkpoint:
+        cnn, how = from_checkpoint(c.checkpoint, c.data, c.paths.cache, c.model), "your checkpoint"
+    else:
+        cnn = fit_or_load(c.data, c.train, c.seed, c.paths.cache, out_dir, c.model, c.trainer)
+        how = "from the cache" if cnn.meta["cached"] else f"trained in {cnn.meta['train_seconds']:.0f} s"
+    log.info("CNN test accuracy %.2f%% on %d test images (%s; %s)", 100 * cnn.test_acc,
+             cnn.meta["test_images"], how, cnn.meta["checkpoint"])  # fmt: skip
+    return cnn
+
+
+def selected(cfg: DictConfig, models: list | None) -> list[str]:
+    """The interpreter chosen on the command line (interpreter=SPEC), else the stage's list."""
+    return [cfg.interpreter] if cfg.get("interpreter") else [str(m) for m in models or []]
+
+
+def interpreter_spec(cfg: DictConfig, spec: str) -> InterpreterSpec:
+    """A spec 'NAME' (on the CNN's code vectors) or 'NAME@pixels' as the library's InterpreterSpec:
+    the catalog's entry, with its `pixels:` settings merged in for raw pixels."""
+    typed(cfg).interpreters.check("interpreter", spec)  # the schema's refusal: one message for a bad name
+    name, _, features = str(spec).partition("@")
+    features = features or "codes"
+    entry = cfg.interpreters.catalog[name]
+    if features == "pixels" and entry.get("pixels"):
+        entry = OmegaConf.merge(entry, entry.pixels)
+    return InterpreterSpec(name, features, OmegaConf.to_container(entry.estimator, resolve=True),
+                           entry.get("train_samples"))  # fmt: skip
+
+
+def run_stages(cfg: DictConfig, out_dir: Path, stages: dict) -> dict[str, Any]:
+    """Run stages (name -> run(cfg, out_dir)) in order, each into out_dir/name with its results.json;
+    return their results by name."""
+    results = {}
+    for name, run_stage in stages.items():
+        log.info("%s stage (%s)", name, out_dir / name)
+        results[name] = run_stage(cfg, out_dir / name)
+        write_json(out_dir / name / "results.json", to_json(results[name]))
+    return results
+
+
+def log_hparams(out_dir: Path, metrics: dict[str, float | None]) -> None:
+    """In a multirun sweep: this job's overrides and headline metrics on TensorBoard's HParams
+    dashboard (tb/hparams), so that `make tensorboard` compares a sweep's jobs in one table."""
+    try:
+        hydra = HydraConfig.get()
+    except ValueError:  # outside a Hydra app (tests, notebooks)
+        return
+    if hydra.mode != RunMode.MULTIRUN:
+        return
+    params = {}
+    for override in hydra.overrides.task:
+        key, _, value = override.lstrip("+~").partition("=")
+        params[key] = value
+    tb = SummaryWriter(str(out_dir / "tb" / "hparams"))
+    values = {f"hparam/{k}": float(v) for k, v in metrics.items() if v is not None}
+    tb.add_hparams(params, values, run_name=".")
+    tb.close()
+
+
+def writer(out_dir: Path, name: str) -> SummaryWriter:
+    """A TensorBoard writer for this stage's events, under out_dir/tb/name."""
+    return SummaryWriter(str(out_dir / "tb" / name))

@@ -1,0 +1,347 @@
+"""What each stage returns: frozen dataclasses with named fields, so that the report, the verdicts and
+the sweep summary read a number by its name, never by a row's position or a key built elsewhere.
+A run's results.json is the serialisation of its stage's result (`to_json`), with FORMAT beside it;
+`from_json` reads one back (reports and tests from saved results)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT = 2  # results.json's layout: bump when a field changes meaning or name
+
+
+# ----------------------------------------------------------------------------- train
+@dataclass(frozen=True)
+class Confidence:
+    """How sure the CNN is, beyond accuracy (mnist_probe.train.confidence)."""
+
+    cross_entropy: float
+    errors: int
+    error_share_of_loss: float
+    mean_loss_on_errors: float
+    max_abs_logit: float
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Calibration scores of one set of logits (mnist_probe.calibration.scores)."""
+
+    ece: float
+    nll: float
+    brier: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    temperature: float
+    before: Scores
+    after: Scores
+    bins: int
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The CNN every stage opens up: its cache key, how it scores and, when trained here, how."""
+
+    key: str
+    test_acc: float
+    test_images: int
+    checkpoint: str
+    cached: bool
+    confidence: Confidence
+    calibration: Calibration
+    train_seconds: float | None = None  # None: a user's checkpoint, not trained here
+    epochs: int | None = None
+    val_acc: float | None = None
+    test_loss: float | None = None
+    resumed_after_epochs: int = 0
+    untimed_epochs: int = 0  # epochs whose time train_seconds lacks (trained before a clock was kept)
+    precision: str | None = None
+    device: str | None = None
+    strategy: str | None = None
+    world_size: int = 1
+    files: dict[str, str] = field(default_factory=dict)  # the cache entry's files and their sha256
+
+
+# ----------------------------------------------------------------------------- activations
+@dataclass(frozen=True)
+class ActivationsResult:
+    cnn_key: str
+    cnn_test_acc: float
+    indices: list[int]
+    layers: list[str]
+    feature_map_pngs: int
+    n_codes: int
+    within_class_cosine: float
+    between_class_cosine: float
+    within_between_ratio: float
+
+
+# ----------------------------------------------------------------------------- interpreters
+@dataclass(frozen=True)
+class InterpreterRow:
+    """One classifier's test accuracy, beside the study's figure for it."""
+
+    interpreter: str
+    features: str  # codes, pixels, or image (the CNN's own softmax)
+    test_acc: float
+    study_acc: float | None
+    diff: float | None
+    fit_seconds: float | None
+    predict_seconds: float | None
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """A linear probe on one layer (mnist_probe.interpreters.linear_probes)."""
+
+    h: int
+    layer: str
+    dims: int
+    test_acc: float
+    fit_seconds: float
+
+
+@dataclass(frozen=True)
+class InterpretersResult:
+    cnn_key: str
+    cnn: InterpreterRow  # the CNN's own softmax, the table's first row
+    rows: list[InterpreterRow]  # the interpreters, in the order they ran
+    probes: list[ProbeRow] | None = None
+
+    def table(self) -> list[InterpreterRow]:
+        """The study's accuracy table: the CNN, then every interpreter."""
+        return [self.cnn, *self.rows]
+
+    def accuracies(self, features: str) -> dict[str, float]:
+        """Interpreter name -> test accuracy, of those fitted on features (codes or pixels)."""
+        return {r.interpreter: r.test_acc for r in self.rows if r.features == features}
+
+
+# ----------------------------------------------------------------------------- shift
+@dataclass(frozen=True)
+class Curve:
+    """A model's test accuracy at each vertical shift dy (dx = 0)."""
+
+    dys: list[int]
+    accs: list[float]
+
+    def at(self, dy: int) -> float | None:
+        """The accuracy at dy, None where the curve has no such shift."""
+        return self.accs[self.dys.index(dy)] if dy in self.dys else None
+
+
+@dataclass(frozen=True)
+class ShiftProb:
+    """P(true class) of the study's digit under one shift, and the class that rose most."""
+
+    model: str
+    dx: int
+    dy: int
+    p_true: float
+    top_other: int
+    p_other: float
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    """One model's shift metrics over many test images."""
+
+    model: str
+    acc_unshifted: float
+    acc_grid_mean: float
+    consistency: float
+    change_1px: float
+
+
+@dataclass(frozen=True)
+class PerClass:
+    dys: list[int]
+    accuracy: list[list[float]]  # digit × dy
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    cnn_key: str
+    cnn_test_acc: float
+    models: list[str]
+    index: int  # the study's digit: its test-set index and class
+    digit: int
+    pairs: list[tuple[int, int]]  # the (dx, dy) of the table's columns
+    columns: list[str]  # the table's column labels, one a pair
+    table: list[dict[str, str]]  # the study's table: {model, column: cell}, as the study wrote cells
+    rows: list[ShiftProb]
+    cosines: dict[str, list[float]]  # layer -> cosine to the unshifted activations, one a pair
+    code_layer: str
+    every_digit: list[dict[str, Any]]
+    dataset: list[DatasetRow] = field(default_factory=list)
+    curves: dict[str, Curve] = field(default_factory=dict)
+    samples: int = 0
+    per_class: PerClass | None = None
+    confusions: list[dict[str, Any]] = field(default_factory=list)
+
+    def dataset_row(self, model: str) -> DatasetRow | None:
+        return next((r for r in self.dataset if r.model == model), None)
+
+    def p_true(self, model: str) -> dict[tuple[int, int], float]:
+        """P(true class) of the study's digit per (dx, dy), for one model."""
+        return {(r.dx, r.dy): r.p_true for r in self.rows if r.model == model}
+
+
+# ----------------------------------------------------------------------------- seeds
+@dataclass(frozen=True)
+class SeedsResult:
+    cnn_key: str
+    headline: dict[str, float]  # name -> value: what the sweep summary spreads over the seeds
+
+
+# ----------------------------------------------------------------------------- reproduce
+@dataclass(frozen=True)
+class AugmentRow:
+    """One CNN of the architecture × augmentation sweep, through the shift stage."""
+
+    model: str
+    shift: float  # train.augment.shift
+    test_acc: float
+    curve: Curve
+    acc_grid_mean: float
+    consistency: float
+    change_1px: float
+
+    def table_row(self, dys: tuple[int, ...] = (-3, -4, -5)) -> dict[str, Any]:
+        """As the report's table shows it: the accuracy at the shifts where the study's table turns."""
+        return {"model": self.model, "train.augment.shift": self.shift,
+                "max shift (px)": round(28 * float(self.shift), 1), "test_acc": self.test_acc,
+                **{f"acc_dy{dy}": self.curve.at(dy) for dy in dys if dy in self.curve.dys},
+                "acc_grid_mean": self.acc_grid_mean, "consistency": self.consistency,
+                "change_1px": self.change_1px}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Lever:
+    """What one lever buys, in points: a model over the first at the same augmentation, or an
+    augmentation over none with the same model."""
+
+    lever: str
+    held_fixed: str
+    kind: str  # model or augment
+    consistency: float
+    change_1px: float
+    acc_grid_mean: float
+
+    def table_row(self) -> dict[str, Any]:
+        return {"lever": self.lever, "held fixed": self.held_fixed, "consistency (points)": self.consistency,
+                "change_1px (points)": self.change_1px, "acc_grid_mean (points)": self.acc_grid_mean}
+
+
+@dataclass(frozen=True)
+class AugmentResult:
+    recipe: str
+    rows: list[AugmentRow]
+    levers: list[Lever]
+
+    def unaugmented(self) -> AugmentRow | None:
+        """The first CNN trained without shift augmentation."""
+        return next((r for r in self.rows if r.shift == 0.0), None)
+
+
+@dataclass(frozen=True)
+class LossRow:
+    """The study's recipe trained with one loss: how sure the CNN gets."""
+
+    loss: str
+    test_acc: float
+    errors: int
+    cross_entropy: float
+    max_abs_logit: float
+    ece: float
+    ece_after: float
+    temperature: float
+    epochs: int | None
+    key: str
+
+    def table_row(self) -> dict[str, Any]:
+        return {"train.loss": self.loss, "test_acc": self.test_acc, "errors": self.errors,
+                "test cross-entropy": self.cross_entropy, "largest logit size": self.max_abs_logit,
+                "ECE": self.ece, "ECE after T": self.ece_after, "T": self.temperature,
+                "epochs": self.epochs}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KerasRoundTrip:
+    """The CNN through a Keras 2 weights file and back."""
+
+    file: str
+    megabytes: float
+    images: int
+    test_acc: float
+    test_acc_from_keras_file: float
+    same_top1: int
+    max_abs_logit_diff: float
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    claim: str
+    verdict: str
+    text: str
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    """Everything the study's report is written from."""
+
+    train: TrainResult
+    activations: ActivationsResult
+    interpreters: InterpretersResult
+    shift: ShiftResult
+    augment: AugmentResult
+    losses: list[LossRow]
+    keras_file: KerasRoundTrip | None
+    bench: dict | None  # `make bench`'s bench.json, as written
+    seeds: dict | None  # a seeds sweep's seeds.json, with its path
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ReproduceResult:
+    report: str
+    cnn_key: str
+    cnn_test_acc: float
+    conclusions: list[Conclusion]
+
+
+# ----------------------------------------------------------------------------- (de)serialisation
+def to_json(result: Any) -> dict:
+    """A stage's result as results.json holds it: its fields, tuples as lists."""
+    return dataclasses.asdict(result)
+
+
+def from_json(cls: type, data: Any) -> Any:
+    """A result read back from its serialisation: nested dataclasses, lists, dicts and tuples rebuilt
+    from the field types; keys the type lacks (format, stage, versions, ...) are left out."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{f.name: _build(hints[f.name], data[f.name])
+                  for f in dataclasses.fields(cls) if f.name in data})  # fmt: skip
+
+
+def _build(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _build(next(a for a in args if a is not type(None)), value)
+    if dataclasses.is_dataclass(tp):
+        return from_json(tp, value)
+    if origin is list:
+        return [_build(args[0], v) for v in value]
+    if origin is tuple:
+        return tuple(_build(a, v) for a, v in zip(args, value, strict=True))
+    if origin is dict:
+        return {k: _build(args[1], v) for k, v in value.items()}
+    return value

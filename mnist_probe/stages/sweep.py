@@ -1,0 +1,74 @@
+"""The sweep summary: a Hydra callback that, at the end of a multirun, writes one table from every
+job's results.json into the sweep dir (summary.md/.csv), the CNN's accuracy-against-shift curves of
+the jobs, and, for a sweep of the seeds stage, each headline number with its spread (seeds.md).
+
+Hydra builds this callback for every run, single runs too, so it imports no torch: only the tables
+and the plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mnist_probe import study
+from mnist_probe.cache import write_json
+from mnist_probe.plots import curves_plot, save, spread_plot
+from mnist_probe.tables import spread, write_table
+
+log = logging.getLogger(__name__)
+
+
+def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
+    """seeds.md/.csv/.json and seeds.png in the sweep dir from the jobs' headlines (seeds stage)."""
+    headlines = {name: job["headline"] for name, job in jobs.items() if "headline" in job}
+    if not headlines:
+        return []
+    rows = spread(list(headlines.values()), study.HEADLINE)
+    write_table(rows, sweep_dir / "seeds")
+    seeds = [jobs[name].get("seed") for name in headlines]
+    write_json(sweep_dir / "seeds.json", {"seeds": seeds, "rows": rows, "per_seed": list(headlines.values())})
+    save(spread_plot(list(headlines.values()), study.HEADLINE, seeds), sweep_dir / "seeds.png")
+    return rows
+
+
+def summarize_sweep(sweep_dir: str | Path) -> list[dict]:
+    """One table from every job of a sweep: each job's `rows`, tagged with its overrides; for a
+    sweep of the seeds stage, each headline number with its spread (seeds.md)."""
+    sweep_dir = Path(sweep_dir)
+    rows, curves, jobs = [], {}, {}
+    for results in sorted(sweep_dir.glob("*/results.json"), key=lambda p: int(p.parent.name)):
+        job = jobs[results.parent.name] = json.loads(results.read_text())
+        overrides = job.get("overrides") or results.parent.name
+        for row in job.get("rows", []):
+            rows.append({"job": results.parent.name, "overrides": overrides, **row})
+        # The CNN's accuracy against shift, one line per job: e.g. a sweep over train.augment.shift
+        if "CNN" in job.get("curves", {}):
+            curve = job["curves"]["CNN"]
+            curves[overrides] = (curve["dys"], curve["accs"])
+    if rows:
+        write_table(rows, sweep_dir / "summary")
+    summarize_seeds(sweep_dir, jobs)
+    if curves:
+        # Label each line with the overrides that differ between jobs, not the shared ones.
+        common = set.intersection(*(set(k.split()) for k in curves))
+        curves = {" ".join(t for t in k.split() if t not in common) or k: v for k, v in curves.items()}
+        title = "CNN test accuracy against vertical shift, one line per sweep job"
+        save(curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title), sweep_dir / "summary_curves.png")
+    return rows
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun, writes summary.md/.csv into the sweep dir from the jobs' results."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = summarize_sweep(sweep_dir)
+        if rows:
+            log.info("sweep summary: %d rows in %s", len(rows), sweep_dir / "summary.md")
+        if (sweep_dir / "seeds.md").is_file():
+            log.info("every headline number with its spread over the seeds: %s", sweep_dir / "seeds.md")

@@ -1,0 +1,150 @@
+"""The study's four conclusions, and the loss comparison, judged from the numbers: each verdict is a
+small function of typed results, and each threshold it judges by is a named constant below."""
+
+from __future__ import annotations
+
+from mnist_probe import study
+from mnist_probe.schema import Config
+from mnist_probe.stages.results import Conclusion, LossRow, StudyResults
+
+# 1. The code vectors keep what the classes need: the worst interpreter on them scores within this
+#    much of the CNN's own softmax.
+CODES_KEEP_WITHIN = 0.01
+# 2. Position sensitive: accuracy at this vertical shift falls below this.
+POSITION_DY = -4
+SENSITIVE_BELOW = 0.9
+# 3. Not continuous: P(true) jumps by more than this between neighbouring 1-px shifts, or the top-1
+#    class changes under a 1-px shift for more than this share of (image, shift) pairs.
+JUMP_ABOVE = 0.5
+CHANGE_1PX_ABOVE = 0.05
+# The loss comparison: the clipped loss keeps the CNN less sure when cross-entropy's largest logit is
+# at least this many times the clipped one's; the clipped one is the surer at this ratio or below.
+LESS_SURE_RATIO = 2.0
+SURER_RATIO = 0.5
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    """A fraction as a percentage, 'n/a' when missing."""
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def codes_reduce_dimensionality(r: StudyResults) -> Conclusion:
+    """1. Code vectors in hidden layers reduce dimensionality (and keep what the classes need)."""
+    codes, act = r.interpreters.accuracies("codes"), r.activations
+    worst = min(codes, key=codes.get)
+    kept = codes[worst] >= r.train.test_acc - CODES_KEEP_WITHIN
+    return Conclusion(
+        "Code vectors in hidden layers of CNN reduce the dimensionality of images.",
+        "supported" if kept else "not supported",
+        f"Each 28×28 = 784-pixel image becomes a 256-d code vector (h = 10), after a 3,136-d "
+        f"flattened stage (h = 8). The code keeps what the classes need: every interpreter fitted "
+        f"on it alone scores {pct(min(codes.values()))}–{pct(max(codes.values()))} "
+        f"(worst: {worst}), against {pct(r.train.test_acc)} for the CNN's own softmax. It is also "
+        f"organised by class: mean cosine {act.within_class_cosine:.3f} within a class vs "
+        f"{act.between_class_cosine:.3f} between classes (ratio {act.within_between_ratio:.2f}, "
+        f"{act.n_codes} test images).",
+    )  # fmt: skip
+
+
+def position_sensitive(r: StudyResults, config: Config) -> Conclusion:
+    """2. Information learned is position sensitive; convolution is the key to accuracy."""
+    codes, pixels = r.interpreters.accuracies("codes"), r.interpreters.accuracies("pixels")
+    shift, unaug = r.shift, r.augment.unaugmented()
+    gain = min(codes.values()) - max(pixels.values()) if pixels else None
+    grid = shift.dataset_row("CNN")
+    curve = shift.curves.get("CNN")
+    at_dy = curve.at(POSITION_DY) if curve else None
+    unaug_at_dy = unaug.curve.at(POSITION_DY) if unaug is not None else None
+    conv_key = bool(pixels) and min(codes.values()) > max(pixels.values())
+    ours_sensitive = at_dy is not None and at_dy < SENSITIVE_BELOW
+    unaug_sensitive = unaug_at_dy is not None and unaug_at_dy < SENSITIVE_BELOW
+    position = ("supported" if ours_sensitive else
+                "supported only without shift augmentation" if unaug_sensitive else "not supported")
+    text = (
+        f"Convolution as the key to accuracy: the same interpreters reach {pct(min(codes.values()))} or "
+        f"more on the CNN's code vectors but at most {pct(max(pixels.values()) if pixels else None)} "
+        f"on raw pixels ({'+' if gain and gain > 0 else ''}{pct(gain)} for the worst code-vector "
+        f"interpreter over the best pixel one). "
+        f"Position sensitivity depends on the training augmentation: over "
+        f"{shift.samples} test images, this CNN (trained with random shifts up to "
+        f"{28 * float(config.train.augment.shift):.1f} px) keeps {pct(at_dy)} accuracy at dy = {POSITION_DY} "
+        f"and a mean of {pct(grid.acc_grid_mean if grid else None)} over the "
+        f"±{config.shift.dataset.radius} px grid."
+    )  # fmt: skip
+    if unaug is not None:
+        text += (
+            f" Trained without shift augmentation ({r.augment.recipe} recipe), the CNN "
+            f"falls to {pct(unaug_at_dy)} at dy = {POSITION_DY} (grid mean {pct(unaug.acc_grid_mean)}): "
+            "what the CNN learned is as position sensitive as its training data lets it be."
+        )
+    return Conclusion(
+        "Information learned in CNN is position sensitive, and convolution is the key for high accuracy.",
+        f"convolution {'supported' if conv_key else 'not supported'}; position sensitivity {position}",
+        text,
+    )
+
+
+def not_continuous(r: StudyResults) -> Conclusion:
+    """3. The predicted probabilities are not continuous under translation."""
+    shift, unaug = r.shift, r.augment.unaugmented()
+    p_true = shift.p_true("CNN")
+    p = [p_true[pair] for pair in sorted((pq for pq in p_true if pq[0] == 0), key=lambda pq: -pq[1])]
+    jump = max((abs(a - b) for a, b in zip(p, p[1:], strict=False)), default=0.0)
+    grid = shift.dataset_row("CNN")
+    change = grid.change_1px if grid else None
+    unaug_change = unaug.change_1px if unaug is not None else None
+    jumpy = jump > JUMP_ABOVE or (change is not None and change > CHANGE_1PX_ABOVE)
+    return Conclusion(
+        "The predicted probabilities of CNN are not continuous with respect to translations.",
+        "supported" if jumpy else ("supported only without shift augmentation"
+                                   if unaug_change and unaug_change > CHANGE_1PX_ABOVE else "not supported"),
+        f"For the study's digit (test #{shift.index}, a {shift.digit}), the largest change of "
+        f"P(true) between neighbouring 1-px shifts is {jump:.3f}. Over the test images, the CNN's "
+        f"top-1 class changes under a single-pixel shift for {pct(change)} of (image, shift) pairs"
+        + (f"; {pct(unaug_change)} for the CNN trained without shift augmentation" if unaug_change
+           is not None else "")
+        + ". In the study, its CNN's P(1) fell from 99.4% to 0.71% between dy = -3 and -4: "
+        f"a jump of {study.SHIFT_JUMP:.3f}.",
+    )  # fmt: skip
+
+
+def codes_deform_softly(r: StudyResults) -> Conclusion:
+    """4. Translations deform the code vectors more softly than the activations before them."""
+    shift = r.shift
+    last = {name: c[-1] for name, c in shift.cosines.items()}
+    code = shift.code_layer
+    softer = all(last[code] >= v for k, v in last.items() if k != code)
+    return Conclusion(
+        "Translations deform CNN code vectors more softly.",
+        "supported" if softer else "not supported",
+        f"Cosine similarity to the unshifted image's activations at the largest shift "
+        f"{tuple(shift.pairs[-1])} (dx, dy): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in last.items())
+        + (f". The code vector ({code}, h = 10) stays closest to the unshifted one: translation "
+           "deforms it less than the feature maps before it." if softer else
+           f". The code vector ({code}, h = 10) is not the one that stays closest here."),
+    )  # fmt: skip
+
+
+def conclusions(r: StudyResults, config: Config) -> list[Conclusion]:
+    """The study's four conclusions, each with our verdict and the numbers behind it."""
+    return [codes_reduce_dimensionality(r), position_sensitive(r, config), not_continuous(r),
+            codes_deform_softly(r)]  # fmt: skip
+
+
+def loss_verdict(rows: list[LossRow]) -> str:
+    """One sentence, from the numbers: does the clipped loss keep the CNN less sure?"""
+    by = {r.loss: r for r in rows}
+    if not {"cross_entropy", "clipped"} <= by.keys():
+        return ""
+    ce, k = by["cross_entropy"], by["clipped"]
+    ratio = ce.max_abs_logit / max(k.max_abs_logit, 1e-9)
+    numbers = (f"largest logit size {ce.max_abs_logit:,.0f} with cross_entropy against "
+               f"{k.max_abs_logit:,.0f} "
+               f"clipped (×{ratio:.2g}); test cross-entropy {ce.cross_entropy:.4f} against "
+               f"{k.cross_entropy:.4f}; accuracy {pct(ce.test_acc)} against {pct(k.test_acc)}")  # fmt: skip
+    if ratio >= LESS_SURE_RATIO and ce.cross_entropy > k.cross_entropy:
+        return f"The clipped loss keeps the CNN less sure: {numbers}."
+    if ratio <= SURER_RATIO:
+        return f"The clipped loss does not keep the CNN less sure; it is the surer one here: {numbers}."
+    return f"The loss makes little difference to how sure the CNN gets here: {numbers}."

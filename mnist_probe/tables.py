@@ -1,0 +1,69 @@
+"""Result tables: rows (dicts or dataclasses) as GitHub-flavoured markdown and CSV, and the spread of
+numbers over repeated runs (seeds)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_probe.cache import atomic_write
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _dicts(rows: list) -> list[dict]:
+    return [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]
+
+
+def markdown_table(rows: list, columns: list[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table of rows (dicts or dataclasses), columns in first-seen order."""
+    rows = _dicts(rows)
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: list, stem: str | Path, columns: list[str] | None = None) -> str:
+    """Write rows as stem.md and stem.csv (atomically); return the markdown."""
+    rows = _dicts(rows)
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    md = markdown_table(rows, columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    stem = Path(stem)
+    atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(md))
+    atomic_write(stem.with_suffix(".csv"), lambda tmp: tmp.write_text(buf.getvalue()))
+    return md
+
+
+def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> list[dict]:
+    """Each headline number over the jobs (seeds): n, mean, std (ddof 1), min, max; where the study
+    gave the number (reference), its figure, its distance from our mean in our std, and whether it
+    lies inside what our seeds span ([min, max])."""
+    rows = []
+    for name in dict.fromkeys(k for h in headlines for k in h):
+        values = np.array([h[name] for h in headlines if h.get(name) is not None], dtype=float)
+        std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        row = {"metric": name, "n": len(values), "mean": float(values.mean()), "std": std,
+               "min": float(values.min()), "max": float(values.max())}  # fmt: skip
+        ref = reference.get(name)
+        if ref is not None:
+            inside = bool(values.min() <= ref <= values.max())
+            row |= {"study": ref, "study_minus_mean_in_std": (ref - row["mean"]) / std if std > 0 else None,
+                    "study_inside_our_range": "yes" if inside else "no"}  # fmt: skip
+        rows.append(row)
+    return rows
