@@ -116,9 +116,27 @@ def unknown_key(err: OmegaConfBaseException) -> UserError:
     return UserError(f"unknown key {full_key}; {parent or 'the config'} has: {', '.join(keys)}")
 
 
+def check_hydra_choices(argv: list[str]) -> None:
+    """Hydra's own groups (hydra/launcher=joblib, hydra/sweeper=...) composed, so that a choice that
+    does not exist is one line listing those that do."""
+    choices = [a for a in argv if a.lstrip("+~").startswith("hydra/") and "=" in a]
+    if not choices:
+        return
+    try:
+        compose_config(*choices, return_hydra_config=True)
+    except MissingConfigException as err:
+        lines = str(err).split("Config search path")[0].splitlines()
+        options = [line.strip() for line in lines if line.startswith("\t")]  # "Available options"
+        bad = next((a for a in choices if f"/{a.partition('=')[2]}'" in lines[0]), choices[0])
+        key, _, value = bad.lstrip("+~").partition("=")
+        raise UserError(f"{key}={value!r} is not allowed: one of {', '.join(options)}" if options
+                        else lines[0]) from None  # fmt: skip
+
+
 def check_command_line(argv: list[str]) -> None:
     """Every job of the command line composed and checked, before anything heavy is imported."""
     check_choices(argv)
+    check_hydra_choices(argv)
     for overrides in jobs(argv):
         compose_checked(overrides)
 
@@ -154,6 +172,7 @@ def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    log.info("%s stage: writing into %s", cfg.stage, out_dir)  # said before torch and Lightning load
     stage = import_module(f"mnist_probe.stages.{cfg.stage}")  # only the stage that runs is imported
     result = stage.run(cfg, out_dir)
     results = {

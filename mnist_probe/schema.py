@@ -15,6 +15,7 @@ imports torch, so `mnist-probe` answers a bad command line in about a second.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,11 +255,25 @@ def validate(cfg: DictConfig) -> Config:
 MODEL_MAGIC = {b"PK\x03\x04": "zip", b"\x80": "pickle", b"\x89HDF\r\n\x1a\n": "HDF5"}
 
 
+def check_cache(cache: Path) -> None:
+    """The cache folder exists (a read-only one still serves its entries) or can be made."""
+    wanted = where = cache.expanduser().absolute()
+    while not where.exists():
+        where = where.parent
+    if where != wanted and not (where.is_dir() and os.access(where, os.W_OK | os.X_OK)):
+        raise UserError(f"paths.cache={cache} cannot be made: {where} is not a folder you can write; "
+                        "set paths.cache (or MNIST_PROBE_CACHE) to one you can")  # fmt: skip
+    if not where.is_dir():
+        raise UserError(f"paths.cache={cache} is a file, not a folder; set paths.cache (or "
+                        "MNIST_PROBE_CACHE) to a folder")  # fmt: skip
+
+
 def check_files(config: Config) -> None:
     """The files the config names exist: MNIST's four (unless it may download them); the checkpoint,
     and that it is a model file at all (read by its first bytes, before torch loads)."""
     if not config.data.download:
         require_files(config.data.root)
+    check_cache(Path(config.paths.cache))
     if config.checkpoint is None:
         return
     path = Path(config.checkpoint).expanduser()

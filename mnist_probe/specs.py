@@ -9,8 +9,10 @@ own values when built and refuses a wrong one in one line naming the key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import platform
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 from mnist_probe.checks import count, fraction, one_of, positive, refuse
 from mnist_probe.errors import UserError
 from mnist_probe.machine import gpu_present
-from mnist_probe.names import COUNTS, FILES
+from mnist_probe.names import COUNTS, FILES, SIZE
 
 # ----------------------------------------------------------------------------- data
 
@@ -60,8 +62,27 @@ def missing_files(root: str | Path) -> list[str]:
     return [name for name in FILES if not (raw_folder(root) / name).is_file()]
 
 
+def idx_problem(path: Path, images: bool, count: int) -> str | None:
+    """What is wrong with an IDX file's header and size against the count MNIST promises, if anything
+    (IDX: a magic number 2051 for images / 2049 for labels, the count, for images 28 and 28, then
+    one byte an image pixel or label)."""
+    fields = 4 if images else 2
+    with path.open("rb") as f:
+        header = f.read(4 * fields)
+    if len(header) < 4 * fields:
+        return f"{len(header)} bytes, shorter than its header"
+    magic, n, *dims = struct.unpack(f">{fields}I", header)
+    if magic != (2051 if images else 2049):
+        return f"magic number {magic}, expected {2051 if images else 2049}"
+    if n != count or (images and dims != [SIZE, SIZE]):
+        return f"a header for {n} {'×'.join(map(str, dims)) + ' ' if images else ''}items, expected {count}"
+    size, expected = path.stat().st_size, 4 * fields + count * (SIZE * SIZE if images else 1)
+    return None if size == expected else f"{size:,} bytes where its header promises {expected:,}"
+
+
 def require_files(root: str | Path) -> None:
-    """A one-line UserError naming the missing files and the two ways to provide them."""
+    """The four MNIST files are there and their headers and sizes hold the counts they promise, or a
+    one-line UserError naming the file and what to do (read without torch, in milliseconds)."""
     missing = missing_files(root)
     if missing:
         raise UserError(
@@ -69,6 +90,12 @@ def require_files(root: str | Path) -> None:
             "set MNIST_ROOT (or data.root=...) to the folder holding MNIST/raw/, "
             "or pass data.download=true where there is internet"
         )
+    for name in FILES:
+        count = COUNTS["train" if name.startswith("train") else "test"]
+        problem = idx_problem(raw_folder(root) / name, "images" in name, count)
+        if problem:
+            raise UserError(f"MNIST file {raw_folder(root) / name} is truncated or corrupt ({problem}); "
+                            "replace it with a fresh copy")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- model
@@ -162,7 +189,7 @@ class Recipe:
     epochs: int = 30
     batch_size: int = 86  # per process: the global batch is batch_size × Hardware.world_size
     optimizer: dict[str, Any] = field(default_factory=_rmsprop)
-    scheduler: Scheduler | None = field(default_factory=lambda: Scheduler(**PLATEAU))
+    scheduler: Scheduler | None = field(default_factory=lambda: Scheduler(**copy.deepcopy(PLATEAU)))
     augment: Augment = field(default_factory=Augment)
     loss: str = "clipped"
     deterministic: bool = False

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,20 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path, name, cut):
         load_mnist(root, "test")
 
 
+@pytest.mark.parametrize("cut", [16 + 784 * 59_999, 16 + 784 * 60_000 + 5, 7])  # an image short, extra bytes
+def test_a_damaged_training_file_is_refused_before_any_work(tmp_path, cut):
+    """The config check reads the IDX headers and sizes: a run stops before the training starts, with
+    one line naming the file."""
+    root = mnist_copy(tmp_path)
+    name = "train-images-idx3-ubyte"
+    data = real_bytes(name)
+    replace(root, name, data[:cut] if cut <= len(data) else data + b"\0" * (cut - len(data)))
+    cfg = make_cfg(tmp_path, "+experiment=train", f"data.root={root}")
+    with pytest.raises(UserError, match=f"MNIST file .*{name} is truncated or corrupt .*replace it"):
+        check_config(cfg)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_corrupt_header_is_a_clear_error(tmp_path):
     root = mnist_copy(tmp_path)
     data = bytearray(real_bytes("t10k-labels-idx1-ubyte"))
@@ -84,7 +99,8 @@ def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Complete
     "arg, valid",
     [("+experiment=nope", "activations, interpreters, reproduce, seeds, shift, train"),
      ("model=resnet", "keras_cnn"), ("interpreter=svm,xgb", "dt, gb, knn"),
-     ("train=quick", "default, fast, study")],
+     ("train=quick", "default, fast, study"), ("trainer=tpu", "auto, cpu, ddp, gpu"),
+     ("hydra/launcher=nope", "basic, joblib, slurm, submitit_local")],
 )  # fmt: skip
 def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, valid):
     proc = cli(arg, f"hydra.run.dir={tmp_path / 'run'}")
@@ -231,3 +247,16 @@ def test_confidence_finds_what_accuracy_hides():
     assert b["error_share_of_loss"] > 0.999 > a["error_share_of_loss"] > 0.5
     error_loss = torch.nn.functional.cross_entropy(calm[3:], labels[3:]).item()
     assert abs(a["mean_loss_on_errors"] - error_loss) < 1e-6
+
+
+@pytest.mark.parametrize("where, message", [
+    ("a-file/cache", "cannot be made: .*a-file is not a folder you can write"),  # inside a file
+    ("a-file", "is a file, not a folder"),
+])  # fmt: skip
+def test_a_cache_folder_that_cannot_be_used_is_refused_in_one_line(tmp_path, where, message):
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = cli("+experiment=train", f"data.root={mnist_root()}", f"paths.cache={tmp_path / where}",
+               f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode == 2 and len(out) == 1 and out[0].startswith("error: paths.cache="), out
+    assert re.search(message, out[0]) and not (tmp_path / "run").exists()
