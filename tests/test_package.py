@@ -50,17 +50,18 @@ def test_installed_wheel_composes_its_configs_outside_the_checkout(wheel, tmp_pa
     assert "stage: shift" in proc.stdout and "rf1000:" in proc.stdout
 
 
-def test_console_script_trains_from_a_directory_outside_the_checkout(tmp_path):
+def test_console_script_runs_from_a_directory_outside_the_checkout(small_run, tmp_path):
+    """The console script, in a directory of its own, opens a checkpoint and writes its run dir and
+    cache there (the CNN trained by the suite's shared fixture: what a user's weights file is)."""
     script = Path(sys.executable).with_name("mnist-probe")
     assert script.is_file(), "pip install -e . makes the console script"
-    args = ["+experiment=train", f"data.root={mnist_root()}", "data.train_subset=640", "data.test_subset=200",
-            "data.val_size=500", "train.epochs=1", "train.batch_size=64",
-            "trainer.progress_bar=false"]  # fmt: skip
+    args = ["+experiment=train", f"data.root={mnist_root()}", "data.test_subset=200", "data.val_size=500",
+            f"checkpoint={small_run[1]['checkpoint']}", "trainer.progress_bar=false"]  # fmt: skip
     proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (results,) = (tmp_path / "outputs" / "runs").glob("*_train/results.json")  # Hydra's run dir, here
     assert '"test_images": 200' in results.read_text()
-    assert list((tmp_path / "outputs" / "cache").glob("cnn-*/model.pt"))
+    assert list((tmp_path / "outputs" / "cache").glob("cnn-file-*/meta.json"))
 
 
 def readme_example() -> str:
