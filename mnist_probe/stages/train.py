@@ -11,6 +11,7 @@ from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
 from mnist_probe.plots import reliability_diagram, save
 from mnist_probe.schema import typed
+from mnist_probe.specs import DataSpec
 from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
 from mnist_probe.stages.results import Calibration, Confidence, Scores, TrainResult
 from mnist_probe.train import confidence, test_logits
@@ -22,22 +23,23 @@ def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
     """Train (or load from the cache) the CNN; report its test accuracy and how confident it is."""
     cnn = trained_cnn(cfg, out_dir)
     meta = cnn.meta
-    images, labels = split_tensors(typed(cfg).data, "scored")
+    data = typed(cfg).data
+    images, labels = split_tensors(data, "scored")
     logits = test_logits(cnn.model, images)
     sure = Confidence(**confidence(logits, labels))
     log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
              sure.cross_entropy, sure.errors, 100 * sure.error_share_of_loss, sure.mean_loss_on_errors,
              sure.max_abs_logit)  # fmt: skip
-    calibration = calibrate(cfg, cnn.model, logits, labels, out_dir)
+    calibration = calibrate(data, cnn.model, logits, labels, out_dir)
     log_hparams(out_dir, {"test_acc": meta["test_acc"], "test_cross_entropy": sure.cross_entropy,
                           "ece_after_scaling": calibration.after.ece})  # fmt: skip
     return TrainResult(**meta, confidence=sure, calibration=calibration)
 
 
-def calibrate(cfg: DictConfig, model, logits, labels, out_dir: Path) -> Calibration:
+def calibrate(data: DataSpec, model, logits, labels, out_dir: Path) -> Calibration:
     """ECE, NLL and Brier on the scored test set, before and after a temperature fitted on the
     validation split; the reliability diagram as calibration.png and in TensorBoard."""
-    val_images, val_labels = split_tensors(typed(cfg).data, "val")
+    val_images, val_labels = split_tensors(data, "val")
     temperature = fit_temperature(test_logits(model, val_images), val_labels)
     before, after = scores(logits, labels), scores(logits / temperature, labels)
     fig = reliability_diagram(reliability(logits, labels), reliability(logits / temperature, labels),
