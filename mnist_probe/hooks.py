@@ -18,6 +18,10 @@ from mnist_probe.model import LAYER_NAMES, KerasCNN, layer_name
 
 log = logging.getLogger(__name__)
 
+# A layer 'PATH:input' records what the module at PATH receives rather than what it returns: the code
+# vector of a model whose penultimate activation is a function in forward(), not a module.
+INPUT = ":input"
+
 
 def leaf_layers(model: nn.Module) -> list[str]:
     """Paths of the modules with no children, in named_modules() order: what 'all' records."""
@@ -26,8 +30,8 @@ def leaf_layers(model: nn.Module) -> list[str]:
 
 def resolve_layers(model: nn.Module, layers: str | int | list | tuple = "all") -> list[str]:
     """Layer paths of model, in named_modules() order, from 'all' or one or a list of:
-    a path from model.named_modules() (e.g. 'layer1.0.conv1' of a ResNet), or, for a KerasCNN,
-    an h index 1..12 or a Keras name (its paths are the Keras names)."""
+    a path from model.named_modules() (e.g. 'layer1.0.conv1' of a ResNet), 'PATH:input' for what
+    that module receives, or, for a KerasCNN, an h index 1..12 or a Keras name (its paths)."""
     keras = isinstance(model, KerasCNN)
     if isinstance(layers, str) and layers == "all":
         return list(LAYER_NAMES) if keras else leaf_layers(model)
@@ -36,15 +40,18 @@ def resolve_layers(model: nn.Module, layers: str | int | list | tuple = "all") -
     paths = dict(model.named_modules())
     wanted = set()
     for layer in layers:
+        tail = INPUT if isinstance(layer, str) and layer.endswith(INPUT) else ""
+        path = layer.removesuffix(INPUT) if tail else layer
         if keras:
-            wanted.add(layer_name(layer))
-        elif isinstance(layer, str) and layer in paths and layer:
-            wanted.add(layer)
+            wanted.add(layer_name(path) + tail)
+        elif isinstance(path, str) and path and path in paths:
+            wanted.add(path + tail)
         else:
             some = ", ".join(leaf_layers(model)[:6])
             raise UserError(f"unknown layer {layer!r} of {type(model).__name__}; "
-                            f"use a path from named_modules(), e.g. {some}")  # fmt: skip
-    return [name for name in paths if name in wanted]
+                            f"use a path from named_modules() (+experiment=layers lists them), e.g. {some}")
+    order = [n for name in paths for n in (name, name + INPUT)]
+    return [name for name in order if name in wanted]
 
 
 class ActivationRecorder:
@@ -82,6 +89,8 @@ class ActivationRecorder:
 
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
+            if name.endswith(INPUT):
+                output = inputs[0] if inputs else None
             if not isinstance(output, torch.Tensor):
                 kind = type(output).__name__
                 raise TypeError(f"layer {name} returns a {kind}, not a tensor: record a submodule of it")
@@ -112,7 +121,8 @@ class ActivationRecorder:
             self.stream_dir.mkdir(parents=True, exist_ok=True)
         modules = dict(self.model.named_modules())
         for name in self.names:
-            self.handles.append(modules[name].register_forward_hook(self._hook(name)))
+            module = modules[name.removesuffix(INPUT)]
+            self.handles.append(module.register_forward_hook(self._hook(name)))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

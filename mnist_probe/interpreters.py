@@ -119,11 +119,13 @@ class FastSVC(SVC):
         return out
 
 
-def make_interpreter(estimator, features: str = "codes", model: nn.Module | None = None) -> Pipeline:
-    """The pipeline of an interpreter: CodeVectors(model) or Pixels(), then the estimator."""
+def make_interpreter(
+    estimator, features: str = "codes", model: nn.Module | None = None, layer: str | int = CODE_LAYER
+) -> Pipeline:
+    """The pipeline of an interpreter: CodeVectors(model, layer) or Pixels(), then the estimator."""
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-    return make_pipeline(CodeVectors(model) if features == "codes" else Pixels(), estimator)
+    return make_pipeline(CodeVectors(model, layer) if features == "codes" else Pixels(), estimator)
 
 
 def fit_on_features(pipe: Pipeline, x: np.ndarray, y: np.ndarray) -> Pipeline:
@@ -215,12 +217,12 @@ def features_of(
     if kind == "pixels":
         images, labels = split_tensors(data, split)
         return Pixels().transform(images), labels.numpy()
-    key = config_key(cnn.key, data.content(), split)
+    key = config_key(cnn.key, cnn.code_layer, data.content(), split)
 
     def compute(staging: Path) -> dict:
         images, labels = split_tensors(data, split)
-        log.info("computing %s code vectors for %d images", split, len(images))
-        codes = CodeVectors(cnn.model, progress=True).transform(images)
+        log.info("computing %s code vectors (%s) for %d images", split, cnn.code_layer, len(images))
+        codes = CodeVectors(cnn.model, cnn.code_layer, progress=True).transform(images)
         write_npz(staging / "codes.npz", codes=codes, labels=labels.numpy())
         return {"cnn": cnn.key, "split": split, "images": len(labels)}
 
@@ -274,7 +276,7 @@ def fit_or_load_interpreter(
 ) -> tuple[Pipeline, dict]:
     """The interpreter pipeline of spec, its estimator fitted on the training split (from the cache,
     or fitted now once); keyed by its features' source, the data split and the estimator."""
-    source = cnn.key if spec.features == "codes" else "pixels"
+    source = [cnn.key, cnn.code_layer] if spec.features == "codes" else "pixels"
     key = config_key(source, data.content(), spec.features, spec.estimator, spec.train_samples)
 
     def compute(staging: Path) -> dict:
@@ -287,5 +289,5 @@ def fit_or_load_interpreter(
 
     entry = Path(cache_dir) / f"interp-{spec.name}-{key}"
     estimator, meta, cached = get_or_compute(entry, compute, _load(spec))
-    pipe = make_interpreter(estimator, spec.features, cnn.model)
+    pipe = make_interpreter(estimator, spec.features, cnn.model, cnn.code_layer)
     return pipe, {**meta, "key": key, "cached": cached}

@@ -4,6 +4,11 @@ module (LitCNN)."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib
+import inspect
+import os
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -11,14 +16,17 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch import nn
 
 from mnist_probe.errors import UserError, missing_checkpoint
 from mnist_probe.keras_weights import SUFFIXES, load_keras
 from mnist_probe.names import CODE_LAYER, LAYER_NAMES, layer_h, layer_name
+from mnist_probe.onnx_model import load_onnx
+from mnist_probe.specs import ModelSpec
 
-__all__ = ["CODE_LAYER", "LAYER_NAMES", "LOSSES", "KerasCNN", "LitCNN", "clipped_cross_entropy", "layer_h",
-           "layer_name", "load_model"]  # fmt: skip
+__all__ = ["CODE_LAYER", "LAYER_NAMES", "LOSSES", "KerasCNN", "LitCNN", "build_model",
+           "clipped_cross_entropy", "layer_h", "layer_name", "load_model", "model_content"]  # fmt: skip
 
 
 
@@ -63,6 +71,12 @@ class KerasCNN(nn.Sequential):
     layers, names and parameters, pooling that aliases less under shifts.
     """
 
+    # What the study looked at (mnist_probe.layers reads these): feature maps at h = 1, 2, 5, 6, 8,
+    # the deformation under shifts at h = 2, 6, 8, the code vector at h = 10.
+    feature_layers = ("conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dropout_2")
+    shift_layers = ("conv2d_2", "conv2d_4", "dropout_2")
+    code_layer = CODE_LAYER
+
     def __init__(
         self, filters: int = 64, dense: int = 256, num_classes: int = 10, anti_alias: bool = False
     ) -> None:
@@ -106,19 +120,82 @@ def anti_aliased_cnn(filters: int = 64, dense: int = 256, num_classes: int = 10)
     return KerasCNN(filters, dense, num_classes, anti_alias=True)
 
 
+def _importable(target: str):
+    """The class (or function) at an import path, the working directory first on the path as for
+    `python -m`; or a one-line UserError."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module, _, name = target.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"model._target_={target} cannot be imported ({type(err).__name__}: {err}); put "
+                        "its module in the working directory or on PYTHONPATH") from None
+    if not callable(found):
+        raise UserError(f"model._target_={target} is a {type(found).__name__}, not a class or function")
+    return found
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """A fresh network of spec, built by Hydra's instantiate, checked to read N×1×28×28 digits and
+    give N×10 logits; every problem a one-line UserError naming the key."""
+    target = _importable(spec._target_)
+    try:
+        inspect.signature(target).bind(**spec.args)
+    except TypeError as err:
+        given = " ".join(f"+model.{k}={v}" for k, v in spec.args.items()) or "no arguments"
+        raise UserError(f"model._target_={spec._target_} does not take {given} ({err}); "
+                        "pass its constructor's arguments as +model.NAME=VALUE") from None
+    except ValueError:  # a builtin without a signature: let the call decide
+        pass
+    try:
+        model = instantiate(spec.node())
+    except Exception as err:
+        cause = err.__cause__ or err
+        first = (str(cause).strip().splitlines() or [""])[0][:160]
+        raise UserError(f"building model._target_={spec._target_} failed "
+                        f"({type(cause).__name__}: {first})") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model._target_={spec._target_} returned a {type(model).__name__}, not an nn.Module")
+    check_io(model, spec._target_)
+    return model
+
+
+def model_content(spec: ModelSpec) -> dict:
+    """What decides a network before training, for a cache key: its import path, every constructor
+    argument (defaults included, so +model.filters=64 and model=keras_cnn key the same) and the
+    sha256 of its module's source, so that editing the class trains it again."""
+    target = _importable(spec._target_)
+    try:
+        bound = inspect.signature(target).bind(**spec.args)
+        bound.apply_defaults()
+        args = {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+                for k, v in bound.arguments.items()}  # fmt: skip
+    except (TypeError, ValueError):
+        args = dict(spec.args)
+    source = inspect.getsourcefile(target)
+    return {"_target_": spec._target_, "args": args,
+            "source": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None}  # fmt: skip
+
+
 def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Load a state dict (.pt), a Lightning checkpoint (.ckpt) or Keras's own file (.h5, .keras)
-    into model (default: a fresh KerasCNN), weights only: no pickled code runs. Returns the model
-    in eval mode, its conv kernels channels-last (NHWC: the same math, 1.45x the images/s of
-    inference on a 2-core CPU; a model without 4-d weights is unchanged)."""
+    into model (default: a fresh KerasCNN), weights only: no pickled code runs; or an ONNX file
+    (.onnx), whose graph is the architecture (model is not used). Returns the model in eval mode, its
+    conv kernels channels-last (NHWC: the same math, 1.45x the images/s of inference on a 2-core
+    CPU; a model without 4-d weights is unchanged)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise missing_checkpoint(path)
-    model = model if model is not None else KerasCNN()
-    if path.suffix.lower() in SUFFIXES:  # Keras's own files: HWIO kernels, H×W×C flatten order
-        model = load_keras(path, model)
+    if path.suffix.lower() == ".onnx":
+        model = load_onnx(path)
+        check_io(model, f"the ONNX model {path}")
     else:
-        _load_state(path, model)
+        model = model if model is not None else KerasCNN()
+        if path.suffix.lower() in SUFFIXES:  # Keras's own files: HWIO kernels, H×W×C flatten order
+            model = load_keras(path, model)
+        else:
+            _load_state(path, model)
     return model.eval().to(memory_format=torch.channels_last)
 
 
@@ -133,14 +210,60 @@ def _load_state(path: Path, model: nn.Module) -> None:
         ) from None
     if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint
         state = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict of tensors; "
+                        "save one with torch.save(model.state_dict(), path)")  # fmt: skip
+    mismatch = state_mismatch(state, model.state_dict())
+    if mismatch:
+        raise UserError(f"checkpoint {path} does not fit {type(model).__name__} ({mismatch}); set "
+                        "model._target_ and +model.* to the network it was saved from")  # fmt: skip
+    model.load_state_dict(state)
+
+
+def state_mismatch(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], show: int = 3) -> str:
+    """What keeps a state dict from loading into a model, its first keys named; '' when it fits."""
+    def first(keys) -> str:
+        keys = list(keys)
+        return ", ".join(keys[:show]) + (f" and {len(keys) - show} more" if len(keys) > show else "")
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} is {'×'.join(map(str, state[k].shape))} in the file, "
+              f"{'×'.join(map(str, expected[k].shape))} in the model"
+              for k in expected if k in state and state[k].shape != expected[k].shape]  # fmt: skip
+    parts = ([f"missing {first(missing)}"] if missing else []) + (
+        [f"unexpected {first(unexpected)}"] if unexpected else []) + shapes[:1]  # fmt: skip
+    return "; ".join(parts)
+
+
+SAMPLE_SHAPE = (1, 28, 28)  # what every stage feeds a network: one MNIST digit, floats in [0, 1]
+NUM_CLASSES = 10
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def check_io(model: nn.Module, name: str) -> None:
+    """The model reads N×1×28×28 images and gives N×10 logits, or a one-line UserError saying which."""
+    was_training = model.training
+    model.eval()
     try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise UserError(
-            f"checkpoint {path} is for another architecture ({first}); "
-            "point to a KerasCNN checkpoint or set model.* to match it"
-        ) from None
+        with torch.no_grad():
+            out = model(torch.zeros(2, *SAMPLE_SHAPE, device=device_of(model)))
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise UserError(f"{name} cannot read MNIST digits, N×1×28×28 floats in [0, 1] "
+                        f"({type(err).__name__}: {first}); give it a 1-channel 28×28 input") from None
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (2, NUM_CLASSES):
+        shown = "×".join(map(str, shape[1:])) if isinstance(shape, tuple) else shape
+        raise UserError(f"{name} outputs {shown} per image, not {NUM_CLASSES} logits; the tool needs a "
+                        f"classifier of the {NUM_CLASSES} digits (logits, before any softmax)")  # fmt: skip
 
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
@@ -169,7 +292,7 @@ class LitCNN(pl.LightningModule):
 
     def __init__(
         self,
-        model: KerasCNN,
+        model: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., object] | None = None,
         scheduler_monitor: str | None = "val_acc",
@@ -181,6 +304,15 @@ class LitCNN(pl.LightningModule):
         self.loss = LOSSES[loss]
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_monitor, self.scheduler_interval = scheduler_monitor, scheduler_interval
+        self.epoch_hits, self.epoch_seen = 0, 0  # this epoch's training images right, and seen so far
+
+    @property
+    def running_train_acc(self) -> float:
+        """The epoch's running training accuracy so far: what the progress bar's train_acc shows."""
+        return float(self.epoch_hits) / max(self.epoch_seen, 1)
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_hits, self.epoch_seen = 0, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -189,8 +321,12 @@ class LitCNN(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.loss(logits, y)
-        acc = (logits.argmax(1) == y).float().mean()
+        hits = (logits.argmax(1) == y).sum()
+        acc = hits.float() / len(y)
         on_step = split == "train"
+        if on_step:
+            # a tensor sum: no device sync per step
+            self.epoch_hits, self.epoch_seen = self.epoch_hits + hits.detach(), self.epoch_seen + len(y)
         # Under DDP, logged values are averaged over the processes (sync_dist), so that every rank's
         # plateau scheduler sees the same val_acc; a no-op in one process.
         self.log(f"{split}_loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y), sync_dist=True)

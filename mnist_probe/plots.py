@@ -4,6 +4,7 @@ figures of images and activations are in mnist_probe.viz."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,11 @@ from mnist_probe.names import LAYER_NAMES, layer_h  # noqa: E402
 DPI = 100
 
 
+def file_name(layer: str) -> str:
+    """A layer path as part of a file name: an ONNX node's 'body/0/Conv' or 'fc2:input' kept flat."""
+    return re.sub(r"[^\w.-]+", "_", layer)
+
+
 def save(fig: plt.Figure, path: str | Path) -> Path:
     """Write a figure as PNG atomically (fixed size: no tight bbox) and close it."""
     path = Path(path)
@@ -26,7 +32,7 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def code_heatmap(codes: np.ndarray, labels: np.ndarray) -> plt.Figure:
+def code_heatmap(codes: np.ndarray, labels: np.ndarray, layer: str = "dense_1") -> plt.Figure:
     """Code vectors of many images sorted by class, one row each: classes show as bands."""
     order = np.argsort(labels, kind="stable")
     fig, ax = plt.subplots(figsize=(10, 8))
@@ -35,7 +41,8 @@ def code_heatmap(codes: np.ndarray, labels: np.ndarray) -> plt.Figure:
     ax.set_yticks(bounds + np.diff(np.append(bounds, len(labels))) / 2, [str(d) for d in range(10)])
     for b in bounds[1:]:
         ax.axhline(b - 0.5, color="white", lw=0.6)
-    ax.set_xlabel("code vector unit (dense_1, h=10)")
+    where = f", h={layer_h(layer)}" if layer in LAYER_NAMES else ""
+    ax.set_xlabel(f"code vector unit ({layer}{where})")
     ax.set_ylabel("test images, sorted by true class")
     ax.set_title(f"{len(codes):,} code vectors sorted by class")
     fig.colorbar(im, ax=ax, label="activation")
@@ -270,5 +277,27 @@ def spread_plot(headlines: list[dict[str, float]], study: dict[str, float], seed
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=8)
     fig.suptitle(f"Headline numbers over {len(headlines)} seeds ({', '.join(map(str, seeds))})")
+    fig.tight_layout()
+    return fig
+
+
+def gap_plot(rows: list) -> plt.Figure:
+    """Per epoch, the gap val_acc - train_acc (a line) and its four parts (stacked bars, in points)."""
+    parts = ("lag", "dropout", "augmentation", "generalisation")
+    epochs = np.array([r.epoch for r in rows])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    up, down = np.zeros(len(rows)), np.zeros(len(rows))
+    for k, part in enumerate(parts):
+        values = np.array([100 * getattr(r, part) for r in rows])
+        base = np.where(values >= 0, up, down)
+        ax.bar(epochs, values, bottom=base, width=0.6, color=f"C{k}", label=part)
+        up, down = up + np.maximum(values, 0), down + np.minimum(values, 0)
+    ax.plot(epochs, [100 * r.gap for r in rows], "k.-", label="gap: val_acc - train_acc")
+    ax.axhline(0, color="gray", lw=0.6)
+    ax.set_xticks(epochs)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy points")
+    ax.set_title("Why validation accuracy exceeds training accuracy")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

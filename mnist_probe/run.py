@@ -111,6 +111,9 @@ def unknown_key(err: OmegaConfBaseException) -> UserError:
     """A mistyped key as one line that lists the keys its parent has."""
     full_key = str(err.full_key)
     parent, _, _ = full_key.rpartition(".")
+    if parent == "model":  # an open node: the model's constructor decides its keys
+        return UserError(f"{full_key} is not set by the model's config; pass an argument of its constructor "
+                         f"as +{full_key}=VALUE")  # fmt: skip
     node = OmegaConf.structured(Config)
     keys = sorted(OmegaConf.select(node, parent) if parent else node)
     return UserError(f"unknown key {full_key}; {parent or 'the config'} has: {', '.join(keys)}")

@@ -31,6 +31,7 @@ from mnist_probe.specs import (
     MODELS,
     ONECYCLE,
     PLATEAU,
+    STUDY_MODEL,
     DataSpec,
     Hardware,
     ModelSpec,
@@ -42,10 +43,15 @@ from mnist_probe.specs import (
 RECIPES = ("default", "fast", "study")  # conf/train/*.yaml (tests/test_schema.py checks)
 
 
-def layer(key: str, value: Any) -> None:
-    """An h index 1..12 or a Keras layer name of the study's CNN (names.layer_name decides)."""
+def layer(key: str, value: Any, study: bool = True) -> None:
+    """Of the study's CNN: an h index 1..12 or a Keras layer name (names.layer_name decides); of any
+    other model a module path, checked against the model once it is built (mnist_probe.layers)."""
+    if not study:
+        if not isinstance(value, str) or not value:
+            refuse(key, value, "a module path of the model (+experiment=layers lists them)")
+        return
     try:
-        layer_name(value)
+        layer_name(value.removesuffix(":input") if isinstance(value, str) else value)
     except UserError as err:
         refuse(key, value, str(err))
 
@@ -64,16 +70,14 @@ def shifts(key: str, value: Any) -> list[int]:
 @dataclass
 class ActivationsConfig:
     indices: list[int] | None = None
-    layers: list[Any] = field(default_factory=lambda: [1, 2, 5, 6, 8])
+    layers: list[Any] | None = None  # None: the model's (the study's h = 1, 2, 5, 6, 8; else its convs)
     n_codes: int = 1000
 
     def __post_init__(self) -> None:
         for i in self.indices or []:
             count("activations.indices", i, 0, COUNTS["test"] - 1)
-        if not self.layers:
-            refuse("activations.layers", self.layers, "at least one layer")
-        for value in self.layers:
-            layer("activations.layers", value)
+        if self.layers is not None and not self.layers:
+            refuse("activations.layers", self.layers, "at least one layer, or null for the model's")
         count("activations.n_codes", self.n_codes, 2, COUNTS["test"])
 
 
@@ -135,7 +139,7 @@ class ShiftConfig:
     dy: Any = field(default_factory=lambda: [0, -1, -2, -3, -4, -5])
     grid: bool = False
     models: list[str] = field(default_factory=list)
-    layers: list[Any] = field(default_factory=lambda: [2, 6, 8])
+    layers: list[Any] | None = None  # None: the model's (the study's h = 2, 6, 8; else its convs)
     min_other: float = 0.01
     dataset: ShiftDatasetConfig = field(default_factory=ShiftDatasetConfig)
 
@@ -146,8 +150,6 @@ class ShiftConfig:
         dxs, dys = shifts("shift.dx", self.dx), shifts("shift.dy", self.dy)
         if not self.grid and len(dxs) > 1 and len(dys) > 1 and len(dxs) != len(dys):
             refuse("shift.dy", self.dy, f"as many values as shift.dx ({len(dxs)}), one, or shift.grid=true")
-        for value in self.layers:
-            layer("shift.layers", value)
         fraction("shift.min_other", self.min_other, closed=True)
 
 
@@ -190,7 +192,8 @@ class PathsConfig:
 @dataclass
 class Config:
     data: DataSpec = field(default_factory=DataSpec)
-    model: ModelSpec = field(default_factory=ModelSpec)
+    # An open node (any class takes its own arguments); a ModelSpec once typed.
+    model: Any = field(default_factory=lambda: {"_target_": STUDY_MODEL})
     train: Recipe = field(default_factory=Recipe)
     trainer: Hardware = field(default_factory=Hardware)
     activations: ActivationsConfig = field(default_factory=ActivationsConfig)
@@ -201,9 +204,18 @@ class Config:
     seed: int = 42
     checkpoint: str | None = None
     interpreter: str | None = None
+    code_layer: str | None = None  # None: the model's (the study's dense_1; else the last Linear's input)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelSpec):
+            self.model = ModelSpec.of(dict(self.model))
+        study = self.model.study
+        named = {"activations.layers": self.activations.layers, "shift.layers": self.shift.layers,
+                 "code_layer": None if self.code_layer is None else [self.code_layer]}  # fmt: skip
+        for key, values in named.items():
+            for value in values or []:
+                layer(key, value, study)
         if self.stage not in STAGES:
             refuse("stage", self.stage, ", ".join(STAGES))
         count("seed", self.seed, 0, 2**32 - 1)  # what seed_everything accepts
@@ -229,6 +241,7 @@ class Config:
 # The schema's train node has no schedule of its own: conf/train/*.yaml picks one (merged onto the
 # study's schedule, a one-cycle factory would keep the plateau's keys).
 SCHEMA = OmegaConf.structured(Config(train=Recipe(scheduler=None)))
+SCHEMA.model = {"_target_": STUDY_MODEL}  # the open node, not the typed ModelSpec
 ConfigStore.instance().store(name="schema", node=SCHEMA)
 ConfigStore.instance().store(group="train/scheduler", name="plateau", node=Scheduler(**PLATEAU))
 ConfigStore.instance().store(group="train/scheduler", name="onecycle", node=Scheduler(**ONECYCLE))

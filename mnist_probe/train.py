@@ -23,7 +23,10 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mnist_probe.cache import config_key, get_or_compute, sha256
 from mnist_probe.data import MNISTDataModule, split_tensors, to_float
-from mnist_probe.model import KerasCNN, LitCNN, load_model
+from mnist_probe.gap import GapProbe
+from mnist_probe.hooks import resolve_layers
+from mnist_probe.layers import code_layer
+from mnist_probe.model import LitCNN, build_model, load_model, model_content
 from mnist_probe.precision import fastest
 from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe, plain
 
@@ -32,11 +35,18 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainedCNN:
     """A trained (or loaded) CNN, its cache key (every input that decided its weights and its test
-    score) and its metadata (test_acc, train_seconds, ..., cached)."""
+    score), its metadata (test_acc, train_seconds, ..., cached) and the layer whose output is its
+    code vector (default: the model's, mnist_probe.layers.code_layer), the one every interpreter
+    and the shift stage read."""
 
-    model: KerasCNN
+    model: torch.nn.Module
     key: str
     meta: dict[str, Any]
+    code_layer: str | None = None
+
+    def __post_init__(self) -> None:
+        self.code_layer = resolve_layers(self.model, self.code_layer)[0] if self.code_layer else code_layer(
+            self.model)
 
     @property
     def test_acc(self) -> float:
@@ -58,7 +68,7 @@ def make_datamodule(data: DataSpec, recipe: Recipe) -> MNISTDataModule:
 
 def make_lit(recipe: Recipe, model: ModelSpec) -> LitCNN:
     """The LightningModule: a fresh model with the recipe's optimiser and scheduler."""
-    net = instantiate(plain(model))
+    net = build_model(model)
     if recipe.channels_last:
         # NHWC lets oneDNN pick faster conv kernels: measured ~1.3x per training step on this CPU.
         net = net.to(memory_format=torch.channels_last)
@@ -124,12 +134,16 @@ def readable_checkpoint(path: Path) -> dict | None:
 def train_cnn(
     data: DataSpec, recipe: Recipe, model: ModelSpec, hardware: Hardware, seed: int, log_dir: Path,
     work_dir: Path,
-) -> tuple[KerasCNN, dict]:  # fmt: skip
+) -> tuple[torch.nn.Module, dict]:  # fmt: skip
     """Train with the recipe; resume from work_dir/last.ckpt if a run was interrupted."""
     pl.seed_everything(seed, workers=True, verbose=False)
     dm = make_datamodule(data, recipe)
     lit = make_lit(recipe, model)
-    trainer = make_trainer(recipe, hardware, log_dir, work_dir)
+    gap = None
+    if recipe.gap_images:  # a fixed subset: the first training images of the split
+        images, labels = split_tensors(data, "train")
+        gap = GapProbe(images[: recipe.gap_images], labels[: recipe.gap_images], dm.augment)
+    trainer = make_trainer(recipe, hardware, log_dir, work_dir, extra_callbacks=[gap] if gap else [])
     last = work_dir / "last.ckpt"
     done, untimed = 0, 0
     ckpt = readable_checkpoint(last)
@@ -160,6 +174,7 @@ def train_cnn(
         "strategy": type(trainer.strategy).__name__,
         "world_size": trainer.world_size,
         "test_images": len(labels),
+        "gap": gap.rows if gap else None,
     }
     return net, meta
 
@@ -205,27 +220,29 @@ def cnn_key(
     other weights), the accelerator, and how many processes shared each step, when more than one;
     not how the run looks or which strategy ran it."""
     hardware = hardware or Hardware()
-    content = {k: v for k, v in plain(recipe).items() if k != "loss"}
+    content = {k: v for k, v in plain(recipe).items() if k not in ("loss", "gap_images")}
     content |= {"loss": recipe.loss} if recipe.loss != "cross_entropy" else {}
     content |= {"accelerator": hardware.accelerator,
                 "precision": resolve_precision(hardware.precision, hardware.accelerator)}  # fmt: skip
     content |= {"world_size": hardware.world_size} if hardware.world_size > 1 else {}
-    return config_key(data.content(), plain(model or ModelSpec()), content, seed)
+    return config_key(data.content(), model_content(model or ModelSpec()), content, seed)
 
 
 def _load(model: ModelSpec):
-    return lambda entry, meta: load_model(entry / "model.pt", instantiate(plain(model)))
+    return lambda entry, meta: load_model(entry / "model.pt", build_model(model))
 
 
 def from_checkpoint(
     path: str | Path, data: DataSpec, cache_dir: str | Path, model: ModelSpec | None = None
 ) -> TrainedCNN:
-    """A user's checkpoint (state dict or Lightning .ckpt), checked and scored on the scored test
-    set once; keyed by the file's content and the test images it was scored on."""
+    """A user's checkpoint (a state dict or Lightning .ckpt of model's class, a Keras file of the
+    study's CNN, or an ONNX file, which carries its own architecture), checked and scored on the
+    scored test set once; keyed by the file's content and the test images it was scored on."""
     path = Path(path).expanduser()
     model = model or ModelSpec()
-    net = load_model(path, instantiate(plain(model)))  # missing, truncated, other architecture
-    key = "file-" + config_key(sha256(path), plain(model), data.content())
+    onnx = path.suffix.lower() == ".onnx"
+    net = load_model(path, None if onnx else build_model(model))  # missing, truncated, does not fit
+    key = "file-" + config_key(sha256(path), "onnx" if onnx else model_content(model), data.content())
 
     def compute(staging: Path) -> dict:
         images, labels = split_tensors(data, "scored")

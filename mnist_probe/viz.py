@@ -27,13 +27,13 @@ def feature_map_sheet(
     ax.imshow(image.squeeze(0), cmap="gray_r", vmin=0, vmax=1)
     ax.set_title("input 28×28", fontsize=10)
     ax.axis("off")
-    top = float(maps.max()) or 1.0
+    top, bottom = float(maps.max()) or 1.0, min(0.0, float(maps.min()))  # below 0: no ReLU before it
     # One mosaic, one imshow (64 axes took 0.6 s a sheet): tiles side by side, gaps left blank (NaN).
     tiles = maps.float().unsqueeze(1)
     mosaic = make_grid(tiles, nrow=side, padding=max(1, h // 12), pad_value=float("nan"))[0]
     cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     ax = fig.add_subplot(grid[1])
-    ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=top, interpolation="nearest")
+    ax.imshow(mosaic, cmap=cmap, vmin=bottom, vmax=top, interpolation="nearest")
     ax.axis("off")
     where = f" (h={layer_h(layer)})" if layer in LAYER_NAMES else ""
     fig.suptitle(f"{layer}{where} {c}×{h}×{w} = {c * h * w:,} values  {title}")
@@ -41,26 +41,28 @@ def feature_map_sheet(
 
 
 def code_vector_panel(
-    images: torch.Tensor, codes: np.ndarray, probs: np.ndarray, labels: list[int]
+    images: torch.Tensor, codes: np.ndarray, probs: np.ndarray, labels: list[int], layer: str = "dense_1"
 ) -> plt.Figure:
-    """One row per image: the digit, its 256-d code vector as a heat strip, its 10 probabilities."""
+    """One row per image: the digit, its code vector (the output of `layer`) as a heat strip, its 10
+    probabilities."""
     n = len(images)
     fig, axes = plt.subplots(
         n, 3, figsize=(12, 0.9 * n + 0.8), gridspec_kw={"width_ratios": [1, 12, 3]}, squeeze=False
     )
-    top = float(codes.max()) or 1.0
+    top, bottom, dims = float(codes.max()) or 1.0, min(0.0, float(codes.min())), codes.shape[1]
     for i in range(n):
         a_img, a_code, a_prob = axes[i]
         a_img.imshow(images[i].squeeze(0), cmap="gray_r")
         a_img.axis("off")
-        a_code.imshow(codes[i][None, :], aspect="auto", cmap="magma", vmin=0, vmax=top)
+        a_code.imshow(codes[i][None, :], aspect="auto", cmap="magma", vmin=bottom, vmax=top)
         a_code.set_yticks([])
-        a_code.set_xticks([] if i < n - 1 else [0, 64, 128, 192, 255])
+        a_code.set_xticks([] if i < n - 1 else np.linspace(0, dims - 1, 5).round().astype(int))
         a_prob.bar(range(10), probs[i], color=["C3" if k == labels[i] else "C0" for k in range(10)])
         a_prob.set_ylim(0, 1)
         a_prob.set_yticks([])
         a_prob.set_xticks(range(10) if i == n - 1 else [])
-    axes[0, 1].set_title("code vector, dense_1 (h=10), 256 values")
+    where = f" (h={layer_h(layer)})" if layer in LAYER_NAMES else ""
+    axes[0, 1].set_title(f"code vector, {layer}{where}, {dims} values")
     axes[0, 2].set_title("P(class), true class red")
     fig.tight_layout()
     return fig

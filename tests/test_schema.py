@@ -71,8 +71,8 @@ WRONG = {
     ("train", "data.train_subset"): counts(1, 54_000),
     ("train", "data.test_subset"): counts(1, 10_000),
     ("train", "data.split_seed"): st.one_of(not_whole, st.integers(max_value=-1).map(str)),
-    ("train", "model.filters"): counts(),
-    ("train", "model.dense"): counts(),
+    ("train", "+model.filters"): counts(),
+    ("train", "+model.dense"): counts(),
     ("shift", "shift.dx"): shifts,
     ("shift", "shift.dy"): shifts,
     ("shift", "shift.index"): counts(0, 9_999),
@@ -114,7 +114,7 @@ def test_every_wrong_value_is_one_line_naming_its_key(experiment, key, data, tmp
         check_command_line([f"+experiment={experiment}", f"{key}={value}"])
     message = str(err.value)
     assert "\n" not in message
-    assert re.match(rf"{re.escape(key)}(\[\d+\])?=.+ is not allowed: .+", message), message
+    assert re.match(rf"{re.escape(key.lstrip('+'))}(\[\d+\])?=.+ is not allowed: .+", message), message
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 

@@ -53,7 +53,7 @@ def test_second_fit_or_load_does_not_train(small_run, monkeypatch):
 def test_changed_hyperparameter_changes_the_key(tmp_path):
     a = key_of(make_cfg(tmp_path))
     for changed in ("train.optimizer.lr=0.01", "seed=1", "data.test_subset=100", "data.train_subset=1000",
-                    "data.split_seed=1", "data.val_size=100", "model.dense=128"):  # fmt: skip
+                    "data.split_seed=1", "data.val_size=100", "+model.dense=128"):  # fmt: skip
         assert a != key_of(make_cfg(tmp_path, changed)), changed
     # where MNIST lives and how the run looks do not change the model
     assert a == key_of(make_cfg(tmp_path, "data.root=/elsewhere", "trainer.progress_bar=true"))
@@ -64,7 +64,8 @@ def test_load_model_errors_are_clear(tmp_path):
         load_model(tmp_path / "missing.pt")
     bad = tmp_path / "truncated.pt"
     torch.save(torch.nn.Linear(3, 3).state_dict(), bad)
-    with pytest.raises(UserError, match="another architecture"):
+    with pytest.raises(UserError, match=r"does not fit KerasCNN \(missing conv2d_1.weight, conv2d_1.bias, "
+                                        r"conv2d_2.weight and 9 more; unexpected weight, bias\)"):
         load_model(bad)
     bad.write_bytes(bad.read_bytes()[:20])
     with pytest.raises(UserError, match="truncated"):

@@ -13,12 +13,13 @@ from omegaconf import DictConfig
 from mnist_probe.cache import atomic_write
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import class_similarity, record
-from mnist_probe.model import CODE_LAYER, layer_name
-from mnist_probe.plots import code_heatmap, save, similarity_matrix
+from mnist_probe.hooks import class_similarity, record, resolve_layers
+from mnist_probe.layers import feature_layers
+from mnist_probe.plots import code_heatmap, file_name, save, similarity_matrix
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import trained_cnn, writer
 from mnist_probe.stages.results import ActivationsResult
+from mnist_probe.train import test_logits
 from mnist_probe.viz import code_vector_panel, feature_map_sheet
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,11 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     bad = [i for i in indices if not 0 <= i < len(labels)]
     if bad:
         raise UserError(f"activations.indices {bad} outside 0..{len(labels) - 1} (the test set)")
-    layers = [layer_name(h) for h in acfg.layers]
+    layers = resolve_layers(model, list(acfg.layers)) if acfg.layers else feature_layers(model)
+    code = cnn.code_layer
     images = to_float(images_u8[indices])
-    acts = record(model, images, [*layers, CODE_LAYER, "dense_2"])
+    acts = record(model, images, [*layers, code])
+    logits = test_logits(model, images_u8[indices])
     tb = writer(out_dir, "activations")
     maps_dir = out_dir / "feature_maps"
     written = []
@@ -45,23 +48,22 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
             digit = int(labels[idx])
             fig = feature_map_sheet(images[row], acts[layer][row], layer, f"test #{idx}, digit {digit}")
             tb.add_figure(f"feature_maps/{layer}/digit_{digit}_test{idx}", fig, close=False)
-            written.append(save(fig, maps_dir / f"{layer}_digit{digit}_test{idx}.png"))
-    probs = torch.softmax(acts["dense_2"], 1).numpy()
-    fig = code_vector_panel(images, acts[CODE_LAYER].numpy(), probs, labels[indices].tolist())
+            written.append(save(fig, maps_dir / f"{file_name(layer)}_digit{digit}_test{idx}.png"))
+    probs = torch.softmax(logits, 1).numpy()
+    fig = code_vector_panel(images, acts[code].flatten(1).numpy(), probs, labels[indices].tolist(), code)
     tb.add_figure("code_vectors/examples", fig, close=False)
     save(fig, out_dir / "code_vectors.png")
 
     # Many images: is the code vector consistent within a class and different between classes?
     n = min(acfg.n_codes, len(labels))
-    many = record(model, to_float(images_u8[:n]), [CODE_LAYER, "dense_2"])
-    codes, y = many[CODE_LAYER].numpy(), labels[:n].numpy()
+    codes, y = record(model, to_float(images_u8[:n]), code)[code].flatten(1).numpy(), labels[:n].numpy()
     sim, ratio = class_similarity(codes, y)
-    for name, fig in (("code_heatmap", code_heatmap(codes, y)),
+    for name, fig in (("code_heatmap", code_heatmap(codes, y, code)),
                       ("class_similarity", similarity_matrix(sim, ratio))):  # fmt: skip
         tb.add_figure(f"code_vectors/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     atomic_write(out_dir / "class_similarity.csv", lambda tmp: np.savetxt(tmp, sim, "%.4f", ","))
-    preds = many["dense_2"].argmax(1).tolist()
+    preds = test_logits(model, images_u8[:n]).argmax(1).tolist()
     tb.add_embedding(
         codes, metadata=[[str(a), str(b)] for a, b in zip(y.tolist(), preds, strict=True)],
         metadata_header=["label", "predicted"], label_img=to_float(images_u8[:n]),

@@ -4,6 +4,7 @@ every stage opens up, the interpreters a stage names, and what each stage writes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
     else:
         cnn = fit_or_load(c.data, c.train, c.seed, c.paths.cache, out_dir, c.model, c.trainer)
         how = "from the cache" if cnn.meta["cached"] else f"trained in {cnn.meta['train_seconds']:.0f} s"
-    log.info("CNN test accuracy %.2f%% on %d test images (%s; %s)", 100 * cnn.test_acc,
-             cnn.meta["test_images"], how, cnn.meta["checkpoint"])  # fmt: skip
+    if c.code_layer:
+        cnn = dataclasses.replace(cnn, code_layer=c.code_layer)
+    log.info("CNN test accuracy %.2f%% on %d test images (%s; %s); code vectors from %s", 100 * cnn.test_acc,
+             cnn.meta["test_images"], how, cnn.meta["checkpoint"], cnn.code_layer)  # fmt: skip
     return cnn
 
 

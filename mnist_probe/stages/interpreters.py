@@ -14,6 +14,7 @@ from mnist_probe import study
 from mnist_probe.cache import config_key, get_or_compute
 from mnist_probe.data import split_tensors, to_float
 from mnist_probe.interpreters import features_of, fit_or_load_interpreter, linear_probes
+from mnist_probe.model import KerasCNN
 from mnist_probe.plots import interpreter_bars, probe_plot, save
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
@@ -53,7 +54,8 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
     """Fit interpreters on code vectors / pixels; table, bar chart, probes by layer, TensorBoard."""
     c = typed(cfg)
     cnn = trained_cnn(cfg, out_dir)  # if it must train, its curves go to this run
-    own = InterpreterRow("CNN softmax (dense_2)", "image", cnn.test_acc, study.CNN_ACC,
+    label = "CNN softmax (dense_2)" if isinstance(cnn.model, KerasCNN) else "CNN softmax"
+    own = InterpreterRow(label, "image", cnn.test_acc, study.CNN_ACC,
                          cnn.test_acc - study.CNN_ACC, cnn.meta.get("train_seconds"), None)  # fmt: skip
     rows = []
     for name in selected(cfg, cfg.interpreters.models):

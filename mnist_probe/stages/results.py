@@ -45,6 +45,24 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class GapRow:
+    """One epoch of mnist_probe.gap: five accuracies on the same training images and validation, and
+    the gap val - running split into lag, dropout, augmentation and generalisation."""
+
+    epoch: int
+    running: float
+    train: float
+    eval: float
+    clean: float
+    val: float
+    gap: float
+    lag: float
+    dropout: float
+    augmentation: float
+    generalisation: float
+
+
+@dataclass(frozen=True)
 class TrainResult:
     """The CNN every stage opens up: its cache key, how it scores and, when trained here, how."""
 
@@ -58,6 +76,7 @@ class TrainResult:
     train_seconds: float | None = None  # None: a user's checkpoint, not trained here
     epochs: int | None = None
     val_acc: float | None = None
+    gap: list[GapRow] | None = None  # per epoch; None: not trained here, or train.gap_images=0
     test_loss: float | None = None
     resumed_after_epochs: int = 0
     untimed_epochs: int = 0  # epochs whose time train_seconds lacks (trained before a clock was kept)

@@ -16,8 +16,9 @@ from torchvision.utils import make_grid
 from mnist_probe import study
 from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
+from mnist_probe.hooks import resolve_layers
 from mnist_probe.interpreters import fit_or_load_interpreter
-from mnist_probe.model import CODE_LAYER, layer_name
+from mnist_probe.layers import shift_layers
 from mnist_probe.plots import (
     accuracy_heatmaps,
     class_shift_heatmap,
@@ -74,15 +75,16 @@ def models_under_test(cfg: DictConfig, cnn: TrainedCNN) -> tuple[dict[str, Pipel
     return models, keys
 
 
-def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryWriter) -> dict:
+def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb: SummaryWriter) -> dict:
     """The study's table for one test image: P(true class) per model and shift, and figures."""
     scfg = cfg.shift
     pairs = pairs_of(scfg)
     idx = pick_image(labels, scfg.index, scfg.digit)
     true = int(labels[idx])
     stacked = shifted_stack(to_float(images_u8[idx : idx + 1]), [(0, 0), *pairs])
-    layers = [layer_name(h) for h in scfg.layers]
-    out = cnn_pass(model, stacked, list(dict.fromkeys([*layers, CODE_LAYER, *code_layers(models, model)])))
+    model, code = cnn.model, cnn.code_layer
+    layers = resolve_layers(model, list(scfg.layers)) if scfg.layers else shift_layers(model)
+    out = cnn_pass(model, stacked, list(dict.fromkeys([*layers, code, *code_layers(models, model)])))
     probs = {k: v[1:] for k, v in probabilities(models, stacked, out, model).items()}
     columns = pair_labels(pairs)
     table = [{"model": name, **{c: study_cell(p[k], true, scfg.min_other)
@@ -95,7 +97,7 @@ def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryW
             other[true] = -1
             rows.append(ShiftProb(name, dx, dy, float(pk[true]), int(other.argmax()), float(other.max())))
     write_table(rows, out_dir / "shift_probs")
-    cosines = {name: cosine(out[name][1:], out[name][:1]) for name in [*layers, CODE_LAYER]}
+    cosines = {name: cosine(out[name][1:], out[name][:1]) for name in dict.fromkeys([*layers, code])}
     p_true = {name: p[:, true] for name, p in probs.items()}
     preds = [f"CNN: {int(p.argmax())}" for p in probs["CNN"]]
     for name, fig in (
@@ -112,7 +114,7 @@ def one_image(cfg, out_dir: Path, models, model, images_u8, labels, tb: SummaryW
             tb.add_scalar(f"shift_p_true/{name}", float(value), k)
     log.info("shift table for test #%d (a %d):\n%s", idx, true, md)
     return {"index": idx, "digit": true, "pairs": pairs, "columns": columns, "table": table,
-            "rows": rows, "code_layer": CODE_LAYER,
+            "rows": rows, "code_layer": code,
             "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
 
 
@@ -125,7 +127,8 @@ def scrub_in_tensorboard(tb: SummaryWriter, shifted: torch.Tensor, maps: dict[st
             sheet = acts[step]
             if sheet.dim() == 3:  # C×H×W: one tile per map, one colour scale for the layer
                 sheet = make_grid(sheet.unsqueeze(1), nrow=8, padding=1, pad_value=1.0,
-                                  normalize=True, value_range=(0.0, float(acts.max()) or 1.0))  # fmt: skip
+                                  normalize=True, value_range=(min(0.0, float(acts.min())),
+                                                               float(acts.max()) or 1.0))  # fmt: skip
             else:  # a vector: one row of pixels
                 sheet = (sheet / (acts.max() or 1.0)).reshape(1, 1, -1)
             tb.add_image(f"shift_scrub/{name}", sheet, step)
@@ -251,7 +254,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ShiftResult:
     models, keys = models_under_test(cfg, cnn)
     images_u8, labels = split_tensors(typed(cfg).data, "test")
     tb = writer(out_dir, "shift")
-    parts = one_image(cfg, out_dir, models, cnn.model, images_u8, labels, tb)
+    parts = one_image(cfg, out_dir, models, cnn, images_u8, labels, tb)
     parts |= every_digit(cfg, out_dir, cnn.model, images_u8, labels, tb)
     if cfg.shift.dataset.enabled:
         parts |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)

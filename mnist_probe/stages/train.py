@@ -9,11 +9,13 @@ from omegaconf import DictConfig
 
 from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
-from mnist_probe.plots import reliability_diagram, save
+from mnist_probe.plots import gap_plot, reliability_diagram, save
 from mnist_probe.schema import typed
 from mnist_probe.specs import DataSpec
 from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
-from mnist_probe.stages.results import Calibration, Confidence, Scores, TrainResult
+from mnist_probe.stages.results import Calibration, Confidence, GapRow, Scores, TrainResult
+from mnist_probe.stages.verdicts import gap_sentence
+from mnist_probe.tables import write_table
 from mnist_probe.train import confidence, test_logits
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,12 @@ def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
     calibration = calibrate(data, cnn.model, logits, labels, out_dir)
     log_hparams(out_dir, {"test_acc": meta["test_acc"], "test_cross_entropy": sure.cross_entropy,
                           "ece_after_scaling": calibration.after.ece})  # fmt: skip
-    return TrainResult(**meta, confidence=sure, calibration=calibration)
+    gap = [GapRow(**row) for row in meta["gap"]] if meta.get("gap") else None
+    if gap:
+        write_table(gap, out_dir / "gap")
+        save(gap_plot(gap), out_dir / "gap.png")
+        log.info("%s (gap.md, gap.png)", gap_sentence(gap))
+    return TrainResult(**{**meta, "gap": gap}, confidence=sure, calibration=calibration)
 
 
 def calibrate(data: DataSpec, model, logits, labels, out_dir: Path) -> Calibration:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mnist_probe import study
 from mnist_probe.schema import Config
-from mnist_probe.stages.results import Conclusion, LossRow, StudyResults
+from mnist_probe.stages.results import Conclusion, GapRow, LossRow, StudyResults
 
 # 1. The code vectors keep what the classes need: the worst interpreter on them scores within this
 #    much of the CNN's own softmax.
@@ -148,3 +148,23 @@ def loss_verdict(rows: list[LossRow]) -> str:
     if ratio <= SURER_RATIO:
         return f"The clipped loss does not keep the CNN less sure; it is the surer one here: {numbers}."
     return f"The loss makes little difference to how sure the CNN gets here: {numbers}."
+
+
+def gap_sentence(rows: list[GapRow]) -> str:
+    """What the gap between the progress bar's train_acc and val_acc is made of, first and last epoch."""
+    if not rows:
+        return "The training/validation gap was not measured (a CNN not trained here, or train.gap_images=0)."
+    parts = ("lag", "dropout", "augmentation", "generalisation")
+
+    def said(row: GapRow) -> str:
+        largest = max(parts, key=lambda p: abs(getattr(row, p)))
+        split = ", ".join(f"{p} {100 * getattr(row, p):+.1f}" for p in parts)
+        side = "exceeds" if row.gap > 0 else "falls short of"
+        return (f"after epoch {row.epoch} validation accuracy {side} the progress bar's train_acc by "
+                f"{100 * abs(row.gap):.1f} points ({split}; the largest part: {largest})")
+
+    first, last = rows[0], rows[-1]
+    text = said(first)
+    if last is not first:
+        text += f"; {said(last)}"
+    return text[0].upper() + text[1:] + "."

@@ -1,0 +1,88 @@
+"""Why validation accuracy exceeds training accuracy (the study's motivation asks, and never answers).
+
+The training accuracy a progress bar shows is a running mean over the epoch, of a network in train
+mode (dropout on, BatchNorm on batch statistics), on augmented images; validation accuracy is the
+network at the epoch's end, in eval mode, on clean images it never trained on. At each epoch end
+GapProbe measures, on a fixed subset of training images, the steps between the two:
+
+    running  the running mean the progress bar shows (train_acc)
+    train    the end-of-epoch network, train mode, augmented images
+    eval     the same network, eval mode, the same augmented images
+    clean    eval mode, the clean images
+    val      validation accuracy
+
+and splits the gap val - running into lag (train - running: the weights improved during the epoch),
+dropout (eval - train: dropout and BatchNorm in train mode), augmentation (clean - eval) and
+generalisation (val - clean); the four add up to the gap.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytorch_lightning as pl
+import torch
+
+from mnist_probe.data import to_float
+
+PARTS = ("lag", "dropout", "augmentation", "generalisation")
+
+
+def decompose(running: float, train: float, eval_: float, clean: float, val: float) -> dict[str, float]:
+    """The gap val - running and its four parts (they sum to it exactly)."""
+    return {"gap": val - running, "lag": train - running, "dropout": eval_ - train,
+            "augmentation": clean - eval_, "generalisation": val - clean}  # fmt: skip
+
+
+@torch.no_grad()
+def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
+    hits = sum(int((model(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum())
+               for i in range(0, len(labels), batch))  # fmt: skip
+    return hits / len(labels)
+
+
+def measure(
+    model: torch.nn.Module, augment: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor,
+    seed: int = 0,
+) -> dict[str, float]:  # fmt: skip
+    """Accuracy of model on uint8 images in train mode on augmented images, eval mode on the same
+    augmented images, and eval mode on the clean images. The train-mode pass runs on a copy (its
+    BatchNorm statistics are not updated) and the augmentation and dropout draw from a forked,
+    seeded generator, so measuring changes neither the weights nor the training's random stream."""
+    device = next(model.parameters()).device
+    x, y = to_float(images_u8.to(device)), labels.to(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        augmented = augment(x)
+        twin = copy.deepcopy(model).train()
+        train = _accuracy(twin, augmented, y)
+    was_training = model.training
+    model.eval()
+    out = {"train": train, "eval": _accuracy(model, augmented, y), "clean": _accuracy(model, x, y)}
+    model.train(was_training)
+    return out
+
+
+class GapProbe(pl.Callback):
+    """At each training epoch's end: the five accuracies above on a fixed subset of training images,
+    and the gap's four parts, logged as gap/* (TensorBoard) and kept in `rows`, one per epoch."""
+
+    def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, augment: torch.nn.Module) -> None:
+        self.images, self.labels, self.augment = images_u8, labels, augment
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if "val_acc" not in trainer.callback_metrics or not pl_module.epoch_seen:
+            return
+        running, val = pl_module.running_train_acc, float(trainer.callback_metrics["val_acc"])
+        acc = measure(pl_module.model, self.augment, self.images, self.labels, seed=trainer.current_epoch)
+        parts = decompose(running, acc["train"], acc["eval"], acc["clean"], val)
+        row = {"epoch": trainer.current_epoch, "running": running, **acc, "val": val, **parts}
+        self.rows.append(row)
+        pl_module.log_dict({f"gap/{k}": float(v) for k, v in row.items() if k != "epoch"}, sync_dist=True)
+
+    def state_dict(self) -> dict:  # the epochs before a resume stay in the table
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict.get("rows", []))

@@ -1,0 +1,104 @@
+"""Any CNN's layers, found rather than assumed: which layers to draw, which one holds the code vector,
+and the layer table (module path, type, output shape, parameters).
+
+A model may say what it wants (attributes `feature_layers`, `shift_layers` and `code_layer`, as the
+study's KerasCNN does with its Keras names); otherwise they are read off its modules and one forward
+pass of a 1×28×28 image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mnist_probe.errors import UserError
+from mnist_probe.hooks import INPUT, resolve_layers
+from mnist_probe.model import SAMPLE_SHAPE, device_of
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Paths of the model's 2-d convolutions (nn.Conv2d and its subclasses), in module order."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def _declared(model: nn.Module, attribute: str) -> list[str] | None:
+    value = getattr(model, attribute, None)
+    return resolve_layers(model, list(value)) if value else None
+
+
+def feature_layers(model: nn.Module) -> list[str]:
+    """The layers whose feature maps the activations stage draws: the model's own choice
+    (`feature_layers`), else every conv layer."""
+    layers = _declared(model, "feature_layers") or conv_layers(model)
+    if not layers:
+        raise UserError(f"{type(model).__name__} has no nn.Conv2d to draw; set activations.layers to "
+                        "module paths (+experiment=layers lists them)")  # fmt: skip
+    return layers
+
+
+def shift_layers(model: nn.Module) -> list[str]:
+    """The layers whose deformation under a shift the shift stage measures: the model's own choice
+    (`shift_layers`), else every conv layer."""
+    return _declared(model, "shift_layers") or conv_layers(model)
+
+
+@torch.no_grad()
+def _trace(model: nn.Module) -> tuple[list[tuple[str, nn.Module, torch.Tensor]], dict[str, torch.Tensor]]:
+    """One eval-mode pass of a blank digit: (path, module, output) of every leaf module in the
+    order they ran, and the input each nn.Linear received."""
+    ran, linear_inputs, handles = [], {}, []
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+            def hook(m, inputs, output, name=name):
+                ran.append((name, m, output))
+                if isinstance(m, nn.Linear):
+                    linear_inputs[name] = inputs[0]
+            handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(2, *SAMPLE_SHAPE, device=device_of(model)))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return ran, linear_inputs
+
+
+def code_layer(model: nn.Module) -> str:
+    """The layer whose output is the model's code vector: its own choice (`code_layer`), else the
+    input of the last nn.Linear to run (the penultimate representation), named by the first module
+    that outputs that very tensor, or as 'PATH:input' when a function in forward() made it."""
+    declared = _declared(model, "code_layer")
+    if declared:
+        return declared[0]
+    ran, linear_inputs = _trace(model)
+    last = next((name for name, m, _ in reversed(ran) if isinstance(m, nn.Linear)), None)
+    if last is None:
+        raise UserError(f"{type(model).__name__} has no nn.Linear whose input could be the code vector; "
+                        "set code_layer= to a module path (+experiment=layers lists them)")  # fmt: skip
+    wanted = linear_inputs[last]
+    for name, _, output in ran:
+        if output is wanted or (isinstance(output, torch.Tensor) and output.shape == wanted.shape
+                                and output.data_ptr() == wanted.data_ptr()):  # fmt: skip
+            return name
+    return f"{last}{INPUT}"
+
+
+def layer_table(model: nn.Module) -> list[dict]:
+    """Every module of the model with its path, type, output shape for one 1×28×28 digit and
+    parameters (torchinfo's summary, rows in the order the modules ran)."""
+    from torchinfo import summary  # 1.9 s to import; only this table needs it
+
+    stats = summary(model, input_size=(1, *SAMPLE_SHAPE), verbose=0, device=device_of(model),
+                    mode="eval", depth=100, col_names=("output_size", "num_params"))  # fmt: skip
+    paths = {id(m): name for name, m in model.named_modules()}
+    rows = []
+    for info in stats.summary_list:
+        if info.depth == 0:
+            continue
+        shape = info.output_size[1:] if isinstance(info.output_size, (list, tuple)) else []
+        rows.append({"layer": paths.get(id(info.module), info.var_name), "type": info.class_name,
+                     "output": "×".join(map(str, shape)), "params": int(info.num_params),
+                     "leaf": info.is_leaf_layer})  # fmt: skip
+    return rows
