@@ -23,7 +23,7 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 def _declared(model: nn.Module, attribute: str) -> list[str] | None:
     value = getattr(model, attribute, None)
-    return resolve_layers(model, list(value)) if value else None
+    return resolve_layers(model, [value] if isinstance(value, str) else list(value)) if value else None
 
 
 def feature_layers(model: nn.Module) -> list[str]:

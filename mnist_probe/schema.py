@@ -264,8 +264,8 @@ def validate(cfg: DictConfig) -> Config:
 
 
 # How a model file starts: a zip (torch.save since 1.6, Lightning's .ckpt, Keras 3's .keras), a
-# pickle (torch.save's legacy format), HDF5 (Keras 2's .h5).
-MODEL_MAGIC = {b"PK\x03\x04": "zip", b"\x80": "pickle", b"\x89HDF\r\n\x1a\n": "HDF5"}
+# pickle (torch.save's legacy format), HDF5 (Keras 2's .h5), an ONNX protobuf (field 1, ir_version).
+MODEL_MAGIC = {b"PK\x03\x04": "zip", b"\x80": "pickle", b"\x89HDF\r\n\x1a\n": "HDF5", b"\x08": "ONNX"}
 
 
 def check_cache(cache: Path) -> None:
@@ -284,7 +284,7 @@ def check_cache(cache: Path) -> None:
 def check_files(config: Config) -> None:
     """The files the config names exist: MNIST's four (unless it may download them); the checkpoint,
     and that it is a model file at all (read by its first bytes, before torch loads)."""
-    if not config.data.download:
+    if not config.data.download and config.stage != "layers":  # the layer table reads no digits
         require_files(config.data.root)
     check_cache(Path(config.paths.cache))
     if config.checkpoint is None:
@@ -295,7 +295,7 @@ def check_files(config: Config) -> None:
     with path.open("rb") as f:
         head = f.read(8)
     if not any(head.startswith(magic) for magic in MODEL_MAGIC):
-        what = "empty" if not head else "not a state dict, Lightning checkpoint or Keras file"
+        what = "empty" if not head else "not a state dict, Lightning checkpoint, Keras or ONNX file"
         raise UserError(f"checkpoint {config.checkpoint} is {what}; point checkpoint= at a model file "
-                        "(.pt, .ckpt, .h5, .keras)")  # fmt: skip
+                        "(.pt, .ckpt, .h5, .keras, .onnx)")  # fmt: skip
 

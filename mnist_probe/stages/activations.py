@@ -74,7 +74,8 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     results = ActivationsResult(
         cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, indices=indices, layers=layers,
         feature_map_pngs=len(written), n_codes=n, within_class_cosine=float(np.diag(sim).mean()),
-        between_class_cosine=float(off.mean()), within_between_ratio=ratio,
+        between_class_cosine=float(off.mean()), within_between_ratio=ratio, code_layer=code,
+        code_dims=codes.shape[1],
     )  # fmt: skip
     log.info("code vectors: within-class cosine %.3f, between %.3f, ratio %.2f; figures in %s",
              results.within_class_cosine, results.between_class_cosine, results.within_between_ratio,

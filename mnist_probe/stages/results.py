@@ -99,6 +99,8 @@ class ActivationsResult:
     within_class_cosine: float
     between_class_cosine: float
     within_between_ratio: float
+    code_layer: str = "dense_1"
+    code_dims: int = 256
 
 
 # ----------------------------------------------------------------------------- interpreters
@@ -319,7 +321,7 @@ class StudyResults:
     activations: ActivationsResult
     interpreters: InterpretersResult
     shift: ShiftResult
-    augment: AugmentResult
+    augment: AugmentResult | None  # None: a report on one CNN, no augmentation sweep
     losses: list[LossRow]
     keras_file: KerasRoundTrip | None
     bench: dict | None  # `make bench`'s bench.json, as written
@@ -332,6 +334,40 @@ class ReproduceResult:
     report: str
     cnn_key: str
     cnn_test_acc: float
+    conclusions: list[Conclusion]
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One module of a model's layer table (mnist_probe.layers.layer_table)."""
+
+    layer: str
+    type: str
+    output: str
+    params: int
+    leaf: bool
+
+
+@dataclass(frozen=True)
+class LayersResult:
+    """What the tool found in a model: its layers, which it draws, and where its code vector is."""
+
+    model: str
+    parameters: int
+    code_layer: str
+    feature_layers: list[str]
+    shift_layers: list[str]
+    layers: list[LayerRow]
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """`+experiment=report`: report.md on one CNN, and the study's four conclusions checked on it."""
+
+    report: str
+    cnn_key: str
+    cnn_test_acc: float
+    code_layer: str
     conclusions: list[Conclusion]
 
 

@@ -4,6 +4,7 @@ small function of typed results, and each threshold it judges by is a named cons
 from __future__ import annotations
 
 from mnist_probe import study
+from mnist_probe.names import LAYER_NAMES, layer_h
 from mnist_probe.schema import Config
 from mnist_probe.stages.results import Conclusion, GapRow, LossRow, StudyResults
 
@@ -28,6 +29,11 @@ def pct(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
+def where(layer: str) -> str:
+    """A layer as the text names it: with its h for the study's CNN."""
+    return f"{layer}, h = {layer_h(layer)}" if layer in LAYER_NAMES else layer
+
+
 def codes_reduce_dimensionality(r: StudyResults) -> Conclusion:
     """1. Code vectors in hidden layers reduce dimensionality (and keep what the classes need)."""
     codes, act = r.interpreters.accuracies("codes"), r.activations
@@ -36,8 +42,8 @@ def codes_reduce_dimensionality(r: StudyResults) -> Conclusion:
     return Conclusion(
         "Code vectors in hidden layers of CNN reduce the dimensionality of images.",
         "supported" if kept else "not supported",
-        f"Each 28×28 = 784-pixel image becomes a 256-d code vector (h = 10), after a 3,136-d "
-        f"flattened stage (h = 8). The code keeps what the classes need: every interpreter fitted "
+        f"Each 28×28 = 784-pixel image becomes a {act.code_dims}-d code vector ({where(act.code_layer)}). "
+        f"The code keeps what the classes need: every interpreter fitted "
         f"on it alone scores {pct(min(codes.values()))}–{pct(max(codes.values()))} "
         f"(worst: {worst}), against {pct(r.train.test_acc)} for the CNN's own softmax. It is also "
         f"organised by class: mean cosine {act.within_class_cosine:.3f} within a class vs "
@@ -49,7 +55,7 @@ def codes_reduce_dimensionality(r: StudyResults) -> Conclusion:
 def position_sensitive(r: StudyResults, config: Config) -> Conclusion:
     """2. Information learned is position sensitive; convolution is the key to accuracy."""
     codes, pixels = r.interpreters.accuracies("codes"), r.interpreters.accuracies("pixels")
-    shift, unaug = r.shift, r.augment.unaugmented()
+    shift, unaug = r.shift, r.augment.unaugmented() if r.augment else None
     gain = min(codes.values()) - max(pixels.values()) if pixels else None
     grid = shift.dataset_row("CNN")
     curve = shift.curves.get("CNN")
@@ -77,16 +83,17 @@ def position_sensitive(r: StudyResults, config: Config) -> Conclusion:
             f"falls to {pct(unaug_at_dy)} at dy = {POSITION_DY} (grid mean {pct(unaug.acc_grid_mean)}): "
             "what the CNN learned is as position sensitive as its training data lets it be."
         )
+    convolution = ("supported" if conv_key else "not supported") if pixels else "not tested (no interpreter on pixels)"
     return Conclusion(
         "Information learned in CNN is position sensitive, and convolution is the key for high accuracy.",
-        f"convolution {'supported' if conv_key else 'not supported'}; position sensitivity {position}",
+        f"convolution {convolution}; position sensitivity {position}",
         text,
     )
 
 
 def not_continuous(r: StudyResults) -> Conclusion:
     """3. The predicted probabilities are not continuous under translation."""
-    shift, unaug = r.shift, r.augment.unaugmented()
+    shift, unaug = r.shift, r.augment.unaugmented() if r.augment else None
     p_true = shift.p_true("CNN")
     p = [p_true[pair] for pair in sorted((pq for pq in p_true if pq[0] == 0), key=lambda pq: -pq[1])]
     jump = max((abs(a - b) for a, b in zip(p, p[1:], strict=False)), default=0.0)
@@ -120,9 +127,9 @@ def codes_deform_softly(r: StudyResults) -> Conclusion:
         f"Cosine similarity to the unshifted image's activations at the largest shift "
         f"{tuple(shift.pairs[-1])} (dx, dy): "
         + ", ".join(f"{k} {v:.2f}" for k, v in last.items())
-        + (f". The code vector ({code}, h = 10) stays closest to the unshifted one: translation "
+        + (f". The code vector ({where(code)}) stays closest to the unshifted one: translation "
            "deforms it less than the feature maps before it." if softer else
-           f". The code vector ({code}, h = 10) is not the one that stays closest here."),
+           f". The code vector ({where(code)}) is not the one that stays closest here."),
     )  # fmt: skip
 
 
