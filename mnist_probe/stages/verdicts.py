@@ -83,7 +83,8 @@ def position_sensitive(r: StudyResults, config: Config) -> Conclusion:
             f"falls to {pct(unaug_at_dy)} at dy = {POSITION_DY} (grid mean {pct(unaug.acc_grid_mean)}): "
             "what the CNN learned is as position sensitive as its training data lets it be."
         )
-    convolution = ("supported" if conv_key else "not supported") if pixels else "not tested (no interpreter on pixels)"
+    convolution = ("supported" if conv_key else "not supported") if pixels else (
+        "not tested (no interpreter on pixels)")
     return Conclusion(
         "Information learned in CNN is position sensitive, and convolution is the key for high accuracy.",
         f"convolution {convolution}; position sensitivity {position}",

@@ -1,0 +1,110 @@
+"""The whole study on CNNs other than the study's: LeNet-5 (model=lenet5) through every stage, and a
+CNN defined outside the package (tests/test_layers.py's OwnCNN, in a temp dir) from the command
+line, by its class, by class + state dict, and as an ONNX file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from mnist_probe.data import split_tensors
+from mnist_probe.run import run
+from mnist_probe.schema import typed
+from mnist_probe.train import accuracy
+from tests.conftest import REPO, make_cfg, mnist_root
+from tests.test_layers import OWN_CNN, export
+
+# Every stage, as small as it still means something: 1,000 training images, 2 epochs; one quick
+# interpreter; 40 images on the shift grid.
+TINY = (
+    "data.train_subset=1000", "data.test_subset=500", "data.val_size=500", "train.epochs=2",
+    "train.batch_size=64", "train.gap_images=200", "interpreters.models=[dt]",
+    "interpreters.probes.train_samples=300", "interpreters.probes.test_samples=200", "shift.models=[dt]",
+    "shift.dataset.samples=40", "activations.n_codes=200", "trainer.progress_bar=false",
+)  # fmt: skip
+# The runs that open an existing file: the probes and the shift grid add nothing there.
+LIGHT = ("interpreters.probes.enabled=false", "shift.dataset.enabled=false")
+
+
+def read(run_dir: Path, stage: str = "") -> dict:
+    return json.loads((run_dir / stage / "results.json").read_text())
+
+
+def test_lenet5_through_every_stage(tmp_path):
+    cfg = make_cfg(tmp_path, "+experiment=report", "model=lenet5", *TINY)
+    result = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert result["code_layer"] == "relu6" and read(out, "shift")["code_layer"] == "relu6"
+    acts = read(out, "activations")
+    assert acts["layers"] == ["c1", "c3"] and acts["code_layer"] == "relu6" and acts["code_dims"] == 84
+    assert len(list((out / "activations" / "feature_maps").glob("c3_digit*_test*.png"))) == 10
+    probes = [row["layer"] for row in read(out, "interpreters")["probes"]]
+    assert probes[0] == "c1" and probes[-1] == "output" and "f6" in probes
+    gap = read(out, "train")["gap"]
+    assert [row["epoch"] for row in gap] == [0, 1]
+    for row in gap:  # the four parts add up to the gap, and the gap is val_acc - train_acc
+        parts = row["lag"] + row["dropout"] + row["augmentation"] + row["generalisation"]
+        assert abs(parts - row["gap"]) < 1e-9
+        assert abs(row["val"] - row["running"] - row["gap"]) < 1e-9
+        assert row["dropout"] == 0.0  # LeNet-5 has no dropout: train and eval mode agree
+    report = (out / "report.md").read_text()
+    assert "relu6" in report and "## The study's conclusions, checked on this CNN" in report
+    assert len(result["conclusions"]) == 4
+    for link in [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]:
+        assert (out / link).is_file(), link  # every figure the report shows is there
+    table = run(make_cfg(tmp_path, "+experiment=layers", "model=lenet5"))
+    assert table["parameters"] == 61_706 and table["code_layer"] == "relu6"
+
+
+def cli(cwd: Path, run_dir: Path, *args: str) -> dict:
+    """`python -m mnist_probe.run ARGS` in cwd, as a user runs it; its report's results.json."""
+    env = {**os.environ, "MNIST_ROOT": mnist_root(), "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "mnist_probe.run", *args, f"paths.cache={cwd / 'cache'}",
+               f"hydra.run.dir={run_dir}"]  # fmt: skip
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return read(run_dir)
+
+
+def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path):
+    """Trained from its class, opened again from its state dict and from an ONNX export of it: each
+    time the whole report, with PyTorch's own test accuracy and the code vector at its penultimate
+    layer."""
+    (tmp_path / "own_cnn.py").write_text(OWN_CNN)
+    own = ["model._target_=own_cnn.OwnCNN", "+model.width=4"]
+    first = cli(tmp_path, tmp_path / "by_class", "+experiment=report", *own, *TINY)
+    assert first["code_layer"] == "head.2"  # the GELU before the last Linear
+    assert (tmp_path / "by_class" / "report.md").is_file()
+    assert read(tmp_path / "by_class", "activations")["layers"] == ["features.0", "features.4"]
+
+    # PyTorch's own evaluation of the trained weights, on the test images the run scored
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from own_cnn import OwnCNN
+    finally:
+        sys.path.remove(str(tmp_path))
+    model = OwnCNN(width=4)
+    weights = read(tmp_path / "by_class", "train")["checkpoint"]
+    model.load_state_dict(torch.load(tmp_path / weights if not Path(weights).is_absolute() else weights,
+                                     weights_only=True))  # fmt: skip
+    model.eval()
+    images, labels = split_tensors(typed(make_cfg(tmp_path, *TINY)).data, "scored")
+    own_acc = accuracy(model, images, labels)
+    assert first["cnn_test_acc"] == own_acc
+
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    second = cli(tmp_path, tmp_path / "by_state_dict", "+experiment=report", *own,
+                 f"checkpoint={tmp_path / 'weights.pt'}", *TINY, *LIGHT)  # fmt: skip
+    assert second["cnn_test_acc"] == own_acc and second["code_layer"] == "head.2"
+
+    export(model, tmp_path / "own.onnx")
+    third = cli(tmp_path, tmp_path / "by_onnx", "+experiment=report", f"checkpoint={tmp_path / 'own.onnx'}",
+                *TINY, *LIGHT)  # fmt: skip
+    assert abs(third["cnn_test_acc"] - own_acc) <= 1 / len(labels)  # ONNX's float order may flip one
+    assert "gelu" in third["code_layer"].lower()  # the penultimate layer, by its ONNX node's name
+    assert read(tmp_path / "by_onnx", "activations")["code_dims"] == 32  # the head's 32 values
