@@ -27,7 +27,12 @@ _API = {
     "MNISTDataModule": "data", "first_of_each_digit": "data",
     # model
     "KerasCNN": "model", "LitCNN": "model", "load_model": "model", "LAYER_NAMES": "model",
-    "CODE_LAYER": "model",
+    "CODE_LAYER": "model", "build_model": "model", "check_io": "model", "LeNet5": "lenet",
+    "load_onnx": "onnx_model",
+    # any model's layers
+    "code_layer": "layers", "conv_layers": "layers", "feature_layers": "layers", "layer_table": "layers",
+    # why val_acc exceeds train_acc
+    "GapProbe": "gap", "gap_accuracies": "gap", "split_gap": "gap",
     # Keras files
     "load_keras": "keras_weights", "save_keras": "keras_weights",
     # train

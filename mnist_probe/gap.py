@@ -28,7 +28,7 @@ from mnist_probe.data import to_float
 PARTS = ("lag", "dropout", "augmentation", "generalisation")
 
 
-def decompose(running: float, train: float, eval_: float, clean: float, val: float) -> dict[str, float]:
+def split_gap(running: float, train: float, eval_: float, clean: float, val: float) -> dict[str, float]:
     """The gap val - running and its four parts (they sum to it exactly)."""
     return {"gap": val - running, "lag": train - running, "dropout": eval_ - train,
             "augmentation": clean - eval_, "generalisation": val - clean}  # fmt: skip
@@ -41,7 +41,7 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     return hits / len(labels)
 
 
-def measure(
+def gap_accuracies(
     model: torch.nn.Module, augment: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor,
     seed: int = 0,
 ) -> dict[str, float]:  # fmt: skip
@@ -75,8 +75,9 @@ class GapProbe(pl.Callback):
         if "val_acc" not in trainer.callback_metrics or not pl_module.epoch_seen:
             return
         running, val = pl_module.running_train_acc, float(trainer.callback_metrics["val_acc"])
-        acc = measure(pl_module.model, self.augment, self.images, self.labels, seed=trainer.current_epoch)
-        parts = decompose(running, acc["train"], acc["eval"], acc["clean"], val)
+        epoch = trainer.current_epoch
+        acc = gap_accuracies(pl_module.model, self.augment, self.images, self.labels, seed=epoch)
+        parts = split_gap(running, acc["train"], acc["eval"], acc["clean"], val)
         row = {"epoch": trainer.current_epoch, "running": running, **acc, "val": val, **parts}
         self.rows.append(row)
         pl_module.log_dict({f"gap/{k}": float(v) for k, v in row.items() if k != "epoch"}, sync_dist=True)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_probe.errors import UserError
-from mnist_probe.gap import decompose, measure
+from mnist_probe.gap import gap_accuracies, split_gap
 from mnist_probe.hooks import record
 from mnist_probe.layers import code_layer, conv_layers, feature_layers, layer_table, shift_layers
 from mnist_probe.lenet import LeNet5
@@ -202,7 +202,7 @@ def test_an_onnx_file_that_cannot_be_converted_is_refused_naming_the_op(tmp_path
 
 
 def test_the_gap_parts_add_up_to_the_gap():
-    parts = decompose(running=0.788, train=0.93, eval_=0.95, clean=0.985, val=0.978)
+    parts = split_gap(running=0.788, train=0.93, eval_=0.95, clean=0.985, val=0.978)
     assert parts["gap"] == pytest.approx(0.978 - 0.788)
     four = ("lag", "dropout", "augmentation", "generalisation")
     assert sum(parts[p] for p in four) == pytest.approx(parts["gap"])
@@ -222,10 +222,10 @@ def test_measuring_the_gap_changes_no_weight_statistic_or_random_stream(own_modu
     torch.manual_seed(1)
     expected_next = torch.rand(3)
     torch.manual_seed(1)
-    acc = measure(model, KerasAugment(), images, labels)
+    acc = gap_accuracies(model, KerasAugment(), images, labels)
     assert torch.equal(torch.rand(3), expected_next)
     # the weights, and BatchNorm's running statistics too
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert model.training and set(acc) == {"train", "eval", "clean"}
     assert all(0.0 <= v <= 1.0 for v in acc.values())
-    assert acc == measure(model, KerasAugment(), images, labels)  # the same augmented images each time
+    assert acc == gap_accuracies(model, KerasAugment(), images, labels)  # the same augmented images each time

@@ -64,10 +64,24 @@ def test_console_script_runs_from_a_directory_outside_the_checkout(small_run, tm
     assert list((tmp_path / "outputs" / "cache").glob("cnn-file-*/meta.json"))
 
 
-def readme_example() -> str:
+def readme_example(heading: str = "## Use it as a library") -> str:
     text = (REPO / "README.md").read_text()
-    section = text.split("## Use it as a library", 1)[1]
+    section = text.split(heading, 1)[1]
     return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def test_readme_own_cnn_example_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_ROOT", mnist_root())
+    scope: dict = {}
+    exec(compile(readme_example("## Open up your own CNN"), "README.md", "exec"), scope)  # noqa: S102
+    assert scope["code"] == "head.1"
+    assert scope["table"][0]["layer"] == "body" and not scope["table"][0]["leaf"]  # containers too
+    assert scope["table"][1] == {"layer": "body.0", "type": "Conv2d", "output": "8×28×28", "params": 80,
+                                 "leaf": True}  # fmt: skip
+    probes = {p["layer"]: p["test_acc"] for p in scope["probes"]}
+    assert list(probes)[0] == "body.0" and list(probes)[-1] == "head.2"
+    assert probes["head.2"] > 0.3  # two short epochs: it learned something
 
 
 def test_readme_library_example_runs_as_written(tmp_path, monkeypatch):

@@ -1,0 +1,116 @@
+"""What two networks (or two inputs) share: linear centered kernel alignment (CKA; Kornblith et al.,
+2019, "Similarity of neural network representations revisited").
+
+CKA(X, Y) compares two representations of the same n examples (n×p and n×q, any p, q): 1 when one is
+an orthogonal transform and isotropic scaling of the other, near 0 when unrelated. Minibatch CKA
+(Nguyen et al., 2021) averages the unbiased HSIC estimator over minibatches, so 10k images of wide
+layers never need an n×n kernel or all activations in memory at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnist_probe.data import to_float
+from mnist_probe.hooks import record, resolve_layers
+from mnist_probe.shift import translate
+
+
+def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """Linear CKA of two representations of the same examples (rows), flattened to n×p and n×q:
+    ||YᵀX||²_F / (||XᵀX||_F ||YᵀY||_F) on column-centered features."""
+    x, y = _centered(x), _centered(y)
+    cross = torch.linalg.matrix_norm(y.T @ x) ** 2
+    return float(cross / (torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)))
+
+
+def _centered(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+    a = torch.as_tensor(a).flatten(1).double()
+    return a - a.mean(0, keepdim=True)
+
+
+def unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741 - the paper's name
+    """The unbiased HSIC estimator of two n×n Gram matrices (Song et al., 2012), n >= 4."""
+    n = k.shape[0]
+    k, l = k.clone(), l.clone()  # noqa: E741
+    k.fill_diagonal_(0)
+    l.fill_diagonal_(0)
+    ones = torch.ones(n, 1, dtype=k.dtype, device=k.device)
+    trace = (k * l).sum()
+    middle = (ones.T @ k @ ones) * (ones.T @ l @ ones) / ((n - 1) * (n - 2))
+    last = 2 * (ones.T @ k @ l @ ones) / (n - 2)
+    return ((trace + middle - last) / (n * (n - 3))).squeeze()
+
+
+class MinibatchCKA:
+    """Linear CKA between every pair of two lists of layers, accumulated minibatch by minibatch
+    (update(xs, ys) with each batch's activations of the same examples); .matrix() is len(xs)×len(ys)."""
+
+    def __init__(self, rows: int, cols: int) -> None:
+        self.xy = torch.zeros(rows, cols, dtype=torch.float64)
+        self.xx = torch.zeros(rows, dtype=torch.float64)
+        self.yy = torch.zeros(cols, dtype=torch.float64)
+        self.batches = 0
+
+    def update(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
+        grams_x = [_gram(a) for a in xs]
+        grams_y = [_gram(a) for a in ys]
+        for i, kx in enumerate(grams_x):
+            self.xx[i] += unbiased_hsic(kx, kx)
+            for j, ky in enumerate(grams_y):
+                self.xy[i, j] += unbiased_hsic(kx, ky)
+        for j, ky in enumerate(grams_y):
+            self.yy[j] += unbiased_hsic(ky, ky)
+        self.batches += 1
+
+    def matrix(self) -> np.ndarray:
+        return (self.xy / torch.sqrt(torch.outer(self.xx, self.yy))).numpy()
+
+
+def _gram(a: torch.Tensor) -> torch.Tensor:
+    a = a.flatten(1).double()
+    return a @ a.T
+
+
+@torch.no_grad()
+def cka_between(
+    model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, layers_a: list | str = "all",
+    layers_b: list | str = "all", batch_size: int = 500,
+) -> tuple[list[str], list[str], np.ndarray]:  # fmt: skip
+    """Minibatch linear CKA between every layer of model_a and every layer of model_b on the same
+    images (uint8 N×28×28 or float): (layers of a, layers of b, len(a)×len(b) matrix)."""
+    names_a, names_b = resolve_layers(model_a, layers_a), resolve_layers(model_b, layers_b)
+    acc = MinibatchCKA(len(names_a), len(names_b))
+    for batch in _batches(images, batch_size):
+        a, b = record(model_a, batch, names_a), record(model_b, batch, names_b)
+        acc.update([a[n] for n in names_a], [b[n] for n in names_b])
+    return names_a, names_b, acc.matrix()
+
+
+@torch.no_grad()
+def shift_cka(
+    model: nn.Module, images: torch.Tensor, shifts: Iterable[tuple[int, int]], layers: list | str = "all",
+    batch_size: int = 500,
+) -> tuple[list[str], np.ndarray]:  # fmt: skip
+    """Each layer's minibatch CKA between the unshifted images and the images shifted by each (dx, dy):
+    (layers, len(shifts)×len(layers)); how much a translation changes what each layer represents."""
+    names, shifts = resolve_layers(model, layers), list(shifts)
+    accs = [MinibatchCKA(len(names), len(names)) for _ in shifts]
+    for batch in _batches(images, batch_size):
+        base = record(model, batch, names)
+        for acc, (dx, dy) in zip(accs, shifts, strict=True):
+            moved = record(model, translate(batch, dx, dy), names)
+            acc.update([base[n] for n in names], [moved[n] for n in names])
+    return names, np.stack([np.diag(acc.matrix()) for acc in accs])
+
+
+def _batches(images: torch.Tensor, batch_size: int):
+    images = to_float(images)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        if len(batch) >= 4:  # the unbiased HSIC needs four examples
+            yield batch

@@ -1,0 +1,134 @@
+"""What each filter wants: for one conv layer, the test-set patches (receptive-field crops) that excite
+each of its filters most, and an input optimised to excite each filter (activation maximisation).
+Both work on any model with 1-channel 28×28 inputs, where tools made for ImageNet models do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mnist_probe.data import to_float
+from mnist_probe.hooks import record, resolve_layers
+from mnist_probe.model import SAMPLE_SHAPE, device_of
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Which input pixels one unit of a layer sees: a size×size box, `stride` pixels further for each
+    step along the map, starting `offset` pixels from the image's corner (negative: in the padding)."""
+
+    size: int
+    stride: int
+    offset: int
+
+    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of unit (y, x)'s box in input pixels, bottom/right exclusive."""
+        top, left = self.offset + y * self.stride, self.offset + x * self.stride
+        return top, left, top + self.size, left + self.size
+
+
+def receptive_field(model: nn.Module, layer: str, samples: int = 16) -> ReceptiveField:
+    """The receptive field of a layer's units, read off the gradient of two neighbouring units with
+    respect to the input: the pixels whose gradient is nonzero for any of `samples` random inputs
+    (a max-pool passes gradient to one pixel of its window per input), so it holds for any stack
+    of convs and pools."""
+    (name,) = resolve_layers(model, layer)
+    model.eval()
+    x = torch.rand(samples, *SAMPLE_SHAPE, generator=torch.Generator().manual_seed(0)).to(device_of(model))
+    x.requires_grad_(True)
+    act = _forward_to(model, name, x)
+    h, w = act.shape[-2:]
+    rows = []
+    for y in (h // 2, h // 2 + 1) if h > 1 else (0,):
+        (grad,) = torch.autograd.grad(act[:, :, y, w // 2].sum(), x, retain_graph=True)
+        seen = (grad.abs().sum((0, 1)) > 0).nonzero()[:, 0]
+        rows.append((y, int(seen.min()), int(seen.max())))
+    y0, top0, bottom0 = rows[0]
+    stride = rows[1][1] - top0 if len(rows) > 1 else 1
+    return ReceptiveField(size=bottom0 - top0 + 1, stride=max(stride, 1), offset=top0 - y0 * max(stride, 1))
+
+
+def _forward_to(model: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """The output of module `name` when model runs on x, with its graph (not detached)."""
+    captured: dict[str, torch.Tensor] = {}
+    module = dict(model.named_modules())[name]
+    handle = module.register_forward_hook(lambda m, i, o: captured.setdefault("o", o))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return captured["o"]
+
+
+@torch.no_grad()
+def top_activations(
+    model: nn.Module, images: torch.Tensor, layer: str, k: int = 9, batch_size: int = 500
+) -> dict[str, torch.Tensor]:
+    """For each filter (channel) of a conv layer, its k largest activations over the images: their
+    values and (image, y, x) positions, each C×k, largest first."""
+    best_v = best_i = None
+    for start in range(0, len(images), batch_size):
+        act = record(model, images[start : start + batch_size], layer)[resolve_layers(model, layer)[0]]
+        n, c, h, w = act.shape
+        flat = act.permute(1, 0, 2, 3).reshape(c, -1)  # C × (n·h·w)
+        v, i = flat.topk(min(k, flat.shape[1]), dim=1)
+        i = i + start * h * w  # positions in the whole set
+        if best_v is None:
+            best_v, best_i = v, i
+        else:
+            v, i = torch.cat([best_v, v], 1), torch.cat([best_i, i], 1)
+            best_v, order = v.topk(min(k, v.shape[1]), dim=1)
+            best_i = i.gather(1, order)
+    image, rest = best_i // (h * w), best_i % (h * w)
+    return {"value": best_v, "image": image, "y": rest // w, "x": rest % w}
+
+
+def top_patches(
+    model: nn.Module, images_u8: torch.Tensor, layer: str, k: int = 9
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], ReceptiveField]:
+    """The receptive-field crops of each filter's k strongest activations: C×k×size×size patches
+    (zero outside the image), with the positions (top_activations) and the receptive field."""
+    field = receptive_field(model, layer)
+    top = top_activations(model, images_u8, layer, k)
+    x = to_float(images_u8)[:, 0]
+    pad = field.size
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    c, kk = top["image"].shape
+    patches = torch.zeros(c, kk, field.size, field.size)
+    for ci in range(c):
+        for j in range(kk):
+            t, left, b, r = field.box(int(top["y"][ci, j]), int(top["x"][ci, j]))
+            patches[ci, j] = padded[int(top["image"][ci, j]), t + pad : b + pad, left + pad : r + pad]
+    return patches, top, field
+
+
+def maximise_filters(
+    model: nn.Module, layer: str, channels: list[int] | None = None, steps: int = 200, lr: float = 0.05,
+    tv: float = 0.05, l2: float = 0.01, seed: int = 0,
+) -> torch.Tensor:  # fmt: skip
+    """An input (C×28×28 in [0, 1]) optimised to excite each filter of a layer: gradient ascent with
+    Adam on the filter's mean activation, from seeded noise, with the usual regularisers (total
+    variation, an L2 penalty, random jitter of up to 1 px each step). One batch: a row per filter."""
+    (name,) = resolve_layers(model, layer)
+    model.eval()
+    device, generator = device_of(model), torch.Generator().manual_seed(seed)
+    if channels is None:
+        blank = torch.zeros(1, *SAMPLE_SHAPE, device=device)
+        channels = list(range(_forward_to(model, name, blank).shape[1]))
+    n = len(channels)
+    logits = (0.1 * torch.randn(n, *SAMPLE_SHAPE, generator=generator) - 2.0).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([logits], lr=lr)
+    for _ in range(steps):
+        dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))
+        x = torch.sigmoid(logits)
+        act = _forward_to(model, name, torch.roll(x, shifts=(dy, dx), dims=(-2, -1)))
+        wanted = act[torch.arange(n), channels].flatten(1).mean(1)
+        variation = (x.diff(dim=-2).abs().mean() + x.diff(dim=-1).abs().mean()) * n
+        loss = -wanted.sum() + tv * variation + l2 * (x**2).mean() * n
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return torch.sigmoid(logits).detach()[:, 0].cpu()

@@ -1,0 +1,58 @@
+"""Linear CKA: 1 for a representation and itself, invariant to orthogonal transforms and isotropic
+scaling, near 0 for unrelated ones; the minibatch estimate agrees with the full one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mnist_probe.cka import MinibatchCKA, cka_between, linear_cka, shift_cka
+from mnist_probe.lenet import LeNet5
+
+
+def features(seed: int, n: int = 200, p: int = 30) -> torch.Tensor:
+    return torch.randn(n, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.01, 100.0))
+def test_cka_is_one_with_itself_and_invariant_to_rotation_and_scale(seed, scale):
+    x = features(seed)
+    q, _ = torch.linalg.qr(features(seed + 1, n=30))  # a random orthogonal 30×30
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, scale * x @ q) == pytest.approx(1.0)
+    assert linear_cka(x, x + 5.0) == pytest.approx(1.0)  # centered: an offset changes nothing
+
+
+def test_cka_of_unrelated_features_is_small_and_not_invariant_to_any_linear_map():
+    x, y = features(0, n=2000), features(1, n=2000)
+    assert linear_cka(x, y) < 0.05
+    stretch = torch.ones(30, dtype=torch.float64)
+    stretch[0] = 50.0  # anisotropic scaling is not an isometry: CKA drops
+    assert linear_cka(x, x * stretch) < 0.9
+
+
+def test_minibatch_cka_agrees_with_the_full_estimate():
+    x = features(0, n=1000)
+    y = x @ features(2, n=30, p=10) + 0.5 * features(3, n=1000, p=10)  # related, not identical
+    acc = MinibatchCKA(1, 2)
+    for start in range(0, 1000, 250):
+        acc.update([x[start : start + 250]], [y[start : start + 250], x[start : start + 250]])
+    m = acc.matrix()
+    assert m[0, 1] == pytest.approx(1.0)
+    assert m[0, 0] == pytest.approx(linear_cka(x, y), abs=0.03)
+
+
+def test_cka_between_networks_and_under_shifts():
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    images = (torch.rand(64, 28, 28) * 255).to(torch.uint8)
+    a, b, m = cka_between(net, net, images, ["c1", "c3", "f6"], ["c1", "c3", "f6"], batch_size=32)
+    assert a == b == ["c1", "c3", "f6"] and m.shape == (3, 3)
+    assert np.allclose(np.diag(m), 1.0)  # a network and itself, layer by layer
+    names, curve = shift_cka(net, images, [(0, 0), (0, -3)], ["c1", "f6"], batch_size=32)
+    assert names == ["c1", "f6"] and curve.shape == (2, 2)
+    assert np.allclose(curve[0], 1.0) and np.all(curve[1] < 1.0)  # no shift: identical; a shift: not
