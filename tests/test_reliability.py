@@ -97,7 +97,7 @@ def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Complete
 
 @pytest.mark.parametrize(
     "arg, valid",
-    [("+experiment=nope", "activations, interpreters, reproduce, seeds, shift, train"),
+    [("+experiment=nope", "activations, interpreters, layers, report, reproduce, seeds, shift, train"),
      ("model=resnet", "keras_cnn"), ("interpreter=svm,xgb", "dt, gb, knn"),
      ("train=quick", "default, fast, study"), ("trainer=tpu", "auto, cpu, ddp, gpu"),
      ("hydra/launcher=nope", "basic, joblib, slurm, submitit_local")],
@@ -114,7 +114,7 @@ def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, vali
 @pytest.mark.parametrize(
     "make_file, message",
     [(None, "does not exist"),
-     (lambda p: torch.save(torch.nn.Linear(2, 2).state_dict(), p), "another architecture"),
+     (lambda p: torch.save(torch.nn.Linear(2, 2).state_dict(), p), "does not fit KerasCNN"),
      (lambda p: p.write_bytes(b"PK\x03\x04 not a checkpoint"), "truncated"),
      (lambda p: p.write_bytes(b""), "is empty; point checkpoint= at a model file"),
      (lambda p: p.write_text("weights, as a user might think"), "not a state dict, Lightning checkpoint")],
@@ -137,7 +137,7 @@ def test_a_refused_checkpoint_leaves_no_run_dir(tmp_path):
                f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache={tmp_path / 'cache'}")  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
     errors = [line for line in (proc.stderr + proc.stdout).splitlines() if "error:" in line]
-    assert len(errors) == 1 and "another architecture" in errors[0]
+    assert len(errors) == 1 and "does not fit KerasCNN" in errors[0]
     assert not (tmp_path / "run").exists() and not list((tmp_path / "cache").rglob("*.pt"))
 
 

@@ -9,16 +9,14 @@ import logging
 import time
 from pathlib import Path
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe.config import compose_config
 from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
-from mnist_probe.model import load_model
+from mnist_probe.model import build_model, load_model
 from mnist_probe.plots import curves_plot, save
 from mnist_probe.schema import typed
-from mnist_probe.specs import plain
 from mnist_probe.stages import activations, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages, trained_cnn
 from mnist_probe.stages.results import (
@@ -129,7 +127,7 @@ def keras_round_trip(cfg: DictConfig, out_dir: Path) -> KerasRoundTrip:
     c = typed(cfg)
     cnn = trained_cnn(cfg)
     path = save_keras(cnn.model, out_dir / "model.h5")
-    back = load_model(path, instantiate(plain(c.model)))  # what checkpoint=FILE reads it with
+    back = load_model(path, build_model(c.model))  # what checkpoint=FILE reads it with
     images, labels = split_tensors(c.data, "scored")
     ours, theirs = test_logits(cnn.model, images), test_logits(back, images)
     return KerasRoundTrip(
