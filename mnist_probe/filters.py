@@ -94,24 +94,39 @@ def top_patches(
     field = receptive_field(model, layer)
     top = top_activations(model, images_u8, layer, k)
     x = to_float(images_u8)[:, 0]
-    pad = field.size
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     c, kk = top["image"].shape
     patches = torch.zeros(c, kk, field.size, field.size)
     for ci in range(c):
         for j in range(kk):
-            t, left, b, r = field.box(int(top["y"][ci, j]), int(top["x"][ci, j]))
-            patches[ci, j] = padded[int(top["image"][ci, j]), t + pad : b + pad, left + pad : r + pad]
+            box = field.box(int(top["y"][ci, j]), int(top["x"][ci, j]))
+            patches[ci, j] = crop(x[int(top["image"][ci, j])], box)
     return patches, top, field
+
+
+def centre_unit(model: nn.Module, layer: str) -> tuple[int, int]:
+    """(y, x) of the unit at the centre of a layer's map: the one maximise_filters excites."""
+    (name,) = resolve_layers(model, layer)
+    with torch.no_grad():
+        h, w = _forward_to(model, name, torch.zeros(1, *SAMPLE_SHAPE, device=device_of(model))).shape[-2:]
+    return h // 2, w // 2
+
+
+def crop(images: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """…×28×28 images cut to a (top, left, bottom, right) box, zero where it leaves the image."""
+    top, left, bottom, right = box
+    size = images.shape[-1]
+    padded = torch.nn.functional.pad(images, (size, size, size, size))
+    return padded[..., top + size : bottom + size, left + size : right + size]
 
 
 def maximise_filters(
     model: nn.Module, layer: str, channels: list[int] | None = None, steps: int = 200, lr: float = 0.05,
     tv: float = 0.05, l2: float = 0.01, seed: int = 0,
 ) -> torch.Tensor:  # fmt: skip
-    """An input (C×28×28 in [0, 1]) optimised to excite each filter of a layer: gradient ascent with
-    Adam on the filter's mean activation, from seeded noise, with the usual regularisers (total
-    variation, an L2 penalty, random jitter of up to 1 px each step). One batch: a row per filter."""
+    """An input (C×28×28 in [0, 1]) optimised to excite each filter of a layer at the centre unit of
+    its map (centre_unit gives the unit; receptive_field its box): gradient ascent with Adam from
+    seeded noise, with the usual regularisers (total variation, an L2 penalty, random jitter of up
+    to 1 px each step). One batch: a row per filter."""
     (name,) = resolve_layers(model, layer)
     model.eval()
     device, generator = device_of(model), torch.Generator().manual_seed(seed)
@@ -125,7 +140,8 @@ def maximise_filters(
         dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))
         x = torch.sigmoid(logits)
         act = _forward_to(model, name, torch.roll(x, shifts=(dy, dx), dims=(-2, -1)))
-        wanted = act[torch.arange(n), channels].flatten(1).mean(1)
+        h, w = act.shape[-2:]
+        wanted = act[torch.arange(n), channels, h // 2, w // 2]
         variation = (x.diff(dim=-2).abs().mean() + x.diff(dim=-1).abs().mean()) * n
         loss = -wanted.sum() + tv * variation + l2 * (x**2).mean() * n
         opt.zero_grad()

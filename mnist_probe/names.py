@@ -4,7 +4,7 @@ schema checks against them."""
 
 from mnist_probe.errors import UserError
 
-STAGES = ("train", "activations", "interpreters", "shift", "reproduce", "seeds", "layers", "report")
+STAGES = ("train", "activations", "interpreters", "shift", "reproduce", "seeds", "layers", "report", "beyond")
 FEATURES = ("codes", "pixels")  # what an interpreter is fitted on: the CNN's code vectors or pixels
 
 # h (1-based position in the Keras Sequential) -> Keras layer name. docs/ARCHITECTURE.md has the full table.

@@ -180,13 +180,16 @@ def metric_bars(rows: list, metric: str, title: str) -> plt.Figure:
     return fig
 
 
-def curves_plot(curves: dict[str, tuple[list, list]], xlabel: str, title: str) -> plt.Figure:
+def curves_plot(
+    curves: dict[str, tuple[list, list]], xlabel: str, title: str, ylabel: str = "test accuracy (%)",
+    scale: float = 100.0,
+) -> plt.Figure:  # fmt: skip
     """Lines of (x, y) per label: e.g. CNN accuracy against test-time shift for each sweep job."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for label, (x, y) in curves.items():
-        ax.plot(x, 100 * np.asarray(y), "o-", label=label)
+        ax.plot(x, scale * np.asarray(y), "o-", label=label)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -299,5 +302,37 @@ def gap_plot(rows: list) -> plt.Figure:
     ax.set_ylabel("accuracy points")
     ax.set_title("Why validation accuracy exceeds training accuracy")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def position_plot(rows: list) -> plt.Figure:
+    """Per layer, in the network's order: how well a linear probe reads the shift, and the class."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 4))
+    k = np.arange(len(rows))
+    ax.plot(k, [r.position_acc for r in rows], "o-", label="position (which shift)")
+    ax.plot(k, [r.class_acc for r in rows], "s-", label="class (which digit)")
+    ax.axhline(rows[0].position_chance, color="C0", ls=":", lw=1, label="position chance")
+    ax.set_xticks(k, [r.layer for r in rows], rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("linear probe accuracy (held-out images)")
+    ax.set_title("Where position is given up and class is built")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cka_heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> plt.Figure:
+    """Linear CKA between every pair of layers (rows: one network, columns: the other)."""
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * len(cols), 1 + 0.45 * len(rows)))
+    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="magma")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="black" if matrix[i, j] > 0.5 else "white")  # fmt: skip
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="linear CKA")
     fig.tight_layout()
     return fig

@@ -154,6 +154,34 @@ class ShiftConfig:
 
 
 @dataclass
+class BeyondConfig:
+    """Where the network looks, what each filter wants, how much position each layer keeps, what two
+    networks share (the beyond stage, also part of the report)."""
+
+    layers: list[Any] | None = None  # None: the model's conv layers and its code layer
+    images: int = 1000  # test images for the filters' top patches, position probes and CKA
+    methods: list[str] = field(default_factory=lambda: ["saliency", "integrated_gradients", "grad_cam"])
+    attribution_samples: int = 100  # test images whose attributions follow the shifts
+    dy: list[int] = field(default_factory=lambda: [0, -1, -2, -3, -4, -5])
+    top_k: int = 9  # patches per filter
+    maximise_steps: int = 100  # 0: no activation maximisation
+    radius: int = 2  # position probes: shifts on the (2r+1)² grid
+    cka_seed: int | None = None  # a second CNN of the same recipe with this seed, for CKA between the two
+
+    def __post_init__(self) -> None:
+        count("beyond.images", self.images, 8, COUNTS["test"])
+        count("beyond.attribution_samples", self.attribution_samples, 1, COUNTS["test"])
+        for method in self.methods:
+            one_of("beyond.methods", method, ("saliency", "integrated_gradients", "grad_cam"))
+        shifts("beyond.dy", self.dy)
+        count("beyond.top_k", self.top_k, 1, 100)
+        count("beyond.maximise_steps", self.maximise_steps, 0)
+        count("beyond.radius", self.radius, 1, 5)
+        if self.cka_seed is not None:
+            count("beyond.cka_seed", self.cka_seed, 0, 2**32 - 1)
+
+
+@dataclass
 class ReproduceAugmentConfig:
     recipe: str = "default"
     models: list[str] = field(default_factory=lambda: list(MODELS))
@@ -199,6 +227,7 @@ class Config:
     activations: ActivationsConfig = field(default_factory=ActivationsConfig)
     interpreters: InterpretersConfig = field(default_factory=InterpretersConfig)
     shift: ShiftConfig = field(default_factory=ShiftConfig)
+    beyond: BeyondConfig = field(default_factory=BeyondConfig)
     reproduce: ReproduceConfig | None = None
     stage: str = "train"
     seed: int = 42
@@ -212,6 +241,7 @@ class Config:
             self.model = ModelSpec.of(dict(self.model))
         study = self.model.study
         named = {"activations.layers": self.activations.layers, "shift.layers": self.shift.layers,
+                 "beyond.layers": self.beyond.layers,
                  "code_layer": None if self.code_layer is None else [self.code_layer]}  # fmt: skip
         for key, values in named.items():
             for value in values or []:

@@ -82,3 +82,68 @@ def shift_strip(stacked: torch.Tensor, pairs, preds: list[str] | None = None) ->
     fig.suptitle(f"shifted inputs (dx, dy); {SHIFT_NOTE}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def attribution_sheet(images: torch.Tensor, attrs: dict[str, torch.Tensor], labels: list[int]) -> plt.Figure:
+    """One row per digit: the image, then each method's attribution of its true class."""
+    n, methods = len(images), list(attrs)
+    fig, axes = plt.subplots(n, 1 + len(methods), figsize=(1.6 * (1 + len(methods)), 1.6 * n), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(images[i].squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+        axes[i, 0].set_ylabel(str(labels[i]))
+        for j, method in enumerate(methods, 1):
+            a = attrs[method][i]
+            top = float(a.abs().max()) or 1.0
+            axes[i, j].imshow(a, cmap="RdBu_r", vmin=-top, vmax=top)
+            if i == 0:
+                axes[i, j].set_title(method.replace("_", " "), fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Where the network looks: attributions of the true class", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def attribution_strip(shifted: torch.Tensor, attrs: dict[str, torch.Tensor], dys: list[int]) -> plt.Figure:
+    """The shifted digit along the top row, each method's attribution of it below."""
+    rows = 1 + len(attrs)
+    fig, axes = plt.subplots(rows, len(dys), figsize=(1.5 * len(dys), 1.5 * rows), squeeze=False)
+    for k, dy in enumerate(dys):
+        axes[0, k].imshow(shifted[k].squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+        axes[0, k].set_title(f"dy={dy}", fontsize=8)
+        for r, (method, a) in enumerate(attrs.items(), 1):
+            top = float(a.abs().max()) or 1.0
+            axes[r, k].imshow(a[k], cmap="RdBu_r", vmin=-top, vmax=top)
+            if k == 0:
+                axes[r, k].set_ylabel(method.replace("_", " "), fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Does the attribution move with the digit?", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def filter_sheet(patches: torch.Tensor, wanted: torch.Tensor | None, layer: str) -> plt.Figure:
+    """Per filter: its top-k patches as a square mosaic and, if given, the optimised input beside."""
+    c, k, s, _ = patches.shape
+    side = int(np.ceil(np.sqrt(k)))
+    cols = int(np.ceil(np.sqrt(c)))
+    rows = int(np.ceil(c / cols))
+    per = 2 if wanted is not None else 1
+    fig, axes = plt.subplots(rows, cols * per, figsize=(1.3 * cols * per, 1.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for f in range(c):
+        r, col = divmod(f, cols)
+        mosaic = make_grid(patches[f].unsqueeze(1), nrow=side, padding=1, pad_value=1.0)[0]
+        axes[r, col * per].imshow(mosaic, cmap="gray_r", vmin=0, vmax=1)
+        axes[r, col * per].set_title(f"#{f}", fontsize=6)
+        if wanted is not None:
+            axes[r, col * per + 1].imshow(wanted[f], cmap="gray_r", vmin=0, vmax=1)
+    what = f"top-{k} test patches ({s}×{s} px)" + (" and the input that excites it most" if wanted is not None
+                                                  else "")  # fmt: skip
+    fig.suptitle(f"What each filter of {layer} wants: {what}", fontsize=9)
+    fig.tight_layout()
+    return fig

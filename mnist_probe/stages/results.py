@@ -338,6 +338,45 @@ class ReproduceResult:
 
 
 @dataclass(frozen=True)
+class AttributionCurve:
+    """One attribution method's consistency under the shifts (mnist_probe.attribution)."""
+
+    method: str
+    dys: list[int]
+    consistency: list[float]  # mean corr(attribution of the shifted image, shifted attribution)
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    """One layer's position and class probes (mnist_probe.position)."""
+
+    layer: str
+    dims: int
+    position_acc: float
+    class_acc: float
+    position_chance: float
+
+
+@dataclass(frozen=True)
+class BeyondResult:
+    cnn_key: str
+    code_layer: str
+    attributions: list[AttributionCurve]
+    positions: list[PositionRow]
+    filter_layers: list[str]
+    cka_layers: list[str]
+    shift_cka: list[list[float]]  # per dy (cka_dys), per layer: CKA(unshifted, shifted)
+    cka_dys: list[int]
+    cka_other: str | None = None  # the second CNN's cache key, when beyond.cka_seed was set
+    cka: list[list[float]] | None = None  # this CNN's layers × the other's
+
+    def shift_cka_at(self, layer: str) -> list[float]:
+        """One layer's CKA between unshifted and shifted images, along the dys."""
+        k = self.cka_layers.index(layer)
+        return [row[k] for row in self.shift_cka]
+
+
+@dataclass(frozen=True)
 class LayerRow:
     """One module of a model's layer table (mnist_probe.layers.layer_table)."""
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 from mnist_probe import study
 from mnist_probe.names import LAYER_NAMES, layer_h
 from mnist_probe.schema import Config
-from mnist_probe.stages.results import Conclusion, GapRow, LossRow, StudyResults
+from mnist_probe.stages.results import (
+    AttributionCurve,
+    BeyondResult,
+    Conclusion,
+    GapRow,
+    LossRow,
+    PositionRow,
+    StudyResults,
+)
 
 # 1. The code vectors keep what the classes need: the worst interpreter on them scores within this
 #    much of the CNN's own softmax.
@@ -176,3 +184,50 @@ def gap_sentence(rows: list[GapRow]) -> str:
     if last is not first:
         text += f"; {said(last)}"
     return text[0].upper() + text[1:] + "."
+
+
+# Beyond the study. Attributions "move with the digit" while their consistency at the largest shift
+# stays at or above this; position is "given up" where the position probe ends within this factor of
+# chance at the code layer.
+MOVES_WITH_ABOVE = 0.8
+GIVEN_UP_WITHIN = 2.0
+
+
+def attribution_sentence(curves: list[AttributionCurve]) -> str:
+    """Whether each method's attribution moves with the digit under the study's shifts."""
+    if not curves:
+        return "No attribution was computed."
+    parts = []
+    for c in curves:
+        last, near = c.consistency[-1], min(1, len(c.dys) - 1)  # the largest shift, and the smallest but 0
+        moves = "moves with the digit" if last >= MOVES_WITH_ABOVE else "does not move with the digit"
+        parts.append(f"{c.method.replace('_', ' ')} {moves} (correlation with the shifted attribution "
+                     f"{c.consistency[near]:.2f} at dy = {c.dys[near]}, {last:.2f} at dy = {c.dys[-1]})")
+    return "Under translation, " + "; ".join(parts) + "."
+
+
+def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
+    """Where the network gives the digit's position up, and where it builds the class."""
+    if not rows:
+        return "No position probe was fitted."
+    first, last = rows[0], next((r for r in rows if r.layer == code_layer), rows[-1])
+    given_up = last.position_acc <= GIVEN_UP_WITHIN * last.position_chance
+    return (f"A linear probe reads which of {round(1 / first.position_chance)} shifts moved the image at "
+            f"{pct(first.position_acc, 1)} from {first.layer} and {pct(last.position_acc, 1)} from "
+            f"{last.layer} "
+            f"(chance {pct(last.position_chance, 1)}): position is "
+            f"{'given up' if given_up else 'still known'} by the code layer, while the class probe goes "
+            f"from {pct(first.class_acc, 1)} to {pct(last.class_acc, 1)}.")  # fmt: skip
+
+
+def shift_cka_sentence(result: BeyondResult) -> str:
+    """Conclusion 4 layer by layer: which layer's representation a translation changes least."""
+    if not result.cka_layers:
+        return "No CKA was computed."
+    at = {layer: result.shift_cka_at(layer)[-1] for layer in result.cka_layers}
+    softest = max(at, key=at.get)
+    code = result.code_layer
+    said = ", ".join(f"{k} {v:.2f}" for k, v in at.items())
+    verdict = ("the code layer changes least: translations deform code vectors more softly" if softest == code
+               else f"{softest}, not the code layer, changes least")  # fmt: skip
+    return f"CKA between unshifted and dy = {result.cka_dys[-1]} images, per layer: {said}; {verdict}."

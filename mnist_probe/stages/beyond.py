@@ -1,0 +1,109 @@
+"""The beyond stage (+experiment=beyond, part of +experiment=report): where the network looks and
+whether that moves with the digit, what each filter wants, how much position each layer keeps, and
+what translations (and a second training) change in each layer's representation."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mnist_probe.attribution import attribute, shift_consistency
+from mnist_probe.cka import cka_between, shift_cka
+from mnist_probe.data import first_of_each_digit, split_tensors, to_float
+from mnist_probe.filters import centre_unit, crop, maximise_filters, top_patches
+from mnist_probe.hooks import resolve_layers
+from mnist_probe.layers import conv_layers
+from mnist_probe.plots import cka_heatmap, curves_plot, file_name, position_plot, save
+from mnist_probe.position import position_probes
+from mnist_probe.schema import BeyondConfig, typed
+from mnist_probe.shift import pick_image, shifted_stack
+from mnist_probe.stages.adapters import trained_cnn, writer
+from mnist_probe.stages.results import AttributionCurve, BeyondResult, PositionRow
+from mnist_probe.stages.verdicts import attribution_sentence, position_sentence, shift_cka_sentence
+from mnist_probe.tables import write_table
+from mnist_probe.train import TrainedCNN, fit_or_load
+from mnist_probe.viz import attribution_sheet, attribution_strip, filter_sheet
+
+log = logging.getLogger(__name__)
+
+
+def probed_layers(cnn: TrainedCNN, bcfg: BeyondConfig) -> list[str]:
+    """The layers the probes and CKA read: the configured ones, else the conv layers and the code layer."""
+    if bcfg.layers:
+        return resolve_layers(cnn.model, list(bcfg.layers))
+    return list(dict.fromkeys([*conv_layers(cnn.model), cnn.code_layer]))
+
+
+def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
+    c = typed(cfg)
+    b = c.beyond
+    cnn = trained_cnn(cfg, out_dir)
+    model = cnn.model
+    images, labels = split_tensors(c.data, "test")
+    images, labels = images[: b.images], labels[: b.images]
+    tb = writer(out_dir, "beyond")
+    layers = probed_layers(cnn, b)
+    pairs = [(0, dy) for dy in b.dy]
+
+    # 1. where it looks: a digit × method sheet, the attribution strip along the shifts, consistency
+    first = first_of_each_digit(labels)
+    attrs = {m: attribute(model, images[first], labels[first], m) for m in b.methods}
+    figures = {"attributions": attribution_sheet(to_float(images[first]), attrs, labels[first].tolist())}
+    idx = pick_image(labels, c.shift.index, c.shift.digit)
+    strip = shifted_stack(to_float(images[idx : idx + 1]), pairs)
+    figures["attribution_strip"] = attribution_strip(
+        strip, {m: attribute(model, strip, [int(labels[idx])] * len(pairs), m) for m in b.methods}, b.dy)
+    sample = slice(0, b.attribution_samples)
+    x, y = images[sample], labels[sample]
+    curves = [AttributionCurve(m, list(b.dy), shift_consistency(model, x, y, pairs, m)) for m in b.methods]
+    figures["attribution_consistency"] = curves_plot(
+        {a.method: (a.dys, a.consistency) for a in curves}, "dy (px)",
+        "Does the attribution move with the digit?",
+        "corr(attribution of the shifted digit, shifted attribution)", scale=1.0)  # fmt: skip
+
+    # 2. what each filter wants
+    convs = conv_layers(model)
+    for layer in convs:
+        patches, _, field = top_patches(model, images, layer, b.top_k)
+        wanted = None
+        if b.maximise_steps:  # the centre unit's input, cut to its receptive field like the patches
+            box = field.box(*centre_unit(model, layer))
+            wanted = crop(maximise_filters(model, layer, steps=b.maximise_steps, seed=c.seed), box)
+        figures[f"filters_{file_name(layer)}"] = filter_sheet(patches, wanted, layer)
+
+    # 3. how much position each layer keeps
+    probes = position_probes(model, images, labels, b.radius, layers, c.seed)
+    positions = [PositionRow(**row) for row in probes]
+    write_table(positions, out_dir / "positions")
+    figures["positions"] = position_plot(positions)
+
+    # 4. what a translation, and another training, change: CKA
+    names, curve = shift_cka(model, images, pairs, layers)
+    figures["shift_cka"] = curves_plot({n: (list(b.dy), curve[:, k].tolist()) for k, n in enumerate(names)},
+                                       "dy (px)", "What a translation changes, layer by layer",
+                                       "CKA(unshifted, shifted)", scale=1.0)  # fmt: skip
+    other, between = None, None
+    if b.cka_seed is not None:
+        twin = fit_or_load(c.data, c.train, b.cka_seed, c.paths.cache, None, c.model, c.trainer)
+        twin = dataclasses.replace(twin, code_layer=cnn.code_layer)
+        rows, cols, matrix = cka_between(model, twin.model, images, layers, probed_layers(twin, b))
+        title = f"CKA: seed {c.seed} (rows) vs seed {b.cka_seed}"
+        figures["cka_seeds"] = cka_heatmap(matrix, rows, cols, title)
+        other, between = twin.key, matrix.tolist()
+
+    for name, fig in figures.items():
+        tb.add_figure(f"beyond/{name}", fig, close=False)
+        save(fig, out_dir / f"{name}.png")
+    result = BeyondResult(cnn.key, cnn.code_layer, curves, positions, convs, names, curve.tolist(),
+                          list(b.dy), other, between)  # fmt: skip
+    for sentence in (attribution_sentence(curves), position_sentence(positions, cnn.code_layer),
+                     shift_cka_sentence(result)):  # fmt: skip
+        tb.add_text("beyond/verdicts", sentence)
+        log.info("%s", sentence)
+    tb.close()
+    write_table([{"dy": dy, **{n: round(float(v), 4) for n, v in zip(names, row, strict=True)}}
+                 for dy, row in zip(b.dy, curve, strict=True)], out_dir / "shift_cka")  # fmt: skip
+    return result
