@@ -215,7 +215,7 @@ class Recipe:
     channels_last: bool = True  # memory layout only: same math, faster convs on CPU
     # Training images on which mnist_probe.gap measures, each epoch, why val_acc exceeds train_acc
     # (0: not measured). Measuring changes no weight, so the CNN's cache key leaves it out.
-    gap_images: int = 2000
+    gap_images: int = 1000
 
     def __post_init__(self) -> None:
         count("train.epochs", self.epochs)

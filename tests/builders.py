@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from mnist_probe.stages.results import (
     ActivationsResult,
+    AttributionCurve,
     AugmentResult,
     AugmentRow,
+    BeyondResult,
     Calibration,
     Confidence,
     Curve,
     DatasetRow,
+    GapRow,
     InterpreterRow,
     InterpretersResult,
     LossRow,
+    PositionRow,
     Scores,
     ShiftProb,
     ShiftResult,
@@ -83,3 +87,21 @@ def study_results(codes=0.99, pixels=0.96, cnn=0.99, cnn_dy4=0.6, unaug_dy4=0.5,
 
 def loss_row(loss: str, logit: float, ce: float, acc: float = 0.993) -> LossRow:
     return LossRow(loss, acc, 7, ce, logit, 0.01, 0.005, 1.2, 30, "k")
+
+
+def gap_row(epoch: int, running: float, train: float, eval_: float, clean: float, val: float) -> GapRow:
+    return GapRow(epoch, running, train, eval_, clean, val, val - running, train - running, eval_ - train,
+                  clean - eval_, val - clean)  # fmt: skip
+
+
+def beyond_result(consistency_last=0.9, code_position=0.05, first_position=0.9, code_cka=0.95,
+                  conv_cka=0.6) -> BeyondResult:  # fmt: skip
+    """Attributions that move with the digit (or not), position probes from conv2d_1 to dense_1, and
+    CKA under the study's shifts with the code layer's and a conv layer's last values chosen."""
+    dys = [0, -1, -2, -3, -4, -5]
+    attributions = [AttributionCurve("saliency", dys, [1.0, 0.97, 0.95, 0.93, 0.91, consistency_last])]
+    positions = [PositionRow("conv2d_1", 50176, first_position, 0.9, 1 / 25),
+                 PositionRow("dense_1", 256, code_position, 0.99, 1 / 25)]  # fmt: skip
+    steps = [[1.0, 1.0]] + [[1 - k * (1 - conv_cka) / 5, 1 - k * (1 - code_cka) / 5] for k in range(1, 6)]
+    layers = ["conv2d_2", "dense_1"]
+    return BeyondResult("key", "dense_1", attributions, positions, ["conv2d_1"], layers, steps, dys)

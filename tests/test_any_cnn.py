@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mnist_probe.data import split_tensors
@@ -26,9 +27,10 @@ TINY = (
     "train.batch_size=64", "train.gap_images=200", "interpreters.models=[dt]",
     "interpreters.probes.train_samples=300", "interpreters.probes.test_samples=200", "shift.models=[dt]",
     "shift.dataset.samples=40", "activations.n_codes=200", "trainer.progress_bar=false",
+    "beyond.images=200", "beyond.attribution_samples=20", "beyond.maximise_steps=20",
 )  # fmt: skip
 # The runs that open an existing file: the probes and the shift grid add nothing there.
-LIGHT = ("interpreters.probes.enabled=false", "shift.dataset.enabled=false")
+LIGHT = ("interpreters.probes.enabled=false", "shift.dataset.enabled=false", "beyond.maximise_steps=0")
 
 
 def read(run_dir: Path, stage: str = "") -> dict:
@@ -57,6 +59,12 @@ def test_lenet5_through_every_stage(tmp_path):
     assert len(result["conclusions"]) == 4
     for link in [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]:
         assert (out / link).is_file(), link  # every figure the report shows is there
+    beyond = read(out, "beyond")
+    assert [a["method"] for a in beyond["attributions"]] == ["saliency", "integrated_gradients", "grad_cam"]
+    assert all(a["consistency"][0] > 0.999 for a in beyond["attributions"])  # dy = 0: the same attribution
+    assert [p["layer"] for p in beyond["positions"]] == ["c1", "c3", "relu6"]
+    assert beyond["cka_layers"] == ["c1", "c3", "relu6"] and np.allclose(beyond["shift_cka"][0], 1.0)
+    assert "## Beyond the study" in report and (out / "beyond" / "filters_c3.png").is_file()
     table = run(make_cfg(tmp_path, "+experiment=layers", "model=lenet5"))
     assert table["parameters"] == 61_706 and table["code_layer"] == "relu6"
 

@@ -3,8 +3,14 @@
 import pytest
 
 from mnist_probe.schema import typed
-from mnist_probe.stages.verdicts import conclusions
-from tests.builders import study_results
+from mnist_probe.stages.verdicts import (
+    attribution_sentence,
+    conclusions,
+    gap_sentence,
+    position_sentence,
+    shift_cka_sentence,
+)
+from tests.builders import beyond_result, gap_row, study_results
 from tests.conftest import REPO, make_cfg
 
 
@@ -48,3 +54,25 @@ def test_the_texts_quote_the_numbers_they_judge(config):
     assert "keeps 61.23% accuracy at dy = -4" in texts[1] and "falls to 43.21% at dy = -4" in texts[1]
     assert "largest change of P(true) between neighbouring 1-px shifts is 0.970" in texts[2]
     assert "dense_1 0.90" in texts[3] and "conv2d_2 0.40" in texts[3]
+
+
+def test_the_gap_sentence_names_its_largest_part():
+    rows = [gap_row(0, 0.788, 0.93, 0.95, 0.985, 0.978), gap_row(1, 0.97, 0.975, 0.98, 0.99, 0.991)]
+    text = gap_sentence(rows)
+    first, second = text.split("; after")
+    assert first.startswith("After epoch 0 validation accuracy exceeds the progress bar's train_acc by 19.0")
+    assert "lag +14.2" in first and "the largest part: lag" in first
+    assert second.startswith(" epoch 1") and "by 2.1 points" in second
+    flipped = gap_sentence([gap_row(0, 0.99, 0.99, 0.99, 0.995, 0.98)])
+    assert "falls short of" in flipped and "the largest part: generalisation" in flipped
+    assert "not measured" in gap_sentence([])
+
+
+def test_the_beyond_sentences_follow_the_numbers():
+    assert "saliency moves with the digit" in attribution_sentence(beyond_result().attributions)
+    assert "does not move" in attribution_sentence(beyond_result(consistency_last=0.5).attributions)
+    kept = beyond_result(code_position=0.5)
+    assert "position is given up" in position_sentence(beyond_result().positions, "dense_1")
+    assert "position is still known" in position_sentence(kept.positions, "dense_1")
+    assert "the code layer changes least" in shift_cka_sentence(beyond_result())
+    assert "conv2d_2, not the code layer, changes least" in shift_cka_sentence(beyond_result(code_cka=0.3))

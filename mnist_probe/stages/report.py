@@ -14,17 +14,17 @@ from omegaconf import DictConfig
 from mnist_probe.cache import atomic_write
 from mnist_probe.plots import file_name
 from mnist_probe.schema import typed
-from mnist_probe.stages import activations, interpreters, shift, train
+from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages
 from mnist_probe.stages.results import ReportResult, StudyResults
-from mnist_probe.stages.results_page import cnn_rows, gap_section
+from mnist_probe.stages.results_page import beyond_section, cnn_rows, gap_section
 from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import markdown_table
 
 log = logging.getLogger(__name__)
 
 STAGES = {"train": train.run, "activations": activations.run, "interpreters": interpreters.run,
-          "shift": shift.run}  # fmt: skip
+          "shift": shift.run, "beyond": beyond.run}  # fmt: skip
 
 
 def figure(out_dir: Path, path: str, caption: str) -> str:
@@ -39,7 +39,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
     c = typed(cfg)
     results = StudyResults(done["train"], done["activations"], done["interpreters"], done["shift"],
                            augment=None, losses=[], keras_file=None, bench=None, seeds=None,
-                           seconds=time.perf_counter() - start)  # fmt: skip
+                           seconds=time.perf_counter() - start, beyond=done["beyond"])  # fmt: skip
     checked = conclusions(results, c)
     path = write(cfg, out_dir, results, checked)
     log.info("report: %s", path)
@@ -94,6 +94,7 @@ def write(cfg: DictConfig, out_dir: Path, r: StudyResults, checked: list) -> Pat
         markdown_table(shifted.dataset) if shifted.dataset else "",
         figure(out_dir, "shift/shift_heatmap.png", "accuracy heatmaps"),
         "",
+        *beyond_section(r.beyond, "beyond"),
         "## The study's conclusions, checked on this CNN",
         "",
     ]

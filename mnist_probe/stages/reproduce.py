@@ -17,7 +17,7 @@ from mnist_probe.keras_weights import save_keras
 from mnist_probe.model import build_model, load_model
 from mnist_probe.plots import curves_plot, save
 from mnist_probe.schema import typed
-from mnist_probe.stages import activations, interpreters, shift, train
+from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages, trained_cnn
 from mnist_probe.stages.results import (
     AugmentResult,
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # The stages the study's run chains, in order.
 CHAIN = {"train": train.run, "activations": activations.run, "interpreters": interpreters.run,
-         "shift": shift.run}  # fmt: skip
+         "shift": shift.run, "beyond": beyond.run}  # fmt: skip
 
 
 def compose_node(group: str, option: str) -> DictConfig:

@@ -327,6 +327,7 @@ class StudyResults:
     bench: dict | None  # `make bench`'s bench.json, as written
     seeds: dict | None  # a seeds sweep's seeds.json, with its path
     seconds: float
+    beyond: BeyondResult | None = None
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_probe import study
 from mnist_probe.cache import atomic_write
 from mnist_probe.machine import describe
+from mnist_probe.plots import file_name
 from mnist_probe.stages.results import (
     AugmentResult,
+    BeyondResult,
     Conclusion,
     KerasRoundTrip,
     LossRow,
@@ -23,7 +25,14 @@ from mnist_probe.stages.results import (
     StudyResults,
     TrainResult,
 )
-from mnist_probe.stages.verdicts import gap_sentence, loss_verdict, pct
+from mnist_probe.stages.verdicts import (
+    attribution_sentence,
+    gap_sentence,
+    loss_verdict,
+    pct,
+    position_sentence,
+    shift_cka_sentence,
+)
 from mnist_probe.tables import markdown_table
 
 FIGURES = {  # docs/figures/NAME <- the stage's file
@@ -55,7 +64,10 @@ def copy_figures(out_dir: Path, results: StudyResults, figures: Path) -> list[st
         src = next((out_dir / "activations" / "feature_maps").glob(f"{layer}_digit*_test{first}.png"))
         maps.append(f"feature_maps_{layer}.png")
         atomic_write(figures / maps[-1], lambda tmp, src=src: shutil.copyfile(src, tmp))
-    for name, src in FIGURES.items():
+    beyond = [f"beyond/{n}.png" for n in BEYOND_FIGURES]
+    if results.beyond is not None:
+        beyond += [f"beyond/filters_{file_name(layer)}.png" for layer in results.beyond.filter_layers]
+    for name, src in {**FIGURES, **{Path(b).name: b for b in beyond}}.items():
         if not (out_dir / src).is_file():  # e.g. probes.png with interpreters.probes.enabled=false
             continue
         atomic_write(figures / name, lambda tmp, src=src: shutil.copyfile(out_dir / src, tmp))
@@ -117,6 +129,61 @@ def gap_section(train: TrainResult, figure: str) -> list[str]:
         f"![gap]({figure})",
         "",
         gap_sentence(train.gap),
+        "",
+    ]
+
+
+BEYOND_FIGURES = ("attributions", "attribution_strip", "attribution_consistency", "positions", "shift_cka",
+                  "cka_seeds")  # fmt: skip
+
+
+def beyond_section(beyond: BeyondResult | None, figures: str) -> list[str]:
+    """Where the network looks, what each filter wants, how much position each layer keeps, what
+    translations change (the beyond stage); its figures under `figures`/."""
+    if beyond is None:
+        return []
+
+    def fig(name: str, caption: str) -> str:
+        return f"![{caption}]({figures}/{name}.png)"
+
+    def along(dys: list[int], values: list[float]) -> dict[str, str]:
+        return {f"dy={dy}": f"{v:.3f}" for dy, v in zip(dys, values, strict=True)}
+
+    curves = [{"method": a.method, **along(a.dys, a.consistency)} for a in beyond.attributions]
+    cka = [{"layer": name, **along(beyond.cka_dys, beyond.shift_cka_at(name))} for name in beyond.cka_layers]
+    return [
+        "## Beyond the study: where it looks, what each filter wants, where position goes",
+        "",
+        "### Where the network looks, and whether that moves with the digit",
+        "",
+        fig("attributions", "attributions"),
+        fig("attribution_strip", "attribution strip"),
+        "Correlation between the attribution of the shifted digit and the shifted attribution of the "
+        "original (1: it moves with the digit):",
+        "",
+        markdown_table(curves),
+        attribution_sentence(beyond.attributions),
+        "",
+        "### What each filter wants",
+        "",
+        "Per conv layer, each filter's top test patches (receptive-field crops) and, beside them, the "
+        "input optimised to excite its centre unit:",
+        "",
+        *[fig(f"filters_{file_name(layer)}", f"filters of {layer}") for layer in beyond.filter_layers],
+        "",
+        "### How much position each layer keeps",
+        "",
+        markdown_table(beyond.positions, ["layer", "dims", "position_acc", "class_acc", "position_chance"]),
+        fig("positions", "position and class probes"),
+        position_sentence(beyond.positions, beyond.code_layer),
+        "",
+        "### What a translation changes, layer by layer (CKA)",
+        "",
+        markdown_table(cka),
+        fig("shift_cka", "shift CKA"),
+        shift_cka_sentence(beyond),
+        "",
+        fig("cka_seeds", "CKA between two seeds") if beyond.cka is not None else "",
         "",
     ]
 
@@ -198,6 +265,7 @@ def write_report(
         "",
         *every_digit_section(shift),
         *augment_section(results.augment),
+        *beyond_section(results.beyond, "figures"),
         *seeds_section(results.seeds, figures),
         *tensorboard_section(out_dir, ["train", "activations", "interpreters", "shift"]),
         "## Performance (`make bench`)",
