@@ -31,6 +31,10 @@ _API = {
     "load_onnx": "onnx_model",
     # any model's layers
     "code_layer": "layers", "conv_layers": "layers", "feature_layers": "layers", "layer_table": "layers",
+    # beyond the study
+    "attribute": "attribution", "shift_consistency": "attribution", "top_patches": "filters",
+    "maximise_filters": "filters", "receptive_field": "filters", "position_probes": "position",
+    "linear_cka": "cka", "cka_between": "cka", "shift_cka": "cka",
     # why val_acc exceeds train_acc
     "GapProbe": "gap", "gap_accuracies": "gap", "split_gap": "gap",
     # Keras files
