@@ -70,6 +70,24 @@ def readme_example(heading: str = "## Use it as a library") -> str:
     return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
 
 
+def test_readme_beyond_calls_run_as_written():
+    """The one-call-each block of README's "Beyond the study", on the study's CNN and 40 test digits."""
+    import mnist_probe
+    from mnist_probe.data import load_mnist
+
+    torch.manual_seed(0)
+    images, labels = load_mnist(mnist_root(), "test")
+    scope = {name: getattr(mnist_probe, name) for name in mnist_probe.__all__}
+    scope |= {"model": mnist_probe.KerasCNN().eval(), "images": images[:40], "labels": labels[:40]}
+    lines = readme_example("### Beyond the study").strip().splitlines()
+    results = [eval(line.split("#")[0].split(" = ")[-1], scope) for line in lines]  # noqa: S307 - ours
+    consistency, (patches, _, field), probes, (names, cka) = results
+    assert len(consistency) == 6 and consistency[0] > 0.999
+    assert patches.shape == (64, 9, field.size, field.size)
+    assert [p["layer"] for p in probes] == ["conv2d_2", "dense_1"]
+    assert names == mnist_probe.LAYER_NAMES and cka.shape == (1, 12)
+
+
 def test_readme_own_cnn_example_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MNIST_ROOT", mnist_root())
