@@ -13,6 +13,7 @@ from torch import nn
 from mnist_probe.data import to_float
 from mnist_probe.hooks import record, resolve_layers
 from mnist_probe.model import SAMPLE_SHAPE, device_of
+from mnist_probe.shift import translate
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,19 @@ def top_activations(
     return {"value": best_v, "image": image, "y": rest // w, "x": rest % w}
 
 
+def centred_starts(images_u8: torch.Tensor, top: dict[str, torch.Tensor], field: ReceptiveField,
+                   centre: tuple[int, int]) -> torch.Tensor:  # fmt: skip
+    """For each filter, its strongest test image moved so that its strongest unit sits at the centre
+    unit (C×28×28): where maximise_filters starts, so that the unit is on from the first step."""
+    x = to_float(images_u8)[:, 0]
+    out = []
+    for c in range(top["image"].shape[0]):
+        dy = (centre[0] - int(top["y"][c, 0])) * field.stride
+        dx = (centre[1] - int(top["x"][c, 0])) * field.stride
+        out.append(translate(x[int(top["image"][c, 0])], dx, dy))
+    return torch.stack(out)
+
+
 def top_patches(
     model: nn.Module, images_u8: torch.Tensor, layer: str, k: int = 9
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], ReceptiveField]:
@@ -121,12 +135,13 @@ def crop(images: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
 
 def maximise_filters(
     model: nn.Module, layer: str, channels: list[int] | None = None, steps: int = 200, lr: float = 0.05,
-    tv: float = 0.05, l2: float = 0.01, seed: int = 0,
+    tv: float = 0.05, l2: float = 0.01, seed: int = 0, start: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """An input (C×28×28 in [0, 1]) optimised to excite each filter of a layer at the centre unit of
     its map (centre_unit gives the unit; receptive_field its box): gradient ascent with Adam from
     seeded noise, with the usual regularisers (total variation, an L2 penalty, random jitter of up
-    to 1 px each step). One batch: a row per filter."""
+    to 1 px each step). One batch: a row per filter. `start` (C×28×28 in [0, 1]) starts each filter
+    from an image instead of noise: a ReLU unit that is off on noise gets no gradient to turn on."""
     (name,) = resolve_layers(model, layer)
     model.eval()
     device, generator = device_of(model), torch.Generator().manual_seed(seed)
@@ -134,7 +149,12 @@ def maximise_filters(
         blank = torch.zeros(1, *SAMPLE_SHAPE, device=device)
         channels = list(range(_forward_to(model, name, blank).shape[1]))
     n = len(channels)
-    logits = (0.1 * torch.randn(n, *SAMPLE_SHAPE, generator=generator) - 2.0).to(device).requires_grad_(True)
+    noise = 0.1 * torch.randn(n, *SAMPLE_SHAPE, generator=generator)
+    if start is None:
+        logits = noise - 2.0
+    else:  # the image's logit (clipped off 0 and 1) plus a little noise
+        logits = torch.logit(start.reshape(n, *SAMPLE_SHAPE).clamp(0.05, 0.95)) + noise
+    logits = logits.to(device).requires_grad_(True)
     opt = torch.optim.Adam([logits], lr=lr)
     for _ in range(steps):
         dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))

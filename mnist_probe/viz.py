@@ -126,24 +126,25 @@ def attribution_strip(shifted: torch.Tensor, attrs: dict[str, torch.Tensor], dys
 
 
 def filter_sheet(patches: torch.Tensor, wanted: torch.Tensor | None, layer: str) -> plt.Figure:
-    """Per filter: its top-k patches as a square mosaic and, if given, the optimised input beside."""
+    """Per filter, one tile: its top-k patches as a square mosaic and, if given, the optimised input
+    beside it (scaled to the mosaic's height). One imshow for the whole sheet, filters in order."""
     c, k, s, _ = patches.shape
     side = int(np.ceil(np.sqrt(k)))
-    cols = int(np.ceil(np.sqrt(c)))
-    rows = int(np.ceil(c / cols))
-    per = 2 if wanted is not None else 1
-    fig, axes = plt.subplots(rows, cols * per, figsize=(1.3 * cols * per, 1.3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+    tiles = []
     for f in range(c):
-        r, col = divmod(f, cols)
-        mosaic = make_grid(patches[f].unsqueeze(1), nrow=side, padding=1, pad_value=1.0)[0]
-        axes[r, col * per].imshow(mosaic, cmap="gray_r", vmin=0, vmax=1)
-        axes[r, col * per].set_title(f"#{f}", fontsize=6)
+        mosaic = make_grid(patches[f].unsqueeze(1), nrow=side, padding=1, pad_value=1.0)[:1]
         if wanted is not None:
-            axes[r, col * per + 1].imshow(wanted[f], cmap="gray_r", vmin=0, vmax=1)
-    what = f"top-{k} test patches ({s}×{s} px)" + (" and the input that excites it most" if wanted is not None
-                                                  else "")  # fmt: skip
-    fig.suptitle(f"What each filter of {layer} wants: {what}", fontsize=9)
+            size = mosaic.shape[-2:]
+            big = torch.nn.functional.interpolate(wanted[f][None, None], size=size, mode="nearest")[0]
+            mosaic = torch.cat([mosaic, torch.ones(1, mosaic.shape[1], 2), big], dim=2)
+        tiles.append(mosaic)
+    cols = int(np.ceil(np.sqrt(c)))
+    sheet = make_grid(torch.stack(tiles), nrow=cols, padding=4, pad_value=0.5)[0]
+    fig, ax = plt.subplots(figsize=(12, 12 * sheet.shape[0] / sheet.shape[1] + 0.6))
+    ax.imshow(sheet, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    what = f"top-{k} test patches ({s}×{s} px)" + (", and beside them the input that excites it most"
+                                                  if wanted is not None else "")  # fmt: skip
+    ax.set_title(f"What each filter of {layer} wants (in order, row by row): {what}", fontsize=9)
     fig.tight_layout()
     return fig

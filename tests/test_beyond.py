@@ -10,7 +10,14 @@ from torch import nn
 
 from mnist_probe.attribution import METHODS, attribute, correlation, shift_consistency
 from mnist_probe.data import load_mnist
-from mnist_probe.filters import maximise_filters, receptive_field, top_activations, top_patches
+from mnist_probe.filters import (
+    centre_unit,
+    centred_starts,
+    maximise_filters,
+    receptive_field,
+    top_activations,
+    top_patches,
+)
 from mnist_probe.hooks import record
 from mnist_probe.lenet import LeNet5
 from mnist_probe.model import KerasCNN
@@ -93,6 +100,18 @@ def test_each_filters_top_patch_is_its_argmax_over_the_data(digits):
     assert torch.equal(patches[c, 0], image[t + 28 : t + 28 + field.size, left + 28 : left + 28 + field.size])
 
 
+def test_each_filters_start_puts_its_strongest_patch_at_the_centre_unit(digits):
+    images, _ = digits
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    _, top, field = top_patches(net, images, "c3", k=1)
+    centre = centre_unit(net, "c3")
+    starts = centred_starts(images, top, field, centre)
+    at_centre = record(net, starts.unsqueeze(1), "c3")["c3"][:, :, centre[0], centre[1]]
+    for c in range(16):  # the same receptive-field content: the same activation, unless the move cut it
+        assert at_centre[c, c] == pytest.approx(float(top["value"][c, 0]), rel=0.05, abs=1e-3)
+
+
 def test_activation_maximisation_excites_its_filter_more_than_noise():
     torch.manual_seed(0)
     net = LeNet5().eval()
@@ -101,8 +120,10 @@ def test_activation_maximisation_excites_its_filter_more_than_noise():
     assert torch.equal(wanted, maximise_filters(net, "c3", channels=[0, 5], steps=60, seed=1))  # seeded
     noise = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
     made, base = record(net, wanted.unsqueeze(1), "c3")["c3"], record(net, noise, "c3")["c3"]
+    y, x = centre_unit(net, "c3")  # the unit it excites: the centre of the 10×10 map
+    assert (y, x) == (5, 5)
     for row, c in enumerate([0, 5]):
-        assert made[row, c].mean() > base[row, c].mean()
+        assert made[row, c, y, x] > base[row, c, y, x] + 0.1
 
 
 def test_a_layer_before_any_pooling_knows_the_shift_and_one_after_global_pooling_does_not(digits):

@@ -97,7 +97,8 @@ def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Complete
 
 @pytest.mark.parametrize(
     "arg, valid",
-    [("+experiment=nope", "activations, interpreters, layers, report, reproduce, seeds, shift, train"),
+    [("+experiment=nope", "activations, beyond, interpreters, layers, report, reproduce, seeds, shift, "
+                          "train"),
      ("model=resnet", "keras_cnn"), ("interpreter=svm,xgb", "dt, gb, knn"),
      ("train=quick", "default, fast, study"), ("trainer=tpu", "auto, cpu, ddp, gpu"),
      ("hydra/launcher=nope", "basic, joblib, slurm, submitit_local")],

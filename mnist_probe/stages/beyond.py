@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from mnist_probe.attribution import attribute, shift_consistency
 from mnist_probe.cka import cka_between, shift_cka
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
-from mnist_probe.filters import centre_unit, crop, maximise_filters, top_patches
+from mnist_probe.filters import centre_unit, centred_starts, crop, maximise_filters, top_patches
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.layers import conv_layers
 from mnist_probe.plots import cka_heatmap, curves_plot, file_name, position_plot, save
@@ -67,11 +67,13 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     # 2. what each filter wants
     convs = conv_layers(model)
     for layer in convs:
-        patches, _, field = top_patches(model, images, layer, b.top_k)
+        patches, top, field = top_patches(model, images, layer, b.top_k)
         wanted = None
         if b.maximise_steps:  # the centre unit's input, cut to its receptive field like the patches
-            box = field.box(*centre_unit(model, layer))
-            wanted = crop(maximise_filters(model, layer, steps=b.maximise_steps, seed=c.seed), box)
+            centre = centre_unit(model, layer)
+            start = centred_starts(images, top, field, centre)
+            made = maximise_filters(model, layer, steps=b.maximise_steps, seed=c.seed, start=start)
+            wanted = crop(made, field.box(*centre))
         figures[f"filters_{file_name(layer)}"] = filter_sheet(patches, wanted, layer)
 
     # 3. how much position each layer keeps
