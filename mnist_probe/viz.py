@@ -84,45 +84,53 @@ def shift_strip(stacked: torch.Tensor, pairs, preds: list[str] | None = None) ->
     return fig
 
 
-def attribution_sheet(images: torch.Tensor, attrs: dict[str, torch.Tensor], labels: list[int]) -> plt.Figure:
+def _attribution_grid(cells: list[list[tuple[torch.Tensor, float | None]]], row_labels: list[str],
+                      col_labels: list[str], title: str) -> plt.Figure:  # fmt: skip
+    """A grid of images: each cell (image, scale), an input digit when scale is None, else an
+    attribution on a diverging scale of ±scale."""
+    rows, cols = len(cells), len(cells[0])
+    fig, axes = plt.subplots(rows, cols, figsize=(1.55 * cols, 1.55 * rows), squeeze=False)
+    for r, row in enumerate(cells):
+        for k, (image, scale) in enumerate(row):
+            if scale is None:
+                axes[r, k].imshow(image.squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+            else:
+                axes[r, k].imshow(image, cmap="RdBu_r", vmin=-scale, vmax=scale)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
+    for k, label in enumerate(col_labels):
+        axes[0, k].set_title(label, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _scale(a: torch.Tensor) -> float:
+    return float(a.abs().max()) or 1.0
+
+
+def attribution_sheet(
+    images: torch.Tensor, attrs: dict[str, torch.Tensor], labels: list[int]
+) -> plt.Figure:
     """One row per digit: the image, then each method's attribution of its true class."""
-    n, methods = len(images), list(attrs)
-    fig, axes = plt.subplots(n, 1 + len(methods), figsize=(1.6 * (1 + len(methods)), 1.6 * n), squeeze=False)
-    for i in range(n):
-        axes[i, 0].imshow(images[i].squeeze(0), cmap="gray_r", vmin=0, vmax=1)
-        axes[i, 0].set_ylabel(str(labels[i]))
-        for j, method in enumerate(methods, 1):
-            a = attrs[method][i]
-            top = float(a.abs().max()) or 1.0
-            axes[i, j].imshow(a, cmap="RdBu_r", vmin=-top, vmax=top)
-            if i == 0:
-                axes[i, j].set_title(method.replace("_", " "), fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("Where the network looks: attributions of the true class", fontsize=9)
-    fig.tight_layout()
-    return fig
+    maps = list(attrs.values())
+    cells = [[(image, None), *[(a[i], _scale(a[i])) for a in maps]] for i, image in enumerate(images)]
+    methods = [m.replace("_", " ") for m in attrs]
+    return _attribution_grid(cells, [str(d) for d in labels], ["input", *methods],
+                             "Where the network looks: attributions of the true class")  # fmt: skip
 
 
-def attribution_strip(shifted: torch.Tensor, attrs: dict[str, torch.Tensor], dys: list[int]) -> plt.Figure:
-    """The shifted digit along the top row, each method's attribution of it below."""
-    rows = 1 + len(attrs)
-    fig, axes = plt.subplots(rows, len(dys), figsize=(1.5 * len(dys), 1.5 * rows), squeeze=False)
-    for k, dy in enumerate(dys):
-        axes[0, k].imshow(shifted[k].squeeze(0), cmap="gray_r", vmin=0, vmax=1)
-        axes[0, k].set_title(f"dy={dy}", fontsize=8)
-        for r, (method, a) in enumerate(attrs.items(), 1):
-            top = float(a.abs().max()) or 1.0
-            axes[r, k].imshow(a[k], cmap="RdBu_r", vmin=-top, vmax=top)
-            if k == 0:
-                axes[r, k].set_ylabel(method.replace("_", " "), fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("Does the attribution move with the digit?", fontsize=9)
-    fig.tight_layout()
-    return fig
+def attribution_strip(
+    shifted: torch.Tensor, attrs: dict[str, torch.Tensor], dys: list[int]
+) -> plt.Figure:
+    """The shifted digit along the top row, each method's attribution of it below (one scale a row)."""
+    cells = [[(shifted[k], None) for k in range(len(dys))]]
+    cells += [[(a[k], _scale(a)) for k in range(len(dys))] for a in attrs.values()]
+    methods = [m.replace("_", " ") for m in attrs]
+    return _attribution_grid(cells, ["input", *methods], [f"dy={dy}" for dy in dys],
+                             "Does the attribution move with the digit?")  # fmt: skip
 
 
 def filter_sheet(patches: torch.Tensor, wanted: torch.Tensor | None, layer: str) -> plt.Figure:
