@@ -276,6 +276,7 @@ def fit_or_load(
     else trained now (once, under a lock; resumed if an earlier run was killed). Its training
     curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
     model, hardware = model or ModelSpec(), hardware or Hardware()
+    build_model(model)  # a class that cannot be built or is no MNIST classifier: refused before any entry
     key = cnn_key(data, recipe, seed, model, hardware)
     entry = Path(cache_dir) / f"cnn-{key}"
     if rank_zero_only.rank > 0:

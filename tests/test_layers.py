@@ -229,3 +229,13 @@ def test_measuring_the_gap_changes_no_weight_statistic_or_random_stream(own_modu
     assert model.training and set(acc) == {"train", "eval", "clean"}
     assert all(0.0 <= v <= 1.0 for v in acc.values())
     assert acc == gap_accuracies(model, KerasAugment(), images, labels)  # the same augmented images each time
+
+
+def test_a_model_refused_by_a_run_leaves_no_cache_entry(tmp_path):
+    from mnist_probe.run import run
+    from tests.conftest import make_cfg
+
+    cfg = make_cfg(tmp_path, "+experiment=train", "model._target_=torch.nn.Flatten", "data.train_subset=500")
+    with pytest.raises(UserError, match=r"^torch.nn.Flatten outputs 784 per image, not 10 logits"):
+        run(cfg)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
