@@ -43,7 +43,8 @@ _API = {
     "TrainedCNN": "train", "fit_or_load": "train", "from_checkpoint": "train", "accuracy": "train",
     "confidence": "train", "test_logits": "train",
     # hooks
-    "ActivationRecorder": "hooks", "record": "hooks", "stream": "hooks", "resolve_layers": "hooks",
+    "ActivationRecorder": "hooks", "record": "hooks", "record_with_output": "hooks", "stream": "hooks",
+    "resolve_layers": "hooks",
     "class_similarity": "hooks",
     # interpreters
     "CodeVectors": "interpreters", "Pixels": "interpreters", "make_interpreter": "interpreters",

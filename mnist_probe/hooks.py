@@ -158,11 +158,18 @@ def record(
 ) -> dict[str, torch.Tensor]:
     """Activations of `layers` (paths, or h / Keras names for a KerasCNN) for a batch of images
     (float N×C×H×W, or uint8 MNIST N×28×28), in memory: {path: tensor N×...}."""
+    return record_with_output(model, images, layers, batch_size)[0]
+
+
+@torch.no_grad()
+def record_with_output(
+    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = 500
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """record(), and the model's own output (its logits) from the same pass."""
     with ActivationRecorder(model, layers) as rec:
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            model(to_float(batch))
-    return {name: rec[name] for name in rec.names}
+        out = [model(to_float(images[start : start + batch_size])).detach().cpu()
+               for start in range(0, len(images), batch_size)]  # fmt: skip
+    return {name: rec[name] for name in rec.names}, torch.cat(out)
 
 
 @torch.no_grad()

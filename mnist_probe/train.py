@@ -45,8 +45,8 @@ class TrainedCNN:
     code_layer: str | None = None
 
     def __post_init__(self) -> None:
-        self.code_layer = resolve_layers(self.model, self.code_layer)[0] if self.code_layer else code_layer(
-            self.model)
+        chosen = self.code_layer
+        self.code_layer = resolve_layers(self.model, chosen)[0] if chosen else code_layer(self.model)
 
     @property
     def test_acc(self) -> float:
@@ -228,8 +228,8 @@ def cnn_key(
     return config_key(data.content(), model_content(model or ModelSpec()), content, seed)
 
 
-def _load(model: ModelSpec):
-    return lambda entry, meta: load_model(entry / "model.pt", build_model(model))
+def _load(net: torch.nn.Module):
+    return lambda entry, meta: load_model(entry / "model.pt", net)
 
 
 def from_checkpoint(
@@ -276,7 +276,7 @@ def fit_or_load(
     else trained now (once, under a lock; resumed if an earlier run was killed). Its training
     curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
     model, hardware = model or ModelSpec(), hardware or Hardware()
-    build_model(model)  # a class that cannot be built or is no MNIST classifier: refused before any entry
+    net = build_model(model)  # one that cannot be built or is no MNIST classifier: refused before any entry
     key = cnn_key(data, recipe, seed, model, hardware)
     entry = Path(cache_dir) / f"cnn-{key}"
     if rank_zero_only.rank > 0:
@@ -285,12 +285,12 @@ def fit_or_load(
     def compute(staging: Path) -> dict:
         log.info("training CNN %s (%d epochs); cache entry %s", key, recipe.epochs, entry)
         logs = Path(log_dir) if log_dir else entry.with_name(entry.name + ".train_logs")
-        net, meta = train_cnn(data, recipe, model, hardware, seed, logs, staging / "work")
-        torch.save(net.state_dict(), staging / "model.pt")
+        trained, meta = train_cnn(data, recipe, model, hardware, seed, logs, staging / "work")
+        torch.save(trained.state_dict(), staging / "model.pt")
         shutil.rmtree(staging / "work", ignore_errors=True)
         return {**meta, "key": key, "checkpoint": str(entry / "model.pt")}
 
-    net, meta, cached = get_or_compute(entry, compute, _load(model))
+    net, meta, cached = get_or_compute(entry, compute, _load(net))
     if cached:
         log.info("loaded cached CNN %s (test acc %.4f)", key, meta["test_acc"])
     return TrainedCNN(net, key, {**meta, "cached": cached})

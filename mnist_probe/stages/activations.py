@@ -13,13 +13,12 @@ from omegaconf import DictConfig
 from mnist_probe.cache import atomic_write
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import class_similarity, record, resolve_layers
+from mnist_probe.hooks import class_similarity, record_with_output, resolve_layers
 from mnist_probe.layers import feature_layers
 from mnist_probe.plots import code_heatmap, file_name, save, similarity_matrix
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import trained_cnn, writer
 from mnist_probe.stages.results import ActivationsResult
-from mnist_probe.train import test_logits
 from mnist_probe.viz import code_vector_panel, feature_map_sheet
 
 log = logging.getLogger(__name__)
@@ -38,8 +37,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     layers = resolve_layers(model, list(acfg.layers)) if acfg.layers else feature_layers(model)
     code = cnn.code_layer
     images = to_float(images_u8[indices])
-    acts = record(model, images, [*layers, code])
-    logits = test_logits(model, images_u8[indices])
+    acts, logits = record_with_output(model, images, [*layers, code])
     tb = writer(out_dir, "activations")
     maps_dir = out_dir / "feature_maps"
     written = []
@@ -56,14 +54,15 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
 
     # Many images: is the code vector consistent within a class and different between classes?
     n = min(acfg.n_codes, len(labels))
-    codes, y = record(model, to_float(images_u8[:n]), code)[code].flatten(1).numpy(), labels[:n].numpy()
+    many, many_logits = record_with_output(model, images_u8[:n], code)
+    codes, y = many[code].flatten(1).numpy(), labels[:n].numpy()
     sim, ratio = class_similarity(codes, y)
     for name, fig in (("code_heatmap", code_heatmap(codes, y, code)),
                       ("class_similarity", similarity_matrix(sim, ratio))):  # fmt: skip
         tb.add_figure(f"code_vectors/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     atomic_write(out_dir / "class_similarity.csv", lambda tmp: np.savetxt(tmp, sim, "%.4f", ","))
-    preds = test_logits(model, images_u8[:n]).argmax(1).tolist()
+    preds = many_logits.argmax(1).tolist()
     tb.add_embedding(
         codes, metadata=[[str(a), str(b)] for a, b in zip(y.tolist(), preds, strict=True)],
         metadata_header=["label", "predicted"], label_img=to_float(images_u8[:n]),
