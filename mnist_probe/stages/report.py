@@ -33,7 +33,7 @@ def figure(out_dir: Path, path: str, caption: str) -> str:
 
 
 def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
-    """The four stages on the configured CNN, then report.md."""
+    """Train (or load), activations, interpreters, shift and beyond on the configured CNN, then report.md."""
     start = time.perf_counter()
     done = run_stages(cfg, out_dir, STAGES)
     c = typed(cfg)
