@@ -140,6 +140,35 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
 
+class ResumableBatches(BatchSampler):
+    """Batches of indices that can start part-way through an epoch: the first `skip` batches of the
+    next pass are drawn and dropped, so the shuffling generator advances exactly as in a whole pass;
+    `epoch_start` keeps the generator's state from before the current pass drew its order."""
+
+    def __init__(self, sampler, batch_size: int) -> None:
+        super().__init__(sampler, batch_size, drop_last=False)
+        self.skip = 0
+        self.epoch_start: torch.Tensor | None = None
+        self._torch_rng: torch.Tensor | None = None
+
+    def resume(self, skip: int, torch_rng: torch.Tensor) -> None:
+        """Leave out the next pass's first `skip` batches, and set torch's global generator to
+        torch_rng as that pass begins: after the DataLoader's iterator has drawn its seed from it,
+        as the uninterrupted pass did before its first batch."""
+        self.skip, self._torch_rng = skip, torch_rng
+
+    def __iter__(self):
+        generator = getattr(self.sampler, "generator", None)
+        self.epoch_start = generator.get_state() if generator is not None else None
+        skip, self.skip = self.skip, 0
+        if self._torch_rng is not None:
+            torch.set_rng_state(self._torch_rng)
+            self._torch_rng = None
+        for i, batch in enumerate(super().__iter__()):
+            if i >= skip:
+                yield batch
+
+
 def batch_loader(
     images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: torch.Generator | None = None
 ) -> DataLoader:
@@ -147,9 +176,7 @@ def batch_loader(
     With a generator, each pass draws a new order from it; without, the order is the tensors'."""
     ds = TensorDataset(images, labels)
     sampler = RandomSampler(ds, generator=shuffle) if shuffle is not None else SequentialSampler(ds)
-    return DataLoader(
-        ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
-    )
+    return DataLoader(ds, sampler=ResumableBatches(sampler, batch_size), batch_size=None)
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -166,6 +193,8 @@ class MNISTDataModule(pl.LightningDataModule):
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         # The shuffling order's own generator: its state rides in the checkpoint (state_dict).
         self.shuffle = torch.Generator().manual_seed(data.split_seed)
+        self._train_batches: ResumableBatches | None = None
+        self._resume: tuple[int, torch.Tensor] | None = None  # part-way: (batches done, torch's state)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.tensors:  # the 60k training images read once for both splits
@@ -183,7 +212,12 @@ class MNISTDataModule(pl.LightningDataModule):
                 self.tensors[split] = tuple(t.to(device) for t in self.tensors[split])
 
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(*self.tensors["train"], self.batch_size, self.shuffle)
+        loader = batch_loader(*self.tensors["train"], self.batch_size, self.shuffle)
+        self._train_batches = loader.sampler
+        if self._resume is not None:
+            loader.sampler.resume(*self._resume)
+            self._resume = None
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return batch_loader(*self.tensors["val"], self.data.eval_batch_size)
@@ -192,14 +226,29 @@ class MNISTDataModule(pl.LightningDataModule):
         return batch_loader(*self.tensors["test"], self.data.eval_batch_size)
 
     def state_dict(self) -> dict:
-        """Saved in every checkpoint, at the end of an epoch: the shuffling generator and torch's
-        global generator (augmentation, dropout), so that a resumed training draws exactly what an
-        uninterrupted one would have drawn next."""
-        return {"shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state()}
+        """Saved in every checkpoint: the shuffling generator, the batches of this epoch done, and
+        torch's global generator (augmentation, dropout), so that a resumed training draws exactly
+        what an uninterrupted one would have drawn next. Stopped part-way through an epoch (a
+        signal), the generator is saved as it was before the epoch drew its order, so that the
+        resumed epoch draws the same order and leaves out the batches done."""
+        done, batches = 0, self._train_batches
+        if self.trainer is not None and batches is not None and batches.epoch_start is not None:
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if 0 < done < len(batches or ()):
+            shuffle = batches.epoch_start
+        else:
+            shuffle, done = self.shuffle.get_state(), 0
+        return {"shuffle": shuffle, "batches_done": done, "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.shuffle.set_state(state["shuffle"])
-        torch.set_rng_state(state["torch_rng"])
+        done = state.get("batches_done", 0)
+        if not done:
+            torch.set_rng_state(state["torch_rng"])
+        elif self._train_batches is not None:  # the loader exists already: its next pass resumes
+            self._train_batches.resume(done, state["torch_rng"])
+        else:
+            self._resume = (done, state["torch_rng"])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Scale on the device (uint8 crosses the bus, 4x less than float), augment only in training.

@@ -8,3 +8,13 @@ class UserError(Exception):
 def missing_checkpoint(path: object) -> UserError:
     """The refusal of a checkpoint= file that is not there (the config check and load_model)."""
     return UserError(f"checkpoint {path} does not exist; fix the path, or drop checkpoint= to train a CNN")
+
+
+class Stopped(Exception):
+    """A training stopped by a signal (Ctrl-C or SIGTERM) with its work kept in a checkpoint: the same
+    command resumes it. The process ends with status 128 + the signal's number, as the shell's own."""
+
+    def __init__(self, signal_name: str, signum: int, checkpoint: object, where: str) -> None:
+        super().__init__(f"stopped by {signal_name} {where}; the training so far is in {checkpoint}: "
+                         "run the same command again to resume it")  # fmt: skip
+        self.status = 128 + signum

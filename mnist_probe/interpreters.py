@@ -29,6 +29,7 @@ from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm import tqdm
 
@@ -169,6 +170,16 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int | None, seed: int = 0) -> tup
     return x[keep], y[keep]
 
 
+def fit_linear_probe(x: np.ndarray, y: np.ndarray, max_iter: int = 100) -> Pipeline:
+    """A standardised logistic regression (C = 0.1) fitted on (x, y): the probe of every layer.
+    BLAS runs on one thread: its N×10 products are too thin to share, and on a 2-core Zen 5 one
+    thread fitted 10,000 × 12,544 activations 1.3x faster than two, and 1,000 × 4,704 ones 2.8x."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=0.1))
+    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return probe.fit(x, y)
+
+
 def linear_probes(
     model: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Tensor,
     y_test: np.ndarray, layers: str | list = "all",
@@ -181,10 +192,9 @@ def linear_probes(
         # One layer at a time: conv2d_1 alone is 50,176 values an image.
         a_train = record(model, x_train, name)[name].flatten(1).numpy()
         a_test = record(model, x_test, name)[name].flatten(1).numpy()
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=100, C=0.1))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            seconds = fit_timed(probe, a_train, y_train)
+        start = time.perf_counter()
+        probe = fit_linear_probe(a_train, y_train)
+        seconds = time.perf_counter() - start
         acc = float(np.mean(probe.predict(a_test) == y_test))
         rows.append({"h": h, "layer": name, "dims": a_train.shape[1], "test_acc": acc,
                      "fit_seconds": round(seconds, 1)})  # fmt: skip

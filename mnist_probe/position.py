@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mnist_probe.data import to_float
 from mnist_probe.hooks import record, resolve_layers
+from mnist_probe.interpreters import fit_linear_probe
 from mnist_probe.shift import translate
 
 
@@ -33,9 +31,8 @@ def shifted_set(
 def _probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
     if len(np.unique(y_train)) < 2:  # one class to learn: the probe can only say it
         return float(np.mean(y_test == y_train[0]))
-    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=200))
-    pipe.fit(x_train, y_train)
-    return float(np.mean(pipe.predict(x_test) == y_test))
+    probe = fit_linear_probe(x_train, y_train, max_iter=200)
+    return float(np.mean(probe.predict(x_test) == y_test))
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ import itertools
 import logging
 import platform
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -27,7 +28,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from mnist_probe.cache import config_key, write_json
 from mnist_probe.config import CONF, compose_config
-from mnist_probe.errors import UserError
+from mnist_probe.errors import Stopped, UserError
 from mnist_probe.machine import describe
 from mnist_probe.schema import Config, validate
 from mnist_probe.stages.results import FORMAT, to_json
@@ -206,6 +207,12 @@ def main(cfg: DictConfig) -> None:
             logging.shutdown()
             shutil.rmtree(out_dir, ignore_errors=True)
         sys.exit(2)
+    except Stopped as stop:  # Ctrl-C or SIGTERM during a training: its checkpoint kept
+        log.warning("%s", stop)
+        sys.exit(stop.status)
+    except KeyboardInterrupt:  # Ctrl-C elsewhere: what was published stays in the cache
+        log.warning("stopped by Ctrl-C; finished cache entries are kept, the same command goes on from them")
+        sys.exit(128 + signal.SIGINT)
 
 
 def quiet_library_noise() -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,12 +20,15 @@ from typing import Any, NoReturn
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.trainer.states import TrainerStatus
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mnist_probe.cache import config_key, get_or_compute, sha256
 from mnist_probe.data import MNISTDataModule, split_tensors, to_float
+from mnist_probe.errors import Stopped
 from mnist_probe.gap import GapProbe
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.layers import code_layer
@@ -83,6 +89,39 @@ def make_lit(recipe: Recipe, model: ModelSpec) -> LitCNN:
     )
 
 
+class StopOnCtrlC(pl.Callback):
+    """Ctrl-C taken as Lightning takes SIGTERM: the step in flight ends, then the training stops by
+    an exception (OnExceptionCheckpoint saves it there), never half-way through an optimiser step.
+    A second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.pressed, self._previous = False, None
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's own handler: stop after this step
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+class CheckpointOnStop(OnExceptionCheckpoint):
+    """OnExceptionCheckpoint for a stop between steps only (SIGTERM, a first Ctrl-C): any other
+    exception may strike inside a step, and the last whole epoch's checkpoint is kept instead."""
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException):
+        if isinstance(exception, SIGTERMException):
+            super().on_exception(trainer, pl_module, exception)
+
+
 def make_trainer(
     recipe: Recipe, hardware: Hardware, log_dir: Path, work_dir: Path, **overrides
 ) -> pl.Trainer:
@@ -100,6 +139,10 @@ def make_trainer(
             # The latest epoch as work/last.ckpt, overwritten each epoch (Lightning writes it
             # through an fsspec transaction: a temp file renamed into place, never half a file).
             ModelCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, enable_version_counter=False),
+            # Stopped part-way (Ctrl-C, SIGTERM: Lightning ends the step in flight and raises), the
+            # same file at the step where it stopped: the datamodule's state resumes the epoch there.
+            CheckpointOnStop(dirpath=work_dir, filename="last"),
+            StopOnCtrlC(),
             LearningRateMonitor(logging_interval="epoch"),
             Timer(),  # training time, carried across resumes in last.ckpt
         ],
@@ -148,12 +191,27 @@ def train_cnn(
     done, untimed = 0, 0
     ckpt = readable_checkpoint(last)
     if ckpt is not None:
-        done = ckpt["epoch"] + 1
+        part = ckpt.get(type(dm).__qualname__, {}).get("batches_done", 0)  # stopped part-way: its steps
+        done = ckpt["epoch"] + (0 if part else 1)
         # Lightning's Timer keeps its clock in the checkpoint, so the time of the epochs before
         # the interruption counts; a checkpoint written without a Timer leaves them untimed.
         untimed = 0 if any(k.startswith("Timer") for k in ckpt.get("callbacks", {})) else done
-        log.info("resuming interrupted training from %s (%d of %d epochs done)", last, done, recipe.epochs)
-    trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if ckpt is not None else None)
+        log.info("resuming interrupted training from %s (%d of %d epochs done%s)", last, done, recipe.epochs,
+                 f", and {part} steps of the next" if part else "")  # fmt: skip
+    try:
+        with warnings.catch_warnings():  # the datamodule resumes part-way itself (MNISTDataModule.state_dict)
+            warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch ended")
+            trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if ckpt is not None else None)
+    except SystemExit as stop:  # Lightning's end of a training that a signal stopped
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        if not isinstance(stop, SIGTERMException):  # a second Ctrl-C: stopped at once, no checkpoint
+            raise KeyboardInterrupt from None
+        ctrl_c = next(c for c in trainer.callbacks if isinstance(c, StopOnCtrlC)).pressed
+        steps = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        where = f"at step {steps} of {trainer.num_training_batches} in epoch {trainer.current_epoch}"
+        raise Stopped("Ctrl-C" if ctrl_c else "SIGTERM", signal.SIGINT if ctrl_c else signal.SIGTERM,
+                      last, where) from None  # fmt: skip
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     net = lit.model.cpu().eval()
     # Scored here, in this process, rather than by trainer.test: under DDP every rank would score a
