@@ -7,12 +7,16 @@ before torch and Lightning load. Each job of a sweep is composed and checked up 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
 import platform
 import shutil
 import signal
 import sys
+import tempfile
+import threading
 import time
 import warnings
 from importlib import import_module
@@ -20,6 +24,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import hydra
+import psutil
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
@@ -199,7 +204,8 @@ def run(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     """Hydra's wrapper around run(): a UserError becomes one line on stderr and exit status 2."""
     try:
-        run(cfg)
+        with stoppable():
+            run(cfg)
     except UserError as err:
         log.error("error: %s", err)
         out_dir = Path(cfg.paths.output_dir)
@@ -210,9 +216,11 @@ def main(cfg: DictConfig) -> None:
     except Stopped as stop:  # Ctrl-C or SIGTERM during a training: its checkpoint kept
         log.warning("%s", stop)
         sys.exit(stop.status)
-    except KeyboardInterrupt:  # Ctrl-C elsewhere: what was published stays in the cache
-        log.warning("stopped by Ctrl-C; finished cache entries are kept, the same command goes on from them")
-        sys.exit(128 + signal.SIGINT)
+    except (KeyboardInterrupt, SignalStop) as stop:  # outside a training: what was published is kept
+        signum = signal.SIGTERM if isinstance(stop, SignalStop) else signal.SIGINT
+        log.warning("stopped by %s; finished cache entries are kept, the same command goes on from them",
+                    "SIGTERM" if isinstance(stop, SignalStop) else "Ctrl-C")  # fmt: skip
+        sys.exit(128 + signum)
 
 
 def quiet_library_noise() -> None:
@@ -222,6 +230,69 @@ def quiet_library_noise() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage()
     )
+
+
+# A multirun's own process names a folder here; each job that runs in a process of its own (joblib's
+# workers) keeps a file named by its pid there while it runs: the processes a stop is passed on to.
+JOBS_ENV = "MNIST_PROBE_SWEEP_JOBS"
+JOB_STOP_WAIT_S = 120  # how long a stopped sweep waits for its jobs to end
+
+
+class SignalStop(BaseException):
+    """SIGTERM outside a training (which stops on its own, after its step in flight)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        return  # called by a training's own handler (Lightning's): it stops after the step in flight
+    raise SignalStop
+
+
+@contextlib.contextmanager
+def stoppable():
+    """A run that SIGTERM ends in one line, as Ctrl-C does; while it runs as a sweep job in a worker
+    process, its pid is in the sweep's job folder, so that a stop of the sweep reaches it."""
+    folder = os.environ.get(JOBS_ENV)
+    mark = Path(folder) / str(os.getpid()) if folder and Path(folder).is_dir() else None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    if mark is not None:
+        mark.touch()
+    try:
+        yield
+    finally:
+        if mark is not None:
+            mark.unlink(missing_ok=True)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def pass_stops_to_jobs(folder: Path) -> list[int]:
+    """In a multirun's own process: Ctrl-C or SIGTERM is passed on as SIGTERM to the job processes
+    that run a job now (their trainings stop after the step in flight, keeping a checkpoint at that
+    step; idle workers are left alone), and their ends are waited for; a second signal stops the
+    waiting. Returns the signals received so far."""
+    received: list[int] = []
+    os.environ[JOBS_ENV] = str(folder)
+
+    def on_signal(signum, frame) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        name = signal.Signals(signum).name
+        log.warning("stopping the sweep's jobs (%s); a second Ctrl-C ends it at once", name)
+        for mark in folder.iterdir():
+            with contextlib.suppress(psutil.Error, ValueError):
+                psutil.Process(int(mark.name)).send_signal(signal.SIGTERM)
+        # Wait here for the jobs to end (each removes its mark), so that joblib, seeing the first
+        # job end, does not kill the others before their trainings have saved their checkpoints.
+        deadline = time.monotonic() + JOB_STOP_WAIT_S
+        while any(folder.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return received
 
 
 def cli() -> None:
@@ -235,7 +306,20 @@ def cli() -> None:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-    main()
+    if not any(a in ("-m", "--multirun") for a in sys.argv):
+        main()
+        return
+    with tempfile.TemporaryDirectory(prefix="mnist_probe_jobs-") as folder:
+        stops = pass_stops_to_jobs(Path(folder))
+        try:
+            main()
+        except BaseException:
+            if not stops:
+                raise
+    if stops:  # the jobs have ended, each keeping what it finished (and a stopped training's checkpoint)
+        log.warning("sweep stopped by %s; the same command goes on from what its jobs kept",
+                    signal.Signals(stops[0]).name)  # fmt: skip
+        sys.exit(128 + stops[0])
 
 
 if __name__ == "__main__":

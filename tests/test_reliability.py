@@ -224,17 +224,36 @@ def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
     assert not staging.exists()
 
 
-def test_parallel_jobs_train_the_shared_cnn_once(tmp_path):
-    """Hydra's joblib launcher runs two jobs at once; both need the same CNN."""
-    args = [a for a in small_train_args(tmp_path, epochs=1) if a != "+experiment=train"]
-    proc = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+experiment=shift",
-               "shift.dy=0,-2", "shift.models=[]", "shift.dataset.samples=20", "shift.dataset.radius=1",
-               *args, f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Joblib.Parallel" in proc.stdout + proc.stderr  # the parallel launcher ran the jobs
+def test_parallel_jobs_train_the_shared_cnn_once_and_a_stop_reaches_them(tmp_path):
+    """Hydra's joblib launcher runs two jobs at once; both need the same CNN. SIGTERM to the
+    multirun's own process is passed on to the job training it, which saves its checkpoint at the
+    step it reached; the same command then resumes that training, once, and both jobs use it."""
+    args = [a for a in small_train_args(tmp_path, epochs=2) if a != "+experiment=train"]
+    cmd = [sys.executable, "-m", "mnist_probe.run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+           "+experiment=shift", "shift.dy=0,-2", "shift.models=[]", "shift.dataset.samples=20",
+           "shift.dataset.radius=1", *args]  # fmt: skip
+    proc = subprocess.Popen([*cmd, f"hydra.sweep.dir={tmp_path / 'stopped'}"], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    ckpt = next_checkpoint(proc, tmp_path / "cache")  # the first epoch is done
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143 and "sweep stopped by SIGTERM" in out, out[-2000:]
+    stops = [line for log in (tmp_path / "stopped").glob("*/*.log") for line in log.read_text().splitlines()
+             if "stopped by SIGTERM at step " in line]  # fmt: skip
+    assert len(stops) == 1, out[-3000:]  # the job that trains; the other waits for its CNN
+    step = int(stops[0].split(" at step ")[1].split(" of")[0])
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["MNISTDataModule"]["batches_done"] == step
+    assert not list((tmp_path / "cache").glob("cnn-*/meta.json"))  # nothing published
+
+    again = subprocess.run([*cmd, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Joblib.Parallel" in again.stdout + again.stderr  # the parallel launcher ran the jobs
     logs = [p.read_text() for p in (tmp_path / "sweep").glob("*/*.log")]
     assert len(logs) == 2
     assert sum(log.count("training CNN") for log in logs) == 1
+    assert sum(log.count(f"(1 of 2 epochs done, and {step} steps of the next)") for log in logs) == 1
     assert sum(log.count("loaded cached CNN") for log in logs) == 1
     assert len(list((tmp_path / "cache").glob("cnn-*/model.pt"))) == 1
     keys = {json.loads(p.read_text())["cnn_key"] for p in (tmp_path / "sweep").glob("*/results.json")}
