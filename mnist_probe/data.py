@@ -231,24 +231,20 @@ class MNISTDataModule(pl.LightningDataModule):
         what an uninterrupted one would have drawn next. Stopped part-way through an epoch (a
         signal), the generator is saved as it was before the epoch drew its order, so that the
         resumed epoch draws the same order and leaves out the batches done."""
-        done, batches = 0, self._train_batches
+        batches, shuffle, done = self._train_batches, self.shuffle.get_state(), 0
         if self.trainer is not None and batches is not None and batches.epoch_start is not None:
-            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        if 0 < done < len(batches or ()):
-            shuffle = batches.epoch_start
-        else:
-            shuffle, done = self.shuffle.get_state(), 0
+            steps = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            if 0 < steps < len(batches):  # part-way through the epoch
+                shuffle, done = batches.epoch_start, steps
         return {"shuffle": shuffle, "batches_done": done, "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.shuffle.set_state(state["shuffle"])
         done = state.get("batches_done", 0)
-        if not done:
-            torch.set_rng_state(state["torch_rng"])
-        elif self._train_batches is not None:  # the loader exists already: its next pass resumes
-            self._train_batches.resume(done, state["torch_rng"])
-        else:
+        if done:  # Lightning restores this before it asks for the loader: the loader resumes
             self._resume = (done, state["torch_rng"])
+        else:
+            torch.set_rng_state(state["torch_rng"])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Scale on the device (uint8 crosses the bus, 4x less than float), augment only in training.

@@ -1,5 +1,7 @@
 """The one way a user's mistake reaches the screen."""
 
+import signal
+
 
 class UserError(Exception):
     """A mistake the user can fix (bad path, bad config value): shown as one line, no traceback."""
@@ -10,11 +12,16 @@ def missing_checkpoint(path: object) -> UserError:
     return UserError(f"checkpoint {path} does not exist; fix the path, or drop checkpoint= to train a CNN")
 
 
+def signal_words(signum: int) -> str:
+    """How a stop is named to the user: Ctrl-C for SIGINT, else the signal's name (SIGTERM)."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
 class Stopped(Exception):
     """A training stopped by a signal (Ctrl-C or SIGTERM) with its work kept in a checkpoint: the same
     command resumes it. The process ends with status 128 + the signal's number, as the shell's own."""
 
-    def __init__(self, signal_name: str, signum: int, checkpoint: object, where: str) -> None:
-        super().__init__(f"stopped by {signal_name} {where}; the training so far is in {checkpoint}: "
-                         "run the same command again to resume it")  # fmt: skip
+    def __init__(self, signum: int, checkpoint: object, where: str) -> None:
+        super().__init__(f"stopped by {signal_words(signum)} {where}; the training so far is in "
+                         f"{checkpoint}: run the same command again to resume it")  # fmt: skip
         self.status = 128 + signum

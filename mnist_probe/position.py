@@ -31,7 +31,7 @@ def shifted_set(
 def _probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
     if len(np.unique(y_train)) < 2:  # one class to learn: the probe can only say it
         return float(np.mean(y_test == y_train[0]))
-    probe = fit_linear_probe(x_train, y_train, max_iter=200)
+    probe, _ = fit_linear_probe(x_train, y_train, max_iter=200)
     return float(np.mean(probe.predict(x_test) == y_test))
 
 

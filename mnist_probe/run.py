@@ -33,7 +33,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from mnist_probe.cache import config_key, write_json
 from mnist_probe.config import CONF, compose_config
-from mnist_probe.errors import Stopped, UserError
+from mnist_probe.errors import Stopped, UserError, signal_words
 from mnist_probe.machine import describe
 from mnist_probe.schema import Config, validate
 from mnist_probe.stages.results import FORMAT, to_json
@@ -219,7 +219,7 @@ def main(cfg: DictConfig) -> None:
     except (KeyboardInterrupt, SignalStop) as stop:  # outside a training: what was published is kept
         signum = signal.SIGTERM if isinstance(stop, SignalStop) else signal.SIGINT
         log.warning("stopped by %s; finished cache entries are kept, the same command goes on from them",
-                    "SIGTERM" if isinstance(stop, SignalStop) else "Ctrl-C")  # fmt: skip
+                    signal_words(signum))  # fmt: skip
         sys.exit(128 + signum)
 
 
@@ -279,8 +279,7 @@ def pass_stops_to_jobs(folder: Path) -> list[int]:
         if received:
             raise KeyboardInterrupt
         received.append(signum)
-        name = signal.Signals(signum).name
-        log.warning("stopping the sweep's jobs (%s); a second Ctrl-C ends it at once", name)
+        log.warning("stopping the sweep's jobs (%s); a second Ctrl-C ends it at once", signal_words(signum))
         for mark in folder.iterdir():
             with contextlib.suppress(psutil.Error, ValueError):
                 psutil.Process(int(mark.name)).send_signal(signal.SIGTERM)
@@ -318,7 +317,7 @@ def cli() -> None:
                 raise
     if stops:  # the jobs have ended, each keeping what it finished (and a stopped training's checkpoint)
         log.warning("sweep stopped by %s; the same command goes on from what its jobs kept",
-                    signal.Signals(stops[0]).name)  # fmt: skip
+                    signal_words(stops[0]))  # fmt: skip
         sys.exit(128 + stops[0])
 
 

@@ -210,8 +210,7 @@ def train_cnn(
         ctrl_c = next(c for c in trainer.callbacks if isinstance(c, StopOnCtrlC)).pressed
         steps = trainer.fit_loop.epoch_loop.batch_progress.current.completed
         where = f"at step {steps} of {trainer.num_training_batches} in epoch {trainer.current_epoch}"
-        raise Stopped("Ctrl-C" if ctrl_c else "SIGTERM", signal.SIGINT if ctrl_c else signal.SIGTERM,
-                      last, where) from None  # fmt: skip
+        raise Stopped(signal.SIGINT if ctrl_c else signal.SIGTERM, last, where) from None
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     net = lit.model.cpu().eval()
     # Scored here, in this process, rather than by trainer.test: under DDP every rank would score a
