@@ -470,7 +470,7 @@ def bench_interpreters(cfg, names: list[str]) -> list[dict]:
 
 # --tiny: a seconds-long smoke run of every part (the tests)
 TINY = ["data.train_subset=448", "data.test_subset=500", "train.batch_size=64", "train.epochs=2",
-        "data.val_size=500"]
+        "data.val_size=500", "+model.filters=16"]
 
 
 def main(argv: list[str] | None = None) -> dict:

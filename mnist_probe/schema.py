@@ -187,6 +187,7 @@ class ReproduceAugmentConfig:
     models: list[str] = field(default_factory=lambda: list(MODELS))
     shifts: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2])
     train_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         one_of("reproduce.augment.recipe", self.recipe, RECIPES)

@@ -9,9 +9,9 @@ import torch
 
 from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
-from mnist_probe.model import load_model
+from mnist_probe.model import KerasCNN, load_model
 from mnist_probe.train import test_logits as logits_of  # (a test_ name would be collected)
-from tests.conftest import data_spec
+from tests.conftest import SMALL_FILTERS, data_spec
 
 
 def calibrated(n: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +56,8 @@ def test_train_stage_reports_calibration(small_run):
     assert cal["after"]["accuracy"] == cal["before"]["accuracy"]  # T changes confidence, not argmax
     # the NLL against one written out by hand (log-sum-exp in numpy) on the same model and images
     images, labels = split_tensors(data_spec(cfg), "scored")
-    logits = logits_of(load_model(results["checkpoint"]), images).double().numpy()
+    model = load_model(results["checkpoint"], KerasCNN(filters=SMALL_FILTERS))
+    logits = logits_of(model, images).double().numpy()
     top = logits.max(1, keepdims=True)
     log_z = (top + np.log(np.exp(logits - top).sum(1, keepdims=True)))[:, 0]
     nll = float(np.mean(log_z - logits[np.arange(len(labels)), labels.numpy()]))

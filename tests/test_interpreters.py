@@ -55,7 +55,7 @@ def test_code_vectors_follow_scikit_learns_conventions(trained):
     np.testing.assert_allclose(codes, features(cfg, "codes", "train", cnn)[0][:300], atol=1e-5)
     other = clone(step)
     assert other.get_params()["layer"] == "dense_1" and other is not step
-    assert CodeVectors(cnn.model, layer=5).transform(images[:4]).shape == (4, 64 * 14 * 14)
+    assert CodeVectors(cnn.model, layer=5).transform(images[:4]).shape == (4, 16 * 14 * 14)  # 16 filters
     with pytest.raises(UserError, match="h runs from 1 to 12"):
         CodeVectors(cnn.model, layer=13).fit(images[:4])
 

@@ -17,7 +17,7 @@ from mnist_probe.keras_weights import KERAS2_LAYERS as KERAS2
 from mnist_probe.keras_weights import load_keras, read_layers, save_keras, write_keras2
 from mnist_probe.model import KerasCNN, load_model
 from mnist_probe.stages.adapters import trained_cnn
-from tests.conftest import make_cfg, mnist_root
+from tests.conftest import SMALL_FILTERS, make_cfg, mnist_root
 
 
 def keras_layers(model: KerasCNN) -> dict[str, list[np.ndarray]]:
@@ -29,8 +29,9 @@ def keras_layers(model: KerasCNN) -> dict[str, list[np.ndarray]]:
             kernel = module.weight.detach().permute(2, 3, 1, 0)  # OIHW -> HWIO
         elif isinstance(module, torch.nn.Linear):
             kernel = module.weight.detach().T  # (out, in) -> (in, out)
-            if name == "dense_1":  # rows c·49 + h·7 + w  ->  rows h·448 + w·64 + c
-                kernel = kernel.reshape(64, 7, 7, -1).permute(1, 2, 0, 3).reshape(3136, -1)
+            if name == "dense_1":  # rows c·49 + h·7 + w  ->  rows h·7C + w·C + c (C channels)
+                c = model.conv2d_4.out_channels
+                kernel = kernel.reshape(c, 7, 7, -1).permute(1, 2, 0, 3).reshape(49 * c, -1)
         else:
             continue
         out[name] = [kernel.numpy().copy(), module.bias.detach().numpy().copy()]
@@ -104,9 +105,10 @@ def test_another_architecture_is_one_clear_line(tmp_path, change):
 def test_checkpoint_equals_a_keras_file_opens_up_a_keras_trained_cnn(small_run, tmp_path):
     """checkpoint=model.h5 through the stages: the same test accuracy as the network it holds."""
     cfg, results = small_run
-    original = load_model(results["checkpoint"])
+    original = load_model(results["checkpoint"], KerasCNN(filters=SMALL_FILTERS))
     write_keras2(tmp_path / "model.h5", keras_layers(original))
     cnn = trained_cnn(make_cfg(tmp_path, "+experiment=train", "data.test_subset=1000",
+                               f"+model.filters={SMALL_FILTERS}",
                                f"checkpoint={tmp_path / 'model.h5'}"))  # fmt: skip
     assert cnn.key.startswith("file-") and cnn.test_acc == pytest.approx(results["test_acc"], abs=1e-9)
 

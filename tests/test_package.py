@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import CONF, REPO, mnist_root
+from tests.conftest import CONF, REPO, SMALL_FILTERS, mnist_root
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,8 @@ def test_console_script_runs_from_a_directory_outside_the_checkout(small_run, tm
     script = Path(sys.executable).with_name("mnist-probe")
     assert script.is_file(), "pip install -e . makes the console script"
     args = ["+experiment=train", f"data.root={mnist_root()}", "data.test_subset=200", "data.val_size=500",
-            f"checkpoint={small_run[1]['checkpoint']}", "trainer.progress_bar=false"]  # fmt: skip
+            f"checkpoint={small_run[1]['checkpoint']}", f"+model.filters={SMALL_FILTERS}",
+            "trainer.progress_bar=false"]  # fmt: skip
     proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (results,) = (tmp_path / "outputs" / "runs").glob("*_train/results.json")  # Hydra's run dir, here

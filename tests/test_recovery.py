@@ -19,10 +19,10 @@ from mnist_probe.data import split_tensors, to_float
 from mnist_probe.interpreters import TRUSTED
 from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
 from mnist_probe.stages.shift import grids
-from tests.conftest import data_spec, features, fitted_interpreter, key_of, make_cfg
+from tests.conftest import SMALL_FILTERS, data_spec, features, fitted_interpreter, key_of, make_cfg
 
 TINY = ("+experiment=shift", "data.train_subset=640", "data.test_subset=200", "data.val_size=500",
-        "train.epochs=1", "train.batch_size=64", "shift.dataset.samples=10",
+        "train.epochs=1", "train.batch_size=64", "+model.filters=16", "shift.dataset.samples=10",
         "shift.dataset.radius=1")  # fmt: skip
 
 
@@ -183,7 +183,8 @@ def test_every_input_that_changes_an_artifact_is_in_its_key(small_run, tmp_path)
     """With checkpoint=PATH, the score, code vectors and fitted interpreters follow the data split;
     an input that changes nothing (where MNIST lives, the progress bar) reuses them."""
     ckpt = small_run[1]["checkpoint"]
-    base = ("+experiment=train", f"checkpoint={ckpt}", "data.train_subset=300", "data.test_subset=100")
+    base = ("+experiment=train", f"checkpoint={ckpt}", f"+model.filters={SMALL_FILTERS}",
+            "data.train_subset=300", "data.test_subset=100")
     cache = tmp_path / "cache"
 
     def artifacts(*changes: str) -> tuple[str, np.ndarray]:

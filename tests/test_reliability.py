@@ -17,7 +17,7 @@ from mnist_probe import UserError
 from mnist_probe.data import FILES, load_mnist, raw_folder
 from mnist_probe.run import check_config, run
 from mnist_probe.stages.adapters import trained_cnn
-from tests.conftest import REPO, SMALL_TRAIN, make_cfg, mnist_root
+from tests.conftest import REPO, SMALL_FILTERS, SMALL_TRAIN, make_cfg, mnist_root
 
 
 def mnist_copy(tmp_path: Path) -> Path:
@@ -143,7 +143,7 @@ def test_a_refused_checkpoint_leaves_no_run_dir(tmp_path):
 
 def test_a_users_checkpoint_is_opened_up_not_retrained(small_run, tmp_path):
     cfg, results = small_run
-    mine = make_cfg(tmp_path, "+experiment=train", "data.test_subset=1000",
+    mine = make_cfg(tmp_path, "+experiment=train", "data.test_subset=1000", f"+model.filters={SMALL_FILTERS}",
                     f"checkpoint={results['checkpoint']}")  # fmt: skip
     check_config(mine)
     cnn = trained_cnn(mine)
@@ -151,6 +151,7 @@ def test_a_users_checkpoint_is_opened_up_not_retrained(small_run, tmp_path):
     assert cnn.key.startswith("file-") and not list((tmp_path / "cache").rglob("*.pt"))
     # scored on other test images, the same file is another entry: no stale accuracy
     other = trained_cnn(make_cfg(tmp_path, "+experiment=train", "data.test_subset=500",
+                                 f"+model.filters={SMALL_FILTERS}",
                                  f"checkpoint={results['checkpoint']}"))  # fmt: skip
     assert other.key != cnn.key and other.meta["test_images"] == 500 and not other.meta["cached"]
 

@@ -22,12 +22,13 @@ from tests.conftest import make_cfg
 
 SMALL = [
     "+experiment=reproduce", "data.train_subset=500", "data.test_subset=300", "data.val_size=500",
-    "train.epochs=1",
+    "train.epochs=1", "+model.filters=16",
     "train.batch_size=64", "interpreters.models=[dt,dt@pixels]", "interpreters.probes.train_samples=300",
     "interpreters.probes.test_samples=100", "shift.models=[dt,dt@pixels]", "shift.dataset.samples=20",
     "reproduce.augment.shifts=[0.0]", "interpreters.probes.enabled=false", "beyond.images=100",
     "beyond.attribution_samples=10", "beyond.maximise_steps=5", "beyond.methods=[saliency,grad_cam]",
     "+reproduce.augment.train_overrides.epochs=2", "+reproduce.augment.train_overrides.batch_size=64",
+    "+reproduce.augment.model_overrides.filters=16",
 ]  # fmt: skip
 
 

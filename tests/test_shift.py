@@ -165,7 +165,7 @@ def test_sweep_over_shifts_and_interpreters_trains_the_cnn_once(tmp_path):
         sys.executable, "-m", "mnist_probe.run", "-m", "+experiment=shift",
         "shift.dy=0,-2", "interpreter=dt,knn", f"data.root={mnist_root()}",
         "data.train_subset=500", "data.test_subset=200", "train.epochs=1", "train.batch_size=50",
-        "data.val_size=500",
+        "data.val_size=500", "+model.filters=16",
         "trainer.progress_bar=false",
         "shift.dataset.samples=20", "shift.dataset.radius=1",
         f"paths.cache={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",

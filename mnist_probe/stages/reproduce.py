@@ -54,7 +54,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     for model in acfg.models:
         for value in acfg.shifts:
             sub = cfg.copy()
-            sub.model = compose_node("model", model)
+            sub.model = {**OmegaConf.to_container(compose_node("model", model)), **acfg.model_overrides}
             sub.train = OmegaConf.merge(compose_node("train", acfg.recipe), acfg.train_overrides,
                                         {"augment": {"shift": float(value)}})  # fmt: skip
             sub.shift.models = []
