@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -174,6 +175,10 @@ def get_or_compute(
             except Damaged as damaged:
                 problem = damaged
             aside = entry.with_name(f"{entry.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+            for n in itertools.count(2):  # damaged twice in one second by one process: a name of its own
+                if not aside.exists():
+                    break
+                aside = aside.with_name(f"{aside.name.rsplit('~', 1)[0]}~{n}")
             log.warning("cache entry %s is damaged (%s): moved to %s, computing it again",
                         entry, problem, aside.name)  # fmt: skip
             os.replace(entry, aside)
