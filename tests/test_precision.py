@@ -11,6 +11,7 @@ from mnist_probe.train import cnn_key, resolve_precision
 @pytest.mark.parametrize("fp32, bf16, chosen", [(150.0, 12.0, "32-true"), (75.0, 130.0, "bf16-mixed")])
 def test_the_faster_precision_is_chosen(monkeypatch, fp32, bf16, chosen):
     rates = {"32-true": fp32, "bf16-mixed": bf16}
+    monkeypatch.setattr(precision, "emulated_bf16", lambda device: False)  # an AVX-512 machine's choice
     monkeypatch.setattr(precision, "step_rate", lambda p, device: rates[p])
     result = precision.measure("cpu")
     assert result["chosen"] == chosen and result["rates"] == rates
@@ -36,7 +37,21 @@ def test_measured_once_per_machine_then_read(monkeypatch, tmp_path):
 def test_a_real_measurement_gives_a_rate_for_each_precision():
     rate = precision.step_rate("32-true", torch.device("cpu"), batch=8, steps=2, budget_s=0.0)
     assert rate > 0  # budget 0: one timed step, not the loop's full count
-    assert precision.supported("bf16-mixed", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("machine, capability, measured", [
+    ("x86_64", "AVX2", ["32-true"]),  # no bf16 instructions: emulated, not worth measuring
+    ("x86_64", "DEFAULT", ["32-true"]),
+    ("x86_64", "AVX512", ["32-true", "bf16-mixed"]),  # maybe native (AVX512-BF16, AMX): measured
+    ("aarch64", "DEFAULT", ["32-true", "bf16-mixed"]),
+])  # fmt: skip
+def test_bf16_is_measured_only_where_the_cpu_may_have_it(monkeypatch, machine, capability, measured):
+    monkeypatch.setattr(precision.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    timed = []
+    monkeypatch.setattr(precision, "step_rate", lambda p, device: timed.append(p) or 100.0)
+    result = precision.measure("cpu", rounds=1)
+    assert timed == measured and list(result["rates"]) == measured and result["chosen"] == "32-true"
 
 
 def test_auto_resolves_to_a_candidate_and_explicit_values_pass_through():
