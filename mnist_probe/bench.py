@@ -47,8 +47,12 @@ def on_gpu() -> bool:
 def machine() -> dict:
     """CPU model, cores, threads and library versions: the context every figure needs."""
     gpu = torch.cuda.get_device_name(0) if on_gpu() else None
+    # The vector width torch's and oneDNN's kernels use: the CPU's, unless capped (ATEN_CPU_CAPABILITY,
+    # ONEDNN_MAX_CPU_ISA) to run an AVX-512 machine with an AVX2 machine's kernels.
+    capped = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)}
     return {"cpu": cpu_model(), "cores": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
-            "python": platform.python_version()}  # fmt: skip
+            "python": platform.python_version(), "kernels": torch.backends.cpu.get_cpu_capability(),
+            "capped": capped}  # fmt: skip
 
 
 def median_seconds(fn, repeats: int, warm: bool = True) -> float:
@@ -284,6 +288,11 @@ def bench_precision() -> tuple[list[dict], dict]:
     fresh, kept = measure(), fastest()
     rows = [{"what": f"precision probe: train {p} (batch 32, 4 steps)", "value": r, "unit": "img/s"}
             for p, r in fresh["rates"].items()]  # fmt: skip
+    if len(fresh["rates"]) == 1:  # bf16 left out: emulated on this CPU (precision.emulated_bf16)
+        capability = torch.backends.cpu.get_cpu_capability()
+        what = f"precision auto picks {kept['chosen']}, bf16 not measured (emulated on {capability} kernels)"
+        rows.append({"what": what, "value": fresh["rates"][fresh["chosen"]], "unit": "img/s"})
+        return rows, fresh["rates"]
     slower = min(fresh["rates"].values())
     picks = f"precision auto picks {kept['chosen']} (the cached pick; this probe: {fresh['chosen']})"
     rows.append({"what": picks, "value": fresh["rates"][fresh["chosen"]] / slower,
@@ -306,7 +315,7 @@ def bench_training(
         {"what": "FLOPs per image, forward + backward", "value": train_flops / 1e6, "unit": "MFLOP"},
     ]
     best = max(probe.values()) if probe else None
-    for precision in precisions:
+    for precision in [p for p in precisions if not probe or p in probe]:  # not: emulated, unmeasured
         slow = bool(probe) and probe.get(precision, best) * FAR_SLOWER < best
         n_steps, n_warmup, n_repeats = (2, 1, 1) if slow else (steps, warmup, repeats)
         note = f" [{best / probe[precision]:.0f}x slower here: 2 steps only]" if slow else ""
@@ -409,7 +418,8 @@ def accuracy_rows(name: str, points: list[dict], train_images: int) -> list[dict
     ]  # fmt: skip
 
 
-# `make bench-long`: the fast recipe's and the default recipe's time to 99.3% and final accuracy.
+# `make bench-long`: the fast recipe's and the default recipe's time to 99.3% and final accuracy,
+# then the spread of the fast one over SPREAD's seeds.
 LONG = {"train=fast": ["train=fast"], "train=default": ["train=default"]}
 # `bench --levers`: each lever on its own, on the default recipe cut to one epoch; then the
 # combination that became train=fast, and the default recipe (docs/bench/h200/levers.json).
@@ -431,6 +441,40 @@ LEVERS = {
     "train=fast": ["train=fast"],
     "train=default": ["train=default"],
 }
+
+
+# `make bench-long` also trains the recipe `make run` trains once per seed: how reliably it gets there.
+SPREAD = ("train=fast", tuple(range(42, 52)))
+
+
+def spread_rows(name: str, curves: dict[int, list[dict]]) -> list[dict]:
+    """Over seeds (seed -> its curve): how many reached TARGET_ACC, the images and seconds they took
+    (median, min, max) and the final test accuracy (mean, min, max)."""
+    n, target = len(curves), f"{100 * TARGET_ACC:.1f}%"
+    hits = [h for h in (first_reaching(c, TARGET_ACC) for c in curves.values()) if h]
+    finals = [100 * c[-1]["acc"] for c in curves.values()]
+    rows = [{"what": f"{name}, {n} seeds: reached {target} test accuracy", "value": len(hits),
+             "unit": f"of {n} seeds"},
+            {"what": f"{name}, {n} seeds: final test accuracy, mean [min, max]",
+             "value": statistics.mean(finals),
+             "unit": f"% [{min(finals):.2f}, {max(finals):.2f}]"}]  # fmt: skip
+    for key, unit in (("images", "images"), ("seconds", "s")):
+        got = [h[key] for h in hits] or [float("nan")]
+        what = f"{name}, {n} seeds: {key} to {target}, median [min, max] of those that got there"
+        rows.append({"what": what,
+                     "value": statistics.median(got),
+                     "unit": f"{unit} [{min(got):.0f}, {max(got):.0f}]"})  # fmt: skip
+    return rows
+
+
+def bench_spread(overrides: list[str], every: float, recipe: str, seeds) -> tuple[list[dict], dict]:
+    """recipe trained from scratch once per seed: spread_rows, and each seed's curve."""
+    curves = {}
+    for seed in seeds:
+        log.info("bench-long: %s, seed %d", recipe, seed)
+        cfg = compose_config("paths.output_dir=outputs/bench", recipe, *overrides, f"seed={seed}")
+        curves[seed], _ = time_to_accuracy(cfg, every)
+    return spread_rows(recipe, curves), {f"{recipe} seed={s}": c for s, c in curves.items()}
 
 
 def bench_long(overrides: list[str], every: float, recipes: dict[str, list[str]]) -> tuple[list[dict], dict]:
@@ -486,6 +530,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--recipe", action="append", metavar="NAME=OVERRIDES",
                         help="only: time to 99.3%% for this recipe (Hydra overrides, space-separated)")
     parser.add_argument("--every", type=float, default=0.1, help="--long: test every this much of an epoch")
+    parser.add_argument("--seeds", type=int, default=len(SPREAD[1]),
+                        help=f"--long: train {SPREAD[0]} with this many seeds")  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
     parser.add_argument("--page", metavar="PATH", help="then write this page (docs/PERFORMANCE.md) from the "
                         "JSONs in --out; alone with --page-only, measure nothing")  # fmt: skip
@@ -509,6 +555,10 @@ def measure_all(args: argparse.Namespace) -> dict:
         return report(rows, Path(args.out), "bench-recipes", curves=curves)
     if args.long or args.levers:
         rows, curves = bench_long(overrides, args.every, LEVERS if args.levers else LONG)
+        if args.long:
+            recipe, seeds = SPREAD
+            more_rows, more = bench_spread(overrides, args.every, recipe, seeds[: args.seeds])
+            rows, curves = rows + more_rows, curves | more
         return report(rows, Path(args.out), "bench-levers" if args.levers else "bench-long", curves=curves)
     cfg = compose_config("paths.output_dir=outputs/bench", *overrides)
     images_u8, _ = load_mnist(cfg.data.root, "test")
@@ -547,7 +597,9 @@ PAGES = {"bench": "`make bench`: training, inference, hooks, the shift grid, str
 
 def machine_line(m: dict) -> str:
     gpu = f"{m['gpu']} (host CPU {m['cpu']})" if m.get("gpu") else m["cpu"]
-    return f"{gpu}, {m['cores']} threads, torch {m['torch']}"
+    capped = " ".join(f"{k}={v}" for k, v in m.get("capped", {}).items())
+    kernels = f", kernels capped at {m['kernels']} ({capped})" if capped else ""
+    return f"{gpu}, {m['cores']} threads{kernels}, torch {m['torch']}"
 
 
 def performance_page(results: dict[str, dict]) -> str:
