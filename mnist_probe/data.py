@@ -234,7 +234,7 @@ class MNISTDataModule(pl.LightningDataModule):
         batches, shuffle, done = self._train_batches, self.shuffle.get_state(), 0
         if self.trainer is not None and batches is not None and batches.epoch_start is not None:
             steps = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
-            if 0 < steps < len(batches):  # part-way through the epoch
+            if 0 < steps < self.trainer.num_training_batches:  # part-way through the epoch
                 shuffle, done = batches.epoch_start, steps
         return {"shuffle": shuffle, "batches_done": done, "torch_rng": torch.get_rng_state()}
 

@@ -207,6 +207,9 @@ class Recipe:
 
     epochs: int = 30
     batch_size: int = 86  # per process: the global batch is batch_size × Hardware.world_size
+    # Images an epoch trains on: the first of each epoch's shuffled order, rounded up to whole
+    # batches (null: the whole training split). Half an epoch of 54k: 27000.
+    epoch_images: int | None = None
     optimizer: dict[str, Any] = field(default_factory=_rmsprop)
     scheduler: Scheduler | None = field(default_factory=lambda: Scheduler(**copy.deepcopy(PLATEAU)))
     augment: Augment = field(default_factory=Augment)
@@ -220,6 +223,8 @@ class Recipe:
     def __post_init__(self) -> None:
         count("train.epochs", self.epochs)
         count("train.batch_size", self.batch_size)
+        if self.epoch_images is not None:
+            count("train.epoch_images", self.epoch_images)
         count("train.gap_images", self.gap_images, 0)
         one_of("train.loss", self.loss, LOSSES)
         if "_target_" not in self.optimizer:

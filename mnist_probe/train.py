@@ -8,6 +8,7 @@ so a notebook builds the same objects the config composes.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -128,6 +129,9 @@ def make_trainer(
     """The Trainer of a real run (logging, checkpoints); `make bench` passes max_steps etc."""
     kwargs = dict(
         max_epochs=recipe.epochs,
+        # train.epoch_images: an epoch of that many images, whole batches (None: the whole split)
+        limit_train_batches=math.ceil(recipe.epoch_images / recipe.batch_size)
+        if recipe.epoch_images else None,
         accelerator=hardware.accelerator,
         strategy=hardware.strategy,
         devices=hardware.devices,
@@ -277,8 +281,9 @@ def cnn_key(
     other weights), the accelerator, and how many processes shared each step, when more than one;
     not how the run looks or which strategy ran it."""
     hardware = hardware or Hardware()
-    content = {k: v for k, v in plain(recipe).items() if k not in ("loss", "gap_images")}
+    content = {k: v for k, v in plain(recipe).items() if k not in ("loss", "gap_images", "epoch_images")}
     content |= {"loss": recipe.loss} if recipe.loss != "cross_entropy" else {}
+    content |= {"epoch_images": recipe.epoch_images} if recipe.epoch_images is not None else {}
     content |= {"accelerator": hardware.accelerator,
                 "precision": resolve_precision(hardware.precision, hardware.accelerator)}  # fmt: skip
     content |= {"world_size": hardware.world_size} if hardware.world_size > 1 else {}

@@ -49,9 +49,12 @@ def test_study_recipe_is_the_studys():
 
 def test_the_default_and_fast_recipes_keep_their_own_losses():
     """train=default inherits the study's recipe but trains on PyTorch's cross-entropy (its cached
-    CNNs keep their keys); train=fast smooths the labels."""
-    assert make_cfg(REPO).train.loss == "cross_entropy"
-    assert make_cfg(REPO, "train=fast").train.loss == "label_smoothing"
+    CNNs keep their keys); train=fast, what a run trains unless told otherwise, smooths the labels
+    and trains 2 epochs of 36,000 images."""
+    assert make_cfg(REPO, "train=default").train.loss == "cross_entropy"
+    fast = make_cfg(REPO, "train=fast").train
+    assert fast.loss == "label_smoothing" and (fast.epochs, fast.epoch_images) == (2, 36000)
+    assert make_cfg(REPO).train == fast
 
 
 @pytest.mark.parametrize(

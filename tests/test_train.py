@@ -53,7 +53,8 @@ def test_second_fit_or_load_does_not_train(small_run, monkeypatch):
 def test_changed_hyperparameter_changes_the_key(tmp_path):
     a = key_of(make_cfg(tmp_path))
     for changed in ("train.optimizer.lr=0.01", "seed=1", "data.test_subset=100", "data.train_subset=1000",
-                    "data.split_seed=1", "data.val_size=100", "+model.dense=128"):  # fmt: skip
+                    "data.split_seed=1", "data.val_size=100", "+model.dense=128",
+                    "train.epoch_images=1000"):  # fmt: skip
         assert a != key_of(make_cfg(tmp_path, changed)), changed
     # where MNIST lives and how the run looks do not change the model
     assert a == key_of(make_cfg(tmp_path, "data.root=/elsewhere", "trainer.progress_bar=true"))
@@ -75,8 +76,23 @@ def test_load_model_errors_are_clear(tmp_path):
 def test_the_study_recipe_and_model_are_the_library_defaults(tmp_path):
     """train=study and model=keras_cnn add nothing to Recipe() and ModelSpec() (what a notebook gets);
     the default recipe differs from the study's only where conf/train/default.yaml says."""
-    study, default = typed(make_cfg(tmp_path, "train=study")), typed(make_cfg(tmp_path))
+    study, default = typed(make_cfg(tmp_path, "train=study")), typed(make_cfg(tmp_path, "train=default"))
     assert study.train == Recipe() and default.model == ModelSpec()
     assert (default.train.epochs, default.train.batch_size, default.train.loss) == (3, 128, "cross_entropy")
     assert default.train.scheduler.factory["_target_"].endswith("OneCycleLR")
     assert "mode" not in default.train.scheduler.factory  # the one-cycle schedule replaced the plateau
+
+
+def test_epoch_images_trains_that_many_images_an_epoch(tmp_path):
+    # train.epoch_images=150 with batch 64: 3 whole batches an epoch (192 images), not the split's 8
+    cfg = make_cfg(tmp_path, "data.train_subset=500", "data.val_size=500", "train.batch_size=64",
+                   "train.epochs=2", "train.epoch_images=150", "+model.filters=4", "+model.dense=16",
+                   "train.gap_images=0", "trainer.precision=32-true")  # fmt: skip
+    c = typed(cfg)
+    dm, lit = train_mod.make_datamodule(c.data, c.train), train_mod.make_lit(c.train, c.model)
+    trainer = train_mod.make_trainer(c.train, c.trainer, tmp_path / "logs", tmp_path / "work",
+                                     enable_progress_bar=False)  # fmt: skip
+    trainer.fit(lit, datamodule=dm)
+    assert trainer.global_step == 2 * 3
+    # an epoch that ends at its limit is a whole epoch: its checkpoint resumes at the next one
+    assert dm.state_dict()["batches_done"] == 0
