@@ -52,7 +52,7 @@ def machine() -> dict:
     capped = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)}
     return {"cpu": cpu_model(), "cores": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version(), "kernels": torch.backends.cpu.get_cpu_capability(),
-            "capped": capped}  # fmt: skip
+            "capped": capped, "auto_precision": fastest()["chosen"]}  # fmt: skip
 
 
 def median_seconds(fn, repeats: int, warm: bool = True) -> float:
@@ -599,7 +599,8 @@ def machine_line(m: dict) -> str:
     gpu = f"{m['gpu']} (host CPU {m['cpu']})" if m.get("gpu") else m["cpu"]
     capped = " ".join(f"{k}={v}" for k, v in m.get("capped", {}).items())
     kernels = f", kernels capped at {m['kernels']} ({capped})" if capped else ""
-    return f"{gpu}, {m['cores']} threads{kernels}, torch {m['torch']}"
+    auto = f", trainer.precision=auto: {m['auto_precision']}" if m.get("auto_precision") else ""
+    return f"{gpu}, {m['cores']} threads{kernels}, torch {m['torch']}{auto}"
 
 
 def performance_page(results: dict[str, dict]) -> str:
