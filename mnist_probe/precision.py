@@ -91,10 +91,14 @@ def measure(accelerator: str = "auto", rounds: int = 2) -> dict:
 
 
 def machine_key(accelerator: str = "auto") -> str:
-    """What decides the answer: the device, its thread count, the torch build."""
+    """What decides the answer: the device, its thread count, the torch build, and on a CPU the
+    vector width its kernels use (ATEN_CPU_CAPABILITY can cap an AVX-512 CPU at AVX2)."""
     device = _device(accelerator)
-    name = torch.cuda.get_device_name(0) if device.type == "cuda" else cpu_model()
-    return config_key(device.type, name, torch.get_num_threads(), torch.__version__)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(0)
+        return config_key(device.type, name, torch.get_num_threads(), torch.__version__)
+    return config_key(device.type, cpu_model(), torch.get_num_threads(), torch.__version__,
+                      torch.backends.cpu.get_cpu_capability())  # fmt: skip
 
 
 def machine_cache() -> Path:

@@ -17,6 +17,14 @@ def test_the_faster_precision_is_chosen(monkeypatch, fp32, bf16, chosen):
     assert result["chosen"] == chosen and result["rates"] == rates
 
 
+def test_kernels_capped_at_another_width_are_another_machine(monkeypatch):
+    full = precision.machine_key("cpu")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    capped = precision.machine_key("cpu")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert capped != precision.machine_key("cpu") and full in (capped, precision.machine_key("cpu"))
+
+
 def test_measured_once_per_machine_then_read(monkeypatch, tmp_path):
     calls = []
 
