@@ -2,7 +2,7 @@
 CNN at fp32 and at bf16 (autocast), the faster one wins. CPU flags tell only the slow case:
 below AVX-512, bf16 is emulated (12 images/s against 149 at fp32 on a 2-core EPYC) and fp32 is
 taken without measuring bf16; with AVX-512 it may still be emulated, or fast only with AMX.
-Measured once per machine (device, thread count, torch version) and kept per user, in
+Measured once per machine (device, thread count, torch version, kernel width) and kept per user, in
 `~/.cache/mnist_probe/precision-<key>/` ($XDG_CACHE_HOME, or $MNIST_PROBE_MACHINE_CACHE), so every
 run and test on this machine reuses it.
 """

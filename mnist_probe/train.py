@@ -283,6 +283,7 @@ def cnn_key(
     hardware = hardware or Hardware()
     content = {k: v for k, v in plain(recipe).items() if k not in ("loss", "gap_images", "epoch_images")}
     content |= {"loss": recipe.loss} if recipe.loss != "cross_entropy" else {}
+    # null (the whole split) leaves the key as it was before the field existed: cached CNNs keep theirs
     content |= {"epoch_images": recipe.epoch_images} if recipe.epoch_images is not None else {}
     content |= {"accelerator": hardware.accelerator,
                 "precision": resolve_precision(hardware.precision, hardware.accelerator)}  # fmt: skip
