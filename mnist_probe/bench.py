@@ -316,7 +316,7 @@ def bench_training(
     ]
     best = max(probe.values()) if probe else None
     for precision in [p for p in precisions if not probe or p in probe]:  # not: emulated, unmeasured
-        slow = bool(probe) and probe.get(precision, best) * FAR_SLOWER < best
+        slow = bool(probe) and probe[precision] * FAR_SLOWER < best
         n_steps, n_warmup, n_repeats = (2, 1, 1) if slow else (steps, warmup, repeats)
         note = f" [{best / probe[precision]:.0f}x slower here: 2 steps only]" if slow else ""
         light, plain = [], []

@@ -174,11 +174,12 @@ def get_or_compute(
                 return *_read(entry, load), True
             except Damaged as damaged:
                 problem = damaged
-            aside = entry.with_name(f"{entry.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+            name = f"{entry.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            aside = entry.with_name(name)
             for n in itertools.count(2):  # damaged twice in one second by one process: a name of its own
                 if not aside.exists():
                     break
-                aside = aside.with_name(f"{aside.name.rsplit('~', 1)[0]}~{n}")
+                aside = entry.with_name(f"{name}~{n}")
             log.warning("cache entry %s is damaged (%s): moved to %s, computing it again",
                         entry, problem, aside.name)  # fmt: skip
             os.replace(entry, aside)
