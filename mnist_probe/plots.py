@@ -322,6 +322,27 @@ def position_plot(rows: list) -> plt.Figure:
     return fig
 
 
+def position_curves(models: dict[str, list]) -> plt.Figure:
+    """The position and class probe curves of several CNNs (name -> rows), side by side, on the
+    layers of the first."""
+    layers = [r.layer for r in next(iter(models.values()))]
+    fig, axes = plt.subplots(1, 2, figsize=(max(9, 1.1 * len(layers)), 4), sharey=True)
+    for ax, field, title in ((axes[0], "position_acc", "which shift (position)"),
+                             (axes[1], "class_acc", "which digit (class)")):  # fmt: skip
+        for name, rows in models.items():
+            at = {r.layer: getattr(r, field) for r in rows}
+            ax.plot(range(len(layers)), [at.get(layer, np.nan) for layer in layers], "o-", label=name)
+        ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
+        ax.set_title(f"linear probe: {title}", fontsize=10)
+        ax.set_ylim(0, 1.02)
+    first = next(iter(models.values()))[0]
+    axes[0].axhline(first.position_chance, color="grey", ls=":", lw=1, label="chance")
+    axes[0].set_ylabel("accuracy (held-out images)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def cka_heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> plt.Figure:
     """Linear CKA between every pair of layers (rows: one network, columns: the other)."""
     fig, ax = plt.subplots(figsize=(1 + 0.5 * len(cols), 1 + 0.45 * len(rows)))

@@ -188,9 +188,13 @@ class ReproduceAugmentConfig:
     shifts: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2])
     train_overrides: dict[str, Any] = field(default_factory=dict)
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    probes: bool = True  # position and class probes per layer of every CNN of the sweep
+    cka_seed: int | None = 43  # the reference CNN again with this seed: CKA between the two (None: not)
 
     def __post_init__(self) -> None:
         one_of("reproduce.augment.recipe", self.recipe, RECIPES)
+        if self.cka_seed is not None:
+            count("reproduce.augment.cka_seed", self.cka_seed, 0, 2**32 - 1)
         for model in self.models:
             if model not in MODELS:
                 refuse("reproduce.augment.models", model, "a list of " + ", ".join(MODELS))

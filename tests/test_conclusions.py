@@ -3,14 +3,17 @@
 import pytest
 
 from mnist_probe.schema import typed
+from mnist_probe.stages.results import AugmentRow, CkaPair, PositionRow
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
+    cka_pair_sentence,
     conclusions,
     gap_sentence,
     position_sentence,
     shift_cka_sentence,
+    sweep_position_sentence,
 )
-from tests.builders import beyond_result, gap_row, study_results
+from tests.builders import beyond_result, curve, gap_row, study_results
 from tests.conftest import REPO, make_cfg
 
 
@@ -76,3 +79,32 @@ def test_the_beyond_sentences_follow_the_numbers():
     assert "position is still known" in position_sentence(kept.positions, "dense_1")
     assert "the code layer changes least" in shift_cka_sentence(beyond_result())
     assert "conv2d_2, not the code layer, changes least" in shift_cka_sentence(beyond_result(code_cka=0.3))
+
+
+def sweep_row(model: str, shift: float, code_position: float) -> AugmentRow:
+    positions = [PositionRow("conv2d_1", 50176, 0.95, 0.9, 1 / 25), PositionRow("dense_1", 256, code_position,
+                                                                               0.99, 1 / 25)]  # fmt: skip
+    return AugmentRow(model, shift, 0.99, curve({}), 0.8, 0.9, 0.02, positions)
+
+
+def test_the_sweep_position_sentence_ranks_the_cnns_by_what_their_code_layer_keeps():
+    rows = [sweep_row("max", 0.0, 0.06), sweep_row("max", 0.1, 0.05), sweep_row("aa", 0.0, 0.30)]
+    text = sweep_position_sentence(rows)
+    assert "Which of 25 shifts moved the image, read from the code layer (dense_1; chance 4.0%)" in text
+    assert "least position in max, shift 0.1 and most in aa, shift 0.0" in text
+    assert "still known at the code layer in 1 of the 3 CNNs" in text
+    assert "given up by the code layer in all 2 CNNs" in sweep_position_sentence(rows[:2])
+    unprobed = AugmentRow("m", 0.0, 0.99, curve({}), 0.8, 0.9, 0.02)
+    assert "No position probe" in sweep_position_sentence([unprobed])
+
+
+def test_the_cka_pair_sentence_says_whether_two_networks_part_with_depth():
+    def pair(first: float, last: float) -> CkaPair:
+        return CkaPair("seeds", "a", "b", ["conv2d_1", "dense_1"], ["conv2d_1", "dense_1"],
+                       [[first, 0.2], [0.3, last]])  # fmt: skip
+
+    assert "conv2d_1 0.95, dense_1 0.60; they part with depth" in cka_pair_sentence(pair(0.95, 0.6))
+    assert "they converge with depth" in cka_pair_sentence(pair(0.5, 0.9))
+    assert "about as alike at the code layer" in cka_pair_sentence(pair(0.9, 0.88))
+    other = CkaPair("x", "a", "b", ["conv1"], ["c1"], [[0.5]])
+    assert other.same_layers() == {} and "share no layer name" in cka_pair_sentence(other)

@@ -97,6 +97,17 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
         aug = json.loads((out / "augment" / f"model={model}.shift=0.0" / "results.json").read_text())
         assert aug["models"] == ["CNN"]
     assert "| model keras_cnn → keras_cnn_aa | shift 0.0 |" in report
+    # each sweep CNN's position and class probes; the reference (keras_cnn at the one shift) against
+    # the same recipe with another seed and against anti-aliased pooling; its train/val gap
+    assert "#### How much position each layer keeps, by architecture and augmentation" in report
+    assert re.search(r"^\| keras_cnn_aa, shift 0\.0 \| 0\.\d{3} \|", report, flags=re.M)
+    assert "figures/augment_positions.png" in links and "figures/augment_cka_vs_keras_cnn_aa.png" in links
+    assert "CKA between the same layer of keras_cnn, seed 42 and seed 43: conv2d_1 " in report
+    assert "CKA between the same layer of keras_cnn, shift 0.0 and keras_cnn_aa: conv2d_1 " in report
+    gap = "### Why validation accuracy exceeds training accuracy:"
+    assert f"{gap} the default recipe (keras_cnn, shift 0.0)" in report
+    assert f"{gap} the study's recipe" in report
+    assert "figures/gap_default.png" in links
     # every stage's results.json reads back into its type, field for field
     for stage, cls in (("train", TrainResult), ("activations", ActivationsResult),
                        ("interpreters", InterpretersResult), ("shift", ShiftResult)):  # fmt: skip

@@ -65,7 +65,7 @@ def write(cfg: DictConfig, out_dir: Path, r: StudyResults, checked: list) -> Pat
         markdown_table(cnn_rows(cfg, r.train)),
         figure(out_dir, "train/calibration.png", "calibration"),
         "",
-        *gap_section(r.train, "train/gap.png"),
+        *gap_section(r.train.gap, "train/gap.png"),
         "## 1. Feature maps and code vectors",
         "",
         f"Test image #{first}, every map of each layer:",

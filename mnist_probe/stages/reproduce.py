@@ -9,22 +9,28 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_probe.cka import cka_between
 from mnist_probe.config import compose_config
 from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
 from mnist_probe.model import build_model, load_model
-from mnist_probe.plots import curves_plot, save
+from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
+from mnist_probe.position import position_probes
 from mnist_probe.schema import typed
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
-from mnist_probe.stages.adapters import run_stages, trained_cnn
+from mnist_probe.stages.adapters import run_stages, trained_cnn, writer
 from mnist_probe.stages.results import (
     AugmentResult,
     AugmentRow,
+    CkaPair,
+    GapRow,
     KerasRoundTrip,
     Lever,
     LossRow,
+    PositionRow,
     ReproduceResult,
     StudyResults,
     TrainResult,
@@ -32,7 +38,7 @@ from mnist_probe.stages.results import (
 from mnist_probe.stages.results_page import write_report
 from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import write_table
-from mnist_probe.train import test_logits
+from mnist_probe.train import TrainedCNN, test_logits
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +52,84 @@ def compose_node(group: str, option: str) -> DictConfig:
     return compose_config(f"{group}={option}")[group]
 
 
+def sweep_cfg(cfg: DictConfig, model: str, shift_value: float, seed: int | None = None) -> DictConfig:
+    """The config of one CNN of the sweep: the model's node, the sweep's recipe at this augmentation."""
+    acfg = cfg.reproduce.augment
+    sub = cfg.copy()
+    sub.model = {**OmegaConf.to_container(compose_node("model", model)), **acfg.model_overrides}
+    sub.train = OmegaConf.merge(compose_node("train", acfg.recipe), acfg.train_overrides,
+                                {"augment": {"shift": float(shift_value)}})  # fmt: skip
+    sub.shift.models = []
+    if seed is not None:
+        sub.seed = seed
+    return sub
+
+
 def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     """Architecture against augmentation: one CNN per model × train.augment.shift (a lighter recipe),
-    each through the shift stage, and what each lever buys in consistency and 1-px flips."""
-    acfg = cfg.reproduce.augment
-    rows = []
+    each through the shift stage, and what each lever buys in consistency and 1-px flips. Then, on
+    the first model at the recipe's own augmentation (the reference): its train/val gap, and linear
+    CKA against the same CNN trained with another seed and against the other pooling; with
+    reproduce.augment.probes, every CNN's position and class probes per layer."""
+    c, acfg = typed(cfg), cfg.reproduce.augment
+    images, labels = split_tensors(c.data, "test")
+    images, labels = images[: c.beyond.images], labels[: c.beyond.images]
+    rows, cnns = [], {}
     for model in acfg.models:
         for value in acfg.shifts:
-            sub = cfg.copy()
-            sub.model = {**OmegaConf.to_container(compose_node("model", model)), **acfg.model_overrides}
-            sub.train = OmegaConf.merge(compose_node("train", acfg.recipe), acfg.train_overrides,
-                                        {"augment": {"shift": float(value)}})  # fmt: skip
-            sub.shift.models = []
+            sub = sweep_cfg(cfg, model, value)
             job = f"model={model}.shift={value}"
             res = run_stages(sub, out_dir, {job: shift.run})[job]
             grid = res.dataset_row("CNN")
+            cnn = cnns[model, float(value)] = trained_cnn(sub)  # from the cache: the shift stage trained it
+            positions = []
+            if acfg.probes:
+                probes = position_probes(cnn.model, images, labels, c.beyond.radius,
+                                         beyond.probed_layers(cnn, c.beyond), c.seed)  # fmt: skip
+                positions = [PositionRow(**p) for p in probes]
             rows.append(AugmentRow(model, value, res.cnn_test_acc, res.curves["CNN"], grid.acc_grid_mean,
-                                   grid.consistency, grid.change_1px))  # fmt: skip
+                                   grid.consistency, grid.change_1px, positions))  # fmt: skip
     write_table([r.table_row() for r in rows], out_dir / "augment")
     title = f"CNN test accuracy against vertical shift, by model and augmentation ({acfg.recipe} recipe)"
-    curves = {f"{r.model}, shift {r.shift}": (r.curve.dys, r.curve.accs) for r in rows}
-    save(curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title), out_dir / "augment_sweep.png")
-    return AugmentResult(acfg.recipe, rows, levers(rows))
+    curves = {r.label(): (r.curve.dys, r.curve.accs) for r in rows}
+    figures = {"augment_sweep": curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title)}
+    if acfg.probes:
+        figures["positions"] = position_curves({r.label(): r.positions for r in rows})
+
+    own = float(compose_node("train", acfg.recipe).augment.shift)
+    ref_shift = own if own in [float(v) for v in acfg.shifts] else float(acfg.shifts[-1])
+    first = acfg.models[0]
+    reference = next(r for r in rows if r.model == first and float(r.shift) == ref_shift)
+    ref = cnns[first, ref_shift]
+    gap = [GapRow(**g) for g in ref.meta["gap"]] if ref.meta.get("gap") else None
+    if gap:
+        write_table(gap, out_dir / "gap")
+        save(gap_plot(gap), out_dir / "gap.png")
+    pairs = []
+    if acfg.cka_seed is not None:
+        twin = trained_cnn(sweep_cfg(cfg, first, ref_shift, acfg.cka_seed))
+        pairs.append(cka_pair("seeds", f"{first}, seed {c.seed}", ref, f"seed {acfg.cka_seed}", twin, images,
+                              c.beyond))  # fmt: skip
+    for model in acfg.models[1:]:
+        other = cnns[model, ref_shift]
+        pairs.append(cka_pair(f"vs_{model}", f"{first}, shift {ref_shift}", ref, model, other, images,
+                              c.beyond))  # fmt: skip
+    for pair in pairs:
+        figures[f"cka_{pair.name}"] = cka_heatmap(np.array(pair.matrix), pair.rows, pair.cols,
+                                                  f"CKA: {pair.first} (rows) vs {pair.second}")  # fmt: skip
+    tb = writer(out_dir, "augment")  # TensorBoard's images: augment/NAME
+    for name, fig in figures.items():
+        tb.add_figure(f"augment/{name}", fig, close=False)
+        save(fig, out_dir / f"{name}.png")
+    tb.close()
+    return AugmentResult(acfg.recipe, rows, levers(rows), reference, gap, pairs)
+
+
+def cka_pair(name: str, first: str, a: TrainedCNN, second: str, b: TrainedCNN, images, bcfg) -> CkaPair:
+    """Linear CKA between every probed layer of CNN a and every probed layer of CNN b."""
+    rows, cols, matrix = cka_between(a.model, b.model, images, beyond.probed_layers(a, bcfg),
+                                     beyond.probed_layers(b, bcfg))  # fmt: skip
+    return CkaPair(name, first, second, rows, cols, np.round(matrix, 4).tolist())
 
 
 def levers(rows: list[AugmentRow]) -> list[Lever]:

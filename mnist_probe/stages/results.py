@@ -233,6 +233,10 @@ class AugmentRow:
     acc_grid_mean: float
     consistency: float
     change_1px: float
+    positions: list[PositionRow] = field(default_factory=list)  # its position and class probes per layer
+
+    def label(self) -> str:
+        return f"{self.model}, shift {self.shift}"
 
     def table_row(self, dys: tuple[int, ...] = (-3, -4, -5)) -> dict[str, Any]:
         """As the report's table shows it: the accuracy at the shifts where the study's table turns."""
@@ -261,10 +265,29 @@ class Lever:
 
 
 @dataclass(frozen=True)
+class CkaPair:
+    """Linear CKA between every layer of two CNNs (mnist_probe.cka.cka_between): rows are the first's."""
+
+    name: str  # what the pair compares (seeds, pooling): its figure is cka_NAME.png
+    first: str
+    second: str
+    rows: list[str]
+    cols: list[str]
+    matrix: list[list[float]]
+
+    def same_layers(self) -> dict[str, float]:
+        """CKA between the layers the two networks both have, by name, in the first's order."""
+        return {r: self.matrix[i][self.cols.index(r)] for i, r in enumerate(self.rows) if r in self.cols}
+
+
+@dataclass(frozen=True)
 class AugmentResult:
     recipe: str
     rows: list[AugmentRow]
     levers: list[Lever]
+    reference: AugmentRow | None = None  # the first model at the recipe's own augmentation
+    gap: list[GapRow] | None = None  # the reference CNN's train/val gap per epoch
+    cka: list[CkaPair] = field(default_factory=list)  # the reference against another seed, other pooling
 
     def unaugmented(self) -> AugmentRow | None:
         """The first CNN trained without shift augmentation."""

@@ -19,6 +19,7 @@ from mnist_probe.stages.results import (
     AugmentResult,
     BeyondResult,
     Conclusion,
+    GapRow,
     KerasRoundTrip,
     LossRow,
     ShiftResult,
@@ -27,11 +28,13 @@ from mnist_probe.stages.results import (
 )
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
+    cka_pair_sentence,
     gap_sentence,
     loss_verdict,
     pct,
     position_sentence,
     shift_cka_sentence,
+    sweep_position_sentence,
 )
 from mnist_probe.tables import markdown_table
 
@@ -52,6 +55,8 @@ FIGURES = {  # docs/figures/NAME <- the stage's file
     "shift_every_digit.png": "shift/shift_every_digit.png",
     "shift_per_class.png": "shift/shift_per_class.png",
     "augment_sweep.png": "augment/augment_sweep.png",
+    "gap_default.png": "augment/gap.png",
+    "augment_positions.png": "augment/positions.png",
 }
 
 
@@ -64,10 +69,13 @@ def copy_figures(out_dir: Path, results: StudyResults, figures: Path) -> list[st
         src = next((out_dir / "activations" / "feature_maps").glob(f"{layer}_digit*_test{first}.png"))
         maps.append(f"feature_maps_{layer}.png")
         atomic_write(figures / maps[-1], lambda tmp, src=src: shutil.copyfile(src, tmp))
-    beyond = [f"beyond/{n}.png" for n in BEYOND_FIGURES]
+    sources = FIGURES | {f"{n}.png": f"beyond/{n}.png" for n in BEYOND_FIGURES}
     if results.beyond is not None:
-        beyond += [f"beyond/filters_{file_name(layer)}.png" for layer in results.beyond.filter_layers]
-    for name, src in {**FIGURES, **{Path(b).name: b for b in beyond}}.items():
+        sources |= {f"filters_{file_name(layer)}.png": f"beyond/filters_{file_name(layer)}.png"
+                    for layer in results.beyond.filter_layers}  # fmt: skip
+    if results.augment is not None:  # the sweep's CKA pairs
+        sources |= {f"augment_cka_{p.name}.png": f"augment/cka_{p.name}.png" for p in results.augment.cka}
+    for name, src in sources.items():
         if not (out_dir / src).is_file():  # e.g. probes.png with interpreters.probes.enabled=false
             continue
         atomic_write(figures / name, lambda tmp, src=src: shutil.copyfile(out_dir / src, tmp))
@@ -108,27 +116,29 @@ def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
     return rows
 
 
-def gap_section(train: TrainResult, figure: str) -> list[str]:
-    """Why validation accuracy exceeds training accuracy: the gap per epoch and its four parts."""
-    if not train.gap:
+def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain: bool = True) -> list[str]:
+    """Why validation accuracy exceeds training accuracy: the gap per epoch and its four parts (with
+    what each column means unless explain=False, for a second recipe right after the first)."""
+    if not gap:
         return []
     parts = ("gap", "lag", "dropout", "augmentation", "generalisation")
     rows = [{"epoch": r.epoch, "train_acc (bar)": pct(r.running), "train mode, augmented": pct(r.train),
              "eval mode, augmented": pct(r.eval), "eval mode, clean": pct(r.clean), "val_acc": pct(r.val),
-             **{p: f"{100 * getattr(r, p):+.2f}" for p in parts}} for r in train.gap]  # fmt: skip
+             **{p: f"{100 * getattr(r, p):+.2f}" for p in parts}} for r in gap]  # fmt: skip
+    what = ("The study's motivation asks it. At each epoch's end, on the same training images: the running "
+            "mean the progress bar shows, the network in train mode on augmented images, in eval mode on the "
+            "same augmented images, in eval mode on clean ones, and validation accuracy. The gap (points) "
+            "splits into lag (the weights improved during the epoch), dropout (and BatchNorm), "
+            "augmentation and generalisation:") if explain else "The same measurement:"  # fmt: skip
     return [
-        "### Why validation accuracy exceeds training accuracy",
+        "### Why validation accuracy exceeds training accuracy" + (f": {recipe}" if recipe else ""),
         "",
-        "The study's motivation asks it. At each epoch's end, on the same training images: the running "
-        "mean the progress bar shows, the network in train mode on augmented images, in eval mode on the "
-        "same augmented images, in eval mode on clean ones, and validation accuracy. The gap (points) "
-        "splits into lag (the weights improved during the epoch), dropout (and BatchNorm), "
-        "augmentation and generalisation:",
+        what,
         "",
         markdown_table(rows),
         f"![gap]({figure})",
         "",
-        gap_sentence(train.gap),
+        gap_sentence(gap),
         "",
     ]
 
@@ -212,7 +222,8 @@ def write_report(
         "",
         markdown_table(cnn_rows(cfg, train)),
         "![calibration](figures/calibration.png)",
-        *gap_section(train, "figures/gap.png"),
+        *gap_section(train.gap, "figures/gap.png", "the study's recipe"),
+        *augment_gap(results.augment),
         *loss_section(results.losses, out_dir, figures),
         *keras_file_section(results.keras_file),
         "## 1. Activations: feature maps (h = 1, 2, 5, 6, 8) and code vectors (h = 10)",
@@ -402,6 +413,14 @@ def every_digit_section(shift: ShiftResult) -> list[str]:
     ]
 
 
+def augment_gap(augment: AugmentResult | None) -> list[str]:
+    """The gap again for the sweep's reference CNN: the lighter recipe's, beside the study's."""
+    if augment is None or augment.reference is None:
+        return []
+    return gap_section(augment.gap, "figures/gap_default.png",
+                       f"the {augment.recipe} recipe ({augment.reference.label()})", explain=False)
+
+
 def augment_section(augment: AugmentResult) -> list[str]:
     """Architecture (max vs anti-aliased pooling) against augmentation (training shift)."""
     lever_rows = augment.levers
@@ -427,6 +446,49 @@ def augment_section(augment: AugmentResult) -> list[str]:
             lines += [f"The architecture's best gain in consistency is {m.consistency:+.1f} "
                       f"points ({m.lever}, {m.held_fixed}); the augmentation's is "
                       f"{a.consistency:+.1f} ({a.lever}, {a.held_fixed}).", ""]
+    return lines + sweep_positions(augment) + sweep_cka(augment)
+
+
+def sweep_positions(augment: AugmentResult) -> list[str]:
+    """Each CNN of the sweep's position and class probes, layer by layer: the levers' mechanism."""
+    probed = [r for r in augment.rows if r.positions]
+    if not probed:
+        return []
+    layers = [p.layer for p in probed[0].positions]
+
+    def table(field: str) -> str:
+        rows = [{"CNN": r.label(), **{p.layer: f"{getattr(p, field):.3f}" for p in r.positions}}
+                for r in probed]  # fmt: skip
+        return markdown_table(rows, ["CNN", *layers])
+
+    return [
+        "#### How much position each layer keeps, by architecture and augmentation",
+        "",
+        f"A linear probe per layer reads which of the {round(1 / probed[0].positions[0].position_chance)} "
+        "shifts (±2 px) moved a test image; another reads its digit, from the same activations "
+        "(held-out half of the images). Position:",
+        "",
+        table("position_acc"),
+        "Class:",
+        "",
+        table("class_acc"),
+        "![position and class probes by CNN](figures/augment_positions.png)",
+        "",
+        sweep_position_sentence(augment.rows),
+        "",
+    ]
+
+
+def sweep_cka(augment: AugmentResult) -> list[str]:
+    """What two networks share: linear CKA between every pair of their layers."""
+    if not augment.cka:
+        return []
+    ref = augment.reference.label() if augment.reference else "the first CNN"
+    lines = ["#### What two networks share (linear CKA)", "",
+             f"CKA between every layer of {ref} and every layer of another CNN, on the same test "
+             "images: the same recipe with another seed, and the other pooling.", ""]  # fmt: skip
+    for pair in augment.cka:
+        lines += [f"![CKA {pair.name}](figures/augment_cka_{pair.name}.png)", "", cka_pair_sentence(pair), ""]
     return lines
 
 

@@ -8,7 +8,9 @@ from mnist_probe.names import LAYER_NAMES, layer_h
 from mnist_probe.schema import Config
 from mnist_probe.stages.results import (
     AttributionCurve,
+    AugmentRow,
     BeyondResult,
+    CkaPair,
     Conclusion,
     GapRow,
     LossRow,
@@ -191,6 +193,9 @@ def gap_sentence(rows: list[GapRow]) -> str:
 # chance at the code layer.
 MOVES_WITH_ABOVE = 0.8
 GIVEN_UP_WITHIN = 2.0
+# Two networks "diverge with depth" when their same-layer CKA at the last probed layer is this much
+# below the first layer's, and "converge" when it is this much above.
+DEPTH_CHANGE = 0.05
 
 
 def attribution_sentence(curves: list[AttributionCurve]) -> str:
@@ -231,3 +236,38 @@ def shift_cka_sentence(result: BeyondResult) -> str:
     verdict = ("the code layer changes least: translations deform code vectors more softly" if softest == code
                else f"{softest}, not the code layer, changes least")  # fmt: skip
     return f"CKA between unshifted and dy = {result.cka_dys[-1]} images, per layer: {said}; {verdict}."
+
+
+def sweep_position_sentence(rows: list[AugmentRow]) -> str:
+    """How much position the code layer keeps in each CNN of the sweep: which keeps least and most,
+    and in how many it is given up (each CNN's last probed layer is its code layer)."""
+    probed = [r for r in rows if r.positions]
+    if not probed:
+        return "No position probe was fitted on the sweep's CNNs."
+    code = {r.label(): r.positions[-1] for r in probed}
+    least, most = min(code, key=lambda k: code[k].position_acc), max(code, key=lambda k: code[k].position_acc)
+    chance = code[least].position_chance
+    given_up = [k for k, row in code.items() if row.position_acc <= GIVEN_UP_WITHIN * chance]
+    said = "; ".join(f"{k} {pct(row.position_acc, 1)}" for k, row in code.items())
+    verdict = (f"position is given up by the code layer in all {len(code)} CNNs" if len(given_up) == len(code)
+               else f"position is still known at the code layer in {len(code) - len(given_up)} of the "
+                    f"{len(code)} CNNs")  # fmt: skip
+    return (f"Which of {round(1 / chance)} shifts moved the image, read from the code layer "
+            f"({code[least].layer}; chance {pct(chance, 1)}): {said}. It keeps least position in {least} and "
+            f"most in {most}; {verdict}.")  # fmt: skip
+
+
+def cka_pair_sentence(pair: CkaPair) -> str:
+    """How alike two networks are layer by layer, and whether they part with depth."""
+    same = pair.same_layers()
+    if not same:
+        return f"{pair.first} and {pair.second} share no layer name; the heatmap compares every pair."
+    said = ", ".join(f"{k} {v:.2f}" for k, v in same.items())
+    first, last = list(same.values())[0], list(same.values())[-1]
+    if last < first - DEPTH_CHANGE:
+        verdict = "they part with depth: the later the layer, the less the two representations share"
+    elif last > first + DEPTH_CHANGE:
+        verdict = "they converge with depth: the code layers share more than the first layers"
+    else:
+        verdict = "about as alike at the code layer as at the first layer"
+    return f"CKA between the same layer of {pair.first} and {pair.second}: {said}; {verdict}."
