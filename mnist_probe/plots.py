@@ -307,15 +307,17 @@ def gap_plot(rows: list) -> plt.Figure:
 
 
 def position_plot(rows: list) -> plt.Figure:
-    """Per layer, in the network's order: how well a linear probe reads the shift, and the class."""
+    """Per layer, in the network's order: how well linear probes read the shift (R² of (dx, dy), and
+    accuracy over the shift classes) and the class."""
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 4))
     k = np.arange(len(rows))
-    ax.plot(k, [r.position_acc for r in rows], "o-", label="position (which shift)")
-    ax.plot(k, [r.class_acc for r in rows], "s-", label="class (which digit)")
-    ax.axhline(rows[0].position_chance, color="C0", ls=":", lw=1, label="position chance")
+    ax.plot(k, [r.position_r2 for r in rows], "o-", label="position: R² of (dx, dy)")
+    ax.plot(k, [r.position_acc for r in rows], "o--", color="C0", alpha=0.5, label="position: which shift")
+    ax.plot(k, [r.class_acc for r in rows], "s-", color="C1", label="class: which digit")
+    ax.axhline(rows[0].position_chance, color="C0", ls=":", lw=1, label="which shift: chance")
     ax.set_xticks(k, [r.layer for r in rows], rotation=45, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("linear probe accuracy (held-out images)")
+    ax.set_ylim(min(0.0, *(r.position_r2 for r in rows)) - 0.02, 1.02)  # R² < 0: worse than the mean
+    ax.set_ylabel("R² / accuracy (held-out images)")
     ax.set_title("Where position is given up and class is built")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -323,21 +325,20 @@ def position_plot(rows: list) -> plt.Figure:
 
 
 def position_curves(models: dict[str, list]) -> plt.Figure:
-    """The position and class probe curves of several CNNs (name -> rows), side by side, on the
-    layers of the first."""
+    """The position (R² of (dx, dy)) and class probe curves of several CNNs (name -> rows), side by
+    side, on the layers of the first."""
     layers = [r.layer for r in next(iter(models.values()))]
     fig, axes = plt.subplots(1, 2, figsize=(max(9, 1.1 * len(layers)), 4), sharey=True)
-    for ax, field, title in ((axes[0], "position_acc", "which shift (position)"),
-                             (axes[1], "class_acc", "which digit (class)")):  # fmt: skip
+    for ax, field, title in ((axes[0], "position_r2", "the shift (dx, dy), R²"),
+                             (axes[1], "class_acc", "which digit, accuracy")):  # fmt: skip
         for name, rows in models.items():
             at = {r.layer: getattr(r, field) for r in rows}
             ax.plot(range(len(layers)), [at.get(layer, np.nan) for layer in layers], "o-", label=name)
         ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
         ax.set_title(f"linear probe: {title}", fontsize=10)
-        ax.set_ylim(0, 1.02)
-    first = next(iter(models.values()))[0]
-    axes[0].axhline(first.position_chance, color="grey", ls=":", lw=1, label="chance")
-    axes[0].set_ylabel("accuracy (held-out images)")
+    lowest = min(r.position_r2 for rows in models.values() for r in rows)
+    axes[0].set_ylim(min(0.0, lowest) - 0.02, 1.02)  # shared with the class panel
+    axes[0].set_ylabel("held-out images")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -100,8 +100,8 @@ def beyond_result(consistency_last=0.9, code_position=0.05, first_position=0.9, 
     CKA under the study's shifts with the code layer's and a conv layer's last values chosen."""
     dys = [0, -1, -2, -3, -4, -5]
     attributions = [AttributionCurve("saliency", dys, [1.0, 0.97, 0.95, 0.93, 0.91, consistency_last])]
-    positions = [PositionRow("conv2d_1", 50176, first_position, 0.9, 1 / 25),
-                 PositionRow("dense_1", 256, code_position, 0.99, 1 / 25)]  # fmt: skip
+    positions = [PositionRow("conv2d_1", 50176, first_position, 0.3, 0.9, 1 / 25),
+                 PositionRow("dense_1", 256, code_position, 0.05, 0.99, 1 / 25)]  # fmt: skip
     steps = [[1.0, 1.0]] + [[1 - k * (1 - conv_cka) / 5, 1 - k * (1 - code_cka) / 5] for k in range(1, 6)]
     layers = ["conv2d_2", "dense_1"]
     return BeyondResult("key", "dense_1", attributions, positions, ["conv2d_1"], layers, steps, dys)

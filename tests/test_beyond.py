@@ -127,8 +127,8 @@ def test_activation_maximisation_excites_its_filter_more_than_noise():
 
 
 def test_a_layer_before_any_pooling_knows_the_shift_and_one_after_global_pooling_does_not(digits):
-    """The position probe reads the shift exactly off the (shifted) image itself, and is at chance
-    after a global pool, which forgets where the digit was; the class probe works on both."""
+    """The position probes read the shift exactly off the (shifted) image itself (R² of (dx, dy) near
+    1, every shift class right), and are at chance after a global pool, which forgets where the digit was; the class probe works on both."""
     images, labels = digits
     conv = nn.Conv2d(1, 1, 1, bias=False)
     nn.init.ones_(conv.weight)
@@ -136,5 +136,6 @@ def test_a_layer_before_any_pooling_knows_the_shift_and_one_after_global_pooling
     one = images[:1].expand(200, 28, 28).contiguous()  # one digit, 200 random shifts
     probes = position_probes(toy, one, labels[:1].expand(200), radius=1, layers=["0", "1"])
     rows = {r["layer"]: r for r in probes}
-    assert rows["0"]["position_acc"] == 1.0
+    assert rows["0"]["position_acc"] == 1.0 and rows["0"]["position_r2"] > 0.95
     assert rows["1"]["position_acc"] < 0.4 and rows["0"]["position_chance"] == pytest.approx(1 / 9)
+    assert rows["1"]["position_r2"] < 0.1

@@ -82,15 +82,15 @@ def test_the_beyond_sentences_follow_the_numbers():
 
 
 def sweep_row(model: str, shift: float, code_position: float) -> AugmentRow:
-    positions = [PositionRow("conv2d_1", 50176, 0.95, 0.9, 1 / 25), PositionRow("dense_1", 256, code_position,
-                                                                               0.99, 1 / 25)]  # fmt: skip
+    positions = [PositionRow("conv2d_1", 50176, 0.95, 0.4, 0.9, 1 / 25),
+                 PositionRow("dense_1", 256, code_position, 0.05, 0.99, 1 / 25)]  # fmt: skip
     return AugmentRow(model, shift, 0.99, curve({}), 0.8, 0.9, 0.02, positions)
 
 
 def test_the_sweep_position_sentence_ranks_the_cnns_by_what_their_code_layer_keeps():
     rows = [sweep_row("max", 0.0, 0.06), sweep_row("max", 0.1, 0.05), sweep_row("aa", 0.0, 0.30)]
     text = sweep_position_sentence(rows)
-    assert "Which of 25 shifts moved the image, read from the code layer (dense_1; chance 4.0%)" in text
+    assert "read linearly from the code layer (dense_1): max, shift 0.0 0.06; max, shift 0.1 0.05" in text
     assert "least position in max, shift 0.1 and most in aa, shift 0.0" in text
     assert "still known at the code layer in 1 of the 3 CNNs" in text
     assert "given up by the code layer in all 2 CNNs" in sweep_position_sentence(rows[:2])

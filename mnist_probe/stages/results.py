@@ -372,10 +372,12 @@ class AttributionCurve:
 
 @dataclass(frozen=True)
 class PositionRow:
-    """One layer's position and class probes (mnist_probe.position)."""
+    """One layer's position and class probes (mnist_probe.position): R² of (dx, dy), accuracy over
+    the shift classes (and its chance), accuracy over the digits."""
 
     layer: str
     dims: int
+    position_r2: float
     position_acc: float
     class_acc: float
     position_chance: float

@@ -183,7 +183,8 @@ def beyond_section(beyond: BeyondResult | None, figures: str) -> list[str]:
         "",
         "### How much position each layer keeps",
         "",
-        markdown_table(beyond.positions, ["layer", "dims", "position_acc", "class_acc", "position_chance"]),
+        markdown_table(beyond.positions, ["layer", "dims", "position_r2", "position_acc", "position_chance",
+                                          "class_acc"]),
         fig("positions", "position and class probes"),
         position_sentence(beyond.positions, beyond.code_layer),
         "",
@@ -464,9 +465,13 @@ def sweep_positions(augment: AugmentResult) -> list[str]:
     return [
         "#### How much position each layer keeps, by architecture and augmentation",
         "",
-        f"A linear probe per layer reads which of the {round(1 / probed[0].positions[0].position_chance)} "
-        "shifts (±2 px) moved a test image; another reads its digit, from the same activations "
-        "(held-out half of the images). Position:",
+        "Each test image is moved by one of the shifts in ±2 px. Per layer, a ridge regression reads the "
+        "shift (dx, dy) from the activations, another probe the digit (held-out half of the images). "
+        "Position, R² of (dx, dy) (0: no better than guessing the mean shift):",
+        "",
+        table("position_r2"),
+        f"Position, accuracy over the {round(1 / probed[0].positions[0].position_chance)} shifts "
+        f"(chance {pct(probed[0].positions[0].position_chance, 1)}):",
         "",
         table("position_acc"),
         "Class:",

@@ -189,10 +189,10 @@ def gap_sentence(rows: list[GapRow]) -> str:
 
 
 # Beyond the study. Attributions "move with the digit" while their consistency at the largest shift
-# stays at or above this; position is "given up" where the position probe ends within this factor of
-# chance at the code layer.
+# stays at or above this; position is "given up" where a linear read-out of the shift (dx, dy)
+# explains at most this share of its variance (R²) at the code layer.
 MOVES_WITH_ABOVE = 0.8
-GIVEN_UP_WITHIN = 2.0
+GIVEN_UP_BELOW = 0.1
 # Two networks "diverge with depth" when their same-layer CKA at the last probed layer is this much
 # below the first layer's, and "converge" when it is this much above.
 DEPTH_CHANGE = 0.05
@@ -216,13 +216,13 @@ def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
     if not rows:
         return "No position probe was fitted."
     first, last = rows[0], next((r for r in rows if r.layer == code_layer), rows[-1])
-    given_up = last.position_acc <= GIVEN_UP_WITHIN * last.position_chance
-    return (f"A linear probe reads which of {round(1 / first.position_chance)} shifts moved the image at "
-            f"{pct(first.position_acc, 1)} from {first.layer} and {pct(last.position_acc, 1)} from "
-            f"{last.layer} "
-            f"(chance {pct(last.position_chance, 1)}): position is "
+    given_up = last.position_r2 <= GIVEN_UP_BELOW
+    return (f"A linear read-out of the shift (dx, dy) explains R² = {first.position_r2:.2f} of it from "
+            f"{first.layer} and {last.position_r2:.2f} from {last.layer}: position is "
             f"{'given up' if given_up else 'still known'} by the code layer, while the class probe goes "
-            f"from {pct(first.class_acc, 1)} to {pct(last.class_acc, 1)}.")  # fmt: skip
+            f"from {pct(first.class_acc, 1)} to {pct(last.class_acc, 1)}. Read as one of "
+            f"{round(1 / first.position_chance)} shifts, {pct(first.position_acc, 1)} and "
+            f"{pct(last.position_acc, 1)} (chance {pct(last.position_chance, 1)}).")  # fmt: skip
 
 
 def shift_cka_sentence(result: BeyondResult) -> str:
@@ -245,16 +245,14 @@ def sweep_position_sentence(rows: list[AugmentRow]) -> str:
     if not probed:
         return "No position probe was fitted on the sweep's CNNs."
     code = {r.label(): r.positions[-1] for r in probed}
-    least, most = min(code, key=lambda k: code[k].position_acc), max(code, key=lambda k: code[k].position_acc)
-    chance = code[least].position_chance
-    given_up = [k for k, row in code.items() if row.position_acc <= GIVEN_UP_WITHIN * chance]
-    said = "; ".join(f"{k} {pct(row.position_acc, 1)}" for k, row in code.items())
+    least, most = min(code, key=lambda k: code[k].position_r2), max(code, key=lambda k: code[k].position_r2)
+    given_up = [k for k, row in code.items() if row.position_r2 <= GIVEN_UP_BELOW]
+    said = "; ".join(f"{k} {row.position_r2:.2f}" for k, row in code.items())
     verdict = (f"position is given up by the code layer in all {len(code)} CNNs" if len(given_up) == len(code)
                else f"position is still known at the code layer in {len(code) - len(given_up)} of the "
                     f"{len(code)} CNNs")  # fmt: skip
-    return (f"Which of {round(1 / chance)} shifts moved the image, read from the code layer "
-            f"({code[least].layer}; chance {pct(chance, 1)}): {said}. It keeps least position in {least} and "
-            f"most in {most}; {verdict}.")  # fmt: skip
+    return (f"R² of the shift (dx, dy) read linearly from the code layer ({code[least].layer}): {said}. "
+            f"It keeps least position in {least} and most in {most}; {verdict}.")  # fmt: skip
 
 
 def cka_pair_sentence(pair: CkaPair) -> str:
