@@ -128,7 +128,8 @@ def test_activation_maximisation_excites_its_filter_more_than_noise():
 
 def test_a_layer_before_any_pooling_knows_the_shift_and_one_after_global_pooling_does_not(digits):
     """The position probes read the shift exactly off the (shifted) image itself (R² of (dx, dy) near
-    1, every shift class right), and are at chance after a global pool, which forgets where the digit was; the class probe works on both."""
+    1, every shift class right), and are at chance after a global pool, which forgets where the
+    digit was; the class probe works on both."""
     images, labels = digits
     conv = nn.Conv2d(1, 1, 1, bias=False)
     nn.init.ones_(conv.weight)

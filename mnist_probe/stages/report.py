@@ -17,7 +17,7 @@ from mnist_probe.schema import typed
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages
 from mnist_probe.stages.results import ReportResult, StudyResults
-from mnist_probe.stages.results_page import beyond_section, cnn_rows, gap_section
+from mnist_probe.stages.sections import beyond_section, cnn_rows, gap_section
 from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import markdown_table
 

@@ -9,7 +9,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mnist_probe import study
 from mnist_probe.cache import atomic_write
@@ -17,23 +17,18 @@ from mnist_probe.machine import describe
 from mnist_probe.plots import file_name
 from mnist_probe.stages.results import (
     AugmentResult,
-    BeyondResult,
     Conclusion,
-    GapRow,
     KerasRoundTrip,
     LossRow,
     ShiftResult,
     StudyResults,
     TrainResult,
 )
+from mnist_probe.stages.sections import BEYOND_FIGURES, beyond_section, cnn_rows, gap_section
 from mnist_probe.stages.verdicts import (
-    attribution_sentence,
     cka_pair_sentence,
-    gap_sentence,
     loss_verdict,
     pct,
-    position_sentence,
-    shift_cka_sentence,
     sweep_position_sentence,
 )
 from mnist_probe.tables import markdown_table
@@ -95,108 +90,6 @@ def training_time(train: TrainResult) -> str:
     if resumed:
         return text + f", across an interruption after epoch {resumed}"
     return text
-
-
-def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
-    """The CNN table: accuracy, how confident, how calibrated, the recipe."""
-    sure, cal = train.confidence, train.calibration
-    b, a = cal.before, cal.after
-    rows = [{"": f"test accuracy ({train.test_images:,} MNIST test images)",
-             "ours": pct(train.test_acc), "study": pct(study.CNN_ACC, 1)},
-            {"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
-             "ours": f"{sure.cross_entropy:.3f} ({pct(sure.error_share_of_loss)} from "
-                     f"{sure.errors} errors; {sure.max_abs_logit:,.0f})",
-             "study": "not reported"},
-            {"": f"calibration: ECE ({cal.bins} bins) / NLL / Brier, before → after temperature "
-                 "scaling (T fitted on the validation split)",
-             "ours": f"{pct(b.ece)} / {b.nll:.4f} / {b.brier:.4f} → {pct(a.ece)} / "
-                     f"{a.nll:.4f} / {a.brier:.4f} (T = {cal.temperature:.3g})",
-             "study": "not reported"}]  # fmt: skip
-    rows.append({"": "recipe", "ours": recipe_line(cfg), "study": study.RECIPE})
-    return rows
-
-
-def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain: bool = True) -> list[str]:
-    """Why validation accuracy exceeds training accuracy: the gap per epoch and its four parts (with
-    what each column means unless explain=False, for a second recipe right after the first)."""
-    if not gap:
-        return []
-    parts = ("gap", "lag", "dropout", "augmentation", "generalisation")
-    rows = [{"epoch": r.epoch, "train_acc (bar)": pct(r.running), "train mode, augmented": pct(r.train),
-             "eval mode, augmented": pct(r.eval), "eval mode, clean": pct(r.clean), "val_acc": pct(r.val),
-             **{p: f"{100 * getattr(r, p):+.2f}" for p in parts}} for r in gap]  # fmt: skip
-    what = ("The study's motivation asks it. At each epoch's end, on the same training images: the running "
-            "mean the progress bar shows, the network in train mode on augmented images, in eval mode on the "
-            "same augmented images, in eval mode on clean ones, and validation accuracy. The gap (points) "
-            "splits into lag (the weights improved during the epoch), dropout (and BatchNorm), "
-            "augmentation and generalisation:") if explain else "The same measurement:"  # fmt: skip
-    return [
-        "### Why validation accuracy exceeds training accuracy" + (f": {recipe}" if recipe else ""),
-        "",
-        what,
-        "",
-        markdown_table(rows),
-        f"![gap]({figure})",
-        "",
-        gap_sentence(gap),
-        "",
-    ]
-
-
-BEYOND_FIGURES = ("attributions", "attribution_strip", "attribution_consistency", "positions", "shift_cka",
-                  "cka_seeds")  # fmt: skip
-
-
-def beyond_section(beyond: BeyondResult | None, figures: str) -> list[str]:
-    """Where the network looks, what each filter wants, how much position each layer keeps, what
-    translations change (the beyond stage); its figures under `figures`/."""
-    if beyond is None:
-        return []
-
-    def fig(name: str, caption: str) -> str:
-        return f"![{caption}]({figures}/{name}.png)"
-
-    def along(dys: list[int], values: list[float]) -> dict[str, str]:
-        return {f"dy={dy}": f"{v:.3f}" for dy, v in zip(dys, values, strict=True)}
-
-    curves = [{"method": a.method, **along(a.dys, a.consistency)} for a in beyond.attributions]
-    cka = [{"layer": name, **along(beyond.cka_dys, beyond.shift_cka_at(name))} for name in beyond.cka_layers]
-    return [
-        "## Beyond the study: where it looks, what each filter wants, where position goes",
-        "",
-        "### Where the network looks, and whether that moves with the digit",
-        "",
-        fig("attributions", "attributions"),
-        fig("attribution_strip", "attribution strip"),
-        "Correlation between the attribution of the shifted digit and the shifted attribution of the "
-        "original (1: it moves with the digit):",
-        "",
-        markdown_table(curves),
-        attribution_sentence(beyond.attributions),
-        "",
-        "### What each filter wants",
-        "",
-        "Per conv layer, each filter's top test patches (receptive-field crops) and, beside them, the "
-        "input optimised to excite its centre unit:",
-        "",
-        *[fig(f"filters_{file_name(layer)}", f"filters of {layer}") for layer in beyond.filter_layers],
-        "",
-        "### How much position each layer keeps",
-        "",
-        markdown_table(beyond.positions, ["layer", "dims", "position_r2", "position_acc", "position_chance",
-                                          "class_acc"]),
-        fig("positions", "position and class probes"),
-        position_sentence(beyond.positions, beyond.code_layer),
-        "",
-        "### What a translation changes, layer by layer (CKA)",
-        "",
-        markdown_table(cka),
-        fig("shift_cka", "shift CKA"),
-        shift_cka_sentence(beyond),
-        "",
-        fig("cka_seeds", "CKA between two seeds") if beyond.cka is not None else "",
-        "",
-    ]
 
 
 def write_report(
@@ -521,13 +414,6 @@ def seeds_section(seeds: dict | None, figures: Path) -> list[str]:
         "![seeds](figures/seeds.png)" if src.is_file() else "",
         "",
     ]
-
-
-def recipe_line(cfg: DictConfig) -> str:
-    t = cfg.train
-    scheduler = (OmegaConf.select(cfg, "train.scheduler.factory._target_") or "none").split(".")[-1]
-    return (f"{t.epochs} epochs, batch {t.batch_size}, {t.optimizer._target_.split('.')[-1]}, {scheduler}, "
-            f"augmentation rotation {t.augment.rotation}°, zoom {t.augment.zoom}, shift {t.augment.shift}")
 
 
 def results_device(results: StudyResults) -> str:
