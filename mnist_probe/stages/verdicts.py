@@ -220,9 +220,10 @@ def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
     return (f"A linear read-out of the shift (dx, dy) explains R² = {first.position_r2:.2f} of it from "
             f"{first.layer} and {last.position_r2:.2f} from {last.layer}: position is "
             f"{'given up' if given_up else 'still known'} by the code layer, while the class probe goes "
-            f"from {pct(first.class_acc, 1)} to {pct(last.class_acc, 1)}. Read as one of "
-            f"{round(1 / first.position_chance)} shifts, {pct(first.position_acc, 1)} and "
-            f"{pct(last.position_acc, 1)} (chance {pct(last.position_chance, 1)}).")  # fmt: skip
+            f"from {pct(first.class_acc, 1)} to {pct(last.class_acc, 1)}. A classifier over the "
+            f"{round(1 / first.position_chance)} shifts names the right one for "
+            f"{pct(first.position_acc, 1)} and {pct(last.position_acc, 1)} of the images "
+            f"(chance {pct(last.position_chance, 1)}).")  # fmt: skip
 
 
 def shift_cka_sentence(result: BeyondResult) -> str:
