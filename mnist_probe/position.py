@@ -52,27 +52,36 @@ def _regression(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_
 @torch.no_grad()
 def position_probes(
     model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, radius: int = 2,
-    layers: str | list = "all", seed: int = 0, max_dims: int = 1024,
+    layers: str | list = "all", seed: int = 0, max_dims: int = 1024, batch_size: int = 500,
 ) -> list[dict]:  # fmt: skip
     """For each layer, from its flattened activations: the R² of a ridge regression of the shift
     (dx, dy); the accuracy of a logistic regression predicting which of the (2r+1)² shifts moved
     the image (chance 1/(2r+1)²); and of one predicting its digit (chance about 1/10). Each is
     fitted on the first half of the images and scored on the second.
     A layer wider than max_dims is first projected onto max_dims seeded Gaussian directions (a
-    linear map, so what a linear probe reads stays readable; 50k-wide conv maps fit 20x faster)."""
+    linear map, so what a linear probe reads stays readable; 50k-wide conv maps fit 20x faster),
+    batch_size images at a time, so memory holds one batch of full-width activations."""
     moved, shift_class, digit, grid = shifted_set(images_u8, labels, radius, seed)
     dxdy = np.array([grid[k] for k in shift_class], dtype=np.float64)
     names = resolve_layers(model, layers)
-    acts = record(model, moved, names)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    dims, directions = {}, {}
+    for start in range(0, len(moved), batch_size):
+        acts = record(model, moved[start : start + batch_size], names)
+        for name in names:
+            a = acts[name].flatten(1)
+            dims[name] = a.shape[1]
+            if a.shape[1] > max_dims:
+                if name not in directions:
+                    g = torch.Generator().manual_seed(seed)
+                    directions[name] = torch.randn(a.shape[1], max_dims, generator=g) / max_dims**0.5
+                a = a @ directions[name]
+            parts[name].append(a.numpy())
     half = len(digit) // 2
     rows = []
     for name in names:
-        a = acts[name].flatten(1)
-        if a.shape[1] > max_dims:
-            g = torch.Generator().manual_seed(seed)
-            a = a @ torch.randn(a.shape[1], max_dims, generator=g) / max_dims**0.5
-        a = a.numpy()
-        rows.append({"layer": name, "dims": acts[name][0].numel(),
+        a = np.concatenate(parts.pop(name))
+        rows.append({"layer": name, "dims": dims[name],
                      "position_r2": _regression(a[:half], dxdy[:half], a[half:], dxdy[half:]),
                      "position_acc": _probe(a[:half], shift_class[:half], a[half:], shift_class[half:]),
                      "class_acc": _probe(a[:half], digit[:half], a[half:], digit[half:]),

@@ -159,7 +159,8 @@ class BeyondConfig:
     networks share (the beyond stage, also part of the report)."""
 
     layers: list[Any] | None = None  # None: the model's conv layers and its code layer
-    images: int = 1000  # test images for the filters' top patches, position probes and CKA
+    images: int = 1000  # test images for the filters' top patches and CKA
+    position_images: int = 4000  # test images for the position probes: half fit them, half score them
     methods: list[str] = field(default_factory=lambda: ["saliency", "integrated_gradients", "grad_cam"])
     attribution_samples: int = 100  # test images whose attributions follow the shifts
     dy: list[int] = field(default_factory=lambda: [0, -1, -2, -3, -4, -5])
@@ -170,6 +171,7 @@ class BeyondConfig:
 
     def __post_init__(self) -> None:
         count("beyond.images", self.images, 8, COUNTS["test"])
+        count("beyond.position_images", self.position_images, 8, COUNTS["test"])
         count("beyond.attribution_samples", self.attribution_samples, 1, COUNTS["test"])
         for method in self.methods:
             one_of("beyond.methods", method, ("saliency", "integrated_gradients", "grad_cam"))

@@ -27,7 +27,8 @@ TINY = (
     "train.batch_size=64", "train.gap_images=200", "interpreters.models=[dt]",
     "interpreters.probes.train_samples=300", "interpreters.probes.test_samples=200", "shift.models=[dt]",
     "shift.dataset.samples=40", "activations.n_codes=200", "trainer.progress_bar=false",
-    "beyond.images=200", "beyond.attribution_samples=20", "beyond.maximise_steps=20",
+    "beyond.images=200", "beyond.position_images=200", "beyond.attribution_samples=20",
+    "beyond.maximise_steps=20",
 )  # fmt: skip
 # The runs that open an existing file: the probes and the shift grid add nothing there.
 LIGHT = ("interpreters.probes.enabled=false", "shift.dataset.enabled=false", "beyond.maximise_steps=0")

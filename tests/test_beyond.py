@@ -3,6 +3,8 @@ that could fail, on toy models whose answers are known and on LeNet-5."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -124,6 +126,23 @@ def test_activation_maximisation_excites_its_filter_more_than_noise():
     assert (y, x) == (5, 5)
     for row, c in enumerate([0, 5]):
         assert made[row, c, y, x] > base[row, c, y, x] + 0.1
+
+
+def test_position_probes_do_not_depend_on_how_many_images_go_through_at_once(digits):
+    """Batches are projected onto the same directions: a few images at a time gives the rows that
+    all at once gives, projected layers included."""
+    images, labels = digits
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(4 * 14 * 14, 10)).eval()  # fmt: skip
+    probe = partial(position_probes, net, images[:60], labels[:60], radius=1, layers=["1", "2", "4"],
+                    max_dims=100)  # fmt: skip
+    at_once, in_batches = probe(batch_size=500), probe(batch_size=7)
+    assert [r["dims"] for r in at_once] == [3136, 784, 10]  # the first two are projected to 100
+    for a, b in zip(at_once, in_batches, strict=True):
+        assert a["layer"] == b["layer"] and a["dims"] == b["dims"]
+        assert a["position_r2"] == pytest.approx(b["position_r2"], abs=1e-4)
+        assert (a["position_acc"], a["class_acc"]) == pytest.approx((b["position_acc"], b["class_acc"]))
 
 
 def test_a_layer_before_any_pooling_knows_the_shift_and_one_after_global_pooling_does_not(digits):

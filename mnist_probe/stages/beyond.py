@@ -42,8 +42,8 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     b = c.beyond
     cnn = trained_cnn(cfg, out_dir)
     model = cnn.model
-    images, labels = split_tensors(c.data, "test")
-    images, labels = images[: b.images], labels[: b.images]
+    test_images, test_labels = split_tensors(c.data, "test")
+    images, labels = test_images[: b.images], test_labels[: b.images]
     tb = writer(out_dir, "beyond")
     layers = probed_layers(cnn, b)
     pairs = [(0, dy) for dy in b.dy]
@@ -77,7 +77,8 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         figures[f"filters_{file_name(layer)}"] = filter_sheet(patches, wanted, layer)
 
     # 3. how much position each layer keeps
-    probes = position_probes(model, images, labels, b.radius, layers, c.seed)
+    n = b.position_images
+    probes = position_probes(model, test_images[:n], test_labels[:n], b.radius, layers, c.seed)
     positions = [PositionRow(**row) for row in probes]
     write_table(positions, out_dir / "positions")
     figures["positions"] = position_plot(positions)

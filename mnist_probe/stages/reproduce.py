@@ -72,8 +72,8 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     CKA against the same CNN trained with another seed and against the other pooling; with
     reproduce.augment.probes, every CNN's position and class probes per layer."""
     c, acfg = typed(cfg), cfg.reproduce.augment
-    images, labels = split_tensors(c.data, "test")
-    images, labels = images[: c.beyond.images], labels[: c.beyond.images]
+    test_images, test_labels = split_tensors(c.data, "test")
+    images, n = test_images[: c.beyond.images], c.beyond.position_images  # for CKA, for the probes
     rows, cnns = [], {}
     for model in acfg.models:
         for value in acfg.shifts:
@@ -84,7 +84,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
             cnn = cnns[model, float(value)] = trained_cnn(sub)  # from the cache: the shift stage trained it
             positions = []
             if acfg.probes:
-                probes = position_probes(cnn.model, images, labels, c.beyond.radius,
+                probes = position_probes(cnn.model, test_images[:n], test_labels[:n], c.beyond.radius,
                                          beyond.probed_layers(cnn, c.beyond), c.seed)  # fmt: skip
                 positions = [PositionRow(**p) for p in probes]
             rows.append(AugmentRow(model, value, res.cnn_test_acc, res.curves["CNN"], grid.acc_grid_mean,
