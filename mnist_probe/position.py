@@ -5,8 +5,9 @@ where the class probe rises, it has built what it needs to name the digit.
 
 Two readings of the shift: a ridge regression of (dx, dy), scored by R² (0: no better than the mean
 shift, 1: exact), and a classifier for which of the (2r+1)² shifts it was. The regression learns two
-numbers, so a few hundred images fit it; the classifier learns 25 classes from as many images and
-stays near chance at every layer when images are few.
+numbers; the classifier learns 25 classes and stays near chance at every layer when images are few.
+Both need thousands of images to settle: on 1,000 test images the KerasCNN's code-layer R² moved
+between 0.57 and 0.72 with the seed, on 4,000 it stayed within 0.749-0.759.
 """
 
 from __future__ import annotations
