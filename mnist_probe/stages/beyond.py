@@ -8,6 +8,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from mnist_probe.attribution import attribute, shift_consistency
@@ -35,6 +36,16 @@ def probed_layers(cnn: TrainedCNN, bcfg: BeyondConfig) -> list[str]:
     if bcfg.layers:
         return resolve_layers(cnn.model, list(bcfg.layers))
     return list(dict.fromkeys([*conv_layers(cnn.model), cnn.code_layer]))
+
+
+def position_rows(
+    cnn: TrainedCNN, test_images: torch.Tensor, test_labels: torch.Tensor, bcfg: BeyondConfig, seed: int
+) -> list[PositionRow]:
+    """The position and class probes of the probed layers, on the first bcfg.position_images test
+    images (the beyond stage's, and each CNN's of the reproduce stage's sweep)."""
+    n, layers = bcfg.position_images, probed_layers(cnn, bcfg)
+    probes = position_probes(cnn.model, test_images[:n], test_labels[:n], bcfg.radius, layers, seed)
+    return [PositionRow(**row) for row in probes]
 
 
 def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
@@ -77,9 +88,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         figures[f"filters_{file_name(layer)}"] = filter_sheet(patches, wanted, layer)
 
     # 3. how much position each layer keeps
-    n = b.position_images
-    probes = position_probes(model, test_images[:n], test_labels[:n], b.radius, layers, c.seed)
-    positions = [PositionRow(**row) for row in probes]
+    positions = position_rows(cnn, test_images, test_labels, b, c.seed)
     write_table(positions, out_dir / "positions")
     figures["positions"] = position_plot(positions)
 

@@ -18,7 +18,6 @@ from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
 from mnist_probe.model import build_model, load_model
 from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
-from mnist_probe.position import position_probes
 from mnist_probe.schema import typed
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages, trained_cnn, writer
@@ -30,7 +29,6 @@ from mnist_probe.stages.results import (
     KerasRoundTrip,
     Lever,
     LossRow,
-    PositionRow,
     ReproduceResult,
     StudyResults,
     TrainResult,
@@ -73,7 +71,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     reproduce.augment.probes, every CNN's position and class probes per layer."""
     c, acfg = typed(cfg), cfg.reproduce.augment
     test_images, test_labels = split_tensors(c.data, "test")
-    images, n = test_images[: c.beyond.images], c.beyond.position_images  # for CKA, for the probes
+    images = test_images[: c.beyond.images]  # for CKA
     rows, cnns = [], {}
     for model in acfg.models:
         for value in acfg.shifts:
@@ -84,9 +82,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
             cnn = cnns[model, float(value)] = trained_cnn(sub)  # from the cache: the shift stage trained it
             positions = []
             if acfg.probes:
-                probes = position_probes(cnn.model, test_images[:n], test_labels[:n], c.beyond.radius,
-                                         beyond.probed_layers(cnn, c.beyond), c.seed)  # fmt: skip
-                positions = [PositionRow(**p) for p in probes]
+                positions = beyond.position_rows(cnn, test_images, test_labels, c.beyond, c.seed)
             rows.append(AugmentRow(model, value, res.cnn_test_acc, res.curves["CNN"], grid.acc_grid_mean,
                                    grid.consistency, grid.change_1px, positions))  # fmt: skip
     write_table([r.table_row() for r in rows], out_dir / "augment")
