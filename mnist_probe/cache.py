@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_probe.errors import UserError
+from mnist_probe.machine import machine_cache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,6 +123,35 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | Path, memo: Path | None = None) -> str:
+    """The sha256 of a data file, memoised by its path, size and modification time: in this process
+    and in the JSON file `memo` (default: digests.json in the machine cache), so a rerun reads no
+    file again; a file changed in place, or copied elsewhere, is read once more."""
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    stamp = (str(path), stat.st_size, stat.st_mtime_ns)
+    if stamp in _digests:
+        return _digests[stamp]
+    memo = memo or machine_cache() / "digests.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    size, mtime, digest = known.get(str(path), (None, None, None))
+    if (size, mtime) != stamp[1:]:
+        digest = sha256(path)
+        known[str(path)] = [stat.st_size, stat.st_mtime_ns, digest]
+        try:
+            write_json(memo, known)
+        except OSError:  # a read-only machine cache: the digest is still right, only not remembered
+            pass
+    _digests[stamp] = digest
+    return digest
 
 
 class Damaged(Exception):

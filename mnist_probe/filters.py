@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mnist_probe.data import to_float
-from mnist_probe.hooks import record, resolve_layers
+from mnist_probe.hooks import output_of, record, resolve_layers
 from mnist_probe.model import SAMPLE_SHAPE, device_of
 from mnist_probe.shift import translate
 
@@ -40,28 +40,17 @@ def receptive_field(model: nn.Module, layer: str, samples: int = 16) -> Receptiv
     model.eval()
     x = torch.rand(samples, *SAMPLE_SHAPE, generator=torch.Generator().manual_seed(0)).to(device_of(model))
     x.requires_grad_(True)
-    act = _forward_to(model, name, x)
+    act = output_of(model, name, x)
     h, w = act.shape[-2:]
     rows = []
-    for y in (h // 2, h // 2 + 1) if h > 1 else (0,):
+    y0 = h // 2 if h // 2 + 1 < h else h // 2 - 1  # two neighbouring rows, the centre's first
+    for y in (y0, y0 + 1) if h > 1 else (0,):
         (grad,) = torch.autograd.grad(act[:, :, y, w // 2].sum(), x, retain_graph=True)
         seen = (grad.abs().sum((0, 1)) > 0).nonzero()[:, 0]
         rows.append((y, int(seen.min()), int(seen.max())))
     y0, top0, bottom0 = rows[0]
     stride = rows[1][1] - top0 if len(rows) > 1 else 1
     return ReceptiveField(size=bottom0 - top0 + 1, stride=max(stride, 1), offset=top0 - y0 * max(stride, 1))
-
-
-def _forward_to(model: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
-    """The output of module `name` when model runs on x, with its graph (not detached)."""
-    captured: dict[str, torch.Tensor] = {}
-    module = dict(model.named_modules())[name]
-    handle = module.register_forward_hook(lambda m, i, o: captured.setdefault("o", o))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    return captured["o"]
 
 
 @torch.no_grad()
@@ -121,7 +110,7 @@ def centre_unit(model: nn.Module, layer: str) -> tuple[int, int]:
     """(y, x) of the unit at the centre of a layer's map: the one maximise_filters excites."""
     (name,) = resolve_layers(model, layer)
     with torch.no_grad():
-        h, w = _forward_to(model, name, torch.zeros(1, *SAMPLE_SHAPE, device=device_of(model))).shape[-2:]
+        h, w = output_of(model, name, torch.zeros(1, *SAMPLE_SHAPE, device=device_of(model))).shape[-2:]
     return h // 2, w // 2
 
 
@@ -147,7 +136,7 @@ def maximise_filters(
     device, generator = device_of(model), torch.Generator().manual_seed(seed)
     if channels is None:
         blank = torch.zeros(1, *SAMPLE_SHAPE, device=device)
-        channels = list(range(_forward_to(model, name, blank).shape[1]))
+        channels = list(range(output_of(model, name, blank).shape[1]))
     n = len(channels)
     noise = 0.1 * torch.randn(n, *SAMPLE_SHAPE, generator=generator)
     if start is None:
@@ -159,7 +148,7 @@ def maximise_filters(
     for _ in range(steps):
         dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))
         x = torch.sigmoid(logits)
-        act = _forward_to(model, name, torch.roll(x, shifts=(dy, dx), dims=(-2, -1)))
+        act = output_of(model, name, torch.roll(x, shifts=(dy, dx), dims=(-2, -1)))
         h, w = act.shape[-2:]
         wanted = act[torch.arange(n), channels, h // 2, w // 2]
         variation = (x.diff(dim=-2).abs().mean() + x.diff(dim=-1).abs().mean()) * n

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
+from collections import defaultdict
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,44 +16,152 @@ from tqdm import tqdm
 
 from mnist_probe.data import to_float
 from mnist_probe.errors import UserError
-from mnist_probe.model import LAYER_NAMES, KerasCNN, layer_name
+from mnist_probe.model import LAYER_NAMES, SAMPLE_SHAPE, KerasCNN, device_of, layer_name
+from mnist_probe.names import file_name
 
 log = logging.getLogger(__name__)
 
 # A layer 'PATH:input' records what the module at PATH receives rather than what it returns: the code
 # vector of a model whose penultimate activation is a function in forward(), not a module.
 INPUT = ":input"
+# A module that runs several times in one forward pass (a ResNet block's one ReLU, called twice) has
+# one layer per call, 'PATH:1', 'PATH:2', ... (numbered as TorchLens numbers passes); a module that
+# runs once is plain 'PATH'.
+CALL = ":"
+
+_calls: weakref.WeakKeyDictionary[nn.Module, dict[str, int]] = weakref.WeakKeyDictionary()
+_per_image: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()
+_sequence: weakref.WeakKeyDictionary[nn.Module, list[str]] = weakref.WeakKeyDictionary()
+TRACE_BATCH = 3  # how many blank digits module_calls runs when given no sample
+
+
+@torch.no_grad()
+def module_calls(model: nn.Module, sample: torch.Tensor | None = None) -> dict[str, int]:
+    """How many times each module (by path, the model itself left out) runs in one eval-mode forward
+    pass, in the order the modules ran (a container after what it holds), those that never run last;
+    read once per model, on `sample` (float images; default: blank MNIST digits) or a one-line
+    UserError when the model cannot run on it."""
+    if model in _calls:
+        return _calls[model]
+    if sample is None:
+        sample = torch.zeros(TRACE_BATCH, *SAMPLE_SHAPE)
+    counts: dict[str, int] = {}  # in the order the modules' calls end; those never called last, with 0
+    per_image: set[str] = set()  # calls whose output is floats, one row an image
+    sequence: list[tuple[str, int]] = []  # (path, call) in the order the calls ended
+
+    def count(name: str):
+        def hook(module, inputs, output) -> None:
+            counts[name] = counts.get(name, 0) + 1
+            sequence.append((name, counts[name]))
+            if (isinstance(output, torch.Tensor) and output.is_floating_point() and output.dim() >= 2
+                    and len(output) == len(sample)):  # fmt: skip
+                per_image.add(f"{name}{CALL}{counts[name]}")
+        return hook
+
+    modules = [(name, m) for name, m in model.named_modules() if name]
+    handles = [m.register_forward_hook(count(name)) for name, m in modules]
+    was_training = model.training
+    model.eval()
+    try:
+        model(sample.to(device_of(model)))
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise UserError(f"{type(model).__name__} cannot run on {'×'.join(map(str, sample.shape[1:]))} images "
+                        f"({type(err).__name__}: {first}); record its layers with images it reads") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    _per_image[model] = {name if counts[name.rpartition(CALL)[0]] > 1 else name.rpartition(CALL)[0]
+                         for name in per_image}  # fmt: skip
+    _sequence[model] = [path if counts[path] == 1 else f"{path}{CALL}{n}" for path, n in sequence]
+    counts |= {name: 0 for name, _ in modules if name not in counts}
+    _calls[model] = counts
+    return counts
+
+
+def call_names(path: str, calls: int) -> list[str]:
+    """The layer names of a module that runs `calls` times: 'PATH', or 'PATH:1' .. 'PATH:N'."""
+    return [path] if calls == 1 else [f"{path}{CALL}{n}" for n in range(1, calls + 1)]
+
+
+def split_layer(model: nn.Module, layer: str) -> tuple[str, int | None, bool]:
+    """A layer name as (module path, which call or None, its input?). A path may itself hold ':'
+    (an ONNX node's name): a whole module path is taken as it is."""
+    paths = dict(model.named_modules())
+    name, is_input = layer, False
+    if layer not in paths and layer.endswith(INPUT):
+        name, is_input = layer.removesuffix(INPUT), True
+    if name in paths:
+        return name, None, is_input
+    path, _, number = name.rpartition(CALL)
+    if path in paths and number.isdigit():
+        return path, int(number), is_input
+    return name, None, is_input
 
 
 def leaf_layers(model: nn.Module) -> list[str]:
-    """Paths of the modules with no children, in named_modules() order: what 'all' records."""
-    return [name for name, m in model.named_modules() if name and not list(m.children())]
+    """Every call of every module with no children that runs and outputs floats, a row an image, in
+    the order they ran: what 'all' records (an ONNX graph's Shape and Gather nodes left out)."""
+    return [name for name in layer_sequence(model) if name in _per_image[model]
+            and not list(model.get_submodule(split_layer(model, name)[0]).children())]  # fmt: skip
+
+
+def layer_sequence(model: nn.Module) -> list[str]:
+    """Every call of every module (containers too) as a layer name, in the order the calls ended."""
+    module_calls(model)
+    return _sequence[model]
 
 
 def resolve_layers(model: nn.Module, layers: str | int | list | tuple = "all") -> list[str]:
-    """Layer paths of model, in named_modules() order, from 'all' or one or a list of:
-    a path from model.named_modules() (e.g. 'layer1.0.conv1' of a ResNet), 'PATH:input' for what
-    that module receives, or, for a KerasCNN, an h index 1..12 or a Keras name (its paths)."""
+    """Layer names of model, in the order they run, from 'all' or one or a list of:
+    a path from model.named_modules() (e.g. 'layer1.0.conv1' of a ResNet), 'PATH:N' for the N-th call
+    of a module that runs several times, 'PATH:input' (or 'PATH:N:input') for what that module
+    receives, or, for a KerasCNN, an h index 1..12 or a Keras name (its paths). A module that runs
+    several times is refused without its call, in one line naming the calls."""
     keras = isinstance(model, KerasCNN)
     if isinstance(layers, str) and layers == "all":
         return list(LAYER_NAMES) if keras else leaf_layers(model)
     if isinstance(layers, (str, int)):
         layers = [layers]
-    paths = dict(model.named_modules())
     wanted = set()
     for layer in layers:
-        tail = INPUT if isinstance(layer, str) and layer.endswith(INPUT) else ""
-        path = layer.removesuffix(INPUT) if tail else layer
         if keras:
-            wanted.add(layer_name(path) + tail)
-        elif isinstance(path, str) and path and path in paths:
-            wanted.add(path + tail)
-        else:
-            some = ", ".join(leaf_layers(model)[:6])
-            raise UserError(f"unknown layer {layer!r} of {type(model).__name__}; "
-                            f"use a path from named_modules() (+experiment=layers lists them), e.g. {some}")
-    order = [n for name in paths for n in (name, name + INPUT)]
+            tail = INPUT if isinstance(layer, str) and layer.endswith(INPUT) else ""
+            wanted.add(layer_name(layer.removesuffix(INPUT) if tail else layer) + tail)
+            continue
+        wanted.add(_checked(model, layer))
+    order = [n for name in (LAYER_NAMES if keras else layer_sequence(model)) for n in (name, name + INPUT)]
     return [name for name in order if name in wanted]
+
+
+def _checked(model: nn.Module, layer) -> str:
+    """One layer of a model other than the study's, as its canonical name, or a one-line UserError."""
+    kind = type(model).__name__
+    if not isinstance(layer, str) or not layer or layer == INPUT:
+        some = ", ".join(leaf_layers(model)[:6])
+        raise UserError(f"unknown layer {layer!r} of {kind}; use a path from named_modules() "
+                        f"(+experiment=layers lists them), e.g. {some}")  # fmt: skip
+    path, call, is_input = split_layer(model, layer)
+    tail = INPUT if is_input else ""
+    calls = module_calls(model).get(path)
+    if calls is None:
+        some = ", ".join(leaf_layers(model)[:6])
+        raise UserError(f"unknown layer {layer!r} of {kind}; use a path from named_modules() "
+                        f"(+experiment=layers lists them), e.g. {some}")  # fmt: skip
+    if calls == 0:
+        raise UserError(f"layer {layer!r} of {kind} never runs in a forward pass: nothing to record; "
+                        "pick a layer +experiment=layers lists")  # fmt: skip
+    if calls == 1:
+        if call not in (None, 1):
+            raise UserError(f"layer {path!r} of {kind} runs once in a forward pass, so {layer!r} names "
+                            f"no call; use {path + tail!r}")  # fmt: skip
+        return path + tail
+    if call is None or not 1 <= call <= calls:
+        choices = ", ".join(name + tail for name in call_names(path, calls))
+        raise UserError(f"layer {path + tail!r} of {kind} runs {calls} times in one forward pass: name "
+                        f"one call, {choices}")  # fmt: skip
+    return f"{path}{CALL}{call}{tail}"
 
 
 class ActivationRecorder:
@@ -59,11 +169,12 @@ class ActivationRecorder:
 
     `model` is any nn.Module and `layers` any of its paths in named_modules() (see
     resolve_layers; a KerasCNN also takes h indices and Keras names). In memory (default):
-    `rec[name]` is the concatenation of every batch seen, detached, on the
-    CPU. Streaming (`stream_dir` and `total` given): each layer's rows are appended to a
-    `<name>.npy` of `total` rows (open it with np.load(mmap_mode='r')), so memory stays at one
-    batch whatever the dataset size; the files appear under
-    their final names only when recording finished cleanly. The model runs in eval mode (dropout
+    `rec[name]` is the concatenation of every batch seen, detached, copied, on the CPU (keep_graph:
+    graph and device kept). Streaming (`stream_dir` and `total` given): each layer's rows are
+    appended to a `<name>.npy` of `total` rows (open it with np.load(mmap_mode='r')), so memory
+    stays at one batch whatever the dataset size; the files appear under their final names only
+    when recording finished cleanly. A module that runs several times a pass (a ResNet block's
+    ReLU) is recorded per call, as 'PATH:1', 'PATH:2', ... The model runs in eval mode (dropout
     passes its input through, as in Keras's predict) and every hook is removed on exit, even when
     the body raises.
     """
@@ -75,54 +186,79 @@ class ActivationRecorder:
         stream_dir: str | Path | None = None,
         total: int | None = None,
         float16: bool = False,
+        keep_graph: bool = False,
     ) -> None:
         if stream_dir is not None and not total:
             raise ValueError("streaming needs total, the number of rows each layer will get")
         self.model, self.names = model, resolve_layers(model, layers)
         self.stream_dir = Path(stream_dir) if stream_dir is not None else None
         self.total, self.dtype = total, np.float16 if float16 else np.float32
+        self.keep_graph = keep_graph  # in memory, as computed: for gradients with respect to the input
+        self.copy_free = isinstance(model, KerasCNN)
         self.memory: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
         self.files: dict[str, BinaryIO] = {}
         self.rows: dict[str, int] = dict.fromkeys(self.names, 0)
         self.handles: list = []
+        self.seen: dict[str, int] = defaultdict(int)  # calls of each hooked module in this pass
         self.was_training = model.training
 
-    def _hook(self, name: str):
-        def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
-            if name.endswith(INPUT):
-                output = inputs[0] if inputs else None
-            if not isinstance(output, torch.Tensor):
-                kind = type(output).__name__
-                raise TypeError(f"layer {name} returns a {kind}, not a tensor: record a submodule of it")
-            out = output.detach()
-            if self.stream_dir is None:
-                self.memory[name].append(out.cpu())
-                return
-            if name not in self.files:
-                # Append rows to a plain .npy file (header first): unlike a writable memmap, the
-                # written pages are not mapped into this process, so RSS stays at one batch.
-                self.files[name] = open(self._tmp(name), "wb")  # noqa: SIM115 - closed in __exit__
-                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)),
-                          "fortran_order": False, "shape": (self.total, *out.shape[1:])}  # fmt: skip
-                np.lib.format.write_array_header_1_0(self.files[name], header)
-            if self.rows[name] + len(out) > self.total:
-                raise RuntimeError(f"{name}: more than the {self.total} rows announced")
-            self.files[name].write(np.ascontiguousarray(out.cpu().numpy(), dtype=self.dtype).tobytes())
-            self.rows[name] += len(out)
+    def _hook(self, path: str, wanted: list[tuple[str, int | None, bool]]):
+        """One hook for every layer recorded at the module `path`: (name, call, input?) each; a call
+        of None records every call (the module runs once a pass)."""
+
+        def hook(module: nn.Module, inputs, output) -> None:
+            self.seen[path] += 1
+            for name, call, is_input in wanted:
+                if call is None or call == self.seen[path]:
+                    self._store(name, (inputs[0] if inputs else None) if is_input else output)
 
         return hook
 
+    def _reset(self, module: nn.Module, inputs) -> None:
+        """A new forward pass of the model: every module's calls counted from 1 again."""
+        self.seen.clear()
+
+    def _store(self, name: str, output) -> None:
+        if not isinstance(output, torch.Tensor):
+            kind = type(output).__name__
+            raise TypeError(f"layer {name} returns a {kind}, not a tensor: record a submodule of it")
+        if self.keep_graph:  # a clone is in the graph too, and safe from later in-place ops
+            self.memory[name].append(output if self.copy_free else output.clone())
+            return
+        out = output.detach()
+        if self.stream_dir is None:
+            # A copy, unless the study's CNN (no in-place op anywhere): a ResNet block adds its shortcut
+            # into bn2's output in place and ReLUs it in place, which would change what was recorded.
+            self.memory[name].append(out.cpu() if self.copy_free else out.to("cpu", copy=True))
+            return
+        if name not in self.files:
+            # Append rows to a plain .npy file (header first): unlike a writable memmap, the
+            # written pages are not mapped into this process, so RSS stays at one batch.
+            self.files[name] = open(self._tmp(name), "wb")  # noqa: SIM115 - closed in __exit__
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)),
+                      "fortran_order": False, "shape": (self.total, *out.shape[1:])}  # fmt: skip
+            np.lib.format.write_array_header_1_0(self.files[name], header)
+        if self.rows[name] + len(out) > self.total:
+            raise RuntimeError(f"{name}: more than the {self.total} rows announced")
+        self.files[name].write(np.ascontiguousarray(out.cpu().numpy(), dtype=self.dtype).tobytes())
+        self.rows[name] += len(out)
+
     def _tmp(self, name: str) -> Path:
-        return self.stream_dir / f".{name}.npy.partial"
+        return self.stream_dir / f".{file_name(name)}.npy.partial"
 
     def __enter__(self) -> ActivationRecorder:
         self.model.eval()
         if self.stream_dir is not None:
             self.stream_dir.mkdir(parents=True, exist_ok=True)
         modules = dict(self.model.named_modules())
+        calls = {} if isinstance(self.model, KerasCNN) else module_calls(self.model)
+        by_path: dict[str, list[tuple[str, int | None, bool]]] = defaultdict(list)
         for name in self.names:
-            module = modules[name.removesuffix(INPUT)]
-            self.handles.append(module.register_forward_hook(self._hook(name)))
+            path, call, is_input = split_layer(self.model, name)
+            by_path[path].append((name, call if calls.get(path, 1) > 1 else None, is_input))
+        for path, wanted in by_path.items():
+            self.handles.append(modules[path].register_forward_hook(self._hook(path, wanted)))
+        self.handles.append(self.model.register_forward_pre_hook(self._reset))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -145,11 +281,19 @@ class ActivationRecorder:
 
     def path(self, name: str) -> Path:
         """The finished .npy file of one layer (streaming mode)."""
-        return self.stream_dir / f"{name}.npy"
+        return self.stream_dir / f"{file_name(name)}.npy"
 
     def __getitem__(self, layer: str | int) -> torch.Tensor:
         (name,) = resolve_layers(self.model, layer)
         return torch.cat(self.memory[name])
+
+
+def output_of(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
+    """One layer's output when the model (in eval mode) runs on float images x, its autograd graph
+    kept: for gradients of a unit with respect to the input."""
+    with ActivationRecorder(model, layer, keep_graph=True) as rec:
+        model(x)
+    return rec[layer]
 
 
 @torch.no_grad()
@@ -166,6 +310,7 @@ def record_with_output(
     model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = 500
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """record(), and the model's own output (its logits) from the same pass."""
+    module_calls(model, to_float(images[:TRACE_BATCH]))  # the calls, traced on images the model reads
     with ActivationRecorder(model, layers) as rec:
         out = [model(to_float(images[start : start + batch_size])).detach().cpu()
                for start in range(0, len(images), batch_size)]  # fmt: skip
@@ -182,6 +327,7 @@ def stream(
     float16: bool = False,
 ) -> dict[str, Path]:
     """Stream activations of uint8 or float images to out_dir/<layer>.npy; returns the paths."""
+    module_calls(model, to_float(images[:TRACE_BATCH]))
     with ActivationRecorder(model, layers, out_dir, len(images), float16) as rec:
         for start in tqdm(range(0, len(images), batch_size), desc="recording", leave=False):
             batch = images[start : start + batch_size]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import INPUT, resolve_layers
+from mnist_probe.hooks import CALL, INPUT, call_names, module_calls, resolve_layers
 from mnist_probe.model import SAMPLE_SHAPE, device_of
 
 
@@ -44,12 +44,16 @@ def shift_layers(model: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def _trace(model: nn.Module) -> tuple[list[tuple[str, nn.Module, torch.Tensor]], dict[str, torch.Tensor]]:
-    """One eval-mode pass of a blank digit: (path, module, output) of every leaf module in the
-    order they ran, and the input each nn.Linear received."""
-    ran, linear_inputs, handles = [], {}, []
-    for name, module in model.named_modules():
-        if name and not list(module.children()):
-            def hook(m, inputs, output, name=name):
+    """One eval-mode pass of a blank digit: (layer name, module, output) of every call of a leaf
+    module in the order they ran (a module that runs twice as 'PATH:1', 'PATH:2'), and the input
+    each linear layer received."""
+    calls = module_calls(model)
+    ran, linear_inputs, handles, seen = [], {}, [], {}
+    for path, module in model.named_modules():
+        if path and not list(module.children()) and calls.get(path):
+            def hook(m, inputs, output, path=path):
+                seen[path] = seen.get(path, 0) + 1
+                name = path if calls[path] == 1 else f"{path}{CALL}{seen[path]}"
                 ran.append((name, m, output))
                 if isinstance(m, nn.Linear):
                     linear_inputs[name] = inputs[0]
@@ -67,16 +71,16 @@ def _trace(model: nn.Module) -> tuple[list[tuple[str, nn.Module, torch.Tensor]],
 
 def code_layer(model: nn.Module) -> str:
     """The layer whose output is the model's code vector: its own choice (`code_layer`), else the
-    input of the last nn.Linear to run (the penultimate representation), named by the first module
-    that outputs that very tensor, or as 'PATH:input' when a function in forward() made it."""
+    input of the last linear layer to run (the penultimate representation), named by the first layer
+    that outputs that very tensor, or as 'NAME:input' when a function in forward() made it."""
     declared = _declared(model, "code_layer")
     if declared:
         return declared[0]
     ran, linear_inputs = _trace(model)
     last = next((name for name, m, _ in reversed(ran) if isinstance(m, nn.Linear)), None)
     if last is None:
-        raise UserError(f"{type(model).__name__} has no nn.Linear whose input could be the code vector; "
-                        "set code_layer= to a module path (+experiment=layers lists them)")  # fmt: skip
+        raise UserError(f"{type(model).__name__} has no linear layer whose input could be the code vector; "
+                        "set code_layer= to a layer name (+experiment=layers lists them)")  # fmt: skip
     wanted = linear_inputs[last]
     for name, _, output in ran:
         if output is wanted or (isinstance(output, torch.Tensor) and output.shape == wanted.shape
@@ -85,20 +89,34 @@ def code_layer(model: nn.Module) -> str:
     return f"{last}{INPUT}"
 
 
+def code_layer_or_none(model: nn.Module) -> str | None:
+    """code_layer(model), or None where the model has no linear layer to find it by."""
+    try:
+        return code_layer(model)
+    except UserError:
+        return None
+
+
 def layer_table(model: nn.Module) -> list[dict]:
-    """Every module of the model with its path, type, output shape for one 1×28×28 digit and
-    parameters (torchinfo's summary, rows in the order the modules ran)."""
+    """Every call of every module of the model with its layer name (a module that runs twice has two
+    rows, 'PATH:1' and 'PATH:2'), type, output shape for one 1×28×28 digit and parameters
+    (torchinfo's summary, rows in the order the modules ran; a reused module's parameters counted at
+    its first call)."""
     from torchinfo import summary  # 1.9 s to import; only this table needs it
 
     stats = summary(model, input_size=(1, *SAMPLE_SHAPE), verbose=0, device=device_of(model),
                     mode="eval", depth=100, col_names=("output_size", "num_params"))  # fmt: skip
     paths = {id(m): name for name, m in model.named_modules()}
+    calls, seen = module_calls(model), {}
     rows = []
     for info in stats.summary_list:
         if info.depth == 0:
             continue
+        path = paths.get(id(info.module), info.var_name)
+        seen[path] = seen.get(path, 0) + 1
+        names = call_names(path, calls.get(path, 1) or 1)
         shape = info.output_size[1:] if isinstance(info.output_size, (list, tuple)) else []
-        rows.append({"layer": paths.get(id(info.module), info.var_name), "type": info.class_name,
+        rows.append({"layer": names[min(seen[path], len(names)) - 1], "type": info.class_name,
                      "output": "×".join(map(str, shape)), "params": int(info.num_params),
                      "leaf": info.is_leaf_layer})  # fmt: skip
     return rows

@@ -58,3 +58,11 @@ def describe() -> str:
     """The device the stages compute on, for results.json: the GPU, else the CPU and its cores."""
     gpus = gpu_names()
     return f"cuda: {gpus[0]}" if gpus else f"cpu: {cpu_model()} ({os.cpu_count()} cores)"
+
+
+def machine_cache() -> Path:
+    """Where per-machine facts live (the precision measurement, data files' digests):
+    $MNIST_PROBE_MACHINE_CACHE, else the user's cache dir."""
+    if os.environ.get("MNIST_PROBE_MACHINE_CACHE"):
+        return Path(os.environ["MNIST_PROBE_MACHINE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist_probe"

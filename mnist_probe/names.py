@@ -2,6 +2,8 @@
 interpreters' feature kinds, MNIST's files and sizes. The library builds on them; the config
 schema checks against them."""
 
+import re
+
 from mnist_probe.errors import UserError
 
 STAGES = ("train", "activations", "interpreters", "shift", "reproduce", "seeds", "layers", "report", "beyond")
@@ -42,3 +44,9 @@ def layer_name(layer: int | str) -> str:
 def layer_h(layer: int | str) -> int:
     """Resolve a Keras layer name (or h) to its 1-based index h."""
     return LAYER_NAMES.index(layer_name(layer)) + 1
+
+
+def file_name(layer: str) -> str:
+    """A layer name as part of a file name or TensorBoard tag: an ONNX node's 'body/0/Conv', a second
+    call 'layer1.0.relu:2' or 'fc2:input' kept flat."""
+    return re.sub(r"[^\w.-]+", "_", layer)

@@ -172,6 +172,73 @@ def unconvertible(graph, opset: int) -> list[str]:
     return list(dict.fromkeys(bad))
 
 
+def _constant(model: nn.Module, node) -> torch.Tensor | None:
+    """The tensor a graph node holds, if it is a constant (an initializer: a get_attr node)."""
+    if getattr(node, "op", None) != "get_attr":
+        return None
+    value = model.get_submodule(node.target.rpartition(".")[0]) if "." in node.target else model
+    value = getattr(value, node.target.rpartition(".")[2])
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _bias_of(model: nn.Module, matmul, out_features: int):
+    """(the Add node right after a MatMul, its constant bias) when the MatMul's only use adds a
+    constant of out_features values; else (None, None)."""
+    users = list(matmul.users)
+    if len(users) != 1 or users[0].op != "call_module" or len(users[0].args) != 2:
+        return None, None
+    add = users[0]
+    module = model.get_submodule(add.target)
+    if type(module).__name__ != "OnnxBinaryMathOperation" or module.math_op_function is not torch.add:
+        return None, None
+    if getattr(module, "broadcast", None) == 1:  # old-style broadcast along an axis: left as it is
+        return None, None
+    other = add.args[1] if add.args[0] is matmul else add.args[0]
+    bias = _constant(model, other)
+    if bias is None or bias.numel() != out_features or bias.shape[-1] != out_features:
+        return None, None
+    return add, bias.reshape(out_features)
+
+
+def linear_layers(model: nn.Module) -> nn.Module:
+    """A MatMul by a constant 2-d weight, with the Add of a constant bias after it, made one nn.Linear
+    (named after the MatMul's node): how tf2onnx and other exporters write a Dense layer. The same
+    numbers, and the code-vector search, which looks for linear layers, finds the model's head."""
+    graph = getattr(model, "graph", None)
+    if graph is None:
+        return model
+    modules = dict(model.named_modules())
+    matmuls = [node for node in graph.nodes if node.op == "call_module"
+               and type(modules.get(node.target)).__name__ == "OnnxMatMul"]  # fmt: skip
+    for node in matmuls:
+        weight = _constant(model, node.args[1]) if len(node.args) == 2 else None
+        if weight is None or weight.dim() != 2 or not weight.is_floating_point():
+            continue
+        add, bias = _bias_of(model, node, weight.shape[1])
+        linear = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None, dtype=weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(weight.T)
+            if bias is not None:
+                linear.bias.copy_(bias)
+        last = add if add is not None else node
+        with graph.inserting_before(node):
+            fused = graph.call_module(node.target, (node.args[0],))
+        last.replace_all_uses_with(fused)
+        for dead in (add, node):
+            if dead is not None:
+                graph.erase_node(dead)
+                if dead is add:
+                    model.delete_submodule(dead.target)
+        model.delete_submodule(node.target)
+        model.add_submodule(node.target, linear)
+    for node in list(graph.nodes):  # the weights and biases moved into the linear layers
+        if node.op == "get_attr" and not node.users:
+            graph.erase_node(node)
+    graph.lint()
+    model.recompile()
+    return model
+
+
 def load_onnx(path: str | Path) -> nn.Module:
     """The ONNX model at path as an nn.Module (a torch.fx GraphModule whose submodules are the graph's
     nodes), or a one-line UserError: not an ONNX file, or an op that cannot be converted (named)."""
@@ -194,7 +261,7 @@ def load_onnx(path: str | Path) -> nn.Module:
         raise UserError(f"checkpoint {path} uses {', '.join(bad)}, which mnist_probe cannot convert to "
                         "PyTorch; export the model without it, or as a state dict of its class")  # fmt: skip
     try:
-        return convert(proto)
+        return linear_layers(convert(proto))
     except Exception as err:  # a converter refusing an attribute it does not support
         first = (str(err).strip().splitlines() or [""])[0][:160]
         raise UserError(f"checkpoint {path} could not be converted to PyTorch ({type(err).__name__}: "

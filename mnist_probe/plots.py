@@ -4,7 +4,6 @@ figures of images and activations are in mnist_probe.viz."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -17,11 +16,6 @@ from mnist_probe.cache import atomic_write  # noqa: E402
 from mnist_probe.names import LAYER_NAMES, layer_h  # noqa: E402
 
 DPI = 100
-
-
-def file_name(layer: str) -> str:
-    """A layer path as part of a file name: an ONNX node's 'body/0/Conv' or 'fc2:input' kept flat."""
-    return re.sub(r"[^\w.-]+", "_", layer)
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import platform
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mnist_probe.cache import config_key, get_or_compute
-from mnist_probe.machine import cpu_model
+from mnist_probe.machine import cpu_model, machine_cache
 from mnist_probe.model import KerasCNN
 
 log = logging.getLogger(__name__)
@@ -99,13 +98,6 @@ def machine_key(accelerator: str = "auto") -> str:
         return config_key(device.type, name, torch.get_num_threads(), torch.__version__)
     return config_key(device.type, cpu_model(), torch.get_num_threads(), torch.__version__,
                       torch.backends.cpu.get_cpu_capability())  # fmt: skip
-
-
-def machine_cache() -> Path:
-    """Where per-machine measurements live: $MNIST_PROBE_MACHINE_CACHE, else the user's cache dir."""
-    if os.environ.get("MNIST_PROBE_MACHINE_CACHE"):
-        return Path(os.environ["MNIST_PROBE_MACHINE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist_probe"
 
 
 def fastest(accelerator: str = "auto", cache_dir: str | Path | None = None) -> dict:

@@ -246,7 +246,9 @@ class Config:
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelSpec):
             self.model = ModelSpec.of(dict(self.model))
-        study = self.model.study
+        # an ONNX file carries its own architecture: its layers are its nodes, whatever model: says
+        onnx = bool(self.checkpoint) and Path(str(self.checkpoint)).suffix.lower() == ".onnx"
+        study = self.model.study and not onnx
         named = {"activations.layers": self.activations.layers, "shift.layers": self.shift.layers,
                  "beyond.layers": self.beyond.layers,
                  "code_layer": None if self.code_layer is None else [self.code_layer]}  # fmt: skip

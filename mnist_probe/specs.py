@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mnist_probe.cache import file_digest
 from mnist_probe.checks import count, fraction, one_of, positive, refuse
 from mnist_probe.errors import UserError
 from mnist_probe.machine import gpu_present
@@ -48,8 +49,16 @@ class DataSpec:
             count("data.test_subset", self.test_subset, 1, COUNTS["test"])
 
     def content(self) -> dict:
-        """What decides the images of every split: the part of the spec a cache key needs."""
-        return {k: getattr(self, k) for k in ("split_seed", "test_subset", "train_subset", "val_size")}
+        """What decides the images of every split, for a cache key: the split settings and the sha256
+        of each data file read (memoised: cache.file_digest), so that another data set of the same
+        format under data.root is another key, and the same files in another folder the same key."""
+        split = {k: getattr(self, k) for k in ("split_seed", "test_subset", "train_subset", "val_size")}
+        return {**split, "files": self.files()}
+
+    def files(self) -> dict[str, str]:
+        """The sha256 of each of the four data files (they must be there: require_files first)."""
+        require_files(self.root)
+        return {name: file_digest(raw_folder(self.root) / name) for name in FILES}
 
 
 def raw_folder(root: str | Path) -> Path:

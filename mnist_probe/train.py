@@ -33,7 +33,15 @@ from mnist_probe.errors import Stopped
 from mnist_probe.gap import GapProbe
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.layers import code_layer
-from mnist_probe.model import LitCNN, build_model, load_model, model_content
+from mnist_probe.model import (
+    LitCNN,
+    build_model,
+    device_of,
+    load_model,
+    model_content,
+    output_kind,
+    outputs_of,
+)
 from mnist_probe.precision import fastest
 from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe, plain
 
@@ -242,8 +250,9 @@ def train_cnn(
 
 @torch.no_grad()
 def test_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """The model's logits (N×10, on the CPU) for uint8 images, in eval mode."""
-    device = next(model.parameters()).device
+    """The model's logits (N×10, on the CPU; log-probabilities for a model that outputs
+    probabilities: model.read_as_log_probabilities) for uint8 images, in eval mode."""
+    device = device_of(model)
     was_training = model.training
     model.eval()
     logits = torch.cat([model(to_float(x.to(device))).cpu() for x in images.split(batch_size)])
@@ -306,14 +315,16 @@ def from_checkpoint(
     onnx = path.suffix.lower() == ".onnx"
     net = load_model(path, None if onnx else build_model(model))  # missing, truncated, does not fit
     key = "file-" + config_key(sha256(path), "onnx" if onnx else model_content(model), data.content())
+    images, labels = split_tensors(data, "scored")
+    output_kind(test_logits(net, images[:500]), f"checkpoint {path}", trained=True)  # a sigmoid: refused
 
     def compute(staging: Path) -> dict:
-        images, labels = split_tensors(data, "scored")
         return {"test_acc": accuracy(net, images, labels), "test_images": len(labels),
                 "checkpoint": str(path), "train_seconds": None}  # fmt: skip
 
     _, meta, cached = get_or_compute(Path(cache_dir) / f"cnn-{key}", compute, lambda entry, meta: None)
-    return TrainedCNN(net, key, {**meta, "key": key, "cached": cached})
+    return TrainedCNN(net, key, {**meta, "key": key, "cached": cached, "outputs": outputs_of(net),
+                                 "data_files": data.files()})  # fmt: skip
 
 
 def ddp_worker(
@@ -356,4 +367,5 @@ def fit_or_load(
     net, meta, cached = get_or_compute(entry, compute, _load(net))
     if cached:
         log.info("loaded cached CNN %s (test acc %.4f)", key, meta["test_acc"])
-    return TrainedCNN(net, key, {**meta, "cached": cached})
+    return TrainedCNN(net, key, {**meta, "cached": cached, "outputs": outputs_of(net),
+                                 "data_files": data.files()})  # fmt: skip

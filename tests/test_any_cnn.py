@@ -70,14 +70,15 @@ def test_lenet5_through_every_stage(tmp_path):
     assert table["parameters"] == 61_706 and table["code_layer"] == "relu6"
 
 
-def cli(cwd: Path, run_dir: Path, *args: str) -> dict:
-    """`python -m mnist_probe.run ARGS` in cwd, as a user runs it; its report's results.json."""
+def cli(cwd: Path, run_dir: Path, *args: str, expect: int = 0) -> dict | str:
+    """`python -m mnist_probe.run ARGS` in cwd, as a user runs it: its results.json; or, where the
+    run must fail with status `expect`, what it printed on stderr."""
     env = {**os.environ, "MNIST_ROOT": mnist_root(), "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "mnist_probe.run", *args, f"paths.cache={cwd / 'cache'}",
                f"hydra.run.dir={run_dir}"]  # fmt: skip
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return read(run_dir)
+    assert proc.returncode == expect, proc.stderr[-3000:]
+    return read(run_dir) if expect == 0 else proc.stdout + proc.stderr
 
 
 def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path):

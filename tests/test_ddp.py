@@ -18,7 +18,7 @@ from tests.conftest import REPO, mnist_root
 
 
 def test_the_world_size_is_in_the_key_the_strategy_is_not():
-    data, recipe = DataSpec(root="x"), Recipe()
+    data, recipe = DataSpec(root=mnist_root()), Recipe()
 
     def key(**hardware) -> str:
         return cnn_key(data, recipe, 0, hardware=Hardware(**hardware))

@@ -132,7 +132,7 @@ def test_a_model_that_does_not_read_digits_or_give_ten_logits_is_refused():
     with pytest.raises(UserError, match=r"^rgb cannot read MNIST digits, N×1×28×28 .*RuntimeError"):
         check_io(rgb, "rgb")
     five = nn.Sequential(nn.Flatten(), nn.Linear(784, 5))
-    with pytest.raises(UserError, match=r"^five outputs 5 per image, not 10 logits"):
+    with pytest.raises(UserError, match=r"^five outputs 5 per image, not 10 values"):
         check_io(five, "five")
     check_io(LeNet5(), "lenet")  # the right shapes pass
 
@@ -236,6 +236,6 @@ def test_a_model_refused_by_a_run_leaves_no_cache_entry(tmp_path):
     from tests.conftest import make_cfg
 
     cfg = make_cfg(tmp_path, "+experiment=train", "model._target_=torch.nn.Flatten", "data.train_subset=500")
-    with pytest.raises(UserError, match=r"^torch.nn.Flatten outputs 784 per image, not 10 logits"):
+    with pytest.raises(UserError, match=r"^torch.nn.Flatten outputs 784 per image, not 10 values"):
         run(cfg)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -6,6 +6,7 @@ import torch
 from mnist_probe import precision
 from mnist_probe.specs import DataSpec, Hardware, Recipe
 from mnist_probe.train import cnn_key, resolve_precision
+from tests.conftest import mnist_root
 
 
 @pytest.mark.parametrize("fp32, bf16, chosen", [(150.0, 12.0, "32-true"), (75.0, 130.0, "bf16-mixed")])
@@ -69,7 +70,7 @@ def test_auto_resolves_to_a_candidate_and_explicit_values_pass_through():
 
 
 def test_the_key_holds_what_auto_resolved_to(monkeypatch):
-    data = DataSpec(root="x")
+    data = DataSpec(root=mnist_root())
     for chosen in ("32-true", "bf16-mixed"):
         monkeypatch.setattr("mnist_probe.train.fastest", lambda acc, chosen=chosen: {"chosen": chosen})
         # auto trains what it resolves to: the same CNN as asking for that precision

@@ -15,7 +15,8 @@ from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import class_similarity, record_with_output, resolve_layers
 from mnist_probe.layers import feature_layers
-from mnist_probe.plots import code_heatmap, file_name, save, similarity_matrix
+from mnist_probe.names import file_name
+from mnist_probe.plots import code_heatmap, save, similarity_matrix
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import trained_cnn, writer
 from mnist_probe.stages.results import ActivationsResult
@@ -45,7 +46,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
         for row, idx in enumerate(indices):
             digit = int(labels[idx])
             fig = feature_map_sheet(images[row], acts[layer][row], layer, f"test #{idx}, digit {digit}")
-            tb.add_figure(f"feature_maps/{layer}/digit_{digit}_test{idx}", fig, close=False)
+            tb.add_figure(f"feature_maps/{file_name(layer)}/digit_{digit}_test{idx}", fig, close=False)
             written.append(save(fig, maps_dir / f"{file_name(layer)}_digit{digit}_test{idx}.png"))
     probs = torch.softmax(logits, 1).numpy()
     fig = code_vector_panel(images, acts[code].flatten(1).numpy(), probs, labels[indices].tolist(), code)

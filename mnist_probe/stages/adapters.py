@@ -12,10 +12,15 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from mnist_probe.cache import write_json
+from mnist_probe.data import split_tensors
+from mnist_probe.errors import UserError
+from mnist_probe.hooks import resolve_layers
 from mnist_probe.interpreters import InterpreterSpec
+from mnist_probe.model import build_model, load_model, outputs_of
 from mnist_probe.schema import Config, typed
 from mnist_probe.stages.results import to_json
 from mnist_probe.train import TrainedCNN, fit_or_load, from_checkpoint
@@ -23,10 +28,41 @@ from mnist_probe.train import TrainedCNN, fit_or_load, from_checkpoint
 log = logging.getLogger(__name__)
 
 
+def named_layers(c: Config) -> dict[str, list]:
+    """The layers the config names, by key (those left to the model's choice left out)."""
+    named = {"code_layer": [c.code_layer] if c.code_layer else None,
+             "activations.layers": c.activations.layers, "shift.layers": c.shift.layers,
+             "beyond.layers": c.beyond.layers}  # fmt: skip
+    return {key: list(layers) for key, layers in named.items() if layers}
+
+
+def check_layers(c: Config, model) -> None:
+    """Every layer the config names is one of the model's (a module that runs several times named with
+    its call), or a one-line UserError naming the key: before anything is trained or computed."""
+    for key, layers in named_layers(c).items():
+        try:
+            resolve_layers(model, layers)
+        except UserError as err:
+            raise UserError(f"{key}: {err}") from None
+
+
+def opened_model(c: Config) -> tuple[nn.Module, str]:
+    """The model the config opens, built or loaded but not trained (what its layer names refer to),
+    and what to call it: an ONNX file, a class with checkpoint='s weights, or a fresh class."""
+    if c.checkpoint and Path(c.checkpoint).suffix.lower() == ".onnx":
+        return load_model(c.checkpoint), f"ONNX {c.checkpoint}"
+    model = build_model(c.model)
+    return (load_model(c.checkpoint, model) if c.checkpoint else model), c.model._target_
+
+
 def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
     """The CNN every stage opens up: the user's checkpoint, or the recipe's CNN from the cache (trained
-    now if missing, its curves into out_dir)."""
+    now if missing, its curves into out_dir). The layers the config names are checked first."""
     c: Config = typed(cfg)
+    if c.data.download:  # the files' digests key every cache entry: they must be here first
+        split_tensors(c.data, "test")
+    if named_layers(c):
+        check_layers(c, opened_model(c)[0])
     if c.checkpoint:
         cnn, how = from_checkpoint(c.checkpoint, c.data, c.paths.cache, c.model), "your checkpoint"
     else:
@@ -34,8 +70,9 @@ def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
         how = "from the cache" if cnn.meta["cached"] else f"trained in {cnn.meta['train_seconds']:.0f} s"
     if c.code_layer:
         cnn = dataclasses.replace(cnn, code_layer=c.code_layer)
-    log.info("CNN test accuracy %.2f%% on %d test images (%s; %s); code vectors from %s", 100 * cnn.test_acc,
-             cnn.meta["test_images"], how, cnn.meta["checkpoint"], cnn.code_layer)  # fmt: skip
+    log.info("CNN test accuracy %.2f%% on %d test images (%s; %s); outputs read as %s; code vectors from %s",
+             100 * cnn.test_acc, cnn.meta["test_images"], how, cnn.meta["checkpoint"], outputs_of(cnn.model),
+             cnn.code_layer)  # fmt: skip
     return cnn
 
 

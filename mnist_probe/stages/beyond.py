@@ -17,7 +17,8 @@ from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.filters import centre_unit, centred_starts, crop, maximise_filters, top_patches
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.layers import conv_layers
-from mnist_probe.plots import cka_heatmap, curves_plot, file_name, position_plot, save
+from mnist_probe.names import file_name
+from mnist_probe.plots import cka_heatmap, curves_plot, position_plot, save
 from mnist_probe.position import position_probes
 from mnist_probe.schema import BeyondConfig, typed
 from mnist_probe.shift import pick_image, shifted_stack

@@ -9,9 +9,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnist_probe.hooks import resolve_layers
-from mnist_probe.layers import code_layer, feature_layers, layer_table, shift_layers
-from mnist_probe.model import build_model, load_model
+from mnist_probe.layers import code_layer_or_none, feature_layers, layer_table, shift_layers
+from mnist_probe.model import outputs_of
 from mnist_probe.schema import typed
+from mnist_probe.stages.adapters import check_layers, opened_model
 from mnist_probe.stages.results import LayerRow, LayersResult
 from mnist_probe.tables import write_table
 
@@ -20,21 +21,19 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, out_dir: Path) -> LayersResult:
     """The layer table of the model (checkpoint= if given, else a fresh model._target_) as layers.md
-    and .csv, and in the log."""
+    and .csv, and in the log, with the layer it takes code vectors from, or why it finds none."""
     c = typed(cfg)
-    if c.checkpoint and Path(c.checkpoint).suffix.lower() == ".onnx":
-        model, name = load_model(c.checkpoint), f"ONNX {c.checkpoint}"
-    else:
-        model, name = build_model(c.model), c.model._target_
-        if c.checkpoint:
-            model = load_model(c.checkpoint, model)
+    model, name = opened_model(c)
+    check_layers(c, model)
     rows = [LayerRow(**row) for row in layer_table(model)]
-    code = resolve_layers(model, c.code_layer)[0] if c.code_layer else code_layer(model)
+    code = resolve_layers(model, c.code_layer)[0] if c.code_layer else code_layer_or_none(model)
     result = LayersResult(name, sum(p.numel() for p in model.parameters()), code,
                           feature_layers(model), shift_layers(model), rows)  # fmt: skip
     md = write_table(rows, out_dir / "layers")
-    log.info("%s: %s parameters\n%s\nfeature maps of %s; shift deformation of %s; code vectors from %s "
+    where = (f"code vectors from {code}" if code else
+             "no linear layer to take code vectors before: set code_layer= to one of the layers above")
+    log.info("%s: %s parameters, outputs %s\n%s\nfeature maps of %s; shift deformation of %s; %s "
              "(set activations.layers, shift.layers, code_layer to change them)", name,
-             f"{result.parameters:,}", md, ", ".join(result.feature_layers), ", ".join(result.shift_layers),
-             code)  # fmt: skip
+             f"{result.parameters:,}", outputs_of(model), md, ", ".join(result.feature_layers),
+             ", ".join(result.shift_layers), where)  # fmt: skip
     return result

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnist_probe.cache import atomic_write
-from mnist_probe.plots import file_name
+from mnist_probe.names import file_name
 from mnist_probe.schema import typed
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages

@@ -85,6 +85,8 @@ class TrainResult:
     strategy: str | None = None
     world_size: int = 1
     files: dict[str, str] = field(default_factory=dict)  # the cache entry's files and their sha256
+    outputs: str = "logits"  # what the model outputs (model.OUTPUT_KINDS), read as log-probabilities
+    data_files: dict[str, str] = field(default_factory=dict)  # sha256 of each data file it was scored on
 
 
 # ----------------------------------------------------------------------------- activations
@@ -419,7 +421,7 @@ class LayersResult:
 
     model: str
     parameters: int
-    code_layer: str
+    code_layer: str | None  # None: no linear layer to find it by, and code_layer= not set
     feature_layers: list[str]
     shift_layers: list[str]
     layers: list[LayerRow]

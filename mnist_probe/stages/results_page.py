@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from mnist_probe import study
 from mnist_probe.cache import atomic_write
 from mnist_probe.machine import describe
-from mnist_probe.plots import file_name
+from mnist_probe.names import file_name
 from mnist_probe.stages.results import (
     AugmentResult,
     Conclusion,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe import study
-from mnist_probe.plots import file_name
+from mnist_probe.names import file_name
 from mnist_probe.stages.results import BeyondResult, GapRow, TrainResult
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
@@ -17,6 +17,10 @@ from mnist_probe.stages.verdicts import (
     shift_cka_sentence,
 )
 from mnist_probe.tables import markdown_table
+
+# How the CNN table says what the model outputs (model.OUTPUT_KINDS) and how the tool reads them.
+OUTPUTS_READ = {"logits": "logits", "probabilities": "probabilities (a softmax last), read as their logs",
+                "log-probabilities": "log-probabilities (a log-softmax last)"}
 
 
 def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
@@ -34,6 +38,8 @@ def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
              "ours": f"{pct(b.ece)} / {b.nll:.4f} / {b.brier:.4f} → {pct(a.ece)} / "
                      f"{a.nll:.4f} / {a.brier:.4f} (T = {cal.temperature:.3g})",
              "study": "not reported"}]  # fmt: skip
+    rows.append({"": "outputs, as found on a batch", "ours": OUTPUTS_READ[train.outputs],
+                 "study": "probabilities (a softmax last)"})
     rows.append({"": "recipe", "ours": recipe_line(cfg), "study": study.RECIPE})
     return rows
 

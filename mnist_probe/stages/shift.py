@@ -19,6 +19,7 @@ from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.interpreters import fit_or_load_interpreter
 from mnist_probe.layers import shift_layers
+from mnist_probe.names import file_name
 from mnist_probe.plots import (
     accuracy_heatmaps,
     class_shift_heatmap,
@@ -131,7 +132,7 @@ def scrub_in_tensorboard(tb: SummaryWriter, shifted: torch.Tensor, maps: dict[st
                                                                float(acts.max()) or 1.0))  # fmt: skip
             else:  # a vector: one row of pixels
                 sheet = (sheet / (acts.max() or 1.0)).reshape(1, 1, -1)
-            tb.add_image(f"shift_scrub/{name}", sheet, step)
+            tb.add_image(f"shift_scrub/{file_name(name)}", sheet, step)
 
 
 def every_digit(cfg, out_dir: Path, model, images_u8, labels, tb: SummaryWriter) -> dict:
