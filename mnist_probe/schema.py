@@ -158,7 +158,7 @@ class BeyondConfig:
     """Where the network looks, what each filter wants, how much position each layer keeps, what two
     networks share (the beyond stage, also part of the report)."""
 
-    layers: list[Any] | None = None  # None: the model's conv layers and its code layer
+    layers: list[Any] | None = None  # None: the model's conv layers and its code layer (filters: its convs)
     images: int = 1000  # test images for the filters' top patches and CKA
     position_images: int = 4000  # test images for the position probes: half fit them, half score them
     methods: list[str] = field(default_factory=lambda: ["saliency", "integrated_gradients", "grad_cam"])

@@ -25,10 +25,10 @@ from tests.test_layers import OWN_CNN, export
 TINY = (
     "data.train_subset=1000", "data.test_subset=500", "data.val_size=500", "train.epochs=2",
     "train.batch_size=64", "train.gap_images=200", "interpreters.models=[dt]",
-    "interpreters.probes.train_samples=300", "interpreters.probes.test_samples=200", "shift.models=[dt]",
-    "shift.dataset.samples=40", "activations.n_codes=200", "trainer.progress_bar=false",
-    "beyond.images=200", "beyond.position_images=200", "beyond.attribution_samples=20",
-    "beyond.maximise_steps=20",
+    "interpreters.probes.train_samples=150", "interpreters.probes.test_samples=100", "shift.models=[dt]",
+    "shift.dataset.samples=20", "activations.n_codes=100", "trainer.progress_bar=false",
+    "beyond.images=100", "beyond.position_images=100", "beyond.attribution_samples=5",
+    "beyond.maximise_steps=10",
 )  # fmt: skip
 # The runs that open an existing file: the probes and the shift grid add nothing there.
 LIGHT = ("interpreters.probes.enabled=false", "shift.dataset.enabled=false", "beyond.maximise_steps=0")
@@ -82,9 +82,9 @@ def cli(cwd: Path, run_dir: Path, *args: str, expect: int = 0) -> dict | str:
 
 
 def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path):
-    """Trained from its class, opened again from its state dict and from an ONNX export of it: each
-    time the whole report, with PyTorch's own test accuracy and the code vector at its penultimate
-    layer."""
+    """Trained from its class and opened up whole (the report), then opened again from its state dict
+    and from an ONNX export of it (their activations): each time PyTorch's own test accuracy and the
+    code vector at its penultimate layer."""
     (tmp_path / "own_cnn.py").write_text(OWN_CNN)
     own = ["model._target_=own_cnn.OwnCNN", "+model.width=4"]
     first = cli(tmp_path, tmp_path / "by_class", "+experiment=report", *own, *TINY)
@@ -108,13 +108,14 @@ def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path):
     assert first["cnn_test_acc"] == own_acc
 
     torch.save(model.state_dict(), tmp_path / "weights.pt")
-    second = cli(tmp_path, tmp_path / "by_state_dict", "+experiment=report", *own,
+    second = cli(tmp_path, tmp_path / "by_state_dict", "+experiment=activations", *own,
                  f"checkpoint={tmp_path / 'weights.pt'}", *TINY, *LIGHT)  # fmt: skip
     assert second["cnn_test_acc"] == own_acc and second["code_layer"] == "head.2"
 
     export(model, tmp_path / "own.onnx")
-    third = cli(tmp_path, tmp_path / "by_onnx", "+experiment=report", f"checkpoint={tmp_path / 'own.onnx'}",
+    onnx = f"checkpoint={tmp_path / 'own.onnx'}"
+    third = cli(tmp_path, tmp_path / "by_onnx", "+experiment=activations", onnx,
                 *TINY, *LIGHT)  # fmt: skip
     assert abs(third["cnn_test_acc"] - own_acc) <= 1 / len(labels)  # ONNX's float order may flip one
     assert "gelu" in third["code_layer"].lower()  # the penultimate layer, by its ONNX node's name
-    assert read(tmp_path / "by_onnx", "activations")["code_dims"] == 32  # the head's 32 values
+    assert third["code_dims"] == 32  # the head's 32 values

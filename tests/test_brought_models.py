@@ -25,9 +25,10 @@ from mnist_probe.interpreters import linear_probes
 from mnist_probe.layers import code_layer, layer_table
 from mnist_probe.model import check_io, load_model, output_kind, outputs_of
 from mnist_probe.onnx_model import load_onnx
+from mnist_probe.run import run
 from mnist_probe.specs import FILES, DataSpec, raw_folder
-from tests.conftest import mnist_root
-from tests.test_any_cnn import TINY, cli, read
+from tests.conftest import make_cfg, mnist_root
+from tests.test_any_cnn import cli, read
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KERAS_ONNX = FIXTURES / "keras_cnn.onnx"  # tests/fixtures/make_keras_onnx.py made it, and keras_cnn.json
@@ -175,16 +176,25 @@ def test_a_keras_model_through_tf2onnx_has_linear_layers_a_code_layer_and_log_pr
     assert all(len(record(model, x, n)[n]) == len(x) for n in leaf_layers(model))  # no Shape node in 'all'
 
 
+# Every stage, smaller still than TINY: a ResNet-18 has 60 layers to probe and 20 conv layers.
+SLIM = ("data.train_subset=500", "data.val_size=200", "train.epochs=1", "train.batch_size=32",
+        "train.gap_images=0", "interpreters.models=[dt]", "interpreters.probes.train_samples=100",
+        "interpreters.probes.test_samples=100", "shift.models=[dt]", "shift.dataset.samples=20",
+        "activations.n_codes=100", "trainer.progress_bar=false", "beyond.images=100",
+        "beyond.position_images=100", "beyond.attribution_samples=5", "beyond.maximise_steps=0")  # fmt: skip
+
+
 def test_the_keras_onnx_file_through_every_stage_scores_as_keras_did(tmp_path):
     """From the command line, as a Keras user runs it: the layer table, then the report; test
     accuracy and ECE as Keras computed them on the same 10,000 test images (keras_cnn.json)."""
     truth = json.loads((FIXTURES / "keras_cnn.json").read_text())
     onnx = f"checkpoint={KERAS_ONNX}"
-    code = "code_layer=StatefulPartitionedCall/keras_functional_cnn_1/dense_code_1/MatMul"
-    table = cli(tmp_path, tmp_path / "layers", "+experiment=layers", onnx, code)
-    assert table["code_layer"].endswith("dense_code_1/MatMul")
-    tiny = [t for t in TINY if not t.startswith("data.test_subset")]  # all 10,000, as Keras scored
-    result = cli(tmp_path, tmp_path / "report", "+experiment=report", onnx, *tiny, "beyond.maximise_steps=0")
+    dense = "StatefulPartitionedCall/keras_functional_cnn_1/dense_code_1/MatMul"
+    table = run(make_cfg(tmp_path, "+experiment=layers", onnx, f"code_layer={dense}"))
+    assert table["code_layer"] == dense
+    with pytest.raises(UserError, match=r"^code_layer: unknown layer 'dense_1' of GraphModule"):
+        run(make_cfg(tmp_path, "+experiment=train", onnx, "code_layer=dense_1"))  # the study's name
+    result = cli(tmp_path, tmp_path / "report", "+experiment=report", onnx, *SLIM)  # all 10,000 scored
     train = read(tmp_path / "report", "train")
     assert train["test_images"] == truth["test_images"] == 10_000
     assert abs(train["test_acc"] - truth["test_acc"]) <= 0.0005
@@ -195,31 +205,34 @@ def test_the_keras_onnx_file_through_every_stage_scores_as_keras_did(tmp_path):
     assert "probabilities (a softmax last), read as their logs" in report
     maps = list((tmp_path / "report" / "activations" / "feature_maps").glob("*.png"))
     assert maps and all("/" not in p.name and ":" not in p.name for p in maps)
+    probes = read(tmp_path / "report", "interpreters")["probes"]
+    assert [p["layer"] for p in probes] == leaf_layers(load_model(KERAS_ONNX))
 
 
-def test_resnet18_through_every_stage_from_the_command_line(tmp_path):
+def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatch):
     (tmp_path / "resnet_mnist.py").write_text(RESNET)
+    monkeypatch.chdir(tmp_path)  # where a user's module is found
     resnet = ["model._target_=resnet_mnist.resnet18_mnist"]
-    bad = cli(tmp_path, tmp_path / "refused", "+experiment=train", *resnet, "code_layer=layer4.1.relu",
-              *TINY, expect=2)  # fmt: skip
-    assert "code_layer: layer 'layer4.1.relu' of ResNet runs 2 times" in bad
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("cnn-*"))  # nothing trained
-    layers = cli(tmp_path, tmp_path / "layers", "+experiment=layers", *resnet)
+    with pytest.raises(UserError, match=r"^code_layer: layer 'layer4.1.relu' of ResNet runs 2 times in one "
+                                        r"forward pass: name one call, layer4.1.relu:1, layer4.1.relu:2$"):
+        run(make_cfg(tmp_path, "+experiment=train", *resnet, "code_layer=layer4.1.relu", *SLIM))
+    assert not any((tmp_path / "cache").glob("cnn-*"))  # refused before any training
+    layers = run(make_cfg(tmp_path, "+experiment=layers", *resnet))
     assert layers["code_layer"] == "fc:input" and layers["parameters"] == 11_175_370
     assert {"layer1.0.relu:1", "layer1.0.relu:2"} <= {row["layer"] for row in layers["layers"]}
-    probed = "beyond.layers=[conv1,layer1.0.relu:2,layer4.1.relu:2,fc:input]"
-    result = cli(tmp_path, tmp_path / "report", "+experiment=report", *resnet, *TINY, probed,
-                 "shift.layers=[layer1.0.relu:2,layer3.1.relu:2]", "beyond.maximise_steps=0",
+    result = cli(tmp_path, tmp_path / "report", "+experiment=report", *resnet, *SLIM, "data.test_subset=200",
+                 "beyond.layers=[conv1,layer1.0.relu:2,fc:input]", "shift.layers=[layer1.0.relu:2]",
                  "activations.layers=[conv1,layer2.0.relu:2]")  # fmt: skip
     out = tmp_path / "report"
     assert result["code_layer"] == "fc:input"
-    probes = read(out, "interpreters")["probes"]
-    probed = [p["layer"] for p in probes]
+    probed = [p["layer"] for p in read(out, "interpreters")["probes"]]
     assert "layer1.0.relu:1" in probed and "layer1.0.relu:2" in probed and "layer1.0.relu" not in probed
-    assert [p["layer"] for p in read(out, "beyond")["positions"]] == [
-        "conv1", "layer1.0.relu:2", "layer4.1.relu:2", "fc:input"]  # fmt: skip
+    assert len(probed) == 60
+    beyond = read(out, "beyond")
+    assert [p["layer"] for p in beyond["positions"]] == ["conv1", "layer1.0.relu:2", "fc:input"]
+    assert beyond["filter_layers"] == ["conv1"]
     assert len(list((out / "activations" / "feature_maps").glob("layer2.0.relu_2_digit*"))) == 10
-    assert (out / "report.md").is_file()
+    assert "layer1.0.relu:2" in (out / "report.md").read_text()
 
 
 def write_idx(folder: Path, name: str, array: np.ndarray) -> None:
@@ -240,9 +253,9 @@ def test_a_second_data_set_in_the_same_cache_trains_its_own_cnn(tmp_path):
         body = 255 - data[header:] if "images" in name else data[header:]
         (raw_folder(inverted) / name).write_bytes(data[:header].tobytes() + body.tobytes())
     assert DataSpec(root=str(inverted)).content() != DataSpec(root=mnist_root()).content()
-    small = [*TINY, "+model.filters=8", "train.gap_images=0"]
-    first = cli(tmp_path, tmp_path / "mnist", "+experiment=train", *small)
-    second = cli(tmp_path, tmp_path / "inverted_run", "+experiment=train", f"data.root={inverted}", *small)
+    small = [*SLIM, "data.test_subset=500", "+model.filters=8"]
+    first = run(make_cfg(tmp_path, "+experiment=train", *small))
+    second = run(make_cfg(tmp_path, "+experiment=train", f"data.root={inverted}", *small))
     assert first["key"] != second["key"] and not second["cached"]
     assert second["data_files"] == DataSpec(root=str(inverted)).files() != first["data_files"]
     images, labels = split_tensors(DataSpec(root=str(inverted), test_subset=500), "scored")
@@ -251,7 +264,7 @@ def test_a_second_data_set_in_the_same_cache_trains_its_own_cnn(tmp_path):
     assert second["test_acc"] == pytest.approx(own)  # its own accuracy, on its own images
     elsewhere = tmp_path / "copied"
     shutil.copytree(inverted, elsewhere)
-    third = cli(tmp_path, tmp_path / "copied_run", "+experiment=train", f"data.root={elsewhere}", *small)
+    third = run(make_cfg(tmp_path, "+experiment=train", f"data.root={elsewhere}", *small))
     assert third["key"] == second["key"] and third["cached"] and third["test_acc"] == second["test_acc"]
 
 

@@ -77,7 +77,8 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         "corr(attribution of the shifted digit, shifted attribution)", scale=1.0)  # fmt: skip
 
     # 2. what each filter wants
-    convs = conv_layers(model)
+    # every conv layer, or those of beyond.layers where it names some
+    convs = [name for name in layers if name in conv_layers(model)] if b.layers else conv_layers(model)
     for layer in convs:
         patches, top, field = top_patches(model, images, layer, b.top_k)
         wanted = None
