@@ -88,6 +88,13 @@ def test_a_module_called_twice_is_recorded_once_per_call_and_named_so():
     # bn2's output, recorded before the block adds the shortcut into it in place and ReLUs it in place
     assert torch.allclose(acts["layer1.0.bn2"], block.bn2(acts["layer1.0.conv2"]), atol=1e-6)
     assert acts["layer1.0.bn2"].min() < 0
+    # torchvision's own feature extractor names the calls relu and relu_1: the same tensors
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    nodes = {"layer1.0.relu": "layer1.0.relu:1", "layer1.0.relu_1": "layer1.0.relu:2",
+             "layer1.0.bn2": "layer1.0.bn2"}
+    theirs = create_feature_extractor(model, {node: node for node in nodes})(x)
+    assert all(torch.equal(theirs[node], acts[ours]) for node, ours in nodes.items())
     with pytest.raises(UserError, match=r"runs once in a forward pass, so 'layer1.0.conv1:2' names no call"):
         resolve_layers(model, "layer1.0.conv1:2")
     assert resolve_layers(model, ["layer1.0.conv1:1", "layer1.0.relu:2:input"]) == [

@@ -180,6 +180,12 @@ def test_an_onnx_file_from_torchs_exporter_converts_with_gelu_and_batchnorm(tmp_
     assert len(conv_layers(converted)) == 2
     again, logits = last_linear_from_code(converted, x)
     assert torch.allclose(again, logits, atol=1e-4)
+    # the TorchScript exporter (dynamo=False) writes Gemm and Gelu as functions of their own opset
+    torch.onnx.export(model, (digits(2),), str(tmp_path / "ts.onnx"), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    scripted = load_model(tmp_path / "ts.onnx")
+    assert torch.allclose(scripted(x), model(x), atol=1e-4)
+    assert code_layer(scripted).endswith("Gelu") and len(conv_layers(scripted)) == 2
 
 
 def test_an_onnx_file_that_cannot_be_converted_is_refused_naming_the_op(tmp_path):
