@@ -28,6 +28,7 @@ _API = {
     # model
     "KerasCNN": "model", "LitCNN": "model", "load_model": "model", "LAYER_NAMES": "model",
     "CODE_LAYER": "model", "build_model": "model", "check_io": "model", "LeNet5": "lenet",
+    "outputs_of": "model", "output_kind": "model",
     "load_onnx": "onnx_model",
     # any model's layers
     "code_layer": "layers", "conv_layers": "layers", "feature_layers": "layers", "layer_table": "layers",
@@ -44,7 +45,7 @@ _API = {
     "confidence": "train", "test_logits": "train",
     # hooks
     "ActivationRecorder": "hooks", "record": "hooks", "record_with_output": "hooks", "stream": "hooks",
-    "resolve_layers": "hooks",
+    "resolve_layers": "hooks", "module_calls": "hooks", "output_of": "hooks",
     "class_similarity": "hooks",
     # interpreters
     "CodeVectors": "interpreters", "Pixels": "interpreters", "make_interpreter": "interpreters",
