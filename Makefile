@@ -39,7 +39,7 @@ train: install ## train (or load) the CNN with the default recipe
 	$(PY) -m mnist_probe.run +experiment=train $(ARGS)
 
 test: install ## the fast test suite, one worker per core (pytest's "no tests ran" counts as failure)
-	$(PY) -m pytest -m "not slow" -q -n auto; rc=$$?; \
+	$(PY) -m pytest -m "not slow" -q -n auto --dist worksteal; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 chromium: ## Debian's headless Chromium, for the browser test (make test-slow, make screenshot)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -227,11 +226,18 @@ def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatc
     layers = run(make_cfg(tmp_path, "+experiment=layers", *resnet))
     assert layers["code_layer"] == "fc:input" and layers["parameters"] == 11_175_370
     assert {"layer1.0.relu:1", "layer1.0.relu:2"} <= {row["layer"] for row in layers["layers"]}
-    result = cli(tmp_path, tmp_path / "report", "+experiment=report", *resnet, *SLIM, "data.test_subset=200",
-                 "beyond.layers=[conv1,layer1.0.relu:2,fc:input]", "shift.layers=[layer1.0.relu:2]",
-                 "activations.layers=[conv1,layer2.0.relu:2]")  # fmt: skip
+    weights = resnet18_mnist()  # the same network as resnet_mnist.py's, seeded weights
+    torch.save(weights.state_dict(), tmp_path / "resnet.pt")
+    checkpoint = f"checkpoint={tmp_path / 'resnet.pt'}"
+    result = cli(tmp_path, tmp_path / "report", "+experiment=report", *resnet, checkpoint, *SLIM,
+                 "data.test_subset=200", "beyond.layers=[conv1,layer1.0.relu:2,fc:input]",
+                 "shift.layers=[layer1.0.relu:2]", "activations.layers=[conv1,layer2.0.relu:2]")  # fmt: skip
     out = tmp_path / "report"
     assert result["code_layer"] == "fc:input"
+    images_u8, labels = split_tensors(DataSpec(root=mnist_root(), test_subset=200), "scored")
+    with torch.no_grad():  # PyTorch's own accuracy of those weights on the images the run scored
+        own = (weights(images_u8[:, None].float() / 255).argmax(1) == labels).float().mean().item()
+    assert read(out, "train")["test_acc"] == pytest.approx(own)
     probed = [p["layer"] for p in read(out, "interpreters")["probes"]]
     assert "layer1.0.relu:1" in probed and "layer1.0.relu:2" in probed and "layer1.0.relu" not in probed
     assert len(probed) == 60
@@ -240,13 +246,6 @@ def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatc
     assert beyond["filter_layers"] == ["conv1"]
     assert len(list((out / "activations" / "feature_maps").glob("layer2.0.relu_2_digit*"))) == 10
     assert "layer1.0.relu:2" in (out / "report.md").read_text()
-
-
-def write_idx(folder: Path, name: str, array: np.ndarray) -> None:
-    magic = 2051 if array.ndim == 3 else 2049
-    with open(folder / name, "wb") as f:
-        f.write(struct.pack(f">{array.ndim + 1}I", magic, *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
 
 
 def test_a_second_data_set_in_the_same_cache_trains_its_own_cnn(tmp_path):
