@@ -224,9 +224,11 @@ def main(cfg: DictConfig) -> None:
 
 
 def quiet_library_noise() -> None:
-    """Drop two lines every run printed that say nothing about the run: Lightning's advert for its
-    cloud logger, and a deprecation inside Lightning's own use of torch's pytree API."""
+    """Drop lines that say nothing about the run: Lightning's advert for its cloud logger, a
+    deprecation inside Lightning's own use of torch's pytree API, and one inside onnx2torch's Slice
+    (every ONNX file from tf2onnx has a Slice)."""
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"Using a non-tuple sequence for multidimensional indexing")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage()
     )
