@@ -39,9 +39,8 @@ def read(run_dir: Path, stage: str = "") -> dict:
 
 
 def test_lenet5_through_every_stage(tmp_path):
-    cfg = make_cfg(tmp_path, "+experiment=report", "model=lenet5", *TINY)
-    result = run(cfg)
-    out = Path(cfg.paths.output_dir)
+    out = tmp_path / "report"
+    result = cli(tmp_path, out, "+experiment=report", "model=lenet5", *TINY)  # as a user runs it
     assert result["code_layer"] == "relu6" and read(out, "shift")["code_layer"] == "relu6"
     acts = read(out, "activations")
     assert acts["layers"] == ["c1", "c3"] and acts["code_layer"] == "relu6" and acts["code_dims"] == 84
