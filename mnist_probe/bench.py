@@ -422,7 +422,7 @@ def accuracy_rows(name: str, points: list[dict], train_images: int) -> list[dict
 # then the spread of the fast one over SPREAD's seeds.
 LONG = {"train=fast": ["train=fast"], "train=default": ["train=default"]}
 # `bench --levers`: each lever on its own, on the default recipe cut to one epoch; then the
-# combination that became train=fast, and the default recipe (docs/bench/h200/levers.json).
+# combination that became train=fast, and the default recipe (written as bench-levers in --out).
 ONE = ["train=default", "train.epochs=1"]
 LEVERS = {
     "1 epoch": ONE,
