@@ -6,8 +6,9 @@ import logging
 import os
 import weakref
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -29,37 +30,38 @@ INPUT = ":input"
 # runs once is plain 'PATH'.
 CALL = ":"
 
-_calls: weakref.WeakKeyDictionary[nn.Module, dict[str, int]] = weakref.WeakKeyDictionary()
-_per_image: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()
-_sequence: weakref.WeakKeyDictionary[nn.Module, list[str]] = weakref.WeakKeyDictionary()
-TRACE_BATCH = 3  # how many blank digits module_calls runs when given no sample
+TRACE_BATCH = 3  # how many blank digits a trace runs when given no sample
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a module in a traced forward pass: its layer name ('PATH', or 'PATH:N' for a
+    module that runs several times), path, module, and what it received and returned (not copies)."""
+
+    name: str
+    path: str
+    module: nn.Module
+    inputs: tuple
+    output: Any
 
 
 @torch.no_grad()
-def module_calls(model: nn.Module, sample: torch.Tensor | None = None) -> dict[str, int]:
-    """How many times each module (by path, the model itself left out) runs in one eval-mode forward
-    pass, in the order the modules ran (a container after what it holds), those that never run last;
-    read once per model, on `sample` (float images; default: blank MNIST digits) or a one-line
-    UserError when the model cannot run on it."""
-    if model in _calls:
-        return _calls[model]
+def trace(model: nn.Module, sample: torch.Tensor | None = None) -> list[Call]:
+    """Every call of every module (the model itself left out) in one eval-mode forward pass of
+    `sample` (float images; default: blank MNIST digits), in the order the calls ended (a container
+    after what it holds); or a one-line UserError when the model cannot run on it."""
     if sample is None:
         sample = torch.zeros(TRACE_BATCH, *SAMPLE_SHAPE)
-    counts: dict[str, int] = {}  # in the order the modules' calls end; those never called last, with 0
-    per_image: set[str] = set()  # calls whose output is floats, one row an image
-    sequence: list[tuple[str, int]] = []  # (path, call) in the order the calls ended
+    counts: dict[str, int] = {}
+    ran: list[tuple[str, int, nn.Module, tuple, Any]] = []
 
-    def count(name: str):
-        def hook(module, inputs, output) -> None:
-            counts[name] = counts.get(name, 0) + 1
-            sequence.append((name, counts[name]))
-            if (isinstance(output, torch.Tensor) and output.is_floating_point() and output.dim() >= 2
-                    and len(output) == len(sample)):  # fmt: skip
-                per_image.add(f"{name}{CALL}{counts[name]}")
-        return hook
+    def hook(path: str):
+        def on_call(module, inputs, output) -> None:
+            counts[path] = counts.get(path, 0) + 1
+            ran.append((path, counts[path], module, inputs, output))
+        return on_call
 
-    modules = [(name, m) for name, m in model.named_modules() if name]
-    handles = [m.register_forward_hook(count(name)) for name, m in modules]
+    handles = [m.register_forward_hook(hook(path)) for path, m in model.named_modules() if path]
     was_training = model.training
     model.eval()
     try:
@@ -72,10 +74,35 @@ def module_calls(model: nn.Module, sample: torch.Tensor | None = None) -> dict[s
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    _per_image[model] = {name if counts[name.rpartition(CALL)[0]] > 1 else name.rpartition(CALL)[0]
-                         for name in per_image}  # fmt: skip
-    _sequence[model] = [path if counts[path] == 1 else f"{path}{CALL}{n}" for path, n in sequence]
-    counts |= {name: 0 for name, _ in modules if name not in counts}
+    return [Call(path if counts[path] == 1 else f"{path}{CALL}{n}", path, module, inputs, output)
+            for path, n, module, inputs, output in ran]  # fmt: skip
+
+
+# What a trace tells of a model, read once per model: each module's number of calls, and its layers
+# in the order they ran, each with whether 'all' records it (a leaf with a float row per image).
+_calls: weakref.WeakKeyDictionary[nn.Module, dict[str, int]] = weakref.WeakKeyDictionary()
+_layers: weakref.WeakKeyDictionary[nn.Module, list[tuple[str, bool]]] = weakref.WeakKeyDictionary()
+
+
+def module_calls(model: nn.Module, sample: torch.Tensor | None = None) -> dict[str, int]:
+    """How many times each module (by path, the model itself left out) runs in one eval-mode forward
+    pass, in the order the modules ran, those that never run last (with 0); traced once per model,
+    on `sample` (default: blank MNIST digits)."""
+    if model in _calls:
+        return _calls[model]
+    n = TRACE_BATCH if sample is None else len(sample)
+    calls = trace(model, sample)
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[call.path] = counts.get(call.path, 0) + 1
+    counts |= {path: 0 for path, _ in model.named_modules() if path and path not in counts}
+
+    def recorded(call: Call) -> bool:  # by 'all': a leaf whose output has a float row per image
+        out = call.output
+        return (not list(call.module.children()) and isinstance(out, torch.Tensor)
+                and out.is_floating_point() and out.dim() >= 2 and len(out) == n)  # fmt: skip
+
+    _layers[model] = [(call.name, recorded(call)) for call in calls]
     _calls[model] = counts
     return counts
 
@@ -103,14 +130,14 @@ def split_layer(model: nn.Module, layer: str) -> tuple[str, int | None, bool]:
 def leaf_layers(model: nn.Module) -> list[str]:
     """Every call of every module with no children that runs and outputs floats, a row an image, in
     the order they ran: what 'all' records (an ONNX graph's Shape and Gather nodes left out)."""
-    return [name for name in layer_sequence(model) if name in _per_image[model]
-            and not list(model.get_submodule(split_layer(model, name)[0]).children())]  # fmt: skip
+    module_calls(model)
+    return [name for name, recorded in _layers[model] if recorded]
 
 
 def layer_sequence(model: nn.Module) -> list[str]:
     """Every call of every module (containers too) as a layer name, in the order the calls ended."""
     module_calls(model)
-    return _sequence[model]
+    return [name for name, _ in _layers[model]]
 
 
 def resolve_layers(model: nn.Module, layers: str | int | list | tuple = "all") -> list[str]:
@@ -138,13 +165,9 @@ def resolve_layers(model: nn.Module, layers: str | int | list | tuple = "all") -
 def _checked(model: nn.Module, layer) -> str:
     """One layer of a model other than the study's, as its canonical name, or a one-line UserError."""
     kind = type(model).__name__
-    if not isinstance(layer, str) or not layer or layer == INPUT:
-        some = ", ".join(leaf_layers(model)[:6])
-        raise UserError(f"unknown layer {layer!r} of {kind}; use a path from named_modules() "
-                        f"(+experiment=layers lists them), e.g. {some}")  # fmt: skip
-    path, call, is_input = split_layer(model, layer)
+    path, call, is_input = split_layer(model, layer) if isinstance(layer, str) else (layer, None, False)
     tail = INPUT if is_input else ""
-    calls = module_calls(model).get(path)
+    calls = module_calls(model).get(path) if path else None
     if calls is None:
         some = ", ".join(leaf_layers(model)[:6])
         raise UserError(f"unknown layer {layer!r} of {kind}; use a path from named_modules() "

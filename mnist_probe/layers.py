@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import CALL, INPUT, call_names, module_calls, resolve_layers
+from mnist_probe.hooks import INPUT, call_names, module_calls, resolve_layers, trace
 from mnist_probe.model import SAMPLE_SHAPE, device_of
 
 
@@ -42,31 +42,12 @@ def shift_layers(model: nn.Module) -> list[str]:
     return _declared(model, "shift_layers") or conv_layers(model)
 
 
-@torch.no_grad()
 def _trace(model: nn.Module) -> tuple[list[tuple[str, nn.Module, torch.Tensor]], dict[str, torch.Tensor]]:
-    """One eval-mode pass of a blank digit: (layer name, module, output) of every call of a leaf
-    module in the order they ran (a module that runs twice as 'PATH:1', 'PATH:2'), and the input
-    each linear layer received."""
-    calls = module_calls(model)
-    ran, linear_inputs, handles, seen = [], {}, [], {}
-    for path, module in model.named_modules():
-        if path and not list(module.children()) and calls.get(path):
-            def hook(m, inputs, output, path=path):
-                seen[path] = seen.get(path, 0) + 1
-                name = path if calls[path] == 1 else f"{path}{CALL}{seen[path]}"
-                ran.append((name, m, output))
-                if isinstance(m, nn.Linear):
-                    linear_inputs[name] = inputs[0]
-            handles.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        model(torch.zeros(2, *SAMPLE_SHAPE, device=device_of(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return ran, linear_inputs
+    """One eval-mode pass of blank digits (hooks.trace): (layer name, module, output) of every call of
+    a leaf module in the order they ran, and the input each linear layer received."""
+    leaves = [call for call in trace(model) if not list(call.module.children())]
+    linear_inputs = {call.name: call.inputs[0] for call in leaves if isinstance(call.module, nn.Linear)}
+    return [(call.name, call.module, call.output) for call in leaves], linear_inputs
 
 
 def code_layer(model: nn.Module) -> str:

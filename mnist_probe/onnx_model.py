@@ -10,6 +10,7 @@ line that names it.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -176,8 +177,7 @@ def _constant(model: nn.Module, node) -> torch.Tensor | None:
     """The tensor a graph node holds, if it is a constant (an initializer: a get_attr node)."""
     if getattr(node, "op", None) != "get_attr":
         return None
-    value = model.get_submodule(node.target.rpartition(".")[0]) if "." in node.target else model
-    value = getattr(value, node.target.rpartition(".")[2])
+    value = functools.reduce(getattr, node.target.split("."), model)
     return value if isinstance(value, torch.Tensor) else None
 
 
