@@ -8,18 +8,20 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from mnist_probe.rows import Scores
 
-def scores(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> dict[str, float]:
+
+def scores(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> Scores:
     """ECE (torchmetrics, L1 over n_bins equal-width confidence bins), NLL, Brier and accuracy."""
     logits = logits.double()  # logits in the thousands: softmax and log-softmax stay exact
     probs = torch.softmax(logits, 1)
     onehot = F.one_hot(labels, probs.shape[1]).double()
-    return {
-        "ece": multiclass_calibration_error(probs, labels, probs.shape[1], n_bins=n_bins).item(),
-        "nll": F.cross_entropy(logits, labels).item(),
-        "brier": ((probs - onehot) ** 2).sum(1).mean().item(),
-        "accuracy": (probs.argmax(1) == labels).double().mean().item(),
-    }
+    return Scores(
+        ece=multiclass_calibration_error(probs, labels, probs.shape[1], n_bins=n_bins).item(),
+        nll=F.cross_entropy(logits, labels).item(),
+        brier=((probs - onehot) ** 2).sum(1).mean().item(),
+        accuracy=(probs.argmax(1) == labels).double().mean().item(),
+    )
 
 
 def reliability(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> dict[str, list]:

@@ -24,8 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from mnist_probe.data import to_float
-
-PARTS = ("lag", "dropout", "augmentation", "generalisation")
+from mnist_probe.rows import GapRow, from_json, to_json
 
 
 def split_gap(running: float, train: float, eval_: float, clean: float, val: float) -> dict[str, float]:
@@ -69,7 +68,7 @@ class GapProbe(pl.Callback):
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, augment: torch.nn.Module) -> None:
         self.images, self.labels, self.augment = images_u8, labels, augment
-        self.rows: list[dict[str, float]] = []
+        self.rows: list[GapRow] = []
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if "val_acc" not in trainer.callback_metrics or not pl_module.epoch_seen:
@@ -78,12 +77,13 @@ class GapProbe(pl.Callback):
         epoch = trainer.current_epoch
         acc = gap_accuracies(pl_module.model, self.augment, self.images, self.labels, seed=epoch)
         parts = split_gap(running, acc["train"], acc["eval"], acc["clean"], val)
-        row = {"epoch": trainer.current_epoch, "running": running, **acc, "val": val, **parts}
+        row = GapRow(epoch=epoch, running=running, **acc, val=val, **parts)
         self.rows.append(row)
-        pl_module.log_dict({f"gap/{k}": float(v) for k, v in row.items() if k != "epoch"}, sync_dist=True)
+        pl_module.log_dict({f"gap/{k}": float(v) for k, v in to_json(row).items() if k != "epoch"},
+                           sync_dist=True)  # fmt: skip
 
     def state_dict(self) -> dict:  # the epochs before a resume stay in the table
-        return {"rows": self.rows}
+        return {"rows": [to_json(r) for r in self.rows]}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.rows = list(state_dict.get("rows", []))
+        self.rows = [from_json(GapRow, r) for r in state_dict.get("rows", [])]

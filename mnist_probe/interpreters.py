@@ -38,6 +38,7 @@ from mnist_probe.data import split_tensors, to_float
 from mnist_probe.hooks import ActivationRecorder, record, resolve_layers
 from mnist_probe.model import CODE_LAYER
 from mnist_probe.names import FEATURES
+from mnist_probe.rows import ProbeRow
 from mnist_probe.specs import DataSpec
 from mnist_probe.train import TrainedCNN
 
@@ -184,7 +185,7 @@ def fit_linear_probe(x: np.ndarray, y: np.ndarray, max_iter: int = 100) -> tuple
 def linear_probes(
     model: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Tensor,
     y_test: np.ndarray, layers: str | list = "all",
-) -> list[dict]:  # fmt: skip
+) -> list[ProbeRow]:  # fmt: skip
     """A logistic regression on each layer's flattened activations, fitted on (x_train, y_train)
     images and scored on the test images: does linear separability grow with depth? (Alain &
     Bengio's question asked of this network.)"""
@@ -195,8 +196,7 @@ def linear_probes(
         a_test = record(model, x_test, name)[name].flatten(1).numpy()
         probe, seconds = fit_linear_probe(a_train, y_train)
         acc = float(np.mean(probe.predict(a_test) == y_test))
-        rows.append({"h": h, "layer": name, "dims": a_train.shape[1], "test_acc": acc,
-                     "fit_seconds": round(seconds, 1)})  # fmt: skip
+        rows.append(ProbeRow(h, name, a_train.shape[1], acc, round(seconds, 1)))
         log.info("linear probe h=%d %s (%d dims): %.4f", h, name, a_train.shape[1], acc)
     return rows
 

@@ -14,6 +14,7 @@ from torch import nn
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import INPUT, call_names, module_calls, resolve_layers, trace
 from mnist_probe.model import SAMPLE_SHAPE, device_of
+from mnist_probe.rows import LayerRow
 
 
 def conv_layers(model: nn.Module) -> list[str]:
@@ -78,7 +79,7 @@ def code_layer_or_none(model: nn.Module) -> str | None:
         return None
 
 
-def layer_table(model: nn.Module) -> list[dict]:
+def layer_table(model: nn.Module) -> list[LayerRow]:
     """Every call of every module of the model with its layer name (a module that runs twice has two
     rows, 'PATH:1' and 'PATH:2'), type, output shape for one 1×28×28 digit and parameters
     (torchinfo's summary, rows in the order the modules ran; a reused module's parameters counted at
@@ -97,7 +98,6 @@ def layer_table(model: nn.Module) -> list[dict]:
         seen[path] = seen.get(path, 0) + 1
         names = call_names(path, calls.get(path, 1) or 1)
         shape = info.output_size[1:] if isinstance(info.output_size, (list, tuple)) else []
-        rows.append({"layer": names[min(seen[path], len(names)) - 1], "type": info.class_name,
-                     "output": "×".join(map(str, shape)), "params": int(info.num_params),
-                     "leaf": info.is_leaf_layer})  # fmt: skip
+        rows.append(LayerRow(names[min(seen[path], len(names)) - 1], info.class_name,
+                             "×".join(map(str, shape)), int(info.num_params), info.is_leaf_layer))
     return rows

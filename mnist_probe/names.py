@@ -46,6 +46,11 @@ def layer_h(layer: int | str) -> int:
     return LAYER_NAMES.index(layer_name(layer)) + 1
 
 
+def layer_label(layer: str) -> str:
+    """A layer as texts and figures name it: with its h for the study's CNN ('dense_1, h = 10')."""
+    return f"{layer}, h = {layer_h(layer)}" if layer in LAYER_NAMES else layer
+
+
 def file_name(layer: str) -> str:
     """A layer name as part of a file name or TensorBoard tag: an ONNX node's 'body/0/Conv', a second
     call 'layer1.0.relu:2' or 'fc2:input' kept flat."""

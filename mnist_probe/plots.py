@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mnist_probe.cache import atomic_write  # noqa: E402
-from mnist_probe.names import LAYER_NAMES, layer_h  # noqa: E402
+from mnist_probe.names import layer_label  # noqa: E402
+from mnist_probe.rows import GapRow  # noqa: E402
 
 DPI = 100
 
@@ -35,8 +36,7 @@ def code_heatmap(codes: np.ndarray, labels: np.ndarray, layer: str = "dense_1") 
     ax.set_yticks(bounds + np.diff(np.append(bounds, len(labels))) / 2, [str(d) for d in range(10)])
     for b in bounds[1:]:
         ax.axhline(b - 0.5, color="white", lw=0.6)
-    where = f", h={layer_h(layer)}" if layer in LAYER_NAMES else ""
-    ax.set_xlabel(f"code vector unit ({layer}{where})")
+    ax.set_xlabel(f"code vector unit ({layer_label(layer)})")
     ax.set_ylabel("test images, sorted by true class")
     ax.set_title(f"{len(codes):,} code vectors sorted by class")
     fig.colorbar(im, ax=ax, label="activation")
@@ -128,8 +128,7 @@ def deformation_plot(pairs, cosines: dict[str, np.ndarray], p_true: np.ndarray) 
     fig, ax = plt.subplots(figsize=(8, 4.8))
     x = np.arange(len(pairs))
     for name, c in cosines.items():
-        where = f" (h={layer_h(name)})" if name in LAYER_NAMES else ""
-        ax.plot(x, c, "o-", label=f"cos sim, {name}{where}")
+        ax.plot(x, c, "o-", label=f"cos sim, {layer_label(name)}")
     ax.plot(x, p_true, "k--", lw=2, label="CNN P(true class)")
     ax.set_ylim(-0.05, 1.05)
     ax.set_xticks(x, pair_labels(pairs))
@@ -278,9 +277,9 @@ def spread_plot(headlines: list[dict[str, float]], study: dict[str, float], seed
     return fig
 
 
-def gap_plot(rows: list) -> plt.Figure:
+def gap_plot(rows: list[GapRow]) -> plt.Figure:
     """Per epoch, the gap val_acc - train_acc (a line) and its four parts (stacked bars, in points)."""
-    parts = ("lag", "dropout", "augmentation", "generalisation")
+    parts = GapRow.PARTS
     epochs = np.array([r.epoch for r in rows])
     fig, ax = plt.subplots(figsize=(7, 4))
     up, down = np.zeros(len(rows)), np.zeros(len(rows))

@@ -21,6 +21,7 @@ from torch import nn
 from mnist_probe.data import to_float
 from mnist_probe.hooks import record, resolve_layers
 from mnist_probe.interpreters import fit_linear_probe
+from mnist_probe.rows import PositionRow
 from mnist_probe.shift import translate
 
 
@@ -54,7 +55,7 @@ def _regression(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_
 def position_probes(
     model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, radius: int = 2,
     layers: str | list = "all", seed: int = 0, max_dims: int = 1024, batch_size: int = 500,
-) -> list[dict]:  # fmt: skip
+) -> list[PositionRow]:  # fmt: skip
     """For each layer, from its flattened activations: the R² of a ridge regression of the shift
     (dx, dy); the accuracy of a logistic regression predicting which of the (2r+1)² shifts moved
     the image (chance 1/(2r+1)²); and of one predicting its digit (chance about 1/10). Each is
@@ -82,9 +83,10 @@ def position_probes(
     rows = []
     for name in names:
         a = np.concatenate(parts.pop(name))
-        rows.append({"layer": name, "dims": dims[name],
-                     "position_r2": _regression(a[:half], dxdy[:half], a[half:], dxdy[half:]),
-                     "position_acc": _probe(a[:half], shift_class[:half], a[half:], shift_class[half:]),
-                     "class_acc": _probe(a[:half], digit[:half], a[half:], digit[half:]),
-                     "position_chance": 1 / len(grid)})  # fmt: skip
+        rows.append(PositionRow(
+            layer=name, dims=dims[name],
+            position_r2=_regression(a[:half], dxdy[:half], a[half:], dxdy[half:]),
+            position_acc=_probe(a[:half], shift_class[:half], a[half:], shift_class[half:]),
+            class_acc=_probe(a[:half], digit[:half], a[half:], digit[half:]),
+            position_chance=1 / len(grid)))  # fmt: skip
     return rows

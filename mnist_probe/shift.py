@@ -20,6 +20,7 @@ from tqdm import tqdm
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import ActivationRecorder, resolve_layers
 from mnist_probe.interpreters import CodeVectors, Pixels
+from mnist_probe.tables import pct
 
 log = logging.getLogger(__name__)
 SIZE = 28
@@ -120,19 +121,14 @@ def probabilities(
     return out
 
 
-def fmt_pct(p: float) -> str:
-    """A probability as the study wrote it: 100%, 99.99%, 0.71%, 1.4e-04%."""
-    return f"{100 * p:.4g}%"
-
-
 def study_cell(probs: np.ndarray, true: int, min_other: float) -> str:
     """'P(true)' and, where another class has at least min_other, '(k: P(k))', as in the study."""
-    cell = fmt_pct(probs[true])
+    cell = pct(probs[true], 4, "g")
     others = probs.copy()
     others[true] = -1
     k = int(others.argmax())
     if others[k] >= min_other:
-        cell += f" ({k}: {fmt_pct(others[k])})"
+        cell += f" ({k}: {pct(others[k], 4, 'g')})"
     return cell
 
 

@@ -14,6 +14,12 @@ import numpy as np
 from mnist_probe.cache import atomic_write
 
 
+def pct(x: float | None, digits: int = 2, style: str = "f") -> str:
+    """A fraction as a percentage, 'n/a' when missing: `digits` decimals, or with style='g' `digits`
+    significant digits, as the study wrote its probabilities (100%, 99.99%, 0.71%, 1.4e-04%)."""
+    return "n/a" if x is None else f"{100 * x:.{digits}{style}}%"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""

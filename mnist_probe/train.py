@@ -43,6 +43,7 @@ from mnist_probe.model import (
     outputs_of,
 )
 from mnist_probe.precision import fastest
+from mnist_probe.rows import Confidence, GapRow, from_json, to_json
 from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe, plain
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ class TrainedCNN:
     @property
     def test_acc(self) -> float:
         return self.meta["test_acc"]
+
+    @property
+    def gap(self) -> list[GapRow] | None:
+        """The train/val gap per epoch (mnist_probe.gap); None: not trained here, or no gap_images."""
+        return [from_json(GapRow, row) for row in self.meta["gap"]] if self.meta.get("gap") else None
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -243,7 +249,7 @@ def train_cnn(
         "strategy": type(trainer.strategy).__name__,
         "world_size": trainer.world_size,
         "test_images": len(labels),
-        "gap": gap.rows if gap else None,
+        "gap": [to_json(r) for r in gap.rows] if gap else None,
     }
     return net, meta
 
@@ -267,18 +273,18 @@ def accuracy(
     return (test_logits(model, images, batch_size).argmax(1) == labels).sum().item() / len(labels)
 
 
-def confidence(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+def confidence(logits: torch.Tensor, labels: torch.Tensor) -> Confidence:
     """How sure the CNN is, beyond accuracy: test cross-entropy, how much of it its errors carry,
     and the largest logit (a CNN whose logits run into the thousands outputs probabilities of 0 or 1)."""
     loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     wrong = logits.argmax(1) != labels
-    return {
-        "cross_entropy": loss.mean().item(),
-        "errors": int(wrong.sum()),
-        "error_share_of_loss": (loss[wrong].sum() / loss.sum()).item() if loss.sum() > 0 else 0.0,
-        "mean_loss_on_errors": loss[wrong].mean().item() if wrong.any() else 0.0,
-        "max_abs_logit": logits.abs().max().item(),
-    }
+    return Confidence(
+        cross_entropy=loss.mean().item(),
+        errors=int(wrong.sum()),
+        error_share_of_loss=(loss[wrong].sum() / loss.sum()).item() if loss.sum() > 0 else 0.0,
+        mean_loss_on_errors=loss[wrong].mean().item() if wrong.any() else 0.0,
+        max_abs_logit=logits.abs().max().item(),
+    )
 
 
 def cnn_key(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from mnist_probe.names import LAYER_NAMES, layer_h
+from mnist_probe.names import layer_label
 from mnist_probe.plots import SHIFT_NOTE
 
 
@@ -35,8 +35,7 @@ def feature_map_sheet(
     ax = fig.add_subplot(grid[1])
     ax.imshow(mosaic, cmap=cmap, vmin=bottom, vmax=top, interpolation="nearest")
     ax.axis("off")
-    where = f" (h={layer_h(layer)})" if layer in LAYER_NAMES else ""
-    fig.suptitle(f"{layer}{where} {c}×{h}×{w} = {c * h * w:,} values  {title}")
+    fig.suptitle(f"{layer_label(layer)}: {c}×{h}×{w} = {c * h * w:,} values  {title}")
     return fig
 
 
@@ -61,8 +60,7 @@ def code_vector_panel(
         a_prob.set_ylim(0, 1)
         a_prob.set_yticks([])
         a_prob.set_xticks(range(10) if i == n - 1 else [])
-    where = f" (h={layer_h(layer)})" if layer in LAYER_NAMES else ""
-    axes[0, 1].set_title(f"code vector, {layer}{where}, {dims} values")
+    axes[0, 1].set_title(f"code vector, {layer_label(layer)}, {dims} values")
     axes[0, 2].set_title("P(class), true class red")
     fig.tight_layout()
     return fig

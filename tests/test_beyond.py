@@ -155,7 +155,7 @@ def test_a_layer_before_any_pooling_knows_the_shift_and_one_after_global_pooling
     toy = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 10)).eval()
     one = images[:1].expand(200, 28, 28).contiguous()  # one digit, 200 random shifts
     probes = position_probes(toy, one, labels[:1].expand(200), radius=1, layers=["0", "1"])
-    rows = {r["layer"]: r for r in probes}
-    assert rows["0"]["position_acc"] == 1.0 and rows["0"]["position_r2"] > 0.95
-    assert rows["1"]["position_acc"] < 0.4 and rows["0"]["position_chance"] == pytest.approx(1 / 9)
-    assert rows["1"]["position_r2"] < 0.1
+    rows = {r.layer: r for r in probes}
+    assert rows["0"].position_acc == 1.0 and rows["0"].position_r2 > 0.95
+    assert rows["1"].position_acc < 0.4 and rows["0"].position_chance == pytest.approx(1 / 9)
+    assert rows["1"].position_r2 < 0.1

@@ -109,7 +109,7 @@ def test_every_layer_of_a_resnet_has_a_row_per_image_and_the_table_lists_each_ca
     assert list(acts) == names and all(len(a) == len(x) for a in acts.values())
     files = stream(model, (x[:, 0] * 255).to(torch.uint8), tmp_path, ["layer2.1.relu:1", "layer2.1.relu:2"])
     assert sorted(p.name for p in files.values()) == ["layer2.1.relu_1.npy", "layer2.1.relu_2.npy"]
-    rows = [r["layer"] for r in layer_table(model)]
+    rows = [r.layer for r in layer_table(model)]
     assert rows.index("layer1.0.relu:1") < rows.index("layer1.0.conv2") < rows.index("layer1.0.relu:2")
     assert code_layer(model) == "fc:input"
     with torch.no_grad():  # the code vector, fed to the head, gives the model's logits
@@ -124,8 +124,8 @@ def test_a_reused_activation_module_gives_linear_probes_a_row_per_image():
     assert code_layer(model) == "act:3"
     x_train, y_train = images(60), np.arange(60) % 10
     rows = linear_probes(model, x_train, y_train, images(20), np.arange(20) % 10)
-    assert [r["layer"] for r in rows] == leaf_layers(model)
-    assert [r["dims"] for r in rows] == [4 * 784, 4 * 784, 8 * 196, 8 * 196, 16, 16, 10]
+    assert [r.layer for r in rows] == leaf_layers(model)
+    assert [r.dims for r in rows] == [4 * 784, 4 * 784, 8 * 196, 8 * 196, 16, 16, 10]
     grad_input = output_of(model, "act:2", images(2).requires_grad_(True))
     assert grad_input.requires_grad and grad_input.shape == (2, 8, 14, 14)
 
@@ -159,8 +159,8 @@ def test_a_softmax_last_is_read_as_log_probabilities_with_the_numbers_of_its_log
     images_u8, labels = split_tensors(DataSpec(root=mnist_root(), test_subset=500), "scored")
     x = images_u8[:, None].float() / 255
     a, b = scores(logits_model(x), labels), scores(with_softmax(x), labels)
-    assert a["accuracy"] == b["accuracy"]
-    assert a["nll"] == pytest.approx(b["nll"], abs=1e-5) and a["ece"] == pytest.approx(b["ece"], abs=1e-5)
+    assert a.accuracy == b.accuracy
+    assert a.nll == pytest.approx(b.nll, abs=1e-5) and a.ece == pytest.approx(b.ece, abs=1e-5)
     assert [n for n, _ in with_softmax.named_modules()] == ["", "0", "1", "2"]
     check_io(with_softmax, "again")  # a second check does not take the log twice
     assert torch.allclose(with_softmax(x).exp().sum(1), torch.ones(len(x)), atol=1e-4)

@@ -25,9 +25,9 @@ def calibrated(n: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
 def test_calibrated_logits_score_near_zero_ece_and_over_confidence_does_not():
     logits, labels = calibrated()
     fair, loud = scores(logits, labels), scores(logits * 8, labels)
-    assert fair["ece"] < 0.02 and loud["ece"] > 0.2
-    assert fair["accuracy"] == loud["accuracy"]  # same argmax: accuracy cannot tell them apart
-    assert loud["nll"] > 2 * fair["nll"] and loud["brier"] > fair["brier"]
+    assert fair.ece < 0.02 and loud.ece > 0.2
+    assert fair.accuracy == loud.accuracy  # same argmax: accuracy cannot tell them apart
+    assert loud.nll > 2 * fair.nll and loud.brier > fair.brier
 
 
 def test_temperature_recovers_the_scale_of_over_confident_logits():
@@ -36,7 +36,7 @@ def test_temperature_recovers_the_scale_of_over_confident_logits():
     assert fit_temperature(logits / 3, labels) == pytest.approx(1 / 3, rel=0.05)
     huge = logits * 4000  # the study recipe's CNN had logits in the thousands: no overflow
     t = fit_temperature(huge, labels)
-    assert scores(huge / t, labels)["nll"] < 0.01 * scores(huge, labels)["nll"]
+    assert scores(huge / t, labels).nll < 0.01 * scores(huge, labels).nll
 
 
 def test_reliability_bins_count_every_image_once():

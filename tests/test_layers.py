@@ -18,6 +18,7 @@ from mnist_probe.layers import code_layer, conv_layers, feature_layers, layer_ta
 from mnist_probe.lenet import LeNet5
 from mnist_probe.model import KerasCNN, build_model, check_io, load_model, model_content
 from mnist_probe.onnx_model import load_onnx
+from mnist_probe.rows import LayerRow
 from mnist_probe.specs import ModelSpec
 
 # A CNN of a user's own, as a tests' temp module holds it: its own names, BatchNorm, global pooling
@@ -104,14 +105,13 @@ def test_the_code_vector_is_what_the_last_linear_reads(own_module):
 
 def test_the_layer_table_has_every_module_its_shape_and_parameters():
     rows = layer_table(LeNet5())
-    by_name = {r["layer"]: r for r in rows}
-    assert [r["layer"] for r in rows if r["leaf"]] == [n for n, m in LeNet5().named_modules()
+    by_name = {r.layer: r for r in rows}
+    assert [r.layer for r in rows if r.leaf] == [n for n, m in LeNet5().named_modules()
                                                        if n and not list(m.children())]  # fmt: skip
-    assert by_name["c1"]["output"] == "6×28×28" and by_name["c3"]["output"] == "16×10×10"
-    assert by_name["f6"] == {"layer": "f6", "type": "Linear", "output": "84", "params": 120 * 84 + 84,
-                             "leaf": True}  # fmt: skip
+    assert by_name["c1"].output == "6×28×28" and by_name["c3"].output == "16×10×10"
+    assert by_name["f6"] == LayerRow(layer="f6", type="Linear", output="84", params=120 * 84 + 84, leaf=True)
     total = sum(p.numel() for p in LeNet5().parameters())
-    assert sum(r["params"] for r in rows if r["leaf"]) == total == 61_706
+    assert sum(r.params for r in rows if r.leaf) == total == 61_706
 
 
 def test_a_class_is_built_from_its_import_path_with_its_arguments(own_module):

@@ -290,11 +290,11 @@ def test_confidence_finds_what_accuracy_hides():
     calm = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0], [0, 1.0, 0]])  # one error, mild
     wild = calm * 1000  # the same predictions, logits a thousand times larger
     a, b = confidence(calm, labels), confidence(wild, labels)
-    assert a["errors"] == b["errors"] == 1
-    assert b["cross_entropy"] > 100 * a["cross_entropy"] and b["max_abs_logit"] == 2000.0
-    assert b["error_share_of_loss"] > 0.999 > a["error_share_of_loss"] > 0.5
+    assert a.errors == b.errors == 1
+    assert b.cross_entropy > 100 * a.cross_entropy and b.max_abs_logit == 2000.0
+    assert b.error_share_of_loss > 0.999 > a.error_share_of_loss > 0.5
     error_loss = torch.nn.functional.cross_entropy(calm[3:], labels[3:]).item()
-    assert abs(a["mean_loss_on_errors"] - error_loss) < 1e-6
+    assert abs(a.mean_loss_on_errors - error_loss) < 1e-6
 
 
 @pytest.mark.parametrize("where, message", [

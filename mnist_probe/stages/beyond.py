@@ -45,8 +45,7 @@ def position_rows(
     """The position and class probes of the probed layers, on the first bcfg.position_images test
     images (the beyond stage's, and each CNN's of the reproduce stage's sweep)."""
     n, layers = bcfg.position_images, probed_layers(cnn, bcfg)
-    probes = position_probes(cnn.model, test_images[:n], test_labels[:n], bcfg.radius, layers, seed)
-    return [PositionRow(**row) for row in probes]
+    return position_probes(cnn.model, test_images[:n], test_labels[:n], bcfg.radius, layers, seed)
 
 
 def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:

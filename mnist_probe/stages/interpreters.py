@@ -16,9 +16,10 @@ from mnist_probe.data import split_tensors, to_float
 from mnist_probe.interpreters import features_of, fit_or_load_interpreter, linear_probes
 from mnist_probe.model import KerasCNN
 from mnist_probe.plots import interpreter_bars, probe_plot, save
+from mnist_probe.rows import ProbeRow, from_json, to_json
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
-from mnist_probe.stages.results import InterpreterRow, InterpretersResult, ProbeRow
+from mnist_probe.stages.results import InterpreterRow, InterpretersResult
 from mnist_probe.tables import write_table
 from mnist_probe.train import TrainedCNN
 
@@ -39,15 +40,16 @@ def probes(cfg: DictConfig, cnn: TrainedCNN, train_samples: int, test_samples: i
         keep = np.random.default_rng(0).permutation(len(y_train))[:train_samples]
         x_test, y_test = split_tensors(data, "test")
         x_test, y_test = x_test[:test_samples], y_test[:test_samples]
-        return {"rows": linear_probes(cnn.model, to_float(x_train[keep]), y_train[keep].numpy(),
-                                      to_float(x_test), y_test.numpy())}  # fmt: skip
+        rows = linear_probes(cnn.model, to_float(x_train[keep]), y_train[keep].numpy(), to_float(x_test),
+                             y_test.numpy())  # fmt: skip
+        return {"rows": [to_json(r) for r in rows]}
 
     key = config_key(PROBES_VERSION, cnn.key, data.content(), train_samples, test_samples)
     entry = Path(cfg.paths.cache) / f"probes-{key}"
     rows, _, cached = get_or_compute(entry, compute, lambda _, meta: meta["rows"])
     if cached:
         log.info("linear probes from the cache (probes-%s)", key)
-    return [ProbeRow(**row) for row in rows]
+    return [from_json(ProbeRow, row) for row in rows]
 
 
 def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:

@@ -13,7 +13,7 @@ from mnist_probe.layers import code_layer_or_none, feature_layers, layer_table, 
 from mnist_probe.model import outputs_of
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import check_layers, opened_model
-from mnist_probe.stages.results import LayerRow, LayersResult
+from mnist_probe.stages.results import LayersResult
 from mnist_probe.tables import write_table
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def run(cfg: DictConfig, out_dir: Path) -> LayersResult:
     c = typed(cfg)
     model, name = opened_model(c)
     check_layers(c, model)
-    rows = [LayerRow(**row) for row in layer_table(model)]
+    rows = layer_table(model)
     code = resolve_layers(model, c.code_layer)[0] if c.code_layer else code_layer_or_none(model)
     result = LayersResult(name, sum(p.numel() for p in model.parameters()), code,
                           feature_layers(model), shift_layers(model), rows)  # fmt: skip

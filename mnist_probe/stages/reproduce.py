@@ -21,11 +21,11 @@ from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curve
 from mnist_probe.schema import typed
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages, trained_cnn, writer
+from mnist_probe.stages.page import Figures, write_page
 from mnist_probe.stages.results import (
     AugmentResult,
     AugmentRow,
     CkaPair,
-    GapRow,
     KerasRoundTrip,
     Lever,
     LossRow,
@@ -33,7 +33,7 @@ from mnist_probe.stages.results import (
     StudyResults,
     TrainResult,
 )
-from mnist_probe.stages.results_page import write_report
+from mnist_probe.stages.results_page import results_head, results_tail
 from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import write_table
 from mnist_probe.train import TrainedCNN, test_logits
@@ -97,7 +97,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     first = acfg.models[0]
     reference = next(r for r in rows if r.model == first and float(r.shift) == ref_shift)
     ref = cnns[first, ref_shift]
-    gap = [GapRow(**g) for g in ref.meta["gap"]] if ref.meta.get("gap") else None
+    gap = ref.gap
     if gap:
         write_table(gap, out_dir / "gap")
         save(gap_plot(gap), out_dir / "gap.png")
@@ -213,7 +213,10 @@ def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
         seconds=time.perf_counter() - start,
     )  # fmt: skip
     checked = conclusions(results, typed(cfg))
-    report = write_report(cfg, out_dir, results, checked, Path(cfg.reproduce.docs))
+    docs = Path(cfg.reproduce.docs)
+    figs = Figures(out_dir, docs, "figures")
+    report = write_page(docs / "RESULTS.md", results_head(results), cfg, results, checked, figs,
+                        "the study's recipe", results_tail(out_dir, results, figs))  # fmt: skip
     log.info("report: %s", report)
     for c in checked:
         log.info("conclusion: %s -> %s", c.claim, c.verdict)

@@ -5,61 +5,30 @@ A run's results.json is the serialisation of its stage's result (`to_json`), wit
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from mnist_probe.rows import (  # noqa: F401 (the library's rows, re-exported: results hold them)
+    Confidence,
+    GapRow,
+    LayerRow,
+    PositionRow,
+    ProbeRow,
+    Scores,
+    from_json,
+    to_json,
+)
 
 FORMAT = 2  # results.json's layout: bump when a field changes meaning or name
 
 
 # ----------------------------------------------------------------------------- train
 @dataclass(frozen=True)
-class Confidence:
-    """How sure the CNN is, beyond accuracy (mnist_probe.train.confidence)."""
-
-    cross_entropy: float
-    errors: int
-    error_share_of_loss: float
-    mean_loss_on_errors: float
-    max_abs_logit: float
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Calibration scores of one set of logits (mnist_probe.calibration.scores)."""
-
-    ece: float
-    nll: float
-    brier: float
-    accuracy: float
-
-
-@dataclass(frozen=True)
 class Calibration:
     temperature: float
     before: Scores
     after: Scores
     bins: int
-
-
-@dataclass(frozen=True)
-class GapRow:
-    """One epoch of mnist_probe.gap: five accuracies on the same training images and validation, and
-    the gap val - running split into lag, dropout, augmentation and generalisation."""
-
-    epoch: int
-    running: float
-    train: float
-    eval: float
-    clean: float
-    val: float
-    gap: float
-    lag: float
-    dropout: float
-    augmentation: float
-    generalisation: float
 
 
 @dataclass(frozen=True)
@@ -118,16 +87,6 @@ class InterpreterRow:
     fit_seconds: float | None
     predict_seconds: float | None
 
-
-@dataclass(frozen=True)
-class ProbeRow:
-    """A linear probe on one layer (mnist_probe.interpreters.linear_probes)."""
-
-    h: int
-    layer: str
-    dims: int
-    test_acc: float
-    fit_seconds: float
 
 
 @dataclass(frozen=True)
@@ -372,18 +331,6 @@ class AttributionCurve:
     consistency: list[float]  # mean corr(attribution of the shifted image, shifted attribution)
 
 
-@dataclass(frozen=True)
-class PositionRow:
-    """One layer's position and class probes (mnist_probe.position): R² of (dx, dy), accuracy over
-    the shift classes (and its chance), accuracy over the digits."""
-
-    layer: str
-    dims: int
-    position_r2: float
-    position_acc: float
-    class_acc: float
-    position_chance: float
-
 
 @dataclass(frozen=True)
 class BeyondResult:
@@ -403,16 +350,6 @@ class BeyondResult:
         k = self.cka_layers.index(layer)
         return [row[k] for row in self.shift_cka]
 
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One module of a model's layer table (mnist_probe.layers.layer_table)."""
-
-    layer: str
-    type: str
-    output: str
-    params: int
-    leaf: bool
 
 
 @dataclass(frozen=True)
@@ -436,34 +373,3 @@ class ReportResult:
     cnn_test_acc: float
     code_layer: str
     conclusions: list[Conclusion]
-
-
-# ----------------------------------------------------------------------------- (de)serialisation
-def to_json(result: Any) -> dict:
-    """A stage's result as results.json holds it: its fields, tuples as lists."""
-    return dataclasses.asdict(result)
-
-
-def from_json(cls: type, data: Any) -> Any:
-    """A result read back from its serialisation: nested dataclasses, lists, dicts and tuples rebuilt
-    from the field types; keys the type lacks (format, stage, versions, ...) are left out."""
-    hints = typing.get_type_hints(cls)
-    return cls(**{f.name: _build(hints[f.name], data[f.name])
-                  for f in dataclasses.fields(cls) if f.name in data})  # fmt: skip
-
-
-def _build(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return _build(next(a for a in args if a is not type(None)), value)
-    if dataclasses.is_dataclass(tp):
-        return from_json(tp, value)
-    if origin is list:
-        return [_build(args[0], v) for v in value]
-    if origin is tuple:
-        return tuple(_build(a, v) for a, v in zip(args, value, strict=True))
-    if origin is dict:
-        return {k: _build(args[1], v) for k, v in value.items()}
-    return value

@@ -8,15 +8,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe import study
 from mnist_probe.names import file_name
-from mnist_probe.stages.results import BeyondResult, GapRow, TrainResult
+from mnist_probe.stages.results import BeyondResult, GapRow, ShiftResult, TrainResult
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
     gap_sentence,
-    pct,
     position_sentence,
     shift_cka_sentence,
 )
-from mnist_probe.tables import markdown_table
+from mnist_probe.tables import markdown_table, pct
 
 # How the CNN table says what the model outputs (model.OUTPUT_KINDS) and how the tool reads them.
 OUTPUTS_READ = {"logits": "logits", "probabilities": "probabilities (a softmax last), read as their logs",
@@ -54,10 +53,11 @@ def recipe_line(cfg: DictConfig) -> str:
 
 def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain: bool = True) -> list[str]:
     """Why validation accuracy exceeds training accuracy: the gap per epoch and its four parts (with
-    what each column means unless explain=False, for a second recipe right after the first)."""
+    what each column means unless explain=False, for a second recipe right after the first); figure
+    is the line that shows its plot."""
     if not gap:
         return []
-    parts = ("gap", "lag", "dropout", "augmentation", "generalisation")
+    parts = ("gap", *GapRow.PARTS)
     rows = [{"epoch": r.epoch, "train_acc (bar)": pct(r.running), "train mode, augmented": pct(r.train),
              "eval mode, augmented": pct(r.eval), "eval mode, clean": pct(r.clean), "val_acc": pct(r.val),
              **{p: f"{100 * getattr(r, p):+.2f}" for p in parts}} for r in gap]  # fmt: skip
@@ -72,25 +72,21 @@ def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain
         what,
         "",
         markdown_table(rows),
-        f"![gap]({figure})",
+        figure,
         "",
         gap_sentence(gap),
         "",
     ]
 
 
-BEYOND_FIGURES = ("attributions", "attribution_strip", "attribution_consistency", "positions", "shift_cka",
-                  "cka_seeds")  # fmt: skip
-
-
-def beyond_section(beyond: BeyondResult | None, figures: str) -> list[str]:
+def beyond_section(beyond: BeyondResult | None, figs) -> list[str]:
     """Where the network looks, what each filter wants, how much position each layer keeps, what
-    translations change (the beyond stage); its figures under `figures`/."""
+    translations change (the beyond stage's results and figures)."""
     if beyond is None:
         return []
 
     def fig(name: str, caption: str) -> str:
-        return f"![{caption}]({figures}/{name}.png)"
+        return figs.link(f"beyond/{name}.png", caption)
 
     def along(dys: list[int], values: list[float]) -> dict[str, str]:
         return {f"dy={dy}": f"{v:.3f}" for dy, v in zip(dys, values, strict=True)}
@@ -131,5 +127,33 @@ def beyond_section(beyond: BeyondResult | None, figures: str) -> list[str]:
         shift_cka_sentence(beyond),
         "",
         fig("cka_seeds", "CKA between two seeds") if beyond.cka is not None else "",
+        "",
+    ]
+
+
+def every_digit_section(shift: ShiftResult, figs) -> list[str]:
+    """The study's test on every digit, the accuracy per digit and shift, and what shifted digits become."""
+    per = shift.per_class
+    if per is None:  # shift.dataset.enabled=false
+        return []
+    rows = [{"digit": c, **{f"dy={dy}": acc[k] for k, dy in enumerate(per.dys)}}
+            for c, acc in enumerate(per.accuracy)]  # fmt: skip
+    return [
+        "### Every digit, not one",
+        "",
+        "The study's test on the first test image of each digit (CNN, P(true class); in brackets the class "
+        "that took over):",
+        "",
+        markdown_table(shift.every_digit),
+        figs.link("shift/shift_every_digit.png", "every digit"),
+        "",
+        f"Accuracy per digit and vertical shift over the {shift.samples} test images of the grid:",
+        "",
+        markdown_table(rows),
+        figs.link("shift/shift_per_class.png", "accuracy per digit and shift"),
+        "",
+        "What the shifted digits become (the most frequent mistakes at each dy):",
+        "",
+        markdown_table(shift.confusions),
         "",
     ]

@@ -13,7 +13,7 @@ from mnist_probe.plots import gap_plot, reliability_diagram, save
 from mnist_probe.schema import typed
 from mnist_probe.specs import DataSpec
 from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
-from mnist_probe.stages.results import Calibration, Confidence, GapRow, Scores, TrainResult
+from mnist_probe.stages.results import Calibration, TrainResult
 from mnist_probe.stages.verdicts import gap_sentence
 from mnist_probe.tables import write_table
 from mnist_probe.train import confidence, test_logits
@@ -28,14 +28,14 @@ def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
     data = typed(cfg).data
     images, labels = split_tensors(data, "scored")
     logits = test_logits(cnn.model, images)
-    sure = Confidence(**confidence(logits, labels))
+    sure = confidence(logits, labels)
     log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
              sure.cross_entropy, sure.errors, 100 * sure.error_share_of_loss, sure.mean_loss_on_errors,
              sure.max_abs_logit)  # fmt: skip
     calibration = calibrate(data, cnn.model, logits, labels, out_dir)
     log_hparams(out_dir, {"test_acc": meta["test_acc"], "test_cross_entropy": sure.cross_entropy,
                           "ece_after_scaling": calibration.after.ece})  # fmt: skip
-    gap = [GapRow(**row) for row in meta["gap"]] if meta.get("gap") else None
+    gap = cnn.gap
     if gap:
         write_table(gap, out_dir / "gap")
         save(gap_plot(gap), out_dir / "gap.png")
@@ -50,12 +50,12 @@ def calibrate(data: DataSpec, model, logits, labels, out_dir: Path) -> Calibrati
     temperature = fit_temperature(test_logits(model, val_images), val_labels)
     before, after = scores(logits, labels), scores(logits / temperature, labels)
     fig = reliability_diagram(reliability(logits, labels), reliability(logits / temperature, labels),
-                              temperature, (before["ece"], after["ece"]))  # fmt: skip
+                              temperature, (before.ece, after.ece))  # fmt: skip
     tb = writer(out_dir, "calibration")
     tb.add_figure("calibration/reliability", fig, close=False)
     tb.close()
     save(fig, out_dir / "calibration.png")
     log.info("calibration: ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f, Brier %.4f -> %.4f with temperature %.3g "
-             "(fitted on %d validation images)", 100 * before["ece"], 100 * after["ece"], before["nll"],
-             after["nll"], before["brier"], after["brier"], temperature, len(val_labels))  # fmt: skip
-    return Calibration(temperature, Scores(**before), Scores(**after), bins=15)
+             "(fitted on %d validation images)", 100 * before.ece, 100 * after.ece, before.nll,
+             after.nll, before.brier, after.brier, temperature, len(val_labels))  # fmt: skip
+    return Calibration(temperature, before, after, bins=15)

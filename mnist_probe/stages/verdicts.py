@@ -4,7 +4,7 @@ small function of typed results, and each threshold it judges by is a named cons
 from __future__ import annotations
 
 from mnist_probe import study
-from mnist_probe.names import LAYER_NAMES, layer_h
+from mnist_probe.names import layer_label
 from mnist_probe.schema import Config
 from mnist_probe.stages.results import (
     AttributionCurve,
@@ -17,6 +17,7 @@ from mnist_probe.stages.results import (
     PositionRow,
     StudyResults,
 )
+from mnist_probe.tables import pct
 
 # 1. The code vectors keep what the classes need: the worst interpreter on them scores within this
 #    much of the CNN's own softmax.
@@ -34,16 +35,6 @@ LESS_SURE_RATIO = 2.0
 SURER_RATIO = 0.5
 
 
-def pct(x: float | None, digits: int = 2) -> str:
-    """A fraction as a percentage, 'n/a' when missing."""
-    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def where(layer: str) -> str:
-    """A layer as the text names it: with its h for the study's CNN."""
-    return f"{layer}, h = {layer_h(layer)}" if layer in LAYER_NAMES else layer
-
-
 def codes_reduce_dimensionality(r: StudyResults) -> Conclusion:
     """1. Code vectors in hidden layers reduce dimensionality (and keep what the classes need)."""
     codes, act = r.interpreters.accuracies("codes"), r.activations
@@ -52,7 +43,8 @@ def codes_reduce_dimensionality(r: StudyResults) -> Conclusion:
     return Conclusion(
         "Code vectors in hidden layers of CNN reduce the dimensionality of images.",
         "supported" if kept else "not supported",
-        f"Each 28×28 = 784-pixel image becomes a {act.code_dims}-d code vector ({where(act.code_layer)}). "
+        f"Each 28×28 = 784-pixel image becomes a {act.code_dims}-d code vector "
+        f"({layer_label(act.code_layer)}). "
         f"The code keeps what the classes need: every interpreter fitted "
         f"on it alone scores {pct(min(codes.values()))}–{pct(max(codes.values()))} "
         f"(worst: {worst}), against {pct(r.train.test_acc)} for the CNN's own softmax. It is also "
@@ -138,9 +130,9 @@ def codes_deform_softly(r: StudyResults) -> Conclusion:
         f"Cosine similarity to the unshifted image's activations at the largest shift "
         f"{tuple(shift.pairs[-1])} (dx, dy): "
         + ", ".join(f"{k} {v:.2f}" for k, v in last.items())
-        + (f". The code vector ({where(code)}) stays closest to the unshifted one: translation "
+        + (f". The code vector ({layer_label(code)}) stays closest to the unshifted one: translation "
            "deforms it less than the feature maps before it." if softer else
-           f". The code vector ({where(code)}) is not the one that stays closest here."),
+           f". The code vector ({layer_label(code)}) is not the one that stays closest here."),
     )  # fmt: skip
 
 
@@ -172,11 +164,11 @@ def gap_sentence(rows: list[GapRow]) -> str:
     """What the gap between the progress bar's train_acc and val_acc is made of, first and last epoch."""
     if not rows:
         return "The training/validation gap was not measured (a CNN not trained here, or train.gap_images=0)."
-    parts = ("lag", "dropout", "augmentation", "generalisation")
 
     def said(row: GapRow) -> str:
-        largest = max(parts, key=lambda p: abs(getattr(row, p)))
-        split = ", ".join(f"{p} {100 * getattr(row, p):+.1f}" for p in parts)
+        parts = row.parts()
+        largest = max(parts, key=lambda p: abs(parts[p]))
+        split = ", ".join(f"{p} {100 * v:+.1f}" for p, v in parts.items())
         side = "exceeds" if row.gap > 0 else "falls short of"
         return (f"after epoch {row.epoch} validation accuracy {side} the progress bar's train_acc by "
                 f"{100 * abs(row.gap):.1f} points ({split}; the largest part: {largest})")

@@ -1,0 +1,125 @@
+"""What the library's measurements return: frozen dataclasses with named fields, one per kind of row,
+so that a stage, a table and a verdict read a number by its name. Torch-free: a page or a test reads
+them back from JSON without torch (`from_json`).
+
+Each is returned by the function named in its docstring; stages/results.py builds the stages' results
+from them and adds only what a stage adds."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How sure the CNN is, beyond accuracy (mnist_probe.train.confidence)."""
+
+    cross_entropy: float
+    errors: int
+    error_share_of_loss: float
+    mean_loss_on_errors: float
+    max_abs_logit: float
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Calibration scores of one set of logits (mnist_probe.calibration.scores)."""
+
+    ece: float
+    nll: float
+    brier: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class GapRow:
+    """One epoch of mnist_probe.gap.GapProbe: five accuracies on the same training images and on
+    validation, and the gap val - running split into its PARTS (they add up to it)."""
+
+    PARTS: typing.ClassVar[tuple[str, ...]] = ("lag", "dropout", "augmentation", "generalisation")
+
+    epoch: int
+    running: float
+    train: float
+    eval: float
+    clean: float
+    val: float
+    gap: float
+    lag: float
+    dropout: float
+    augmentation: float
+    generalisation: float
+
+    def parts(self) -> dict[str, float]:
+        """The gap's four parts by name."""
+        return {p: getattr(self, p) for p in self.PARTS}
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """A linear probe on one layer (mnist_probe.interpreters.linear_probes)."""
+
+    h: int
+    layer: str
+    dims: int
+    test_acc: float
+    fit_seconds: float
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    """One layer's position and class probes (mnist_probe.position.position_probes): R² of (dx, dy),
+    accuracy over the shift classes (and its chance), accuracy over the classes."""
+
+    layer: str
+    dims: int
+    position_r2: float
+    position_acc: float
+    class_acc: float
+    position_chance: float
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One call of a module in a model's layer table (mnist_probe.layers.layer_table)."""
+
+    layer: str
+    type: str
+    output: str
+    params: int
+    leaf: bool
+
+
+# ----------------------------------------------------------------------------- (de)serialisation
+def to_json(result: Any) -> dict:
+    """A row or a result as JSON holds it: its fields, tuples as lists."""
+    return dataclasses.asdict(result)
+
+
+def from_json(cls: type, data: Any) -> Any:
+    """A row or a result read back from its serialisation: nested dataclasses, lists, dicts and tuples
+    rebuilt from the field types; keys the type lacks (format, stage, versions, ...) are left out."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{f.name: _build(hints[f.name], data[f.name])
+                  for f in dataclasses.fields(cls) if f.name in data})  # fmt: skip
+
+
+def _build(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _build(next(a for a in args if a is not type(None)), value)
+    if dataclasses.is_dataclass(tp):
+        return from_json(tp, value)
+    if origin is list:
+        return [_build(args[0], v) for v in value]
+    if origin is tuple:
+        return tuple(_build(a, v) for a, v in zip(args, value, strict=True))
+    if origin is dict:
+        return {k: _build(args[1], v) for k, v in value.items()}
+    return value
