@@ -15,9 +15,8 @@ from torch import nn
 from mnist_probe.data import to_float
 from mnist_probe.errors import UserError
 from mnist_probe.layers import conv_layers
+from mnist_probe.names import METHODS
 from mnist_probe.shift import translate
-
-METHODS = ("saliency", "integrated_gradients", "grad_cam")
 
 
 def attribute(

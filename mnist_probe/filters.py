@@ -12,7 +12,8 @@ from torch import nn
 
 from mnist_probe.data import to_float
 from mnist_probe.hooks import output_of, record, resolve_layers
-from mnist_probe.model import SAMPLE_SHAPE, device_of
+from mnist_probe.model import device_of
+from mnist_probe.names import SAMPLE_SHAPE
 from mnist_probe.shift import translate
 
 

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from mnist_probe.data import to_float
 from mnist_probe.errors import UserError
-from mnist_probe.model import LAYER_NAMES, SAMPLE_SHAPE, KerasCNN, device_of, layer_name
-from mnist_probe.names import file_name
+from mnist_probe.model import LAYER_NAMES, KerasCNN, device_of, layer_name
+from mnist_probe.names import SAMPLE_SHAPE, file_name
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import INPUT, call_names, module_calls, resolve_layers, trace
-from mnist_probe.model import SAMPLE_SHAPE, device_of
+from mnist_probe.model import device_of
+from mnist_probe.names import SAMPLE_SHAPE
 from mnist_probe.rows import LayerRow
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from mnist_probe.errors import UserError, missing_checkpoint
 from mnist_probe.keras_weights import SUFFIXES, load_keras
-from mnist_probe.names import CODE_LAYER, LAYER_NAMES, layer_h, layer_name
+from mnist_probe.names import CODE_LAYER, LAYER_NAMES, SAMPLE_SHAPE, layer_h, layer_name
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.specs import ModelSpec
 
@@ -236,7 +236,6 @@ def state_mismatch(state: dict[str, torch.Tensor], expected: dict[str, torch.Ten
     return "; ".join(parts)
 
 
-SAMPLE_SHAPE = (1, 28, 28)  # what every stage feeds a network: one MNIST digit, floats in [0, 1]
 NUM_CLASSES = 10
 
 

@@ -26,6 +26,8 @@ FILES = {
 }
 COUNTS = {"train": 60_000, "test": 10_000}
 SIZE = 28  # MNIST images are SIZE × SIZE
+SAMPLE_SHAPE = (1, SIZE, SIZE)  # what every stage feeds a network: one digit, floats in [0, 1]
+METHODS = ("saliency", "integrated_gradients", "grad_cam")  # the attribution methods (Captum's)
 
 
 def layer_name(layer: int | str) -> str:

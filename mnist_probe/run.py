@@ -8,6 +8,7 @@ before torch and Lightning load. Each job of a sweep is composed and checked up 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 import warnings
 from importlib import import_module
 from importlib.metadata import version
@@ -28,7 +30,7 @@ import psutil
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnist_probe.cache import config_key, write_json
@@ -113,6 +115,16 @@ def refusal(err: ValidationError) -> UserError:
     return UserError(f"{err.full_key}={getattr(err, 'value', None)!r} is not allowed: {wanted}")
 
 
+def schema_class(path: str) -> type:
+    """The schema's dataclass of a config node, by its dotted path (read from the types: the stages'
+    nodes have no values in the schema)."""
+    node = Config
+    for part in filter(None, path.split(".")):
+        hint = typing.get_type_hints(node)[part]
+        node = next(t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t))
+    return node
+
+
 def unknown_key(err: OmegaConfBaseException) -> UserError:
     """A mistyped key as one line that lists the keys its parent has."""
     full_key = str(err.full_key)
@@ -120,8 +132,7 @@ def unknown_key(err: OmegaConfBaseException) -> UserError:
     if parent == "model":  # an open node: the model's constructor decides its keys
         return UserError(f"{full_key} is not set by the model's config; pass an argument of its constructor "
                          f"as +{full_key}=VALUE")  # fmt: skip
-    node = OmegaConf.structured(Config)
-    keys = sorted(OmegaConf.select(node, parent) if parent else node)
+    keys = sorted(f.name for f in dataclasses.fields(schema_class(parent)))
     return UserError(f"unknown key {full_key}; {parent or 'the config'} has: {', '.join(keys)}")
 
 

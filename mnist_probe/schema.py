@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from mnist_probe.checks import count, fraction, one_of, refuse
 from mnist_probe.errors import UserError, missing_checkpoint
-from mnist_probe.names import COUNTS, FEATURES, SIZE, STAGES, layer_name
+from mnist_probe.names import COUNTS, FEATURES, METHODS, SIZE, STAGES, layer_name
 from mnist_probe.specs import (
     LOSSES,
     MODELS,
@@ -67,11 +67,13 @@ def shifts(key: str, value: Any) -> list[int]:
     return values
 
 
+# The stages' settings: types and checks only. Their values are written once, in conf/<stage>/default.yaml
+# (with why each is what it is) and conf/experiment/*.yaml; a composed config leaves none unset.
 @dataclass
 class ActivationsConfig:
-    indices: list[int] | None = None
-    layers: list[Any] | None = None  # None: the model's (the study's h = 1, 2, 5, 6, 8; else its convs)
-    n_codes: int = 1000
+    indices: list[int] | None = MISSING
+    layers: list[Any] | None = MISSING
+    n_codes: int = MISSING
 
     def __post_init__(self) -> None:
         for i in self.indices or []:
@@ -83,9 +85,9 @@ class ActivationsConfig:
 
 @dataclass
 class ProbesConfig:
-    enabled: bool = True
-    train_samples: int = 10_000
-    test_samples: int | None = None
+    enabled: bool = MISSING
+    train_samples: int = MISSING
+    test_samples: int | None = MISSING
 
     def __post_init__(self) -> None:
         count("interpreters.probes.train_samples", self.train_samples, 10)
@@ -95,9 +97,9 @@ class ProbesConfig:
 
 @dataclass
 class InterpretersConfig:
-    models: list[str] = field(default_factory=list)
-    probes: ProbesConfig = field(default_factory=ProbesConfig)
-    catalog: dict[str, Any] = field(default_factory=dict)
+    models: list[str] = MISSING
+    probes: ProbesConfig = MISSING
+    catalog: dict[str, Any] = MISSING
 
     def __post_init__(self) -> None:
         for name, entry in self.catalog.items():
@@ -120,10 +122,10 @@ class InterpretersConfig:
 
 @dataclass
 class ShiftDatasetConfig:
-    enabled: bool = True
-    samples: int = 1000
-    radius: int = 5
-    batch_size: int = 4000
+    enabled: bool = MISSING
+    samples: int = MISSING
+    radius: int = MISSING
+    batch_size: int = MISSING
 
     def __post_init__(self) -> None:
         count("shift.dataset.samples", self.samples, 1, COUNTS["test"])
@@ -133,15 +135,15 @@ class ShiftDatasetConfig:
 
 @dataclass
 class ShiftConfig:
-    index: int | None = None
-    digit: int = 1
-    dx: Any = field(default_factory=lambda: [0])
-    dy: Any = field(default_factory=lambda: [0, -1, -2, -3, -4, -5])
-    grid: bool = False
-    models: list[str] = field(default_factory=list)
-    layers: list[Any] | None = None  # None: the model's (the study's h = 2, 6, 8; else its convs)
-    min_other: float = 0.01
-    dataset: ShiftDatasetConfig = field(default_factory=ShiftDatasetConfig)
+    index: int | None = MISSING
+    digit: int = MISSING
+    dx: Any = MISSING
+    dy: Any = MISSING
+    grid: bool = MISSING
+    models: list[str] = MISSING
+    layers: list[Any] | None = MISSING
+    min_other: float = MISSING
+    dataset: ShiftDatasetConfig = MISSING
 
     def __post_init__(self) -> None:
         if self.index is not None:
@@ -158,23 +160,23 @@ class BeyondConfig:
     """Where the network looks, what each filter wants, how much position each layer keeps, what two
     networks share (the beyond stage, also part of the report)."""
 
-    layers: list[Any] | None = None  # None: the model's conv layers and its code layer (filters: its convs)
-    images: int = 1000  # test images for the filters' top patches and CKA
-    position_images: int = 4000  # test images for the position probes: half fit them, half score them
-    methods: list[str] = field(default_factory=lambda: ["saliency", "integrated_gradients", "grad_cam"])
-    attribution_samples: int = 100  # test images whose attributions follow the shifts
-    dy: list[int] = field(default_factory=lambda: [0, -1, -2, -3, -4, -5])
-    top_k: int = 9  # patches per filter
-    maximise_steps: int = 100  # 0: no activation maximisation
-    radius: int = 2  # position probes: shifts on the (2r+1)² grid
-    cka_seed: int | None = None  # a second CNN of the same recipe with this seed, for CKA between the two
+    layers: list[Any] | None = MISSING
+    images: int = MISSING
+    position_images: int = MISSING
+    methods: list[str] = MISSING
+    attribution_samples: int = MISSING
+    dy: list[int] = MISSING
+    top_k: int = MISSING
+    maximise_steps: int = MISSING
+    radius: int = MISSING
+    cka_seed: int | None = MISSING
 
     def __post_init__(self) -> None:
         count("beyond.images", self.images, 8, COUNTS["test"])
         count("beyond.position_images", self.position_images, 8, COUNTS["test"])
         count("beyond.attribution_samples", self.attribution_samples, 1, COUNTS["test"])
         for method in self.methods:
-            one_of("beyond.methods", method, ("saliency", "integrated_gradients", "grad_cam"))
+            one_of("beyond.methods", method, METHODS)
         shifts("beyond.dy", self.dy)
         count("beyond.top_k", self.top_k, 1, 100)
         count("beyond.maximise_steps", self.maximise_steps, 0)
@@ -185,13 +187,13 @@ class BeyondConfig:
 
 @dataclass
 class ReproduceAugmentConfig:
-    recipe: str = "default"
-    models: list[str] = field(default_factory=lambda: list(MODELS))
-    shifts: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2])
-    train_overrides: dict[str, Any] = field(default_factory=dict)
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    probes: bool = True  # position and class probes per layer of every CNN of the sweep
-    cka_seed: int | None = 43  # the reference CNN again with this seed: CKA between the two (None: not)
+    recipe: str = MISSING
+    models: list[str] = MISSING
+    shifts: list[float] = MISSING
+    train_overrides: dict[str, Any] = MISSING
+    model_overrides: dict[str, Any] = MISSING
+    probes: bool = MISSING
+    cka_seed: int | None = MISSING
 
     def __post_init__(self) -> None:
         one_of("reproduce.augment.recipe", self.recipe, RECIPES)
@@ -206,11 +208,11 @@ class ReproduceAugmentConfig:
 
 @dataclass
 class ReproduceConfig:
-    docs: str = "docs"
-    bench: str = "outputs/bench/bench.json"
-    seeds: str | None = None
-    losses: list[str] = field(default_factory=lambda: ["cross_entropy", "clipped"])
-    augment: ReproduceAugmentConfig = field(default_factory=ReproduceAugmentConfig)
+    docs: str = MISSING
+    bench: str = MISSING
+    seeds: str | None = MISSING
+    losses: list[str] = MISSING
+    augment: ReproduceAugmentConfig = MISSING
 
     def __post_init__(self) -> None:
         for loss in self.losses:
@@ -220,8 +222,8 @@ class ReproduceConfig:
 
 @dataclass
 class PathsConfig:
-    cache: str = "outputs/cache"
-    output_dir: str = "."
+    cache: str = MISSING
+    output_dir: str = MISSING
 
 
 @dataclass
@@ -231,17 +233,19 @@ class Config:
     model: Any = field(default_factory=lambda: {"_target_": STUDY_MODEL})
     train: Recipe = field(default_factory=Recipe)
     trainer: Hardware = field(default_factory=Hardware)
-    activations: ActivationsConfig = field(default_factory=ActivationsConfig)
-    interpreters: InterpretersConfig = field(default_factory=InterpretersConfig)
-    shift: ShiftConfig = field(default_factory=ShiftConfig)
-    beyond: BeyondConfig = field(default_factory=BeyondConfig)
-    reproduce: ReproduceConfig | None = None
-    stage: str = "train"
-    seed: int = 42
-    checkpoint: str | None = None
-    interpreter: str | None = None
-    code_layer: str | None = None  # None: the model's (the study's dense_1; else the last Linear's input)
-    paths: PathsConfig = field(default_factory=PathsConfig)
+    # Stage settings and run-wide keys: their values are conf/'s (config.yaml, conf/<stage>/default.yaml,
+    # conf/experiment/*.yaml), written once there; here only their types and checks.
+    activations: ActivationsConfig = MISSING
+    interpreters: InterpretersConfig = MISSING
+    shift: ShiftConfig = MISSING
+    beyond: BeyondConfig = MISSING
+    reproduce: ReproduceConfig | None = None  # set by +experiment=reproduce only
+    stage: str = MISSING
+    seed: int = MISSING
+    checkpoint: str | None = MISSING
+    interpreter: str | None = MISSING
+    code_layer: str | None = MISSING
+    paths: PathsConfig = MISSING
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelSpec):
@@ -279,7 +283,8 @@ class Config:
 # learning-rate schedules, as the options of train/scheduler (train/scheduler=onecycle).
 # The schema's train node has no schedule of its own: conf/train/*.yaml picks one (merged onto the
 # study's schedule, a one-cycle factory would keep the plateau's keys).
-SCHEMA = OmegaConf.structured(Config(train=Recipe(scheduler=None)))
+SCHEMA = OmegaConf.structured(Config)
+SCHEMA.train.scheduler = None
 SCHEMA.model = {"_target_": STUDY_MODEL}  # the open node, not the typed ModelSpec
 ConfigStore.instance().store(name="schema", node=SCHEMA)
 ConfigStore.instance().store(group="train/scheduler", name="plateau", node=Scheduler(**PLATEAU))

@@ -20,10 +20,10 @@ from tqdm import tqdm
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import ActivationRecorder, resolve_layers
 from mnist_probe.interpreters import CodeVectors, Pixels
+from mnist_probe.names import SIZE
 from mnist_probe.tables import pct
 
 log = logging.getLogger(__name__)
-SIZE = 28
 
 
 def translate(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:

@@ -139,3 +139,29 @@ def test_the_cli_refuses_before_importing_torch(args):
     assert proc.stdout.strip() == "exit 2 torch imported: False", proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_every_stage_setting_and_run_key_is_written_once_in_conf():
+    """The schema declares the stages' settings and the run-wide keys without values (conf/ gives each
+    one), so no key can have two defaults that disagree; and composing any experiment leaves none unset."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mnist_probe.schema import SCHEMA, ReproduceConfig
+
+    once = ["activations", "interpreters", "shift", "beyond", "stage", "seed", "checkpoint", "interpreter",
+            "code_layer", "paths"]  # fmt: skip
+    assert [k for k in once if not OmegaConf.is_missing(SCHEMA, k)] == []
+    reproduce = OmegaConf.structured(ReproduceConfig)
+    assert [k for k in reproduce if not OmegaConf.is_missing(reproduce, k)] == []
+
+    def unset(node, path=""):
+        if isinstance(node, dict):
+            return [p for k, v in node.items() for p in unset(v, f"{path}.{k}")]
+        return [path] if node == "???" else []
+
+    experiments = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+    with initialize_config_dir(str(REPO / "conf"), version_base=None):
+        for experiment in experiments:
+            cfg = compose("config", overrides=[f"+experiment={experiment}"])
+            assert unset(OmegaConf.to_container(cfg, resolve=False)) == [], experiment
