@@ -4,6 +4,9 @@ specs and the config schema validate with them."""
 from __future__ import annotations
 
 import math
+import pickletools
+import zipfile
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mnist_probe.errors import UserError
@@ -39,3 +42,68 @@ def one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     """One of a fixed list of names."""
     if value not in allowed:
         refuse(key, value, ", ".join(allowed))
+
+
+# What a weights-only torch.load rebuilds tensors and state dicts with: anything else a pickle names
+# (a whole nn.Module, a class of the user's) is code that loading would run.
+TENSOR_GLOBALS = ("torch._utils.", "torch.serialization.", "collections.OrderedDict", "builtins.",
+                  "__builtin__.", "_codecs.encode")  # fmt: skip
+
+
+def pickled_classes(path: str | Path) -> list[str]:
+    """The classes and functions a torch.save zip file's pickle names besides those that rebuild
+    tensors and dicts (torch's storages and dtypes included), read without unpickling anything; []
+    for a file that is not such a zip."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            pickle = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            data = z.read(pickle) if pickle else b""
+        ops = list(pickletools.genops(data))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return []
+    names, strings, memo = [], [], {}
+    for op, arg, _ in ops:
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            strings.append(arg)
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = strings[-1] if strings else None
+        elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[int(arg)] = strings[-1] if strings else None
+        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+            strings.append(memo.get(int(arg)))
+        elif op.name == "GLOBAL":
+            names.append(arg.replace(" ", "."))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            names.append(".".join(map(str, strings[-2:])))
+    torch_own = [n for n in names if n.startswith("torch.") and n.count(".") == 1]  # FloatStorage, float32
+    return sorted({n for n in names if not n.startswith(TENSOR_GLOBALS) and n not in torch_own})
+
+
+def creatable(key: str, path: str | Path, value: object = None) -> None:
+    """A folder that exists or can be made (its missing folders made, then removed again, to find
+    out), or a one-line refusal naming the key: a file in the way, no permission, a name too long,
+    a read-only file system."""
+    value = path if value is None else value
+    wanted = where = Path(path).expanduser().absolute()
+    made: list[Path] = []
+    try:
+        missing = []
+        while not where.exists():
+            missing.append(where)
+            where = where.parent
+        if where == wanted and not where.is_dir():
+            raise UserError(f"{key}={value} is a file, not a folder; set {key} to a folder")
+        if not where.is_dir():
+            raise UserError(f"{key}={value} cannot be made: {where} is not a folder you can write; set {key} "
+                            "to a folder you can write")  # fmt: skip
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        if isinstance(err, PermissionError):
+            why = f"{where} is not a folder you can write"
+        raise UserError(f"{key}={value} cannot be made: {why}; set {key} to a folder you can write") from None
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()

@@ -12,6 +12,15 @@ def missing_checkpoint(path: object) -> UserError:
     return UserError(f"checkpoint {path} does not exist; fix the path, or drop checkpoint= to train a CNN")
 
 
+def pickled_code(path: object, found: str = "") -> UserError:
+    """The refusal of a checkpoint= file whose pickle holds objects besides tensors (a whole module, a
+    class of the user's): loading it would run their code, so it is not loaded."""
+    what = f" ({found})" if found else ""
+    return UserError(f"checkpoint {path} holds pickled Python objects{what} that would run code if "
+                     "loaded, so it was not loaded; save the weights alone, torch.save(model.state_dict(), "
+                     "PATH), and point checkpoint= at that")  # fmt: skip
+
+
 def signal_words(signum: int) -> str:
     """How a stop is named to the user: Ctrl-C for SIGINT, else the signal's name (SIGTERM)."""
     return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import inspect
 import os
+import pickle
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,11 +20,11 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
-from mnist_probe.errors import UserError, missing_checkpoint
+from mnist_probe.errors import UserError, missing_checkpoint, pickled_code
 from mnist_probe.keras_weights import SUFFIXES, load_keras
 from mnist_probe.names import CODE_LAYER, LAYER_NAMES, SAMPLE_SHAPE, layer_h, layer_name
 from mnist_probe.onnx_model import load_onnx
-from mnist_probe.specs import ModelSpec
+from mnist_probe.specs import ModelSpec, is_onnx
 
 __all__ = ["CODE_LAYER", "LAYER_NAMES", "LOSSES", "KerasCNN", "LitCNN", "build_model",
            "clipped_cross_entropy", "layer_h", "layer_name", "load_model", "model_content"]  # fmt: skip
@@ -178,6 +179,14 @@ def model_content(spec: ModelSpec) -> dict:
             "source": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None}  # fmt: skip
 
 
+def open_model(spec: ModelSpec, checkpoint: str | Path | None = None) -> nn.Module:
+    """The model a run opens: an ONNX file (its graph is the architecture), spec's class with the
+    checkpoint's weights, or, with no checkpoint, a fresh spec's class (built, not trained)."""
+    if checkpoint is None:
+        return build_model(spec)
+    return load_model(checkpoint, None if is_onnx(checkpoint) else build_model(spec))
+
+
 def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Load a state dict (.pt), a Lightning checkpoint (.ckpt) or Keras's own file (.h5, .keras)
     into model (default: a fresh KerasCNN), weights only: no pickled code runs; or an ONNX file
@@ -187,7 +196,7 @@ def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     path = Path(path).expanduser()
     if not path.is_file():
         raise missing_checkpoint(path)
-    if path.suffix.lower() == ".onnx":
+    if is_onnx(path):
         model = load_onnx(path)
         check_io(model, f"the ONNX model {path}", trained=True)
     else:
@@ -203,6 +212,11 @@ def _load_state(path: Path, model: nn.Module) -> None:
     """A state dict (.pt) or a Lightning checkpoint (.ckpt) into model, or a one-line UserError."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err):  # a class or function beyond tensors: it would run code
+            raise pickled_code(path) from None
+        raise UserError(f"checkpoint {path} could not be read (UnpicklingError): it is truncated or not a "
+                        "state dict or Lightning checkpoint; point checkpoint= at a complete one") from None
     except Exception as err:
         raise UserError(
             f"checkpoint {path} could not be read ({type(err).__name__}): it is truncated or not a "

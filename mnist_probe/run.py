@@ -30,10 +30,11 @@ import psutil
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnist_probe.cache import config_key, write_json
+from mnist_probe.checks import creatable
 from mnist_probe.config import CONF, compose_config
 from mnist_probe.errors import Stopped, UserError, signal_words
 from mnist_probe.machine import describe
@@ -159,6 +160,19 @@ def check_command_line(argv: list[str]) -> None:
     check_hydra_choices(argv)
     for overrides in jobs(argv):
         compose_checked(overrides)
+    check_run_folder(argv)
+
+
+def check_run_folder(argv: list[str]) -> None:
+    """The folder Hydra will write this run (or sweep) into can be made: its fixed part, before the
+    first ${...} (the time), as the command line and conf/config.yaml set it."""
+    key = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in argv) else "hydra.run.dir"
+    given = [a.lstrip("+").partition("=")[2] for a in argv if a.lstrip("+").startswith(f"{key}=")]
+    if not given:
+        hydra_node = compose_config(return_hydra_config=True).hydra
+        given = [OmegaConf.to_container(hydra_node, resolve=False)[key.split(".")[1]]["dir"]]
+    fixed = given[-1].split("${")[0]
+    creatable(key, fixed if fixed.endswith("/") or fixed == given[-1] else Path(fixed).parent, given[-1])
 
 
 def check_config(cfg: DictConfig) -> None:

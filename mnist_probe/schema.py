@@ -15,7 +15,6 @@ imports torch, so `mnist-probe` answers a bad command line in about a second.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from mnist_probe.checks import count, fraction, one_of, refuse
-from mnist_probe.errors import UserError, missing_checkpoint
+from mnist_probe.checks import count, creatable, fraction, one_of, pickled_classes, refuse
+from mnist_probe.errors import UserError, missing_checkpoint, pickled_code
 from mnist_probe.names import COUNTS, FEATURES, METHODS, SIZE, STAGES, layer_name
 from mnist_probe.specs import (
     LOSSES,
@@ -37,6 +36,7 @@ from mnist_probe.specs import (
     ModelSpec,
     Recipe,
     Scheduler,
+    is_onnx,
     require_files,
 )
 
@@ -251,7 +251,7 @@ class Config:
         if not isinstance(self.model, ModelSpec):
             self.model = ModelSpec.of(dict(self.model))
         # an ONNX file carries its own architecture: its layers are its nodes, whatever model: says
-        onnx = bool(self.checkpoint) and Path(str(self.checkpoint)).suffix.lower() == ".onnx"
+        onnx = bool(self.checkpoint) and is_onnx(self.checkpoint)
         study = self.model.study and not onnx
         named = {"activations.layers": self.activations.layers, "shift.layers": self.shift.layers,
                  "beyond.layers": self.beyond.layers,
@@ -312,25 +312,13 @@ def validate(cfg: DictConfig) -> Config:
 MODEL_MAGIC = {b"PK\x03\x04": "zip", b"\x80": "pickle", b"\x89HDF\r\n\x1a\n": "HDF5", b"\x08": "ONNX"}
 
 
-def check_cache(cache: Path) -> None:
-    """The cache folder exists (a read-only one still serves its entries) or can be made."""
-    wanted = where = cache.expanduser().absolute()
-    while not where.exists():
-        where = where.parent
-    if where != wanted and not (where.is_dir() and os.access(where, os.W_OK | os.X_OK)):
-        raise UserError(f"paths.cache={cache} cannot be made: {where} is not a folder you can write; "
-                        "set paths.cache (or MNIST_PROBE_CACHE) to one you can")  # fmt: skip
-    if not where.is_dir():
-        raise UserError(f"paths.cache={cache} is a file, not a folder; set paths.cache (or "
-                        "MNIST_PROBE_CACHE) to a folder")  # fmt: skip
-
-
 def check_files(config: Config) -> None:
     """The files the config names exist: MNIST's four (unless it may download them); the checkpoint,
     and that it is a model file at all (read by its first bytes, before torch loads)."""
     if not config.data.download and config.stage != "layers":  # the layer table reads no digits
         require_files(config.data.root)
-    check_cache(Path(config.paths.cache))
+    # MNIST_PROBE_CACHE sets it too: the message names the key the schema knows
+    creatable("paths.cache", config.paths.cache)
     if config.checkpoint is None:
         return
     path = Path(config.checkpoint).expanduser()
@@ -342,4 +330,8 @@ def check_files(config: Config) -> None:
         what = "empty" if not head else "not a state dict, Lightning checkpoint, Keras or ONNX file"
         raise UserError(f"checkpoint {config.checkpoint} is {what}; point checkpoint= at a model file "
                         "(.pt, .ckpt, .h5, .keras, .onnx)")  # fmt: skip
+    classes = pickled_classes(path)
+    if classes:
+        more = f" and {len(classes) - 2} more" if len(classes) > 2 else ""
+        raise pickled_code(config.checkpoint, ", ".join(classes[:2]) + more)
 

@@ -89,6 +89,11 @@ def idx_problem(path: Path, images: bool, count: int) -> str | None:
     return None if size == expected else f"{size:,} bytes where its header promises {expected:,}"
 
 
+def is_onnx(checkpoint: str | Path) -> bool:
+    """An ONNX file carries its own architecture: the model's class is not built for it."""
+    return Path(str(checkpoint)).suffix.lower() == ".onnx"
+
+
 def require_files(root: str | Path) -> None:
     """The four MNIST files are there and their headers and sizes hold the counts they promise, or a
     one-line UserError naming the file and what to do (read without torch, in milliseconds)."""

@@ -39,12 +39,13 @@ from mnist_probe.model import (
     device_of,
     load_model,
     model_content,
+    open_model,
     output_kind,
     outputs_of,
 )
 from mnist_probe.precision import fastest
 from mnist_probe.rows import Confidence, GapRow, from_json, to_json
-from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe, plain
+from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe, is_onnx, plain
 
 log = logging.getLogger(__name__)
 
@@ -318,9 +319,9 @@ def from_checkpoint(
     scored test set once; keyed by the file's content and the test images it was scored on."""
     path = Path(path).expanduser()
     model = model or ModelSpec()
-    onnx = path.suffix.lower() == ".onnx"
-    net = load_model(path, None if onnx else build_model(model))  # missing, truncated, does not fit
-    key = "file-" + config_key(sha256(path), "onnx" if onnx else model_content(model), data.content())
+    net = open_model(model, path)  # missing, truncated, does not fit: refused in one line
+    architecture = "onnx" if is_onnx(path) else model_content(model)
+    key = "file-" + config_key(sha256(path), architecture, data.content())
     images, labels = split_tensors(data, "scored")
     output_kind(test_logits(net, images[:500]), f"checkpoint {path}", trained=True)  # a sigmoid: refused
 

@@ -300,6 +300,7 @@ def test_confidence_finds_what_accuracy_hides():
 @pytest.mark.parametrize("where, message", [
     ("a-file/cache", "cannot be made: .*a-file is not a folder you can write"),  # inside a file
     ("a-file", "is a file, not a folder"),
+    ("x" * 300 + "/cache", "cannot be made: File name too long"),  # no permission problem: OS refuses
 ])  # fmt: skip
 def test_a_cache_folder_that_cannot_be_used_is_refused_in_one_line(tmp_path, where, message):
     (tmp_path / "a-file").write_text("not a folder")
@@ -308,3 +309,32 @@ def test_a_cache_folder_that_cannot_be_used_is_refused_in_one_line(tmp_path, whe
     out = (proc.stdout + proc.stderr).strip().splitlines()
     assert proc.returncode == 2 and len(out) == 1 and out[0].startswith("error: paths.cache="), out
     assert re.search(message, out[0]) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_a_run_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, key):
+    (tmp_path / "a-file").write_text("not a folder")
+    sweep = ["-m", "shift.dy=0,-1"] if key == "hydra.sweep.dir" else []
+    proc = cli(*sweep, "+experiment=shift", f"data.root={mnist_root()}", f"{key}={tmp_path / 'a-file' / 'run'}")
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode == 2 and out == [f"error: {key}={tmp_path / 'a-file' / 'run'} cannot be made: "
+                                            f"{tmp_path / 'a-file'} is not a folder you can write; set {key} "
+                                            "to a folder you can write"], out  # fmt: skip
+
+
+def test_a_checkpoint_holding_pickled_objects_is_not_loaded_and_says_why(tmp_path):
+    """A whole pickled module (torch.save(model)) would run code if unpickled: refused in one line before
+    any run folder exists, by the command line's check and by load_model alike."""
+    from mnist_probe.model import KerasCNN, load_model
+
+    whole = tmp_path / "whole.pt"
+    torch.save(KerasCNN(filters=4), whole)
+    proc = cli("+experiment=layers", f"checkpoint={whole}", f"hydra.run.dir={tmp_path / 'run'}")
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode == 2 and len(out) == 1 and not (tmp_path / "run").exists(), out
+    assert "holds pickled Python objects (mnist_probe.model." in out[0] and "state_dict()" in out[0], out
+    with pytest.raises(UserError, match="holds pickled Python objects that would run code"):
+        load_model(whole)
+    weights = tmp_path / "weights.pt"
+    torch.save(KerasCNN(filters=4).state_dict(), weights)
+    assert isinstance(load_model(weights, KerasCNN(filters=4)), KerasCNN)

@@ -20,8 +20,9 @@ from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.interpreters import InterpreterSpec
-from mnist_probe.model import build_model, load_model, outputs_of
+from mnist_probe.model import open_model, outputs_of
 from mnist_probe.schema import Config, typed
+from mnist_probe.specs import is_onnx
 from mnist_probe.stages.results import to_json
 from mnist_probe.train import TrainedCNN, fit_or_load, from_checkpoint
 
@@ -49,10 +50,8 @@ def check_layers(c: Config, model) -> None:
 def opened_model(c: Config) -> tuple[nn.Module, str]:
     """The model the config opens, built or loaded but not trained (what its layer names refer to),
     and what to call it: an ONNX file, a class with checkpoint='s weights, or a fresh class."""
-    if c.checkpoint and Path(c.checkpoint).suffix.lower() == ".onnx":
-        return load_model(c.checkpoint), f"ONNX {c.checkpoint}"
-    model = build_model(c.model)
-    return (load_model(c.checkpoint, model) if c.checkpoint else model), c.model._target_
+    name = f"ONNX {c.checkpoint}" if c.checkpoint and is_onnx(c.checkpoint) else c.model._target_
+    return open_model(c.model, c.checkpoint), name
 
 
 def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
