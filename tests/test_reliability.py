@@ -315,9 +315,10 @@ def test_a_cache_folder_that_cannot_be_used_is_refused_in_one_line(tmp_path, whe
 def test_a_run_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, key):
     (tmp_path / "a-file").write_text("not a folder")
     sweep = ["-m", "shift.dy=0,-1"] if key == "hydra.sweep.dir" else []
-    proc = cli(*sweep, "+experiment=shift", f"data.root={mnist_root()}", f"{key}={tmp_path / 'a-file' / 'run'}")
+    run_dir = tmp_path / "a-file" / "run"
+    proc = cli(*sweep, "+experiment=shift", f"data.root={mnist_root()}", f"{key}={run_dir}")
     out = (proc.stdout + proc.stderr).strip().splitlines()
-    assert proc.returncode == 2 and out == [f"error: {key}={tmp_path / 'a-file' / 'run'} cannot be made: "
+    assert proc.returncode == 2 and out == [f"error: {key}={run_dir} cannot be made: "
                                             f"{tmp_path / 'a-file'} is not a folder you can write; set {key} "
                                             "to a folder you can write"], out  # fmt: skip
 
