@@ -158,3 +158,18 @@ def maximise_filters(
         loss.backward()
         opt.step()
     return torch.sigmoid(logits).detach()[:, 0].cpu()
+
+
+def what_filters_want(
+    model: nn.Module, layer: str, images_u8: torch.Tensor, top_k: int = 9, steps: int = 100, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Per filter of a conv layer: its top_k test patches (receptive-field crops of the images that
+    excite it most) and, with steps > 0, the input optimised to excite its centre unit, started from
+    its top images and cut to the same receptive field as the patches (None with steps=0)."""
+    patches, top, field = top_patches(model, images_u8, layer, top_k)
+    if not steps:
+        return patches, None
+    centre = centre_unit(model, layer)
+    start = centred_starts(images_u8, top, field, centre)
+    made = maximise_filters(model, layer, steps=steps, seed=seed, start=start)
+    return patches, crop(made, field.box(*centre))

@@ -38,7 +38,7 @@ from mnist_probe.data import split_tensors, to_float
 from mnist_probe.hooks import ActivationRecorder, record, resolve_layers
 from mnist_probe.model import CODE_LAYER
 from mnist_probe.names import FEATURES
-from mnist_probe.rows import ProbeRow
+from mnist_probe.rows import ProbeRow, from_json, to_json
 from mnist_probe.specs import DataSpec
 from mnist_probe.train import TrainedCNN
 
@@ -199,6 +199,32 @@ def linear_probes(
         rows.append(ProbeRow(h, name, a_train.shape[1], acc, round(seconds, 1)))
         log.info("linear probe h=%d %s (%d dims): %.4f", h, name, a_train.shape[1], acc)
     return rows
+
+
+# What decides a probe's numbers besides the CNN and the images: bump when linear_probes changes.
+PROBES_VERSION = "standardscaler-logreg-C0.1-iter100"
+
+
+def cached_linear_probes(
+    cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path, train_samples: int, test_samples: int | None
+) -> list[ProbeRow]:
+    """linear_probes on every layer of the CNN: train_samples random training images (seed 0), the
+    first test_samples test images (all when None); cached per CNN and images (minutes of fitting)."""
+
+    def compute(staging: Path) -> dict:
+        x_train, y_train = split_tensors(data, "train")
+        keep = np.random.default_rng(0).permutation(len(y_train))[:train_samples]
+        x_test, y_test = split_tensors(data, "test")
+        x_test, y_test = x_test[:test_samples], y_test[:test_samples]
+        rows = linear_probes(cnn.model, to_float(x_train[keep]), y_train[keep].numpy(), to_float(x_test),
+                             y_test.numpy())  # fmt: skip
+        return {"rows": [to_json(r) for r in rows]}
+
+    key = config_key(PROBES_VERSION, cnn.key, data.content(), train_samples, test_samples)
+    rows, _, cached = get_or_compute(Path(cache_dir) / f"probes-{key}", compute, lambda _, meta: meta["rows"])
+    if cached:
+        log.info("linear probes from the cache (probes-%s)", key)
+    return [from_json(ProbeRow, row) for row in rows]
 
 
 # ----------------------------------------------------------------------------- the cache

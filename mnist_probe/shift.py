@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import itertools
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.pipeline import Pipeline
 from tqdm import tqdm
 
+from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import ActivationRecorder, resolve_layers
 from mnist_probe.interpreters import CodeVectors, Pixels
 from mnist_probe.names import SIZE
 from mnist_probe.tables import pct
+from mnist_probe.train import TrainedCNN
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,39 @@ def grid_predictions(
         for label, p in probs.items():
             preds[label][start : start + len(block)] = p.argmax(1).reshape(len(block), -1)
     return pairs, preds
+
+
+def cached_grids(
+    cache_dir: str | Path, cnn: TrainedCNN, models: dict[str, Pipeline | None], keys: dict[str, str | None],
+    images: torch.Tensor, radius: int, batch_size: int = 4000, seed: int = 0,
+) -> dict[str, tuple[list[tuple[int, int]], np.ndarray]]:  # fmt: skip
+    """grid_predictions of every model, {label: (pairs, preds S×N)}, cached per model (a sweep over
+    shift.dy computes them once); the models still missing share one CNN pass. A grid's key covers
+    the CNN, the model's fitted interpreter (keys[label]), the images (their count and seed), the radius."""
+    cache, n = Path(cache_dir), len(images)
+    entries = {name: cache / f"shiftgrid-{config_key(cnn.key, name, keys.get(name), n, radius, seed)}"
+               for name in models}  # fmt: skip
+    fresh: dict[str, np.ndarray] = {}
+    pairs: list = []
+
+    def compute_for(name: str):
+        def compute(staging: Path) -> dict:
+            if name not in fresh:  # the first miss computes every grid still missing, in one pass
+                todo = {k: m for k, m in models.items()
+                        if k == name or not (entries[k] / "meta.json").is_file()}  # fmt: skip
+                pairs[:], preds = grid_predictions(todo, cnn.model, images, radius, batch_size)
+                fresh.update(preds)
+            write_npz(staging / "grid.npz", pairs=np.array(pairs), preds=fresh[name])
+            return {"model": name, "images": n, "radius": radius}
+
+        return compute
+
+    def load(entry: Path, meta: dict):
+        with np.load(entry / "grid.npz") as z:
+            return [tuple(p) for p in z["pairs"].tolist()], z["preds"]
+
+    with locked(cache / f"shiftgrid-{cnn.key}"):  # one process computes this CNN's grids at a time
+        return {name: get_or_compute(entries[name], compute_for(name), load)[0] for name in models}
 
 
 def consistency(preds: np.ndarray, draws: int = 8, seed: int = 0) -> float:

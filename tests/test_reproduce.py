@@ -2,8 +2,8 @@ import json
 import re
 from pathlib import Path
 
+from mnist_probe.levers import levers
 from mnist_probe.run import run
-from mnist_probe.stages.reproduce import levers
 from mnist_probe.stages.results import (
     ActivationsResult,
     AugmentRow,

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from mnist_probe.attribution import attribute, shift_consistency
 from mnist_probe.cka import cka_between, shift_cka
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
-from mnist_probe.filters import centre_unit, centred_starts, crop, maximise_filters, top_patches
+from mnist_probe.filters import what_filters_want
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.layers import conv_layers
 from mnist_probe.names import file_name
@@ -79,13 +79,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     # every conv layer, or those of beyond.layers where it names some
     convs = [name for name in layers if name in conv_layers(model)] if b.layers else conv_layers(model)
     for layer in convs:
-        patches, top, field = top_patches(model, images, layer, b.top_k)
-        wanted = None
-        if b.maximise_steps:  # the centre unit's input, cut to its receptive field like the patches
-            centre = centre_unit(model, layer)
-            start = centred_starts(images, top, field, centre)
-            made = maximise_filters(model, layer, steps=b.maximise_steps, seed=c.seed, start=start)
-            wanted = crop(made, field.box(*centre))
+        patches, wanted = what_filters_want(model, layer, images, b.top_k, b.maximise_steps, c.seed)
         figures[f"filters_{file_name(layer)}"] = filter_sheet(patches, wanted, layer)
 
     # 3. how much position each layer keeps

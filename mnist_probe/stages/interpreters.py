@@ -11,45 +11,15 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mnist_probe import study
-from mnist_probe.cache import config_key, get_or_compute
-from mnist_probe.data import split_tensors, to_float
-from mnist_probe.interpreters import features_of, fit_or_load_interpreter, linear_probes
+from mnist_probe.interpreters import cached_linear_probes, features_of, fit_or_load_interpreter
 from mnist_probe.model import KerasCNN
 from mnist_probe.plots import interpreter_bars, probe_plot, save
-from mnist_probe.rows import ProbeRow, from_json, to_json
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
 from mnist_probe.stages.results import InterpreterRow, InterpretersResult
 from mnist_probe.tables import write_table
-from mnist_probe.train import TrainedCNN
 
 log = logging.getLogger(__name__)
-
-
-# What decides a probe's numbers besides the CNN and the samples: bump when linear_probes changes.
-PROBES_VERSION = "standardscaler-logreg-C0.1-iter100"
-
-
-def probes(cfg: DictConfig, cnn: TrainedCNN, train_samples: int, test_samples: int | None) -> list[ProbeRow]:
-    """Linear probes on every layer: train_samples random training images, the first test_samples
-    test images (all when None). Cached per CNN and samples (minutes of fitting on 2 cores)."""
-    data = typed(cfg).data
-
-    def compute(staging: Path) -> dict:
-        x_train, y_train = split_tensors(data, "train")
-        keep = np.random.default_rng(0).permutation(len(y_train))[:train_samples]
-        x_test, y_test = split_tensors(data, "test")
-        x_test, y_test = x_test[:test_samples], y_test[:test_samples]
-        rows = linear_probes(cnn.model, to_float(x_train[keep]), y_train[keep].numpy(), to_float(x_test),
-                             y_test.numpy())  # fmt: skip
-        return {"rows": [to_json(r) for r in rows]}
-
-    key = config_key(PROBES_VERSION, cnn.key, data.content(), train_samples, test_samples)
-    entry = Path(cfg.paths.cache) / f"probes-{key}"
-    rows, _, cached = get_or_compute(entry, compute, lambda _, meta: meta["rows"])
-    if cached:
-        log.info("linear probes from the cache (probes-%s)", key)
-    return [from_json(ProbeRow, row) for row in rows]
 
 
 def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
@@ -76,8 +46,8 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
     results = InterpretersResult(
         cnn.key, own, rows,
         # not in every job of an interpreter sweep
-        probes(cfg, cnn, pcfg.train_samples, pcfg.test_samples) if pcfg.enabled and not cfg.get("interpreter")
-        else None,
+        cached_linear_probes(cnn, c.data, c.paths.cache, pcfg.train_samples, pcfg.test_samples)
+        if pcfg.enabled and not cfg.get("interpreter") else None,
     )  # fmt: skip
     md = write_table(results.table(), out_dir / "interpreters")
     tb = writer(out_dir, "interpreters")

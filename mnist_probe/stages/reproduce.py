@@ -16,6 +16,7 @@ from mnist_probe.cka import cka_between
 from mnist_probe.config import compose_config
 from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
+from mnist_probe.levers import levers
 from mnist_probe.model import build_model, load_model
 from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
 from mnist_probe.schema import typed
@@ -27,7 +28,6 @@ from mnist_probe.stages.results import (
     AugmentRow,
     CkaPair,
     KerasRoundTrip,
-    Lever,
     LossRow,
     ReproduceResult,
     StudyResults,
@@ -126,35 +126,6 @@ def cka_pair(name: str, first: str, a: TrainedCNN, second: str, b: TrainedCNN, i
     rows, cols, matrix = cka_between(a.model, b.model, images, beyond.probed_layers(a, bcfg),
                                      beyond.probed_layers(b, bcfg))  # fmt: skip
     return CkaPair(name, first, second, rows, cols, np.round(matrix, 4).tolist())
-
-
-def levers(rows: list[AugmentRow]) -> list[Lever]:
-    """What each lever buys, read off the sweep's rows: the consistency and 1-px flips gained by
-    every architecture over the first model at the same augmentation, and by every augmentation
-    over none with the same architecture."""
-    cell = {(r.model, r.shift): r for r in rows}
-    models = list(dict.fromkeys(r.model for r in rows))
-    shifts = list(dict.fromkeys(r.shift for r in rows))
-    out = []
-
-    def gain(kind: str, lever: str, held: str, a: AugmentRow, b: AugmentRow) -> None:
-        out.append(Lever(lever, held, kind, round(100 * (b.consistency - a.consistency), 1),
-                         round(100 * (b.change_1px - a.change_1px), 1),
-                         round(100 * (b.acc_grid_mean - a.acc_grid_mean), 1)))  # fmt: skip
-
-    first = models[0]
-    for model in models[1:]:
-        for value in shifts:
-            if (first, value) in cell and (model, value) in cell:
-                gain("model", f"model {first} → {model}", f"shift {value}", cell[first, value],
-                     cell[model, value])  # fmt: skip
-    if 0.0 in shifts:
-        for model in models:
-            for value in (v for v in shifts if v != 0.0):
-                if (model, 0.0) in cell and (model, value) in cell:
-                    gain("augment", f"augment.shift 0 → {value}", f"model {model}", cell[model, 0.0],
-                         cell[model, value])  # fmt: skip
-    return out
 
 
 def loss_comparison(cfg: DictConfig, out_dir: Path, main: TrainResult) -> list[LossRow]:

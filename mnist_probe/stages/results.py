@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnist_probe.levers import Lever  # noqa: F401 (AugmentResult holds them)
 from mnist_probe.rows import (  # noqa: F401 (the library's rows, re-exported: results hold them)
     Confidence,
     GapRow,
@@ -206,23 +207,6 @@ class AugmentRow:
                 **{f"acc_dy{dy}": self.curve.at(dy) for dy in dys if dy in self.curve.dys},
                 "acc_grid_mean": self.acc_grid_mean, "consistency": self.consistency,
                 "change_1px": self.change_1px}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Lever:
-    """What one lever buys, in points: a model over the first at the same augmentation, or an
-    augmentation over none with the same model."""
-
-    lever: str
-    held_fixed: str
-    kind: str  # model or augment
-    consistency: float
-    change_1px: float
-    acc_grid_mean: float
-
-    def table_row(self) -> dict[str, Any]:
-        return {"lever": self.lever, "held fixed": self.held_fixed, "consistency (points)": self.consistency,
-                "change_1px (points)": self.change_1px, "acc_grid_mean (points)": self.acc_grid_mean}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from mnist_probe import study
-from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.interpreters import fit_or_load_interpreter
@@ -33,12 +32,12 @@ from mnist_probe.plots import (
 )
 from mnist_probe.schema import typed
 from mnist_probe.shift import (
+    cached_grids,
     cnn_pass,
     code_layers,
     confusions,
     cosine,
     dataset_metrics,
-    grid_predictions,
     per_class_accuracy,
     pick_image,
     probabilities,
@@ -180,39 +179,6 @@ def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int
     return {"per_class": PerClass(dys, acc.tolist()), "confusions": mistakes}
 
 
-def grids(cfg, models, keys: dict[str, str], cnn: TrainedCNN, images: torch.Tensor, n: int) -> dict:
-    """Top-1 predictions S×N of every model on the shift grid, {label: (pairs, preds)}, cached per
-    model, so sweep jobs over shift.dy compute them once; the models still missing share one CNN
-    pass. A grid's key covers the CNN, the images, the radius and the fitted interpreter."""
-    dcfg = cfg.shift.dataset
-    cache = Path(cfg.paths.cache)
-    entries = {
-        name: cache / f"shiftgrid-{config_key(cnn.key, name, keys.get(name), n, dcfg.radius, cfg.seed)}"
-        for name in models
-    }
-    fresh: dict[str, np.ndarray] = {}
-    pairs: list = []
-
-    def compute_for(name: str):
-        def compute(staging: Path) -> dict:
-            if name not in fresh:  # the first miss computes every grid still missing, in one pass
-                todo = {k: m for k, m in models.items()
-                        if k == name or not (entries[k] / "meta.json").is_file()}  # fmt: skip
-                pairs[:], preds = grid_predictions(todo, cnn.model, images, dcfg.radius, dcfg.batch_size)
-                fresh.update(preds)
-            write_npz(staging / "grid.npz", pairs=np.array(pairs), preds=fresh[name])
-            return {"model": name, "images": n, "radius": dcfg.radius}
-
-        return compute
-
-    def load(entry: Path, meta: dict):
-        with np.load(entry / "grid.npz") as z:
-            return [tuple(p) for p in z["pairs"].tolist()], z["preds"]
-
-    with locked(cache / f"shiftgrid-{cnn.key}"):  # one process computes this CNN's grids at a time
-        return {name: get_or_compute(entries[name], compute_for(name), load)[0] for name in models}
-
-
 def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, labels, tb) -> dict:
     """Accuracy on the (dx, dy) grid, consistency and 1-px change rate over many test images."""
     dcfg = cfg.shift.dataset
@@ -220,7 +186,7 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
     keep = np.random.default_rng(cfg.seed).permutation(len(labels))[:n]
     images, y = to_float(images_u8[keep]), labels[keep].numpy()
     rows, acc, curves = [], {}, {}
-    grid = grids(cfg, models, keys, cnn, images, n)
+    grid = cached_grids(cfg.paths.cache, cnn, models, keys, images, radius, dcfg.batch_size, cfg.seed)
     for name, (pairs, preds) in grid.items():
         metrics = dataset_metrics(pairs, preds, y, cfg.seed)
         acc[name] = metrics["accuracy"]
