@@ -31,7 +31,8 @@ _API = {
     "outputs_of": "model", "output_kind": "model",
     "load_onnx": "onnx_model",
     # any model's layers
-    "code_layer": "layers", "conv_layers": "layers", "feature_layers": "layers", "layer_table": "layers",
+    "code_layer": "model_layers", "conv_layers": "model_layers", "feature_layers": "model_layers",
+    "layer_table": "model_layers",
     # beyond the study
     "attribute": "attribution", "shift_consistency": "attribution", "top_patches": "filters",
     "maximise_filters": "filters", "receptive_field": "filters", "position_probes": "position",
@@ -41,20 +42,21 @@ _API = {
     # Keras files
     "load_keras": "keras_weights", "save_keras": "keras_weights",
     # train
-    "TrainedCNN": "train", "fit_or_load": "train", "from_checkpoint": "train", "accuracy": "train",
-    "confidence": "train", "test_logits": "train",
+    "TrainedCNN": "training", "fit_or_load": "training", "from_checkpoint": "training",
+    "accuracy": "training", "confidence": "training", "logits_of": "training",
     # hooks
     "ActivationRecorder": "hooks", "record": "hooks", "record_with_output": "hooks", "stream": "hooks",
     "resolve_layers": "hooks", "module_calls": "hooks", "output_of": "hooks",
     "class_similarity": "hooks",
     # interpreters
-    "CodeVectors": "interpreters", "Pixels": "interpreters", "make_interpreter": "interpreters",
-    "fit_on_features": "interpreters", "linear_probes": "interpreters", "FastSVC": "interpreters",
-    "InterpreterSpec": "interpreters", "features_of": "interpreters",
-    "fit_or_load_interpreter": "interpreters",
+    "CodeVectors": "interpretation", "Pixels": "interpretation", "make_interpreter": "interpretation",
+    "fit_on_features": "interpretation", "linear_probes": "interpretation", "FastSVC": "interpretation",
+    "InterpreterSpec": "interpretation", "features_of": "interpretation",
+    "fit_or_load_interpreter": "interpretation",
     # shift
-    "translate": "shift", "shift_pairs": "shift", "shifted_stack": "shift", "grid_predictions": "shift",
-    "dataset_metrics": "shift", "consistency": "shift", "change_1px": "shift",
+    "translate": "translation", "shift_pairs": "translation", "shifted_stack": "translation",
+    "grid_predictions": "translation",
+    "dataset_metrics": "translation", "consistency": "translation", "change_1px": "translation",
     # calibration
     "fit_temperature": "calibration", "scores": "calibration",
     # tables

@@ -14,9 +14,9 @@ from torch import nn
 
 from mnist_probe.data import to_float
 from mnist_probe.errors import UserError
-from mnist_probe.layers import conv_layers
+from mnist_probe.model_layers import conv_layers
 from mnist_probe.names import METHODS
-from mnist_probe.shift import translate
+from mnist_probe.translation import translate
 
 
 def attribute(

@@ -28,14 +28,14 @@ from mnist_probe.cache import atomic_write, write_json
 from mnist_probe.config import compose_config
 from mnist_probe.data import load_mnist, to_float
 from mnist_probe.hooks import ActivationRecorder
-from mnist_probe.interpreters import features_of
+from mnist_probe.interpretation import features_of
 from mnist_probe.machine import cpu_model
 from mnist_probe.precision import fastest, measure, train_step
 from mnist_probe.schema import typed
-from mnist_probe.shift import grid_predictions, shifted_stack
 from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
 from mnist_probe.tables import markdown_table, write_table
-from mnist_probe.train import accuracy, make_datamodule, make_lit, make_trainer
+from mnist_probe.training import accuracy, make_datamodule, make_lit, make_trainer
+from mnist_probe.translation import grid_predictions, shifted_stack
 
 log = logging.getLogger("mnist_probe.bench")
 

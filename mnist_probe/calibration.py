@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from mnist_probe.model import top1_accuracy
 from mnist_probe.rows import Scores
 
 
@@ -20,7 +21,7 @@ def scores(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> Scor
         ece=multiclass_calibration_error(probs, labels, probs.shape[1], n_bins=n_bins).item(),
         nll=F.cross_entropy(logits, labels).item(),
         brier=((probs - onehot) ** 2).sum(1).mean().item(),
-        accuracy=(probs.argmax(1) == labels).double().mean().item(),
+        accuracy=top1_accuracy(probs, labels),
     )
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from mnist_probe.data import to_float
 from mnist_probe.hooks import record, resolve_layers
-from mnist_probe.shift import translate
+from mnist_probe.translation import translate
 
 
 def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:

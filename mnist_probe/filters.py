@@ -14,7 +14,7 @@ from mnist_probe.data import to_float
 from mnist_probe.hooks import output_of, record, resolve_layers
 from mnist_probe.model import device_of
 from mnist_probe.names import SAMPLE_SHAPE
-from mnist_probe.shift import translate
+from mnist_probe.translation import translate
 
 
 @dataclass(frozen=True)

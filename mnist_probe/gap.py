@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from mnist_probe.data import to_float
+from mnist_probe.model import device_of, top1_accuracy
 from mnist_probe.rows import GapRow, from_json, to_json
 
 
@@ -35,9 +36,8 @@ def split_gap(running: float, train: float, eval_: float, clean: float, val: flo
 
 @torch.no_grad()
 def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
-    hits = sum(int((model(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum())
-               for i in range(0, len(labels), batch))  # fmt: skip
-    return hits / len(labels)
+    logits = torch.cat([model(images[i : i + batch]) for i in range(0, len(labels), batch)])
+    return top1_accuracy(logits, labels)
 
 
 def gap_accuracies(
@@ -48,7 +48,7 @@ def gap_accuracies(
     augmented images, and eval mode on the clean images. The train-mode pass runs on a copy (its
     BatchNorm statistics are not updated) and the augmentation and dropout draw from a forked,
     seeded generator, so measuring changes neither the weights nor the training's random stream."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     x, y = to_float(images_u8.to(device)), labels.to(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)

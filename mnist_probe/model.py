@@ -72,7 +72,7 @@ class KerasCNN(nn.Sequential):
     layers, names and parameters, pooling that aliases less under shifts.
     """
 
-    # What the study looked at (mnist_probe.layers reads these): feature maps at h = 1, 2, 5, 6, 8,
+    # What the study looked at (mnist_probe.model_layers reads these): feature maps at h = 1, 2, 5, 6, 8,
     # the deformation under shifts at h = 2, 6, 8, the code vector at h = 10.
     feature_layers = ("conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dropout_2")
     shift_layers = ("conv2d_2", "conv2d_4", "dropout_2")
@@ -251,6 +251,11 @@ def state_mismatch(state: dict[str, torch.Tensor], expected: dict[str, torch.Ten
 
 
 NUM_CLASSES = 10
+
+
+def top1_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of rows whose largest output is the label: every accuracy the tool reports."""
+    return (logits.argmax(1) == labels).sum().item() / len(labels)
 
 
 def device_of(model: nn.Module) -> torch.device:

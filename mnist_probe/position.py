@@ -20,9 +20,9 @@ from torch import nn
 
 from mnist_probe.data import to_float
 from mnist_probe.hooks import record, resolve_layers
-from mnist_probe.interpreters import fit_linear_probe
+from mnist_probe.interpretation import fit_linear_probe
 from mnist_probe.rows import PositionRow
-from mnist_probe.shift import translate
+from mnist_probe.translation import translate
 
 
 def shifted_set(

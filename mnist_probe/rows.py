@@ -16,7 +16,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Confidence:
-    """How sure the CNN is, beyond accuracy (mnist_probe.train.confidence)."""
+    """How sure the CNN is, beyond accuracy (mnist_probe.training.confidence)."""
 
     cross_entropy: float
     errors: int
@@ -61,7 +61,7 @@ class GapRow:
 
 @dataclass(frozen=True)
 class ProbeRow:
-    """A linear probe on one layer (mnist_probe.interpreters.linear_probes)."""
+    """A linear probe on one layer (mnist_probe.interpretation.linear_probes)."""
 
     h: int
     layer: str
@@ -85,7 +85,7 @@ class PositionRow:
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One call of a module in a model's layer table (mnist_probe.layers.layer_table)."""
+    """One call of a module in a model's layer table (mnist_probe.model_layers.layer_table)."""
 
     layer: str
     type: str

@@ -45,7 +45,7 @@ RECIPES = ("default", "fast", "study")  # conf/train/*.yaml (tests/test_schema.p
 
 def layer(key: str, value: Any, study: bool = True) -> None:
     """Of the study's CNN: an h index 1..12 or a Keras layer name (names.layer_name decides); of any
-    other model a module path, checked against the model once it is built (mnist_probe.layers)."""
+    other model a module path, checked against the model once it is built (mnist_probe.model_layers)."""
     if not study:
         if not isinstance(value, str) or not value:
             refuse(key, value, "a module path of the model (+experiment=layers lists them)")

@@ -17,11 +17,11 @@ from mnist_probe.stages.results import (
     InterpreterRow,
     InterpretersResult,
     LossRow,
+    PageResults,
     PositionRow,
     Scores,
     ShiftProb,
     ShiftResult,
-    StudyResults,
     TrainResult,
 )
 
@@ -72,9 +72,9 @@ def augment_result(unaug_dy4=0.5, unaug_change=0.15) -> AugmentResult:
 
 def study_results(codes=0.99, pixels=0.96, cnn=0.99, cnn_dy4=0.6, unaug_dy4=0.5, change=0.08,
                   unaug_change=0.15, p_true=(1.0, 1.0, 0.99, 0.98, 0.01, 0.0), cos_code=0.9,
-                  cos_maps=0.4) -> StudyResults:  # fmt: skip
+                  cos_maps=0.4) -> PageResults:  # fmt: skip
     """A reproduce run's results, every number the verdicts read chosen by the caller."""
-    return StudyResults(
+    return PageResults(
         train=train_result(test_acc=cnn),
         activations=ActivationsResult("k", cnn, [3], ["conv2d_1"], 1, 1000, 0.88, 0.34, 2.6),
         interpreters=interpreters_result([row("svm", "codes", codes), row("dt", "codes", codes - 0.005),

@@ -79,14 +79,14 @@ def data_spec(cfg: DictConfig):
 
 def features(cfg: DictConfig, kind: str, split: str, cnn=None):
     """interpreters.features_of with the config's data and cache."""
-    from mnist_probe.interpreters import features_of
+    from mnist_probe.interpretation import features_of
 
     return features_of(kind, split, data_spec(cfg), cfg.paths.cache, cnn)
 
 
 def fitted_interpreter(cfg: DictConfig, spec, cnn):
     """interpreters.fit_or_load_interpreter with the config's data and cache."""
-    from mnist_probe.interpreters import fit_or_load_interpreter
+    from mnist_probe.interpretation import fit_or_load_interpreter
 
     return fit_or_load_interpreter(spec, cnn, data_spec(cfg), cfg.paths.cache)
 
@@ -94,7 +94,7 @@ def fitted_interpreter(cfg: DictConfig, spec, cnn):
 def key_of(cfg: DictConfig) -> str:
     """The cache key of the CNN that cfg trains."""
     from mnist_probe.schema import typed
-    from mnist_probe.train import cnn_key
+    from mnist_probe.training import cnn_key
 
     c = typed(cfg)
     return cnn_key(c.data, c.train, c.seed, c.model, c.trainer)

@@ -16,7 +16,7 @@ import torch
 from mnist_probe.data import split_tensors
 from mnist_probe.run import run
 from mnist_probe.schema import typed
-from mnist_probe.train import accuracy
+from mnist_probe.training import accuracy
 from tests.conftest import REPO, make_cfg, mnist_root
 from tests.test_layers import OWN_CNN, export
 

@@ -138,11 +138,11 @@ def test_position_probes_do_not_depend_on_how_many_images_go_through_at_once(dig
     probe = partial(position_probes, net, images[:60], labels[:60], radius=1, layers=["1", "2", "4"],
                     max_dims=100)  # fmt: skip
     at_once, in_batches = probe(batch_size=500), probe(batch_size=7)
-    assert [r["dims"] for r in at_once] == [3136, 784, 10]  # the first two are projected to 100
+    assert [r.dims for r in at_once] == [3136, 784, 10]  # the first two are projected to 100
     for a, b in zip(at_once, in_batches, strict=True):
-        assert a["layer"] == b["layer"] and a["dims"] == b["dims"]
-        assert a["position_r2"] == pytest.approx(b["position_r2"], abs=1e-4)
-        assert (a["position_acc"], a["class_acc"]) == pytest.approx((b["position_acc"], b["class_acc"]))
+        assert a.layer == b.layer and a.dims == b.dims
+        assert a.position_r2 == pytest.approx(b.position_r2, abs=1e-4)
+        assert (a.position_acc, a.class_acc) == pytest.approx((b.position_acc, b.class_acc))
 
 
 def test_a_layer_before_any_pooling_knows_the_shift_and_one_after_global_pooling_does_not(digits):

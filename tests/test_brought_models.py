@@ -20,9 +20,9 @@ from mnist_probe.calibration import scores
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import leaf_layers, output_of, record, resolve_layers, stream
-from mnist_probe.interpreters import linear_probes
-from mnist_probe.layers import code_layer, layer_table
+from mnist_probe.interpretation import linear_probes
 from mnist_probe.model import check_io, load_model, output_kind, outputs_of
+from mnist_probe.model_layers import code_layer, layer_table
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.run import run
 from mnist_probe.specs import FILES, DataSpec, raw_folder

@@ -10,7 +10,7 @@ from mnist_probe.data import KerasAugment, MNISTDataModule
 from mnist_probe.model import KerasCNN, MaxBlurPool2d
 from mnist_probe.run import check_config
 from mnist_probe.schema import typed
-from mnist_probe.train import make_datamodule
+from mnist_probe.training import make_datamodule
 from tests.conftest import CONF, REPO, make_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

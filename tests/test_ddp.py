@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mnist_probe.specs import DataSpec, Hardware, Recipe
-from mnist_probe.train import cnn_key
+from mnist_probe.training import cnn_key
 from tests.conftest import REPO, mnist_root
 
 

@@ -11,9 +11,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from mnist_probe import UserError, interpreters
+from mnist_probe import UserError
+from mnist_probe import interpretation as interpreters
 from mnist_probe.data import split_tensors
-from mnist_probe.interpreters import CodeVectors, FastSVC, Pixels, fit_on_features, make_interpreter
+from mnist_probe.interpretation import CodeVectors, FastSVC, Pixels, fit_on_features, make_interpreter
 from mnist_probe.run import run
 from mnist_probe.specs import DataSpec
 from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
@@ -201,7 +202,7 @@ def test_xgboost_is_cached_as_json_not_pickle(trained):
 def test_a_forest_fitted_with_a_progress_bar_is_the_forest_fitted_at_once():
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-    from mnist_probe.interpreters import fit_timed
+    from mnist_probe.interpretation import fit_timed
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 12))

@@ -14,9 +14,9 @@ from torch import nn
 from mnist_probe.errors import UserError
 from mnist_probe.gap import gap_accuracies, split_gap
 from mnist_probe.hooks import record
-from mnist_probe.layers import code_layer, conv_layers, feature_layers, layer_table, shift_layers
 from mnist_probe.lenet import LeNet5
 from mnist_probe.model import KerasCNN, build_model, check_io, load_model, model_content
+from mnist_probe.model_layers import code_layer, conv_layers, feature_layers, layer_table, shift_layers
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.rows import LayerRow
 from mnist_probe.specs import ModelSpec

@@ -110,7 +110,7 @@ def test_clipped_loss_stops_pushing_an_example_it_is_sure_of():
 
 def test_the_loss_is_in_the_cnn_key():
     from mnist_probe.specs import DataSpec, Recipe
-    from mnist_probe.train import cnn_key
+    from mnist_probe.training import cnn_key
     from tests.conftest import mnist_root
 
     data = DataSpec(root=mnist_root())

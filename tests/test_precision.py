@@ -5,7 +5,7 @@ import torch
 
 from mnist_probe import precision
 from mnist_probe.specs import DataSpec, Hardware, Recipe
-from mnist_probe.train import cnn_key, resolve_precision
+from mnist_probe.training import cnn_key, resolve_precision
 from tests.conftest import mnist_root
 
 
@@ -72,7 +72,7 @@ def test_auto_resolves_to_a_candidate_and_explicit_values_pass_through():
 def test_the_key_holds_what_auto_resolved_to(monkeypatch):
     data = DataSpec(root=mnist_root())
     for chosen in ("32-true", "bf16-mixed"):
-        monkeypatch.setattr("mnist_probe.train.fastest", lambda acc, chosen=chosen: {"chosen": chosen})
+        monkeypatch.setattr("mnist_probe.training.fastest", lambda acc, chosen=chosen: {"chosen": chosen})
         # auto trains what it resolves to: the same CNN as asking for that precision
         assert cnn_key(data, Recipe(), 0, hardware=Hardware(precision="auto")) == cnn_key(
             data, Recipe(), 0, hardware=Hardware(precision=chosen))

@@ -16,7 +16,7 @@ from mnist_probe import UserError
 from mnist_probe import cache as cache_module
 from mnist_probe.cache import get_or_compute, locked, sha256
 from mnist_probe.data import split_tensors, to_float
-from mnist_probe.interpreters import TRUSTED
+from mnist_probe.interpretation import TRUSTED
 from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
 from mnist_probe.stages.shift import grids
 from tests.conftest import SMALL_FILTERS, data_spec, features, fitted_interpreter, key_of, make_cfg

@@ -284,7 +284,7 @@ def test_same_config_and_seed_give_the_same_model_and_shift_table(tmp_path):
 
 
 def test_confidence_finds_what_accuracy_hides():
-    from mnist_probe.train import confidence
+    from mnist_probe.training import confidence
 
     labels = torch.tensor([0, 1, 2, 0])
     calm = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0], [0, 1.0, 0]])  # one error, mild

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_probe import UserError
 from mnist_probe.run import run
-from mnist_probe.shift import (
+from mnist_probe.translation import (
     change_1px,
     confusions,
     consistency,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mnist_probe import UserError
-from mnist_probe import train as train_mod
+from mnist_probe import training as train_mod
 from mnist_probe.model import load_model
 from mnist_probe.schema import typed
 from mnist_probe.specs import ModelSpec, Recipe

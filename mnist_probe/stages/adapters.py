@@ -19,12 +19,12 @@ from mnist_probe.cache import write_json
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import resolve_layers
-from mnist_probe.interpreters import InterpreterSpec
+from mnist_probe.interpretation import InterpreterSpec
 from mnist_probe.model import open_model, outputs_of
 from mnist_probe.schema import Config, typed
 from mnist_probe.specs import is_onnx
 from mnist_probe.stages.results import to_json
-from mnist_probe.train import TrainedCNN, fit_or_load, from_checkpoint
+from mnist_probe.training import TrainedCNN, fit_or_load, from_checkpoint
 
 log = logging.getLogger(__name__)
 

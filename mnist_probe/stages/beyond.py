@@ -16,17 +16,17 @@ from mnist_probe.cka import cka_between, shift_cka
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.filters import what_filters_want
 from mnist_probe.hooks import resolve_layers
-from mnist_probe.layers import conv_layers
+from mnist_probe.model_layers import conv_layers
 from mnist_probe.names import file_name
 from mnist_probe.plots import cka_heatmap, curves_plot, position_plot, save
 from mnist_probe.position import position_probes
 from mnist_probe.schema import BeyondConfig, typed
-from mnist_probe.shift import pick_image, shifted_stack
 from mnist_probe.stages.adapters import trained_cnn, writer
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, PositionRow
 from mnist_probe.stages.verdicts import attribution_sentence, position_sentence, shift_cka_sentence
 from mnist_probe.tables import write_table
-from mnist_probe.train import TrainedCNN, fit_or_load
+from mnist_probe.training import TrainedCNN, fit_or_load
+from mnist_probe.translation import pick_image, shifted_stack
 from mnist_probe.viz import attribution_sheet, attribution_strip, filter_sheet
 
 log = logging.getLogger(__name__)

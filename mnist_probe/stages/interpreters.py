@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mnist_probe import study
-from mnist_probe.interpreters import cached_linear_probes, features_of, fit_or_load_interpreter
+from mnist_probe.interpretation import cached_linear_probes, features_of, fit_or_load_interpreter
 from mnist_probe.model import KerasCNN
 from mnist_probe.plots import interpreter_bars, probe_plot, save
 from mnist_probe.schema import typed

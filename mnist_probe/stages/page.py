@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from mnist_probe import study
 from mnist_probe.cache import atomic_write
 from mnist_probe.names import LAYER_NAMES, file_name, layer_h
-from mnist_probe.stages.results import Conclusion, StudyResults
+from mnist_probe.stages.results import Conclusion, PageResults
 from mnist_probe.stages.results_page import augment_gap, augment_section, keras_file_section, loss_section
 from mnist_probe.stages.sections import beyond_section, cnn_rows, every_digit_section, gap_section
 from mnist_probe.tables import markdown_table
@@ -58,7 +58,7 @@ def which(layers: list[str]) -> str:
 
 
 def write_page(
-    path: Path, head: list[str], cfg: DictConfig, results: StudyResults, conclusions: list[Conclusion],
+    path: Path, head: list[str], cfg: DictConfig, results: PageResults, conclusions: list[Conclusion],
     figs: Figures, gap_recipe: str = "", tail: list[str] = (),
 ) -> Path:  # fmt: skip
     """The page at path: head, then the CNN, the study's three approaches, the reproduction's sweeps
@@ -130,7 +130,7 @@ def write_page(
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def dataset_scale(cfg: DictConfig, results: StudyResults, figs: Figures) -> list[str]:
+def dataset_scale(cfg: DictConfig, results: PageResults, figs: Figures) -> list[str]:
     """The shift metrics over many test images (none with shift.dataset.enabled=false)."""
     shift = results.shift
     if not shift.dataset:

@@ -15,7 +15,7 @@ from mnist_probe.schema import typed
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages
 from mnist_probe.stages.page import Figures, write_page
-from mnist_probe.stages.results import ReportResult, StudyResults
+from mnist_probe.stages.results import PageResults, ReportResult
 from mnist_probe.stages.verdicts import conclusions
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
     start = time.perf_counter()
     done = run_stages(cfg, out_dir, STAGES)
     c = typed(cfg)
-    results = StudyResults(done["train"], done["activations"], done["interpreters"], done["shift"],
+    results = PageResults(done["train"], done["activations"], done["interpreters"], done["shift"],
                            augment=None, losses=[], keras_file=None, bench=None, seeds=None,
                            seconds=time.perf_counter() - start, beyond=done["beyond"])  # fmt: skip
     checked = conclusions(results, c)
@@ -39,7 +39,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
                         checked)  # fmt: skip
 
 
-def write(cfg: DictConfig, out_dir: Path, r: StudyResults, checked: list) -> Path:
+def write(cfg: DictConfig, out_dir: Path, r: PageResults, checked: list) -> Path:
     """report.md in out_dir, its figures linked from the stages' subfolders."""
     c = typed(cfg)
     act = r.activations

@@ -17,7 +17,7 @@ from mnist_probe.config import compose_config
 from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
 from mnist_probe.levers import levers
-from mnist_probe.model import build_model, load_model
+from mnist_probe.model import build_model, load_model, top1_accuracy
 from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
 from mnist_probe.schema import typed
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
@@ -29,14 +29,14 @@ from mnist_probe.stages.results import (
     CkaPair,
     KerasRoundTrip,
     LossRow,
+    PageResults,
     ReproduceResult,
-    StudyResults,
     TrainResult,
 )
 from mnist_probe.stages.results_page import results_head, results_tail
 from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import write_table
-from mnist_probe.train import TrainedCNN, test_logits
+from mnist_probe.training import TrainedCNN, logits_of
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,11 @@ def keras_round_trip(cfg: DictConfig, out_dir: Path) -> KerasRoundTrip:
     path = save_keras(cnn.model, out_dir / "model.h5")
     back = load_model(path, build_model(c.model))  # what checkpoint=FILE reads it with
     images, labels = split_tensors(c.data, "scored")
-    ours, theirs = test_logits(cnn.model, images), test_logits(back, images)
+    ours, theirs = logits_of(cnn.model, images), logits_of(back, images)
     return KerasRoundTrip(
         file=str(path), megabytes=round(path.stat().st_size / 2**20, 2), images=len(labels),
         test_acc=cnn.meta["test_acc"],
-        test_acc_from_keras_file=(theirs.argmax(1) == labels).sum().item() / len(labels),
+        test_acc_from_keras_file=top1_accuracy(theirs, labels),
         same_top1=int((ours.argmax(1) == theirs.argmax(1)).sum()),
         max_abs_logit_diff=float((ours - theirs).abs().max()),
     )  # fmt: skip
@@ -177,7 +177,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
     augment = augmentation_sweep(cfg, out_dir / "augment")
     bench = Path(cfg.reproduce.bench)
     seeds = cfg.reproduce.seeds
-    results = StudyResults(
+    results = PageResults(
         **chained, augment=augment, losses=losses, keras_file=keras_file,
         bench=json.loads(bench.read_text()) if bench.is_file() else None,
         seeds=json.loads(Path(seeds).read_text()) | {"path": seeds} if seeds else None,

@@ -282,7 +282,7 @@ class Conclusion:
 
 
 @dataclass(frozen=True)
-class StudyResults:
+class PageResults:
     """Everything the study's report is written from."""
 
     train: TrainResult

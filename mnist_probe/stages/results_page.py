@@ -14,7 +14,7 @@ from mnist_probe.stages.results import (
     AugmentResult,
     KerasRoundTrip,
     LossRow,
-    StudyResults,
+    PageResults,
     TrainResult,
 )
 from mnist_probe.stages.sections import gap_section
@@ -41,7 +41,7 @@ def training_time(train: TrainResult) -> str:
     return text
 
 
-def results_head(results: StudyResults) -> list[str]:
+def results_head(results: PageResults) -> list[str]:
     """RESULTS.md's title and where its numbers come from."""
     return [
         "# What did my CNN learn? The study reproduced",
@@ -55,7 +55,7 @@ def results_head(results: StudyResults) -> list[str]:
     ]
 
 
-def results_tail(run_dir: Path, results: StudyResults, figs) -> list[str]:
+def results_tail(run_dir: Path, results: PageResults, figs) -> list[str]:
     """What RESULTS.md adds after the CNN's sections: seeds, TensorBoard, `make bench`."""
     return [
         *seeds_section(results.seeds, figs),
@@ -264,7 +264,7 @@ def seeds_section(seeds: dict | None, figs) -> list[str]:
     ]
 
 
-def results_device(results: StudyResults) -> str:
+def results_device(results: PageResults) -> str:
     bench = results.bench
     if bench:
         m = bench["machine"]

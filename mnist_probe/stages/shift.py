@@ -16,8 +16,8 @@ from torchvision.utils import make_grid
 from mnist_probe import study
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.hooks import resolve_layers
-from mnist_probe.interpreters import fit_or_load_interpreter
-from mnist_probe.layers import shift_layers
+from mnist_probe.interpretation import fit_or_load_interpreter
+from mnist_probe.model_layers import shift_layers
 from mnist_probe.names import file_name
 from mnist_probe.plots import (
     accuracy_heatmaps,
@@ -31,7 +31,11 @@ from mnist_probe.plots import (
     shift_curves,
 )
 from mnist_probe.schema import typed
-from mnist_probe.shift import (
+from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
+from mnist_probe.stages.results import Curve, DatasetRow, PerClass, ShiftProb, ShiftResult
+from mnist_probe.tables import write_table
+from mnist_probe.training import TrainedCNN
+from mnist_probe.translation import (
     cached_grids,
     cnn_pass,
     code_layers,
@@ -45,10 +49,6 @@ from mnist_probe.shift import (
     shifted_stack,
     study_cell,
 )
-from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
-from mnist_probe.stages.results import Curve, DatasetRow, PerClass, ShiftProb, ShiftResult
-from mnist_probe.tables import write_table
-from mnist_probe.train import TrainedCNN
 from mnist_probe.viz import shift_strip
 
 log = logging.getLogger(__name__)

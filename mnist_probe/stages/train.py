@@ -16,7 +16,7 @@ from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
 from mnist_probe.stages.results import Calibration, TrainResult
 from mnist_probe.stages.verdicts import gap_sentence
 from mnist_probe.tables import write_table
-from mnist_probe.train import confidence, test_logits
+from mnist_probe.training import confidence, logits_of
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
     meta = cnn.meta
     data = typed(cfg).data
     images, labels = split_tensors(data, "scored")
-    logits = test_logits(cnn.model, images)
+    logits = logits_of(cnn.model, images)
     sure = confidence(logits, labels)
     log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
              sure.cross_entropy, sure.errors, 100 * sure.error_share_of_loss, sure.mean_loss_on_errors,
@@ -47,7 +47,7 @@ def calibrate(data: DataSpec, model, logits, labels, out_dir: Path) -> Calibrati
     """ECE, NLL and Brier on the scored test set, before and after a temperature fitted on the
     validation split; the reliability diagram as calibration.png and in TensorBoard."""
     val_images, val_labels = split_tensors(data, "val")
-    temperature = fit_temperature(test_logits(model, val_images), val_labels)
+    temperature = fit_temperature(logits_of(model, val_images), val_labels)
     before, after = scores(logits, labels), scores(logits / temperature, labels)
     fig = reliability_diagram(reliability(logits, labels), reliability(logits / temperature, labels),
                               temperature, (before.ece, after.ece))  # fmt: skip

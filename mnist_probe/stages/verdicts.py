@@ -14,8 +14,8 @@ from mnist_probe.stages.results import (
     Conclusion,
     GapRow,
     LossRow,
+    PageResults,
     PositionRow,
-    StudyResults,
 )
 from mnist_probe.tables import pct
 
@@ -35,7 +35,7 @@ LESS_SURE_RATIO = 2.0
 SURER_RATIO = 0.5
 
 
-def codes_reduce_dimensionality(r: StudyResults) -> Conclusion:
+def codes_reduce_dimensionality(r: PageResults) -> Conclusion:
     """1. Code vectors in hidden layers reduce dimensionality (and keep what the classes need)."""
     codes, act = r.interpreters.accuracies("codes"), r.activations
     worst = min(codes, key=codes.get)
@@ -54,7 +54,7 @@ def codes_reduce_dimensionality(r: StudyResults) -> Conclusion:
     )  # fmt: skip
 
 
-def position_sensitive(r: StudyResults, config: Config) -> Conclusion:
+def position_sensitive(r: PageResults, config: Config) -> Conclusion:
     """2. Information learned is position sensitive; convolution is the key to accuracy."""
     codes, pixels = r.interpreters.accuracies("codes"), r.interpreters.accuracies("pixels")
     shift, unaug = r.shift, r.augment.unaugmented() if r.augment else None
@@ -94,7 +94,7 @@ def position_sensitive(r: StudyResults, config: Config) -> Conclusion:
     )
 
 
-def not_continuous(r: StudyResults) -> Conclusion:
+def not_continuous(r: PageResults) -> Conclusion:
     """3. The predicted probabilities are not continuous under translation."""
     shift, unaug = r.shift, r.augment.unaugmented() if r.augment else None
     p_true = shift.p_true("CNN")
@@ -118,7 +118,7 @@ def not_continuous(r: StudyResults) -> Conclusion:
     )  # fmt: skip
 
 
-def codes_deform_softly(r: StudyResults) -> Conclusion:
+def codes_deform_softly(r: PageResults) -> Conclusion:
     """4. Translations deform the code vectors more softly than the activations before them."""
     shift = r.shift
     last = {name: c[-1] for name, c in shift.cosines.items()}
@@ -136,7 +136,7 @@ def codes_deform_softly(r: StudyResults) -> Conclusion:
     )  # fmt: skip
 
 
-def conclusions(r: StudyResults, config: Config) -> list[Conclusion]:
+def conclusions(r: PageResults, config: Config) -> list[Conclusion]:
     """The study's four conclusions, each with our verdict and the numbers behind it."""
     return [codes_reduce_dimensionality(r), position_sensitive(r, config), not_continuous(r),
             codes_deform_softly(r)]  # fmt: skip

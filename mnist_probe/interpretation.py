@@ -36,11 +36,11 @@ from tqdm import tqdm
 from mnist_probe.cache import atomic_write, config_key, get_or_compute, write_npz
 from mnist_probe.data import split_tensors, to_float
 from mnist_probe.hooks import ActivationRecorder, record, resolve_layers
-from mnist_probe.model import CODE_LAYER
+from mnist_probe.model import CODE_LAYER, device_of
 from mnist_probe.names import FEATURES
 from mnist_probe.rows import ProbeRow, from_json, to_json
 from mnist_probe.specs import DataSpec
-from mnist_probe.train import TrainedCNN
+from mnist_probe.training import TrainedCNN
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class CodeVectors(_Stateless):
     @torch.no_grad()
     def transform(self, X) -> np.ndarray:  # noqa: N803
         images = as_images(X)
-        device = next(self.model.parameters()).device
+        device = device_of(self.model)
         starts = range(0, len(images), self.batch_size)
         with ActivationRecorder(self.model, self.layer) as rec:
             for start in tqdm(starts, desc="code vectors", leave=False, disable=not self.progress):
@@ -275,7 +275,7 @@ TRUSTED = [
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.tree._tree.Tree",
-    "mnist_probe.interpreters.FastSVC",
+    "mnist_probe.interpretation.FastSVC",
 ]
 
 

@@ -32,7 +32,6 @@ from mnist_probe.data import MNISTDataModule, split_tensors, to_float
 from mnist_probe.errors import Stopped
 from mnist_probe.gap import GapProbe
 from mnist_probe.hooks import resolve_layers
-from mnist_probe.layers import code_layer
 from mnist_probe.model import (
     LitCNN,
     build_model,
@@ -42,7 +41,9 @@ from mnist_probe.model import (
     open_model,
     output_kind,
     outputs_of,
+    top1_accuracy,
 )
+from mnist_probe.model_layers import code_layer
 from mnist_probe.precision import fastest
 from mnist_probe.rows import Confidence, GapRow, from_json, to_json
 from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe, is_onnx, plain
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 class TrainedCNN:
     """A trained (or loaded) CNN, its cache key (every input that decided its weights and its test
     score), its metadata (test_acc, train_seconds, ..., cached) and the layer whose output is its
-    code vector (default: the model's, mnist_probe.layers.code_layer), the one every interpreter
+    code vector (default: the model's, mnist_probe.model_layers.code_layer), the one every interpreter
     and the shift stage read."""
 
     model: torch.nn.Module
@@ -236,9 +237,9 @@ def train_cnn(
     # shard; this way rank 0 scores all of the test set the same way whatever trained the CNN.
     dm.setup("test")  # a no-op unless the training ran in spawned processes (ddp_spawn)
     images, labels = dm.tensors["test"]
-    logits = test_logits(net, images)
+    logits = logits_of(net, images)
     meta = {
-        "test_acc": (logits.argmax(1) == labels).sum().item() / len(labels),  # as accuracy() counts
+        "test_acc": top1_accuracy(logits, labels),
         "test_loss": torch.nn.functional.cross_entropy(logits, labels).item(),
         "val_acc": float(trainer.callback_metrics.get("val_acc", float("nan"))),
         "epochs": int(trainer.current_epoch),
@@ -256,7 +257,7 @@ def train_cnn(
 
 
 @torch.no_grad()
-def test_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def logits_of(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """The model's logits (N×10, on the CPU; log-probabilities for a model that outputs
     probabilities: model.read_as_log_probabilities) for uint8 images, in eval mode."""
     device = device_of(model)
@@ -271,7 +272,7 @@ def accuracy(
     model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
 ) -> float:
     """Test accuracy of model on uint8 images (on the model's device), in eval mode."""
-    return (test_logits(model, images, batch_size).argmax(1) == labels).sum().item() / len(labels)
+    return top1_accuracy(logits_of(model, images, batch_size), labels)
 
 
 def confidence(logits: torch.Tensor, labels: torch.Tensor) -> Confidence:
@@ -323,7 +324,7 @@ def from_checkpoint(
     architecture = "onnx" if is_onnx(path) else model_content(model)
     key = "file-" + config_key(sha256(path), architecture, data.content())
     images, labels = split_tensors(data, "scored")
-    output_kind(test_logits(net, images[:500]), f"checkpoint {path}", trained=True)  # a sigmoid: refused
+    output_kind(logits_of(net, images[:500]), f"checkpoint {path}", trained=True)  # a sigmoid: refused
 
     def compute(staging: Path) -> dict:
         return {"test_acc": accuracy(net, images, labels), "test_images": len(labels),

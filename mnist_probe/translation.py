@@ -4,7 +4,7 @@ Sign convention (shown in every figure): dx > 0 moves the digit right, dy > 0 mo
 the study's dy = -1..-5 moves the digit up. Pixels shifted in are 0, MNIST's background.
 
 A "model" here is a name mapped to None (the CNN itself: softmax of its logits) or to an
-interpreter pipeline (mnist_probe.interpreters); every model sees the same shifted images.
+interpreter pipeline (mnist_probe.interpretation); every model sees the same shifted images.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from tqdm import tqdm
 from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import ActivationRecorder, resolve_layers
-from mnist_probe.interpreters import CodeVectors, Pixels
+from mnist_probe.interpretation import CodeVectors, Pixels
 from mnist_probe.names import SIZE
 from mnist_probe.tables import pct
-from mnist_probe.train import TrainedCNN
+from mnist_probe.training import TrainedCNN
 
 log = logging.getLogger(__name__)
 
