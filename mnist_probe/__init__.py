@@ -27,8 +27,8 @@ _API = {
     "MNISTDataModule": "data", "first_of_each_digit": "data",
     # model
     "KerasCNN": "model", "LitCNN": "model", "load_model": "model", "LAYER_NAMES": "model",
-    "CODE_LAYER": "model", "build_model": "model", "check_io": "model", "LeNet5": "lenet",
-    "outputs_of": "model", "output_kind": "model",
+    "CODE_LAYER": "model", "build_model": "model", "check_io": "outputs", "LeNet5": "lenet",
+    "outputs_of": "outputs", "output_kind": "outputs",
     "load_onnx": "onnx_model",
     # any model's layers
     "code_layer": "model_layers", "conv_layers": "model_layers", "feature_layers": "model_layers",

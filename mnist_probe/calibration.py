@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from mnist_probe.model import top1_accuracy
+from mnist_probe.outputs import top1_accuracy
 from mnist_probe.rows import Scores
 
 

@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from mnist_probe.data import to_float
-from mnist_probe.model import device_of, top1_accuracy
+from mnist_probe.outputs import device_of, top1_accuracy
 from mnist_probe.rows import GapRow, from_json, to_json
 
 

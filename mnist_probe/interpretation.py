@@ -98,9 +98,9 @@ class FastSVC(SVC):
     """scikit-learn's SVC, fitted by libsvm as ever, whose RBF decision function on dense inputs is
     computed by BLAS: the kernel of a block of rows against every support vector as one matrix
     product (sklearn.metrics.pairwise.rbf_kernel), then libsvm's one-vs-one sums. libsvm evaluates
-    the kernel row by row, bound by memory: 600 images/s for the SVM on 10k MNIST pixels (3,807
-    support vectors) on 2 cores. The same decision values to rounding; predict_proba (calibration)
-    and decision_function go through it, fit and the other kernels are SVC's own."""
+    the kernel row by row, bound by memory (make bench times both). The same decision values to
+    rounding; predict_proba (calibration) and decision_function go through it, fit and the other
+    kernels are SVC's own."""
 
     BLOCK = 2000  # rows per kernel block: 2000 × n_SV float64 (61 MB for 3,807 support vectors)
 
@@ -173,9 +173,8 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int | None, seed: int = 0) -> tup
 
 def fit_linear_probe(x: np.ndarray, y: np.ndarray, max_iter: int = 100) -> tuple[Pipeline, float]:
     """A standardised logistic regression (C = 0.1) fitted on (x, y), the probe of every layer, and
-    the seconds its fit took. BLAS runs on one thread: its N×10 products are too thin to share, and
-    on a 2-core Zen 5 one thread fitted 10,000 × 12,544 activations 1.3x faster than two, and
-    1,000 × 4,704 ones 2.8x."""
+    the seconds its fit took. BLAS runs on one thread: its N×10 products are too thin to share between
+    threads, which only wait on each other."""
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=0.1))
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -23,7 +23,7 @@ def _field(lines: list[str], key: str) -> str | None:
 
 def cpu_model() -> str:
     """The CPU's model name, family and model numbers and widest vector unit (/proc/cpuinfo), e.g.
-    'AMD EPYC (family 25, model 1, AVX2)': a VM's model name alone can hide which CPU it is; else
+    'Vendor CPU (family 25, model 1, AVX2)': a VM's model name alone can hide which CPU it is; else
     what the platform module says."""
     lines = _cpuinfo().splitlines()
     name = _field(lines, "model name")

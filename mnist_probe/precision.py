@@ -1,7 +1,7 @@
 """`train.precision: auto`, decided by measuring this machine: a few training steps of the study's
 CNN at fp32 and at bf16 (autocast), the faster one wins. CPU flags tell only the slow case:
-below AVX-512, bf16 is emulated (12 images/s against 149 at fp32 on a 2-core EPYC) and fp32 is
-taken without measuring bf16; with AVX-512 it may still be emulated, or fast only with AMX.
+below AVX-512, bf16 is emulated (an order of magnitude slower than fp32: `make bench` shows both) and
+fp32 is taken without measuring bf16; with AVX-512 it may still be emulated, or fast only with AMX.
 Measured once per machine (device, thread count, torch version, kernel width) and kept per user, in
 `~/.cache/mnist_probe/precision-<key>/` ($XDG_CACHE_HOME, or $MNIST_PROBE_MACHINE_CACHE), so every
 run and test on this machine reuses it.
@@ -63,8 +63,8 @@ def step_rate(precision: str, device: torch.device, batch: int = 32, steps: int 
 
 def emulated_bf16(device: torch.device) -> bool:
     """bf16 on an x86 CPU whose kernels stop short of AVX-512 (ATen's capability AVX2 or less): no
-    bf16 instructions, so every bf16 op is emulated (11-24 images/s against 150-270 at fp32, on
-    AVX2 EPYCs and Xeons). Not worth the seconds it takes to measure."""
+    bf16 instructions, so every bf16 op is emulated, an order of magnitude slower than fp32. Not worth
+    the seconds it takes to measure."""
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
     return device.type == "cpu" and x86 and not torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 

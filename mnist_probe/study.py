@@ -1,6 +1,6 @@
 """Every figure the study reported ("What Did My CNN Learn?", K.-H. W. Chen, 2019), in one place.
 
-Quoted from ../shared/seed/what-did-my-cnn-learn.md; everything else in this project is measured.
+Quoted from its write-up; everything else in this project is measured.
 """
 
 CNN_ACC = 0.993  # its CNN's test accuracy

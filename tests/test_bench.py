@@ -4,7 +4,9 @@ import math
 import pytest
 import torch
 
-from mnist_probe.bench import flops_per_image, main, rate, spread_rows
+from mnist_probe.bench.accuracy import spread_rows
+from mnist_probe.bench.cli import main
+from mnist_probe.bench.training import flops_per_image, rate
 from mnist_probe.model import KerasCNN
 from mnist_probe.precision import emulated_bf16
 
@@ -89,7 +91,7 @@ def test_the_seed_spread_counts_the_seeds_that_got_there():
 
 
 def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
-    machine = {"cpu": "AMD EPYC (family 25, model 1, AVX2)", "cores": 2, "gpu": None, "torch": "2.14.1"}
+    machine = {"cpu": "Test CPU (family 25, model 1, AVX2)", "cores": 2, "gpu": None, "torch": "2.14.1"}
     for name, what in (("bench", "train 32-true, Lightning / plain"), ("bench-long", "train=fast: time")):
         (tmp_path / f"{name}.json").write_text(json.dumps({
             "machine": machine, "command": f"python -m mnist_probe.bench {name}", "date": "2026-12-01",
@@ -97,7 +99,7 @@ def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     page = tmp_path / "docs" / "PERFORMANCE.md"
     assert main(["--page-only", "--out", str(tmp_path), "--page", str(page)]) == {}  # nothing measured
     text = page.read_text()
-    assert text.count("Machine: AMD EPYC (family 25, model 1, AVX2), 2 threads, torch 2.14.1") == 2
+    assert text.count("Machine: Test CPU (family 25, model 1, AVX2), 2 threads, torch 2.14.1") == 2
     assert "| train 32-true, Lightning / plain | 97.25 | % |" in text
     assert "| train=fast: time | 97.25 | % |" in text
     assert "`python -m mnist_probe.bench bench-long`, on 2026-12-01" in text and "Not measured" not in text
@@ -106,7 +108,7 @@ def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
 def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_flagged(monkeypatch):
     """bf16 emulated (10x slower in the probe): 2 timed steps once, marked; and a matmul probe that
     reads below the training's own rate makes the ratio say the probe failed, not '2,545%'."""
-    from mnist_probe import bench
+    from mnist_probe.bench import training as bench
     from mnist_probe.config import compose_config
 
     calls = []
@@ -136,7 +138,7 @@ def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_f
 def test_every_lever_and_the_long_recipes_compose_and_change_what_they_say():
     """bench --levers trains each entry; each must compose, and each lever must differ from the
     one-epoch base in the setting it names (a misspelt override would be refused, or change nothing)."""
-    from mnist_probe import bench
+    from mnist_probe.bench import accuracy as bench
     from mnist_probe.config import compose_config
 
     cfgs = {name: compose_config(*overrides) for name, overrides in {**bench.LEVERS, **bench.LONG}.items()}

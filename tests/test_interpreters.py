@@ -164,7 +164,7 @@ def test_interpreters_stage_table_and_probes(small_run, tmp_path, caplog):
     assert probes[2] == probes[3]  # dropout in eval mode changes nothing
     assert (out / "probes.png").is_file() and (out / "interpreters.png").is_file()
     # the probes are cached per CNN and samples: a second run reads them, the same numbers
-    with caplog.at_level(logging.INFO, logger="mnist_probe.stages.interpreters"):
+    with caplog.at_level(logging.INFO, logger="mnist_probe"):
         again = run(make_cfg(tmp_path / "again", "+experiment=interpreters", *SMALL_TRAIN,
                              "interpreters.models=[dt]", "interpreters.probes.train_samples=200",
                              "interpreters.probes.test_samples=200",

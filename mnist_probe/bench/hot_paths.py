@@ -1,0 +1,176 @@
+"""The hot paths after training: hooks, streaming to disk, the shift grid, the command line's start-up,
+and the interpreters' fits."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+
+from mnist_probe.bench.common import median_seconds
+from mnist_probe.hooks import ActivationRecorder
+from mnist_probe.interpretation import features_of
+from mnist_probe.schema import typed
+from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
+from mnist_probe.translation import grid_predictions, shifted_stack
+
+
+@torch.no_grad()
+def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int) -> list[dict]:
+    """Inference img/s plain, and with ActivationRecorder hooks on all 12 layers (in memory)."""
+
+    def plain():
+        for s in range(0, len(images), batch):
+            model(images[s : s + batch])
+
+    def hooked():
+        for s in range(0, len(images), batch):
+            with ActivationRecorder(model, "all"):
+                model(images[s : s + batch])
+
+    model.eval()
+    # Alternate the two, so drift in the machine's speed (turbo, other load) hits both alike.
+    plain(), hooked()
+    t_plain, t_hooks = [], []
+    for _ in range(repeats):
+        t_plain.append(median_seconds(plain, 0, warm=False))
+        t_hooks.append(median_seconds(hooked, 0, warm=False))
+    t_plain, t_hooks = statistics.median(t_plain), statistics.median(t_hooks)
+    n = len(images)
+    return [
+        {"what": "inference, no hooks", "value": n / t_plain, "unit": "img/s"},
+        {"what": "inference, hooks on all 12 layers", "value": n / t_hooks, "unit": "img/s"},
+        {"what": "hook overhead", "value": 100 * (t_hooks / t_plain - 1), "unit": "%"},
+    ]  # fmt: skip
+
+
+# Peak RSS from /proc's VmHWM (KiB): getrusage's ru_maxrss would carry over the parent's peak
+# across fork+exec on Linux, and this process (the in-memory benchmarks) has a large one.
+STREAM_SCRIPT = """
+import re, sys
+from mnist_probe.data import load_mnist
+from mnist_probe.model import KerasCNN
+from mnist_probe.hooks import stream
+def hwm():
+    return re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
+images, _ = load_mnist(sys.argv[1], "test")
+before = hwm()
+stream(KerasCNN(), images, sys.argv[2], "all", batch_size=500, float16=True)
+print(before, hwm())
+"""
+
+
+def bench_streaming(root: str) -> list[dict]:
+    """Peak RSS of streaming all 12 layers of the 10k test set to disk (float16), in a subprocess."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, root, tmp], check=True,
+                             capture_output=True, text=True).stdout.split()  # fmt: skip
+        seconds = time.perf_counter() - start
+        disk = sum(f.stat().st_size for f in Path(tmp).glob("*.npy"))
+    before, peak = (int(v) / 1024 for v in out[-2:])
+    return [
+        {"what": "streaming all layers, 10k test images: peak RSS", "value": peak, "unit": "MiB"},
+        {"what": "  of which before recording (torch, data)", "value": before, "unit": "MiB"},
+        {"what": "  written to disk (float16)", "value": disk / 2**20, "unit": "MiB"},
+        {"what": "  wall time", "value": seconds, "unit": "s"},
+    ]  # fmt: skip
+
+
+@torch.no_grad()
+def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: int) -> list[dict]:
+    """The shift grid (translate + forward + softmax) against plain inference of as many images."""
+    pairs = [(dx, dy) for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)]
+    stacked = shifted_stack(images, pairs)
+    models = {"CNN": None}
+
+    def plain():
+        for s in range(0, len(stacked), batch):
+            model(stacked[s : s + batch])
+
+    model.eval()
+    t_plain = median_seconds(plain, repeats)
+    t_shift = median_seconds(
+        lambda: grid_predictions(models, model, images, radius, batch, progress=False), repeats
+    )
+    n = len(stacked)
+    return [
+        {"what": f"shift grid ±{radius} px, {len(images)} images", "value": n / t_shift, "unit": "img/s"},
+        {"what": "plain inference of the same batches", "value": n / t_plain, "unit": "img/s"},
+        {"what": "shift sweep / plain inference", "value": 100 * t_plain / t_shift, "unit": "%"},
+    ]  # fmt: skip
+
+
+def first_line_seconds(cmd: list[str], pattern: str | None, env: dict) -> tuple[float, int | None]:
+    """Seconds from starting cmd to its exit, or to its first output line matching pattern (then it
+    is stopped); and its exit status (None when stopped)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    for line in proc.stdout:
+        if pattern and re.search(pattern, line):
+            seconds = time.perf_counter() - start
+            proc.kill()
+            proc.wait()
+            return seconds, None
+    proc.wait()
+    return time.perf_counter() - start, proc.returncode
+
+
+def bench_startup(repeats: int, overrides: list[str]) -> list[dict]:
+    """How long each kind of command takes to answer, a fresh Python process each time: --help, a
+    refusal the config makes, a refusal that needs torch (a checkpoint that is no model), and the
+    first log line of a run (its stage started)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.pt"
+        empty.write_bytes(b"")
+        run = [sys.executable, "-m", "mnist_probe.run"]
+        env = {**os.environ, "MNIST_PROBE_CACHE": str(Path(tmp) / "cache")}
+        cases = {
+            "mnist-probe --help": ([*run, "--help"], None, 0),
+            "bad command line -> one-line error (train.epochs=1.5)":
+                ([*run, "+experiment=train", "train.epochs=1.5"], None, 2),
+            "a checkpoint that is no model -> one-line error":
+                ([*run, "+experiment=train", f"checkpoint={empty}", f"hydra.run.dir={tmp}/run"], None, 2),
+            "a run's first log line (+experiment=train)":
+                ([*run, "+experiment=train", *overrides, f"hydra.run.dir={tmp}/run2"], r"\]\[mnist_probe",
+                 None),
+        }  # fmt: skip
+        rows = []
+        for what, (cmd, pattern, status) in cases.items():
+            times = []
+            for _ in range(max(repeats, 1)):
+                seconds, code = first_line_seconds(cmd, pattern, env)
+                if code != status:  # not the answer meant: the figure would mean nothing
+                    raise RuntimeError(f"{what}: expected exit status {status}, got {code}")
+                times.append(seconds)
+            rows.append({"what": f"start-up: {what}", "value": statistics.median(times), "unit": "s"})
+    return rows
+
+
+def bench_interpreters(cfg, names: list[str]) -> list[dict]:
+    """Fit seconds of each interpreter on the CNN's code vectors (fresh fits, not the cache), and its
+    test accuracy (the speed levers must leave it within 0.1 point)."""
+    c = typed(cfg)
+    cnn = trained_cnn(cfg)
+    (x, y), (x_test, y_test) = (features_of("codes", split, c.data, c.paths.cache, cnn)
+                                for split in ("train", "test"))  # fmt: skip
+    rows, total = [], 0.0
+    for name in names:
+        estimator = instantiate(interpreter_spec(cfg, name).estimator)
+        start = time.perf_counter()
+        estimator.fit(x, y)
+        seconds = time.perf_counter() - start
+        total += seconds
+        acc = 100 * estimator.score(x_test, y_test)
+        rows += [{"what": f"fit {name} on {len(y)} code vectors", "value": seconds, "unit": "s"},
+                 {"what": f"  {name}: test accuracy", "value": acc, "unit": "%"}]
+    rows.append({"what": f"fit all {len(names)} study interpreters", "value": total, "unit": "s"})
+    return rows
