@@ -49,15 +49,16 @@ CONTENDER = textwrap.dedent("""
     from pathlib import Path
     from mnist_probe.cache import get_or_compute
 
-    logging.basicConfig(level=logging.INFO)
-    entry, log = Path(sys.argv[1]), Path(sys.argv[2])
-    while time.time() < float(sys.argv[3]):  # both start at the same instant
-        time.sleep(0.001)
+    entry, marks = Path(sys.argv[1]), Path(sys.argv[2])
+    logging.basicConfig(level=logging.INFO, filename=marks / f"{os.getpid()}.log")
 
     def compute(staging):
-        with open(log, "a") as f:
+        with open(marks / "computed.txt", "a") as f:
             f.write(f"{os.getpid()}\\n")
-        time.sleep(1.5)  # long enough for the other process to find the lock held
+        deadline = time.monotonic() + 300
+        while not (marks / "go").exists():  # held until the test has seen the other process wait
+            assert time.monotonic() < deadline, "never told to go on"
+            time.sleep(0.01)
         (staging / "value.txt").write_text(str(os.getpid()))
         return {}
 
@@ -66,16 +67,36 @@ CONTENDER = textwrap.dedent("""
 """)
 
 
+def until(found, what: str, deadline_s: float = 300):
+    """found() once it is truthy, polled until the deadline; else the test fails naming what it awaited."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if value := found():
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"{what}: not within {deadline_s} s")
+
+
 def test_two_processes_contending_for_one_entry_compute_it_once(tmp_path):
-    entry, log = tmp_path / "cache" / "thing", tmp_path / "computed.txt"
-    start = str(time.time() + 3)
-    cmd = [sys.executable, "-c", CONTENDER, str(entry), str(log), start]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]  # fmt: skip
+    """The first process computes and is held there; the second finds the entry locked and says it waits;
+    then the first publishes, and the second loads what the first computed."""
+    entry, marks = tmp_path / "cache" / "thing", tmp_path / "marks"
+    marks.mkdir()
+    cmd = [sys.executable, "-c", CONTENDER, str(entry), str(marks)]
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start()
+    until(lambda: (marks / "computed.txt").is_file(), "the first process computing")
+    second = start()
+    until(lambda: (marks / f"{second.pid}.log").is_file()
+          and "waiting for thing" in (marks / f"{second.pid}.log").read_text(), "the second process waiting")
+    (marks / "go").touch()
+    procs = [first, second]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    assert len(log.read_text().split()) == 1  # computed by one process only
-    assert {r["value"] for r in results} == {log.read_text().strip()}  # both got that process's value
-    assert sorted(r["cached"] for r in results) == [False, True]
-    assert "waiting for thing" in "".join(err for _, err in outs)  # the other one waited, and said so
+    assert (marks / "computed.txt").read_text().split() == [str(first.pid)]  # computed by one process only
+    assert [r["value"] for r in results] == [str(first.pid)] * 2  # both got that process's value
+    assert [r["cached"] for r in results] == [False, True]

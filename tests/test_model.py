@@ -108,15 +108,6 @@ def test_clipped_loss_stops_pushing_an_example_it_is_sure_of():
             assert (x.grad.abs().max().item() == 0.0) == zero, (loss_fn.__name__, margin)
 
 
-def test_the_loss_is_in_the_cnn_key():
-    from mnist_probe.specs import DataSpec, Recipe
-    from mnist_probe.training import cnn_key
-    from tests.conftest import mnist_root
-
-    data = DataSpec(root=mnist_root())
-    keys = {cnn_key(data, Recipe(loss=loss), 0) for loss in ("clipped", "cross_entropy", "label_smoothing")}
-    assert len(keys) == 3
-
 
 def test_litcnn_learns_with_the_clipped_loss():
     from mnist_probe.data import load_mnist, to_float

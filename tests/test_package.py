@@ -112,7 +112,11 @@ def test_readme_library_example_runs_as_written(tmp_path, monkeypatch):
     assert scope["acts"]["conv2d_1"].shape == (8, 64, 28, 28) and scope["acts"]["dense_1"].shape == (8, 256)
     up3 = scope["up3"]
     assert up3.shape == (100, 1, 28, 28) and torch.all(up3[:, :, -3:] == 0)  # moved up: zeros below
-    assert 0 <= scope["up3_accuracy"] <= 1 and 0 <= scope["shift_consistency"] <= 1
+    # the dy = -3 row of the shifted stack is the batch translate moved 3 px up; its accuracy, that row's
+    preds, labels = scope["preds"], scope["labels"][:100].numpy()
+    assert (preds[3] == scope["cnn_svm"].predict(up3)).all()
+    assert scope["up3_accuracy"] == (preds[3] == labels).mean()
+    assert scope["shift_consistency"] >= (preds == preds[0]).all(0).mean()  # those never moved always agree
     assert list((tmp_path / "outputs" / "cache").glob("cnn-*/model.pt"))
 
 

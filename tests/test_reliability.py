@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -162,14 +163,51 @@ def small_train_args(tmp_path: Path, epochs: int = 4) -> list[str]:
             "trainer.progress_bar=false", f"paths.cache={tmp_path / 'cache'}"]  # fmt: skip
 
 
+DEADLINE_S = 300  # how long a test waits for an event before it fails
+
+
 def next_checkpoint(proc: subprocess.Popen, cache: Path, after: float = 0.0) -> Path:
     """The staging dir's last.ckpt once it is written later than `after` (an mtime), while proc runs."""
-    while True:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
         found = list(cache.glob("cnn-*.partial/work/last.ckpt"))
         if found and found[0].stat().st_mtime > after:
             return found[0]
         assert proc.poll() is None, "the run ended before its next checkpoint"
         time.sleep(0.02)
+    raise AssertionError(f"no new checkpoint within {DEADLINE_S} s")
+
+
+class Output:
+    """A running process's merged output, read as it comes (a progress bar writes '\\r', not lines)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.text, self.proc = "", proc
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while chunk := self.proc.stdout.read(1):
+            self.text += chunk
+
+    def wait_for(self, pattern: str, start: int = 0) -> re.Match:
+        """The first match of pattern in the output after position start, once it has been written."""
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            found = re.compile(pattern).search(self.text, start)
+            if found:
+                return found
+            assert self.proc.poll() is None or self.thread.is_alive(), self.text[-2000:]
+            time.sleep(0.01)
+        raise AssertionError(f"{pattern!r} not written within {DEADLINE_S} s: {self.text[-2000:]}")
+
+    def rest(self) -> str:
+        self.thread.join(timeout=DEADLINE_S)
+        return self.text
+
+
+# The progress bar of an epoch of 32 steps, 2 to 24 steps in.
+A_FEW_STEPS_IN = r"Epoch \d+: +\d+%[^|]*\|[^|]*\| ([2-9]|1\d|2[0-4])/32"
 
 
 def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
@@ -179,8 +217,8 @@ def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
     args = small_train_args(tmp_path, epochs=4)
     cache = tmp_path / "cache"
 
-    def start(run: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "mnist_probe.run", *args, f"hydra.run.dir={tmp_path / run}"]
+    def start(run: str, *more: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "mnist_probe.run", *args, *more, f"hydra.run.dir={tmp_path / run}"]
         return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     proc = start("run1")
@@ -196,11 +234,13 @@ def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
     stops = [("run2", signal.SIGINT, 130, "Ctrl-C"), ("run3", signal.SIGTERM, 143, "SIGTERM")]
     for run_dir, sig, status, name in stops:
         before = ckpt.stat().st_mtime
-        proc = start(run_dir)
+        proc = start(run_dir, "trainer.progress_bar=true")  # its bar says which step it is at
+        output = Output(proc)
         next_checkpoint(proc, cache, after=before)  # an epoch ends; the next one begins
-        time.sleep(0.4)  # a few steps into it
+        output.wait_for(A_FEW_STEPS_IN, len(output.text))
         proc.send_signal(sig)
-        out = proc.communicate(timeout=120)[0]
+        proc.wait(timeout=120)
+        out = output.rest()
         logs.append(out)
         assert proc.returncode == status, out[-2000:]
         stops = [line for line in out.splitlines() if "stopped by" in line]
@@ -235,8 +275,7 @@ def test_parallel_jobs_train_the_shared_cnn_once_and_a_stop_reaches_them(tmp_pat
            "shift.dataset.radius=1", *args]  # fmt: skip
     proc = subprocess.Popen([*cmd, f"hydra.sweep.dir={tmp_path / 'stopped'}"], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    ckpt = next_checkpoint(proc, tmp_path / "cache")  # the first epoch is done
-    time.sleep(0.3)
+    ckpt = next_checkpoint(proc, tmp_path / "cache")  # the first epoch is done: stop in the second
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143 and "sweep stopped by SIGTERM" in out, out[-2000:]

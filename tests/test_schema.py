@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mnist_probe import UserError
+from mnist_probe.machine import gpu_present
 from mnist_probe.run import check_command_line, jobs
 from mnist_probe.schema import RECIPES
 from mnist_probe.specs import ACCELERATORS, LOSSES, MODELS, PRECISIONS, STRATEGIES
@@ -62,7 +63,7 @@ WRONG = {
     ("train", "trainer.devices"): counts(),
     ("train", "trainer.num_nodes"): counts(),
     ("train", "trainer.accelerator"): st.one_of(text.filter(lambda s: s.strip("'") not in ACCELERATORS),
-                                              st.just("gpu")),  # no GPU on this machine  # fmt: skip
+                                              *([] if gpu_present() else [st.just("gpu")])),  # fmt: skip
     ("train", "train.augment.shift"): fractions(),
     ("train", "train.augment.zoom"): fractions(),
     ("train", "train.augment.rotation"): fractions(180.0).filter(lambda v: v != "180.0"),

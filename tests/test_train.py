@@ -9,8 +9,9 @@ from mnist_probe import UserError
 from mnist_probe import training as train_mod
 from mnist_probe.model import load_model
 from mnist_probe.schema import typed
-from mnist_probe.specs import ModelSpec, Recipe
+from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe
 from mnist_probe.stages.adapters import trained_cnn
+from mnist_probe.training import cnn_key
 from tests.conftest import key_of, make_cfg, mnist_root
 
 
@@ -60,6 +61,25 @@ def test_changed_hyperparameter_changes_the_key(tmp_path):
     # where MNIST lives and how the run looks do not change the model: the same files elsewhere
     shutil.copytree(Path(mnist_root()) / "MNIST", tmp_path / "elsewhere" / "MNIST")
     assert a == key_of(make_cfg(tmp_path, f"data.root={tmp_path / 'elsewhere'}", "trainer.progress_bar=true"))
+
+
+def test_the_cnn_key_holds_the_loss_the_processes_per_step_and_the_resolved_precision(monkeypatch):
+    """Of the hardware, what trains other weights: the precision (auto as what it resolves to) and how
+    many processes share a step, not the strategy that runs them; and the loss."""
+    data = DataSpec(root=mnist_root())
+
+    def key(recipe: Recipe | None = None, **hardware) -> str:
+        return cnn_key(data, recipe or Recipe(), 0, hardware=Hardware(**hardware))
+
+    assert len({key(Recipe(loss=loss)) for loss in ("clipped", "cross_entropy", "label_smoothing")}) == 3
+    one = key(precision="32-true")
+    assert key(precision="32-true", strategy="ddp") == one  # one process: the same CNN
+    assert key(precision="32-true", strategy="ddp", devices=2) != one  # a global batch twice as big
+    assert key(precision="32-true", strategy="ddp", devices=2) == key(precision="32-true", num_nodes=2)
+    assert key(precision="bf16-mixed") != one
+    for chosen in ("32-true", "bf16-mixed"):
+        monkeypatch.setattr("mnist_probe.training.fastest", lambda acc, chosen=chosen: {"chosen": chosen})
+        assert key(precision="auto") == key(precision=chosen)  # auto trains what it resolves to
 
 
 def test_load_model_errors_are_clear(tmp_path):
