@@ -144,5 +144,6 @@ def dataset_scale(cfg: DictConfig, results: PageResults, figs: Figures) -> list[
         markdown_table(shift.dataset),
         figs.link("shift/shift_heatmap.png", "accuracy heatmaps"),
         figs.link("shift/shift_accuracy_dy.png", "accuracy against dy"),
+        figs.link("shift/shift_change_1px.png", "1-px change rate"),
         "",
     ]

@@ -104,6 +104,7 @@ def beyond_section(beyond: BeyondResult | None, figs) -> list[str]:
         "original (1: it moves with the digit):",
         "",
         markdown_table(curves),
+        fig("attribution_consistency", "attribution consistency"),
         attribution_sentence(beyond.attributions),
         "",
         "### What each filter wants",
