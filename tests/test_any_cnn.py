@@ -55,7 +55,7 @@ def test_lenet5_through_every_stage(tmp_path):
         assert abs(row["val"] - row["running"] - row["gap"]) < 1e-9
         assert row["dropout"] == 0.0  # LeNet-5 has no dropout: train and eval mode agree
     report = (out / "report.md").read_text()
-    assert "relu6" in report and "## The study's conclusions, checked on this CNN" in report
+    assert "relu6" in report and "## The study's conclusions, checked" in report
     assert len(result["conclusions"]) == 4
     for link in [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]:
         assert (out / link).is_file(), link  # every figure the report shows is there

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_probe.rows import LayerRow
 from tests.conftest import CONF, REPO, SMALL_FILTERS, mnist_root
 
 
@@ -85,7 +86,7 @@ def test_readme_beyond_calls_run_as_written():
     consistency, (patches, _, field), probes, (names, cka) = results
     assert len(consistency) == 6 and consistency[0] > 0.999
     assert patches.shape == (64, 9, field.size, field.size)
-    assert [p["layer"] for p in probes] == ["conv2d_2", "dense_1"]
+    assert [p.layer for p in probes] == ["conv2d_2", "dense_1"]
     assert names == mnist_probe.LAYER_NAMES and cka.shape == (1, 12)
 
 
@@ -95,10 +96,9 @@ def test_readme_own_cnn_example_runs_as_written(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(readme_example("## Open up your own CNN"), "README.md", "exec"), scope)  # noqa: S102
     assert scope["code"] == "head.1"
-    assert scope["table"][0]["layer"] == "body" and not scope["table"][0]["leaf"]  # containers too
-    assert scope["table"][1] == {"layer": "body.0", "type": "Conv2d", "output": "8×28×28", "params": 80,
-                                 "leaf": True}  # fmt: skip
-    probes = {p["layer"]: p["test_acc"] for p in scope["probes"]}
+    assert scope["table"][0].layer == "body" and not scope["table"][0].leaf  # containers too
+    assert scope["table"][1] == LayerRow("body.0", type="Conv2d", output="8×28×28", params=80, leaf=True)
+    probes = {p.layer: p.test_acc for p in scope["probes"]}
     assert list(probes)[0] == "body.0" and list(probes)[-1] == "head.2"
     assert probes["head.2"] > 0.3  # two short epochs: it learned something
 

@@ -17,7 +17,7 @@ from mnist_probe import cache as cache_module
 from mnist_probe.cache import get_or_compute, locked, sha256
 from mnist_probe.data import split_tensors, to_float
 from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
-from mnist_probe.stages.shift import grids
+from mnist_probe.translation import cached_grids
 from tests.conftest import SMALL_FILTERS, data_spec, features, fitted_interpreter, key_of, make_cfg
 
 TINY = ("+experiment=shift", "data.train_subset=640", "data.test_subset=200", "data.val_size=500",
@@ -71,7 +71,8 @@ def test_each_damaged_artifact_is_recomputed(tiny, caplog, kind):
             return features(cfg, "codes", "train", cnn)[0]
         if kind == "interp":
             return fitted_interpreter(cfg, settings, cnn)[0].predict(images)
-        return grids(cfg, models, {}, cnn, images, 10)["CNN"][1]
+        return cached_grids(cfg.paths.cache, cnn, models, {}, images, cfg.shift.dataset.radius,
+                            seed=cfg.seed)["CNN"][1]  # fmt: skip
 
     first = ask()
     (entry,) = [p for p in cache.glob(f"{'codes' if kind == 'meta' else kind}-*") if p.is_dir()
