@@ -69,3 +69,13 @@ def test_every_module_is_under_400_lines():
     lengths = {m: len(p.read_text().splitlines()) for m, p in MODULES.items()}
     assert lengths["mnist_probe.model"] > 100  # the files are read
     assert {m: n for m, n in lengths.items() if n >= 400} == {}
+
+
+def test_every_package_of_the_source_is_shipped():
+    """pyproject.toml lists the packages by name: a new subpackage must be listed, or an installed copy
+    (not an editable one) lacks it."""
+    import tomllib
+
+    declared = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert "mnist_probe.stages" in found and found - set(declared) == set()
