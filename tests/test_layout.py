@@ -76,6 +76,7 @@ def test_every_package_of_the_source_is_shipped():
     (not an editable one) lacks it."""
     import tomllib
 
-    declared = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    declared = project["tool"]["setuptools"]["packages"]
     found = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert "mnist_probe.stages" in found and found - set(declared) == set()
