@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
 endif
 
-.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-long reproduce screenshot chromium
+.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-long reproduce screenshot chromium fashion-mnist
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ train: install ## train (or load) the CNN with the default recipe
 test: install ## the fast test suite, one worker per core (pytest's "no tests ran" counts as failure)
 	$(PY) -m pytest -m "not slow" -q -n auto --dist worksteal; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+fashion-mnist: ## Fashion-MNIST from Debian's package (then make run ARGS="data=fashion_mnist")
+	@if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "error: no apt-get here: put Fashion-MNIST's four IDX files in a folder, then data=fashion_mnist data.root=FOLDER" >&2; exit 1; fi; \
+	  apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist); fi
+	@echo "Fashion-MNIST is in /usr/share/datasets/fashion-mnist/ (data=fashion_mnist reads it there)"
 
 chromium: ## Debian's headless Chromium, for the browser test (make test-slow, make screenshot)
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)

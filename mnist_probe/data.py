@@ -3,8 +3,11 @@ the Lightning DataModule and the batch augmentation."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import logging
 import math
+import struct
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -17,52 +20,68 @@ from torch.utils.data import (
     SequentialSampler,
     TensorDataset,
 )
-from torchvision.datasets import MNIST
+from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 from torchvision.datasets.utils import check_md5
 
 from mnist_probe.errors import UserError
 from mnist_probe.names import COUNTS, FILES
-from mnist_probe.specs import DataSpec, missing_files, raw_folder, require_files
+from mnist_probe.specs import DataSpec, idx_path, missing_files, raw_folder, require_files
 
 log = logging.getLogger(__name__)
 
+DOWNLOADS = {"MNIST": MNIST, "FashionMNIST": FashionMNIST, "KMNIST": KMNIST}  # data.folder -> torchvision
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An IDX file, plain or gzipped, as a uint8 tensor of the shape its header gives (torchvision's
+    reader takes plain files in its own layout only)."""
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
+        data = f.read()
+    dims = data[3]
+    shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims])
+    return torch.frombuffer(bytearray(data[4 + 4 * dims :]), dtype=torch.uint8).reshape(shape)
+
 
 def load_mnist(
-    root: str | Path, split: str, download: bool = False, verify: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read one split ('train' or 'test') as (uint8 images N×28×28, int64 labels N), checked."""
-    missing = missing_files(root)
+    root: str | Path, split: str, download: bool = False, verify: bool = False, folder: str = "MNIST",
+    name: str = "MNIST",
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Read one split ('train' or 'test') of MNIST, or of another IDX data set in root/FOLDER/raw/ or
+    flat in root (plain or .gz), as (uint8 images N×28×28, int64 labels N), checked."""
+    missing = missing_files(root, folder)
     if missing and download:
-        log.info("MNIST files missing under %s; trying to download", raw_folder(root))
+        log.info("%s files missing under %s; trying to download", name, raw_folder(root, folder))
         try:
-            MNIST(str(root), train=split == "train", download=True)
+            DOWNLOADS.get(folder, MNIST)(str(root), train=split == "train", download=True)
         except Exception as err:  # no network is the usual cause: say what we looked for
             raise UserError(
-                f"could not download MNIST into {raw_folder(root)} ({type(err).__name__}); "
-                f"put the files {', '.join(FILES)} there or set MNIST_ROOT / data.root"
+                f"could not download {name} into {raw_folder(root, folder)} ({type(err).__name__}); "
+                f"put the files {', '.join(FILES)} there or set data.root"
             ) from None
-    require_files(root)
+    require_files(root, folder, name)
     prefix = "train" if split == "train" else "t10k"
+    paths = [idx_path(root, f"{prefix}-{kind}-ubyte", folder) for kind in ("images-idx3", "labels-idx1")]
     if verify:
-        for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):
-            if not check_md5(str(raw_folder(root) / name), FILES[name]):
+        for path in paths:
+            expected = FILES[path.name.removesuffix(".gz")]  # of the uncompressed file
+            plain_md5 = hashlib.md5(gzip.open(path).read()).hexdigest() if path.suffix == ".gz" else None
+            if not (plain_md5 == expected if plain_md5 else check_md5(str(path), expected)):
                 raise UserError(
-                    f"md5 mismatch for {raw_folder(root) / name}: the file is corrupt or "
-                    "not the original MNIST; replace it with a fresh copy"
-                )
+                    f"md5 mismatch for {path}: the file is corrupt or not the original MNIST; replace it "
+                    "with a fresh copy"
+                )  # fmt: skip
     try:
-        ds = MNIST(str(root), train=split == "train", download=False)
-        images, labels = ds.data, ds.targets
-    except (RuntimeError, ValueError, OSError, AssertionError) as err:  # torchvision asserts on headers
+        images, labels = (read_idx(path) for path in paths)
+    except (RuntimeError, ValueError, OSError, EOFError, struct.error) as err:
         raise UserError(
-            f"could not read MNIST {split} files in {raw_folder(root)} ({type(err).__name__}: {err}); "
+            f"could not read {name} {split} files in {paths[0].parent} ({type(err).__name__}: {err}); "
             "they look truncated or corrupt: replace them with fresh copies"
         ) from None
-    _validate(images, labels, split, root)
+    _validate(images, labels, split, paths[0].parent, name)
     return images, labels.long()
 
 
-def _validate(images: torch.Tensor, labels: torch.Tensor, split: str, root: str | Path) -> None:
+def _validate(images: torch.Tensor, labels: torch.Tensor, split: str, where: Path, name: str) -> None:
     n = COUNTS[split]
     problem = None
     if images.dtype != torch.uint8 or tuple(images.shape) != (n, 28, 28):
@@ -72,19 +91,24 @@ def _validate(images: torch.Tensor, labels: torch.Tensor, split: str, root: str 
     elif labels.min() < 0 or labels.max() > 9:
         problem = f"labels span {int(labels.min())}..{int(labels.max())}, expected 0..9"
     if problem:
-        raise UserError(f"MNIST {split} files in {raw_folder(root)} are wrong: {problem}")
+        raise UserError(f"{name} {split} files in {where} are wrong: {problem}")
+
+
+def load_data(data: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """load_mnist of the data set data names."""
+    return load_mnist(data.root, split, data.download, data.verify, data.folder, data.name)
 
 
 def split_tensors(data: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images and labels of 'train' or 'val' (the seeded split), 'test' (all 10k) or 'scored'
     (the test images the CNN is scored on: all 10k, or the first data.test_subset of them)."""
     if split in ("test", "scored"):
-        images, labels = load_mnist(data.root, "test", data.download, data.verify)
+        images, labels = load_data(data, "test")
         n = (data.test_subset or len(labels)) if split == "scored" else len(labels)
         return images[:n], labels[:n]
     if split not in ("train", "val"):
         raise ValueError(f"unknown split {split!r}: train, val, test or scored")
-    return _train_val(data, *load_mnist(data.root, "train", data.download, data.verify))[split]
+    return _train_val(data, *load_data(data, "train"))[split]
 
 
 def _train_val(data: DataSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -198,7 +222,7 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self.tensors:  # the 60k training images read once for both splits
-            train = load_mnist(self.data.root, "train", self.data.download, self.data.verify)
+            train = load_data(self.data, "train")
             self.tensors = {**_train_val(self.data, *train), "test": split_tensors(self.data, "scored")}
         if self.trainer is not None:
             self.hold_on(self.trainer.strategy.root_device)

@@ -215,8 +215,9 @@ def reliability_diagram(
     return fig
 
 
-def class_shift_heatmap(acc: np.ndarray, dys: list[int], title: str) -> plt.Figure:
-    """Accuracy of each digit (rows) at each vertical shift (columns), with the value in each cell."""
+def class_shift_heatmap(acc: np.ndarray, dys: list[int], title: str, classes: list[str] | None = None
+                        ) -> plt.Figure:  # fmt: skip
+    """Accuracy of each class (rows) at each vertical shift (columns), with the value in each cell."""
     fig, ax = plt.subplots(figsize=(1 + 0.75 * len(dys), 5.5))
     im = ax.imshow(100 * acc, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for i in range(acc.shape[0]):
@@ -224,27 +225,29 @@ def class_shift_heatmap(acc: np.ndarray, dys: list[int], title: str) -> plt.Figu
             ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center", fontsize=7,
                     color="black" if acc[i, j] > 0.6 else "white")  # fmt: skip
     ax.set_xticks(range(len(dys)), [str(d) for d in dys])
-    ax.set_yticks(range(acc.shape[0]))
+    ax.set_yticks(range(acc.shape[0]), classes or [str(c) for c in range(acc.shape[0])])
     ax.set_xlabel("dy (px, dx = 0; < 0 is up)")
-    ax.set_ylabel("true digit")
+    ax.set_ylabel("true class")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="accuracy (%)")
     fig.tight_layout()
     return fig
 
 
-def digit_curves(dys: list[int], p_true: dict[int, np.ndarray], title: str) -> plt.Figure:
-    """P(true class) against vertical shift, one line per digit (the first test image of each)."""
+def digit_curves(dys: list[int], p_true: dict[int, np.ndarray], title: str, classes: list[str] | None = None
+                 ) -> plt.Figure:  # fmt: skip
+    """P(true class) against vertical shift, one line per class (the first test image of each)."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for digit, p in p_true.items():
-        ax.plot(dys, np.clip(p, 1e-8, 1), "o-", label=str(digit), color=f"C{digit}")
+        ax.plot(dys, np.clip(p, 1e-8, 1), "o-", label=classes[digit] if classes else str(digit),
+                color=f"C{digit}")  # fmt: skip
     ax.set_yscale("log")
     ax.set_ylim(1e-8, 2)
     ax.set_xlabel("dy (px, dx = 0; < 0 is up)")
     ax.set_ylabel("P(true class)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(title="digit", fontsize=7, ncol=2)
+    ax.legend(title="class", fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
 

@@ -136,6 +136,7 @@ class ShiftDatasetConfig:
 @dataclass
 class ShiftConfig:
     index: int | None = MISSING
+    target: Any = MISSING
     digit: int = MISSING
     dx: Any = MISSING
     dy: Any = MISSING
@@ -247,6 +248,15 @@ class Config:
     code_layer: str | None = MISSING
     paths: PathsConfig = MISSING
 
+    def shift_target(self) -> int:
+        """The class whose first test image the study's shift test moves: shift.target (a class name,
+        else an index), or shift.digit."""
+        target = self.shift.target
+        if target is None:
+            return self.shift.digit
+        names = list(map(str, self.data.classes))
+        return names.index(str(target)) if str(target) in names else int(target)
+
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelSpec):
             self.model = ModelSpec.of(dict(self.model))
@@ -275,6 +285,12 @@ class Config:
                 refuse("train.epochs", self.train.epochs, f"{steps} training steps are too few for the "
                        f"one-cycle schedule (pct_start {pct}): train on more images or epochs, or a smaller "
                        "train.batch_size")  # fmt: skip
+        target = self.shift.target
+        if target is not None and str(target) not in map(str, self.data.classes):
+            if isinstance(target, bool) or not isinstance(target, int):
+                names = ", ".join(self.data.classes)
+                refuse("shift.target", target, f"a class of data.classes ({names}) or its index")
+            count("shift.target", target, 0, len(self.data.classes) - 1)
         if self.stage == "reproduce" and self.reproduce is None:
             refuse("stage", self.stage, "run the reproduce stage as +experiment=reproduce")
 
@@ -316,7 +332,7 @@ def check_files(config: Config) -> None:
     """The files the config names exist: MNIST's four (unless it may download them); the checkpoint,
     and that it is a model file at all (read by its first bytes, before torch loads)."""
     if not config.data.download and config.stage != "layers":  # the layer table reads no digits
-        require_files(config.data.root)
+        require_files(config.data.root, config.data.folder, config.data.name)
     # MNIST_PROBE_CACHE sets it too: the message names the key the schema knows
     creatable("paths.cache", config.paths.cache)
     if config.checkpoint is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gzip
 import platform
 import struct
 from dataclasses import dataclass, field
@@ -26,10 +27,20 @@ from mnist_probe.names import COUNTS, FILES, SIZE
 # ----------------------------------------------------------------------------- data
 
 
+DIGITS = [str(d) for d in range(10)]
+
+
 @dataclass
 class DataSpec:
-    """Where MNIST lives and which images each split holds (the config's `data:` node)."""
+    """Which data set, where it lives and which images each split holds (the config's `data:` node).
+    The defaults are MNIST's; conf/data/*.yaml names another IDX data set of the same format
+    (28×28 grey images, ten classes: Fashion-MNIST, KMNIST) by its title, its folder under root in
+    torchvision's layout (the files may also lie flat in root, plain or gzipped) and its classes."""
 
+    name: str = "MNIST"  # how tables and sentences name it
+    folder: str = "MNIST"  # torchvision's layout: root/FOLDER/raw/; else the four files flat in root
+    classes: list[str] = field(default_factory=lambda: list(DIGITS))  # class k's name
+    item: str = "digit"  # what one image shows, as sentences say it
     root: str = "data"
     download: bool = False  # try to download only when the files are missing (needs internet)
     verify: bool = False  # check the four files' md5 sums
@@ -40,6 +51,10 @@ class DataSpec:
     test_subset: int | None = None  # score the CNN on the first N test images only
 
     def __post_init__(self) -> None:
+        if len(self.classes) != len(DIGITS) or len(set(map(str, self.classes))) != len(self.classes):
+            refuse("data.classes", self.classes, f"{len(DIGITS)} distinct names, class 0's first")
+        if self.verify and self.name != "MNIST":
+            refuse("data.verify", self.verify, "false: md5 sums are known for MNIST's files only")
         count("data.val_size", self.val_size, 1, COUNTS["train"] - 1)
         count("data.split_seed", self.split_seed, 0)
         count("data.eval_batch_size", self.eval_batch_size)
@@ -47,6 +62,11 @@ class DataSpec:
             count("data.train_subset", self.train_subset, 1, COUNTS["train"] - self.val_size)
         if self.test_subset is not None:
             count("data.test_subset", self.test_subset, 1, COUNTS["test"])
+
+    @property
+    def study(self) -> bool:
+        """The study's own data set: only beside it do the study's figures mean anything."""
+        return self.name == "MNIST"
 
     def content(self) -> dict:
         """What decides the images of every split, for a cache key: the split settings and the sha256
@@ -57,27 +77,37 @@ class DataSpec:
 
     def files(self) -> dict[str, str]:
         """The sha256 of each of the four data files (they must be there: require_files first)."""
-        require_files(self.root)
-        return {name: file_digest(raw_folder(self.root) / name) for name in FILES}
+        require_files(self.root, self.folder, self.name)
+        return {name: file_digest(idx_path(self.root, name, self.folder)) for name in FILES}
 
 
-def raw_folder(root: str | Path) -> Path:
-    """Where torchvision expects the uncompressed IDX files."""
-    return Path(root).expanduser() / "MNIST" / "raw"
+def raw_folder(root: str | Path, folder: str = "MNIST") -> Path:
+    """Where torchvision keeps a data set's uncompressed IDX files."""
+    return Path(root).expanduser() / folder / "raw"
 
 
-def missing_files(root: str | Path) -> list[str]:
-    """The MNIST files root lacks."""
-    return [name for name in FILES if not (raw_folder(root) / name).is_file()]
+def idx_path(root: str | Path, name: str, folder: str = "MNIST") -> Path | None:
+    """Where one of the four IDX files is: in torchvision's layout (root/FOLDER/raw/) or flat in root
+    (as Debian's dataset packages install them), plain or gzipped; None where it is in neither."""
+    places = (raw_folder(root, folder), Path(root).expanduser())
+    return next((p / f for p in places for f in (name, f"{name}.gz") if (p / f).is_file()), None)
+
+
+def missing_files(root: str | Path, folder: str = "MNIST") -> list[str]:
+    """The IDX files root lacks."""
+    return [name for name in FILES if idx_path(root, name, folder) is None]
 
 
 def idx_problem(path: Path, images: bool, count: int) -> str | None:
     """What is wrong with an IDX file's header and size against the count MNIST promises, if anything
     (IDX: a magic number 2051 for images / 2049 for labels, the count, for images 28 and 28, then
-    one byte an image pixel or label)."""
+    one byte an image pixel or label). A gzipped file's size is checked when it is read."""
     fields = 4 if images else 2
-    with path.open("rb") as f:
-        header = f.read(4 * fields)
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
+        try:
+            header = f.read(4 * fields)
+        except (OSError, EOFError) as err:
+            return f"not a readable gzip file ({err})"
     if len(header) < 4 * fields:
         return f"{len(header)} bytes, shorter than its header"
     magic, n, *dims = struct.unpack(f">{fields}I", header)
@@ -85,6 +115,8 @@ def idx_problem(path: Path, images: bool, count: int) -> str | None:
         return f"magic number {magic}, expected {2051 if images else 2049}"
     if n != count or (images and dims != [SIZE, SIZE]):
         return f"a header for {n} {'×'.join(map(str, dims)) + ' ' if images else ''}items, expected {count}"
+    if path.suffix == ".gz":
+        return None
     size, expected = path.stat().st_size, 4 * fields + count * (SIZE * SIZE if images else 1)
     return None if size == expected else f"{size:,} bytes where its header promises {expected:,}"
 
@@ -94,21 +126,23 @@ def is_onnx(checkpoint: str | Path) -> bool:
     return Path(str(checkpoint)).suffix.lower() == ".onnx"
 
 
-def require_files(root: str | Path) -> None:
-    """The four MNIST files are there and their headers and sizes hold the counts they promise, or a
+def require_files(root: str | Path, folder: str = "MNIST", name: str = "MNIST") -> None:
+    """The four IDX files are there and their headers and sizes hold the counts they promise, or a
     one-line UserError naming the file and what to do (read without torch, in milliseconds)."""
-    missing = missing_files(root)
+    missing = missing_files(root, folder)
     if missing:
+        where = "MNIST_ROOT (or data.root=...)" if name == "MNIST" else "data.root"
         raise UserError(
-            f"MNIST not found: {raw_folder(root)} lacks {', '.join(missing)}; "
-            "set MNIST_ROOT (or data.root=...) to the folder holding MNIST/raw/, "
-            "or pass data.download=true where there is internet"
-        )
-    for name in FILES:
-        count = COUNTS["train" if name.startswith("train") else "test"]
-        problem = idx_problem(raw_folder(root) / name, "images" in name, count)
+            f"{name} not found: neither {raw_folder(root, folder)} nor {Path(root).expanduser()} holds "
+            f"{', '.join(missing)} (plain or .gz); set {where} to the folder holding {folder}/raw/ or "
+            "the four files, or pass data.download=true where there is internet"
+        )  # fmt: skip
+    for file in FILES:
+        count = COUNTS["train" if file.startswith("train") else "test"]
+        path = idx_path(root, file, folder)
+        problem = idx_problem(path, "images" in file, count)
         if problem:
-            raise UserError(f"MNIST file {raw_folder(root) / name} is truncated or corrupt ({problem}); "
+            raise UserError(f"{name} file {path} is truncated or corrupt ({problem}); "
                             "replace it with a fresh copy")  # fmt: skip
 
 

@@ -124,14 +124,15 @@ def probabilities(
     return out
 
 
-def study_cell(probs: np.ndarray, true: int, min_other: float) -> str:
-    """'P(true)' and, where another class has at least min_other, '(k: P(k))', as in the study."""
+def study_cell(probs: np.ndarray, true: int, min_other: float, classes: list[str] | None = None) -> str:
+    """'P(true)' and, where another class has at least min_other, '(k: P(k))', as in the study (k by
+    its name in classes, where given)."""
     cell = pct(probs[true], 4, "g")
     others = probs.copy()
     others[true] = -1
     k = int(others.argmax())
     if others[k] >= min_other:
-        cell += f" ({k}: {pct(others[k], 4, 'g')})"
+        cell += f" ({classes[k] if classes else k}: {pct(others[k], 4, 'g')})"
     return cell
 
 
@@ -224,7 +225,7 @@ def dataset_metrics(
 
 
 def pick_image(labels: torch.Tensor, index: int | None = None, digit: int = 1) -> int:
-    """`index` if given, else the first image of `digit` (the study shifted the first "1")."""
+    """`index` if given, else the first image of class `digit` (the study shifted the first "1")."""
     if index is not None:
         if not 0 <= index < len(labels):
             raise UserError(f"shift.index {index} is outside the test set 0..{len(labels) - 1}")

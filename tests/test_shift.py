@@ -143,7 +143,7 @@ def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run,
     probs = [r["p_true"] for r in results["rows"] if r["model"] == "CNN"]
     assert table_p == pytest.approx([100 * p for p in probs], rel=1e-3)  # the table shows P(true)
     # every digit, not one: the first test image of each, and per-class accuracy over the sample
-    assert [r["digit"] for r in results["every_digit"]] == list(range(10))
+    assert [r["digit"] for r in results["every_digit"]] == [str(d) for d in range(10)]
     assert [r["test index"] for r in results["every_digit"]][:2] == [3, 2]  # test #3 is the first 0
     per_class = np.array(results["per_class"]["accuracy"])
     assert per_class.shape == (10, 5) and results["per_class"]["dys"] == [2, 1, 0, -1, -2]

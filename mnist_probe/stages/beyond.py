@@ -63,7 +63,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     first = first_of_each_digit(labels)
     attrs = {m: attribute(model, images[first], labels[first], m) for m in b.methods}
     figures = {"attributions": attribution_sheet(to_float(images[first]), attrs, labels[first].tolist())}
-    idx = pick_image(labels, c.shift.index, c.shift.digit)
+    idx = pick_image(labels, c.shift.index, c.shift_target())
     strip = shifted_stack(to_float(images[idx : idx + 1]), pairs)
     figures["attribution_strip"] = attribution_strip(
         strip, {m: attribute(model, strip, [int(labels[idx])] * len(pairs), m) for m in b.methods}, b.dy)

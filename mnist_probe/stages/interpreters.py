@@ -27,8 +27,9 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
     c = typed(cfg)
     cnn = trained_cnn(cfg, out_dir)  # if it must train, its curves go to this run
     label = "CNN softmax (dense_2)" if isinstance(cnn.model, KerasCNN) else "CNN softmax"
-    own = InterpreterRow(label, "image", cnn.test_acc, study.CNN_ACC,
-                         cnn.test_acc - study.CNN_ACC, cnn.meta.get("train_seconds"), None)  # fmt: skip
+    cnn_ref = study.CNN_ACC if c.data.study else None  # the study's figures are MNIST's
+    diff = None if cnn_ref is None else cnn.test_acc - cnn_ref
+    own = InterpreterRow(label, "image", cnn.test_acc, cnn_ref, diff, cnn.meta.get("train_seconds"), None)
     rows = []
     for name in selected(cfg, cfg.interpreters.models):
         spec = interpreter_spec(cfg, name)
@@ -38,7 +39,7 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
         start = time.perf_counter()
         acc = float(np.mean(pipe[-1].predict(x) == y))
         seconds = round(time.perf_counter() - start, 2)
-        ref = study.study_acc(spec.name, spec.features)
+        ref = study.study_acc(spec.name, spec.features) if c.data.study else None
         rows.append(InterpreterRow(spec.name, spec.features, acc, ref, None if ref is None else acc - ref,
                                    fit_meta["fit_seconds"], seconds))  # fmt: skip
         log.info("%s on %s: %.4f (study %s)", spec.name, spec.features, acc, ref)

@@ -19,6 +19,7 @@ from mnist_probe.rows import (  # noqa: F401 (the library's rows, re-exported: r
     from_json,
     to_json,
 )
+from mnist_probe.specs import DIGITS
 
 FORMAT = 2  # results.json's layout: bump when a field changes meaning or name
 
@@ -167,6 +168,13 @@ class ShiftResult:
     samples: int = 0
     per_class: PerClass | None = None
     confusions: list[dict[str, Any]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=lambda: list(DIGITS))  # the data set's, class k's name
+    item: str = "digit"  # what one image shows (data.item)
+
+    @property
+    def target(self) -> str:
+        """The class of the study's test image, by name."""
+        return self.classes[self.digit]
 
     def dataset_row(self, model: str) -> DatasetRow | None:
         return next((r for r in self.dataset if r.model == model), None)

@@ -26,8 +26,10 @@ def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
     """The CNN table: accuracy, how confident, how calibrated, the recipe."""
     sure, cal = train.confidence, train.calibration
     b, a = cal.before, cal.after
-    rows = [{"": f"test accuracy ({train.test_images:,} MNIST test images)",
-             "ours": pct(train.test_acc), "study": pct(study.CNN_ACC, 1)},
+    data = cfg.data
+    rows = [{"": f"test accuracy ({train.test_images:,} {data.name} test images)",
+             "ours": pct(train.test_acc),
+             "study": pct(study.CNN_ACC, 1) + ("" if data.name == "MNIST" else " (on MNIST)")},
             {"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
              "ours": f"{sure.cross_entropy:.3f} ({pct(sure.error_share_of_loss)} from "
                      f"{sure.errors} errors; {sure.max_abs_logit:,.0f})",
@@ -133,27 +135,27 @@ def beyond_section(beyond: BeyondResult | None, figs) -> list[str]:
 
 
 def every_digit_section(shift: ShiftResult, figs) -> list[str]:
-    """The study's test on every digit, the accuracy per digit and shift, and what shifted digits become."""
-    per = shift.per_class
+    """The study's test on every class, the accuracy per class and shift, and what shifted images become."""
+    per, item = shift.per_class, shift.item
     if per is None:  # shift.dataset.enabled=false
         return []
-    rows = [{"digit": c, **{f"dy={dy}": acc[k] for k, dy in enumerate(per.dys)}}
+    rows = [{item: shift.classes[c], **{f"dy={dy}": acc[k] for k, dy in enumerate(per.dys)}}
             for c, acc in enumerate(per.accuracy)]  # fmt: skip
     return [
-        "### Every digit, not one",
+        f"### Every {item}, not one",
         "",
-        "The study's test on the first test image of each digit (CNN, P(true class); in brackets the class "
+        f"The study's test on the first test image of each {item} (CNN, P(true class); in brackets the class "
         "that took over):",
         "",
         markdown_table(shift.every_digit),
-        figs.link("shift/shift_every_digit.png", "every digit"),
+        figs.link("shift/shift_every_digit.png", f"every {item}"),
         "",
-        f"Accuracy per digit and vertical shift over the {shift.samples} test images of the grid:",
+        f"Accuracy per {item} and vertical shift over the {shift.samples} test images of the grid:",
         "",
         markdown_table(rows),
-        figs.link("shift/shift_per_class.png", "accuracy per digit and shift"),
+        figs.link("shift/shift_per_class.png", f"accuracy per {item} and shift"),
         "",
-        "What the shifted digits become (the most frequent mistakes at each dy):",
+        f"What the shifted {item}s become (the most frequent mistakes at each dy):",
         "",
         markdown_table(shift.confusions),
         "",

@@ -79,7 +79,8 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
     """The study's table for one test image: P(true class) per model and shift, and figures."""
     scfg = cfg.shift
     pairs = pairs_of(scfg)
-    idx = pick_image(labels, scfg.index, scfg.digit)
+    classes = list(cfg.data.classes)
+    idx = pick_image(labels, scfg.index, typed(cfg).shift_target())
     true = int(labels[idx])
     stacked = shifted_stack(to_float(images_u8[idx : idx + 1]), [(0, 0), *pairs])
     model, code = cnn.model, cnn.code_layer
@@ -87,7 +88,7 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
     out = cnn_pass(model, stacked, list(dict.fromkeys([*layers, code, *code_layers(models, model)])))
     probs = {k: v[1:] for k, v in probabilities(models, stacked, out, model).items()}
     columns = pair_labels(pairs)
-    table = [{"model": name, **{c: study_cell(p[k], true, scfg.min_other)
+    table = [{"model": name, **{c: study_cell(p[k], true, scfg.min_other, classes)
               for k, c in enumerate(columns)}} for name, p in probs.items()]  # fmt: skip
     md = write_table(table, out_dir / "shift_table")
     rows = []
@@ -99,7 +100,7 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
     write_table(rows, out_dir / "shift_probs")
     cosines = {name: cosine(out[name][1:], out[name][:1]) for name in dict.fromkeys([*layers, code])}
     p_true = {name: p[:, true] for name, p in probs.items()}
-    preds = [f"CNN: {int(p.argmax())}" for p in probs["CNN"]]
+    preds = [f"CNN: {classes[int(p.argmax())]}" for p in probs["CNN"]]
     for name, fig in (
         ("shift_probability", shift_curves(pairs, p_true, true, idx)),
         ("shift_strip", shift_strip(stacked[1:], pairs, preds)),
@@ -112,7 +113,7 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
     for name, p in p_true.items():
         for k, value in enumerate(p):
             tb.add_scalar(f"shift_p_true/{name}", float(value), k)
-    log.info("shift table for test #%d (a %d):\n%s", idx, true, md)
+    log.info("shift table for test #%d (a %s):\n%s", idx, classes[true], md)
     return {"index": idx, "digit": true, "pairs": pairs, "columns": columns, "table": table,
             "rows": rows, "code_layer": code,
             "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
@@ -139,28 +140,31 @@ def every_digit(cfg, out_dir: Path, model, images_u8, labels, tb: SummaryWriter)
     at the study's shifts dy = 0..-5, as a table (as the study wrote its cells) and a figure."""
     dys = study.SHIFT_DY
     pairs = [(0, dy) for dy in dys]
-    indices = first_of_each_digit(labels)
+    indices, classes, item = first_of_each_digit(labels), list(cfg.data.classes), cfg.data.item
     stacked = shifted_stack(to_float(images_u8[indices]), pairs)  # row k·10 + d: digit d at pairs[k]
     probs = cnn_pass(model, stacked, [])["probs"].numpy().reshape(len(pairs), len(indices), -1)
     rows, p_true = [], {}
     for digit, index in enumerate(indices):
         p = probs[:, digit]  # shifts × classes
         p_true[digit] = p[:, digit]
-        cells = {f"dy={dy}": study_cell(p[k], digit, cfg.shift.min_other) for k, dy in enumerate(dys)}
-        rows.append({"digit": digit, "test index": index, **cells})
+        cells = {f"dy={dy}": study_cell(p[k], digit, cfg.shift.min_other, classes)
+                 for k, dy in enumerate(dys)}  # fmt: skip
+        rows.append({item: classes[digit], "test index": index, **cells})
     md = write_table(rows, out_dir / "shift_every_digit")
-    fig = digit_curves(dys, p_true, "CNN: P(true class) of the first test image of each digit, shifted up")
+    fig = digit_curves(dys, p_true, f"CNN: P(true class) of the first test image of each {item}, shifted up",
+                       classes)  # fmt: skip
     tb.add_figure("shift/every_digit", fig, close=False)
     save(fig, out_dir / "shift_every_digit.png")
-    log.info("the study's test on the first test image of every digit (CNN):\n%s", md)
+    log.info("the study's test on the first test image of every %s (CNN):\n%s", item, md)
     return {"every_digit": rows}
 
 
-def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int, tb: SummaryWriter) -> dict:
-    """The CNN's accuracy per true digit at each vertical shift, and what shifted digits become."""
+def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int, tb: SummaryWriter,
+             classes: list[str], item: str) -> dict:  # fmt: skip
+    """The CNN's accuracy per true class at each vertical shift, and what shifted images become."""
     dys = list(range(radius, -radius - 1, -1))
     acc = per_class_accuracy(pairs, preds, y, [(0, dy) for dy in dys])
-    rows = [{"digit": c, "images": int(np.sum(y == c)),
+    rows = [{item: classes[c], "images": int(np.sum(y == c)),
              **{f"dy={dy}": float(acc[c, k]) for k, dy in enumerate(dys)}} for c in range(10)]  # fmt: skip
     tb.add_text("shift/per_class", write_table(rows, out_dir / "shift_per_class"))
     mistakes = []
@@ -168,14 +172,14 @@ def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int
         top = confusions(pairs, preds, y, (0, dy))
         mistakes.append({"dy": dy, "errors": int(np.sum(preds[pairs.index((0, dy))] != y)),
                          "most frequent (true → predicted: images)": ", ".join(
-                             f"{t} → {p}: {n}" for t, p, n in top) or "none"})  # fmt: skip
+                             f"{classes[t]} → {classes[p]}: {n}" for t, p, n in top) or "none"})  # fmt: skip
     md = write_table(mistakes, out_dir / "shift_confusions")
     tb.add_text("shift/confusions", md)
-    title = f"CNN accuracy per digit against vertical shift ({len(y)} test images)"
-    fig = class_shift_heatmap(acc, dys, title)
+    title = f"CNN accuracy per {item} against vertical shift ({len(y)} test images)"
+    fig = class_shift_heatmap(acc, dys, title, classes)
     tb.add_figure("shift/per_class", fig, close=False)
     save(fig, out_dir / "shift_per_class.png")
-    log.info("what the CNN makes of shifted digits:\n%s", md)
+    log.info("what the CNN makes of shifted %ss:\n%s", item, md)
     return {"per_class": PerClass(dys, acc.tolist()), "confusions": mistakes}
 
 
@@ -211,7 +215,8 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
         tb.add_figure(f"shift/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     log.info("dataset-scale shift metrics over %d test images:\n%s", n, md)
-    return {"dataset": rows, "curves": curves, "samples": n, **by_class(out_dir, *grid["CNN"], y, radius, tb)}
+    per_class = by_class(out_dir, *grid["CNN"], y, radius, tb, list(cfg.data.classes), cfg.data.item)
+    return {"dataset": rows, "curves": curves, "samples": n, **per_class}
 
 
 def run(cfg: DictConfig, out_dir: Path) -> ShiftResult:
@@ -226,7 +231,8 @@ def run(cfg: DictConfig, out_dir: Path) -> ShiftResult:
     if cfg.shift.dataset.enabled:
         parts |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)
     tb.close()
-    results = ShiftResult(cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, models=list(models), **parts)
+    results = ShiftResult(cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, models=list(models), **parts,
+                          classes=list(cfg.data.classes), item=cfg.data.item)  # fmt: skip
     headline = {"cnn_test_acc": cnn.test_acc}
     for row in results.dataset:
         headline[f"{row.model}/consistency"] = row.consistency

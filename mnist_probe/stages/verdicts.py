@@ -108,7 +108,7 @@ def not_continuous(r: PageResults) -> Conclusion:
         "The predicted probabilities of CNN are not continuous with respect to translations.",
         "supported" if jumpy else ("supported only without shift augmentation"
                                    if unaug_change and unaug_change > CHANGE_1PX_ABOVE else "not supported"),
-        f"For the study's digit (test #{shift.index}, a {shift.digit}), the largest change of "
+        f"For the study's {shift.item} (test #{shift.index}, a {shift.target}), the largest change of "
         f"P(true) between neighbouring 1-px shifts is {jump:.3f}. Over the test images, the CNN's "
         f"top-1 class changes under a single-pixel shift for {pct(change)} of (image, shift) pairs"
         + (f"; {pct(unaug_change)} for the CNN trained without shift augmentation" if unaug_change
