@@ -104,3 +104,48 @@ def test_hold_on_an_accelerator_moves_train_and_val_once_and_batches_are_indexed
     assert where == {"train": "meta", "val": "meta", "test": "cpu"}
     x, y = next(iter(dm.train_dataloader()))
     assert x.device.type == y.device.type == "meta" and x.shape == (32, 28, 28)
+
+
+def test_idx_files_read_the_same_plain_or_gzipped_flat_or_in_torchvision_layout(tmp_path):
+    """A data set of MNIST's format is found in root/FOLDER/raw/ or flat in root, each file plain or
+    gzipped (as Debian's dataset packages install them): the same tensors either way."""
+    import gzip
+    import shutil
+
+    from mnist_probe.specs import raw_folder
+
+    source = raw_folder(mnist_root())
+    flat, layout = tmp_path / "flat", tmp_path / "layout" / "Clothes" / "raw"
+    flat.mkdir()
+    layout.mkdir(parents=True)
+    for name in FILES:
+        with open(source / name, "rb") as f, gzip.open(flat / f"{name}.gz", "wb", compresslevel=1) as g:
+            shutil.copyfileobj(f, g)
+        (layout / name).symlink_to(source / name)
+    want = load_mnist(mnist_root(), "test")
+    for spec in (DataSpec(name="Flat", folder="Clothes", root=str(flat)),
+                 DataSpec(name="Layout", folder="Clothes", root=str(tmp_path / "layout"))):  # fmt: skip
+        got = split_tensors(spec, "test")
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), spec.name
+    # one file truncated inside its gzip stream: refused naming it, in one line
+    with gzip.open(flat / "t10k-labels-idx1-ubyte.gz", "wb") as g:
+        g.write((source / "t10k-labels-idx1-ubyte").read_bytes()[:5000])
+    with pytest.raises(UserError, match=r"could not read Flat test files in .*flat .*truncated or corrupt"):
+        split_tensors(DataSpec(name="Flat", folder="Clothes", root=str(flat)), "test")
+    with pytest.raises(UserError, match=r"^Nothing not found: neither .*Clothes/raw nor .* holds train"):
+        split_tensors(DataSpec(name="Nothing", folder="Clothes", root=str(tmp_path)), "test")
+
+
+def test_a_data_set_names_its_classes_and_the_shift_target_may_be_one(tmp_path):
+    from mnist_probe.schema import typed
+    from tests.conftest import make_cfg
+
+    cfg = typed(make_cfg(tmp_path, "data=fashion_mnist", "shift.target=Trouser"))
+    assert cfg.data.name == "Fashion-MNIST" and cfg.data.classes[9] == "Ankle boot"
+    assert cfg.shift_target() == 1 and not cfg.data.study
+    assert typed(make_cfg(tmp_path, "data=fashion_mnist", "shift.target=6")).shift_target() == 6
+    assert typed(make_cfg(tmp_path, "shift.digit=7")).shift_target() == 7  # MNIST: shift.digit as ever
+    with pytest.raises(UserError, match=r"shift.target='Shoe' is not allowed: a class of data.classes \(T-"):
+        typed(make_cfg(tmp_path, "data=fashion_mnist", "shift.target=Shoe"))
+    with pytest.raises(UserError, match=r"data.classes=.* is not allowed: 10 distinct names"):
+        typed(make_cfg(tmp_path, "data.classes=[a,b,c]"))

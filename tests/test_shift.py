@@ -1,4 +1,5 @@
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,28 @@ def test_sweep_over_shifts_and_interpreters_trains_the_cnn_once(tmp_path):
         content = b"".join(events.PluginTagToContent("hparams").values())
         assert b"shift.dy" in content and b"interpreter" in content, job
         assert b"hparam/CNN/consistency" in content
+
+
+def test_the_shift_stage_names_classes_as_the_data_set_does(small_run, tmp_path):
+    """The same images under other class names (the CNN's key does not change: the names are not its
+    data): every table names classes by data.classes, and shift.target picks the image by name."""
+    trained_cfg, _ = small_run
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    cfg = make_cfg(
+        tmp_path, "+experiment=shift", *SMALL_TRAIN, "shift.models=[]", f"data.classes=[{','.join(names)}]",
+        "data.item=numeral", "shift.target=seven", "shift.min_other=0", "shift.dy=[0,-3]",
+        "shift.dataset.samples=20", "shift.dataset.radius=1", cache=Path(trained_cfg.paths.cache),
+    )  # fmt: skip
+    results = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert results["digit"] == 7 and results["classes"] == names
+    with open(out / "shift_table.csv") as f:
+        cells = [c for row in csv.DictReader(f) for k, c in row.items() if k != "model"]
+    # min_other 0: every cell names the class that rose most, by its name
+    others = "|".join(n for n in names if n != "seven")
+    assert cells and all(re.search(rf"\(({others}): ", c) for c in cells), cells
+    assert [r["numeral"] for r in results["every_digit"]] == names
+    with open(out / "shift_per_class.csv") as f:
+        assert [r["numeral"] for r in csv.DictReader(f)] == names
+    confusions = " ".join(r["most frequent (true → predicted: images)"] for r in results["confusions"])
+    assert not re.search(r"\b\d → \d\b", confusions)  # names, not indices
