@@ -41,6 +41,7 @@ class DataSpec:
     folder: str = "MNIST"  # torchvision's layout: root/FOLDER/raw/; else the four files flat in root
     classes: list[str] = field(default_factory=lambda: list(DIGITS))  # class k's name
     item: str = "digit"  # what one image shows, as sentences say it
+    references: dict[str, float] = field(default_factory=dict)  # other CNNs' test accuracy on it, by name
     root: str = "data"
     download: bool = False  # try to download only when the files are missing (needs internet)
     verify: bool = False  # check the four files' md5 sums

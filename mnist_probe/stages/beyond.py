@@ -106,7 +106,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         save(fig, out_dir / f"{name}.png")
     result = BeyondResult(cnn.key, cnn.code_layer, curves, positions, convs, names, curve.tolist(),
                           list(b.dy), other, between)  # fmt: skip
-    for sentence in (attribution_sentence(curves), position_sentence(positions, cnn.code_layer),
+    for sentence in (attribution_sentence(curves, c.data.item), position_sentence(positions, cnn.code_layer),
                      shift_cka_sentence(result)):  # fmt: skip
         tb.add_text("beyond/verdicts", sentence)
         log.info("%s", sentence)

@@ -84,8 +84,9 @@ def write_page(
         "",
         *[figs.feature_map(layer, first) for layer in act.layers],
         "",
-        f"Code vectors ({act.code_dims}-d, {which([act.code_layer])}) of one test image per digit, and of "
-        f"{act.n_codes:,} test images sorted by class; the class-by-class cosine similarity:",
+        f"Code vectors ({act.code_dims}-d, {which([act.code_layer])}) of one test image per "
+        f"{cfg.data.item}, and of {act.n_codes:,} test images sorted by class; the class-by-class cosine "
+        "similarity:",
         "",
         figs.link("activations/code_vectors.png", "code vectors"),
         figs.link("activations/code_heatmap.png", "code heatmap"),
@@ -117,7 +118,7 @@ def write_page(
         *dataset_scale(cfg, results, figs),
         *every_digit_section(shift, figs),
         *(augment_section(results.augment, figs) if results.augment else []),
-        *beyond_section(results.beyond, figs),
+        *beyond_section(results.beyond, figs, cfg.data.item),
         *tail,
         "## The study's conclusions, checked",
         "",

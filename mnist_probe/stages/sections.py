@@ -27,9 +27,11 @@ def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
     sure, cal = train.confidence, train.calibration
     b, a = cal.before, cal.after
     data = cfg.data
+    others = "; ".join(f"{name}: {pct(acc, 1)}" for name, acc in data.references.items())
     rows = [{"": f"test accuracy ({train.test_images:,} {data.name} test images)",
              "ours": pct(train.test_acc),
-             "study": pct(study.CNN_ACC, 1) + ("" if data.name == "MNIST" else " (on MNIST)")},
+             "study": pct(study.CNN_ACC, 1) if data.name == "MNIST" else "on MNIST only"
+                      + (f"; {data.name}'s reference CNNs: {others}" if others else "")},
             {"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
              "ours": f"{sure.cross_entropy:.3f} ({pct(sure.error_share_of_loss)} from "
                      f"{sure.errors} errors; {sure.max_abs_logit:,.0f})",
@@ -81,7 +83,7 @@ def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain
     ]
 
 
-def beyond_section(beyond: BeyondResult | None, figs) -> list[str]:
+def beyond_section(beyond: BeyondResult | None, figs, item: str = "digit") -> list[str]:
     """Where the network looks, what each filter wants, how much position each layer keeps, what
     translations change (the beyond stage's results and figures)."""
     if beyond is None:
@@ -98,16 +100,16 @@ def beyond_section(beyond: BeyondResult | None, figs) -> list[str]:
     return [
         "## Beyond the study: where it looks, what each filter wants, where position goes",
         "",
-        "### Where the network looks, and whether that moves with the digit",
+        f"### Where the network looks, and whether that moves with the {item}",
         "",
         fig("attributions", "attributions"),
         fig("attribution_strip", "attribution strip"),
-        "Correlation between the attribution of the shifted digit and the shifted attribution of the "
-        "original (1: it moves with the digit):",
+        f"Correlation between the attribution of the shifted {item} and the shifted attribution of the "
+        f"original (1: it moves with the {item}):",
         "",
         markdown_table(curves),
         fig("attribution_consistency", "attribution consistency"),
-        attribution_sentence(beyond.attributions),
+        attribution_sentence(beyond.attributions, item),
         "",
         "### What each filter wants",
         "",

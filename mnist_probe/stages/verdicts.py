@@ -190,14 +190,14 @@ GIVEN_UP_BELOW = 0.1
 DEPTH_CHANGE = 0.05
 
 
-def attribution_sentence(curves: list[AttributionCurve]) -> str:
-    """Whether each method's attribution moves with the digit under the study's shifts."""
+def attribution_sentence(curves: list[AttributionCurve], item: str = "digit") -> str:
+    """Whether each method's attribution moves with the image (a digit) under the study's shifts."""
     if not curves:
         return "No attribution was computed."
     parts = []
     for c in curves:
         last, near = c.consistency[-1], min(1, len(c.dys) - 1)  # the largest shift, and the smallest but 0
-        moves = "moves with the digit" if last >= MOVES_WITH_ABOVE else "does not move with the digit"
+        moves = f"moves with the {item}" if last >= MOVES_WITH_ABOVE else f"does not move with the {item}"
         parts.append(f"{c.method.replace('_', ' ')} {moves} (correlation with the shifted attribution "
                      f"{c.consistency[near]:.2f} at dy = {c.dys[near]}, {last:.2f} at dy = {c.dys[-1]})")
     return "Under translation, " + "; ".join(parts) + "."
