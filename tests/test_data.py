@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -149,3 +151,23 @@ def test_a_data_set_names_its_classes_and_the_shift_target_may_be_one(tmp_path):
         typed(make_cfg(tmp_path, "data=fashion_mnist", "shift.target=Shoe"))
     with pytest.raises(UserError, match=r"data.classes=.* is not allowed: 10 distinct names"):
         typed(make_cfg(tmp_path, "data.classes=[a,b,c]"))
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(FASHION, "t10k-labels-idx1-ubyte.gz").is_file(), reason="make fashion-mnist")
+def test_fashion_mnist_as_debian_installs_it_is_read_with_its_classes(tmp_path):
+    """data=fashion_mnist reads the four gzipped files flat in Debian's folder: 60k + 10k images, a
+    thousand test images of each garment, test #0 an ankle boot (the data set's README shows it)."""
+    from mnist_probe.schema import typed
+    from tests.conftest import make_cfg
+
+    data = typed(make_cfg(tmp_path, "data=fashion_mnist", f"data.root={FASHION}")).data
+    images, labels = split_tensors(data, "test")
+    assert images.shape == (10_000, 28, 28) and torch.bincount(labels).tolist() == [1000] * 10
+    assert data.classes[int(labels[0])] == "Ankle boot"
+    train, _ = split_tensors(data, "train")
+    mnist, _ = load_mnist(mnist_root(), "test")
+    assert len(train) == 54_000 and not torch.equal(images, mnist)
