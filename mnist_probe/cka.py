@@ -22,8 +22,13 @@ from mnist_probe.translation import translate
 
 def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
     """Linear CKA of two representations of the same examples (rows), flattened to n×p and n×q:
-    ||YᵀX||²_F / (||XᵀX||_F ||YᵀY||_F) on column-centered features."""
+    ||YᵀX||²_F / (||XᵀX||_F ||YᵀY||_F) on column-centered features. Where features outnumber the
+    examples (a conv layer's 50k values an image), the same number from the n×n Gram matrices
+    K = XXᵀ, L = YYᵀ: tr(KL) / (||K||_F ||L||_F), so memory grows with n², never with p·q."""
     x, y = _centered(x), _centered(y)
+    if max(x.shape[1], y.shape[1]) > x.shape[0]:
+        k, l = x @ x.T, y @ y.T  # noqa: E741 - the paper's names
+        return float((k * l).sum() / (torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(l)))
     cross = torch.linalg.matrix_norm(y.T @ x) ** 2
     return float(cross / (torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)))
 

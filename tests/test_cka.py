@@ -56,3 +56,22 @@ def test_cka_between_networks_and_under_shifts():
     names, curve = shift_cka(net, images, [(0, 0), (0, -3)], ["c1", "f6"], batch_size=32)
     assert names == ["c1", "f6"] and curve.shape == (2, 2)
     assert np.allclose(curve[0], 1.0) and np.all(curve[1] < 1.0)  # no shift: identical; a shift: not
+
+
+def test_linear_cka_of_a_conv_layer_uses_the_gram_form_with_the_same_value():
+    """Features outnumbering the examples (100 images of a 64×28×28 conv map: 50,176 features) go
+    through the n×n Gram matrices: p×p products would need 20 GB. Where both forms fit, they agree."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 64 * 28 * 28, generator=g)
+    y = x[:, : 64 * 14 * 14] * 2 + 0.5 * torch.randn(100, 64 * 14 * 14, generator=g)  # a noisy part of x
+    value = linear_cka(x, y)  # would ask for p×p = 50,176² doubles (20 GB) in the feature form
+    assert 0.1 < value < 1.0 and linear_cka(x, 3 * x) == pytest.approx(1.0)
+
+    def feature_form(a, b):
+        a, b = a - a.mean(0), b - b.mean(0)
+        return float((b.T @ a).norm() ** 2 / ((a.T @ a).norm() * (b.T @ b).norm()))
+
+    small_x, small_y = x[:, :60].double(), y[:, :80].double()  # 100 examples: the feature form
+    wide_x, wide_y = small_x[:50], small_y[:50]  # 50 examples, 80 features: the Gram form
+    assert linear_cka(small_x, small_y) == pytest.approx(feature_form(small_x, small_y), rel=1e-9)
+    assert linear_cka(wide_x, wide_y) == pytest.approx(feature_form(wide_x, wide_y), rel=1e-9)
