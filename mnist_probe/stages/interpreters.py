@@ -11,13 +11,16 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mnist_probe import study
+from mnist_probe.data import split_tensors
 from mnist_probe.interpretation import cached_linear_probes, features_of, fit_or_load_interpreter
+from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.model import KerasCNN
 from mnist_probe.plots import interpreter_bars, probe_plot, save
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
 from mnist_probe.stages.results import InterpreterRow, InterpretersResult
 from mnist_probe.tables import write_table
+from mnist_probe.training import logits_of
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,10 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
     label = "CNN softmax (dense_2)" if isinstance(cnn.model, KerasCNN) else "CNN softmax"
     cnn_ref = study.CNN_ACC if c.data.study else None  # the study's figures are MNIST's
     diff = None if cnn_ref is None else cnn.test_acc - cnn_ref
-    own = InterpreterRow(label, "image", cnn.test_acc, cnn_ref, diff, cnn.meta.get("train_seconds"), None)
+    images, labels = split_tensors(c.data, "scored")
+    cnn_hits = (logits_of(cnn.model, images).argmax(1) == labels).numpy().astype(np.float64)
+    own = InterpreterRow(label, "image", cnn.test_acc, cnn_ref, diff, cnn.meta.get("train_seconds"), None,
+                         list(bootstrap_mean(cnn_hits, seed=c.seed)))  # fmt: skip
     rows = []
     for name in selected(cfg, cfg.interpreters.models):
         spec = interpreter_spec(cfg, name)
@@ -37,11 +43,13 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
         # what pipe[0] makes of the test images the CNN was scored on (all 10k, or data.test_subset)
         x, y = features_of(spec.features, "scored", c.data, c.paths.cache, cnn)
         start = time.perf_counter()
-        acc = float(np.mean(pipe[-1].predict(x) == y))
+        hits = (pipe[-1].predict(x) == y).astype(np.float64)
         seconds = round(time.perf_counter() - start, 2)
+        acc = float(hits.mean())
+        intervals = [list(bootstrap_mean(values, seed=c.seed)) for values in (hits, hits - cnn_hits)]
         ref = study.study_acc(spec.name, spec.features) if c.data.study else None
         rows.append(InterpreterRow(spec.name, spec.features, acc, ref, None if ref is None else acc - ref,
-                                   fit_meta["fit_seconds"], seconds))  # fmt: skip
+                                   fit_meta["fit_seconds"], seconds, *intervals))  # fmt: skip
         log.info("%s on %s: %.4f (study %s)", spec.name, spec.features, acc, ref)
     pcfg = cfg.interpreters.probes
     results = InterpretersResult(

@@ -88,6 +88,8 @@ class InterpreterRow:
     diff: float | None
     fit_seconds: float | None
     predict_seconds: float | None
+    ci: list[float] | None = None  # test_acc's 95% bootstrap interval over the test images
+    minus_cnn_ci: list[float] | None = None  # of test_acc - the CNN's, paired on the same images
 
 
 

@@ -1,0 +1,65 @@
+"""Intervals that cover what they claim to, and verdicts that say "not resolved" when they straddle."""
+
+import numpy as np
+import pytest
+
+from mnist_probe.intervals import UNRESOLVED, bootstrap_mean, judged, shown
+
+
+def test_the_interval_of_an_accuracy_covers_the_true_one_about_95_times_in_100():
+    """100 simulated test sets of 1,000 images from a classifier whose true accuracy is 0.97: the 95%
+    interval holds 0.97 in about 95 of them (a binomial's 90-99 band), and is as wide as the normal
+    approximation says (±1.96·sqrt(p(1-p)/n))."""
+    truth, n = 0.97, 1000
+    rng = np.random.default_rng(1)
+    covered, widths = 0, []
+    for draw in range(100):
+        hits = (rng.random(n) < truth).astype(float)
+        low, high = bootstrap_mean(hits, draws=1000, seed=draw)
+        covered += low <= truth <= high
+        widths.append(high - low)
+    assert 90 <= covered <= 99
+    assert np.mean(widths) == pytest.approx(2 * 1.96 * np.sqrt(truth * (1 - truth) / n), rel=0.1)
+
+
+def test_a_paired_difference_is_narrower_than_the_two_accuracies_apart():
+    """Two classifiers that agree on most images: the interval of their paired difference is far
+    narrower than the two accuracies' intervals would make it, and centred on the difference."""
+    rng = np.random.default_rng(0)
+    a = (rng.random(2000) < 0.95).astype(float)
+    b = a.copy()
+    flip = rng.choice(2000, 30, replace=False)
+    b[flip] = 1 - b[flip]
+    low, high = bootstrap_mean(b - a)
+    width_a = np.subtract(*bootstrap_mean(a)[::-1])
+    assert low <= (b - a).mean() <= high and high - low < 0.6 * 2 * width_a
+
+
+def test_a_verdict_is_not_resolved_when_its_interval_straddles_the_threshold():
+    assert judged((-0.004, -0.001), -0.01, "supported", "not supported") == "supported"
+    assert judged((-0.03, -0.02), -0.01, "supported", "not supported") == "not supported"
+    assert judged((-0.015, -0.001), -0.01, "supported", "not supported") == UNRESOLVED  # widened across
+    assert shown((0.9912, 0.9947)) == "95% CI 99.12–99.47%" and shown(None) == ""
+
+
+def test_the_code_vector_verdict_follows_the_interval(tmp_path):
+    """Conclusion 1 on built results: the worst interpreter's paired difference to the CNN inside the
+    one-point band is supported, below it not, across it not resolved, and the sentence gives it."""
+    import dataclasses
+
+    from mnist_probe.stages.verdicts import codes_reduce_dimensionality
+    from tests.builders import study_results
+
+    results = study_results()
+    rows = results.interpreters.rows
+    worst = min((r for r in rows if r.features == "codes"), key=lambda r: r.test_acc)
+
+    def verdict(interval):
+        changed = [dataclasses.replace(r, minus_cnn_ci=list(interval)) if r is worst else r for r in rows]
+        inter = dataclasses.replace(results.interpreters, rows=changed)
+        return codes_reduce_dimensionality(dataclasses.replace(results, interpreters=inter))
+
+    assert verdict((-0.004, -0.002)).verdict == "supported"
+    assert verdict((-0.05, -0.02)).verdict == "not supported"
+    unresolved = verdict((-0.02, -0.002))
+    assert unresolved.verdict == UNRESOLVED and "95% CI -2.00–-0.20 points" in unresolved.text
