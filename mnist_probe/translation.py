@@ -22,6 +22,7 @@ from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import ActivationRecorder, resolve_layers
 from mnist_probe.interpretation import CodeVectors, Pixels
+from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.names import SIZE
 from mnist_probe.tables import pct
 from mnist_probe.training import TrainedCNN
@@ -193,35 +194,46 @@ def cached_grids(
         return {name: get_or_compute(entries[name], compute_for(name), load)[0] for name in models}
 
 
-def consistency(preds: np.ndarray, draws: int = 8, seed: int = 0) -> float:
-    """P(same top-1 at two shifts drawn at random from the grid) (Zhang 2019); preds is S×N."""
+def consistency(
+    preds: np.ndarray, draws: int = 8, seed: int = 0, per_image: bool = False
+) -> float | np.ndarray:  # fmt: skip
+    """P(same top-1 at two shifts drawn at random from the grid) (Zhang 2019); preds is S×N. With
+    per_image, each image's share of agreeing draws (N values whose mean is the consistency)."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, len(preds), size=(draws, preds.shape[1]))
     b = rng.integers(0, len(preds), size=(draws, preds.shape[1]))
     cols = np.arange(preds.shape[1])
-    return float(np.mean(preds[a, cols] == preds[b, cols]))
+    agree = (preds[a, cols] == preds[b, cols]).mean(0)
+    return agree if per_image else float(agree.mean())
 
 
-def change_1px(pairs: list[tuple[int, int]], preds: np.ndarray) -> float:
-    """P(top-1 differs between two shifts one pixel apart) (Azulay & Weiss 2019); preds is S×N."""
+def change_1px(
+    pairs: list[tuple[int, int]], preds: np.ndarray, per_image: bool = False
+) -> float | np.ndarray:  # fmt: skip
+    """P(top-1 differs between two shifts one pixel apart) (Azulay & Weiss 2019); preds is S×N. With
+    per_image, each image's share of neighbouring shifts that change it (N values, their mean that)."""
     index = {p: k for k, p in enumerate(pairs)}
     neighbours = [(index[p], index[(p[0] + ddx, p[1] + ddy)]) for p in pairs
                   for ddx, ddy in ((1, 0), (0, 1)) if (p[0] + ddx, p[1] + ddy) in index]  # fmt: skip
     i, j = np.array(neighbours).T
-    return float(np.mean(preds[i] != preds[j]))
+    changed = (preds[i] != preds[j]).mean(0)
+    return changed if per_image else float(changed.mean())
 
 
 def dataset_metrics(
     pairs: list[tuple[int, int]], preds: np.ndarray, labels: np.ndarray, seed: int = 0
 ) -> dict:
-    """Accuracy per shift, Zhang's consistency and the 1-px prediction-change probability.
+    """Accuracy per shift, Zhang's consistency and the 1-px prediction-change probability, each of the
+    last two with its 95% bootstrap interval over the images.
 
     consistency: P(same top-1 at two shifts drawn at random from the grid) (Zhang 2019).
     change_1px: P(top-1 differs between two shifts one pixel apart) (Azulay & Weiss 2019).
     """
     acc = (preds == labels[None, :]).mean(1)
-    return {"accuracy": acc, "consistency": consistency(preds, seed=seed),
-            "change_1px": change_1px(pairs, preds)}  # fmt: skip
+    agree, changed = consistency(preds, seed=seed, per_image=True), change_1px(pairs, preds, per_image=True)
+    return {"accuracy": acc, "consistency": float(agree.mean()), "change_1px": float(changed.mean()),
+            "consistency_ci": list(bootstrap_mean(agree, seed=seed)),
+            "change_1px_ci": list(bootstrap_mean(changed, seed=seed))}  # fmt: skip
 
 
 def pick_image(labels: torch.Tensor, index: int | None = None, digit: int = 1) -> int:

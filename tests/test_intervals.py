@@ -63,3 +63,25 @@ def test_the_code_vector_verdict_follows_the_interval(tmp_path):
     assert verdict((-0.05, -0.02)).verdict == "not supported"
     unresolved = verdict((-0.02, -0.002))
     assert unresolved.verdict == UNRESOLVED and "95% CI -2.00–-0.20 points" in unresolved.text
+
+
+def test_the_continuity_verdict_is_not_resolved_when_the_change_rate_straddles_its_threshold():
+    """Conclusion 3 without a jump on the study's digit: the 1-px change rate's interval decides."""
+    import dataclasses
+
+    from mnist_probe.stages.verdicts import CHANGE_1PX_ABOVE, not_continuous
+    from tests.builders import study_results
+
+    results = study_results(change=CHANGE_1PX_ABOVE)
+    flat = [dataclasses.replace(r, p_true=0.9) if r.model == "CNN" else r for r in results.shift.rows]
+    shift = dataclasses.replace(results.shift, rows=flat)  # no jump on the study's digit
+
+    def verdict(interval):
+        rows = [dataclasses.replace(d, change_1px_ci=list(interval)) if d.model == "CNN" else d
+                for d in shift.dataset]  # fmt: skip
+        return not_continuous(dataclasses.replace(results, shift=dataclasses.replace(shift, dataset=rows)))
+
+    assert verdict((0.06, 0.09)).verdict == "supported"
+    straddles = verdict((0.03, 0.07))
+    assert straddles.verdict == UNRESOLVED and "95% CI 3.00–7.00%" in straddles.text
+    assert verdict((0.01, 0.03)).verdict in ("not supported", "supported only without shift augmentation")

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from mnist_probe import study
 from mnist_probe.cache import atomic_write
 from mnist_probe.names import LAYER_NAMES, file_name, layer_h
-from mnist_probe.stages.results import Conclusion, PageResults
+from mnist_probe.stages.results import Conclusion, DatasetRow, PageResults
 from mnist_probe.stages.results_page import augment_gap, augment_section, keras_file_section, loss_section
 from mnist_probe.stages.sections import beyond_section, cnn_rows, every_digit_section, gap_section
 from mnist_probe.tables import markdown_table
@@ -140,7 +140,7 @@ def dataset_scale(cfg: DictConfig, results: PageResults, figs: Figures) -> list[
         "consistency: the top-1 class agrees at two random shifts; change_1px: P(top-1 changes) under a "
         "1-pixel shift.",
         "",
-        markdown_table(shift.dataset),
+        markdown_table(shift.dataset, list(DatasetRow.COLUMNS)),
         figs.link("shift/shift_heatmap.png", "accuracy heatmaps"),
         figs.link("shift/shift_accuracy_dy.png", "accuracy against dy"),
         figs.link("shift/shift_change_1px.png", "1-px change rate"),

@@ -143,6 +143,10 @@ class DatasetRow:
     acc_grid_mean: float
     consistency: float
     change_1px: float
+    consistency_ci: list[float] | None = None  # 95% bootstrap intervals over the test images
+    change_1px_ci: list[float] | None = None
+
+    COLUMNS = ("model", "acc_unshifted", "acc_grid_mean", "consistency", "change_1px")  # the table's
 
 
 @dataclass(frozen=True)

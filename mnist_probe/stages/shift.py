@@ -199,8 +199,9 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
         curves[name] = Curve(dys, [float(metrics["accuracy"][index[(0, d)]]) for d in dys])
         rows.append(DatasetRow(name, float(metrics["accuracy"][index[(0, 0)]]),
                                float(metrics["accuracy"].mean()), metrics["consistency"],
-                               metrics["change_1px"]))  # fmt: skip
-    md = write_table(rows, out_dir / "shift_dataset")
+                               metrics["change_1px"], metrics["consistency_ci"],
+                               metrics["change_1px_ci"]))  # fmt: skip
+    md = write_table(rows, out_dir / "shift_dataset", list(DatasetRow.COLUMNS))
     tb.add_text("shift/dataset", md)
     figures = {
         "shift_heatmap": accuracy_heatmaps(radius, acc),
