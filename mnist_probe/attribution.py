@@ -71,15 +71,16 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 def shift_consistency(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int],
-    shifts: list[tuple[int, int]], method: str, layer: str | None = None,
-) -> list[float]:  # fmt: skip
+    shifts: list[tuple[int, int]], method: str, layer: str | None = None, per_image: bool = False,
+) -> list[float] | np.ndarray:  # fmt: skip
     """For each (dx, dy): the mean correlation between the attribution of the shifted images and the
-    shifted attribution of the originals (1: the attribution moves with the digit)."""
+    shifted attribution of the originals (1: the attribution moves with the digit); with per_image,
+    each image's correlation (shifts × N)."""
     x = to_float(images)
     base = attribute(model, x, targets, method, layer)
     out = []
     for dx, dy in shifts:
         moved = attribute(model, translate(x, dx, dy), targets, method, layer)
         expected = translate(base.unsqueeze(1), dx, dy).squeeze(1)
-        out.append(float(correlation(moved, expected).mean()))
-    return out
+        out.append(correlation(moved, expected))
+    return np.stack(out) if per_image else [float(r.mean()) for r in out]

@@ -85,3 +85,22 @@ def test_the_continuity_verdict_is_not_resolved_when_the_change_rate_straddles_i
     straddles = verdict((0.03, 0.07))
     assert straddles.verdict == UNRESOLVED and "95% CI 3.00–7.00%" in straddles.text
     assert verdict((0.01, 0.03)).verdict in ("not supported", "supported only without shift augmentation")
+
+
+def test_an_attribution_moves_with_the_image_only_when_its_whole_interval_says_so():
+    import dataclasses
+
+    from mnist_probe.stages.verdicts import attribution_sentence
+    from tests.builders import beyond_result
+
+    curve = beyond_result(consistency_last=0.85).attributions[0]
+
+    def said(low, high):
+        ci = [[1.0, 1.0]] * (len(curve.dys) - 1) + [[low, high]]
+        return attribution_sentence([dataclasses.replace(curve, ci=ci)])
+
+    method = curve.method.replace("_", " ")
+    assert f"{method} moves with the digit" in said(0.82, 0.88)
+    assert f"{method} does not move with the digit" in said(0.70, 0.78)
+    assert f"{method} is not resolved to move with the digit or not" in said(0.75, 0.9)
+    assert "95% CI 0.75–0.90; 0.8 is the line" in said(0.75, 0.9)

@@ -16,6 +16,7 @@ from mnist_probe.cka import cka_between, shift_cka
 from mnist_probe.data import first_of_each_digit, split_tensors, to_float
 from mnist_probe.filters import what_filters_want
 from mnist_probe.hooks import resolve_layers
+from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.model_layers import conv_layers
 from mnist_probe.names import file_name
 from mnist_probe.plots import cka_heatmap, curves_plot, position_plot, save
@@ -69,7 +70,11 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         strip, {m: attribute(model, strip, [int(labels[idx])] * len(pairs), m) for m in b.methods}, b.dy)
     sample = slice(0, b.attribution_samples)
     x, y = images[sample], labels[sample]
-    curves = [AttributionCurve(m, list(b.dy), shift_consistency(model, x, y, pairs, m)) for m in b.methods]
+    curves = []
+    for m in b.methods:
+        per_image = shift_consistency(model, x, y, pairs, m, per_image=True)
+        curves.append(AttributionCurve(m, list(b.dy), [float(r.mean()) for r in per_image],
+                                       [list(bootstrap_mean(r, seed=c.seed)) for r in per_image]))
     figures["attribution_consistency"] = curves_plot(
         {a.method: (a.dys, a.consistency) for a in curves}, "dy (px)",
         "Does the attribution move with the digit?",

@@ -327,6 +327,7 @@ class AttributionCurve:
     method: str
     dys: list[int]
     consistency: list[float]  # mean corr(attribution of the shifted image, shifted attribution)
+    ci: list[list[float]] | None = None  # each mean's 95% bootstrap interval over the images
 
 
 

@@ -212,9 +212,13 @@ def attribution_sentence(curves: list[AttributionCurve], item: str = "digit") ->
     parts = []
     for c in curves:
         last, near = c.consistency[-1], min(1, len(c.dys) - 1)  # the largest shift, and the smallest but 0
-        moves = f"moves with the {item}" if last >= MOVES_WITH_ABOVE else f"does not move with the {item}"
+        interval = c.ci[-1] if c.ci else (last, last)  # results without intervals: the number itself
+        moves = judged(interval, MOVES_WITH_ABOVE, f"moves with the {item}", f"does not move with the {item}")
+        if moves == UNRESOLVED:
+            moves = f"is not resolved to move with the {item} or not"
+        ci = f", {shown(interval, 1, 2, '')}; {MOVES_WITH_ABOVE} is the line" if c.ci else ""
         parts.append(f"{c.method.replace('_', ' ')} {moves} (correlation with the shifted attribution "
-                     f"{c.consistency[near]:.2f} at dy = {c.dys[near]}, {last:.2f} at dy = {c.dys[-1]})")
+                     f"{c.consistency[near]:.2f} at dy = {c.dys[near]}, {last:.2f} at dy = {c.dys[-1]}{ci})")
     return "Under translation, " + "; ".join(parts) + "."
 
 
