@@ -31,6 +31,17 @@ def bootstrap_mean(values: np.ndarray, level: float = LEVEL, draws: int = DRAWS,
     return float(low), float(high)
 
 
+def bootstrap_stat(
+    stat, n: int, level: float = LEVEL, draws: int = 1000, seed: int = 0
+) -> tuple[float, float]:  # fmt: skip
+    """The percentile bootstrap interval of any statistic of n rows: stat(indices) on `draws`
+    resamples of the row indices (for what is not a mean of per-row values, e.g. R²)."""
+    rng = np.random.default_rng(seed)
+    values = [stat(rng.integers(0, n, size=n)) for _ in range(draws)]
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
 def judged(interval: tuple[float, float], threshold: float, above: str, below: str) -> str:
     """`above` where the whole interval is at or above the threshold, `below` where it is all below,
     else "not resolved": the data cannot tell which side the number is on."""

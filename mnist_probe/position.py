@@ -21,6 +21,7 @@ from torch import nn
 from mnist_probe.data import to_float
 from mnist_probe.hooks import record, resolve_layers
 from mnist_probe.interpretation import fit_linear_probe
+from mnist_probe.intervals import bootstrap_stat
 from mnist_probe.rows import PositionRow
 from mnist_probe.translation import translate
 
@@ -44,11 +45,15 @@ def _probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test:
     return float(np.mean(probe.predict(x_test) == y_test))
 
 
-def _regression(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
+def _regression(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int = 0
+) -> tuple[float, tuple[float, float]]:  # fmt: skip
     """R² of a ridge regression (its strength chosen by leave-one-out) of the targets, averaged over
-    them, on held-out rows."""
+    them, on held-out rows, and its 95% bootstrap interval over those rows."""
     ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(x_train, y_train)
-    return float(r2_score(y_test, ridge.predict(x_test)))
+    predicted = ridge.predict(x_test)
+    interval = bootstrap_stat(lambda i: r2_score(y_test[i], predicted[i]), len(y_test), seed=seed)
+    return float(r2_score(y_test, predicted)), interval
 
 
 @torch.no_grad()
@@ -83,9 +88,9 @@ def position_probes(
     rows = []
     for name in names:
         a = np.concatenate(parts.pop(name))
+        r2, r2_ci = _regression(a[:half], dxdy[:half], a[half:], dxdy[half:], seed)
         rows.append(PositionRow(
-            layer=name, dims=dims[name],
-            position_r2=_regression(a[:half], dxdy[:half], a[half:], dxdy[half:]),
+            layer=name, dims=dims[name], position_r2=r2, position_r2_ci=list(r2_ci),
             position_acc=_probe(a[:half], shift_class[:half], a[half:], shift_class[half:]),
             class_acc=_probe(a[:half], digit[:half], a[half:], digit[half:]),
             position_chance=1 / len(grid)))  # fmt: skip

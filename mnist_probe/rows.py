@@ -81,6 +81,7 @@ class PositionRow:
     position_acc: float
     class_acc: float
     position_chance: float
+    position_r2_ci: list[float] | None = None  # 95% bootstrap interval over the held-out images
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,34 @@ def test_an_attribution_moves_with_the_image_only_when_its_whole_interval_says_s
     assert f"{method} does not move with the digit" in said(0.70, 0.78)
     assert f"{method} is not resolved to move with the digit or not" in said(0.75, 0.9)
     assert "95% CI 0.75–0.90; 0.8 is the line" in said(0.75, 0.9)
+
+
+def test_position_is_given_up_only_when_the_whole_r2_interval_is_below_the_line():
+    import dataclasses
+
+    from mnist_probe.stages.verdicts import position_sentence
+    from tests.builders import beyond_result
+
+    rows = beyond_result(code_position=0.05).positions
+    code = next(r for r in rows if r.layer == "dense_1")
+
+    def said(low, high):
+        changed = [dataclasses.replace(r, position_r2_ci=[low, high]) if r is code else r for r in rows]
+        return position_sentence(changed, "dense_1")
+
+    assert "position is given up by the code layer" in said(0.02, 0.08)
+    assert "position is still known by the code layer" in said(0.12, 0.3)
+    unresolved = said(0.03, 0.14)
+    assert "not resolved: given up or still known" in unresolved and "95% CI 0.03–0.14" in unresolved
+
+
+def test_the_r2_interval_covers_a_known_linear_signal():
+    """A position probe on features that hold (dx, dy) plus noise of a known size: the ridge's R² and
+    its interval sit around the R² the noise allows (about 0.5 here), the interval a few hundredths wide."""
+    from mnist_probe.position import _regression
+
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(2000, 2))
+    features = np.hstack([target + rng.normal(size=(2000, 2)), rng.normal(size=(2000, 6))])
+    r2, (low, high) = _regression(features[:1000], target[:1000], features[1000:], target[1000:])
+    assert low <= r2 <= high and low < 0.5 < high + 0.03 and 0.01 < high - low < 0.15

@@ -227,10 +227,14 @@ def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
     if not rows:
         return "No position probe was fitted."
     first, last = rows[0], next((r for r in rows if r.layer == code_layer), rows[-1])
-    given_up = last.position_r2 <= GIVEN_UP_BELOW
+    interval = last.position_r2_ci or (last.position_r2, last.position_r2)  # older results: the number
+    state = judged(interval, GIVEN_UP_BELOW, "still known", "given up")
+    said = ("not resolved: given up or still known" if state == UNRESOLVED else state)
+    ci = (f" ({shown(last.position_r2_ci, 1, 2, '')}; {GIVEN_UP_BELOW} is the line)"
+          if last.position_r2_ci else "")
     return (f"A linear read-out of the shift (dx, dy) explains R² = {first.position_r2:.2f} of it from "
-            f"{first.layer} and {last.position_r2:.2f} from {last.layer}: position is "
-            f"{'given up' if given_up else 'still known'} by the code layer, while the class probe goes "
+            f"{first.layer} and {last.position_r2:.2f}{ci} from {last.layer}: position is "
+            f"{said} by the code layer, while the class probe goes "
             f"from {pct(first.class_acc, 1)} to {pct(last.class_acc, 1)}. A classifier over the "
             f"{round(1 / first.position_chance)} shifts names the right one for "
             f"{pct(first.position_acc, 1)} and {pct(last.position_acc, 1)} of the images "
