@@ -1,5 +1,6 @@
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -174,3 +175,31 @@ def test_a_recipe_of_your_own_is_trained_and_reported_under_its_name(tmp_path):
     assert list(result["curves"]) == ["mine"]
     assert [r["what"].split(":")[0] for r in result["rows"]] == ["mine"] * 4
     assert (tmp_path / "bench-recipes.json").is_file()
+
+
+@pytest.mark.parametrize("environ, mkl", [
+    ({}, None),
+    ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2"),
+    ({"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, "AVX512"),
+])  # fmt: skip
+def test_mkl_is_capped_at_the_narrowest_width_the_other_caps_allow(environ, mkl):
+    from mnist_probe.bench import mkl_cap
+
+    assert mkl_cap(environ) == mkl
+
+
+def test_the_matmul_peak_runs_under_the_cap_the_training_runs_under():
+    """A bench capped for torch's and oneDNN's kernels caps MKL's too, before torch loads it: in a
+    fresh process, the environment MKL reads holds the cap, and the machine record lists it."""
+    import subprocess
+    import sys
+
+    code = ("import os, mnist_probe.bench.common as c; print(os.environ.get('MKL_ENABLE_INSTRUCTIONS'), "
+            "sorted(k for k in c.CAP_VARIABLES if os.environ.get(k)))")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                            "MKL_ENABLE_INSTRUCTIONS")}  # fmt: skip
+    env |= {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split(" ", 1) == ["AVX2", "['ATEN_CPU_CAPABILITY', 'MKL_ENABLE_INSTRUCTIONS', "
+                                                "'ONEDNN_MAX_CPU_ISA']\n"]

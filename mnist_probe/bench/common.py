@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from mnist_probe.bench import CAP_VARIABLES
 from mnist_probe.machine import cpu_model
 from mnist_probe.precision import fastest
 
@@ -20,9 +21,9 @@ def on_gpu() -> bool:
 def machine() -> dict:
     """CPU model, cores, threads and library versions: the context every figure needs."""
     gpu = torch.cuda.get_device_name(0) if on_gpu() else None
-    # The vector width torch's and oneDNN's kernels use: the CPU's, unless capped (ATEN_CPU_CAPABILITY,
-    # ONEDNN_MAX_CPU_ISA) to run an AVX-512 machine with an AVX2 machine's kernels.
-    capped = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)}
+    # The vector width torch's, oneDNN's and MKL's kernels use: the CPU's, unless capped to run an
+    # AVX-512 machine with an AVX2 machine's kernels (mnist_probe.bench gives MKL the others' cap).
+    capped = {k: os.environ[k] for k in CAP_VARIABLES if os.environ.get(k)}
     return {"cpu": cpu_model(), "cores": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version(), "kernels": torch.backends.cpu.get_cpu_capability(),
             "capped": capped, "auto_precision": fastest()["chosen"]}  # fmt: skip
