@@ -40,7 +40,7 @@ from mnist_probe.specs import (
     require_files,
 )
 
-RECIPES = ("default", "fast", "study")  # conf/train/*.yaml (tests/test_schema.py checks)
+RECIPES = ("default", "fashion", "fast", "study")  # conf/train/*.yaml (tests/test_schema.py checks)
 
 
 def layer(key: str, value: Any, study: bool = True) -> None:
