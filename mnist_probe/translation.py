@@ -203,8 +203,8 @@ def consistency(
     a = rng.integers(0, len(preds), size=(draws, preds.shape[1]))
     b = rng.integers(0, len(preds), size=(draws, preds.shape[1]))
     cols = np.arange(preds.shape[1])
-    agree = (preds[a, cols] == preds[b, cols]).mean(0)
-    return agree if per_image else float(agree.mean())
+    agree = preds[a, cols] == preds[b, cols]
+    return agree.mean(0) if per_image else float(np.mean(agree))
 
 
 def change_1px(
@@ -216,8 +216,8 @@ def change_1px(
     neighbours = [(index[p], index[(p[0] + ddx, p[1] + ddy)]) for p in pairs
                   for ddx, ddy in ((1, 0), (0, 1)) if (p[0] + ddx, p[1] + ddy) in index]  # fmt: skip
     i, j = np.array(neighbours).T
-    changed = (preds[i] != preds[j]).mean(0)
-    return changed if per_image else float(changed.mean())
+    changed = preds[i] != preds[j]
+    return changed.mean(0) if per_image else float(np.mean(changed))
 
 
 def dataset_metrics(
@@ -231,7 +231,8 @@ def dataset_metrics(
     """
     acc = (preds == labels[None, :]).mean(1)
     agree, changed = consistency(preds, seed=seed, per_image=True), change_1px(pairs, preds, per_image=True)
-    return {"accuracy": acc, "consistency": float(agree.mean()), "change_1px": float(changed.mean()),
+    return {"accuracy": acc, "consistency": consistency(preds, seed=seed),
+            "change_1px": change_1px(pairs, preds),
             "consistency_ci": list(bootstrap_mean(agree, seed=seed)),
             "change_1px_ci": list(bootstrap_mean(changed, seed=seed))}  # fmt: skip
 
