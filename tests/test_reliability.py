@@ -42,7 +42,7 @@ def real_bytes(name: str) -> bytes:
 def test_one_missing_file_is_named(tmp_path):
     root = mnist_copy(tmp_path)
     (raw_folder(root) / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(UserError, match="lacks t10k-labels-idx1-ubyte; set MNIST_ROOT"):
+    with pytest.raises(UserError, match=r"holds t10k-labels-idx1-ubyte \(plain or .gz\); set MNIST_ROOT"):
         load_mnist(root, "test")
 
 
@@ -100,7 +100,7 @@ def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Complete
     [("+experiment=nope", "activations, beyond, interpreters, layers, report, reproduce, seeds, shift, "
                           "train"),
      ("model=resnet", "keras_cnn"), ("interpreter=svm,xgb", "dt, gb, knn"),
-     ("train=quick", "default, fast, study"), ("trainer=tpu", "auto, cpu, ddp, gpu"),
+     ("train=quick", "default, fashion, fast, study"), ("trainer=tpu", "auto, cpu, ddp, gpu"),
      ("hydra/launcher=nope", "basic, joblib, slurm, submitit_local")],
 )  # fmt: skip
 def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, valid):
