@@ -31,14 +31,18 @@ def bootstrap_mean(values: np.ndarray, level: float = LEVEL, draws: int = DRAWS,
     return float(low), float(high)
 
 
-def bootstrap_stat(
-    stat, n: int, level: float = LEVEL, draws: int = 1000, seed: int = 0
+def bootstrap_r2(
+    y: np.ndarray, predicted: np.ndarray, level: float = LEVEL, draws: int = DRAWS, seed: int = 0
 ) -> tuple[float, float]:  # fmt: skip
-    """The percentile bootstrap interval of any statistic of n rows: stat(indices) on `draws`
-    resamples of the row indices (for what is not a mean of per-row values, e.g. R²)."""
-    rng = np.random.default_rng(seed)
-    values = [stat(rng.integers(0, n, size=n)) for _ in range(draws)]
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    """The percentile bootstrap interval of R² (averaged over the targets, as sklearn's r2_score) of
+    predictions of y (n rows), the rows resampled `draws` times, all resamples at once."""
+    y, predicted = (np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in (y, predicted))
+    rows = np.random.default_rng(seed).integers(0, len(y), size=(draws, len(y)))
+    yy, pp = y[rows], predicted[rows]  # draws × n × targets
+    residual = ((yy - pp) ** 2).sum(1)
+    spread = ((yy - yy.mean(1, keepdims=True)) ** 2).sum(1)
+    r2 = (1 - residual / np.where(spread > 0, spread, np.nan)).mean(1)
+    low, high = np.nanquantile(r2, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from mnist_probe.data import to_float
 from mnist_probe.hooks import record, resolve_layers
 from mnist_probe.interpretation import fit_linear_probe
-from mnist_probe.intervals import bootstrap_stat
+from mnist_probe.intervals import bootstrap_r2
 from mnist_probe.rows import PositionRow
 from mnist_probe.translation import translate
 
@@ -52,7 +52,7 @@ def _regression(
     them, on held-out rows, and its 95% bootstrap interval over those rows."""
     ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(x_train, y_train)
     predicted = ridge.predict(x_test)
-    interval = bootstrap_stat(lambda i: r2_score(y_test[i], predicted[i]), len(y_test), seed=seed)
+    interval = bootstrap_r2(y_test, predicted, seed=seed)
     return float(r2_score(y_test, predicted)), interval
 
 

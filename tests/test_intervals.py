@@ -135,3 +135,17 @@ def test_the_r2_interval_covers_a_known_linear_signal():
     features = np.hstack([target + rng.normal(size=(2000, 2)), rng.normal(size=(2000, 6))])
     r2, (low, high) = _regression(features[:1000], target[:1000], features[1000:], target[1000:])
     assert low <= r2 <= high and low < 0.5 < high + 0.03 and 0.01 < high - low < 0.15
+
+
+def test_the_r2_interval_is_the_bootstrap_of_sklearns_r2():
+    """All resamples at once give what r2_score gives on each resample, one at a time."""
+    from sklearn.metrics import r2_score
+
+    from mnist_probe.intervals import bootstrap_r2
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(300, 2))
+    predicted = y + rng.normal(scale=0.8, size=(300, 2))
+    rows = np.random.default_rng(7).integers(0, 300, size=(400, 300))
+    one_by_one = np.quantile([r2_score(y[i], predicted[i]) for i in rows], [0.025, 0.975])
+    assert bootstrap_r2(y, predicted, draws=400, seed=7) == pytest.approx(tuple(one_by_one), abs=1e-9)
