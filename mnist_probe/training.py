@@ -268,6 +268,21 @@ def logits_of(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 10
     return logits
 
 
+def scored_logits(cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path) -> torch.Tensor:
+    """The CNN's logits on the scored test images, computed once per CNN and images (the train stage's
+    confidence and calibration, and the interpreters' paired intervals, read the same ones)."""
+
+    def compute(staging: Path) -> dict:
+        images, _ = split_tensors(data, "scored")
+        torch.save(logits_of(cnn.model, images), staging / "logits.pt")
+        return {"images": len(images)}
+
+    def load(entry: Path, meta: dict) -> torch.Tensor:
+        return torch.load(entry / "logits.pt", weights_only=True)
+
+    return get_or_compute(Path(cache_dir) / f"logits-{config_key(cnn.key, data.content())}", compute, load)[0]
+
+
 def accuracy(
     model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
 ) -> float:

@@ -20,7 +20,7 @@ from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
 from mnist_probe.stages.results import InterpreterRow, InterpretersResult
 from mnist_probe.tables import write_table
-from mnist_probe.training import logits_of
+from mnist_probe.training import scored_logits
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
     label = "CNN softmax (dense_2)" if isinstance(cnn.model, KerasCNN) else "CNN softmax"
     cnn_ref = study.CNN_ACC if c.data.study else None  # the study's figures are MNIST's
     diff = None if cnn_ref is None else cnn.test_acc - cnn_ref
-    images, labels = split_tensors(c.data, "scored")
-    cnn_hits = (logits_of(cnn.model, images).argmax(1) == labels).numpy().astype(np.float64)
+    labels = split_tensors(c.data, "scored")[1]
+    cnn_hits = (scored_logits(cnn, c.data, c.paths.cache).argmax(1) == labels).numpy().astype(np.float64)
     own = InterpreterRow(label, "image", cnn.test_acc, cnn_ref, diff, cnn.meta.get("train_seconds"), None,
                          list(bootstrap_mean(cnn_hits, seed=c.seed)))  # fmt: skip
     rows = []

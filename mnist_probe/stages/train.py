@@ -16,7 +16,7 @@ from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
 from mnist_probe.stages.results import Calibration, TrainResult
 from mnist_probe.stages.verdicts import gap_sentence
 from mnist_probe.tables import write_table
-from mnist_probe.training import confidence, logits_of
+from mnist_probe.training import confidence, logits_of, scored_logits
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,8 @@ def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
     cnn = trained_cnn(cfg, out_dir)
     meta = cnn.meta
     data = typed(cfg).data
-    images, labels = split_tensors(data, "scored")
-    logits = logits_of(cnn.model, images)
+    labels = split_tensors(data, "scored")[1]
+    logits = scored_logits(cnn, data, typed(cfg).paths.cache)
     sure = confidence(logits, labels)
     log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
              sure.cross_entropy, sure.errors, 100 * sure.error_share_of_loss, sure.mean_loss_on_errors,
