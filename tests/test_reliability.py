@@ -206,8 +206,9 @@ class Output:
         return self.text
 
 
-# The progress bar of an epoch of 32 steps, 2 to 24 steps in.
-A_FEW_STEPS_IN = r"Epoch \d+: +\d+%[^|]*\|[^|]*\| ([2-9]|1\d|2[0-4])/32"
+def a_few_steps_into(epoch: str = r"\d+") -> str:
+    """The progress bar of an epoch of 32 steps (that epoch, 0-based; any by default), 2 to 24 steps in."""
+    return rf"Epoch {epoch}: +\d+%[^|]*\|[^|]*\| ([2-9]|1\d|2[0-4])/32"
 
 
 def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
@@ -237,7 +238,7 @@ def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
         proc = start(run_dir, "trainer.progress_bar=true")  # its bar says which step it is at
         output = Output(proc)
         next_checkpoint(proc, cache, after=before)  # an epoch ends; the next one begins
-        output.wait_for(A_FEW_STEPS_IN, len(output.text))
+        output.wait_for(a_few_steps_into(), len(output.text))
         proc.send_signal(sig)
         proc.wait(timeout=120)
         out = output.rest()
@@ -273,11 +274,14 @@ def test_parallel_jobs_train_the_shared_cnn_once_and_a_stop_reaches_them(tmp_pat
     cmd = [sys.executable, "-m", "mnist_probe.run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
            "+experiment=shift", "shift.dy=0,-2", "shift.models=[]", "shift.dataset.samples=20",
            "shift.dataset.radius=1", *args]  # fmt: skip
-    proc = subprocess.Popen([*cmd, f"hydra.sweep.dir={tmp_path / 'stopped'}"], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    ckpt = next_checkpoint(proc, tmp_path / "cache")  # the first epoch is done: stop in the second
+    stopped = [*cmd, f"hydra.sweep.dir={tmp_path / 'stopped'}", "trainer.progress_bar=true"]
+    proc = subprocess.Popen(stopped, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = Output(proc)  # the training job's progress bar comes through its launcher's output
+    ckpt = next_checkpoint(proc, tmp_path / "cache")  # the first epoch is done
+    output.wait_for(a_few_steps_into("1"), len(output.text))  # a few steps into the second
     proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=120)[0]
+    proc.wait(timeout=120)
+    out = output.rest()
     assert proc.returncode == 143 and "sweep stopped by SIGTERM" in out, out[-2000:]
     stops = [line for log in (tmp_path / "stopped").glob("*/*.log") for line in log.read_text().splitlines()
              if "stopped by SIGTERM at step " in line]  # fmt: skip
