@@ -7,11 +7,14 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from mnist_probe.config import compose_config
 from tests.conftest import REPO
 from tests.test_reliability import cli, small_train_args
 
 
+@pytest.mark.slow  # two jobs, each a process of its own: make test-slow
 def test_submitit_local_sweep_runs_each_job_in_its_own_process(small_run, tmp_path):
     """Two sweep jobs as separate processes (submitit's local executor), at once, on one user's
     checkpoint: both open the same CNN (scored once, under the cache lock), and the summary is
