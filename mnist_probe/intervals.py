@@ -46,6 +46,11 @@ def bootstrap_r2(
     return float(low), float(high)
 
 
+def or_point(interval: list[float] | tuple[float, float] | None, value: float) -> tuple[float, float]:
+    """The interval, or the number as an interval of its own (results written before intervals)."""
+    return (float(interval[0]), float(interval[1])) if interval else (value, value)
+
+
 def judged(interval: tuple[float, float], threshold: float, above: str, below: str) -> str:
     """`above` where the whole interval is at or above the threshold, `below` where it is all below,
     else "not resolved": the data cannot tell which side the number is on."""

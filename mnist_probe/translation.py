@@ -194,47 +194,51 @@ def cached_grids(
         return {name: get_or_compute(entries[name], compute_for(name), load)[0] for name in models}
 
 
-def consistency(
-    preds: np.ndarray, draws: int = 8, seed: int = 0, per_image: bool = False
-) -> float | np.ndarray:  # fmt: skip
-    """P(same top-1 at two shifts drawn at random from the grid) (Zhang 2019); preds is S×N. With
-    per_image, each image's share of agreeing draws (N values whose mean is the consistency)."""
+CONSISTENCY_DRAWS = 8  # random pairs of shifts drawn per image
+
+
+def _agreements(preds: np.ndarray, draws: int, seed: int) -> np.ndarray:
+    """draws × N: whether each image's top-1 agrees at two shifts drawn at random from the grid."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, len(preds), size=(draws, preds.shape[1]))
     b = rng.integers(0, len(preds), size=(draws, preds.shape[1]))
     cols = np.arange(preds.shape[1])
-    agree = preds[a, cols] == preds[b, cols]
-    return agree.mean(0) if per_image else float(np.mean(agree))
+    return preds[a, cols] == preds[b, cols]
 
 
-def change_1px(
-    pairs: list[tuple[int, int]], preds: np.ndarray, per_image: bool = False
-) -> float | np.ndarray:  # fmt: skip
-    """P(top-1 differs between two shifts one pixel apart) (Azulay & Weiss 2019); preds is S×N. With
-    per_image, each image's share of neighbouring shifts that change it (N values, their mean that)."""
+def _changes(pairs: list[tuple[int, int]], preds: np.ndarray) -> np.ndarray:
+    """neighbour pairs × N: whether each image's top-1 differs between two shifts one pixel apart."""
     index = {p: k for k, p in enumerate(pairs)}
     neighbours = [(index[p], index[(p[0] + ddx, p[1] + ddy)]) for p in pairs
                   for ddx, ddy in ((1, 0), (0, 1)) if (p[0] + ddx, p[1] + ddy) in index]  # fmt: skip
     i, j = np.array(neighbours).T
-    changed = preds[i] != preds[j]
-    return changed.mean(0) if per_image else float(np.mean(changed))
+    return preds[i] != preds[j]
+
+
+def consistency(preds: np.ndarray, draws: int = CONSISTENCY_DRAWS, seed: int = 0) -> float:
+    """P(same top-1 at two shifts drawn at random from the grid) (Zhang 2019); preds is S×N."""
+    return float(np.mean(_agreements(preds, draws, seed)))
+
+
+def change_1px(pairs: list[tuple[int, int]], preds: np.ndarray) -> float:
+    """P(top-1 differs between two shifts one pixel apart) (Azulay & Weiss 2019); preds is S×N."""
+    return float(np.mean(_changes(pairs, preds)))
 
 
 def dataset_metrics(
     pairs: list[tuple[int, int]], preds: np.ndarray, labels: np.ndarray, seed: int = 0
 ) -> dict:
     """Accuracy per shift, Zhang's consistency and the 1-px prediction-change probability, each of the
-    last two with its 95% bootstrap interval over the images.
+    last two with its 95% bootstrap interval over the images (each image's share resampled).
 
     consistency: P(same top-1 at two shifts drawn at random from the grid) (Zhang 2019).
     change_1px: P(top-1 differs between two shifts one pixel apart) (Azulay & Weiss 2019).
     """
     acc = (preds == labels[None, :]).mean(1)
-    agree, changed = consistency(preds, seed=seed, per_image=True), change_1px(pairs, preds, per_image=True)
-    return {"accuracy": acc, "consistency": consistency(preds, seed=seed),
-            "change_1px": change_1px(pairs, preds),
-            "consistency_ci": list(bootstrap_mean(agree, seed=seed)),
-            "change_1px_ci": list(bootstrap_mean(changed, seed=seed))}  # fmt: skip
+    agree, changed = _agreements(preds, CONSISTENCY_DRAWS, seed), _changes(pairs, preds)
+    return {"accuracy": acc, "consistency": float(np.mean(agree)), "change_1px": float(np.mean(changed)),
+            "consistency_ci": list(bootstrap_mean(agree.mean(0), seed=seed)),
+            "change_1px_ci": list(bootstrap_mean(changed.mean(0), seed=seed))}  # fmt: skip
 
 
 def pick_image(labels: torch.Tensor, index: int | None = None, digit: int = 1) -> int:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from mnist_probe import study
 from mnist_probe.cache import atomic_write
 from mnist_probe.names import LAYER_NAMES, file_name, layer_h
+from mnist_probe.schema import typed
 from mnist_probe.stages.results import Conclusion, DatasetRow, PageResults
 from mnist_probe.stages.results_page import augment_gap, augment_section, keras_file_section, loss_section
 from mnist_probe.stages.sections import beyond_section, cnn_rows, every_digit_section, gap_section
@@ -46,7 +47,7 @@ class Figures:
     def feature_map(self, layer: str, index: int) -> str:
         """One layer's feature-map sheet of test image #index (the activations stage names it by class)."""
         sheets = self.run_dir / "activations" / "feature_maps"
-        found = next(sheets.glob(f"{file_name(layer)}_*_test{index}.png"), None)
+        found = next(sheets.glob(f"{file_name(layer)}_digit*_test{index}.png"), None)
         return self.link(found, layer, f"feature_maps_{file_name(layer)}.png") if found else ""
 
 
@@ -110,7 +111,7 @@ def write_page(
         f"{cfg.shift.min_other:.0%}. Ours:",
         "",
         markdown_table(shift.table),
-        *(["The study's:", "", markdown_table(study_rows)] if cfg.data.name == "MNIST" else []),
+        *(["The study's:", "", markdown_table(study_rows)] if typed(cfg).data.study else []),
         figs.link("shift/shift_strip.png", "shifted inputs"),
         figs.link("shift/shift_probability.png", "P(true) against shift"),
         figs.link("shift/shift_deformation.png", "code-vector deformation"),

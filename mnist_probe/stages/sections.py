@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe import study
 from mnist_probe.names import file_name
+from mnist_probe.schema import typed
 from mnist_probe.stages.results import BeyondResult, GapRow, ShiftResult, TrainResult
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
@@ -26,11 +27,11 @@ def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
     """The CNN table: accuracy, how confident, how calibrated, the recipe."""
     sure, cal = train.confidence, train.calibration
     b, a = cal.before, cal.after
-    data = cfg.data
+    data = typed(cfg).data
     others = "; ".join(f"{name}: {pct(acc, 1)}" for name, acc in data.references.items())
     rows = [{"": f"test accuracy ({train.test_images:,} {data.name} test images)",
              "ours": pct(train.test_acc),
-             "study": pct(study.CNN_ACC, 1) if data.name == "MNIST" else "on MNIST only"
+             "study": pct(study.CNN_ACC, 1) if data.study else "on MNIST only"
                       + (f"; {data.name}'s reference CNNs: {others}" if others else "")},
             {"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
              "ours": f"{sure.cross_entropy:.3f} ({pct(sure.error_share_of_loss)} from "

@@ -4,7 +4,7 @@ small function of typed results, and each threshold it judges by is a named cons
 from __future__ import annotations
 
 from mnist_probe import study
-from mnist_probe.intervals import UNRESOLVED, judged, shown
+from mnist_probe.intervals import UNRESOLVED, judged, or_point, shown
 from mnist_probe.names import layer_label
 from mnist_probe.schema import Config
 from mnist_probe.stages.results import (
@@ -43,7 +43,7 @@ def codes_reduce_dimensionality(r: PageResults) -> Conclusion:
     row = next(x for x in r.interpreters.rows if x.features == "codes" and x.interpreter == worst)
     gap = codes[worst] - r.train.test_acc
     # judged on the interval of the paired difference where there is one; results without: the number
-    interval = tuple(row.minus_cnn_ci) if row.minus_cnn_ci else (gap, gap)
+    interval = or_point(row.minus_cnn_ci, gap)
     verdict = judged(interval, -CODES_KEEP_WITHIN, "supported", "not supported")
     return Conclusion(
         "Code vectors in hidden layers of CNN reduce the dimensionality of images.",
@@ -212,7 +212,7 @@ def attribution_sentence(curves: list[AttributionCurve], item: str = "digit") ->
     parts = []
     for c in curves:
         last, near = c.consistency[-1], min(1, len(c.dys) - 1)  # the largest shift, and the smallest but 0
-        interval = c.ci[-1] if c.ci else (last, last)  # results without intervals: the number itself
+        interval = or_point(c.ci[-1] if c.ci else None, last)
         moves = judged(interval, MOVES_WITH_ABOVE, f"moves with the {item}", f"does not move with the {item}")
         if moves == UNRESOLVED:
             moves = f"is not resolved to move with the {item} or not"
@@ -227,7 +227,7 @@ def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
     if not rows:
         return "No position probe was fitted."
     first, last = rows[0], next((r for r in rows if r.layer == code_layer), rows[-1])
-    interval = last.position_r2_ci or (last.position_r2, last.position_r2)  # older results: the number
+    interval = or_point(last.position_r2_ci, last.position_r2)
     state = judged(interval, GIVEN_UP_BELOW, "still known", "given up")
     said = ("not resolved: given up or still known" if state == UNRESOLVED else state)
     ci = (f" ({shown(last.position_r2_ci, 1, 2, '')}; {GIVEN_UP_BELOW} is the line)"
