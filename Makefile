@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
 endif
 
-.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-long reproduce screenshot chromium fashion-mnist
+.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-long reproduce screenshot chromium fashion-mnist fashion-page
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,13 @@ fashion-mnist: ## Fashion-MNIST from Debian's package (then make run ARGS="data=
 	    echo "error: no apt-get here: put Fashion-MNIST's four IDX files in a folder, then data=fashion_mnist data.root=FOLDER" >&2; exit 1; fi; \
 	  apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist); fi
 	@echo "Fashion-MNIST is in /usr/share/datasets/fashion-mnist/ (data=fashion_mnist reads it there)"
+
+# Where fashion-page keeps the MNIST report it compares Fashion-MNIST's with (the same recipe, train=fashion).
+MNIST_REPORT ?= outputs/runs/report_mnist_train=fashion
+fashion-page: install fashion-mnist ## Fashion-MNIST's report beside MNIST's (same recipe) -> docs/RESULTS-fashion-mnist.md
+	$(PY) -m mnist_probe.run +experiment=report train=fashion hydra.run.dir=$(MNIST_REPORT) $(ARGS)
+	$(PY) -m mnist_probe.run +experiment=report data=fashion_mnist report.page=docs/RESULTS-fashion-mnist.md \
+	  report.compare=$(MNIST_REPORT) $(ARGS)
 
 chromium: ## Debian's headless Chromium, for the browser test (make test-slow, make screenshot)
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)

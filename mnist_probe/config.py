@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from mnist_probe import schema  # noqa: F401 - stores the typed schema that config.yaml composes onto
@@ -28,3 +29,11 @@ def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictCo
         return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def job_overrides() -> str:
+    """The command-line overrides of this Hydra job ('' outside a Hydra app, as in tests)."""
+    try:
+        return " ".join(HydraConfig.get().overrides.task)
+    except ValueError:
+        return ""

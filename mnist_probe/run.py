@@ -27,7 +27,6 @@ from pathlib import Path
 
 import hydra
 import psutil
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
@@ -35,7 +34,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from mnist_probe.cache import config_key, write_json
 from mnist_probe.checks import creatable
-from mnist_probe.config import CONF, compose_config
+from mnist_probe.config import CONF, compose_config, job_overrides
 from mnist_probe.errors import Stopped, UserError, signal_words
 from mnist_probe.machine import describe
 from mnist_probe.schema import Config, validate
@@ -183,14 +182,6 @@ def check_config(cfg: DictConfig) -> None:
         raise refusal(err) from None
     except OmegaConfBaseException as err:
         raise UserError(f"{getattr(err, 'full_key', '')}: {str(err).splitlines()[0]}") from None
-
-
-def job_overrides() -> str:
-    """The command-line overrides of this Hydra job ('' outside a Hydra app, as in tests)."""
-    try:
-        return " ".join(HydraConfig.get().overrides.task)
-    except ValueError:
-        return ""
 
 
 def versions() -> dict[str, str]:

@@ -24,7 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from mnist_probe.checks import count, creatable, fraction, one_of, pickled_classes, refuse
 from mnist_probe.errors import UserError, missing_checkpoint, pickled_code
-from mnist_probe.names import COUNTS, FEATURES, METHODS, SIZE, STAGES, layer_name
+from mnist_probe.names import COUNTS, FEATURES, METHODS, PAGE_JSON, SIZE, STAGES, layer_name
 from mnist_probe.specs import (
     LOSSES,
     MODELS,
@@ -222,6 +222,16 @@ class ReproduceConfig:
 
 
 @dataclass
+class ReportConfig:
+    page: str | None = MISSING
+    compare: str | None = MISSING
+
+    def __post_init__(self) -> None:
+        if self.page is not None and not self.page.endswith(".md"):
+            refuse("report.page", self.page, "a markdown file's path ending in .md")
+
+
+@dataclass
 class PathsConfig:
     cache: str = MISSING
     output_dir: str = MISSING
@@ -241,6 +251,7 @@ class Config:
     shift: ShiftConfig = MISSING
     beyond: BeyondConfig = MISSING
     reproduce: ReproduceConfig | None = None  # set by +experiment=reproduce only
+    report: ReportConfig | None = None  # set by +experiment=report only
     stage: str = MISSING
     seed: int = MISSING
     checkpoint: str | None = MISSING
@@ -335,6 +346,12 @@ def check_files(config: Config) -> None:
         require_files(config.data.root, config.data.folder, config.data.name)
     # MNIST_PROBE_CACHE sets it too: the message names the key the schema knows
     creatable("paths.cache", config.paths.cache)
+    report = config.report
+    if report is not None and report.page is not None:
+        creatable("report.page", Path(report.page).parent, report.page)
+    if report is not None and report.compare is not None and not (Path(report.compare) / PAGE_JSON).is_file():
+        raise UserError(f"report.compare={report.compare} holds no {PAGE_JSON}; point it at the folder of "
+                        "an earlier +experiment=report run")  # fmt: skip
     if config.checkpoint is None:
         return
     path = Path(config.checkpoint).expanduser()
@@ -350,4 +367,3 @@ def check_files(config: Config) -> None:
     if classes:
         more = f" and {len(classes) - 2} more" if len(classes) > 2 else ""
         raise pickled_code(config.checkpoint, ", ".join(classes[:2]) + more)
-
