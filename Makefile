@@ -50,7 +50,7 @@ fashion-mnist: ## Fashion-MNIST from Debian's package (then make run ARGS="data=
 	@echo "Fashion-MNIST is in /usr/share/datasets/fashion-mnist/ (data=fashion_mnist reads it there)"
 
 # Where fashion-page keeps the MNIST report it compares Fashion-MNIST's with (the same recipe, train=fashion).
-MNIST_REPORT ?= outputs/runs/report_mnist_train=fashion
+MNIST_REPORT ?= outputs/runs/report_mnist_fashion_recipe
 fashion-page: install fashion-mnist ## Fashion-MNIST's report beside MNIST's (same recipe) -> docs/RESULTS-fashion-mnist.md
 	$(PY) -m mnist_probe.run +experiment=report train=fashion hydra.run.dir=$(MNIST_REPORT) $(ARGS)
 	$(PY) -m mnist_probe.run +experiment=report data=fashion_mnist report.page=docs/RESULTS-fashion-mnist.md \
