@@ -24,7 +24,7 @@ _API = {
     "DataSpec": "specs", "ModelSpec": "specs", "Recipe": "specs", "Hardware": "specs",
     # data
     "load_mnist": "data", "split_tensors": "data", "to_float": "data", "KerasAugment": "data",
-    "MNISTDataModule": "data", "first_of_each_digit": "data",
+    "MNISTDataModule": "data", "first_of_each_class": "data",
     # model
     "KerasCNN": "model", "LitCNN": "model", "load_model": "model", "LAYER_NAMES": "model",
     "CODE_LAYER": "model", "build_model": "model", "check_io": "outputs", "LeNet5": "lenet",

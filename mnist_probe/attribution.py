@@ -23,9 +23,9 @@ def attribute(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int], method: str,
     layer: str | None = None, batch_size: int = 100,
 ) -> torch.Tensor:  # fmt: skip
-    """N×28×28 attributions of the target class for each image (uint8 or float), by Captum:
+    """N×H×W attributions of the target class for each image (uint8 or float), by Captum:
     |gradient| (saliency), integrated gradients from a black image (32 steps), or Grad-CAM on `layer`
-    (default: the last conv layer) upsampled to 28×28. The model runs in eval mode."""
+    (default: the last conv layer) upsampled to H×W. The model runs in eval mode."""
     from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency  # 1 s import
 
     if method not in METHODS:

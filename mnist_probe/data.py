@@ -1,8 +1,9 @@
-"""MNIST held in memory as uint8 tensors: the files, a seeded train/val split, the scored test set,
+"""The data held in memory as uint8 tensors (MNIST's IDX files, or an image folder): the files, a seeded train/val split, the scored test set,
 the Lightning DataModule and the batch augmentation."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -24,6 +25,7 @@ from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 from torchvision.datasets.utils import check_md5
 
 from mnist_probe.errors import UserError
+from mnist_probe.folders import folder_files
 from mnist_probe.names import COUNTS, FILES
 from mnist_probe.specs import DataSpec, idx_path, missing_files, raw_folder, require_files
 
@@ -95,8 +97,35 @@ def _validate(images: torch.Tensor, labels: torch.Tensor, split: str, where: Pat
 
 
 def load_data(data: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """load_mnist of the data set data names."""
+    """One split ('train' or 'test') of the data set data names: load_mnist of IDX files, load_folder
+    of an image folder."""
+    if data.format == "folder":
+        return load_folder(data.root, split, data.shape)
     return load_mnist(data.root, split, data.download, data.verify, data.folder, data.name)
+
+
+@functools.cache
+def load_folder(root: str, split: str, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split of an image folder (mnist_probe.folders) as (uint8 images N×C×H×W, int64 labels N):
+    each image decoded by torchvision, converted to shape's channels (grey or RGB) and, where its size
+    differs, resized to shape's (antialiased bilinear). Read once per process."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2.functional import resize
+
+    channels, height, width = shape
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    _, files = folder_files(root, split)
+    images = torch.empty(len(files), channels, height, width, dtype=torch.uint8)
+    for i, (path, _) in enumerate(files):
+        try:
+            image = decode_image(str(path), mode=mode)
+        except RuntimeError as err:
+            raise UserError(f"cannot decode {path} ({str(err).splitlines()[0][:120]}); replace it with a PNG "
+                            "or JPEG image") from None  # fmt: skip
+        if image.shape[-2:] != (height, width):
+            image = resize(image, [height, width], antialias=True)
+        images[i] = image
+    return images, torch.tensor([label for _, label in files], dtype=torch.long)
 
 
 def split_tensors(data: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,9 +147,14 @@ def _train_val(data: DataSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, tu
     return {"train": (x[train], y[train]), "val": (x[val], y[val])}
 
 
-def first_of_each_digit(labels: torch.Tensor) -> list[int]:
-    """Index of the first image of each digit 0..9 (the stages' default picks)."""
-    return [int((labels == d).nonzero()[0]) for d in range(10)]
+def first_of_each_class(labels: torch.Tensor, classes: int = 10) -> list[int]:
+    """Index of the first image of each class 0..classes-1 (the stages' default picks), or a one-line
+    UserError naming a class no image holds."""
+    missing = [k for k in range(classes) if not (labels == k).any()]
+    if missing:
+        raise UserError(f"no test image of class {missing[0]} among the {len(labels):,} read; every class "
+                        "needs test images (a larger data.test_subset, or images in its test folder)")  # fmt: skip
+    return [int((labels == k).nonzero()[0]) for k in range(classes)]
 
 
 class KerasAugment(torch.nn.Module):
@@ -157,7 +191,7 @@ class KerasAugment(torch.nn.Module):
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 N×28×28 (or N×1×28×28) to float N×1×28×28 in [0, 1], as Keras's /255; images already
+    """uint8 N×H×W (MNIST's) or N×C×H×W to float N×C×H×W in [0, 1], as Keras's /255; images already
     float are taken as scaled (only the channel axis is added where missing)."""
     if images.dim() == 3:
         images = images.unsqueeze(1)

@@ -13,7 +13,7 @@ from torch import nn
 from mnist_probe.data import to_float
 from mnist_probe.hooks import output_of, record, resolve_layers
 from mnist_probe.model import device_of
-from mnist_probe.names import SAMPLE_SHAPE
+from mnist_probe.outputs import input_shape
 from mnist_probe.translation import translate
 
 
@@ -39,7 +39,7 @@ def receptive_field(model: nn.Module, layer: str, samples: int = 16) -> Receptiv
     of convs and pools."""
     (name,) = resolve_layers(model, layer)
     model.eval()
-    x = torch.rand(samples, *SAMPLE_SHAPE, generator=torch.Generator().manual_seed(0)).to(device_of(model))
+    x = torch.rand(samples, *input_shape(model), generator=torch.Generator().manual_seed(0)).to(device_of(model))
     x.requires_grad_(True)
     act = output_of(model, name, x)
     h, w = act.shape[-2:]
@@ -80,8 +80,9 @@ def top_activations(
 def centred_starts(images_u8: torch.Tensor, top: dict[str, torch.Tensor], field: ReceptiveField,
                    centre: tuple[int, int]) -> torch.Tensor:  # fmt: skip
     """For each filter, its strongest test image moved so that its strongest unit sits at the centre
-    unit (C×28×28): where maximise_filters starts, so that the unit is on from the first step."""
-    x = to_float(images_u8)[:, 0]
+    unit (filters × channels × H × W): where maximise_filters starts, so that the unit is on from the
+    first step."""
+    x = to_float(images_u8)
     out = []
     for c in range(top["image"].shape[0]):
         dy = (centre[0] - int(top["y"][c, 0])) * field.stride
@@ -93,13 +94,13 @@ def centred_starts(images_u8: torch.Tensor, top: dict[str, torch.Tensor], field:
 def top_patches(
     model: nn.Module, images_u8: torch.Tensor, layer: str, k: int = 9
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], ReceptiveField]:
-    """The receptive-field crops of each filter's k strongest activations: C×k×size×size patches
-    (zero outside the image), with the positions (top_activations) and the receptive field."""
+    """The receptive-field crops of each filter's k strongest activations: filters×k×channels×size×size
+    patches (zero outside the image), with the positions (top_activations) and the receptive field."""
     field = receptive_field(model, layer)
     top = top_activations(model, images_u8, layer, k)
-    x = to_float(images_u8)[:, 0]
+    x = to_float(images_u8)
     c, kk = top["image"].shape
-    patches = torch.zeros(c, kk, field.size, field.size)
+    patches = torch.zeros(c, kk, x.shape[1], field.size, field.size)
     for ci in range(c):
         for j in range(kk):
             box = field.box(int(top["y"][ci, j]), int(top["x"][ci, j]))
@@ -111,7 +112,7 @@ def centre_unit(model: nn.Module, layer: str) -> tuple[int, int]:
     """(y, x) of the unit at the centre of a layer's map: the one maximise_filters excites."""
     (name,) = resolve_layers(model, layer)
     with torch.no_grad():
-        h, w = output_of(model, name, torch.zeros(1, *SAMPLE_SHAPE, device=device_of(model))).shape[-2:]
+        h, w = output_of(model, name, torch.zeros(1, *input_shape(model), device=device_of(model))).shape[-2:]
     return h // 2, w // 2
 
 
@@ -127,23 +128,23 @@ def maximise_filters(
     model: nn.Module, layer: str, channels: list[int] | None = None, steps: int = 200, lr: float = 0.05,
     tv: float = 0.05, l2: float = 0.01, seed: int = 0, start: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """An input (C×28×28 in [0, 1]) optimised to excite each filter of a layer at the centre unit of
+    """An input (filters × channels × H × W, in [0, 1]) optimised to excite each filter of a layer at the centre unit of
     its map (centre_unit gives the unit; receptive_field its box): gradient ascent with Adam from
     seeded noise, with the usual regularisers (total variation, an L2 penalty, random jitter of up
-    to 1 px each step). One batch: a row per filter. `start` (C×28×28 in [0, 1]) starts each filter
+    to 1 px each step). One batch: a row per filter. `start` (the same shape) starts each filter
     from an image instead of noise: a ReLU unit that is off on noise gets no gradient to turn on."""
     (name,) = resolve_layers(model, layer)
     model.eval()
     device, generator = device_of(model), torch.Generator().manual_seed(seed)
     if channels is None:
-        blank = torch.zeros(1, *SAMPLE_SHAPE, device=device)
+        blank = torch.zeros(1, *input_shape(model), device=device)
         channels = list(range(output_of(model, name, blank).shape[1]))
     n = len(channels)
-    noise = 0.1 * torch.randn(n, *SAMPLE_SHAPE, generator=generator)
+    noise = 0.1 * torch.randn(n, *input_shape(model), generator=generator)
     if start is None:
         logits = noise - 2.0
     else:  # the image's logit (clipped off 0 and 1) plus a little noise
-        logits = torch.logit(start.reshape(n, *SAMPLE_SHAPE).clamp(0.05, 0.95)) + noise
+        logits = torch.logit(start.reshape(n, *input_shape(model)).clamp(0.05, 0.95)) + noise
     logits = logits.to(device).requires_grad_(True)
     opt = torch.optim.Adam([logits], lr=lr)
     for _ in range(steps):
@@ -157,7 +158,7 @@ def maximise_filters(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return torch.sigmoid(logits).detach()[:, 0].cpu()
+    return torch.sigmoid(logits).detach().cpu()
 
 
 def what_filters_want(

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from mnist_probe.data import to_float
 from mnist_probe.errors import UserError
 from mnist_probe.model import LAYER_NAMES, KerasCNN, device_of, layer_name
-from mnist_probe.names import SAMPLE_SHAPE, file_name
+from mnist_probe.names import file_name
+from mnist_probe.outputs import input_shape
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def trace(model: nn.Module, sample: torch.Tensor | None = None) -> list[Call]:
     `sample` (float images; default: blank MNIST digits), in the order the calls ended (a container
     after what it holds); or a one-line UserError when the model cannot run on it."""
     if sample is None:
-        sample = torch.zeros(TRACE_BATCH, *SAMPLE_SHAPE)
+        sample = torch.zeros(TRACE_BATCH, *input_shape(model))
     counts: dict[str, int] = {}
     ran: list[tuple[str, int, nn.Module, tuple, Any]] = []
 
@@ -359,7 +360,7 @@ def stream(
 
 
 def class_similarity(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
-    """10×10 mean cosine similarity between classes' code vectors, and within/between ratio.
+    """Classes × classes mean cosine similarity between classes' code vectors, and within/between ratio.
 
     The mean of all pairwise cosines between classes i and j is the dot product of their mean unit
     vectors, so no N×N matrix is built; on the diagonal the n self-pairs (cosine 1) are left out.

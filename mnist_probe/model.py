@@ -22,7 +22,7 @@ from torch import nn
 
 from mnist_probe.errors import UserError, missing_checkpoint, pickled_code
 from mnist_probe.keras_weights import SUFFIXES, load_keras
-from mnist_probe.names import CODE_LAYER, LAYER_NAMES, layer_h, layer_name
+from mnist_probe.names import CODE_LAYER, LAYER_NAMES, SAMPLE_SHAPE, layer_h, layer_name
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.outputs import (  # noqa: F401 (re-exported: what the model modules are asked for)
     NUM_CLASSES,
@@ -76,7 +76,8 @@ class MaxBlurPool2d(nn.Module):
 class KerasCNN(nn.Sequential):
     """The study's 12-layer Sequential: 983,626 parameters, glorot_uniform kernels, zero biases.
 
-    Input N×1×28×28 in [0, 1]; output 10 logits (softmax gives the probabilities Keras printed).
+    Input N×1×28×28 in [0, 1] (in_channels × input_size: built for another data set's images);
+    output num_classes logits (softmax gives the probabilities Keras printed).
     Flatten is C×H×W (Keras: H×W×C); this only matters if weights are ported from Keras.
     anti_alias=True swaps both max-poolings for MaxBlurPool2d (model=keras_cnn_aa): the same
     layers, names and parameters, pooling that aliases less under shifts.
@@ -89,16 +90,17 @@ class KerasCNN(nn.Sequential):
     code_layer = CODE_LAYER
 
     def __init__(
-        self, filters: int = 64, dense: int = 256, num_classes: int = 10, anti_alias: bool = False
-    ) -> None:
-        f = filters
+        self, filters: int = 64, dense: int = 256, num_classes: int = 10, anti_alias: bool = False,
+        in_channels: int = 1, input_size: int | tuple[int, int] = 28,
+    ) -> None:  # fmt: skip
+        f, (height, width) = filters, side_lengths(input_size)
 
         def pool() -> nn.Module:
             return MaxBlurPool2d(f) if anti_alias else nn.MaxPool2d(2, 2)
 
         super().__init__(
             OrderedDict(
-                conv2d_1=Conv2dReLU(1, f, 5, padding="same"),
+                conv2d_1=Conv2dReLU(in_channels, f, 5, padding="same"),
                 conv2d_2=Conv2dReLU(f, f, 5, padding="same"),
                 max_pooling2d_1=pool(),
                 dropout_1=nn.Dropout(0.25),
@@ -107,7 +109,7 @@ class KerasCNN(nn.Sequential):
                 max_pooling2d_2=pool(),
                 dropout_2=nn.Dropout(0.25),
                 flatten_1=nn.Flatten(),
-                dense_1=LinearReLU(f * 7 * 7, dense),
+                dense_1=LinearReLU(f * (height // 4) * (width // 4), dense),  # two poolings: 28 -> 7
                 dropout_3=nn.Dropout(0.5),
                 dense_2=nn.Linear(dense, num_classes),
             )
@@ -126,9 +128,35 @@ class KerasCNN(nn.Sequential):
         return nn.Sequential(OrderedDict(list(self.named_children())[: layer_h(layer)]))
 
 
-def anti_aliased_cnn(filters: int = 64, dense: int = 256, num_classes: int = 10) -> KerasCNN:
+def anti_aliased_cnn(
+    filters: int = 64, dense: int = 256, num_classes: int = 10, in_channels: int = 1,
+    input_size: int | tuple[int, int] = 28,
+) -> KerasCNN:  # fmt: skip
     """The study's network with anti-aliased max-pooling (model=keras_cnn_aa)."""
-    return KerasCNN(filters, dense, num_classes, anti_alias=True)
+    return KerasCNN(filters, dense, num_classes, anti_alias=True, in_channels=in_channels, input_size=input_size)
+
+
+def side_lengths(input_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """(height, width) of a network's input_size argument: one side for a square, or both."""
+    return (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
+
+
+# A network's constructor arguments the data decides, filled in where the class takes them and the
+# config leaves them unset: the study's CNN, its anti-aliased twin and LeNet-5 take all three.
+DATA_ARGS = ("in_channels", "input_size", "num_classes")
+
+
+def for_data(spec: ModelSpec, shape: tuple[int, int, int], num_classes: int) -> ModelSpec:
+    """spec with the data's channels, image size and class count as the constructor's in_channels,
+    input_size and num_classes, where it takes them and spec does not set them."""
+    try:
+        taken = inspect.signature(_importable(spec._target_)).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to fill
+        return spec
+    values = {"in_channels": shape[0], "input_size": shape[1] if shape[1] == shape[2] else list(shape[1:]),
+              "num_classes": num_classes}  # fmt: skip
+    filled = {k: values[k] for k in DATA_ARGS if k in taken and k not in spec.args}
+    return ModelSpec(spec._target_, {**spec.args, **filled}) if filled else spec
 
 
 def _importable(target: str):
@@ -147,9 +175,12 @@ def _importable(target: str):
     return found
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
-    """A fresh network of spec, built by Hydra's instantiate, checked to read N×1×28×28 digits and
-    give N×10 logits; every problem a one-line UserError naming the key."""
+def build_model(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
+                num_classes: int = NUM_CLASSES) -> nn.Module:  # fmt: skip
+    """A fresh network of spec, built by Hydra's instantiate for the data (for_data: N×shape images,
+    num_classes classes; MNIST's by default), checked to read such images and give N×num_classes
+    logits; every problem a one-line UserError naming the key."""
+    spec = for_data(spec, shape, num_classes)
     target = _importable(spec._target_)
     try:
         inspect.signature(target).bind(**spec.args)
@@ -168,14 +199,17 @@ def build_model(spec: ModelSpec) -> nn.Module:
                         f"({type(cause).__name__}: {first})") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"model._target_={spec._target_} returned a {type(model).__name__}, not an nn.Module")
-    check_io(model, spec._target_)
+    check_io(model, spec._target_, shape, num_classes)
     return model
 
 
-def model_content(spec: ModelSpec) -> dict:
+def model_content(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
+                  num_classes: int = NUM_CLASSES) -> dict:  # fmt: skip
     """What decides a network before training, for a cache key: its import path, every constructor
-    argument (defaults included, so +model.filters=64 and model=keras_cnn key the same) and the
-    sha256 of its module's source, so that editing the class trains it again."""
+    argument (defaults included, so +model.filters=64 and model=keras_cnn key the same; the data's
+    filled in: for_data) and the sha256 of its module's source, so that editing the class trains it
+    again."""
+    spec = for_data(spec, shape, num_classes)
     target = _importable(spec._target_)
     try:
         bound = inspect.signature(target).bind(**spec.args)
@@ -189,15 +223,19 @@ def model_content(spec: ModelSpec) -> dict:
             "source": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None}  # fmt: skip
 
 
-def open_model(spec: ModelSpec, checkpoint: str | Path | None = None) -> nn.Module:
-    """The model a run opens: an ONNX file (its graph is the architecture), spec's class with the
-    checkpoint's weights, or, with no checkpoint, a fresh spec's class (built, not trained)."""
+def open_model(spec: ModelSpec, checkpoint: str | Path | None = None, shape: tuple[int, int, int] = SAMPLE_SHAPE,
+               num_classes: int = NUM_CLASSES) -> nn.Module:  # fmt: skip
+    """The model a run opens for images of shape and num_classes classes: an ONNX file (its graph is
+    the architecture), spec's class with the checkpoint's weights, or, with no checkpoint, a fresh
+    spec's class (built, not trained)."""
     if checkpoint is None:
-        return build_model(spec)
-    return load_model(checkpoint, None if is_onnx(checkpoint) else build_model(spec))
+        return build_model(spec, shape, num_classes)
+    built = None if is_onnx(checkpoint) else build_model(spec, shape, num_classes)
+    return load_model(checkpoint, built, shape, num_classes)
 
 
-def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+def load_model(path: str | Path, model: nn.Module | None = None, shape: tuple[int, int, int] = SAMPLE_SHAPE,
+               num_classes: int = NUM_CLASSES) -> nn.Module:  # fmt: skip
     """Load a state dict (.pt), a Lightning checkpoint (.ckpt) or Keras's own file (.h5, .keras)
     into model (default: a fresh KerasCNN), weights only: no pickled code runs; or an ONNX file
     (.onnx), whose graph is the architecture (model is not used). Returns the model in eval mode, its
@@ -208,9 +246,9 @@ def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
         raise missing_checkpoint(path)
     if is_onnx(path):
         model = load_onnx(path)
-        check_io(model, f"the ONNX model {path}", trained=True)
+        check_io(model, f"the ONNX model {path}", shape, num_classes, trained=True)
     else:
-        model = model if model is not None else KerasCNN()
+        model = model if model is not None else build_model(ModelSpec(), shape, num_classes)
         if path.suffix.lower() in SUFFIXES:  # Keras's own files: HWIO kernels, H×W×C flatten order
             model = load_keras(path, model)
         else:

@@ -14,7 +14,7 @@ from torch import nn
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import INPUT, call_names, module_calls, resolve_layers, trace
 from mnist_probe.model import device_of
-from mnist_probe.names import SAMPLE_SHAPE
+from mnist_probe.outputs import input_shape
 from mnist_probe.rows import LayerRow
 
 
@@ -87,7 +87,7 @@ def layer_table(model: nn.Module) -> list[LayerRow]:
     its first call)."""
     from torchinfo import summary  # 1.9 s to import; only this table needs it
 
-    stats = summary(model, input_size=(1, *SAMPLE_SHAPE), verbose=0, device=device_of(model),
+    stats = summary(model, input_size=(1, *input_shape(model)), verbose=0, device=device_of(model),
                     mode="eval", depth=100, col_names=("output_size", "num_params"))  # fmt: skip
     paths = {id(m): name for name, m in model.named_modules()}
     calls, seen = module_calls(model), {}

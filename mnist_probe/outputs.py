@@ -37,8 +37,8 @@ def output_kind(out: torch.Tensor, name: str, trained: bool = False) -> str:
     in [0, 1] that do not sum to 1 (a sigmoid per class: no single class per image)."""
     out = out.detach().float()
     if not torch.isfinite(out).all():
-        raise UserError(f"{name} outputs NaN or infinite values on MNIST digits; the tool needs finite "
-                        "logits or probabilities of the 10 classes")  # fmt: skip
+        raise UserError(f"{name} outputs NaN or infinite values on the data's images; the tool needs "
+                        "finite logits or probabilities of its classes")  # fmt: skip
     rows_sum = out.sum(1)
     if out.min() >= 0 and out.max() <= 1:
         if (rows_sum - 1).abs().max() < SUMS_TO_ONE:
@@ -84,26 +84,37 @@ def read_as_log_probabilities(model: nn.Module, kind: str) -> nn.Module:
     return model
 
 
-def check_io(model: nn.Module, name: str, trained: bool = False) -> None:
-    """The model reads N×1×28×28 images and gives N×10 outputs, logits or probabilities, or a one-line
-    UserError saying which; outputs found to be probabilities are read as their logs from here on
-    (read_as_log_probabilities)."""
+def input_shape(model: nn.Module) -> tuple[int, int, int]:
+    """(channels, height, width) of the images the model was checked to read (check_io); MNIST's
+    1×28×28 for a model the tool has not checked."""
+    return getattr(model, "_mnist_probe_input", SAMPLE_SHAPE)
+
+
+def check_io(model: nn.Module, name: str, shape: tuple[int, int, int] = SAMPLE_SHAPE,
+             num_classes: int = NUM_CLASSES, trained: bool = False) -> None:  # fmt: skip
+    """The model reads N×shape images (MNIST's N×1×28×28 by default) and gives N×num_classes outputs,
+    logits or probabilities, or a one-line UserError saying which; outputs found to be probabilities
+    are read as their logs from here on (read_as_log_probabilities). The shape is kept with the model
+    (input_shape) for the stages that feed it images of their own."""
     was_training = model.training
     model.eval()
+    shown_in = "×".join(map(str, shape))
     try:
         with torch.no_grad():
-            x = torch.rand(8, *SAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
+            x = torch.rand(8, *shape, generator=torch.Generator().manual_seed(0))
             out = model(x.to(device_of(model)))
     except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0][:160]
-        raise UserError(f"{name} cannot read MNIST digits, N×1×28×28 floats in [0, 1] "
-                        f"({type(err).__name__}: {first}); give it a 1-channel 28×28 input") from None
+        raise UserError(f"{name} cannot read the data's images, N×{shown_in} floats in [0, 1] "
+                        f"({type(err).__name__}: {first}); give it a {shape[0]}-channel "
+                        f"{shape[1]}×{shape[2]} input") from None  # fmt: skip
     finally:
         model.train(was_training)
-    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-    if shape != (len(x), NUM_CLASSES):
-        shown = "×".join(map(str, shape[1:])) if isinstance(shape, tuple) else shape
-        raise UserError(f"{name} outputs {shown} per image, not {NUM_CLASSES} values; the tool needs a "
-                        f"classifier of the {NUM_CLASSES} digits (logits or probabilities)")  # fmt: skip
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if got != (len(x), num_classes):
+        shown = "×".join(map(str, got[1:])) if isinstance(got, tuple) else got
+        raise UserError(f"{name} outputs {shown} per image, not {num_classes} values; the tool needs a "
+                        f"classifier of the data's {num_classes} classes (logits or probabilities)")  # fmt: skip
+    model._mnist_probe_input = tuple(shape)
     if not hasattr(model, "_mnist_probe_outputs"):  # found once: a converted model outputs log-probabilities
         read_as_log_probabilities(model, output_kind(out.cpu(), name, trained))

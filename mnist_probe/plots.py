@@ -32,8 +32,9 @@ def code_heatmap(codes: np.ndarray, labels: np.ndarray, layer: str = "dense_1") 
     order = np.argsort(labels, kind="stable")
     fig, ax = plt.subplots(figsize=(10, 8))
     im = ax.imshow(codes[order], aspect="auto", cmap="magma", interpolation="nearest")
-    bounds = np.searchsorted(labels[order], np.arange(10))
-    ax.set_yticks(bounds + np.diff(np.append(bounds, len(labels))) / 2, [str(d) for d in range(10)])
+    classes = np.unique(labels)
+    bounds = np.searchsorted(labels[order], classes)
+    ax.set_yticks(bounds + np.diff(np.append(bounds, len(labels))) / 2, [str(d) for d in classes])
     for b in bounds[1:]:
         ax.axhline(b - 0.5, color="white", lw=0.6)
     ax.set_xlabel(f"code vector unit ({layer_label(layer)})")
@@ -45,15 +46,16 @@ def code_heatmap(codes: np.ndarray, labels: np.ndarray, layer: str = "dense_1") 
 
 
 def similarity_matrix(sim: np.ndarray, ratio: float) -> plt.Figure:
-    """The 10×10 matrix of mean cosine similarity between code vectors of two classes."""
+    """The classes × classes matrix of mean cosine similarity between code vectors of two classes."""
     fig, ax = plt.subplots(figsize=(7, 6))
     im = ax.imshow(sim, cmap="viridis", vmin=0, vmax=1)
-    for i in range(10):
-        for j in range(10):
+    n = len(sim)
+    for i in range(n):
+        for j in range(n):
             ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if sim[i, j] > 0.6 else "white")  # fmt: skip
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
     ax.set_xlabel("class")
     ax.set_ylabel("class")
     ax.set_title(f"mean cosine similarity of code vectors\nwithin / between classes = {ratio:.2f}")
@@ -106,7 +108,7 @@ def pair_labels(pairs: list[tuple[int, int]]) -> list[str]:
     return [f"({dx},{dy})" for dx, dy in pairs]
 
 
-def shift_curves(pairs, p_true: dict[str, np.ndarray], digit: int, idx: int) -> plt.Figure:
+def shift_curves(pairs, p_true: dict[str, np.ndarray], digit: str, idx: int) -> plt.Figure:
     """P(true class) against shift, one line per model (log scale shows the study's 1e-4%)."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     x = np.arange(len(pairs))

@@ -290,12 +290,17 @@ class Config:
         sched = self.train.scheduler
         pct = sched.factory.get("pct_start") if sched else None
         if pct is not None and not self.checkpoint:  # a one-cycle warm-up must span two steps or more
-            images = self.data.train_subset or COUNTS["train"] - self.data.val_size
+            images = self.data.train_subset or self.data.counts["train"] - self.data.val_size
             steps = self.train.epochs * math.ceil(images / self.train.batch_size)
             if steps * pct < 2:
                 refuse("train.epochs", self.train.epochs, f"{steps} training steps are too few for the "
                        f"one-cycle schedule (pct_start {pct}): train on more images or epochs, or a smaller "
                        "train.batch_size")  # fmt: skip
+        last = self.data.counts["test"] - 1  # the stages' own checks hold MNIST's 10,000; a folder holds its own
+        for i in self.activations.indices or ():
+            count("activations.indices", i, 0, last)
+        if self.shift.index is not None:
+            count("shift.index", self.shift.index, 0, last)
         target = self.shift.target
         if target is not None and str(target) not in map(str, self.data.classes):
             if isinstance(target, bool) or not isinstance(target, int):
@@ -342,7 +347,7 @@ MODEL_MAGIC = {b"PK\x03\x04": "zip", b"\x80": "pickle", b"\x89HDF\r\n\x1a\n": "H
 def check_files(config: Config) -> None:
     """The files the config names exist: MNIST's four (unless it may download them); the checkpoint,
     and that it is a model file at all (read by its first bytes, before torch loads)."""
-    if not config.data.download and config.stage != "layers":  # the layer table reads no digits
+    if config.data.format == "idx" and not config.data.download and config.stage != "layers":  # (the layer table reads none)
         require_files(config.data.root, config.data.folder, config.data.name)
     # MNIST_PROBE_CACHE sets it too: the message names the key the schema knows
     creatable("paths.cache", config.paths.cache)

@@ -21,6 +21,7 @@ from typing import Any
 from mnist_probe.cache import file_digest
 from mnist_probe.checks import count, fraction, one_of, positive, refuse
 from mnist_probe.errors import UserError
+from mnist_probe.folders import first_image, folder_classes, folder_counts, folder_digest
 from mnist_probe.machine import gpu_present
 from mnist_probe.names import COUNTS, FILES, SIZE
 
@@ -30,54 +31,109 @@ from mnist_probe.names import COUNTS, FILES, SIZE
 DIGITS = [str(d) for d in range(10)]
 
 
+FORMATS = ("idx", "folder")  # MNIST's four IDX files; an image folder (mnist_probe.folders)
+
+
 @dataclass
 class DataSpec:
     """Which data set, where it lives and which images each split holds (the config's `data:` node).
     The defaults are MNIST's; conf/data/*.yaml names another IDX data set of the same format
     (28×28 grey images, ten classes: Fashion-MNIST, KMNIST) by its title, its folder under root in
-    torchvision's layout (the files may also lie flat in root, plain or gzipped) and its classes."""
+    torchvision's layout (the files may also lie flat in root, plain or gzipped) and its classes;
+    or an image folder (format: folder): any size, grey or colour, its classes its sub-folders."""
 
     name: str = "MNIST"  # how tables and sentences name it
+    format: str = "idx"  # one of FORMATS
     folder: str = "MNIST"  # torchvision's layout: root/FOLDER/raw/; else the four files flat in root
-    classes: list[str] = field(default_factory=lambda: list(DIGITS))  # class k's name
+    classes: list[str] | None = field(default_factory=lambda: list(DIGITS))  # class k's name; None: a folder's
     item: str = "digit"  # what one image shows, as sentences say it
     references: dict[str, float] = field(default_factory=dict)  # other CNNs' test accuracy on it, by name
     root: str = "data"
+    channels: int | None = None  # an image folder's images read as 1 (grey) or 3 (colour); None: as its first
+    size: int | None = None  # an image folder's images resized to size×size; None: its first image's size
     download: bool = False  # try to download only when the files are missing (needs internet)
     verify: bool = False  # check the four files' md5 sums
-    val_size: int = 6000  # 54k train / 6k validation, split with split_seed
+    val_size: int | None = 6000  # 54k train / 6k validation, split with split_seed; None: a tenth
     split_seed: int = 0
     eval_batch_size: int = 1000
     train_subset: int | None = None  # train on the first N images of the training split only
     test_subset: int | None = None  # score the CNN on the first N test images only
 
     def __post_init__(self) -> None:
-        if len(self.classes) != len(DIGITS) or len(set(map(str, self.classes))) != len(self.classes):
-            refuse("data.classes", self.classes, f"{len(DIGITS)} distinct names, class 0's first")
+        one_of("data.format", self.format, FORMATS)
+        if self.format == "folder":
+            self._check_folder()
+        elif self.classes is None or len(self.classes) != len(DIGITS):
+            refuse("data.classes", self.classes, f"{len(DIGITS)} names, class 0's first (IDX files hold ten classes)")
+        elif self.channels not in (None, 1) or self.size not in (None, SIZE):
+            refuse("data.size" if self.size not in (None, SIZE) else "data.channels", self.size or self.channels,
+                   f"null: IDX images are 1×{SIZE}×{SIZE}; use data=folder for other shapes")  # fmt: skip
+        if len(set(map(str, self.classes))) != len(self.classes):
+            refuse("data.classes", self.classes, "distinct names, class 0's first")
         if self.verify and not self.study:
             refuse("data.verify", self.verify, "false: md5 sums are known for MNIST's files only")
-        count("data.val_size", self.val_size, 1, COUNTS["train"] - 1)
+        counts = self.counts
+        if self.val_size is None:
+            self.val_size = max(1, counts["train"] // 10)
+        count("data.val_size", self.val_size, 1, counts["train"] - 1)
         count("data.split_seed", self.split_seed, 0)
         count("data.eval_batch_size", self.eval_batch_size)
         if self.train_subset is not None:
-            count("data.train_subset", self.train_subset, 1, COUNTS["train"] - self.val_size)
+            count("data.train_subset", self.train_subset, 1, counts["train"] - self.val_size)
         if self.test_subset is not None:
-            count("data.test_subset", self.test_subset, 1, COUNTS["test"])
+            count("data.test_subset", self.test_subset, 1, counts["test"])
+
+    def _check_folder(self) -> None:
+        """An image folder's classes are its sub-folders' names (given ones must be those), its
+        channels 1 or 3, its size a side of at least 8 pixels; it cannot be downloaded."""
+        if self.download:
+            refuse("data.download", self.download, "false: an image folder is read as it is")
+        found = folder_classes(self.root)
+        if self.classes is not None and list(map(str, self.classes)) != found:
+            refuse("data.classes", self.classes, f"null or the folder's classes in order: {', '.join(found)}")
+        self.classes = found
+        if self.channels is not None:
+            one_of("data.channels", self.channels, (1, 3))
+        if self.size is not None:
+            count("data.size", self.size, 8, 1024)
 
     @property
     def study(self) -> bool:
         """The study's own data set: only beside it do the study's figures mean anything."""
-        return self.name == "MNIST"
+        return self.name == "MNIST" and self.format == "idx"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of every image a network reads: MNIST's 1×28×28 for IDX files; an
+        image folder's channels and size, each as its first image's where not set."""
+        if self.format == "idx":
+            return (1, SIZE, SIZE)
+        channels, height, width = first_image(self.root)
+        return (self.channels or channels, self.size or height, self.size or width)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many images the train and test files hold."""
+        return COUNTS if self.format == "idx" else folder_counts(self.root)
 
     def content(self) -> dict:
         """What decides the images of every split, for a cache key: the split settings and the sha256
         of each data file read (memoised: cache.file_digest), so that another data set of the same
         format under data.root is another key, and the same files in another folder the same key."""
         split = {k: getattr(self, k) for k in ("split_seed", "test_subset", "train_subset", "val_size")}
+        if self.format == "folder":  # how the images are read decides them too
+            split |= {"shape": list(self.shape)}
         return {**split, "files": self.files()}
 
     def files(self) -> dict[str, str]:
-        """The sha256 of each of the four data files (they must be there: require_files first)."""
+        """The sha256 of each of the four data files (they must be there: require_files first); of an
+        image folder, one digest of every image file and its path in the folder."""
+        if self.format == "folder":
+            return {"folder": folder_digest(self.root)}
         require_files(self.root, self.folder, self.name)
         return {name: file_digest(idx_path(self.root, name, self.folder)) for name in FILES}
 

@@ -89,9 +89,11 @@ def make_datamodule(data: DataSpec, recipe: Recipe) -> MNISTDataModule:
     return MNISTDataModule(data, batch_size=recipe.batch_size, augment=instantiate(plain(recipe.augment)))
 
 
-def make_lit(recipe: Recipe, model: ModelSpec) -> LitCNN:
-    """The LightningModule: a fresh model with the recipe's optimiser and scheduler."""
-    net = build_model(model)
+def make_lit(recipe: Recipe, model: ModelSpec, data: DataSpec | None = None) -> LitCNN:
+    """The LightningModule: a fresh model, built for data's images (default MNIST's), with the recipe's
+    optimiser and scheduler."""
+    data = data or DataSpec()
+    net = build_model(model, data.shape, data.num_classes)
     if recipe.channels_last:
         # NHWC lets oneDNN pick faster conv kernels: measured ~1.3x per training step on this CPU.
         net = net.to(memory_format=torch.channels_last)
@@ -201,7 +203,7 @@ def train_cnn(
     """Train with the recipe; resume from work_dir/last.ckpt if a run was interrupted."""
     pl.seed_everything(seed, workers=True, verbose=False)
     dm = make_datamodule(data, recipe)
-    lit = make_lit(recipe, model)
+    lit = make_lit(recipe, model, data)
     gap = None
     if recipe.gap_images:  # a fixed subset: the first training images of the split
         images, labels = split_tensors(data, "train")
@@ -320,7 +322,8 @@ def cnn_key(
     content |= {"accelerator": hardware.accelerator,
                 "precision": resolve_precision(hardware.precision, hardware.accelerator)}  # fmt: skip
     content |= {"world_size": hardware.world_size} if hardware.world_size > 1 else {}
-    return config_key(data.content(), model_content(model or ModelSpec()), content, seed)
+    return config_key(data.content(), model_content(model or ModelSpec(), data.shape, data.num_classes), content,
+                      seed)  # fmt: skip
 
 
 def _load(net: torch.nn.Module):
@@ -335,8 +338,8 @@ def from_checkpoint(
     scored test set once; keyed by the file's content and the test images it was scored on."""
     path = Path(path).expanduser()
     model = model or ModelSpec()
-    net = open_model(model, path)  # missing, truncated, does not fit: refused in one line
-    architecture = "onnx" if is_onnx(path) else model_content(model)
+    net = open_model(model, path, data.shape, data.num_classes)  # missing, truncated, does not fit: refused
+    architecture = "onnx" if is_onnx(path) else model_content(model, data.shape, data.num_classes)
     key = "file-" + config_key(sha256(path), architecture, data.content())
     images, labels = split_tensors(data, "scored")
     output_kind(logits_of(net, images[:500]), f"checkpoint {path}", trained=True)  # a sigmoid: refused
@@ -373,7 +376,7 @@ def fit_or_load(
     else trained now (once, under a lock; resumed if an earlier run was killed). Its training
     curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
     model, hardware = model or ModelSpec(), hardware or Hardware()
-    net = build_model(model)  # one that cannot be built or is no MNIST classifier: refused before any entry
+    net = build_model(model, data.shape, data.num_classes)  # no classifier of data's images: refused first
     key = cnn_key(data, recipe, seed, model, hardware)
     entry = Path(cache_dir) / f"cnn-{key}"
     if rank_zero_only.rank > 0:

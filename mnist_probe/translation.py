@@ -247,28 +247,33 @@ def pick_image(labels: torch.Tensor, index: int | None = None, digit: int = 1) -
         if not 0 <= index < len(labels):
             raise UserError(f"shift.index {index} is outside the test set 0..{len(labels) - 1}")
         return int(index)
-    if not 0 <= digit <= 9:
-        raise UserError(f"shift.digit must be 0..9, got {digit}")
-    return int((labels == digit).nonzero()[0])
+    found = (labels == digit).nonzero()
+    if not len(found):
+        raise UserError(f"no test image of class {digit} among the {len(labels):,} read; set shift.target to "
+                        "a class the test set holds")  # fmt: skip
+    return int(found[0])
 
 
 def per_class_accuracy(
-    pairs: list[tuple[int, int]], preds: np.ndarray, labels: np.ndarray, shifts: list[tuple[int, int]]
-) -> np.ndarray:
-    """Accuracy of each true class (rows 0..9) at each of `shifts` (columns), from grid predictions."""
+    pairs: list[tuple[int, int]], preds: np.ndarray, labels: np.ndarray, shifts: list[tuple[int, int]],
+    num_classes: int = 10,
+) -> np.ndarray:  # fmt: skip
+    """Accuracy of each true class (rows 0..num_classes-1) at each of `shifts` (columns), from grid
+    predictions."""
     index = {p: k for k, p in enumerate(pairs)}
-    classes = np.arange(10)
+    classes = np.arange(num_classes)
     return np.array([[np.mean(preds[index[s]][labels == c] == c) if np.any(labels == c) else np.nan
                       for s in shifts] for c in classes])  # fmt: skip
 
 
 def confusions(
-    pairs: list[tuple[int, int]], preds: np.ndarray, labels: np.ndarray, shift: tuple[int, int], top: int = 3
-) -> list[tuple[int, int, int]]:
+    pairs: list[tuple[int, int]], preds: np.ndarray, labels: np.ndarray, shift: tuple[int, int], top: int = 3,
+    num_classes: int = 10,
+) -> list[tuple[int, int, int]]:  # fmt: skip
     """The `top` most frequent mistakes at one shift, as (true class, predicted class, count)."""
     p = preds[pairs.index(shift)]
     wrong = p != labels
-    counts = np.zeros((10, 10), dtype=int)
+    counts = np.zeros((num_classes, num_classes), dtype=int)
     np.add.at(counts, (labels[wrong], p[wrong]), 1)
     order = np.argsort(-counts, axis=None, kind="stable")[:top]
-    return [(int(i // 10), int(i % 10), int(counts.flat[i])) for i in order if counts.flat[i] > 0]
+    return [(int(i // num_classes), int(i % num_classes), int(counts.flat[i])) for i in order if counts.flat[i] > 0]

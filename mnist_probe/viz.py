@@ -12,6 +12,16 @@ from mnist_probe.names import layer_label
 from mnist_probe.plots import SHIFT_NOTE
 
 
+def show(ax, image: torch.Tensor, **kwargs) -> None:
+    """One input image (C×H×W, or H×W, in [0, 1]) on ax: a grey image dark on light, as the study drew
+    digits; a colour one in its colours."""
+    image = image.detach().float().cpu()
+    if image.dim() == 3 and image.shape[0] == 3:
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), **kwargs)
+    else:
+        ax.imshow(image.reshape(image.shape[-2:]), cmap="gray_r", vmin=0, vmax=1, **kwargs)
+
+
 def feature_map_sheet(
     image: torch.Tensor, maps: torch.Tensor, layer: str, title: str = ""
 ) -> plt.Figure:
@@ -24,8 +34,8 @@ def feature_map_sheet(
     fig = plt.figure(figsize=(12, 8.4))
     grid = fig.add_gridspec(1, 2, width_ratios=[3, side], wspace=0.05)
     ax = fig.add_subplot(grid[0])
-    ax.imshow(image.squeeze(0), cmap="gray_r", vmin=0, vmax=1)
-    ax.set_title("input 28×28", fontsize=10)
+    show(ax, image)
+    ax.set_title(f"input {'×'.join(map(str, image.shape[-2:]))}", fontsize=10)
     ax.axis("off")
     top, bottom = float(maps.max()) or 1.0, min(0.0, float(maps.min()))  # below 0: no ReLU before it
     # One mosaic, one imshow (64 axes took 0.6 s a sheet): tiles side by side, gaps left blank (NaN).
@@ -51,15 +61,16 @@ def code_vector_panel(
     top, bottom, dims = float(codes.max()) or 1.0, min(0.0, float(codes.min())), codes.shape[1]
     for i in range(n):
         a_img, a_code, a_prob = axes[i]
-        a_img.imshow(images[i].squeeze(0), cmap="gray_r")
+        show(a_img, images[i])
         a_img.axis("off")
         a_code.imshow(codes[i][None, :], aspect="auto", cmap="magma", vmin=bottom, vmax=top)
         a_code.set_yticks([])
         a_code.set_xticks([] if i < n - 1 else np.linspace(0, dims - 1, 5).round().astype(int))
-        a_prob.bar(range(10), probs[i], color=["C3" if k == labels[i] else "C0" for k in range(10)])
+        classes = range(probs.shape[1])
+        a_prob.bar(classes, probs[i], color=["C3" if k == labels[i] else "C0" for k in classes])
         a_prob.set_ylim(0, 1)
         a_prob.set_yticks([])
-        a_prob.set_xticks(range(10) if i == n - 1 else [])
+        a_prob.set_xticks(classes if i == n - 1 else [])
     axes[0, 1].set_title(f"code vector, {layer_label(layer)}, {dims} values")
     axes[0, 2].set_title("P(class), true class red")
     fig.tight_layout()
@@ -71,7 +82,7 @@ def shift_strip(stacked: torch.Tensor, pairs, preds: list[str] | None = None) ->
     n = len(pairs)
     fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.3), squeeze=False)
     for k, ax in enumerate(axes[0]):
-        ax.imshow(stacked[k].squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+        show(ax, stacked[k])
         ax.set_title(f"({pairs[k][0]}, {pairs[k][1]})", fontsize=9)
         if preds:
             ax.set_xlabel(preds[k], fontsize=7)
@@ -91,7 +102,7 @@ def _attribution_grid(cells: list[list[tuple[torch.Tensor, float | None]]], row_
     for r, row in enumerate(cells):
         for k, (image, scale) in enumerate(row):
             if scale is None:
-                axes[r, k].imshow(image.squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+                show(axes[r, k], image)
             else:
                 axes[r, k].imshow(image, cmap="RdBu_r", vmin=-scale, vmax=scale)
         axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
@@ -121,33 +132,33 @@ def attribution_sheet(
 
 
 def attribution_strip(
-    shifted: torch.Tensor, attrs: dict[str, torch.Tensor], dys: list[int]
+    shifted: torch.Tensor, attrs: dict[str, torch.Tensor], dys: list[int], item: str = "digit"
 ) -> plt.Figure:
-    """The shifted digit along the top row, each method's attribution of it below (one scale a row)."""
+    """The shifted image along the top row, each method's attribution of it below (one scale a row)."""
     cells = [[(shifted[k], None) for k in range(len(dys))]]
     cells += [[(a[k], _scale(a)) for k in range(len(dys))] for a in attrs.values()]
     methods = [m.replace("_", " ") for m in attrs]
     return _attribution_grid(cells, ["input", *methods], [f"dy={dy}" for dy in dys],
-                             "Does the attribution move with the digit?")  # fmt: skip
+                             f"Does the attribution move with the {item}?")  # fmt: skip
 
 
 def filter_sheet(patches: torch.Tensor, wanted: torch.Tensor | None, layer: str) -> plt.Figure:
     """Per filter, one tile: its top-k patches as a square mosaic and, if given, the optimised input
     beside it (scaled to the mosaic's height). One imshow for the whole sheet, filters in order."""
-    c, k, s, _ = patches.shape
+    c, k, channels, s, _ = patches.shape
     side = int(np.ceil(np.sqrt(k)))
     tiles = []
     for f in range(c):
-        mosaic = make_grid(patches[f].unsqueeze(1), nrow=side, padding=1, pad_value=1.0)[:1]
+        mosaic = make_grid(patches[f], nrow=side, padding=1, pad_value=1.0)[:channels]
         if wanted is not None:
             size = mosaic.shape[-2:]
-            big = torch.nn.functional.interpolate(wanted[f][None, None], size=size, mode="nearest")[0]
-            mosaic = torch.cat([mosaic, torch.ones(1, mosaic.shape[1], 2), big], dim=2)
+            big = torch.nn.functional.interpolate(wanted[f][None], size=size, mode="nearest")[0]
+            mosaic = torch.cat([mosaic, torch.ones(channels, mosaic.shape[1], 2), big], dim=2)
         tiles.append(mosaic)
     cols = int(np.ceil(np.sqrt(c)))
-    sheet = make_grid(torch.stack(tiles), nrow=cols, padding=4, pad_value=0.5)[0]
-    fig, ax = plt.subplots(figsize=(12, 12 * sheet.shape[0] / sheet.shape[1] + 0.6))
-    ax.imshow(sheet, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    sheet = make_grid(torch.stack(tiles), nrow=cols, padding=4, pad_value=0.5)[:channels]
+    fig, ax = plt.subplots(figsize=(12, 12 * sheet.shape[1] / sheet.shape[2] + 0.6))
+    show(ax, sheet, interpolation="nearest")
     ax.axis("off")
     what = f"top-{k} test patches ({s}×{s} px)" + (", and beside them the input that excites it most"
                                                   if wanted is not None else "")  # fmt: skip

@@ -95,11 +95,11 @@ def test_each_filters_top_patch_is_its_argmax_over_the_data(digits):
         n, y, x = int(top["image"][c, 0]), int(top["y"][c, 0]), int(top["x"][c, 0])
         assert acts[n, c, y, x] == flat.max()
     patches, _, field = top_patches(net, images, "c3", k=9)
-    assert patches.shape == (16, 9, field.size, field.size)
+    assert patches.shape == (16, 9, 1, field.size, field.size)  # filters × k × channels × field
     c = 0
     t, left, _, _ = field.box(int(top["y"][c, 0]), int(top["x"][c, 0]))
     image = torch.nn.functional.pad(images[int(top["image"][c, 0])].float() / 255, (28, 28, 28, 28))
-    assert torch.equal(patches[c, 0], image[t + 28 : t + 28 + field.size, left + 28 : left + 28 + field.size])
+    assert torch.equal(patches[c, 0, 0], image[t + 28 : t + 28 + field.size, left + 28 : left + 28 + field.size])
 
 
 def test_each_filters_start_puts_its_strongest_patch_at_the_centre_unit(digits):
@@ -109,7 +109,7 @@ def test_each_filters_start_puts_its_strongest_patch_at_the_centre_unit(digits):
     _, top, field = top_patches(net, images, "c3", k=1)
     centre = centre_unit(net, "c3")
     starts = centred_starts(images, top, field, centre)
-    at_centre = record(net, starts.unsqueeze(1), "c3")["c3"][:, :, centre[0], centre[1]]
+    at_centre = record(net, starts, "c3")["c3"][:, :, centre[0], centre[1]]
     for c in range(16):  # the same receptive-field content: the same activation, unless the move cut it
         assert at_centre[c, c] == pytest.approx(float(top["value"][c, 0]), rel=0.05, abs=1e-3)
 
@@ -118,10 +118,10 @@ def test_activation_maximisation_excites_its_filter_more_than_noise():
     torch.manual_seed(0)
     net = LeNet5().eval()
     wanted = maximise_filters(net, "c3", channels=[0, 5], steps=60, seed=1)
-    assert wanted.shape == (2, 28, 28) and torch.all((wanted >= 0) & (wanted <= 1))
+    assert wanted.shape == (2, 1, 28, 28) and torch.all((wanted >= 0) & (wanted <= 1))
     assert torch.equal(wanted, maximise_filters(net, "c3", channels=[0, 5], steps=60, seed=1))  # seeded
     noise = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
-    made, base = record(net, wanted.unsqueeze(1), "c3")["c3"], record(net, noise, "c3")["c3"]
+    made, base = record(net, wanted, "c3")["c3"], record(net, noise, "c3")["c3"]
     y, x = centre_unit(net, "c3")  # the unit it excites: the centre of the 10×10 map
     assert (y, x) == (5, 5)
     for row, c in enumerate([0, 5]):

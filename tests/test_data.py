@@ -152,8 +152,10 @@ def test_a_data_set_names_its_classes_and_the_shift_target_may_be_one(tmp_path):
     assert typed(make_cfg(tmp_path, "shift.digit=7")).shift_target() == 7  # MNIST: shift.digit as ever
     with pytest.raises(UserError, match=r"shift.target='Shoe' is not allowed: a class of data.classes \(T-"):
         typed(make_cfg(tmp_path, "data=fashion_mnist", "shift.target=Shoe"))
-    with pytest.raises(UserError, match=r"data.classes=.* is not allowed: 10 distinct names"):
+    with pytest.raises(UserError, match=r"data.classes=.* is not allowed: 10 names, class 0's first"):
         typed(make_cfg(tmp_path, "data.classes=[a,b,c]"))
+    with pytest.raises(UserError, match=r"data.classes=.* is not allowed: distinct names"):
+        typed(make_cfg(tmp_path, "data.classes=[a,b,c,d,e,f,g,h,i,a]"))
 
 
 FASHION = "/usr/share/datasets/fashion-mnist"

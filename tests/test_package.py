@@ -85,7 +85,7 @@ def test_readme_beyond_calls_run_as_written():
     results = [eval(line.split("#")[0].split(" = ")[-1], scope) for line in lines]  # noqa: S307 - ours
     consistency, (patches, _, field), probes, (names, cka) = results
     assert len(consistency) == 6 and consistency[0] > 0.999
-    assert patches.shape == (64, 9, field.size, field.size)
+    assert patches.shape == (64, 9, 1, field.size, field.size)
     assert [p.layer for p in probes] == ["conv2d_2", "dense_1"]
     assert names == mnist_probe.LAYER_NAMES and cka.shape == (1, 12)
 

@@ -67,7 +67,7 @@ def time_to_accuracy(cfg, every: float) -> tuple[list[dict], int]:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(c.train, c.trainer, Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
                                extra_callbacks=[clock])  # fmt: skip
-        trainer.fit(make_lit(c.train, c.model), datamodule=dm)
+        trainer.fit(make_lit(c.train, c.model, c.data), datamodule=dm)
     return clock.points, train_images
 
 

@@ -46,7 +46,7 @@ def lightning_rate(cfg, precision: str, steps: int, warmup: int, log_dir: str) -
         c.train, c.trainer, Path(log_dir), Path(log_dir) / "work", precision=precision,
         max_steps=steps + warmup + 1, limit_val_batches=0, enable_progress_bar=False, extra_callbacks=[clock],
     )  # fmt: skip
-    trainer.fit(make_lit(c.train, c.model), datamodule=make_datamodule(c.data, c.train))
+    trainer.fit(make_lit(c.train, c.model, c.data), datamodule=make_datamodule(c.data, c.train))
     return rate(clock.stamps, cfg.train.batch_size, warmup)
 
 
@@ -58,7 +58,7 @@ def plain_rate(cfg, precision: str, steps: int, warmup: int) -> float:
     dm = make_datamodule(c.data, c.train)
     dm.setup()
     dm.hold_on(device)  # on a GPU, the images there once, as in the Lightning path
-    model = make_lit(c.train, c.model).model.to(device).train()
+    model = make_lit(c.train, c.model, c.data).model.to(device).train()
     optimizer = instantiate(cfg.train.optimizer)(model.parameters())
     augment = dm.augment.to(device)
     bf16 = precision.startswith("bf16")

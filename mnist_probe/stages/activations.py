@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from mnist_probe.cache import atomic_write
-from mnist_probe.data import first_of_each_digit, split_tensors, to_float
+from mnist_probe.data import first_of_each_class, split_tensors, to_float
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import class_similarity, record_with_output, resolve_layers
 from mnist_probe.model_layers import feature_layers
@@ -31,7 +31,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     cnn = trained_cnn(cfg, out_dir)
     model = cnn.model
     images_u8, labels = split_tensors(typed(cfg).data, "test")
-    indices = list(acfg.indices) if acfg.indices else first_of_each_digit(labels)
+    indices = list(acfg.indices) if acfg.indices else first_of_each_class(labels, typed(cfg).data.num_classes)
     bad = [i for i in indices if not 0 <= i < len(labels)]
     if bad:
         raise UserError(f"activations.indices {bad} outside 0..{len(labels) - 1} (the test set)")
@@ -42,12 +42,13 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     tb = writer(out_dir, "activations")
     maps_dir = out_dir / "feature_maps"
     written = []
+    item, classes = cfg.data.item, typed(cfg).data.classes
     for layer in layers:
         for row, idx in enumerate(indices):
-            digit = int(labels[idx])
-            fig = feature_map_sheet(images[row], acts[layer][row], layer, f"test #{idx}, digit {digit}")
-            tb.add_figure(f"feature_maps/{file_name(layer)}/digit_{digit}_test{idx}", fig, close=False)
-            written.append(save(fig, maps_dir / f"{file_name(layer)}_digit{digit}_test{idx}.png"))
+            k = int(labels[idx])  # named by class index: a class name may hold a '/'
+            fig = feature_map_sheet(images[row], acts[layer][row], layer, f"test #{idx}, {item} {classes[k]}")
+            tb.add_figure(f"feature_maps/{file_name(layer)}/{item}_{k}_test{idx}", fig, close=False)
+            written.append(save(fig, maps_dir / f"{file_name(layer)}_{item}{k}_test{idx}.png"))
     probs = torch.softmax(logits, 1).numpy()
     fig = code_vector_panel(images, acts[code].flatten(1).numpy(), probs, labels[indices].tolist(), code)
     tb.add_figure("code_vectors/examples", fig, close=False)
@@ -70,7 +71,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
         tag="code_vectors",
     )  # fmt: skip
     tb.close()
-    off = sim[~np.eye(10, dtype=bool)]
+    off = sim[~np.eye(len(sim), dtype=bool)]
     results = ActivationsResult(
         cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, indices=indices, layers=layers,
         feature_map_pngs=len(written), n_codes=n, within_class_cosine=float(np.diag(sim).mean()),

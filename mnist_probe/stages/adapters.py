@@ -51,7 +51,7 @@ def opened_model(c: Config) -> tuple[nn.Module, str]:
     """The model the config opens, built or loaded but not trained (what its layer names refer to),
     and what to call it: an ONNX file, a class with checkpoint='s weights, or a fresh class."""
     name = f"ONNX {c.checkpoint}" if c.checkpoint and is_onnx(c.checkpoint) else c.model._target_
-    return open_model(c.model, c.checkpoint), name
+    return open_model(c.model, c.checkpoint, c.data.shape, c.data.num_classes), name
 
 
 def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from mnist_probe.attribution import attribute, shift_consistency
 from mnist_probe.cka import cka_between, shift_cka
-from mnist_probe.data import first_of_each_digit, split_tensors, to_float
+from mnist_probe.data import first_of_each_class, split_tensors, to_float
 from mnist_probe.filters import what_filters_want
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.intervals import bootstrap_mean
@@ -61,13 +61,14 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     pairs = [(0, dy) for dy in b.dy]
 
     # 1. where it looks: a digit × method sheet, the attribution strip along the shifts, consistency
-    first = first_of_each_digit(labels)
+    first = first_of_each_class(labels, c.data.num_classes)
     attrs = {m: attribute(model, images[first], labels[first], m) for m in b.methods}
     figures = {"attributions": attribution_sheet(to_float(images[first]), attrs, labels[first].tolist())}
     idx = pick_image(labels, c.shift.index, c.shift_target())
     strip = shifted_stack(to_float(images[idx : idx + 1]), pairs)
     figures["attribution_strip"] = attribution_strip(
-        strip, {m: attribute(model, strip, [int(labels[idx])] * len(pairs), m) for m in b.methods}, b.dy)
+        strip, {m: attribute(model, strip, [int(labels[idx])] * len(pairs), m) for m in b.methods}, b.dy,
+        c.data.item)  # fmt: skip
     sample = slice(0, b.attribution_samples)
     x, y = images[sample], labels[sample]
     curves = []
@@ -77,8 +78,8 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
                                        [list(bootstrap_mean(r, seed=c.seed)) for r in per_image]))
     figures["attribution_consistency"] = curves_plot(
         {a.method: (a.dys, a.consistency) for a in curves}, "dy (px)",
-        "Does the attribution move with the digit?",
-        "corr(attribution of the shifted digit, shifted attribution)", scale=1.0)  # fmt: skip
+        f"Does the attribution move with the {c.data.item}?",
+        f"corr(attribution of the shifted {c.data.item}, shifted attribution)", scale=1.0)  # fmt: skip
 
     # 2. what each filter wants
     # every conv layer, or those of beyond.layers where it names some

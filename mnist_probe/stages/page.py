@@ -44,10 +44,10 @@ class Figures:
         atomic_write(target, lambda tmp: shutil.copyfile(path, tmp))
         return f"![{caption}]({self.into}/{target.name})"
 
-    def feature_map(self, layer: str, index: int) -> str:
+    def feature_map(self, layer: str, index: int, item: str) -> str:
         """One layer's feature-map sheet of test image #index (the activations stage names it by class)."""
         sheets = self.run_dir / "activations" / "feature_maps"
-        found = next(sheets.glob(f"{file_name(layer)}_digit*_test{index}.png"), None)
+        found = next(sheets.glob(f"{file_name(layer)}_{item}*_test{index}.png"), None)
         return self.link(found, layer, f"feature_maps_{file_name(layer)}.png") if found else ""
 
 
@@ -83,7 +83,7 @@ def write_page(
         "",
         f"Test image #{first}; every map of each layer.",
         "",
-        *[figs.feature_map(layer, first) for layer in act.layers],
+        *[figs.feature_map(layer, first, cfg.data.item) for layer in act.layers],
         "",
         f"Code vectors ({act.code_dims}-d, {which([act.code_layer])}) of one test image per "
         f"{cfg.data.item}, and of {act.n_codes:,} test images sorted by class; the class-by-class cosine "

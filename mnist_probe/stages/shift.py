@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from mnist_probe import study
-from mnist_probe.data import first_of_each_digit, split_tensors, to_float
+from mnist_probe.data import first_of_each_class, split_tensors, to_float
 from mnist_probe.hooks import resolve_layers
 from mnist_probe.interpretation import fit_or_load_interpreter
 from mnist_probe.model_layers import shift_layers
@@ -79,7 +79,7 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
     """The study's table for one test image: P(true class) per model and shift, and figures."""
     scfg = cfg.shift
     pairs = pairs_of(scfg)
-    classes = list(cfg.data.classes)
+    classes = typed(cfg).data.classes
     idx = pick_image(labels, scfg.index, typed(cfg).shift_target())
     true = int(labels[idx])
     stacked = shifted_stack(to_float(images_u8[idx : idx + 1]), [(0, 0), *pairs])
@@ -102,7 +102,7 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
     p_true = {name: p[:, true] for name, p in probs.items()}
     preds = [f"CNN: {classes[int(p.argmax())]}" for p in probs["CNN"]]
     for name, fig in (
-        ("shift_probability", shift_curves(pairs, p_true, true, idx)),
+        ("shift_probability", shift_curves(pairs, p_true, classes[true], idx)),
         ("shift_strip", shift_strip(stacked[1:], pairs, preds)),
         ("shift_deformation", deformation_plot(pairs, cosines, p_true["CNN"])),
     ):
@@ -140,8 +140,9 @@ def every_digit(cfg, out_dir: Path, model, images_u8, labels, tb: SummaryWriter)
     at the study's shifts dy = 0..-5, as a table (as the study wrote its cells) and a figure."""
     dys = study.SHIFT_DY
     pairs = [(0, dy) for dy in dys]
-    indices, classes, item = first_of_each_digit(labels), list(cfg.data.classes), cfg.data.item
-    stacked = shifted_stack(to_float(images_u8[indices]), pairs)  # row k·10 + d: digit d at pairs[k]
+    classes, item = typed(cfg).data.classes, cfg.data.item
+    indices = first_of_each_class(labels, len(classes))
+    stacked = shifted_stack(to_float(images_u8[indices]), pairs)  # row k·classes + d: class d at pairs[k]
     probs = cnn_pass(model, stacked, [])["probs"].numpy().reshape(len(pairs), len(indices), -1)
     rows, p_true = [], {}
     for digit, index in enumerate(indices):
@@ -163,13 +164,13 @@ def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int
              classes: list[str], item: str) -> dict:  # fmt: skip
     """The CNN's accuracy per true class at each vertical shift, and what shifted images become."""
     dys = list(range(radius, -radius - 1, -1))
-    acc = per_class_accuracy(pairs, preds, y, [(0, dy) for dy in dys])
+    acc = per_class_accuracy(pairs, preds, y, [(0, dy) for dy in dys], len(classes))
     rows = [{item: classes[c], "images": int(np.sum(y == c)),
-             **{f"dy={dy}": float(acc[c, k]) for k, dy in enumerate(dys)}} for c in range(10)]  # fmt: skip
+             **{f"dy={dy}": float(acc[c, k]) for k, dy in enumerate(dys)}} for c in range(len(classes))]  # fmt: skip
     tb.add_text("shift/per_class", write_table(rows, out_dir / "shift_per_class"))
     mistakes = []
     for dy in dys:
-        top = confusions(pairs, preds, y, (0, dy))
+        top = confusions(pairs, preds, y, (0, dy), num_classes=len(classes))
         mistakes.append({"dy": dy, "errors": int(np.sum(preds[pairs.index((0, dy))] != y)),
                          "most frequent (true → predicted: images)": ", ".join(
                              f"{classes[t]} → {classes[p]}: {n}" for t, p, n in top) or "none"})  # fmt: skip
@@ -216,7 +217,7 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
         tb.add_figure(f"shift/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     log.info("dataset-scale shift metrics over %d test images:\n%s", n, md)
-    per_class = by_class(out_dir, *grid["CNN"], y, radius, tb, list(cfg.data.classes), cfg.data.item)
+    per_class = by_class(out_dir, *grid["CNN"], y, radius, tb, typed(cfg).data.classes, cfg.data.item)
     return {"dataset": rows, "curves": curves, "samples": n, **per_class}
 
 
@@ -233,7 +234,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ShiftResult:
         parts |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)
     tb.close()
     results = ShiftResult(cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, models=list(models), **parts,
-                          classes=list(cfg.data.classes), item=cfg.data.item)  # fmt: skip
+                          classes=typed(cfg).data.classes, item=cfg.data.item)  # fmt: skip
     headline = {"cnn_test_acc": cnn.test_acc}
     for row in results.dataset:
         headline[f"{row.model}/consistency"] = row.consistency

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mnist_probe import study
 from mnist_probe.intervals import UNRESOLVED, judged, or_point, shown
-from mnist_probe.names import layer_label
+from mnist_probe.names import SAMPLE_SHAPE, layer_label
 from mnist_probe.schema import Config
 from mnist_probe.stages.results import (
     AttributionCurve,
@@ -36,7 +36,15 @@ LESS_SURE_RATIO = 2.0
 SURER_RATIO = 0.5
 
 
-def codes_reduce_dimensionality(r: PageResults) -> Conclusion:
+def image_size(shape: tuple[int, int, int]) -> str:
+    """How many numbers an image is: '28×28 = 784-pixel' (grey), '3×32×32 = 3,072-value' (colour)."""
+    channels, height, width = shape
+    if channels == 1:
+        return f"{height}×{width} = {height * width:,}-pixel"
+    return f"{channels}×{height}×{width} = {channels * height * width:,}-value"
+
+
+def codes_reduce_dimensionality(r: PageResults, shape: tuple[int, int, int] = SAMPLE_SHAPE) -> Conclusion:
     """1. Code vectors in hidden layers reduce dimensionality (and keep what the classes need)."""
     codes, act = r.interpreters.accuracies("codes"), r.activations
     worst = min(codes, key=codes.get)
@@ -48,7 +56,7 @@ def codes_reduce_dimensionality(r: PageResults) -> Conclusion:
     return Conclusion(
         "Code vectors in hidden layers of CNN reduce the dimensionality of images.",
         verdict,
-        f"Each 28×28 = 784-pixel image becomes a {act.code_dims}-d code vector "
+        f"Each {image_size(shape)} image becomes a {act.code_dims}-d code vector "
         f"({layer_label(act.code_layer)}). "
         f"The code keeps what the classes need: every interpreter fitted "
         f"on it alone scores {pct(min(codes.values()))}–{pct(max(codes.values()))} "
@@ -84,7 +92,7 @@ def position_sensitive(r: PageResults, config: Config) -> Conclusion:
         f"interpreter over the best pixel one). "
         f"Position sensitivity depends on the training augmentation: over "
         f"{shift.samples} test images, this CNN (trained with random shifts up to "
-        f"{28 * float(config.train.augment.shift):.1f} px) keeps {pct(at_dy)} accuracy at dy = {POSITION_DY} "
+        f"{config.data.shape[2] * float(config.train.augment.shift):.1f} px) keeps {pct(at_dy)} accuracy at dy = {POSITION_DY} "
         f"and a mean of {pct(grid.acc_grid_mean if grid else None)} over the "
         f"±{config.shift.dataset.radius} px grid."
     )  # fmt: skip
@@ -153,7 +161,7 @@ def codes_deform_softly(r: PageResults) -> Conclusion:
 
 def conclusions(r: PageResults, config: Config) -> list[Conclusion]:
     """The study's four conclusions, each with our verdict and the numbers behind it."""
-    return [codes_reduce_dimensionality(r), position_sensitive(r, config), not_continuous(r),
+    return [codes_reduce_dimensionality(r, config.data.shape), position_sensitive(r, config), not_continuous(r),
             codes_deform_softly(r)]  # fmt: skip
 
 
