@@ -1,4 +1,5 @@
-"""The data held in memory as uint8 tensors (MNIST's IDX files, or an image folder): the files, a seeded train/val split, the scored test set,
+"""The data held in memory as uint8 tensors (MNIST's IDX files, or an image folder): the files, a
+seeded train/val split, the scored test set,
 the Lightning DataModule and the batch augmentation."""
 
 from __future__ import annotations
@@ -152,8 +153,9 @@ def first_of_each_class(labels: torch.Tensor, classes: int = 10) -> list[int]:
     UserError naming a class no image holds."""
     missing = [k for k in range(classes) if not (labels == k).any()]
     if missing:
-        raise UserError(f"no test image of class {missing[0]} among the {len(labels):,} read; every class "
-                        "needs test images (a larger data.test_subset, or images in its test folder)")  # fmt: skip
+        raise UserError(f"no test image of class {missing[0]} among the {len(labels):,} read; every "
+                        "class needs test images (a larger data.test_subset, or images in its test "
+                        "folder)")  # fmt: skip
     return [int((labels == k).nonzero()[0]) for k in range(classes)]
 
 

@@ -39,7 +39,8 @@ def receptive_field(model: nn.Module, layer: str, samples: int = 16) -> Receptiv
     of convs and pools."""
     (name,) = resolve_layers(model, layer)
     model.eval()
-    x = torch.rand(samples, *input_shape(model), generator=torch.Generator().manual_seed(0)).to(device_of(model))
+    x = torch.rand(samples, *input_shape(model), generator=torch.Generator().manual_seed(0))
+    x = x.to(device_of(model))
     x.requires_grad_(True)
     act = output_of(model, name, x)
     h, w = act.shape[-2:]
@@ -128,8 +129,8 @@ def maximise_filters(
     model: nn.Module, layer: str, channels: list[int] | None = None, steps: int = 200, lr: float = 0.05,
     tv: float = 0.05, l2: float = 0.01, seed: int = 0, start: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """An input (filters × channels × H × W, in [0, 1]) optimised to excite each filter of a layer at the centre unit of
-    its map (centre_unit gives the unit; receptive_field its box): gradient ascent with Adam from
+    """An input (filters × channels × H × W, in [0, 1]) optimised to excite each filter of a layer
+    at the centre unit of its map (centre_unit gives the unit; receptive_field its box): gradient ascent with Adam from
     seeded noise, with the usual regularisers (total variation, an L2 penalty, random jitter of up
     to 1 px each step). One batch: a row per filter. `start` (the same shape) starts each filter
     from an image instead of noise: a ReLU unit that is off on noise gets no gradient to turn on."""

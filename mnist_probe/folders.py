@@ -21,8 +21,9 @@ def folder_files(root: str, split: str) -> tuple[tuple[str, ...], tuple[tuple[Pa
     sorts them; or a one-line UserError naming what is missing."""
     where = Path(root).expanduser() / split
     if not where.is_dir():
-        raise UserError(f"image folder {Path(root).expanduser()} has no {split}/ folder; data=folder reads "
-                        "ROOT/train/CLASS/*.png and ROOT/test/CLASS/*.png: set data.root to such a folder")  # fmt: skip
+        raise UserError(f"image folder {Path(root).expanduser()} has no {split}/ folder; data=folder "
+                        "reads ROOT/train/CLASS/*.png and ROOT/test/CLASS/*.png: set data.root to such a "
+                        "folder")  # fmt: skip
     classes = tuple(sorted(p.name for p in where.iterdir() if p.is_dir() and not p.name.startswith(".")))
     if len(classes) < 2:
         raise UserError(f"{where} holds {len(classes)} class folder(s); a classifier needs at least two "
@@ -41,8 +42,9 @@ def folder_classes(root: str) -> list[str]:
     """The classes of an image folder: its train/ sub-folders, which test/ must repeat."""
     train, test = (folder_files(root, split)[0] for split in SPLITS)
     if train != test:
+        odd = ", ".join(sorted(set(train) ^ set(test)))
         raise UserError(f"{Path(root).expanduser()}'s train/ and test/ hold different class folders "
-                        f"({', '.join(sorted(set(train) ^ set(test)))} in one only); give both the same")  # fmt: skip
+                        f"({odd} in one only); give both the same")  # fmt: skip
     return list(train)
 
 
@@ -62,7 +64,8 @@ def first_image(root: str) -> tuple[int, int, int]:
         with Image.open(path) as image:
             mode, (width, height) = image.mode, image.size
     except (OSError, UnidentifiedImageError) as err:
-        raise UserError(f"cannot read {path} ({type(err).__name__}); replace it with a PNG or JPEG image") from None
+        raise UserError(f"cannot read {path} ({type(err).__name__}); replace it with a PNG or JPEG "
+                        "image") from None  # fmt: skip
     return (1 if mode in ("L", "I", "I;16", "1") else 3), height, width
 
 

@@ -20,7 +20,9 @@ class LeNet5(nn.Sequential):
     """C1 6@28×28, S2 6@14×14, C3 16@10×10, S4 16@5×5, C5 120, F6 84, output 10 logits: 61,706
     parameters. Its code vector is F6's 84 values (the input of the last nn.Linear)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int | tuple[int, int] = 28) -> None:
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, input_size: int | tuple[int, int] = 28
+    ) -> None:
         height, width = side_lengths(input_size)
         s4 = ((height // 2 - 4) // 2, (width // 2 - 4) // 2)  # C1 keeps the size, S2 halves, C3 takes 4
         super().__init__(

@@ -133,12 +133,15 @@ def anti_aliased_cnn(
     input_size: int | tuple[int, int] = 28,
 ) -> KerasCNN:  # fmt: skip
     """The study's network with anti-aliased max-pooling (model=keras_cnn_aa)."""
-    return KerasCNN(filters, dense, num_classes, anti_alias=True, in_channels=in_channels, input_size=input_size)
+    return KerasCNN(filters, dense, num_classes, anti_alias=True, in_channels=in_channels,
+                    input_size=input_size)  # fmt: skip
 
 
 def side_lengths(input_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     """(height, width) of a network's input_size argument: one side for a square, or both."""
-    return (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
+    if isinstance(input_size, int):
+        return input_size, input_size
+    return int(input_size[0]), int(input_size[1])
 
 
 # A network's constructor arguments the data decides, filled in where the class takes them and the
@@ -223,8 +226,10 @@ def model_content(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
             "source": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None}  # fmt: skip
 
 
-def open_model(spec: ModelSpec, checkpoint: str | Path | None = None, shape: tuple[int, int, int] = SAMPLE_SHAPE,
-               num_classes: int = NUM_CLASSES) -> nn.Module:  # fmt: skip
+def open_model(
+    spec: ModelSpec, checkpoint: str | Path | None = None, shape: tuple[int, int, int] = SAMPLE_SHAPE,
+    num_classes: int = NUM_CLASSES,
+) -> nn.Module:  # fmt: skip
     """The model a run opens for images of shape and num_classes classes: an ONNX file (its graph is
     the architecture), spec's class with the checkpoint's weights, or, with no checkpoint, a fresh
     spec's class (built, not trained)."""

@@ -114,7 +114,9 @@ def check_io(model: nn.Module, name: str, shape: tuple[int, int, int] = SAMPLE_S
     if got != (len(x), num_classes):
         shown = "×".join(map(str, got[1:])) if isinstance(got, tuple) else got
         raise UserError(f"{name} outputs {shown} per image, not {num_classes} values; the tool needs a "
-                        f"classifier of the data's {num_classes} classes (logits or probabilities)")  # fmt: skip
+                        f"classifier of the data's {num_classes} classes (logits or "
+                        "probabilities)")  # fmt: skip
     model._mnist_probe_input = tuple(shape)
-    if not hasattr(model, "_mnist_probe_outputs"):  # found once: a converted model outputs log-probabilities
+    # found once: a converted model outputs log-probabilities from then on
+    if not hasattr(model, "_mnist_probe_outputs"):
         read_as_log_probabilities(model, output_kind(out.cpu(), name, trained))

@@ -296,7 +296,7 @@ class Config:
                 refuse("train.epochs", self.train.epochs, f"{steps} training steps are too few for the "
                        f"one-cycle schedule (pct_start {pct}): train on more images or epochs, or a smaller "
                        "train.batch_size")  # fmt: skip
-        last = self.data.counts["test"] - 1  # the stages' own checks hold MNIST's 10,000; a folder holds its own
+        last = self.data.counts["test"] - 1  # the stage nodes check MNIST's 10,000; a folder holds its own
         for i in self.activations.indices or ():
             count("activations.indices", i, 0, last)
         if self.shift.index is not None:
@@ -347,7 +347,8 @@ MODEL_MAGIC = {b"PK\x03\x04": "zip", b"\x80": "pickle", b"\x89HDF\r\n\x1a\n": "H
 def check_files(config: Config) -> None:
     """The files the config names exist: MNIST's four (unless it may download them); the checkpoint,
     and that it is a model file at all (read by its first bytes, before torch loads)."""
-    if config.data.format == "idx" and not config.data.download and config.stage != "layers":  # (the layer table reads none)
+    # (the layer table reads no images; an image folder is checked as the data node is typed)
+    if config.data.format == "idx" and not config.data.download and config.stage != "layers":
         require_files(config.data.root, config.data.folder, config.data.name)
     # MNIST_PROBE_CACHE sets it too: the message names the key the schema knows
     creatable("paths.cache", config.paths.cache)

@@ -45,7 +45,7 @@ class DataSpec:
     name: str = "MNIST"  # how tables and sentences name it
     format: str = "idx"  # one of FORMATS
     folder: str = "MNIST"  # torchvision's layout: root/FOLDER/raw/; else the four files flat in root
-    classes: list[str] | None = field(default_factory=lambda: list(DIGITS))  # class k's name; None: a folder's
+    classes: list[str] | None = field(default_factory=lambda: list(DIGITS))  # class k's; None: a folder's
     item: str = "digit"  # what one image shows, as sentences say it
     references: dict[str, float] = field(default_factory=dict)  # other CNNs' test accuracy on it, by name
     root: str = "data"
@@ -64,10 +64,10 @@ class DataSpec:
         if self.format == "folder":
             self._check_folder()
         elif self.classes is None or len(self.classes) != len(DIGITS):
-            refuse("data.classes", self.classes, f"{len(DIGITS)} names, class 0's first (IDX files hold ten classes)")
+            refuse("data.classes", self.classes, f"{len(DIGITS)} names, class 0's first (IDX files hold ten)")
         elif self.channels not in (None, 1) or self.size not in (None, SIZE):
-            refuse("data.size" if self.size not in (None, SIZE) else "data.channels", self.size or self.channels,
-                   f"null: IDX images are 1×{SIZE}×{SIZE}; use data=folder for other shapes")  # fmt: skip
+            size = self.size not in (None, SIZE)
+            refuse("data.size" if size else "data.channels", self.size if size else self.channels, f"null: IDX images are 1×{SIZE}×{SIZE}; use data=folder for other shapes")
         if len(set(map(str, self.classes))) != len(self.classes):
             refuse("data.classes", self.classes, "distinct names, class 0's first")
         if self.verify and not self.study:

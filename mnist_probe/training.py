@@ -322,8 +322,8 @@ def cnn_key(
     content |= {"accelerator": hardware.accelerator,
                 "precision": resolve_precision(hardware.precision, hardware.accelerator)}  # fmt: skip
     content |= {"world_size": hardware.world_size} if hardware.world_size > 1 else {}
-    return config_key(data.content(), model_content(model or ModelSpec(), data.shape, data.num_classes), content,
-                      seed)  # fmt: skip
+    network = model_content(model or ModelSpec(), data.shape, data.num_classes)
+    return config_key(data.content(), network, content, seed)
 
 
 def _load(net: torch.nn.Module):

@@ -276,4 +276,5 @@ def confusions(
     counts = np.zeros((num_classes, num_classes), dtype=int)
     np.add.at(counts, (labels[wrong], p[wrong]), 1)
     order = np.argsort(-counts, axis=None, kind="stable")[:top]
-    return [(int(i // num_classes), int(i % num_classes), int(counts.flat[i])) for i in order if counts.flat[i] > 0]
+    return [(int(i // num_classes), int(i % num_classes), int(counts.flat[i]))
+            for i in order if counts.flat[i] > 0]  # fmt: skip

@@ -99,7 +99,8 @@ def test_each_filters_top_patch_is_its_argmax_over_the_data(digits):
     c = 0
     t, left, _, _ = field.box(int(top["y"][c, 0]), int(top["x"][c, 0]))
     image = torch.nn.functional.pad(images[int(top["image"][c, 0])].float() / 255, (28, 28, 28, 28))
-    assert torch.equal(patches[c, 0, 0], image[t + 28 : t + 28 + field.size, left + 28 : left + 28 + field.size])
+    crop = image[t + 28 : t + 28 + field.size, left + 28 : left + 28 + field.size]
+    assert torch.equal(patches[c, 0, 0], crop)
 
 
 def test_each_filters_start_puts_its_strongest_patch_at_the_centre_unit(digits):

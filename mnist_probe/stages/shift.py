@@ -165,8 +165,9 @@ def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int
     """The CNN's accuracy per true class at each vertical shift, and what shifted images become."""
     dys = list(range(radius, -radius - 1, -1))
     acc = per_class_accuracy(pairs, preds, y, [(0, dy) for dy in dys], len(classes))
-    rows = [{item: classes[c], "images": int(np.sum(y == c)),
-             **{f"dy={dy}": float(acc[c, k]) for k, dy in enumerate(dys)}} for c in range(len(classes))]  # fmt: skip
+    rows = [{item: name, "images": int(np.sum(y == c)), **{f"dy={dy}": float(acc[c, k])
+                                                           for k, dy in enumerate(dys)}}
+            for c, name in enumerate(classes)]  # fmt: skip
     tb.add_text("shift/per_class", write_table(rows, out_dir / "shift_per_class"))
     mistakes = []
     for dy in dys:

@@ -92,7 +92,8 @@ def position_sensitive(r: PageResults, config: Config) -> Conclusion:
         f"interpreter over the best pixel one). "
         f"Position sensitivity depends on the training augmentation: over "
         f"{shift.samples} test images, this CNN (trained with random shifts up to "
-        f"{config.data.shape[2] * float(config.train.augment.shift):.1f} px) keeps {pct(at_dy)} accuracy at dy = {POSITION_DY} "
+        f"{config.data.shape[2] * float(config.train.augment.shift):.1f} px) keeps {pct(at_dy)} accuracy "
+        f"at dy = {POSITION_DY} "
         f"and a mean of {pct(grid.acc_grid_mean if grid else None)} over the "
         f"±{config.shift.dataset.radius} px grid."
     )  # fmt: skip
@@ -161,8 +162,8 @@ def codes_deform_softly(r: PageResults) -> Conclusion:
 
 def conclusions(r: PageResults, config: Config) -> list[Conclusion]:
     """The study's four conclusions, each with our verdict and the numbers behind it."""
-    return [codes_reduce_dimensionality(r, config.data.shape), position_sensitive(r, config), not_continuous(r),
-            codes_deform_softly(r)]  # fmt: skip
+    return [codes_reduce_dimensionality(r, config.data.shape), position_sensitive(r, config),
+            not_continuous(r), codes_deform_softly(r)]  # fmt: skip
 
 
 def loss_verdict(rows: list[LossRow]) -> str:
