@@ -130,9 +130,9 @@ def maximise_filters(
     tv: float = 0.05, l2: float = 0.01, seed: int = 0, start: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """An input (filters × channels × H × W, in [0, 1]) optimised to excite each filter of a layer
-    at the centre unit of its map (centre_unit gives the unit; receptive_field its box): gradient ascent with Adam from
-    seeded noise, with the usual regularisers (total variation, an L2 penalty, random jitter of up
-    to 1 px each step). One batch: a row per filter. `start` (the same shape) starts each filter
+    at the centre unit of its map (centre_unit gives the unit; receptive_field its box): gradient
+    ascent with Adam from seeded noise, with the usual regularisers (total variation, an L2 penalty,
+    random jitter of up to 1 px each step). One batch: a row per filter. `start` (the same shape) starts each filter
     from an image instead of noise: a ReLU unit that is off on noise gets no gradient to turn on."""
     (name,) = resolve_layers(model, layer)
     model.eval()

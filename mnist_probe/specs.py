@@ -67,7 +67,8 @@ class DataSpec:
             refuse("data.classes", self.classes, f"{len(DIGITS)} names, class 0's first (IDX files hold ten)")
         elif self.channels not in (None, 1) or self.size not in (None, SIZE):
             size = self.size not in (None, SIZE)
-            refuse("data.size" if size else "data.channels", self.size if size else self.channels, f"null: IDX images are 1×{SIZE}×{SIZE}; use data=folder for other shapes")
+            refuse("data.size" if size else "data.channels", self.size if size else self.channels,
+                   f"null: IDX images are 1×{SIZE}×{SIZE}; use data=folder for other shapes")
         if len(set(map(str, self.classes))) != len(self.classes):
             refuse("data.classes", self.classes, "distinct names, class 0's first")
         if self.verify and not self.study:
