@@ -132,8 +132,9 @@ def maximise_filters(
     """An input (filters × channels × H × W, in [0, 1]) optimised to excite each filter of a layer
     at the centre unit of its map (centre_unit gives the unit; receptive_field its box): gradient
     ascent with Adam from seeded noise, with the usual regularisers (total variation, an L2 penalty,
-    random jitter of up to 1 px each step). One batch: a row per filter. `start` (the same shape) starts each filter
-    from an image instead of noise: a ReLU unit that is off on noise gets no gradient to turn on."""
+    random jitter of up to 1 px each step). One batch: a row per filter. `start` (the same shape)
+    starts each filter from an image instead of noise: a ReLU unit that is off on noise gets no
+    gradient to turn on."""
     (name,) = resolve_layers(model, layer)
     model.eval()
     device, generator = device_of(model), torch.Generator().manual_seed(seed)
