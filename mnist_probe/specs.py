@@ -90,11 +90,12 @@ class DataSpec:
         if self.download:
             refuse("data.download", self.download, "false: an image folder is read as it is")
         found = folder_classes(self.root)
+        first_image(self.root)  # readable: the images' shape is read from it
         if self.classes is not None and list(map(str, self.classes)) != found:
             refuse("data.classes", self.classes, f"null or the folder's classes in order: {', '.join(found)}")
         self.classes = found
-        if self.channels is not None:
-            one_of("data.channels", self.channels, (1, 3))
+        if self.channels not in (None, 1, 3):
+            refuse("data.channels", self.channels, "1 (grey), 3 (colour) or null (as the first image)")
         if self.size is not None:
             count("data.size", self.size, 8, 1024)
 
