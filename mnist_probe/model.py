@@ -128,10 +128,8 @@ class KerasCNN(nn.Sequential):
         return nn.Sequential(OrderedDict(list(self.named_children())[: layer_h(layer)]))
 
 
-def anti_aliased_cnn(
-    filters: int = 64, dense: int = 256, num_classes: int = 10, in_channels: int = 1,
-    input_size: int | tuple[int, int] = 28,
-) -> KerasCNN:  # fmt: skip
+def anti_aliased_cnn(filters: int = 64, dense: int = 256, num_classes: int = 10, in_channels: int = 1,
+                     input_size: int | tuple[int, int] = 28) -> KerasCNN:  # fmt: skip
     """The study's network with anti-aliased max-pooling (model=keras_cnn_aa)."""
     return KerasCNN(filters, dense, num_classes, anti_alias=True, in_channels=in_channels,
                     input_size=input_size)  # fmt: skip

@@ -131,7 +131,7 @@ def test_a_class_is_built_from_its_import_path_with_its_arguments(own_module):
 
 def test_a_model_that_does_not_read_digits_or_give_ten_logits_is_refused():
     rgb = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(10))
-    with pytest.raises(UserError, match=r"^rgb cannot read MNIST digits, N×1×28×28 .*RuntimeError"):
+    with pytest.raises(UserError, match=r"^rgb cannot read the data's images, N×1×28×28 .*RuntimeError"):
         check_io(rgb, "rgb")
     five = nn.Sequential(nn.Flatten(), nn.Linear(784, 5))
     with pytest.raises(UserError, match=r"^five outputs 5 per image, not 10 values"):
