@@ -95,6 +95,20 @@ class LayerRow:
     leaf: bool
 
 
+@dataclass(frozen=True)
+class RandomisationRow:
+    """One step of the model-randomisation test (mnist_probe.sanity): a method's maps on the network
+    with `layer` randomised (cascading: it and every layer after it), against its trained maps."""
+
+    method: str
+    mode: str  # cascading or independent
+    step: int
+    layer: str
+    spearman: float  # mean over the images of Spearman's rank correlation of |map|
+    ssim: float  # mean SSIM of the maps, each scaled to its largest |value|
+    spearman_ci: list[float] | None = None  # 95% bootstrap interval over the images
+
+
 # ----------------------------------------------------------------------------- (de)serialisation
 def to_json(result: Any) -> dict:
     """A row or a result as JSON holds it: its fields, tuples as lists."""

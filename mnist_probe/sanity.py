@@ -1,0 +1,115 @@
+"""Does an explanation depend on the model at all? The model-randomisation test of Adebayo et al.
+(2018, "Sanity checks for saliency maps"), as Quantus's MPRT computes it: the network's weights are
+re-initialised layer by layer, from the output down (cascading: one layer more each step) or one
+layer at a time (independent), and each method's map is compared with the map of the trained
+network, image by image: Spearman's rank correlation of the absolute values, and SSIM of the maps
+scaled to their largest absolute value. A method whose maps stay alike after the weights are gone
+explains the image, not the model. An edge detector (a Sobel filter of the input), which knows
+nothing of the model, runs through the same steps as the control that must fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.functional import spearman_corrcoef, structural_similarity_index_measure
+
+from mnist_probe.attribution import attribute
+from mnist_probe.data import to_float
+from mnist_probe.intervals import bootstrap_mean, judged
+from mnist_probe.rows import RandomisationRow
+
+EDGE_CONTROL = "edge control"  # the Sobel "explanation": the control every sensitive method must beat
+SIMILAR_BELOW = 0.5  # a method depends on the model where its fully randomised maps correlate less
+MODES = ("cascading", "independent")
+Explainer = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, x, targets) -> N×H×W
+
+
+def edge_map(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The Sobel gradient magnitude of each image, channels summed: an "explanation" of no model."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    kernels = torch.stack([kx, kx.T]).unsqueeze(1).to(x)  # 2×1×3×3
+    grey = x.sum(1, keepdim=True)
+    g = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
+    return g.pow(2).sum(1).sqrt()
+
+
+def randomisable_layers(model: nn.Module) -> list[str]:
+    """The modules holding weights of their own that can re-initialise them (reset_parameters), in
+    the order the model defines them: what the test randomises."""
+    def own_weights(m: nn.Module) -> bool:
+        return hasattr(m, "reset_parameters") and next(m.parameters(recurse=False), None) is not None
+
+    return [name for name, m in model.named_modules() if name and own_weights(m)]
+
+
+def randomised(model: nn.Module, layers: list[str], seed: int) -> nn.Module:
+    """A copy of the model with these layers re-initialised (their own init, seeded by the seed and
+    the layer's name: not a small integer a model may have been built with), the rest kept."""
+    copied = copy.deepcopy(model)
+    modules = dict(copied.named_modules())
+    with torch.random.fork_rng(devices=[]):
+        for name in layers:
+            torch.manual_seed(zlib.crc32(f"{seed}:{name}".encode()))
+            modules[name].reset_parameters()
+    return copied.eval()
+
+
+def similarity(original: torch.Tensor, other: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: Spearman's rank correlation of the absolute values (ties averaged), and SSIM of the
+    two maps each scaled by its largest absolute value (a map of zeros stays zeros)."""
+    a, b = original.detach().double(), other.detach().double()
+    rho = spearman_corrcoef(a.abs().flatten(1).T, b.abs().flatten(1).T)
+    rho = torch.nan_to_num(torch.atleast_1d(rho), nan=0.0)  # a constant map ranks nothing
+
+    def scaled(m: torch.Tensor) -> torch.Tensor:
+        top = m.flatten(1).abs().amax(1).clamp_min(1e-12)
+        return (m / top[:, None, None]).unsqueeze(1).float()
+
+    ssim = structural_similarity_index_measure(scaled(a), scaled(b), data_range=2.0, reduction="none")
+    return rho.numpy(), ssim.numpy()
+
+
+def model_randomisation(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int], methods: list[str],
+    mode: str = "cascading", seed: int = 0, explainers: dict[str, Explainer] | None = None,
+) -> list[RandomisationRow]:  # fmt: skip
+    """Each method's maps (attribution.attribute, and explainers by name; the edge control always)
+    on the model with more and more layers randomised (cascading: from the last layer down, one
+    more a step) or one layer at a time (independent), against its maps on the trained model: one
+    row per method and step, with the mean similarities and Spearman's 95% interval over the images."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    x, targets = to_float(images), torch.as_tensor(targets)
+    model = model.eval()
+    explain: dict[str, Explainer] = {m: lambda net, xs, ts, m=m: attribute(net, xs, ts, m) for m in methods}
+    explain |= (explainers or {}) | {EDGE_CONTROL: edge_map}
+    original = {name: fn(model, x, targets) for name, fn in explain.items()}
+    layers = randomisable_layers(model)
+    if mode == "cascading":  # step k: the last k layers; the layer named is the one step k adds
+        steps = [layers[len(layers) - k :] for k in range(1, len(layers) + 1)]
+    else:
+        steps = [[name] for name in layers]
+    rows = []
+    for step, changed in enumerate(steps, 1):
+        net = randomised(model, changed, seed)
+        for name, fn in explain.items():
+            rho, ssim = similarity(original[name], fn(net, x, targets))
+            rows.append(RandomisationRow(name, mode, step, changed[0], float(rho.mean()), float(ssim.mean()),
+                                         list(bootstrap_mean(rho, seed=seed))))  # fmt: skip
+    return rows
+
+
+def depends_on_model(rows: list[RandomisationRow], method: str, threshold: float = SIMILAR_BELOW) -> str:
+    """The verdict on a method, from the last cascading step (every layer randomised): 'depends on
+    the model' where Spearman's interval lies below the threshold, 'does not depend on the model'
+    where it lies at or above, else 'not resolved'."""
+    last = max((r for r in rows if r.method == method and r.mode == "cascading"), key=lambda r: r.step)
+    return judged(tuple(last.spearman_ci), threshold, "does not depend on the model", "depends on the model")
+

@@ -1,0 +1,81 @@
+"""The model-randomisation test (mnist_probe.sanity): the edge control never moves and is reported
+as independent of the model; a method that is a fixed function of the first layer's weights moves
+exactly where that layer is randomised; the verdict reads Spearman's interval."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mnist_probe.lenet import LeNet5
+from mnist_probe.rows import RandomisationRow
+from mnist_probe.sanity import (
+    EDGE_CONTROL,
+    SIMILAR_BELOW,
+    depends_on_model,
+    model_randomisation,
+    randomisable_layers,
+    similarity,
+)
+
+
+def first_layer_map(model, x, targets):
+    """|C1's response|, summed over its channels: depends on c1's weights and nothing else."""
+    return F.conv2d(x, model.c1.weight, model.c1.bias, padding=2).abs().sum(1)
+
+
+def digits(n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, :, 6:22, 10:18] = torch.rand(n, 1, 16, 8, generator=g)  # a blob of ink on a blank page
+    return x, torch.arange(n) % 10
+
+
+def test_the_edge_control_never_moves_and_a_first_layer_method_moves_only_with_that_layer():
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    x, y = digits()
+    layers = randomisable_layers(net)
+    assert layers == ["c1", "c3", "c5", "f6", "output"]
+    explainers = {"first layer": first_layer_map}
+    for mode in ("cascading", "independent"):
+        rows = model_randomisation(net, x, y, ["saliency"], mode=mode, explainers=explainers)
+        assert len(rows) == 3 * len(layers)  # saliency, the first-layer method, the control; a row a step
+        edge = [r for r in rows if r.method == EDGE_CONTROL]
+        assert all(r.spearman > 1 - 1e-6 and abs(r.ssim - 1.0) < 1e-6 for r in edge)  # float32 ranks
+        first = {r.layer: r.spearman for r in rows if r.method == "first layer"}
+        # cascading: c1 joins at the last step; independent: only its own step touches it
+        assert first.pop("c1") < 0.99
+        assert all(rho > 1 - 1e-6 for rho in first.values()), first
+    cascading = model_randomisation(net, x, y, ["saliency"], explainers=explainers)
+    assert depends_on_model(cascading, EDGE_CONTROL) == "does not depend on the model"
+    assert depends_on_model(cascading, "saliency") != "does not depend on the model"
+
+
+def test_randomising_leaves_the_trained_model_as_it_was():
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = digits(4)
+    model_randomisation(net, x, y, ["saliency"], mode="independent")
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_similarity_is_one_for_the_same_map_and_ranks_absolute_values():
+    a = torch.randn(5, 28, 28, generator=torch.Generator().manual_seed(1))
+    rho, ssim = similarity(a, a)
+    assert rho.min() > 0.999999 and ssim.min() > 0.999
+    rho, _ = similarity(a, -a)  # the same magnitudes: the same ranks
+    assert rho.min() > 0.999999
+    rho, _ = similarity(a, torch.randn(5, 28, 28, generator=torch.Generator().manual_seed(2)))
+    assert abs(rho.mean()) < 0.1
+
+
+def test_the_verdict_reads_the_last_cascading_step_and_is_unresolved_across_the_line():
+    def rows(low: float, high: float) -> list[RandomisationRow]:
+        first = RandomisationRow("m", "cascading", 1, "output", 0.9, 0.9, [0.85, 0.95])
+        return [first, RandomisationRow("m", "cascading", 2, "c1", (low + high) / 2, 0.5, [low, high])]
+
+    assert depends_on_model(rows(0.1, 0.3), "m") == "depends on the model"
+    assert depends_on_model(rows(0.6, 0.8), "m") == "does not depend on the model"
+    assert depends_on_model(rows(SIMILAR_BELOW - 0.1, SIMILAR_BELOW + 0.1), "m") == "not resolved"
