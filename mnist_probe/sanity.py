@@ -18,15 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.functional import spearman_corrcoef, structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.functional.regression import spearman_corrcoef
 
 from mnist_probe.attribution import attribute
 from mnist_probe.data import to_float
-from mnist_probe.intervals import bootstrap_mean, judged
+from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.rows import RandomisationRow
 
 EDGE_CONTROL = "edge control"  # the Sobel "explanation": the control every sensitive method must beat
-SIMILAR_BELOW = 0.5  # a method depends on the model where its fully randomised maps correlate less
 MODES = ("cascading", "independent")
 Explainer = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, x, targets) -> N×H×W
 
@@ -104,12 +104,3 @@ def model_randomisation(
             rows.append(RandomisationRow(name, mode, step, changed[0], float(rho.mean()), float(ssim.mean()),
                                          list(bootstrap_mean(rho, seed=seed))))  # fmt: skip
     return rows
-
-
-def depends_on_model(rows: list[RandomisationRow], method: str, threshold: float = SIMILAR_BELOW) -> str:
-    """The verdict on a method, from the last cascading step (every layer randomised): 'depends on
-    the model' where Spearman's interval lies below the threshold, 'does not depend on the model'
-    where it lies at or above, else 'not resolved'."""
-    last = max((r for r in rows if r.method == method and r.mode == "cascading"), key=lambda r: r.step)
-    return judged(tuple(last.spearman_ci), threshold, "does not depend on the model", "depends on the model")
-

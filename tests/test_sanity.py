@@ -9,14 +9,8 @@ import torch.nn.functional as F
 
 from mnist_probe.lenet import LeNet5
 from mnist_probe.rows import RandomisationRow
-from mnist_probe.sanity import (
-    EDGE_CONTROL,
-    SIMILAR_BELOW,
-    depends_on_model,
-    model_randomisation,
-    randomisable_layers,
-    similarity,
-)
+from mnist_probe.sanity import EDGE_CONTROL, model_randomisation, randomisable_layers, similarity
+from mnist_probe.stages.verdicts import SIMILAR_BELOW, depends_on_model
 
 
 def first_layer_map(model, x, targets):

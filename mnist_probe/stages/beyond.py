@@ -21,10 +21,16 @@ from mnist_probe.model_layers import conv_layers
 from mnist_probe.names import file_name
 from mnist_probe.plots import cka_heatmap, curves_plot, position_plot, save
 from mnist_probe.position import position_probes
+from mnist_probe.sanity import model_randomisation
 from mnist_probe.schema import BeyondConfig, typed
 from mnist_probe.stages.adapters import trained_cnn, writer
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, PositionRow
-from mnist_probe.stages.verdicts import attribution_sentence, position_sentence, shift_cka_sentence
+from mnist_probe.stages.verdicts import (
+    attribution_sentence,
+    position_sentence,
+    sanity_sentence,
+    shift_cka_sentence,
+)
 from mnist_probe.tables import write_table
 from mnist_probe.training import TrainedCNN, fit_or_load
 from mnist_probe.translation import pick_image, shifted_stack
@@ -81,6 +87,15 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         f"Does the attribution move with the {c.data.item}?",
         f"corr(attribution of the shifted {c.data.item}, shifted attribution)", scale=1.0)  # fmt: skip
 
+    # 1b. do the attributions depend on the model at all? (the model-randomisation test)
+    sanity = model_randomisation(model, x, y, list(b.methods), "cascading", c.seed)
+    write_table(sanity, out_dir / "sanity")
+    figures["sanity"] = curves_plot(
+        {m: ([r.step for r in sanity if r.method == m], [r.spearman for r in sanity if r.method == m])
+         for m in dict.fromkeys(r.method for r in sanity)},
+        "layers randomised (cascading, from the output down)", "Do the attributions depend on the model?",
+        "Spearman(|trained map|, |randomised map|)", scale=1.0)  # fmt: skip
+
     # 2. what each filter wants
     # every conv layer, or those of beyond.layers where it names some
     convs = [name for name in layers if name in conv_layers(model)] if b.layers else conv_layers(model)
@@ -111,9 +126,9 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         tb.add_figure(f"beyond/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     result = BeyondResult(cnn.key, cnn.code_layer, curves, positions, convs, names, curve.tolist(),
-                          list(b.dy), other, between)  # fmt: skip
-    for sentence in (attribution_sentence(curves, c.data.item), position_sentence(positions, cnn.code_layer),
-                     shift_cka_sentence(result)):  # fmt: skip
+                          list(b.dy), other, between, sanity)  # fmt: skip
+    for sentence in (attribution_sentence(curves, c.data.item), sanity_sentence(sanity),
+                     position_sentence(positions, cnn.code_layer), shift_cka_sentence(result)):  # fmt: skip
         tb.add_text("beyond/verdicts", sentence)
         log.info("%s", sentence)
     tb.close()

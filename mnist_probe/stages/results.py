@@ -15,6 +15,7 @@ from mnist_probe.rows import (  # noqa: F401 (the library's rows, re-exported: r
     LayerRow,
     PositionRow,
     ProbeRow,
+    RandomisationRow,
     Scores,
     from_json,
     to_json,
@@ -343,6 +344,7 @@ class BeyondResult:
     cka_dys: list[int]
     cka_other: str | None = None  # the second CNN's cache key, when beyond.cka_seed was set
     cka: list[list[float]] | None = None  # this CNN's layers × the other's
+    sanity: list[RandomisationRow] = field(default_factory=list)  # the model-randomisation test, cascading
 
     def shift_cka_at(self, layer: str) -> list[float]:
         """One layer's CKA between unshifted and shifted images, along the dys."""

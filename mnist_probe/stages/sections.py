@@ -14,6 +14,7 @@ from mnist_probe.stages.verdicts import (
     attribution_sentence,
     gap_sentence,
     position_sentence,
+    sanity_sentence,
     shift_cka_sentence,
 )
 from mnist_probe.tables import markdown_table, pct
@@ -84,6 +85,30 @@ def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain
     ]
 
 
+def sanity_section(beyond: BeyondResult, fig) -> list[str]:
+    """Can these explanations be trusted? The model-randomisation test, per method and step."""
+    if not beyond.sanity:
+        return []
+    steps = sorted({r.step for r in beyond.sanity})
+    layer = {r.step: r.layer for r in beyond.sanity}
+    table = [{"method": m, **{f"{s}: {layer[s]}": f"{r.spearman:.2f}" for s in steps for r in beyond.sanity
+                              if r.method == m and r.step == s}}
+             for m in dict.fromkeys(r.method for r in beyond.sanity)]  # fmt: skip
+    return [
+        "### Can these explanations be trusted? The model-randomisation test",
+        "",
+        "Each method's maps on the network with its layers' weights re-initialised, from the output down "
+        "(a column a step, named by the layer it adds), against its maps on the trained network: "
+        "Spearman's rank correlation of the absolute values (Adebayo et al. 2018; Quantus's MPRT). The "
+        "edge control, a Sobel filter of the input, knows nothing of the network:",
+        "",
+        markdown_table(table),
+        fig("sanity", "model randomisation"),
+        sanity_sentence(beyond.sanity),
+        "",
+    ]
+
+
 def beyond_section(beyond: BeyondResult | None, figs, item: str = "digit") -> list[str]:
     """Where the network looks, what each filter wants, how much position each layer keeps, what
     translations change (the beyond stage's results and figures)."""
@@ -112,6 +137,7 @@ def beyond_section(beyond: BeyondResult | None, figs, item: str = "digit") -> li
         fig("attribution_consistency", "attribution consistency"),
         attribution_sentence(beyond.attributions, item),
         "",
+        *sanity_section(beyond, fig),
         "### What each filter wants",
         "",
         "Per conv layer, each filter's top test patches (receptive-field crops) and, beside them, the "

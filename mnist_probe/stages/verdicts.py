@@ -17,6 +17,7 @@ from mnist_probe.stages.results import (
     LossRow,
     PageResults,
     PositionRow,
+    RandomisationRow,
 )
 from mnist_probe.tables import pct
 
@@ -212,6 +213,9 @@ GIVEN_UP_BELOW = 0.1
 # Two networks "diverge with depth" when their same-layer CKA at the last probed layer is this much
 # below the first layer's, and "converge" when it is this much above.
 DEPTH_CHANGE = 0.05
+# A method "depends on the model" where, with every layer randomised, its maps' rank correlation with
+# the trained network's maps (Spearman of |map|, mnist_probe.sanity) lies below this.
+SIMILAR_BELOW = 0.5
 
 
 def attribution_sentence(curves: list[AttributionCurve], item: str = "digit") -> str:
@@ -229,6 +233,33 @@ def attribution_sentence(curves: list[AttributionCurve], item: str = "digit") ->
         parts.append(f"{c.method.replace('_', ' ')} {moves} (correlation with the shifted attribution "
                      f"{c.consistency[near]:.2f} at dy = {c.dys[near]}, {last:.2f} at dy = {c.dys[-1]}{ci})")
     return "Under translation, " + "; ".join(parts) + "."
+
+
+def depends_on_model(rows: list[RandomisationRow], method: str, threshold: float = SIMILAR_BELOW) -> str:
+    """The verdict on a method, from the last cascading step (every layer randomised): 'depends on
+    the model' where Spearman's interval lies below the threshold, 'does not depend on the model'
+    where it lies at or above, else 'not resolved'."""
+    last = max((r for r in rows if r.method == method and r.mode == "cascading"), key=lambda r: r.step)
+    interval = or_point(last.spearman_ci, last.spearman)
+    return judged(interval, threshold, "does not depend on the model", "depends on the model")
+
+
+def sanity_sentence(rows: list[RandomisationRow]) -> str:
+    """Which methods' maps change when the network's weights are randomised (and the edge control,
+    which must not)."""
+    if not rows:
+        return "No model-randomisation test was run."
+    parts = []
+    for method in dict.fromkeys(r.method for r in rows):
+        last = max((r for r in rows if r.method == method), key=lambda r: r.step)
+        verdict = depends_on_model(rows, method)
+        ci = f" ({shown(last.spearman_ci, 1, 2, '')})" if last.spearman_ci else ""
+        said = verdict if verdict != UNRESOLVED else "not resolved whether it depends on the model"
+        parts.append(f"{method.replace('_', ' ')} {last.spearman:.2f}{ci}: {said}")
+    return (f"With every layer's weights randomised (cascading from the output down), the maps' rank "
+            f"correlation with the trained network's is {'; '.join(parts)}. A method that does not depend "
+            f"on the model explains the image, not the network: the edge control must, and does, land there "
+            f"({SIMILAR_BELOW} is the line).")
 
 
 def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
