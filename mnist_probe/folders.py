@@ -21,7 +21,7 @@ def folder_files(root: str, split: str) -> tuple[tuple[str, ...], tuple[tuple[Pa
     sorts them; or a one-line UserError naming what is missing."""
     where = Path(root).expanduser() / split
     if not where.is_dir():
-        raise UserError(f"image folder {Path(root).expanduser()} has no {split}/ folder; data=folder "
+        raise UserError(f"data.root={root} has no {split}/ folder ({where} is missing); data=folder "
                         "reads ROOT/train/CLASS/*.png and ROOT/test/CLASS/*.png: set data.root to such a "
                         "folder")  # fmt: skip
     classes = tuple(sorted(p.name for p in where.iterdir() if p.is_dir() and not p.name.startswith(".")))
