@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
 from mnist_probe.data import to_float
-from mnist_probe.outputs import device_of, top1_accuracy
+from mnist_probe.intervals import bootstrap_mean
+from mnist_probe.outputs import device_of
 from mnist_probe.rows import GapRow, from_json, to_json
 
 
@@ -35,16 +37,17 @@ def split_gap(running: float, train: float, eval_: float, clean: float, val: flo
 
 
 @torch.no_grad()
-def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
+def _correct(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch: int = 500) -> np.ndarray:  # fmt: skip
     logits = torch.cat([model(images[i : i + batch]) for i in range(0, len(labels), batch)])
-    return top1_accuracy(logits, labels)
+    return (logits.argmax(1) == labels).cpu().numpy()
 
 
-def gap_accuracies(
+def gap_correct(
     model: torch.nn.Module, augment: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor,
     seed: int = 0,
-) -> dict[str, float]:  # fmt: skip
-    """Accuracy of model on uint8 images in train mode on augmented images, eval mode on the same
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Which images the model gets right, in train mode on augmented images, eval mode on the same
     augmented images, and eval mode on the clean images. The train-mode pass runs on a copy (its
     BatchNorm statistics are not updated) and the augmentation and dropout draw from a forked,
     seeded generator, so measuring changes neither the weights nor the training's random stream."""
@@ -54,12 +57,34 @@ def gap_accuracies(
         torch.manual_seed(seed)
         augmented = augment(x)
         twin = copy.deepcopy(model).train()
-        train = _accuracy(twin, augmented, y)
+        train = _correct(twin, augmented, y)
     was_training = model.training
     model.eval()
-    out = {"train": train, "eval": _accuracy(model, augmented, y), "clean": _accuracy(model, x, y)}
+    out = {"train": train, "eval": _correct(model, augmented, y), "clean": _correct(model, x, y)}
     model.train(was_training)
     return out
+
+
+def gap_accuracies(
+    model: torch.nn.Module, augment: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor,
+    seed: int = 0,
+) -> dict[str, float]:  # fmt: skip
+    """The accuracies of gap_correct: train mode on augmented images, eval mode on them, on clean ones."""
+    return {k: float(v.mean()) for k, v in gap_correct(model, augment, images_u8, labels, seed).items()}
+
+
+def part_intervals(correct: dict[str, np.ndarray], running: float, val: float,
+                   seed: int = 0) -> dict[str, list[float]]:  # fmt: skip
+    """95% bootstrap intervals of the gap's four parts over the measured training images: dropout and
+    augmentation are paired differences on the same images; lag and generalisation set the running
+    mean and val_acc against them as fixed numbers (their own spread is not counted)."""
+    train, eval_, clean = (correct[k].astype(float) for k in ("train", "eval", "clean"))
+    lag = bootstrap_mean(train, seed=seed)
+    general = bootstrap_mean(clean, seed=seed)
+    return {"lag": [lag[0] - running, lag[1] - running],
+            "dropout": list(bootstrap_mean(eval_ - train, seed=seed)),
+            "augmentation": list(bootstrap_mean(clean - eval_, seed=seed)),
+            "generalisation": [val - general[1], val - general[0]]}  # fmt: skip
 
 
 class GapProbe(pl.Callback):
@@ -75,11 +100,14 @@ class GapProbe(pl.Callback):
             return
         running, val = pl_module.running_train_acc, float(trainer.callback_metrics["val_acc"])
         epoch = trainer.current_epoch
-        acc = gap_accuracies(pl_module.model, self.augment, self.images, self.labels, seed=epoch)
+        correct = gap_correct(pl_module.model, self.augment, self.images, self.labels, seed=epoch)
+        acc = {k: float(v.mean()) for k, v in correct.items()}
         parts = split_gap(running, acc["train"], acc["eval"], acc["clean"], val)
-        row = GapRow(epoch=epoch, running=running, **acc, val=val, **parts)
+        row = GapRow(epoch=epoch, running=running, **acc, val=val, **parts,
+                     ci=part_intervals(correct, running, val, seed=epoch))  # fmt: skip
         self.rows.append(row)
-        pl_module.log_dict({f"gap/{k}": float(v) for k, v in to_json(row).items() if k != "epoch"},
+        logged = {k: v for k, v in to_json(row).items() if k not in ("epoch", "ci")}
+        pl_module.log_dict({f"gap/{k}": float(v) for k, v in logged.items()},
                            sync_dist=True)  # fmt: skip
 
     def state_dict(self) -> dict:  # the epochs before a resume stay in the table

@@ -53,6 +53,7 @@ class GapRow:
     dropout: float
     augmentation: float
     generalisation: float
+    ci: dict[str, list[float]] | None = None  # each part's 95% bootstrap interval over the training images
 
     def parts(self) -> dict[str, float]:
         """The gap's four parts by name."""

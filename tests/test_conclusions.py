@@ -1,5 +1,8 @@
 """Each of the study's four conclusions, checked on results made to support it and made to refute it."""
 
+import dataclasses
+
+import numpy as np
 import pytest
 
 from mnist_probe.schema import typed
@@ -69,6 +72,35 @@ def test_the_gap_sentence_names_its_largest_part():
     flipped = gap_sentence([gap_row(0, 0.99, 0.99, 0.99, 0.995, 0.98)])
     assert "falls short of" in flipped and "the largest part: generalisation" in flipped
     assert "not measured" in gap_sentence([])
+
+
+def test_the_largest_part_is_named_only_where_its_interval_clears_the_others():
+    """The same numbers, with intervals narrow (1,000 images agree) and wide (the parts overlap)."""
+    row = gap_row(0, 0.788, 0.93, 0.95, 0.985, 0.978)  # lag +14.2, dropout +2.0, aug +3.5, gen -0.7
+    narrow = {p: [v - 0.01, v + 0.01] for p, v in row.parts().items()}
+    wide = {**narrow, "augmentation": [-0.05, 0.16]}  # reaches past lag's lower end (0.132)
+    clear = gap_sentence([dataclasses.replace(row, ci=narrow)])
+    assert "the largest part: lag (95% CI 13.20–15.20 points)" in clear
+    unclear = gap_sentence([dataclasses.replace(row, ci=wide)])
+    assert "the largest part not resolved (lag: 95% CI 13.20–15.20 points)" in unclear
+
+
+def test_the_gap_parts_intervals_cover_the_parts_they_bound():
+    """Paired differences on 500 simulated images: each part's interval holds its own value, and
+    the true difference of the simulated rates in about 95% of 50 draws."""
+    from mnist_probe.gap import part_intervals, split_gap
+
+    rng = np.random.default_rng(0)
+    covered = 0
+    for draw in range(50):
+        train = rng.random(500) < 0.93
+        eval_ = train | (rng.random(500) < 0.3)  # eval mode rescues 30% of train mode's errors: +2.1
+        clean = eval_ | (rng.random(500) < 0.5)
+        ci = part_intervals({"train": train, "eval": eval_, "clean": clean}, running=0.8, val=0.97, seed=draw)
+        parts = split_gap(0.8, train.mean(), eval_.mean(), clean.mean(), 0.97)
+        assert all(lo <= parts[p] <= hi for p, (lo, hi) in ci.items())
+        covered += ci["dropout"][0] <= 0.07 * 0.3 <= ci["dropout"][1]
+    assert 43 <= covered <= 50  # 47.5 expected; 43 is two standard deviations below
 
 
 def test_the_beyond_sentences_follow_the_numbers():

@@ -195,8 +195,16 @@ def gap_sentence(rows: list[GapRow]) -> str:
         largest = max(parts, key=lambda p: abs(parts[p]))
         split = ", ".join(f"{p} {100 * v:+.1f}" for p, v in parts.items())
         side = "exceeds" if row.gap > 0 else "falls short of"
+        which = f"the largest part: {largest}"
+        if row.ci:  # the largest only where its interval stays clear of every other part's (in size)
+            lo, hi = row.ci[largest]
+            smallest = min(abs(lo), abs(hi)) if lo * hi > 0 else 0.0
+            rivals = max(max(abs(v) for v in row.ci[p]) for p in parts if p != largest)
+            ci = shown(row.ci[largest], unit=" points")
+            unclear = f"the largest part {UNRESOLVED} ({largest}: {ci})"
+            which = f"{which} ({ci})" if smallest > rivals else unclear
         return (f"after epoch {row.epoch} validation accuracy {side} the progress bar's train_acc by "
-                f"{100 * abs(row.gap):.1f} points ({split}; the largest part: {largest})")
+                f"{100 * abs(row.gap):.1f} points ({split}; {which})")
 
     first, last = rows[0], rows[-1]
     text = said(first)
