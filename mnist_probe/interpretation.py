@@ -36,6 +36,7 @@ from tqdm import tqdm
 from mnist_probe.cache import atomic_write, config_key, get_or_compute, write_npz
 from mnist_probe.data import split_tensors, to_float
 from mnist_probe.hooks import ActivationRecorder, record, resolve_layers
+from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.model import CODE_LAYER, device_of
 from mnist_probe.names import FEATURES
 from mnist_probe.rows import ProbeRow, from_json, to_json
@@ -194,14 +195,15 @@ def linear_probes(
         a_train = record(model, x_train, name)[name].flatten(1).numpy()
         a_test = record(model, x_test, name)[name].flatten(1).numpy()
         probe, seconds = fit_linear_probe(a_train, y_train)
-        acc = float(np.mean(probe.predict(a_test) == y_test))
-        rows.append(ProbeRow(h, name, a_train.shape[1], acc, round(seconds, 1)))
-        log.info("linear probe h=%d %s (%d dims): %.4f", h, name, a_train.shape[1], acc)
+        right = probe.predict(a_test) == y_test
+        rows.append(ProbeRow(h, name, a_train.shape[1], float(np.mean(right)), round(seconds, 1),
+                             list(bootstrap_mean(right))))  # fmt: skip
+        log.info("linear probe h=%d %s (%d dims): %.4f", h, name, a_train.shape[1], rows[-1].test_acc)
     return rows
 
 
 # What decides a probe's numbers besides the CNN and the images: bump when linear_probes changes.
-PROBES_VERSION = "standardscaler-logreg-C0.1-iter100"
+PROBES_VERSION = "standardscaler-logreg-C0.1-iter100, with intervals"
 
 
 def cached_linear_probes(

@@ -126,6 +126,7 @@ def test_a_reused_activation_module_gives_linear_probes_a_row_per_image():
     rows = linear_probes(model, x_train, y_train, images(20), np.arange(20) % 10)
     assert [r.layer for r in rows] == leaf_layers(model)
     assert [r.dims for r in rows] == [4 * 784, 4 * 784, 8 * 196, 8 * 196, 16, 16, 10]
+    assert all(r.ci[0] <= r.test_acc <= r.ci[1] for r in rows)  # each accuracy inside its own interval
     grad_input = output_of(model, "act:2", images(2).requires_grad_(True))
     assert grad_input.requires_grad and grad_input.shape == (2, 8, 14, 14)
 
