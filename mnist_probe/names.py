@@ -28,6 +28,8 @@ COUNTS = {"train": 60_000, "test": 10_000}
 SIZE = 28  # MNIST images are SIZE × SIZE
 SAMPLE_SHAPE = (1, SIZE, SIZE)  # what every stage feeds a network: one digit, floats in [0, 1]
 PAGE_JSON = "page.json"  # what a report run keeps of its page's results (report.compare reads it)
+EDGE_CONTROL = "edge control"  # a Sobel filter of the input: the "explanation" of no model (sanity checks)
+RANDOM_ORDER = "random order"  # pixels removed or revealed in a seeded random order: faithfulness's line
 METHODS = ("saliency", "integrated_gradients", "grad_cam")  # the attribution methods (Captum's)
 
 

@@ -111,6 +111,18 @@ class RandomisationRow:
     spearman_ci: list[float] | None = None  # 95% bootstrap interval over the images
 
 
+@dataclass(frozen=True)
+class FaithfulnessRow:
+    """Deletion or insertion along one map's pixel order (mnist_probe.sanity.faithfulness): the area
+    under P(target) as the pixels go (deletion: small is faithful) or come (insertion: large is)."""
+
+    method: str
+    kind: str  # deletion or insertion
+    area: float  # mean over the images of the curve's mean
+    ci: list[float] | None  # 95% bootstrap interval over the images
+    curve: list[float]  # mean P(target) after each step
+
+
 # ----------------------------------------------------------------------------- (de)serialisation
 def to_json(result: Any) -> dict:
     """A row or a result as JSON holds it: its fields, tuples as lists."""

@@ -4,12 +4,14 @@ exactly where that layer is randomised; the verdict reads Spearman's interval.""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from mnist_probe.lenet import LeNet5
+from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
 from mnist_probe.rows import RandomisationRow
-from mnist_probe.sanity import EDGE_CONTROL, model_randomisation, randomisable_layers, similarity
+from mnist_probe.sanity import faithfulness, model_randomisation, randomisable_layers, similarity
 from mnist_probe.stages.verdicts import SIMILAR_BELOW, depends_on_model
 
 
@@ -73,3 +75,44 @@ def test_the_verdict_reads_the_last_cascading_step_and_is_unresolved_across_the_
     assert depends_on_model(rows(0.1, 0.3), "m") == "depends on the model"
     assert depends_on_model(rows(0.6, 0.8), "m") == "does not depend on the model"
     assert depends_on_model(rows(SIMILAR_BELOW - 0.1, SIMILAR_BELOW + 0.1), "m") == "not resolved"
+
+
+def test_deletion_and_insertion_rank_a_faithful_map_above_a_random_order_and_its_reverse_below():
+    """A linear model whose evidence for class 0 is known pixel by pixel (w·x): the map w⊙x deletes
+    the class soonest and inserts it soonest; the same map reversed does worst; a random order sits
+    between."""
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+        model[1].weight[0] = torch.rand(784, generator=g) * 0.05
+    x = torch.rand(16, 1, 28, 28, generator=g)
+    evidence = (x.flatten(1) * model[1].weight[0]).reshape(16, 28, 28)
+    maps = {"faithful": evidence, "reversed": evidence.max() - evidence}
+    rows = {(r.method, r.kind): r for r in faithfulness(model, x, torch.zeros(16, dtype=torch.long), maps)}
+    for kind, better in (("deletion", float.__lt__), ("insertion", float.__gt__)):
+        faithful, random, reverse = (rows[(m, kind)].area for m in ("faithful", RANDOM_ORDER, "reversed"))
+        assert better(faithful, random) and better(random, reverse), (kind, faithful, random, reverse)
+        assert len(rows[("faithful", kind)].curve) == 20
+        low, high = rows[("faithful", kind)].ci
+        assert low <= faithful <= high
+    assert rows[("faithful", "deletion")].curve[-1] == pytest.approx(0.5)  # everything gone: no evidence
+
+
+def test_the_sentences_judge_on_intervals_and_report_the_control():
+    from mnist_probe.rows import FaithfulnessRow
+    from mnist_probe.stages.verdicts import faithful_sentence, sanity_sentence
+
+    def row(method, low, high):
+        return FaithfulnessRow(method, "deletion", (low + high) / 2, [low, high], [])
+
+    text = faithful_sentence([row(RANDOM_ORDER, 0.35, 0.40), row("saliency", 0.20, 0.25),
+                              row("grad_cam", 0.30, 0.38), row("edge", 0.45, 0.5)])  # fmt: skip
+    assert "saliency 0.23 (95% CI 0.20–0.25): sooner than a random order" in text
+    assert "grad cam 0.34 (95% CI 0.30–0.38): not resolved against a random order" in text
+    assert "edge 0.47 (95% CI 0.45–0.50): no sooner than a random order" in text
+    control = [RandomisationRow(EDGE_CONTROL, "cascading", 1, "c1", 1.0, 1.0, [1.0, 1.0])]
+    assert "The edge control lands there, as it must." in sanity_sentence(control)
+    broken = [RandomisationRow(EDGE_CONTROL, "cascading", 1, "c1", 0.1, 0.1, [0.0, 0.2])]
+    assert "the similarity measure is in doubt" in sanity_sentence(broken)

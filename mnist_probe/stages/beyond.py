@@ -21,12 +21,13 @@ from mnist_probe.model_layers import conv_layers
 from mnist_probe.names import file_name
 from mnist_probe.plots import cka_heatmap, curves_plot, position_plot, save
 from mnist_probe.position import position_probes
-from mnist_probe.sanity import model_randomisation
+from mnist_probe.sanity import EDGE_CONTROL, edge_map, faithfulness, model_randomisation
 from mnist_probe.schema import BeyondConfig, typed
 from mnist_probe.stages.adapters import trained_cnn, writer
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, PositionRow
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
+    faithful_sentence,
     position_sentence,
     sanity_sentence,
     shift_cka_sentence,
@@ -95,6 +96,10 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
          for m in dict.fromkeys(r.method for r in sanity)},
         "layers randomised (cascading, from the output down)", "Do the attributions depend on the model?",
         "Spearman(|trained map|, |randomised map|)", scale=1.0)  # fmt: skip
+    maps = {m: attribute(model, x, y, m) for m in b.methods} | {EDGE_CONTROL: edge_map(model, to_float(x), y)}
+    faithful = faithfulness(model, x, y, maps, seed=c.seed)
+    write_table([{k: v for k, v in dataclasses.asdict(r).items() if k != "curve"} for r in faithful],
+                out_dir / "faithfulness")  # fmt: skip
 
     # 2. what each filter wants
     # every conv layer, or those of beyond.layers where it names some
@@ -126,9 +131,10 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         tb.add_figure(f"beyond/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     result = BeyondResult(cnn.key, cnn.code_layer, curves, positions, convs, names, curve.tolist(),
-                          list(b.dy), other, between, sanity)  # fmt: skip
+                          list(b.dy), other, between, sanity, faithful)  # fmt: skip
     for sentence in (attribution_sentence(curves, c.data.item), sanity_sentence(sanity),
-                     position_sentence(positions, cnn.code_layer), shift_cka_sentence(result)):  # fmt: skip
+                     faithful_sentence(faithful), position_sentence(positions, cnn.code_layer),
+                     shift_cka_sentence(result)):  # fmt: skip
         tb.add_text("beyond/verdicts", sentence)
         log.info("%s", sentence)
     tb.close()

@@ -11,6 +11,7 @@ from typing import Any
 from mnist_probe.levers import Lever  # noqa: F401 (AugmentResult holds them)
 from mnist_probe.rows import (  # noqa: F401 (the library's rows, re-exported: results hold them)
     Confidence,
+    FaithfulnessRow,
     GapRow,
     LayerRow,
     PositionRow,
@@ -345,6 +346,7 @@ class BeyondResult:
     cka_other: str | None = None  # the second CNN's cache key, when beyond.cka_seed was set
     cka: list[list[float]] | None = None  # this CNN's layers × the other's
     sanity: list[RandomisationRow] = field(default_factory=list)  # the model-randomisation test, cascading
+    faithfulness: list[FaithfulnessRow] = field(default_factory=list)  # deletion and insertion areas
 
     def shift_cka_at(self, layer: str) -> list[float]:
         """One layer's CKA between unshifted and shifted images, along the dys."""

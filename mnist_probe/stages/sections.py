@@ -12,6 +12,7 @@ from mnist_probe.schema import typed
 from mnist_probe.stages.results import BeyondResult, GapRow, ShiftResult, TrainResult
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
+    faithful_sentence,
     gap_sentence,
     position_sentence,
     sanity_sentence,
@@ -105,6 +106,26 @@ def sanity_section(beyond: BeyondResult, fig) -> list[str]:
         markdown_table(table),
         fig("sanity", "model randomisation"),
         sanity_sentence(beyond.sanity),
+        "",
+        *faithfulness_section(beyond),
+    ]
+
+
+def faithfulness_section(beyond: BeyondResult) -> list[str]:
+    """Deletion and insertion areas per method, beside a random order and the edge control."""
+    if not beyond.faithfulness:
+        return []
+    areas = {(r.method, r.kind): r for r in beyond.faithfulness}
+    table = [{"order of the pixels": m, **{f"{kind} area": f"{areas[(m, kind)].area:.3f}"
+                                            for kind in ("deletion", "insertion") if (m, kind) in areas}}
+             for m in dict.fromkeys(r.method for r in beyond.faithfulness)]  # fmt: skip
+    return [
+        "Faithfulness (Petsiuk et al. 2018): the pixels each map ranks first removed from the image "
+        "(deletion; the area under P(true class) is small for a faithful map) or revealed on a blank "
+        "one (insertion; large), a twentieth at a time:",
+        "",
+        markdown_table(table),
+        faithful_sentence(beyond.faithfulness),
         "",
     ]
 

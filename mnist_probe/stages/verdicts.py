@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mnist_probe import study
 from mnist_probe.intervals import UNRESOLVED, judged, or_point, shown
-from mnist_probe.names import SAMPLE_SHAPE, layer_label
+from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER, SAMPLE_SHAPE, layer_label
 from mnist_probe.schema import Config
 from mnist_probe.stages.results import (
     AttributionCurve,
@@ -13,6 +13,7 @@ from mnist_probe.stages.results import (
     BeyondResult,
     CkaPair,
     Conclusion,
+    FaithfulnessRow,
     GapRow,
     LossRow,
     PageResults,
@@ -252,6 +253,26 @@ def depends_on_model(rows: list[RandomisationRow], method: str, threshold: float
     return judged(interval, threshold, "does not depend on the model", "depends on the model")
 
 
+def faithful_sentence(rows: list[FaithfulnessRow]) -> str:
+    """Which methods' pixel orders take the class away sooner (deletion) than a random order does:
+    judged where the two intervals do not overlap, else not resolved."""
+    random = next((r for r in rows if r.method == RANDOM_ORDER and r.kind == "deletion"), None)
+    if random is None:
+        return "No deletion test was run."
+    r_low, r_high = or_point(random.ci, random.area)
+    parts = []
+    for r in rows:
+        if r.kind != "deletion" or r.method == RANDOM_ORDER:
+            continue
+        low, high = or_point(r.ci, r.area)
+        said = ("sooner than a random order" if high < r_low else "no sooner than a random order"
+                if low > r_high else f"{UNRESOLVED} against a random order")  # fmt: skip
+        ci = f" ({shown(r.ci, 1, 2, '')})" if r.ci else ""
+        parts.append(f"{r.method.replace('_', ' ')} {r.area:.2f}{ci}: {said}")
+    return (f"Deleting pixels in each map's order, P(true class) falls (area under the curve; a random "
+            f"order: {random.area:.2f}): {'; '.join(parts)}.")
+
+
 def sanity_sentence(rows: list[RandomisationRow]) -> str:
     """Which methods' maps change when the network's weights are randomised (and the edge control,
     which must not)."""
@@ -264,10 +285,14 @@ def sanity_sentence(rows: list[RandomisationRow]) -> str:
         ci = f" ({shown(last.spearman_ci, 1, 2, '')})" if last.spearman_ci else ""
         said = verdict if verdict != UNRESOLVED else "not resolved whether it depends on the model"
         parts.append(f"{method.replace('_', ' ')} {last.spearman:.2f}{ci}: {said}")
+    control = ""
+    if any(r.method == EDGE_CONTROL for r in rows):
+        fails = depends_on_model(rows, EDGE_CONTROL) == "does not depend on the model"
+        control = (" The edge control lands there, as it must." if fails else " The edge control does not "
+                   "land there, which a map of the input alone cannot do: the similarity measure is in doubt.")
     return (f"With every layer's weights randomised (cascading from the output down), the maps' rank "
-            f"correlation with the trained network's is {'; '.join(parts)}. A method that does not depend "
-            f"on the model explains the image, not the network: the edge control must, and does, land there "
-            f"({SIMILAR_BELOW} is the line).")
+            f"correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the line). "
+            f"A method that does not depend on the model explains the image, not the network.{control}")
 
 
 def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
