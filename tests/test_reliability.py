@@ -266,6 +266,7 @@ def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
     assert not staging.exists()
 
 
+@pytest.mark.slow  # two job processes and a training each: a minute; the one-run stop test stays in make test
 def test_parallel_jobs_train_the_shared_cnn_once_and_a_stop_reaches_them(tmp_path):
     """Hydra's joblib launcher runs two jobs at once; both need the same CNN. SIGTERM to the
     multirun's own process is passed on to the job training it, which saves its checkpoint at the

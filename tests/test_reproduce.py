@@ -45,6 +45,7 @@ def seeds_sweep(sweep: Path) -> Path:
     return sweep / "seeds.json"
 
 
+@pytest.mark.slow  # the whole study, shrunk, with its sweeps: a minute and a half; report.md's tests stay
 def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     seeds = seeds_sweep(tmp_path / "seeds")
     cfg = make_cfg(tmp_path, *SMALL, f"reproduce.docs={tmp_path / 'docs'}",
