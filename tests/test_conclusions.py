@@ -141,3 +141,14 @@ def test_the_cka_pair_sentence_says_whether_two_networks_part_with_depth():
     assert "about as alike at the code layer" in cka_pair_sentence(pair(0.9, 0.88))
     other = CkaPair("x", "a", "b", ["conv1"], ["c1"], [[0.5]])
     assert other.same_layers() == {} and "share no layer name" in cka_pair_sentence(other)
+
+
+def test_the_recipe_line_says_what_the_recipe_trains_with(tmp_path):
+    from mnist_probe.stages.sections import recipe_line
+
+    assert recipe_line(make_cfg(tmp_path, "train=fashion")).endswith(", no augmentation")
+    fast = recipe_line(make_cfg(tmp_path, "train=fast"))
+    assert fast.startswith("2 epochs of 36,000 images, batch 64") and "loss label_smoothing" in fast
+    assert "augmentation rotation 10.0°, zoom 0.1, shift 0.1" in fast
+    plain = recipe_line(make_cfg(tmp_path, "train=fast", "train.augment.enabled=false"))
+    assert plain.endswith("no augmentation")

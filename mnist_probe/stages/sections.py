@@ -52,10 +52,14 @@ def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
 
 def recipe_line(cfg: DictConfig) -> str:
     """The recipe in one line: epochs, batch, optimiser, schedule, augmentation."""
-    t = cfg.train
+    t, a = cfg.train, cfg.train.augment
     scheduler = (OmegaConf.select(cfg, "train.scheduler.factory._target_") or "none").split(".")[-1]
-    return (f"{t.epochs} epochs, batch {t.batch_size}, {t.optimizer._target_.split('.')[-1]}, {scheduler}, "
-            f"augmentation rotation {t.augment.rotation}°, zoom {t.augment.zoom}, shift {t.augment.shift}")
+    epochs = f"{t.epochs} epochs" + (f" of {t.epoch_images:,} images" if t.epoch_images else "")
+    loss = f", loss {t.loss}" if t.loss != "cross_entropy" else ""
+    augment = (f"augmentation rotation {a.rotation}°, zoom {a.zoom}, shift {a.shift}"
+               if a.enabled and (a.rotation or a.zoom or a.shift) else "no augmentation")  # fmt: skip
+    optimizer = t.optimizer._target_.split(".")[-1]
+    return f"{epochs}, batch {t.batch_size}, {optimizer}, {scheduler}{loss}, {augment}"
 
 
 def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain: bool = True) -> list[str]:

@@ -289,7 +289,8 @@ def sanity_sentence(rows: list[RandomisationRow]) -> str:
     if any(r.method == EDGE_CONTROL for r in rows):
         fails = depends_on_model(rows, EDGE_CONTROL) == "does not depend on the model"
         control = (" The edge control lands there, as it must." if fails else " The edge control does not "
-                   "land there, which a map of the input alone cannot do: the similarity measure is in doubt.")
+                   "land there, which a map of the input alone cannot do: the similarity measure is in "
+                   "doubt.")  # fmt: skip
     return (f"With every layer's weights randomised (cascading from the output down), the maps' rank "
             f"correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the line). "
             f"A method that does not depend on the model explains the image, not the network.{control}")
