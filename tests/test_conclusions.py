@@ -152,3 +152,33 @@ def test_the_recipe_line_says_what_the_recipe_trains_with(tmp_path):
     assert "augmentation rotation 10.0°, zoom 0.1, shift 0.1" in fast
     plain = recipe_line(make_cfg(tmp_path, "train=fast", "train.augment.enabled=false"))
     assert plain.endswith("no augmentation")
+
+
+def test_what_changes_between_two_runs_is_judged_on_both_intervals():
+    """Two report runs' results: a difference whose intervals part is read as one, an overlap is not
+    resolved, a number without an interval is shown and not judged, the gap is in points, and the
+    page.json a report writes reads back as the results it was written from."""
+    from mnist_probe.rows import from_json, to_json
+    from mnist_probe.stages.changes import changes_section
+    from mnist_probe.stages.results import PageResults
+
+    def run(cnn: float, ci: list[float], svm: float, svm_ci: list[float]) -> PageResults:
+        r = study_results(cnn=cnn, codes=svm)
+        inter = r.interpreters
+        rows = [dataclasses.replace(x, minus_cnn_ci=svm_ci if x.interpreter == "svm" else None)
+                for x in inter.rows]  # fmt: skip
+        gap = [gap_row(0, 0.9, 0.91, 0.92, 0.93, 0.94)]
+        inter = dataclasses.replace(inter, cnn=dataclasses.replace(inter.cnn, ci=ci), rows=rows)
+        train = dataclasses.replace(r.train, gap=gap, epochs=5)
+        return dataclasses.replace(r, train=train, interpreters=inter)
+
+    clothes = run(0.92, [0.915, 0.925], 0.921, [-0.002, 0.004])
+    digits = run(0.995, [0.993, 0.997], 0.995, [-0.001, 0.001])
+    assert from_json(PageResults, to_json(digits)) == digits  # what report.compare reads back
+    text = "\n".join(changes_section(clothes, digits, ("Fashion-MNIST", "MNIST")))
+    assert "The CNN's test accuracy: 92.00% (95% CI 91.50–92.50%) on Fashion-MNIST against 99.50%" in text
+    assert "(lower on Fashion-MNIST)." in text.splitlines()[4]
+    svm = next(line for line in text.splitlines() if line.startswith("- svm on codes"))
+    assert svm.endswith("(not resolved).")
+    assert "+4.00 points on Fashion-MNIST" in text  # 0.94 - 0.90, in points
+    assert "- dt on codes, minus the CNN's accuracy: -0.40% on Fashion-MNIST against -0.50% on MNIST." in text

@@ -67,9 +67,10 @@ def changes_section(this: PageResults, other: PageResults, names: tuple[str, str
     if t.gap and o.gap:
         largest = (max(g[-1].parts().items(), key=lambda kv: abs(kv[1])) for g in (t.gap, o.gap))
         (part_t, v_t), (part_o, v_o) = largest
-        lines.append(f"- The last epoch's validation minus training accuracy: {t.gap[-1].gap:+.2f} points on "
-                     f"{here} (largest part: {part_t}, {v_t:+.2f}), {o.gap[-1].gap:+.2f} on {there} "
-                     f"({part_o}, {v_o:+.2f}).")  # fmt: skip
+        gap_t, gap_o = 100 * t.gap[-1].gap, 100 * o.gap[-1].gap  # points
+        lines.append(f"- The last epoch's validation minus training accuracy: {gap_t:+.2f} points on {here} "
+                     f"(largest part: {part_t}, {100 * v_t:+.2f}), {gap_o:+.2f} on {there} "
+                     f"({part_o}, {100 * v_o:+.2f}).")  # fmt: skip
     # Where the code layer keeps an image's position.
     if this.beyond and other.beyond:
         p_t = next((r for r in this.beyond.positions if r.layer == this.beyond.code_layer), None)

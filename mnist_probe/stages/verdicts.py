@@ -38,6 +38,14 @@ LESS_SURE_RATIO = 2.0
 SURER_RATIO = 0.5
 
 
+def trained_shifts(config: Config) -> str:
+    """How the CNN's training moved its images: by up to so many pixels, or not at all."""
+    a = config.train.augment
+    if not a.enabled or not a.shift:
+        return "trained without random shifts"
+    return f"trained with random shifts up to {config.data.shape[2] * float(a.shift):.1f} px"
+
+
 def image_size(shape: tuple[int, int, int]) -> str:
     """How many numbers an image is: '28×28 = 784-pixel' (grey), '3×32×32 = 3,072-value' (colour)."""
     channels, height, width = shape
@@ -93,8 +101,7 @@ def position_sensitive(r: PageResults, config: Config) -> Conclusion:
         f"on raw pixels ({'+' if gain and gain > 0 else ''}{pct(gain)} for the worst code-vector "
         f"interpreter over the best pixel one). "
         f"Position sensitivity depends on the training augmentation: over "
-        f"{shift.samples} test images, this CNN (trained with random shifts up to "
-        f"{config.data.shape[2] * float(config.train.augment.shift):.1f} px) keeps {pct(at_dy)} accuracy "
+        f"{shift.samples} test images, this CNN ({trained_shifts(config)}) keeps {pct(at_dy)} accuracy "
         f"at dy = {POSITION_DY} "
         f"and a mean of {pct(grid.acc_grid_mean if grid else None)} over the "
         f"±{config.shift.dataset.radius} px grid."
