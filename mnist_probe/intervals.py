@@ -62,6 +62,11 @@ def judged(interval: tuple[float, float], threshold: float, above: str, below: s
     return UNRESOLVED
 
 
+def apart(a: tuple[float, float], b: tuple[float, float]) -> int:
+    """-1 where interval a lies wholly below b, 1 wholly above, 0 where they overlap (not resolved)."""
+    return -1 if a[1] < b[0] else 1 if a[0] > b[1] else 0
+
+
 def shown(interval: tuple[float, float] | None, scale: float = 100, digits: int = 2, unit: str = "%") -> str:
     """An interval as sentences print it: '95% CI 99.12–99.47%' ('' where there is none)."""
     if interval is None:

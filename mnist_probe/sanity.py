@@ -80,18 +80,22 @@ def similarity(original: torch.Tensor, other: torch.Tensor) -> tuple[np.ndarray,
 def model_randomisation(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int], methods: list[str],
     mode: str = "cascading", seed: int = 0, explainers: dict[str, Explainer] | None = None,
+    trained: dict[str, torch.Tensor] | None = None,
 ) -> list[RandomisationRow]:  # fmt: skip
     """Each method's maps (attribution.attribute, and explainers by name; the edge control always)
     on the model with more and more layers randomised (cascading: from the last layer down, one
-    more a step) or one layer at a time (independent), against its maps on the trained model: one
-    row per method and step, with the mean similarities and Spearman's 95% interval over the images."""
+    more a step) or one layer at a time (independent), against its maps on the trained model
+    (`trained`, by name, where the caller has them already; else computed here): one row per method
+    and step, with the mean similarities and Spearman's 95% interval over the images."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     x, targets = to_float(images), torch.as_tensor(targets)
     model = model.eval()
     explain: dict[str, Explainer] = {m: lambda net, xs, ts, m=m: attribute(net, xs, ts, m) for m in methods}
     explain |= (explainers or {}) | {EDGE_CONTROL: edge_map}
-    original = {name: fn(model, x, targets) for name, fn in explain.items()}
+    trained = trained or {}
+    original = {name: trained[name] if name in trained else fn(model, x, targets)
+                for name, fn in explain.items()}  # fmt: skip
     layers = randomisable_layers(model)
     if mode == "cascading":  # step k: the last k layers; the layer named is the one step k adds
         steps = [layers[len(layers) - k :] for k in range(1, len(layers) + 1)]

@@ -89,14 +89,14 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         f"corr(attribution of the shifted {c.data.item}, shifted attribution)", scale=1.0)  # fmt: skip
 
     # 1b. do the attributions depend on the model at all? (the model-randomisation test)
-    sanity = model_randomisation(model, x, y, list(b.methods), "cascading", c.seed)
+    maps = {m: attribute(model, x, y, m) for m in b.methods} | {EDGE_CONTROL: edge_map(model, to_float(x), y)}
+    sanity = model_randomisation(model, x, y, list(b.methods), "cascading", c.seed, trained=maps)
     write_table(sanity, out_dir / "sanity")
     figures["sanity"] = curves_plot(
         {m: ([r.step for r in sanity if r.method == m], [r.spearman for r in sanity if r.method == m])
          for m in dict.fromkeys(r.method for r in sanity)},
         "layers randomised (cascading, from the output down)", "Do the attributions depend on the model?",
         "Spearman(|trained map|, |randomised map|)", scale=1.0)  # fmt: skip
-    maps = {m: attribute(model, x, y, m) for m in b.methods} | {EDGE_CONTROL: edge_map(model, to_float(x), y)}
     faithful = faithfulness(model, x, y, maps, seed=c.seed)
     write_table([{k: v for k, v in dataclasses.asdict(r).items() if k != "curve"} for r in faithful],
                 out_dir / "faithfulness")  # fmt: skip

@@ -5,7 +5,7 @@ be unresolved rather than read as a change."""
 
 from __future__ import annotations
 
-from mnist_probe.intervals import UNRESOLVED, or_point, shown
+from mnist_probe.intervals import UNRESOLVED, apart, or_point, shown
 from mnist_probe.stages.results import PageResults
 from mnist_probe.tables import pct
 
@@ -26,9 +26,8 @@ def compare(label: str, this: Number, other: Number, names: tuple[str, str], per
     text = f"- {label}: {_shown(this, percent)} on {names[0]} against {_shown(other, percent)} on {names[1]}"
     if this[1] is None or other[1] is None:
         return text + "."
-    (lo_a, hi_a), (lo_b, hi_b) = this[1], other[1]
-    apart = hi_a < lo_b or hi_b < lo_a
-    verdict = ("higher" if this[0] > other[0] else "lower") + f" on {names[0]}" if apart else UNRESOLVED
+    side = apart(this[1], other[1])
+    verdict = f"{'higher' if side > 0 else 'lower'} on {names[0]}" if side else UNRESOLVED
     return f"{text} ({verdict})."
 
 

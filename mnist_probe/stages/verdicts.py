@@ -4,7 +4,7 @@ small function of typed results, and each threshold it judges by is a named cons
 from __future__ import annotations
 
 from mnist_probe import study
-from mnist_probe.intervals import UNRESOLVED, judged, or_point, shown
+from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point, shown
 from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER, SAMPLE_SHAPE, layer_label
 from mnist_probe.schema import Config
 from mnist_probe.stages.results import (
@@ -266,14 +266,13 @@ def faithful_sentence(rows: list[FaithfulnessRow]) -> str:
     random = next((r for r in rows if r.method == RANDOM_ORDER and r.kind == "deletion"), None)
     if random is None:
         return "No deletion test was run."
-    r_low, r_high = or_point(random.ci, random.area)
     parts = []
     for r in rows:
         if r.kind != "deletion" or r.method == RANDOM_ORDER:
             continue
-        low, high = or_point(r.ci, r.area)
-        said = ("sooner than a random order" if high < r_low else "no sooner than a random order"
-                if low > r_high else f"{UNRESOLVED} against a random order")  # fmt: skip
+        side = apart(or_point(r.ci, r.area), or_point(random.ci, random.area))
+        said = {-1: "sooner than a random order", 1: "no sooner than a random order",
+                0: f"{UNRESOLVED} against a random order"}[side]  # fmt: skip
         ci = f" ({shown(r.ci, 1, 2, '')})" if r.ci else ""
         parts.append(f"{r.method.replace('_', ' ')} {r.area:.2f}{ci}: {said}")
     return (f"Deleting pixels in each map's order, P(true class) falls (area under the curve; a random "
