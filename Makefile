@@ -59,7 +59,11 @@ fashion-page: install fashion-mnist ## Fashion-MNIST's report beside MNIST's (sa
 chromium: ## Debian's headless Chromium, for the browser test (make test-slow, make screenshot)
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 
-test-slow: install chromium ## the slow tests only
+$(VENV)/.quantus: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,quantus]'
+	touch $@
+
+test-slow: install chromium $(VENV)/.quantus ## the slow tests only (installs the quantus extra, their reference)
 	$(PY) -m pytest -m slow -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -142,10 +142,15 @@ def split_tensors(data: DataSpec, split: str) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _train_val(data: DataSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
-    """MNIST's 60k training images split into 'train' and 'val' by the seeded permutation."""
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(data.split_seed))
+    """The training images split into 'train' and 'val' by the seeded permutation; with
+    data.shuffle_labels, the train split's labels permuted by the next draw of the same generator."""
+    generator = torch.Generator().manual_seed(data.split_seed)
+    perm = torch.randperm(len(x), generator=generator)
     train, val = perm[data.val_size :][: data.train_subset], perm[: data.val_size]
-    return {"train": (x[train], y[train]), "val": (x[val], y[val])}
+    labels = y[train]
+    if data.shuffle_labels:
+        labels = labels[torch.randperm(len(labels), generator=generator)]
+    return {"train": (x[train], labels), "val": (x[val], y[val])}
 
 
 def first_of_each_class(labels: torch.Tensor, classes: int = 10) -> list[int]:

@@ -46,6 +46,18 @@ def bootstrap_r2(
     return float(low), float(high)
 
 
+def resample_counts(n: int, draws: int = DRAWS, seed: int = 0) -> np.ndarray:
+    """How often each of n units lands in each of `draws` bootstrap resamples (draws × n counts, each
+    row summing to n): a resampled sum of per-unit parts is counts @ parts."""
+    picks = np.random.default_rng(seed).integers(0, n, size=(draws, n))
+    return np.stack([np.bincount(row, minlength=n) for row in picks]).astype(np.float64)
+
+
+def quantile_interval(draws: np.ndarray, level: float = LEVEL) -> np.ndarray:
+    """The percentile interval of bootstrap draws along axis 0: the draws' shape less axis 0, × 2."""
+    return np.moveaxis(np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0), 0, -1)
+
+
 def or_point(interval: list[float] | tuple[float, float] | None, value: float) -> tuple[float, float]:
     """The interval, or the number as an interval of its own (results written before intervals)."""
     return (float(interval[0]), float(interval[1])) if interval else (value, value)
@@ -65,6 +77,11 @@ def judged(interval: tuple[float, float], threshold: float, above: str, below: s
 def apart(a: tuple[float, float], b: tuple[float, float]) -> int:
     """-1 where interval a lies wholly below b, 1 wholly above, 0 where they overlap (not resolved)."""
     return -1 if a[1] < b[0] else 1 if a[0] > b[1] else 0
+
+
+def valued(value: float, interval: list[float] | tuple[float, float] | None, digits: int = 2) -> str:
+    """A unitless number with its interval where it has one: '0.85 (95% CI 0.83–0.88)'."""
+    return f"{value:.{digits}f}" + (f" ({shown(interval, 1, digits, '')})" if interval else "")
 
 
 def shown(interval: tuple[float, float] | None, scale: float = 100, digits: int = 2, unit: str = "%") -> str:

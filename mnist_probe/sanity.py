@@ -12,6 +12,7 @@ faithful: does removing the pixels it ranks first take the class away sooner tha
 from __future__ import annotations
 
 import copy
+import dataclasses
 import zlib
 from collections.abc import Callable
 
@@ -27,8 +28,10 @@ from mnist_probe.data import to_float
 from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
 from mnist_probe.rows import FaithfulnessRow, RandomisationRow
+from mnist_probe.specs import Augment, DataSpec, Recipe
 
 MODES = ("cascading", "independent")
+SHUFFLED = "labels shuffled"  # the data-randomisation test's one step, as its rows name it
 Explainer = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, x, targets) -> N×H×W
 
 
@@ -39,6 +42,12 @@ def edge_map(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.
     grey = x.sum(1, keepdim=True)
     g = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
     return g.pow(2).sum(1).sqrt()
+
+
+def _explainers(methods: list[str], explainers: dict[str, Explainer] | None) -> dict[str, Explainer]:
+    """attribution.attribute's methods by name, the caller's explainers, and the edge control last."""
+    explain: dict[str, Explainer] = {m: lambda net, xs, ts, m=m: attribute(net, xs, ts, m) for m in methods}
+    return explain | (explainers or {}) | {EDGE_CONTROL: edge_map}
 
 
 def randomisable_layers(model: nn.Module) -> list[str]:
@@ -60,6 +69,25 @@ def randomised(model: nn.Module, layers: list[str], seed: int) -> nn.Module:
             torch.manual_seed(zlib.crc32(f"{seed}:{name}".encode()))
             modules[name].reset_parameters()
     return copied.eval()
+
+
+def cascading_steps(layers: list[str]) -> list[list[str]]:
+    """The cascading test's steps: step k randomises the last k layers (the one it adds comes first)."""
+    return [layers[len(layers) - k :] for k in range(1, len(layers) + 1)]
+
+
+def randomisation_sequence(
+    model: nn.Module, image: torch.Tensor, target: int, methods: list[str], seed: int = 0,
+    explainers: dict[str, Explainer] | None = None,
+) -> tuple[list[str], dict[str, list[torch.Tensor]]]:  # fmt: skip
+    """One image's maps on the trained network and after each cascading step, as Adebayo et al.'s
+    figure shows them: (the columns: 'trained' and the layer each step adds, {method: H×W maps})."""
+    x, targets = to_float(image.unsqueeze(0) if image.dim() < 4 else image)[:1], torch.tensor([target])
+    explain = _explainers(methods, explainers)
+    steps = cascading_steps(randomisable_layers(model))
+    nets = [model.eval(), *(randomised(model, changed, seed) for changed in steps)]
+    maps = {name: [fn(net, x, targets)[0].detach() for net in nets] for name, fn in explain.items()}
+    return ["trained", *(changed[0] for changed in steps)], maps
 
 
 def similarity(original: torch.Tensor, other: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -91,16 +119,12 @@ def model_randomisation(
         raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     x, targets = to_float(images), torch.as_tensor(targets)
     model = model.eval()
-    explain: dict[str, Explainer] = {m: lambda net, xs, ts, m=m: attribute(net, xs, ts, m) for m in methods}
-    explain |= (explainers or {}) | {EDGE_CONTROL: edge_map}
+    explain = _explainers(methods, explainers)
     trained = trained or {}
     original = {name: trained[name] if name in trained else fn(model, x, targets)
                 for name, fn in explain.items()}  # fmt: skip
     layers = randomisable_layers(model)
-    if mode == "cascading":  # step k: the last k layers; the layer named is the one step k adds
-        steps = [layers[len(layers) - k :] for k in range(1, len(layers) + 1)]
-    else:
-        steps = [[name] for name in layers]
+    steps = cascading_steps(layers) if mode == "cascading" else [[name] for name in layers]
     rows = []
     for step, changed in enumerate(steps, 1):
         net = randomised(model, changed, seed)
@@ -108,6 +132,38 @@ def model_randomisation(
             rho, ssim = similarity(original[name], fn(net, x, targets))
             rows.append(RandomisationRow(name, mode, step, changed[0], float(rho.mean()), float(ssim.mean()),
                                          list(bootstrap_mean(rho, seed=seed))))  # fmt: skip
+    return rows
+
+
+def memorising(data: DataSpec, recipe: Recipe, images: int, epochs: int) -> tuple[DataSpec, Recipe]:
+    """The data and recipe of the data-randomisation test (Adebayo et al. 2018, section 4): the first
+    `images` training images with their labels shuffled, trained `epochs` epochs at the recipe's
+    optimiser and batch without augmentation or schedule, so that the network memorises them."""
+    shuffled = dataclasses.replace(data, train_subset=images, shuffle_labels=True,
+                                   val_size=min(images, data.val_size))  # validating costs, and tells nothing
+    plain = dataclasses.replace(recipe, epochs=epochs, augment=Augment(enabled=False), scheduler=None,
+                                epoch_images=None, gap_images=0)  # fmt: skip
+    return shuffled, plain
+
+
+def data_randomisation(
+    model: nn.Module, memorised: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int],
+    methods: list[str], seed: int = 0, explainers: dict[str, Explainer] | None = None,
+    trained: dict[str, torch.Tensor] | None = None,
+) -> list[RandomisationRow]:  # fmt: skip
+    """Each method's maps for the same images and classes on a network of the same architecture that
+    memorised shuffled labels (memorising()), against its maps on the trained network: one row per
+    method (mode 'data'). A method whose maps stay alike explains something other than what the
+    network learnt from the labels. The edge control runs beside them."""
+    x, targets = to_float(images), torch.as_tensor(targets)
+    explain = _explainers(methods, explainers)
+    trained = trained or {}
+    rows = []
+    for name, fn in explain.items():
+        original = trained[name] if name in trained else fn(model.eval(), x, targets)
+        rho, ssim = similarity(original, fn(memorised.eval(), x, targets))
+        rows.append(RandomisationRow(name, "data", 1, SHUFFLED, float(rho.mean()), float(ssim.mean()),
+                                     list(bootstrap_mean(rho, seed=seed))))  # fmt: skip
     return rows
 
 

@@ -58,6 +58,9 @@ class DataSpec:
     eval_batch_size: int = 1000
     train_subset: int | None = None  # train on the first N images of the training split only
     test_subset: int | None = None  # score the CNN on the first N test images only
+    # The training split's labels permuted (seeded by split_seed): a network can only memorise them
+    # (the data-randomisation test of mnist_probe.sanity). Validation and test labels stay true.
+    shuffle_labels: bool = False
 
     def __post_init__(self) -> None:
         one_of("data.format", self.format, FORMATS)
@@ -129,6 +132,7 @@ class DataSpec:
         split = {k: getattr(self, k) for k in ("split_seed", "test_subset", "train_subset", "val_size")}
         if self.format == "folder":  # how the images are read decides them too
             split |= {"shape": list(self.shape)}
+        split |= {"shuffle_labels": True} if self.shuffle_labels else {}  # unshuffled keys stay as they were
         return {**split, "files": self.files()}
 
     def files(self) -> dict[str, str]:

@@ -32,6 +32,7 @@ from mnist_probe.data import MNISTDataModule, split_tensors, to_float
 from mnist_probe.errors import Stopped
 from mnist_probe.gap import GapProbe
 from mnist_probe.hooks import resolve_layers
+from mnist_probe.machine import describe
 from mnist_probe.model import (
     LitCNN,
     build_model,
@@ -250,6 +251,7 @@ def train_cnn(
         "untimed_epochs": untimed,  # epochs whose time train_seconds lacks (see above)
         "precision": trainer.precision,
         "device": str(trainer.strategy.root_device),
+        "trained_on": describe(),  # a cached CNN may come from another machine: the page says which
         "strategy": type(trainer.strategy).__name__,
         "world_size": trainer.world_size,
         "test_images": len(labels),

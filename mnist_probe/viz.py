@@ -142,6 +142,16 @@ def attribution_strip(
                              f"Does the attribution move with the {item}?")  # fmt: skip
 
 
+def randomisation_sheet(
+    image: torch.Tensor, columns: list[str], maps: dict[str, list[torch.Tensor]]
+) -> plt.Figure:  # fmt: skip
+    """The model-randomisation sequence of one image: a row per method, its map on the trained network
+    and after each cascading step (each map on its own scale: randomised weights change magnitudes)."""
+    cells = [[(image, None), *[(m, _scale(m)) for m in sequence]] for sequence in maps.values()]
+    return _attribution_grid(cells, [m.replace("_", " ") for m in maps], ["input", *columns],
+                             "Do the maps change as the layers are randomised (from the output down)?")
+
+
 def filter_sheet(patches: torch.Tensor, wanted: torch.Tensor | None, layer: str) -> plt.Figure:
     """Per filter, one tile: its top-k patches as a square mosaic and, if given, the optimised input
     beside it (scaled to the mosaic's height). One imshow for the whole sheet, filters in order."""

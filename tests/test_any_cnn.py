@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mnist_probe.data import split_tensors
+from mnist_probe.names import EDGE_CONTROL
 from mnist_probe.run import run
 from mnist_probe.schema import typed
 from mnist_probe.training import accuracy
@@ -28,7 +29,7 @@ TINY = (
     "interpreters.probes.train_samples=150", "interpreters.probes.test_samples=100", "shift.models=[dt]",
     "shift.dataset.samples=20", "activations.n_codes=100", "trainer.progress_bar=false",
     "beyond.images=100", "beyond.position_images=100", "beyond.attribution_samples=5",
-    "beyond.maximise_steps=10",
+    "beyond.maximise_steps=10", "beyond.shuffled_images=100", "beyond.shuffled_epochs=2",
 )  # fmt: skip
 # The runs that open an existing file: the probes and the shift grid add nothing there.
 LIGHT = ("interpreters.probes.enabled=false", "shift.dataset.enabled=false", "beyond.maximise_steps=0")
@@ -65,6 +66,14 @@ def test_lenet5_through_every_stage(tmp_path):
     assert [p["layer"] for p in beyond["positions"]] == ["c1", "c3", "relu6"]
     assert beyond["cka_layers"] == ["c1", "c3", "relu6"] and np.allclose(beyond["shift_cka"][0], 1.0)
     assert "## Beyond the study" in report and (out / "beyond" / "filters_c3.png").is_file()
+    # the data-randomisation test: LeNet-5 again on 100 training images with shuffled labels
+    shuffled = beyond["data_randomisation"]
+    assert {r["method"] for r in shuffled} == {"saliency", "integrated_gradients", "grad_cam", EDGE_CONTROL}
+    assert all(r["mode"] == "data" for r in shuffled) and beyond["memorised_images"] == 100
+    assert 0.0 <= beyond["memorised_accuracy"] <= 1.0 and "data-randomisation test" in report
+    edge = next(r for r in shuffled if r["method"] == EDGE_CONTROL)
+    assert edge["spearman"] > 1 - 1e-6  # the control stays where it was
+    assert all((out / "beyond" / name).is_file() for name in ("sanity_sequence.png", "sanity_data.csv"))
     table = run(make_cfg(tmp_path, "+experiment=layers", "model=lenet5"))
     assert table["parameters"] == 61_706 and table["code_layer"] == "relu6"
 

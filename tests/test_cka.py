@@ -46,15 +46,40 @@ def test_minibatch_cka_agrees_with_the_full_estimate():
     assert m[0, 0] == pytest.approx(linear_cka(x, y), abs=0.03)
 
 
+def test_minibatch_cka_intervals_cover_the_population_value():
+    """Two related representations whose CKA over 40,000 examples is the truth: the interval from
+    1,000 examples in ten minibatches covers it in most of 40 independent draws, and is not a point."""
+    mixing = torch.randn(8, 8, generator=torch.Generator().manual_seed(999), dtype=torch.float64)
+    spread = torch.linspace(0.5, 2, 20, dtype=torch.float64)
+
+    def pair(seed, n):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, 20, generator=g, dtype=torch.float64) * spread
+        return x, x[:, :8] @ mixing + torch.randn(n, 8, generator=g, dtype=torch.float64)
+
+    truth = linear_cka(*pair(10_000, 40_000))
+    covered = 0
+    for seed in range(40):
+        x, y = pair(seed, 1000)
+        acc = MinibatchCKA(1, 1)
+        for start in range(0, 1000, 100):
+            acc.update([x[start : start + 100]], [y[start : start + 100]])
+        low, high = acc.intervals(seed)[0, 0]
+        assert low < acc.matrix()[0, 0] < high
+        covered += low <= truth <= high
+    assert 30 <= covered <= 40
+
+
 def test_cka_between_networks_and_under_shifts():
     torch.manual_seed(0)
     net = LeNet5().eval()
     images = (torch.rand(64, 28, 28) * 255).to(torch.uint8)
-    a, b, m = cka_between(net, net, images, ["c1", "c3", "f6"], ["c1", "c3", "f6"], batch_size=32)
+    a, b, m, ci = cka_between(net, net, images, ["c1", "c3", "f6"], ["c1", "c3", "f6"], batch_size=32)
     assert a == b == ["c1", "c3", "f6"] and m.shape == (3, 3)
     assert np.allclose(np.diag(m), 1.0)  # a network and itself, layer by layer
-    names, curve = shift_cka(net, images, [(0, 0), (0, -3)], ["c1", "f6"], batch_size=32)
+    names, curve, shifted_ci = shift_cka(net, images, [(0, 0), (0, -3)], ["c1", "f6"], batch_size=32)
     assert names == ["c1", "f6"] and curve.shape == (2, 2)
+    assert ci is None and shifted_ci is None  # two minibatches: too few to resample
     assert np.allclose(curve[0], 1.0) and np.all(curve[1] < 1.0)  # no shift: identical; a shift: not
 
 

@@ -5,8 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from mnist_probe.names import EDGE_CONTROL
+from mnist_probe.rows import RandomisationRow
 from mnist_probe.schema import typed
 from mnist_probe.stages.results import AugmentRow, CkaPair, PositionRow
+from mnist_probe.stages.trust import data_randomisation_sentence, standing_sentence
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
     cka_pair_sentence,
@@ -112,6 +115,58 @@ def test_the_beyond_sentences_follow_the_numbers():
     assert "position is still known" in said and "R² = 0.90 of it from conv2d_1 and 0.50 from dense_1" in said
     assert "the code layer changes least" in shift_cka_sentence(beyond_result())
     assert "conv2d_2, not the code layer, changes least" in shift_cka_sentence(beyond_result(code_cka=0.3))
+
+
+def test_the_cka_sentences_are_unresolved_where_the_intervals_overlap():
+    """The code layer 'changes least' only where its interval clears every other layer's; two networks
+    'part with depth' only where the first and last layers' intervals part."""
+    base = beyond_result(code_cka=0.95, conv_cka=0.9)  # code 0.95 against conv 0.90 at dy = -5
+    narrow = [[[v - 0.01, v + 0.01] for v in row] for row in base.shift_cka]
+    wide = [[[v - 0.1, v + 0.1] for v in row] for row in base.shift_cka]
+    resolved = shift_cka_sentence(dataclasses.replace(base, shift_cka_ci=narrow))
+    assert "the code layer changes least" in resolved and "dense_1 0.95 (95% CI 0.94–0.96)" in resolved
+    unresolved = shift_cka_sentence(dataclasses.replace(base, shift_cka_ci=wide))
+    assert "not resolved which layer changes least (dense_1 by its point value)" in unresolved
+
+    def pair(half: float) -> CkaPair:
+        layers = ["conv2d_1", "dense_1"]
+        return CkaPair("seeds", "a", "b", layers, layers, [[0.95, 0.2], [0.3, 0.6]],
+                       [[[0.95 - half, 0.95 + half], [0.1, 0.3]], [[0.2, 0.4], [0.6 - half, 0.6 + half]]])
+
+    assert "they part with depth" in cka_pair_sentence(pair(0.05))
+    assert "not resolved whether they part or converge" in cka_pair_sentence(pair(0.2))
+
+
+def randomised(method: str, mode: str, low: float, high: float) -> RandomisationRow:
+    return RandomisationRow(method, mode, 1, "layer", (low + high) / 2, 0.5, [low, high])
+
+
+def test_which_sentences_on_the_maps_stand_follows_both_sanity_checks():
+    """A method stands where its maps depend on the weights (cascading) and on the labels (data);
+    one check it fails sends it to 'describe the image'; a check across the line leaves it unresolved."""
+    result = dataclasses.replace(
+        beyond_result(), attributions=[dataclasses.replace(beyond_result().attributions[0], method=m)
+                                       for m in ("saliency", "grad_cam", "integrated_gradients")],
+        sanity=[randomised("saliency", "cascading", 0.0, 0.1), randomised("grad_cam", "cascading", 0.0, 0.1),
+                randomised("integrated_gradients", "cascading", 0.8, 0.9)],
+        data_randomisation=[randomised("saliency", "data", 0.1, 0.2),
+                            randomised("grad_cam", "data", 0.4, 0.6),
+                            randomised("integrated_gradients", "data", 0.0, 0.1)])  # fmt: skip
+    text = standing_sentence(result)
+    assert "those on saliency stand" in text
+    assert "those on integrated gradients describe the image more than the network" in text
+    assert "those on grad cam stand unresolved" in text
+    assert "stand untested" in standing_sentence(dataclasses.replace(result, sanity=[]))
+
+
+def test_the_data_randomisation_sentence_says_when_the_network_did_not_memorise():
+    rows = [randomised("saliency", "data", 0.1, 0.2), randomised(EDGE_CONTROL, "data", 1.0, 1.0)]
+    text = data_randomisation_sentence(rows, 0.98, 500)
+    assert "500 training images with their labels shuffled (it fits 98.0% of them)" in text
+    assert "saliency 0.15 (95% CI 0.10–0.20): depends on what the network learnt" in text
+    assert "The edge control lands there, as it must." in text
+    assert "it has not memorised them and the test is weak" in data_randomisation_sentence(rows, 0.4, 500)
+    assert "No data-randomisation test" in data_randomisation_sentence([], None, None)
 
 
 def sweep_row(model: str, shift: float, code_position: float) -> AugmentRow:

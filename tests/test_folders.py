@@ -55,7 +55,7 @@ FOLDER_RUN = (
     "interpreters.probes.test_samples=40", "shift.models=[dt]", "shift.dataset.samples=24",
     "shift.dataset.radius=2", "activations.n_codes=48", "trainer.progress_bar=false", "beyond.images=48",
     "beyond.position_images=48", "beyond.attribution_samples=4", "beyond.maximise_steps=3",
-    "+model.filters=8",
+    "+model.filters=8", "beyond.shuffled_images=40", "beyond.shuffled_epochs=2",
 )  # fmt: skip
 
 

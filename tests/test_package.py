@@ -83,11 +83,12 @@ def test_readme_beyond_calls_run_as_written():
     scope |= {"model": mnist_probe.KerasCNN().eval(), "images": images[:40], "labels": labels[:40]}
     lines = readme_example("### Beyond the study").strip().splitlines()
     results = [eval(line.split("#")[0].split(" = ")[-1], scope) for line in lines]  # noqa: S307 - ours
-    consistency, (patches, _, field), probes, (names, cka) = results
+    consistency, (patches, _, field), probes, (names, cka, ci) = results
     assert len(consistency) == 6 and consistency[0] > 0.999
     assert patches.shape == (64, 9, 1, field.size, field.size)
     assert [p.layer for p in probes] == ["conv2d_2", "dense_1"]
     assert names == mnist_probe.LAYER_NAMES and cka.shape == (1, 12)
+    assert ci is None  # one minibatch of 40 images: nothing to resample
 
 
 def test_readme_own_cnn_example_runs_as_written(tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ SMALL = [
     "interpreters.probes.test_samples=100", "shift.models=[dt,dt@pixels]", "shift.dataset.samples=20",
     "reproduce.augment.shifts=[0.0]", "interpreters.probes.enabled=false", "beyond.images=100",
     "beyond.position_images=100", "beyond.attribution_samples=10", "beyond.maximise_steps=5",
-    "beyond.methods=[saliency,grad_cam]",
+    "beyond.methods=[saliency,grad_cam]", "beyond.shuffled_images=100", "beyond.shuffled_epochs=2",
     "+reproduce.augment.train_overrides.epochs=2", "+reproduce.augment.train_overrides.batch_size=64",
     "+reproduce.augment.model_overrides.filters=16",
 ]  # fmt: skip

@@ -4,15 +4,27 @@ exactly where that layer is randomised; the verdict reads Spearman's interval.""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mnist_probe.attribution import attribute
 from mnist_probe.lenet import LeNet5
 from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
 from mnist_probe.rows import RandomisationRow
-from mnist_probe.sanity import faithfulness, model_randomisation, randomisable_layers, similarity
-from mnist_probe.stages.verdicts import SIMILAR_BELOW, depends_on_model
+from mnist_probe.sanity import (
+    SHUFFLED,
+    data_randomisation,
+    faithfulness,
+    model_randomisation,
+    randomisable_layers,
+    randomisation_sequence,
+    similarity,
+)
+from mnist_probe.stages.trust import SIMILAR_BELOW, depends_on_model
 
 
 def first_layer_map(model, x, targets):
@@ -102,7 +114,7 @@ def test_deletion_and_insertion_rank_a_faithful_map_above_a_random_order_and_its
 
 def test_the_sentences_judge_on_intervals_and_report_the_control():
     from mnist_probe.rows import FaithfulnessRow
-    from mnist_probe.stages.verdicts import faithful_sentence, sanity_sentence
+    from mnist_probe.stages.trust import faithful_sentence, sanity_sentence
 
     def row(method, low, high):
         return FaithfulnessRow(method, "deletion", (low + high) / 2, [low, high], [])
@@ -116,3 +128,54 @@ def test_the_sentences_judge_on_intervals_and_report_the_control():
     assert "The edge control lands there, as it must." in sanity_sentence(control)
     broken = [RandomisationRow(EDGE_CONTROL, "cascading", 1, "c1", 0.1, 0.1, [0.0, 0.2])]
     assert "the similarity measure is in doubt" in sanity_sentence(broken)
+
+
+def test_against_a_network_that_memorised_the_first_layer_method_moves_and_the_control_does_not():
+    """The data-randomisation test compares the trained network with another of the same architecture:
+    identical weights leave every map in place; other first-layer weights move the first-layer method
+    and saliency, never the edge control."""
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    x, y = digits()
+    explainers = {"first layer": first_layer_map}
+    same = data_randomisation(net, copy.deepcopy(net), x, y, ["saliency"], explainers=explainers)
+    assert [r.method for r in same] == ["saliency", "first layer", EDGE_CONTROL]
+    assert all(r.mode == "data" and r.layer == SHUFFLED and r.spearman > 1 - 1e-6 for r in same)
+    torch.manual_seed(1)
+    other = data_randomisation(net, LeNet5().eval(), x, y, ["saliency"], explainers=explainers)
+    rho = {r.method: r.spearman for r in other}
+    assert rho["first layer"] < 0.99 and rho["saliency"] < 0.99 and rho[EDGE_CONTROL] > 1 - 1e-6
+    assert depends_on_model(other, EDGE_CONTROL, mode="data") == "does not depend on the model"
+
+
+def test_the_memorising_split_shuffles_the_training_labels_only(tmp_path):
+    """memorising() keeps the first N training images and permutes their labels: the same images and
+    the same labels as a multiset, most of them moved; the validation labels stay true."""
+    from mnist_probe.data import split_tensors
+    from mnist_probe.sanity import memorising
+    from mnist_probe.specs import DataSpec, Recipe
+    from tests.conftest import mnist_root
+
+    data = DataSpec(root=str(mnist_root()))
+    shuffled, recipe = memorising(data, Recipe(), 300, 7)
+    assert recipe.epochs == 7 and not recipe.augment.enabled and recipe.scheduler is None
+    true_x, true_y = split_tensors(dataclasses.replace(data, val_size=shuffled.val_size, train_subset=300),
+                                   "train")  # fmt: skip
+    x, y = split_tensors(shuffled, "train")
+    assert torch.equal(x, true_x) and torch.equal(y.sort().values, true_y.sort().values)
+    assert (y != true_y).float().mean() > 0.8  # about 90% move under a random permutation of ten classes
+    unshuffled = dataclasses.replace(shuffled, shuffle_labels=False)
+    assert torch.equal(split_tensors(shuffled, "val")[1], split_tensors(unshuffled, "val")[1])
+    assert shuffled.content() != unshuffled.content()  # another cache key: another network
+
+
+def test_the_randomisation_sequence_starts_from_the_trained_maps():
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    x, y = digits(2)
+    columns, maps = randomisation_sequence(net, x[0], int(y[0]), ["saliency"])
+    assert columns == ["trained", "output", "f6", "c5", "c3", "c1"]
+    assert set(maps) == {"saliency", EDGE_CONTROL} and all(len(m) == len(columns) for m in maps.values())
+    assert torch.allclose(maps["saliency"][0], attribute(net, x[:1], y[:1], "saliency")[0])
+    assert all(torch.equal(m, maps[EDGE_CONTROL][0]) for m in maps[EDGE_CONTROL])
+    assert not torch.allclose(maps["saliency"][0], maps["saliency"][-1])

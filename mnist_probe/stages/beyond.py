@@ -19,23 +19,32 @@ from mnist_probe.hooks import resolve_layers
 from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.model_layers import conv_layers
 from mnist_probe.names import file_name
+from mnist_probe.outputs import top1_accuracy
 from mnist_probe.plots import cka_heatmap, curves_plot, position_plot, save
 from mnist_probe.position import position_probes
-from mnist_probe.sanity import EDGE_CONTROL, edge_map, faithfulness, model_randomisation
+from mnist_probe.sanity import (
+    EDGE_CONTROL,
+    data_randomisation,
+    edge_map,
+    faithfulness,
+    memorising,
+    model_randomisation,
+    randomisation_sequence,
+)
 from mnist_probe.schema import BeyondConfig, typed
 from mnist_probe.stages.adapters import trained_cnn, writer
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, PositionRow
-from mnist_probe.stages.verdicts import (
-    attribution_sentence,
+from mnist_probe.stages.trust import (
+    data_randomisation_sentence,
     faithful_sentence,
-    position_sentence,
     sanity_sentence,
-    shift_cka_sentence,
+    standing_sentence,
 )
+from mnist_probe.stages.verdicts import attribution_sentence, position_sentence, shift_cka_sentence
 from mnist_probe.tables import write_table
-from mnist_probe.training import TrainedCNN, fit_or_load
+from mnist_probe.training import TrainedCNN, fit_or_load, logits_of
 from mnist_probe.translation import pick_image, shifted_stack
-from mnist_probe.viz import attribution_sheet, attribution_strip, filter_sheet
+from mnist_probe.viz import attribution_sheet, attribution_strip, filter_sheet, randomisation_sheet
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +106,16 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
          for m in dict.fromkeys(r.method for r in sanity)},
         "layers randomised (cascading, from the output down)", "Do the attributions depend on the model?",
         "Spearman(|trained map|, |randomised map|)", scale=1.0)  # fmt: skip
+    columns, sequence = randomisation_sequence(model, images[idx], int(labels[idx]), list(b.methods), c.seed)
+    figures["sanity_sequence"] = randomisation_sheet(to_float(images[idx : idx + 1])[0], columns, sequence)
+    shuffled, memorised_acc = [], None
+    if b.shuffled_images and not c.checkpoint:  # the data-randomisation test: trains the same network
+        data, recipe = memorising(c.data, c.train, b.shuffled_images, b.shuffled_epochs)
+        memorised = fit_or_load(data, recipe, c.seed, c.paths.cache, None, c.model, c.trainer).model
+        seen, shuffled_labels = split_tensors(data, "train")
+        memorised_acc = top1_accuracy(logits_of(memorised, to_float(seen)), shuffled_labels)
+        shuffled = data_randomisation(model, memorised, x, y, list(b.methods), c.seed, trained=maps)
+        write_table(shuffled, out_dir / "sanity_data")
     faithful = faithfulness(model, x, y, maps, seed=c.seed)
     write_table([{k: v for k, v in dataclasses.asdict(r).items() if k != "curve"} for r in faithful],
                 out_dir / "faithfulness")  # fmt: skip
@@ -114,7 +133,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     figures["positions"] = position_plot(positions)
 
     # 4. what a translation, and another training, change: CKA
-    names, curve = shift_cka(model, images, pairs, layers)
+    names, curve, curve_ci = shift_cka(model, images, pairs, layers, seed=c.seed)
     figures["shift_cka"] = curves_plot({n: (list(b.dy), curve[:, k].tolist()) for k, n in enumerate(names)},
                                        "dy (px)", "What a translation changes, layer by layer",
                                        "CKA(unshifted, shifted)", scale=1.0)  # fmt: skip
@@ -122,7 +141,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     if b.cka_seed is not None:
         twin = fit_or_load(c.data, c.train, b.cka_seed, c.paths.cache, None, c.model, c.trainer)
         twin = dataclasses.replace(twin, code_layer=cnn.code_layer)
-        rows, cols, matrix = cka_between(model, twin.model, images, layers, probed_layers(twin, b))
+        rows, cols, matrix, _ = cka_between(model, twin.model, images, layers, probed_layers(twin, b))
         title = f"CKA: seed {c.seed} (rows) vs seed {b.cka_seed}"
         figures["cka_seeds"] = cka_heatmap(matrix, rows, cols, title)
         other, between = twin.key, matrix.tolist()
@@ -131,10 +150,12 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         tb.add_figure(f"beyond/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     result = BeyondResult(cnn.key, cnn.code_layer, curves, positions, convs, names, curve.tolist(),
-                          list(b.dy), other, between, sanity, faithful)  # fmt: skip
+                          list(b.dy), other, between, sanity, faithful, shuffled, b.shuffled_images,
+                          memorised_acc, None if curve_ci is None else curve_ci.tolist())  # fmt: skip
     for sentence in (attribution_sentence(curves, c.data.item), sanity_sentence(sanity),
+                     data_randomisation_sentence(shuffled, memorised_acc, b.shuffled_images),
                      faithful_sentence(faithful), position_sentence(positions, cnn.code_layer),
-                     shift_cka_sentence(result)):  # fmt: skip
+                     shift_cka_sentence(result), standing_sentence(result)):  # fmt: skip
         tb.add_text("beyond/verdicts", sentence)
         log.info("%s", sentence)
     tb.close()

@@ -123,9 +123,10 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
 
 def cka_pair(name: str, first: str, a: TrainedCNN, second: str, b: TrainedCNN, images, bcfg) -> CkaPair:
     """Linear CKA between every probed layer of CNN a and every probed layer of CNN b."""
-    rows, cols, matrix = cka_between(a.model, b.model, images, beyond.probed_layers(a, bcfg),
-                                     beyond.probed_layers(b, bcfg))  # fmt: skip
-    return CkaPair(name, first, second, rows, cols, np.round(matrix, 4).tolist())
+    rows, cols, matrix, ci = cka_between(a.model, b.model, images, beyond.probed_layers(a, bcfg),
+                                         beyond.probed_layers(b, bcfg))  # fmt: skip
+    return CkaPair(name, first, second, rows, cols, np.round(matrix, 4).tolist(),
+                   None if ci is None else np.round(ci, 4).tolist())  # fmt: skip
 
 
 def loss_comparison(cfg: DictConfig, out_dir: Path, main: TrainResult) -> list[LossRow]:

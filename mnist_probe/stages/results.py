@@ -55,6 +55,7 @@ class TrainResult:
     untimed_epochs: int = 0  # epochs whose time train_seconds lacks (trained before a clock was kept)
     precision: str | None = None
     device: str | None = None
+    trained_on: str | None = None  # the machine that trained it (mnist_probe.machine.describe)
     strategy: str | None = None
     world_size: int = 1
     files: dict[str, str] = field(default_factory=dict)  # the cache entry's files and their sha256
@@ -235,10 +236,16 @@ class CkaPair:
     rows: list[str]
     cols: list[str]
     matrix: list[list[float]]
+    ci: list[list[list[float]]] | None = None  # each CKA's 95% interval (minibatches resampled)
 
     def same_layers(self) -> dict[str, float]:
         """CKA between the layers the two networks both have, by name, in the first's order."""
         return {r: self.matrix[i][self.cols.index(r)] for i, r in enumerate(self.rows) if r in self.cols}
+
+    def same_layers_ci(self) -> dict[str, list[float] | None]:
+        """Their 95% intervals, by name (None each where none was kept)."""
+        return {r: self.ci[i][self.cols.index(r)] if self.ci else None
+                for i, r in enumerate(self.rows) if r in self.cols}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -347,11 +354,20 @@ class BeyondResult:
     cka: list[list[float]] | None = None  # this CNN's layers × the other's
     sanity: list[RandomisationRow] = field(default_factory=list)  # the model-randomisation test, cascading
     faithfulness: list[FaithfulnessRow] = field(default_factory=list)  # deletion and insertion areas
+    data_randomisation: list[RandomisationRow] = field(default_factory=list)  # against shuffled labels
+    memorised_images: int | None = None  # the training images whose labels that network memorised
+    memorised_accuracy: float | None = None  # its accuracy on them, against their shuffled labels
+    shift_cka_ci: list[list[list[float]]] | None = None  # per dy, per layer: shift_cka's 95% interval
 
     def shift_cka_at(self, layer: str) -> list[float]:
         """One layer's CKA between unshifted and shifted images, along the dys."""
         k = self.cka_layers.index(layer)
         return [row[k] for row in self.shift_cka]
+
+    def shift_cka_ci_at(self, layer: str) -> list[list[float] | None]:
+        """That CKA's 95% intervals along the dys (None each where none was kept)."""
+        k = self.cka_layers.index(layer)
+        return [row[k] for row in self.shift_cka_ci] if self.shift_cka_ci else [None] * len(self.cka_dys)
 
 
 

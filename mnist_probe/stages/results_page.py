@@ -31,6 +31,7 @@ def training_time(train: TrainResult) -> str:
     if not train.train_seconds:
         return ""  # a user's checkpoint: not trained here
     where = "cached from an earlier run" if train.cached else "in this run"
+    where += f", on {train.trained_on.split(': ', 1)[-1]}" if train.cached and train.trained_on else ""
     text = f"; training the CNN took {train.train_seconds / 60:.1f} min ({where})"
     untimed, resumed = train.untimed_epochs, train.resumed_after_epochs
     if untimed:

@@ -7,15 +7,20 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe import study
+from mnist_probe.intervals import shown
 from mnist_probe.names import file_name
 from mnist_probe.schema import typed
 from mnist_probe.stages.results import BeyondResult, GapRow, ShiftResult, TrainResult
+from mnist_probe.stages.trust import (
+    data_randomisation_sentence,
+    faithful_sentence,
+    sanity_sentence,
+    standing_sentence,
+)
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
-    faithful_sentence,
     gap_sentence,
     position_sentence,
-    sanity_sentence,
     shift_cka_sentence,
 )
 from mnist_probe.tables import markdown_table, pct
@@ -111,7 +116,31 @@ def sanity_section(beyond: BeyondResult, fig) -> list[str]:
         fig("sanity", "model randomisation"),
         sanity_sentence(beyond.sanity),
         "",
+        "One image's maps at each step, each on its own scale:",
+        "",
+        fig("sanity_sequence", "model randomisation, one image"),
+        *data_randomisation_section(beyond),
         *faithfulness_section(beyond),
+        standing_sentence(beyond),
+        "",
+    ]
+
+
+def data_randomisation_section(beyond: BeyondResult) -> list[str]:
+    """The data-randomisation test: each method against the network that memorised shuffled labels."""
+    if not beyond.data_randomisation:
+        return []
+    table = [{"method": r.method, "Spearman": f"{r.spearman:.2f}", "95% CI": shown(r.spearman_ci, 1, 2, ""),
+              "SSIM": f"{r.ssim:.2f}"} for r in beyond.data_randomisation]  # fmt: skip
+    return [
+        "The data-randomisation test (Adebayo et al. 2018): the same network trained on shuffled labels, "
+        "which it can only memorise; each method's maps of the same images and classes against the "
+        "trained network's:",
+        "",
+        markdown_table(table),
+        data_randomisation_sentence(beyond.data_randomisation, beyond.memorised_accuracy,
+                                    beyond.memorised_images),
+        "",
     ]
 
 

@@ -4,8 +4,8 @@ small function of typed results, and each threshold it judges by is a named cons
 from __future__ import annotations
 
 from mnist_probe import study
-from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point, shown
-from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER, SAMPLE_SHAPE, layer_label
+from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point, shown, valued
+from mnist_probe.names import SAMPLE_SHAPE, layer_label
 from mnist_probe.schema import Config
 from mnist_probe.stages.results import (
     AttributionCurve,
@@ -13,12 +13,10 @@ from mnist_probe.stages.results import (
     BeyondResult,
     CkaPair,
     Conclusion,
-    FaithfulnessRow,
     GapRow,
     LossRow,
     PageResults,
     PositionRow,
-    RandomisationRow,
 )
 from mnist_probe.tables import pct
 
@@ -229,9 +227,6 @@ GIVEN_UP_BELOW = 0.1
 # Two networks "diverge with depth" when their same-layer CKA at the last probed layer is this much
 # below the first layer's, and "converge" when it is this much above.
 DEPTH_CHANGE = 0.05
-# A method "depends on the model" where, with every layer randomised, its maps' rank correlation with
-# the trained network's maps (Spearman of |map|, mnist_probe.sanity) lies below this.
-SIMILAR_BELOW = 0.5
 
 
 def attribution_sentence(curves: list[AttributionCurve], item: str = "digit") -> str:
@@ -249,57 +244,6 @@ def attribution_sentence(curves: list[AttributionCurve], item: str = "digit") ->
         parts.append(f"{c.method.replace('_', ' ')} {moves} (correlation with the shifted attribution "
                      f"{c.consistency[near]:.2f} at dy = {c.dys[near]}, {last:.2f} at dy = {c.dys[-1]}{ci})")
     return "Under translation, " + "; ".join(parts) + "."
-
-
-def depends_on_model(rows: list[RandomisationRow], method: str, threshold: float = SIMILAR_BELOW) -> str:
-    """The verdict on a method, from the last cascading step (every layer randomised): 'depends on
-    the model' where Spearman's interval lies below the threshold, 'does not depend on the model'
-    where it lies at or above, else 'not resolved'."""
-    last = max((r for r in rows if r.method == method and r.mode == "cascading"), key=lambda r: r.step)
-    interval = or_point(last.spearman_ci, last.spearman)
-    return judged(interval, threshold, "does not depend on the model", "depends on the model")
-
-
-def faithful_sentence(rows: list[FaithfulnessRow]) -> str:
-    """Which methods' pixel orders take the class away sooner (deletion) than a random order does:
-    judged where the two intervals do not overlap, else not resolved."""
-    random = next((r for r in rows if r.method == RANDOM_ORDER and r.kind == "deletion"), None)
-    if random is None:
-        return "No deletion test was run."
-    parts = []
-    for r in rows:
-        if r.kind != "deletion" or r.method == RANDOM_ORDER:
-            continue
-        side = apart(or_point(r.ci, r.area), or_point(random.ci, random.area))
-        said = {-1: "sooner than a random order", 1: "no sooner than a random order",
-                0: f"{UNRESOLVED} against a random order"}[side]  # fmt: skip
-        ci = f" ({shown(r.ci, 1, 2, '')})" if r.ci else ""
-        parts.append(f"{r.method.replace('_', ' ')} {r.area:.2f}{ci}: {said}")
-    return (f"Deleting pixels in each map's order, P(true class) falls (area under the curve; a random "
-            f"order: {random.area:.2f}): {'; '.join(parts)}.")
-
-
-def sanity_sentence(rows: list[RandomisationRow]) -> str:
-    """Which methods' maps change when the network's weights are randomised (and the edge control,
-    which must not)."""
-    if not rows:
-        return "No model-randomisation test was run."
-    parts = []
-    for method in dict.fromkeys(r.method for r in rows):
-        last = max((r for r in rows if r.method == method), key=lambda r: r.step)
-        verdict = depends_on_model(rows, method)
-        ci = f" ({shown(last.spearman_ci, 1, 2, '')})" if last.spearman_ci else ""
-        said = verdict if verdict != UNRESOLVED else "not resolved whether it depends on the model"
-        parts.append(f"{method.replace('_', ' ')} {last.spearman:.2f}{ci}: {said}")
-    control = ""
-    if any(r.method == EDGE_CONTROL for r in rows):
-        fails = depends_on_model(rows, EDGE_CONTROL) == "does not depend on the model"
-        control = (" The edge control lands there, as it must." if fails else " The edge control does not "
-                   "land there, which a map of the input alone cannot do: the similarity measure is in "
-                   "doubt.")  # fmt: skip
-    return (f"With every layer's weights randomised (cascading from the output down), the maps' rank "
-            f"correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the line). "
-            f"A method that does not depend on the model explains the image, not the network.{control}")
 
 
 def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
@@ -322,15 +266,20 @@ def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
 
 
 def shift_cka_sentence(result: BeyondResult) -> str:
-    """Conclusion 4 layer by layer: which layer's representation a translation changes least."""
+    """Conclusion 4 layer by layer: which layer's representation a translation changes least, judged
+    where that layer's interval lies above every other layer's."""
     if not result.cka_layers:
         return "No CKA was computed."
     at = {layer: result.shift_cka_at(layer)[-1] for layer in result.cka_layers}
+    ci = {layer: or_point(result.shift_cka_ci_at(layer)[-1], at[layer]) for layer in result.cka_layers}
     softest = max(at, key=at.get)
     code = result.code_layer
-    said = ", ".join(f"{k} {v:.2f}" for k, v in at.items())
+    said = ", ".join(f"{k} {valued(v, ci[k] if result.shift_cka_ci else None)}" for k, v in at.items())
+    resolved = all(apart(ci[softest], ci[k]) == 1 for k in at if k != softest)
     verdict = ("the code layer changes least: translations deform code vectors more softly" if softest == code
                else f"{softest}, not the code layer, changes least")  # fmt: skip
+    if not resolved:
+        verdict = f"{UNRESOLVED} which layer changes least ({softest} by its point value)"
     return f"CKA between unshifted and dy = {result.cka_dys[-1]} images, per layer: {said}; {verdict}."
 
 
@@ -356,9 +305,13 @@ def cka_pair_sentence(pair: CkaPair) -> str:
     same = pair.same_layers()
     if not same:
         return f"{pair.first} and {pair.second} share no layer name; the heatmap compares every pair."
-    said = ", ".join(f"{k} {v:.2f}" for k, v in same.items())
-    first, last = list(same.values())[0], list(same.values())[-1]
-    if last < first - DEPTH_CHANGE:
+    ci = pair.same_layers_ci()
+    said = ", ".join(f"{k} {valued(v, ci[k])}" for k, v in same.items())
+    (first_layer, first), (last_layer, last) = list(same.items())[0], list(same.items())[-1]
+    overlap = apart(or_point(ci[first_layer], first), or_point(ci[last_layer], last)) == 0
+    if overlap and abs(last - first) > DEPTH_CHANGE:
+        verdict = f"{UNRESOLVED} whether they part or converge with depth (the two layers' intervals overlap)"
+    elif last < first - DEPTH_CHANGE:
         verdict = "they part with depth: the later the layer, the less the two representations share"
     elif last > first + DEPTH_CHANGE:
         verdict = "they converge with depth: the code layers share more than the first layers"

@@ -1,0 +1,121 @@
+"""The sentences that say whether an explanation can be trusted (mnist_probe.sanity's tests): does a
+method's map depend on the trained weights, on what the network learnt from its labels, and does it
+pick the pixels the class needs; and so which sentences on the maps stand."""
+
+from __future__ import annotations
+
+from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point, valued
+from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
+from mnist_probe.stages.results import BeyondResult, FaithfulnessRow, RandomisationRow
+
+# A method "depends on the model" where, with every layer randomised, its maps' rank correlation with
+# the trained network's maps (Spearman of |map|, mnist_probe.sanity) lies below this.
+SIMILAR_BELOW = 0.5
+
+
+def depends_on_model(
+    rows: list[RandomisationRow], method: str, threshold: float = SIMILAR_BELOW, mode: str = "cascading"
+) -> str:  # fmt: skip
+    """The verdict on a method, from the last step of `mode` (cascading: every layer randomised;
+    data: the network that memorised shuffled labels): 'depends on the model' where Spearman's
+    interval lies below the threshold, 'does not depend on the model' where it lies at or above,
+    else 'not resolved'."""
+    last = max((r for r in rows if r.method == method and r.mode == mode), key=lambda r: r.step)
+    interval = or_point(last.spearman_ci, last.spearman)
+    return judged(interval, threshold, "does not depend on the model", "depends on the model")
+
+
+def _similarities(rows: list[RandomisationRow], mode: str, said: dict[str, str]) -> list[str]:
+    """'method rho (CI): verdict' for each method's last step of `mode`, the verdict as `said` words it."""
+    parts = []
+    for method in dict.fromkeys(r.method for r in rows if r.mode == mode):
+        last = max((r for r in rows if r.method == method and r.mode == mode), key=lambda r: r.step)
+        parts.append(f"{method.replace('_', ' ')} {valued(last.spearman, last.spearman_ci)}: "
+                     f"{said[depends_on_model(rows, method, mode=mode)]}")  # fmt: skip
+    return parts
+
+
+def _control(rows: list[RandomisationRow], mode: str) -> str:
+    """Whether the edge control landed where a map of the input alone must (kept its similarity)."""
+    if not any(r.method == EDGE_CONTROL for r in rows):
+        return ""
+    if depends_on_model(rows, EDGE_CONTROL, mode=mode) == "does not depend on the model":
+        return " The edge control lands there, as it must."
+    return (" The edge control does not land there, which a map of the input alone cannot do: the "
+            "similarity measure is in doubt.")
+
+
+def faithful_sentence(rows: list[FaithfulnessRow]) -> str:
+    """Which methods' pixel orders take the class away sooner (deletion) than a random order does:
+    judged where the two intervals do not overlap, else not resolved."""
+    random = next((r for r in rows if r.method == RANDOM_ORDER and r.kind == "deletion"), None)
+    if random is None:
+        return "No deletion test was run."
+    parts = []
+    for r in rows:
+        if r.kind != "deletion" or r.method == RANDOM_ORDER:
+            continue
+        side = apart(or_point(r.ci, r.area), or_point(random.ci, random.area))
+        said = {-1: "sooner than a random order", 1: "no sooner than a random order",
+                0: f"{UNRESOLVED} against a random order"}[side]  # fmt: skip
+        parts.append(f"{r.method.replace('_', ' ')} {valued(r.area, r.ci)}: {said}")
+    return (f"Deleting pixels in each map's order, P(true class) falls (area under the curve; a random "
+            f"order: {random.area:.2f}): {'; '.join(parts)}.")
+
+
+def sanity_sentence(rows: list[RandomisationRow]) -> str:
+    """Which methods' maps change when the network's weights are randomised (and the edge control,
+    which must not)."""
+    if not rows:
+        return "No model-randomisation test was run."
+    said = {"depends on the model": "depends on the model",
+            "does not depend on the model": "does not depend on the model",
+            UNRESOLVED: "not resolved whether it depends on the model"}  # fmt: skip
+    parts = _similarities(rows, "cascading", said)
+    return (f"With every layer's weights randomised (cascading from the output down), the maps' rank "
+            f"correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the line). "
+            f"A method that does not depend on the model explains the image, not the network."
+            f"{_control(rows, 'cascading')}")
+
+
+# The data-randomisation test is weak where the network fits fewer of its shuffled labels than this.
+MEMORISED_ABOVE = 0.9
+
+
+def data_randomisation_sentence(
+    rows: list[RandomisationRow], accuracy: float | None, images: int | None
+) -> str:  # fmt: skip
+    """Which methods' maps change when the same network memorised shuffled labels instead of learning."""
+    if not rows:
+        return "No data-randomisation test was run."
+    fit = f"it fits {accuracy:.1%} of them" if accuracy is not None else "its fit unmeasured"
+    weak = (f"; below {MEMORISED_ABOVE:.0%}, it has not memorised them and the test is weak"
+            if accuracy is not None and accuracy < MEMORISED_ABOVE else "")  # fmt: skip
+    said = {"depends on the model": "depends on what the network learnt",
+            "does not depend on the model": "does not depend on what the network learnt",
+            UNRESOLVED: "not resolved whether it depends on what the network learnt"}  # fmt: skip
+    parts = _similarities(rows, "data", said)
+    return (f"Against the same network trained on {images or 'some'} training images with their labels "
+            f"shuffled ({fit}{weak}), the maps' rank correlation with the trained network's is "
+            f"{'; '.join(parts)} ({SIMILAR_BELOW} is the line).{_control(rows, 'data')}")
+
+
+def standing_sentence(result: BeyondResult) -> str:
+    """Which of the sentences on where the network looks stand: those of methods whose maps depend on
+    the trained weights (and on the labels learnt, where that was tested)."""
+    if not result.sanity or not result.attributions:
+        return "No sanity check was run: the sentences on the maps stand untested."
+    tests = [(result.sanity, "cascading")]
+    if result.data_randomisation:
+        tests.append((result.data_randomisation, "data"))
+    verdicts = {a.method: {depends_on_model(rows, a.method, mode=mode) for rows, mode in tests}
+                for a in result.attributions}  # fmt: skip
+    groups = {"stand (their maps depend on the network's weights and what it learnt)":
+              [m for m, v in verdicts.items() if v == {"depends on the model"}],
+              "describe the image more than the network (a sanity check fails)":
+              [m for m, v in verdicts.items() if "does not depend on the model" in v],
+              "stand unresolved (a check's interval crosses the line)":
+              [m for m, v in verdicts.items() if v - {"depends on the model"} == {UNRESOLVED}]}  # fmt: skip
+    parts = [f"those on {' and '.join(m.replace('_', ' ') for m in methods)} {said}"
+             for said, methods in groups.items() if methods]  # fmt: skip
+    return f"Of the sentences above on where the network looks, {'; '.join(parts)}."
