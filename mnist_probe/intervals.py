@@ -46,6 +46,18 @@ def bootstrap_r2(
     return float(low), float(high)
 
 
+def seed_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float] | None:
+    """The interval of a number's mean over seeds (one value per trained network): Student's t with
+    n - 1 degrees of freedom, as a handful of seeds is too few to bootstrap; None below two seeds."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if len(values) < 2:
+        return None
+    half = t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
 def resample_counts(n: int, draws: int = DRAWS, seed: int = 0) -> np.ndarray:
     """How often each of n units lands in each of `draws` bootstrap resamples (draws × n counts, each
     row summing to n): a resampled sum of per-unit parts is counts @ parts."""

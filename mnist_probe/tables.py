@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mnist_probe.cache import atomic_write
+from mnist_probe.intervals import seed_interval
 
 
 def pct(x: float | None, digits: int = 2, style: str = "f") -> str:
@@ -57,15 +58,17 @@ def write_table(rows: list, stem: str | Path, columns: list[str] | None = None) 
 
 
 def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> list[dict]:
-    """Each headline number over the jobs (seeds): n, mean, std (ddof 1), min, max; where the study
-    gave the number (reference), its figure, its distance from our mean in our std, and whether it
-    lies inside what our seeds span ([min, max])."""
+    """Each headline number over the jobs (seeds): n, mean, std (ddof 1), the mean's 95% interval
+    over the seeds (intervals.seed_interval), min, max; where the study gave the number (reference),
+    its figure, its distance from our mean in our std, and whether it lies inside what our seeds
+    span ([min, max])."""
     rows = []
     for name in dict.fromkeys(k for h in headlines for k in h):
         values = np.array([h[name] for h in headlines if h.get(name) is not None], dtype=float)
         std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-        row = {"metric": name, "n": len(values), "mean": float(values.mean()), "std": std,
-               "min": float(values.min()), "max": float(values.max())}  # fmt: skip
+        low, high = seed_interval(values) or (float("nan"), float("nan"))
+        row = {"metric": name, "n": len(values), "mean": float(values.mean()), "std": std, "ci_low": low,
+               "ci_high": high, "min": float(values.min()), "max": float(values.max())}  # fmt: skip
         ref = reference.get(name)
         if ref is not None:
             inside = bool(values.min() <= ref <= values.max())

@@ -241,7 +241,8 @@ def sweep_cka(augment: AugmentResult, figs) -> list[str]:
     return lines
 
 
-SEEDS_COLUMNS = ["metric", "n", "mean", "std", "min", "max", "study", "study_inside_our_range"]
+SEEDS_COLUMNS = ["metric", "n", "mean", "std", "ci_low", "ci_high", "min", "max", "study",
+                 "study_inside_our_range"]
 
 
 def seeds_section(seeds: dict | None, figs) -> list[str]:
@@ -255,8 +256,9 @@ def seeds_section(seeds: dict | None, figs) -> list[str]:
     return [
         f"## Seeds: the default recipe, {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))})",
         "",
-        f"From `{seeds['path']}` (`make seeds`). Each number over the seeds (std with ddof 1); the study's "
-        "single run beside it. Inside what our seeds span: " + (", ".join(inside) or "none")
+        f"From `{seeds['path']}` (`make seeds`). Each number over the seeds (std with ddof 1; "
+        "ci_low–ci_high: the mean's 95% interval, Student's t over the seeds); the study's single "
+        "run beside it. Inside what our seeds span: " + (", ".join(inside) or "none")
         + "; outside: " + (", ".join(outside) or "none") + ".",
         "",
         markdown_table(seeds["rows"], SEEDS_COLUMNS),
