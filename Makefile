@@ -76,7 +76,11 @@ tensorboard: install ## browse training curves and activations at http://127.0.0
 clean: ## remove run dirs and caches (keeps .venv)
 	rm -rf outputs/runs outputs/multirun outputs/cache .pytest_cache .ruff_cache build
 
-bench: install ## training (Lightning vs plain, fp32/bf16, GFLOP/s), hooks, streaming, shift, fits -> docs/PERFORMANCE.md
+$(VENV)/.bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: install $(VENV)/.bench ## training, hooks, streaming, shift, fits, and beside TorchLens, FX, pytorch-grad-cam -> docs/PERFORMANCE.md
 	$(PY) -m mnist_probe.bench --page docs/PERFORMANCE.md
 
 bench-long: install ## train=fast and train=default from scratch: seconds to 99.3% -> docs/PERFORMANCE.md

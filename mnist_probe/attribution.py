@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnist_probe.data import to_float
@@ -23,32 +24,48 @@ def attribute(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int], method: str,
     layer: str | None = None, batch_size: int = 100,
 ) -> torch.Tensor:  # fmt: skip
-    """N×H×W attributions of the target class for each image (uint8 or float), by Captum:
-    |gradient| (saliency), integrated gradients from a black image (32 steps), or Grad-CAM on `layer`
-    (default: the last conv layer) upsampled to H×W. The model runs in eval mode."""
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency  # 1 s import
+    """N×H×W attributions of the target class for each image (uint8 or float): |gradient| (saliency)
+    and integrated gradients from a black image (32 steps) by Captum; Grad-CAM on `layer` (default:
+    the last conv layer) upsampled to H×W, as Captum's LayerGradCam computes it (grad_cam). The model
+    runs in eval mode."""
+    from captum.attr import IntegratedGradients, Saliency  # 1 s import
 
     if method not in METHODS:
         raise UserError(f"attribution method {method!r} is not one of {', '.join(METHODS)}")
     model.eval()
     x, targets = to_float(images), torch.as_tensor(targets)
     if method == "grad_cam":
-        layer = layer or _last_conv(model)
-        explainer = LayerGradCam(model, dict(model.named_modules())[layer])
-    else:
-        explainer = Saliency(model) if method == "saliency" else IntegratedGradients(model)
+        module = dict(model.named_modules())[layer or _last_conv(model)]
+        return torch.cat([grad_cam(model, module, x[s : s + batch_size], targets[s : s + batch_size])
+                          for s in range(0, len(x), batch_size)])  # fmt: skip
+    explainer = Saliency(model) if method == "saliency" else IntegratedGradients(model)
     out = []
     for start in range(0, len(x), batch_size):
         batch, target = x[start : start + batch_size].requires_grad_(), targets[start : start + batch_size]
         if method == "saliency":
             attr = explainer.attribute(batch, target=target, abs=True)
-        elif method == "integrated_gradients":
-            attr = explainer.attribute(batch, baselines=torch.zeros_like(batch), target=target, n_steps=32)
         else:
-            cam = explainer.attribute(batch, target=target, relu_attributions=True)
-            attr = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+            attr = explainer.attribute(batch, baselines=torch.zeros_like(batch), target=target, n_steps=32)
         out.append(attr.detach().sum(1))  # channels summed: one map per image
     return torch.cat(out)
+
+
+def grad_cam(model: nn.Module, module: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017) of one batch, N×H×W: the module's output A weighted by the
+    mean gradient of each target's score over each channel, summed over the channels, ReLU'd and
+    upsampled bilinearly to the input's size. One forward pass and one backward pass that stops at A
+    (autograd.grad of A alone): no gradient of the input or the weights is formed."""
+    kept: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, output: kept.append(output))
+    try:
+        with torch.enable_grad():
+            scores = model(x)
+            chosen = scores.gather(1, targets[:, None].to(scores.device)).sum()
+            (grad,) = torch.autograd.grad(chosen, kept[-1])
+    finally:
+        handle.remove()
+    cam = torch.relu((grad.mean((2, 3), keepdim=True) * kept[-1]).sum(1, keepdim=True))
+    return F.interpolate(cam.detach(), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
 
 
 def _last_conv(model: nn.Module) -> str:

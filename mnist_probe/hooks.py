@@ -194,7 +194,9 @@ class ActivationRecorder:
     `model` is any nn.Module and `layers` any of its paths in named_modules() (see
     resolve_layers; a KerasCNN also takes h indices and Keras names). In memory (default):
     `rec[name]` is the concatenation of every batch seen, detached, copied, on the CPU (keep_graph:
-    graph and device kept). Streaming (`stream_dir` and `total` given): each layer's rows are
+    graph and device kept); given `total`, the rows each layer will get, each batch is copied straight
+    into one tensor of `total` rows allocated at the layer's first batch (no per-batch copies kept,
+    no concatenation: memory is the activations returned). Streaming (`stream_dir` and `total`): rows are
     appended to a `<name>.npy` of `total` rows (open it with np.load(mmap_mode='r')), so memory
     stays at one batch whatever the dataset size; the files appear under their final names only
     when recording finished cleanly. A module that runs several times a pass (a ResNet block's
@@ -214,12 +216,15 @@ class ActivationRecorder:
     ) -> None:
         if stream_dir is not None and not total:
             raise ValueError("streaming needs total, the number of rows each layer will get")
+        if total is not None and keep_graph:
+            raise ValueError("keep_graph keeps each batch's graph: it cannot copy them into one tensor")
         self.model, self.names = model, resolve_layers(model, layers)
         self.stream_dir = Path(stream_dir) if stream_dir is not None else None
         self.total, self.dtype = total, np.float16 if float16 else np.float32
         self.keep_graph = keep_graph  # in memory, as computed: for gradients with respect to the input
         self.copy_free = isinstance(model, KerasCNN)
         self.memory: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
+        self.buffers: dict[str, torch.Tensor] = {}  # in memory with total: every layer's rows, preallocated
         self.files: dict[str, BinaryIO] = {}
         self.rows: dict[str, int] = dict.fromkeys(self.names, 0)
         self.handles: list = []
@@ -250,6 +255,13 @@ class ActivationRecorder:
             self.memory[name].append(output if self.copy_free else output.clone())
             return
         out = output.detach()
+        if self.stream_dir is None and self.total:  # copied (safe from in-place ops) into its rows
+            if name not in self.buffers:
+                self.buffers[name] = torch.empty((self.total, *out.shape[1:]), dtype=out.dtype)
+            self._check_rows(name, len(out))
+            self.buffers[name][self.rows[name] : self.rows[name] + len(out)].copy_(out)
+            self.rows[name] += len(out)
+            return
         if self.stream_dir is None:
             # A copy, unless the study's CNN (no in-place op anywhere): a ResNet block adds its shortcut
             # into bn2's output in place and ReLUs it in place, which would change what was recorded.
@@ -262,10 +274,13 @@ class ActivationRecorder:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)),
                       "fortran_order": False, "shape": (self.total, *out.shape[1:])}  # fmt: skip
             np.lib.format.write_array_header_1_0(self.files[name], header)
-        if self.rows[name] + len(out) > self.total:
-            raise RuntimeError(f"{name}: more than the {self.total} rows announced")
+        self._check_rows(name, len(out))
         self.files[name].write(np.ascontiguousarray(out.cpu().numpy(), dtype=self.dtype).tobytes())
         self.rows[name] += len(out)
+
+    def _check_rows(self, name: str, n: int) -> None:
+        if self.rows[name] + n > self.total:
+            raise RuntimeError(f"{name}: more than the {self.total} rows announced")
 
     def _tmp(self, name: str) -> Path:
         return self.stream_dir / f".{file_name(name)}.npy.partial"
@@ -309,6 +324,8 @@ class ActivationRecorder:
 
     def __getitem__(self, layer: str | int) -> torch.Tensor:
         (name,) = resolve_layers(self.model, layer)
+        if name in self.buffers:
+            return self.buffers[name][: self.rows[name]]
         return torch.cat(self.memory[name])
 
 
@@ -335,7 +352,7 @@ def record_with_output(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """record(), and the model's own output (its logits) from the same pass."""
     module_calls(model, to_float(images[:TRACE_BATCH]))  # the calls, traced on images the model reads
-    with ActivationRecorder(model, layers) as rec:
+    with ActivationRecorder(model, layers, total=len(images)) as rec:
         out = [model(to_float(images[start : start + batch_size])).detach().cpu()
                for start in range(0, len(images), batch_size)]  # fmt: skip
     return {name: rec[name] for name in rec.names}, torch.cat(out)

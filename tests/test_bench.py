@@ -7,6 +7,7 @@ import torch
 
 from mnist_probe.bench.accuracy import spread_rows
 from mnist_probe.bench.cli import main
+from mnist_probe.bench.peers import installed
 from mnist_probe.bench.training import flops_per_image, rate
 from mnist_probe.model import KerasCNN
 from mnist_probe.precision import emulated_bf16
@@ -48,6 +49,19 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     shift_rate = next(v for w, v in value.items() if w.startswith("shift grid ±"))
     assert value["shift sweep / plain inference"] == pytest.approx(
         100 * shift_rate / value["plain inference of the same batches"], rel=0.01, abs=0.02)
+    # beside the peers: the same activations as torchvision's feature extractor, the same Grad-CAM as a
+    # plain autograd one; each ratio from its own rows; a peer of the bench extra, there or said missing
+    fx = "torchvision create_feature_extractor"
+    assert value[f"  {fx}: largest |difference| from record"] == 0
+    assert value["  plain autograd: least Pearson r with mnist_probe's maps"] > 0.999
+    ours, plain = (value[f"record all 12 layers: {w}"] for w in ("mnist_probe record", "plain forward pass "
+                                                                  "(records nothing)"))  # fmt: skip
+    assert value["  mnist_probe record / plain forward pass"] == pytest.approx(ours / plain, rel=0.02,
+                                                                               abs=0.02)  # fmt: skip
+    peers = [("torchlens", "record all 12 layers: TorchLens"), ("pytorch_grad_cam", "Grad-CAM: pytorch")]
+    for peer, row in peers:
+        there = [w for w in value if w.startswith(row)]
+        assert there and (installed(peer) == ("not installed" not in there[0]))
     assert (tmp_path / "bench.md").read_text().startswith("| what | value | unit |\n")
     # the page, from the JSON: the machine, the command, every figure
     text = page.read_text()

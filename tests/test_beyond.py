@@ -160,3 +160,32 @@ def test_a_layer_before_any_pooling_knows_the_shift_and_one_after_global_pooling
     assert rows["0"].position_acc == 1.0 and rows["0"].position_r2 > 0.95
     assert rows["1"].position_acc < 0.4 and rows["0"].position_chance == pytest.approx(1 / 9)
     assert rows["1"].position_r2 < 0.1
+
+
+def grey_resnet18() -> nn.Module:
+    """torchvision's ResNet-18 with a 1-channel stem, as a user brings it for MNIST."""
+    import torchvision
+
+    net = torchvision.models.resnet18(num_classes=10)
+    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net.eval()
+
+
+@pytest.mark.parametrize("make", [KerasCNN, LeNet5, grey_resnet18], ids=["keras_cnn", "lenet5", "resnet18"])
+def test_grad_cam_equals_captums_layer_grad_cam(make):
+    """attribute(..., 'grad_cam') computes the map itself (one backward pass that stops at the layer)
+    and must give Captum's LayerGradCam, upsampled as LayerAttribution.interpolate does it."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    from mnist_probe.attribution import _last_conv
+
+    torch.manual_seed(0)
+    net = make().eval()
+    images, labels = load_mnist(mnist_root(), "test")
+    x, y = images[:24].unsqueeze(1).float() / 255, labels[:24]
+    ours = attribute(net, x, y, "grad_cam", batch_size=10)
+    captum = LayerGradCam(net, dict(net.named_modules())[_last_conv(net)])
+    cam = captum.attribute(x.clone().requires_grad_(), target=y, relu_attributions=True)
+    theirs = LayerAttribution.interpolate(cam, (28, 28), interpolate_mode="bilinear").detach().sum(1)
+    assert ours.shape == (24, 28, 28) and theirs.abs().max() > 0
+    assert torch.allclose(ours, theirs, atol=1e-6 * float(theirs.abs().max()), rtol=1e-5)

@@ -22,6 +22,7 @@ from mnist_probe.bench.hot_paths import (
     bench_streaming,
 )
 from mnist_probe.bench.page import write_page
+from mnist_probe.bench.peers import bench_grad_cam, bench_recording
 from mnist_probe.bench.training import bench_precision, bench_training
 from mnist_probe.cache import write_json
 from mnist_probe.config import compose_config
@@ -77,7 +78,7 @@ def measure_all(args: argparse.Namespace) -> dict:
             rows, curves = rows + more_rows, curves | more
         return report(rows, Path(args.out), "bench-levers" if args.levers else "bench-long", curves=curves)
     cfg = compose_config("paths.output_dir=outputs/bench", *overrides)
-    images_u8, _ = load_mnist(cfg.data.root, "test")
+    images_u8, labels = load_mnist(cfg.data.root, "test")
     images = to_float(images_u8[: 64 if args.tiny else args.images])
     steps, warmup = (2, 1) if args.tiny else (args.steps, 4)
     rows = bench_startup(args.repeats, overrides)
@@ -86,6 +87,8 @@ def measure_all(args: argparse.Namespace) -> dict:
     rows += bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats, probe)
     model = instantiate(cfg.model)  # throughput does not depend on the weights
     rows += bench_hooks(model, images, 500, args.repeats)
+    rows += bench_recording(model, images, 500, args.repeats)  # beside the peers (the bench extra)
+    rows += bench_grad_cam(model, images[:500], labels[: len(images[:500])], 100, args.repeats)
     rows += bench_shift(model, images[: 8 if args.tiny else 100], 1 if args.tiny else 5, 2000, args.repeats)
     if not args.tiny:
         rows += bench_streaming(cfg.data.root)

@@ -1,0 +1,151 @@
+"""mnist_probe beside the libraries that do one of its jobs each, on the same inputs in one process:
+recording every layer (torchvision's create_feature_extractor, TorchLens) and Grad-CAM
+(pytorch-grad-cam, and a plain autograd Grad-CAM written out here as the floor). The peers come
+with the `bench` extra (`make bench` installs it); a peer that is not installed gets a row saying so.
+Each row gives seconds per 1,000 images (median of the repeats, the contenders alternated so that
+drift in the machine's speed hits all alike) and how far its values are from mnist_probe's."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_probe.attribution import _last_conv, attribute, correlation
+from mnist_probe.hooks import record, resolve_layers
+
+EXTRA = "pip install -e '.[bench]'"
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def alternated(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each contender over the repeats, one call of each in turn per repeat, after
+    one warm-up call of each."""
+    for fn in contenders.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(max(repeats, 1)):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+@torch.no_grad()
+def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats: int) -> list[dict]:
+    """Every layer 'all' records, for every image: mnist_probe's record, torchvision's feature
+    extractor and TorchLens (each batch's tensors concatenated per layer, as record returns them),
+    beside a plain forward pass that records nothing."""
+    model = model.eval()
+    layers = resolve_layers(model, "all")
+    batches = [images[s : s + batch] for s in range(0, len(images), batch)]
+
+    def concatenated(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return {name: torch.cat([o[name] for o in outputs]) for name in layers}
+
+    contenders: dict[str, Callable[[], object]] = {
+        "plain forward pass (records nothing)": lambda: [model(b) for b in batches],
+        "mnist_probe record": lambda: record(model, images, layers, batch),
+    }
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    # Every module 'all' records is a leaf of the trace; FX renames 'max_pooling2d_1' and the like,
+    # so its nodes are matched to the layers in the order both run (the values are compared below).
+    leaves = {"leaf_modules": list({type(m) for n, m in model.named_modules() if n in layers})}
+    nodes = [n for n in get_graph_node_names(model, tracer_kwargs=leaves)[1] if n != "input"]
+    extractor = create_feature_extractor(model, return_nodes=dict(zip(nodes, layers, strict=True)),
+                                         tracer_kwargs=leaves)  # fmt: skip
+    contenders["torchvision create_feature_extractor"] = lambda: concatenated([extractor(b) for b in batches])
+    missing = []
+    if installed("torchlens"):
+        import torchlens
+
+        def lens() -> dict[str, torch.Tensor]:  # each module's output layer (log[path] is its first op)
+            logs = [torchlens.log_forward_pass(model, b, layers_to_save="all") for b in batches]
+            outputs = [{name: log[log.modules[name].output_layers[-1]].activation for name in layers}
+                       for log in logs]  # fmt: skip
+            return concatenated(outputs)
+
+        contenders["TorchLens log_forward_pass"] = lens
+    else:
+        missing.append("TorchLens")
+    seconds = alternated(contenders, repeats)
+    ours = record(model, images, layers, batch)
+    per_k = 1000 / len(images)
+    plain = seconds["plain forward pass (records nothing)"]
+    rows = []
+    for name, s in seconds.items():
+        rows.append({"what": f"record all {len(layers)} layers: {name}", "value": s * per_k,
+                     "unit": "s/1000 img"})  # fmt: skip
+        if s is not plain:
+            rows.append({"what": f"  {name} / plain forward pass", "value": s / plain, "unit": "x"})
+        if name.startswith(("torchvision", "TorchLens")):
+            theirs = contenders[name]()
+            gap = max(float((theirs[k] - ours[k]).abs().max()) for k in layers)
+            rows.append({"what": f"  {name}: largest |difference| from record", "value": gap, "unit": ""})
+    rows += [{"what": f"record all {len(layers)} layers: {peer} not installed ({EXTRA})",
+              "value": float("nan"), "unit": ""} for peer in missing]  # fmt: skip
+    return rows
+
+
+def plain_grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, targets: torch.Tensor
+                   ) -> torch.Tensor:  # fmt: skip
+    """The least a Grad-CAM can do, written out as a user would: a hook, one forward, one backward."""
+    kept = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: kept.append(out))
+    scores = model(x)
+    handle.remove()
+    (grad,) = torch.autograd.grad(scores[torch.arange(len(x)), targets].sum(), kept[0])
+    cam = torch.relu((grad.mean((2, 3), keepdim=True) * kept[0]).sum(1, keepdim=True))
+    return F.interpolate(cam.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def bench_grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch: int,
+                   repeats: int) -> list[dict]:  # fmt: skip
+    """Grad-CAM of the last conv layer for every image: mnist_probe's attribute, a plain autograd
+    Grad-CAM and pytorch-grad-cam's GradCAM (which scales each map to [0, 1]: compared by Pearson)."""
+    model = model.eval()
+    layer = dict(model.named_modules())[_last_conv(model)]
+    chunks = [(images[s : s + batch], targets[s : s + batch]) for s in range(0, len(images), batch)]
+    contenders: dict[str, Callable[[], torch.Tensor]] = {
+        "mnist_probe attribute": lambda: attribute(model, images, targets, "grad_cam", batch_size=batch),
+        "plain autograd": lambda: torch.cat([plain_grad_cam(model, layer, x, t) for x, t in chunks]),
+    }
+    missing = []
+    if installed("pytorch_grad_cam"):
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        cam = GradCAM(model, [layer])
+
+        def theirs() -> torch.Tensor:
+            maps = [cam(x, [ClassifierOutputTarget(int(k)) for k in t]) for x, t in chunks]
+            return torch.cat([torch.as_tensor(m) for m in maps])
+
+        contenders["pytorch-grad-cam GradCAM"] = theirs
+    else:
+        missing.append("pytorch-grad-cam")
+    seconds = alternated(contenders, repeats)
+    ours = contenders["mnist_probe attribute"]()
+    plain = seconds["plain autograd"]
+    rows = []
+    for name, s in seconds.items():
+        rows.append({"what": f"Grad-CAM: {name}", "value": 1000 * s / len(images), "unit": "ms/img"})
+        if s is not plain:
+            rows.append({"what": f"  {name} / plain autograd", "value": s / plain, "unit": "x"})
+        if name != "mnist_probe attribute":
+            r = correlation(ours, contenders[name]().float())
+            rows.append({"what": f"  {name}: least Pearson r with mnist_probe's maps",
+                         "value": float(r.min()), "unit": ""})  # fmt: skip
+    rows += [{"what": f"Grad-CAM: {peer} not installed ({EXTRA})", "value": float("nan"), "unit": ""}
+             for peer in missing]  # fmt: skip
+    return rows
