@@ -132,6 +132,15 @@ def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     assert "| train 32-true, Lightning / plain | 97.25 | % |" in text
     assert "| train=fast: time | 97.25 | % |" in text
     assert "`python -m mnist_probe.bench bench-long`, on 2026-12-01" in text and "Not measured" not in text
+    # make bench alone again, on another day: its section is new, bench-long's kept from the page
+    (tmp_path / "bench-long.json").unlink()
+    bench = json.loads((tmp_path / "bench.json").read_text()) | {"date": "2026-12-04"}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    main(["--page-only", "--out", str(tmp_path), "--page", str(page)])
+    again = page.read_text()
+    assert "`python -m mnist_probe.bench bench`, on 2026-12-04" in again
+    assert "`python -m mnist_probe.bench bench-long`, on 2026-12-01" in again and "Not measured" not in again
+    assert again.count("| train=fast: time | 97.25 | % |") == 1
 
 
 def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_flagged(monkeypatch):
