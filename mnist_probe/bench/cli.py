@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from hydra.utils import instantiate
 
 from mnist_probe.bench.accuracy import LEVERS, LONG, SPREAD, bench_long, bench_spread
@@ -22,13 +23,15 @@ from mnist_probe.bench.hot_paths import (
     bench_streaming,
 )
 from mnist_probe.bench.page import write_page
-from mnist_probe.bench.peers import bench_grad_cam, bench_recording
+from mnist_probe.bench.peers import bench_cka, bench_grad_cam, bench_recording
 from mnist_probe.bench.training import bench_precision, bench_training
 from mnist_probe.cache import write_json
 from mnist_probe.config import compose_config
 from mnist_probe.data import load_mnist, to_float
 from mnist_probe.tables import write_table
 
+# The six layers CKA compares between two networks (the study's CNN: its conv layers and its two dense ones).
+CKA_LAYERS = ["conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dense_1", "dense_2"]
 # --tiny: a seconds-long smoke run of every part (the tests)
 TINY = ["data.train_subset=448", "data.test_subset=500", "train.batch_size=64", "train.epochs=2",
         "data.val_size=500", "+model.filters=16"]
@@ -89,6 +92,9 @@ def measure_all(args: argparse.Namespace) -> dict:
     rows += bench_hooks(model, images, 500, args.repeats)
     rows += bench_recording(model, images, 500, args.repeats)  # beside the peers (the bench extra)
     rows += bench_grad_cam(model, images[:500], labels[: len(images[:500])], 100, args.repeats)
+    torch.manual_seed(1)
+    other = instantiate(cfg.model)  # CKA between two networks: this one and another initialisation
+    rows += bench_cka(model, other, images[:1000], CKA_LAYERS, 100, 1)
     rows += bench_shift(model, images[: 8 if args.tiny else 100], 1 if args.tiny else 5, 2000, args.repeats)
     if not args.tiny:
         rows += bench_streaming(cfg.data.root)

@@ -1,12 +1,14 @@
 """mnist_probe beside the libraries that do one of its jobs each, on the same inputs in one process:
-recording every layer (torchvision's create_feature_extractor, TorchLens) and Grad-CAM
-(pytorch-grad-cam, and a plain autograd Grad-CAM written out here as the floor). The peers come
+recording every layer (torchvision's create_feature_extractor, TorchLens), Grad-CAM
+(pytorch-grad-cam, and a plain autograd Grad-CAM written out here as the floor) and minibatch CKA
+between two networks (torch-cka). The peers come
 with the `bench` extra (`make bench` installs it); a peer that is not installed gets a row saying so.
 Each row gives seconds per 1,000 images (median of the repeats, the contenders alternated so that
 drift in the machine's speed hits all alike) and how far its values are from mnist_probe's."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import statistics
 import time
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_probe.attribution import _last_conv, attribute, correlation
+from mnist_probe.cka import cka_between
 from mnist_probe.hooks import record, resolve_layers
 
 EXTRA = "pip install -e '.[bench]'"
@@ -26,10 +29,12 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def alternated(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def alternated(
+    contenders: dict[str, Callable[[], object]], repeats: int, warm: bool = True
+) -> dict[str, float]:  # fmt: skip
     """Median seconds of each contender over the repeats, one call of each in turn per repeat, after
-    one warm-up call of each."""
-    for fn in contenders.values():
+    one warm-up call of each (if warm)."""
+    for fn in contenders.values() if warm else ():
         fn()
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(max(repeats, 1)):
@@ -149,3 +154,36 @@ def bench_grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     rows += [{"what": f"Grad-CAM: {peer} not installed ({EXTRA})", "value": float("nan"), "unit": ""}
              for peer in missing]  # fmt: skip
     return rows
+
+
+def bench_cka(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, layers: list[str], batch: int,
+              repeats: int) -> list[dict]:  # fmt: skip
+    """Minibatch linear CKA between `layers` of two networks (the same unbiased HSIC estimator and
+    minibatches): mnist_probe's cka_between against torch-cka's CKA.compare (float32; it hooks the
+    models for good, so each call gets fresh copies)."""
+    model_a, model_b = model_a.eval(), model_b.eval()
+    contenders: dict[str, Callable[[], object]] = {
+        "mnist_probe cka_between": lambda: cka_between(model_a, model_b, images, layers, layers,
+                                                       batch)[2],
+    }
+    if not installed("torch_cka"):
+        return [{"what": f"CKA: torch-cka not installed ({EXTRA})", "value": float("nan"), "unit": ""}]
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch_cka import CKA
+
+    def theirs() -> torch.Tensor:
+        cka = CKA(copy.deepcopy(model_a), copy.deepcopy(model_b), model1_layers=layers, model2_layers=layers)
+        with torch.no_grad():
+            cka.compare(DataLoader(TensorDataset(images), batch_size=batch))
+        return cka.export()["CKA"]
+
+    contenders["torch-cka CKA.compare"] = theirs
+    seconds = alternated(contenders, repeats, warm=False)
+    gap = float((torch.as_tensor(contenders["mnist_probe cka_between"]()) - theirs()).abs().max())
+    what = f"CKA {len(layers)}×{len(layers)} layers, {len(images)} images, minibatch {batch}"
+    ours, peer = seconds["mnist_probe cka_between"], seconds["torch-cka CKA.compare"]
+    return [{"what": f"{what}: mnist_probe cka_between", "value": ours, "unit": "s"},
+            {"what": f"{what}: torch-cka CKA.compare", "value": peer, "unit": "s"},
+            {"what": "  torch-cka / mnist_probe", "value": peer / ours, "unit": "x"},
+            {"what": "  largest |difference| between the two matrices", "value": gap,
+             "unit": ""}]  # fmt: skip
