@@ -58,6 +58,7 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
                                                                   "(records nothing)"))  # fmt: skip
     assert value["  mnist_probe record / plain forward pass"] == pytest.approx(ours / plain, rel=0.02,
                                                                                abs=0.02)  # fmt: skip
+    assert 0.5 < value["  peak above / activations returned"] < 1.5  # a copy of them too many reads 1.7+
     if installed("torch_cka"):  # the same estimator on the same minibatches: the same matrix
         assert value["  largest |difference| between the two matrices"] < 1e-3
     peers = [("torchlens", "record all 12 layers: TorchLens"), ("pytorch_grad_cam", "Grad-CAM: pytorch"),

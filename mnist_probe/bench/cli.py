@@ -23,7 +23,7 @@ from mnist_probe.bench.hot_paths import (
     bench_streaming,
 )
 from mnist_probe.bench.page import write_page
-from mnist_probe.bench.peers import bench_cka, bench_grad_cam, bench_recording
+from mnist_probe.bench.peers import bench_cka, bench_grad_cam, bench_record_memory, bench_recording
 from mnist_probe.bench.training import bench_precision, bench_training
 from mnist_probe.cache import write_json
 from mnist_probe.config import compose_config
@@ -91,6 +91,7 @@ def measure_all(args: argparse.Namespace) -> dict:
     model = instantiate(cfg.model)  # throughput does not depend on the weights
     rows += bench_hooks(model, images, 500, args.repeats)
     rows += bench_recording(model, images, 500, args.repeats)  # beside the peers (the bench extra)
+    rows += bench_record_memory(cfg.data.root, len(images))
     rows += bench_grad_cam(model, images[:500], labels[: len(images[:500])], 100, args.repeats)
     torch.manual_seed(1)
     other = instantiate(cfg.model)  # CKA between two networks: this one and another initialisation
