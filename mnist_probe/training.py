@@ -374,9 +374,9 @@ def fit_or_load(
     data: DataSpec, recipe: Recipe, seed: int, cache_dir: str | Path, log_dir: str | Path | None = None,
     model: ModelSpec | None = None, hardware: Hardware | None = None,
 ) -> TrainedCNN:  # fmt: skip
-    """The CNN that `recipe` trains on `data` with `seed`: from the cache if it was trained before,
-    else trained now (once, under a lock; resumed if an earlier run was killed). Its training
-    curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
+    """The CNN that `recipe` trains on `data` with `seed`: from the cache (meta's checkpoint: where the
+    entry is now) if trained before, else now (once, under a lock; resumed if an earlier run was killed).
+    Its training curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
     model, hardware = model or ModelSpec(), hardware or Hardware()
     net = build_model(model, data.shape, data.num_classes)  # no classifier of data's images: refused first
     key = cnn_key(data, recipe, seed, model, hardware)
@@ -390,10 +390,10 @@ def fit_or_load(
         trained, meta = train_cnn(data, recipe, model, hardware, seed, logs, staging / "work")
         torch.save(trained.state_dict(), staging / "model.pt")
         shutil.rmtree(staging / "work", ignore_errors=True)
-        return {**meta, "key": key, "checkpoint": str(entry / "model.pt")}
+        return {**meta, "key": key}
 
     net, meta, cached = get_or_compute(entry, compute, _load(net))
     if cached:
         log.info("loaded cached CNN %s (test acc %.4f)", key, meta["test_acc"])
     return TrainedCNN(net, key, {**meta, "cached": cached, "outputs": outputs_of(net),
-                                 "data_files": data.files()})  # fmt: skip
+                                 "data_files": data.files(), "checkpoint": str(entry / "model.pt")})

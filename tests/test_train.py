@@ -52,6 +52,20 @@ def test_second_fit_or_load_does_not_train(small_run, monkeypatch):
     assert all(torch.equal(v, trained[k]) for k, v in cnn.model.state_dict().items())
 
 
+def test_a_cache_moved_elsewhere_names_its_checkpoint_where_it_is_now(small_run, tmp_path, monkeypatch):
+    """A cache copied to another folder (or from another machine) loads without training, and the
+    checkpoint it reports is the copy's, not the path its meta.json was written at; it says which
+    machine trained it."""
+    cfg, results = small_run
+    moved = tmp_path / "moved"
+    shutil.copytree(cfg.paths.cache, moved)
+    monkeypatch.setattr(train_mod, "train_cnn", lambda *a, **k: pytest.fail("trained again"))
+    c = typed(cfg)
+    cnn = train_mod.fit_or_load(c.data, c.train, c.seed, moved, None, c.model, c.trainer)
+    assert cnn.meta["cached"] and Path(cnn.meta["checkpoint"]).parent.parent == moved
+    assert Path(cnn.meta["checkpoint"]).is_file() and cnn.meta["trained_on"].startswith(("cpu: ", "cuda: "))
+
+
 def test_changed_hyperparameter_changes_the_key(tmp_path):
     a = key_of(make_cfg(tmp_path))
     for changed in ("train.optimizer.lr=0.01", "seed=1", "data.test_subset=100", "data.train_subset=1000",
