@@ -25,8 +25,12 @@ def depends_on_model(
     return judged(interval, threshold, "does not depend on the model", "depends on the model")
 
 
-def _similarities(rows: list[RandomisationRow], mode: str, said: dict[str, str]) -> list[str]:
-    """'method rho (CI): verdict' for each method's last step of `mode`, the verdict as `said` words it."""
+def _similarities(rows: list[RandomisationRow], mode: str, on: str) -> list[str]:
+    """'method rho (CI): verdict' for each method's last step of `mode`, the verdict saying what the
+    maps depend on (`on`: 'the model', 'what the network learnt')."""
+    said = {"depends on the model": f"depends on {on}",
+            "does not depend on the model": f"does not depend on {on}",
+            UNRESOLVED: f"not resolved whether it depends on {on}"}  # fmt: skip
     parts = []
     for method in dict.fromkeys(r.method for r in rows if r.mode == mode):
         last = max((r for r in rows if r.method == method and r.mode == mode), key=lambda r: r.step)
@@ -68,10 +72,7 @@ def sanity_sentence(rows: list[RandomisationRow]) -> str:
     which must not)."""
     if not rows:
         return "No model-randomisation test was run."
-    said = {"depends on the model": "depends on the model",
-            "does not depend on the model": "does not depend on the model",
-            UNRESOLVED: "not resolved whether it depends on the model"}  # fmt: skip
-    parts = _similarities(rows, "cascading", said)
+    parts = _similarities(rows, "cascading", "the model")
     return (f"With every layer's weights randomised (cascading from the output down), the maps' rank "
             f"correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the line). "
             f"A method that does not depend on the model explains the image, not the network."
@@ -91,10 +92,7 @@ def data_randomisation_sentence(
     fit = f"it fits {accuracy:.1%} of them" if accuracy is not None else "its fit unmeasured"
     weak = (f"; below {MEMORISED_ABOVE:.0%}, it has not memorised them and the test is weak"
             if accuracy is not None and accuracy < MEMORISED_ABOVE else "")  # fmt: skip
-    said = {"depends on the model": "depends on what the network learnt",
-            "does not depend on the model": "does not depend on what the network learnt",
-            UNRESOLVED: "not resolved whether it depends on what the network learnt"}  # fmt: skip
-    parts = _similarities(rows, "data", said)
+    parts = _similarities(rows, "data", "what the network learnt")
     return (f"Against the same network trained on {images or 'some'} training images with their labels "
             f"shuffled ({fit}{weak}), the maps' rank correlation with the trained network's is "
             f"{'; '.join(parts)} ({SIMILAR_BELOW} is the line).{_control(rows, 'data')}")
