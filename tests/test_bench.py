@@ -56,8 +56,9 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     assert value["  plain autograd: least Pearson r with mnist_probe's maps"] > 0.999
     ours, plain = (value[f"record all 12 layers: {w}"] for w in ("mnist_probe record", "plain forward pass "
                                                                   "(records nothing)"))  # fmt: skip
-    assert value["  mnist_probe record / plain forward pass"] == pytest.approx(ours / plain, rel=0.02,
-                                                                               abs=0.02)  # fmt: skip
+    # the times are rounded to 0.01 s per 1,000 images (and the ratio to 0.01): within what that allows
+    ratio = value["  mnist_probe record / plain forward pass"]
+    assert (ours - 0.005) / (plain + 0.005) - 0.005 <= ratio <= (ours + 0.005) / (plain - 0.005) + 0.005
     assert 0.5 < value["  peak above / activations returned"] < 1.5  # a copy of them too many reads 1.7+
     if installed("torch_cka"):  # the same estimator on the same minibatches: the same matrix
         assert value["  largest |difference| between the two matrices"] < 1e-3
@@ -230,3 +231,24 @@ def test_the_matmul_peak_runs_under_the_cap_the_training_runs_under():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split(" ", 1) == ["AVX2", "['ATEN_CPU_CAPABILITY', 'MKL_ENABLE_INSTRUCTIONS', "
                                                 "'ONEDNN_MAX_CPU_ISA']\n"]
+
+
+def test_a_peer_not_installed_is_a_row_without_a_value(tmp_path, monkeypatch):
+    """Without the bench extra each peer is a row that says how to install it, with no value (JSON
+    null, an empty cell), and bench.json reads back as it was written."""
+    from mnist_probe.bench import peers
+    from mnist_probe.bench.cli import report
+    from mnist_probe.model import KerasCNN
+
+    monkeypatch.setattr(peers, "installed", lambda module: False)
+    torch.manual_seed(0)
+    net, x = KerasCNN(filters=8).eval(), torch.rand(8, 1, 28, 28)
+    rows = peers.bench_recording(net, x, 4, 1) + peers.bench_grad_cam(net, x, torch.arange(8), 4, 1)
+    rows += peers.bench_cka(net, KerasCNN(filters=8), x, ["conv2d_1", "dense_2"], 8, 1)
+    missing = [r for r in rows if "not installed" in r["what"]]
+    assert [r["what"].split(" not installed")[0] for r in missing] == [
+        "record all 12 layers: TorchLens", "Grad-CAM: pytorch-grad-cam", "CKA: torch-cka"]
+    result = report(rows, tmp_path, "peers")
+    assert json.loads((tmp_path / "peers.json").read_text())["rows"] == result["rows"]
+    assert all(r["value"] is None for r in missing) and "TorchLens not installed (pip install" in (
+        tmp_path / "peers.md").read_text()

@@ -106,8 +106,8 @@ def measure_all(args: argparse.Namespace) -> dict:
 
 def report(rows: list[dict], out: Path, name: str, **extra) -> dict:
     """Round, write out/NAME.json and NAME.md, print the table."""
-    for row in rows:
-        row["value"] = round(float(row["value"]), 2)
+    for row in rows:  # a row without a value (a peer not installed) says so in its name
+        row["value"] = None if row["value"] is None else round(float(row["value"]), 2)
     result = {"machine": machine(), "command": " ".join(["python -m mnist_probe.bench", *sys.argv[1:]]),
               "date": time.strftime("%Y-%m-%d"), "rows": rows, **extra}  # fmt: skip
     write_json(out / f"{name}.json", result)

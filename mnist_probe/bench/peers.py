@@ -1,10 +1,10 @@
 """mnist_probe beside the libraries that do one of its jobs each, on the same inputs in one process:
 recording every layer (torchvision's create_feature_extractor, TorchLens), Grad-CAM
 (pytorch-grad-cam, and a plain autograd Grad-CAM written out here as the floor) and minibatch CKA
-between two networks (torch-cka). The peers come
-with the `bench` extra (`make bench` installs it); a peer that is not installed gets a row saying so.
-Each row gives seconds per 1,000 images (median of the repeats, the contenders alternated so that
-drift in the machine's speed hits all alike) and how far its values are from mnist_probe's."""
+between two networks (torch-cka). The peers come with the `bench` extra (`make bench` installs it);
+a peer that is not installed gets a row saying so, with no value. Each row gives seconds per 1,000
+images (median of the repeats, the contenders alternated so that drift in the machine's speed hits
+all alike) and how far its values are from mnist_probe's."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats:
             gap = max(float((theirs[k] - ours[k]).abs().max()) for k in layers)
             rows.append({"what": f"  {name}: largest |difference| from record", "value": gap, "unit": ""})
     rows += [{"what": f"record all {len(layers)} layers: {peer} not installed ({EXTRA})",
-              "value": float("nan"), "unit": ""} for peer in missing]  # fmt: skip
+              "value": None, "unit": ""} for peer in missing]  # fmt: skip
     return rows
 
 
@@ -187,7 +187,7 @@ def bench_grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
             r = correlation(ours, contenders[name]().float())
             rows.append({"what": f"  {name}: least Pearson r with mnist_probe's maps",
                          "value": float(r.min()), "unit": ""})  # fmt: skip
-    rows += [{"what": f"Grad-CAM: {peer} not installed ({EXTRA})", "value": float("nan"), "unit": ""}
+    rows += [{"what": f"Grad-CAM: {peer} not installed ({EXTRA})", "value": None, "unit": ""}
              for peer in missing]  # fmt: skip
     return rows
 
@@ -203,7 +203,7 @@ def bench_cka(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, laye
                                                        batch)[2],
     }
     if not installed("torch_cka"):
-        return [{"what": f"CKA: torch-cka not installed ({EXTRA})", "value": float("nan"), "unit": ""}]
+        return [{"what": f"CKA: torch-cka not installed ({EXTRA})", "value": None, "unit": ""}]
     from torch.utils.data import DataLoader, TensorDataset
     from torch_cka import CKA
 
