@@ -54,6 +54,7 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     fx = "torchvision create_feature_extractor"
     assert value[f"  {fx}: largest |difference| from record"] == 0
     assert value["  plain autograd: least Pearson r with mnist_probe's maps"] > 0.999
+    assert value["  saliency: largest |difference| between the two maps"] == 0  # Captum's, to the rounding
     ours, plain = (value[f"record all 12 layers: {w}"] for w in ("mnist_probe record", "plain forward pass "
                                                                   "(records nothing)"))  # fmt: skip
     # the times are rounded to 0.01 s per 1,000 images (and the ratio to 0.01): within what that allows

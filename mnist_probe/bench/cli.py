@@ -23,7 +23,13 @@ from mnist_probe.bench.hot_paths import (
     bench_streaming,
 )
 from mnist_probe.bench.page import write_page
-from mnist_probe.bench.peers import bench_cka, bench_grad_cam, bench_record_memory, bench_recording
+from mnist_probe.bench.peers import (
+    bench_cka,
+    bench_grad_cam,
+    bench_record_memory,
+    bench_recording,
+    bench_saliency,
+)
 from mnist_probe.bench.training import bench_precision, bench_training
 from mnist_probe.cache import write_json
 from mnist_probe.config import compose_config
@@ -93,6 +99,7 @@ def measure_all(args: argparse.Namespace) -> dict:
     rows += bench_recording(model, images, 500, args.repeats)  # beside the peers (the bench extra)
     rows += bench_record_memory(cfg.data.root, max(len(images), 500))  # fewer: the allocator's noise shows
     rows += bench_grad_cam(model, images[:500], labels[: len(images[:500])], 100, args.repeats)
+    rows += bench_saliency(model, images[:500], labels[: len(images[:500])], 100, args.repeats)
     torch.manual_seed(1)
     other = instantiate(cfg.model)  # CKA between two networks: this one and another initialisation
     rows += bench_cka(model, other, images[:1000], CKA_LAYERS, 100, 1)

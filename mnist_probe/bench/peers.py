@@ -192,6 +192,33 @@ def bench_grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     return rows
 
 
+def plain_saliency(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """|d score / d input|, channels summed: the gradient a user would take by hand."""
+    x = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(x)[torch.arange(len(x)), targets].sum(), x)
+    return grad.abs().sum(1)
+
+
+def bench_saliency(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch: int,
+                   repeats: int) -> list[dict]:  # fmt: skip
+    """Saliency for every image: mnist_probe's attribute (Captum's Saliency) against a plain autograd
+    gradient, and the largest difference between their maps."""
+    model = model.eval()
+    chunks = [(images[s : s + batch], targets[s : s + batch]) for s in range(0, len(images), batch)]
+    contenders: dict[str, Callable[[], torch.Tensor]] = {
+        "mnist_probe attribute": lambda: attribute(model, images, targets, "saliency", batch_size=batch),
+        "plain autograd": lambda: torch.cat([plain_saliency(model, x, t) for x, t in chunks]),
+    }
+    seconds = alternated(contenders, repeats)
+    gap = float((contenders["mnist_probe attribute"]() - contenders["plain autograd"]()).abs().max())
+    ours, plain = seconds["mnist_probe attribute"], seconds["plain autograd"]
+    return [{"what": "saliency: mnist_probe attribute", "value": 1000 * ours / len(images), "unit": "ms/img"},
+            {"what": "saliency: plain autograd", "value": 1000 * plain / len(images), "unit": "ms/img"},
+            {"what": "  mnist_probe attribute / plain autograd", "value": ours / plain, "unit": "x"},
+            {"what": "  saliency: largest |difference| between the two maps", "value": gap,
+             "unit": ""}]  # fmt: skip
+
+
 def bench_cka(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, layers: list[str], batch: int,
               repeats: int) -> list[dict]:  # fmt: skip
     """Minibatch linear CKA between `layers` of two networks (the same unbiased HSIC estimator and
