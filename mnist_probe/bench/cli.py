@@ -98,8 +98,9 @@ def measure_all(args: argparse.Namespace) -> dict:
     rows += bench_hooks(model, images, 500, args.repeats)
     rows += bench_recording(model, images, 500, args.repeats)  # beside the peers (the bench extra)
     rows += bench_record_memory(cfg.data.root, max(len(images), 500))  # fewer: the allocator's noise shows
-    rows += bench_grad_cam(model, images[:500], labels[: len(images[:500])], 100, args.repeats)
-    rows += bench_saliency(model, images[:500], labels[: len(images[:500])], 100, args.repeats)
+    few, few_labels = images[:500], labels[: len(images[:500])]  # the attributions' images
+    rows += bench_grad_cam(model, few, few_labels, 100, args.repeats)
+    rows += bench_saliency(model, few, few_labels, 100, args.repeats)
     torch.manual_seed(1)
     other = instantiate(cfg.model)  # CKA between two networks: this one and another initialisation
     rows += bench_cka(model, other, images[:1000], CKA_LAYERS, 100, 1)

@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -39,3 +40,19 @@ def median_seconds(fn, repeats: int, warm: bool = True) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def alternated(
+    contenders: dict[str, Callable[[], object]], repeats: int, warm: bool = True
+) -> dict[str, float]:  # fmt: skip
+    """Median seconds of each contender over the repeats, one call of each in turn per repeat, after
+    one warm-up call of each (if warm)."""
+    for fn in contenders.values() if warm else ():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(max(repeats, 1)):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}

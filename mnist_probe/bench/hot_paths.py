@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from mnist_probe.bench.common import median_seconds
+from mnist_probe.bench.common import alternated, median_seconds
 from mnist_probe.hooks import ActivationRecorder
 from mnist_probe.interpretation import features_of
 from mnist_probe.schema import typed
@@ -38,12 +38,7 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int) -> list[d
 
     model.eval()
     # Alternate the two, so drift in the machine's speed (turbo, other load) hits both alike.
-    plain(), hooked()
-    t_plain, t_hooks = [], []
-    for _ in range(repeats):
-        t_plain.append(median_seconds(plain, 0, warm=False))
-        t_hooks.append(median_seconds(hooked, 0, warm=False))
-    t_plain, t_hooks = statistics.median(t_plain), statistics.median(t_hooks)
+    t_plain, t_hooks = alternated({"plain": plain, "hooked": hooked}, repeats).values()
     n = len(images)
     return [
         {"what": "inference, no hooks", "value": n / t_plain, "unit": "img/s"},

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_probe.attribution import _last_conv, attribute, correlation
+from mnist_probe.bench.common import alternated
 from mnist_probe.cka import cka_between
 from mnist_probe.hooks import record, resolve_layers
 
@@ -27,22 +26,6 @@ EXTRA = "pip install -e '.[bench]'"
 
 def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
-
-
-def alternated(
-    contenders: dict[str, Callable[[], object]], repeats: int, warm: bool = True
-) -> dict[str, float]:  # fmt: skip
-    """Median seconds of each contender over the repeats, one call of each in turn per repeat, after
-    one warm-up call of each (if warm)."""
-    for fn in contenders.values() if warm else ():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(max(repeats, 1)):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 @torch.no_grad()

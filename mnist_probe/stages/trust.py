@@ -13,6 +13,11 @@ from mnist_probe.stages.results import BeyondResult, FaithfulnessRow, Randomisat
 SIMILAR_BELOW = 0.5
 
 
+def _last_step(rows: list[RandomisationRow], method: str, mode: str) -> RandomisationRow:
+    """A method's row at the last step of `mode` (cascading: every layer randomised)."""
+    return max((r for r in rows if r.method == method and r.mode == mode), key=lambda r: r.step)
+
+
 def depends_on_model(
     rows: list[RandomisationRow], method: str, threshold: float = SIMILAR_BELOW, mode: str = "cascading"
 ) -> str:  # fmt: skip
@@ -20,7 +25,7 @@ def depends_on_model(
     data: the network that memorised shuffled labels): 'depends on the model' where Spearman's
     interval lies below the threshold, 'does not depend on the model' where it lies at or above,
     else 'not resolved'."""
-    last = max((r for r in rows if r.method == method and r.mode == mode), key=lambda r: r.step)
+    last = _last_step(rows, method, mode)
     interval = or_point(last.spearman_ci, last.spearman)
     return judged(interval, threshold, "does not depend on the model", "depends on the model")
 
@@ -33,7 +38,7 @@ def _similarities(rows: list[RandomisationRow], mode: str, on: str) -> list[str]
             UNRESOLVED: f"not resolved whether it depends on {on}"}  # fmt: skip
     parts = []
     for method in dict.fromkeys(r.method for r in rows if r.mode == mode):
-        last = max((r for r in rows if r.method == method and r.mode == mode), key=lambda r: r.step)
+        last = _last_step(rows, method, mode)
         parts.append(f"{method.replace('_', ' ')} {valued(last.spearman, last.spearman_ci)}: "
                      f"{said[depends_on_model(rows, method, mode=mode)]}")  # fmt: skip
     return parts

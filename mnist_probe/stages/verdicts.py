@@ -271,10 +271,11 @@ def shift_cka_sentence(result: BeyondResult) -> str:
     if not result.cka_layers:
         return "No CKA was computed."
     at = {layer: result.shift_cka_at(layer)[-1] for layer in result.cka_layers}
-    ci = {layer: or_point(result.shift_cka_ci_at(layer)[-1], at[layer]) for layer in result.cka_layers}
+    kept = {layer: result.shift_cka_ci_at(layer)[-1] for layer in result.cka_layers}  # None each if none
+    ci = {layer: or_point(kept[layer], at[layer]) for layer in at}
     softest = max(at, key=at.get)
     code = result.code_layer
-    said = ", ".join(f"{k} {valued(v, ci[k] if result.shift_cka_ci else None)}" for k, v in at.items())
+    said = ", ".join(f"{k} {valued(v, kept[k])}" for k, v in at.items())
     resolved = all(apart(ci[softest], ci[k]) == 1 for k in at if k != softest)
     verdict = ("the code layer changes least: translations deform code vectors more softly" if softest == code
                else f"{softest}, not the code layer, changes least")  # fmt: skip
