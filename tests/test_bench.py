@@ -53,6 +53,13 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     # plain autograd one; each ratio from its own rows; a peer of the bench extra, there or said missing
     fx = "torchvision create_feature_extractor"
     assert value[f"  {fx}: largest |difference| from record"] == 0
+    # ResNet-18, each call of its ReLUs recorded: the extractor's nine bn1 outputs are overwritten in place
+    resnet = " of ResNet-18, 1-channel stem"
+    assert value[f"  {fx}{resnet}: largest |difference| from record"] > 0.1
+    assert value[f"  {fx}{resnet}: layers whose values differ from record's (beyond rounding)"] == 9
+    if installed("torchlens"):
+        assert value[f"  TorchLens log_forward_pass{resnet}: layers whose values differ from record's "
+                     "(beyond rounding)"] == 0  # fmt: skip
     assert value["  plain autograd: least Pearson r with mnist_probe's maps"] > 0.999
     assert value["  saliency: largest |difference| between the two maps"] == 0  # Captum's, to the rounding
     ours, plain = (value[f"record all 12 layers: {w}"] for w in ("mnist_probe record", "plain forward pass "
@@ -253,3 +260,27 @@ def test_a_peer_not_installed_is_a_row_without_a_value(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "peers.json").read_text())["rows"] == result["rows"]
     assert all(r["value"] is None for r in missing) and "TorchLens not installed (pip install" in (
         tmp_path / "peers.md").read_text()
+
+
+def test_resnet18_is_recorded_per_call_beside_torchvisions_extractor_which_returns_bn1_after_its_relu():
+    """Every call of every ResNet-18 module has its FX node (the blocks' ReLU twice); record's values
+    are each module's own output, where torchvision's extractor keeps the tensor that the in-place
+    ReLU after each bn1 then overwrites: those nine layers, and only those, differ."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from mnist_probe.bench.peers import fx_return_nodes, grey_resnet18
+    from mnist_probe.hooks import record, resolve_layers
+
+    torch.manual_seed(0)
+    model, x = grey_resnet18(), torch.rand(4, 1, 28, 28)
+    layers = resolve_layers(model, "all")
+    nodes, leaves = fx_return_nodes(model, layers)
+    assert sorted(nodes.values()) == sorted(layers) and {"layer1.0.relu:1", "layer1.0.relu:2"} <= set(layers)
+    theirs = create_feature_extractor(model, return_nodes=nodes, tracer_kwargs={"leaf_modules": leaves})(x)
+    ours = record(model, x, layers)
+    differ = [k for k in layers if not torch.allclose(theirs[k], ours[k], atol=1e-5)]
+    assert differ == ["bn1"] + [f"layer{i}.{j}.bn1" for i in range(1, 5) for j in range(2)]
+    with torch.no_grad():
+        assert torch.allclose(ours["bn1"], model.bn1(model.conv1(x)), atol=1e-6)
+        assert (ours["bn1"] < 0).any() and torch.equal(theirs["bn1"], torch.relu(ours["bn1"]))
+    assert torch.equal(ours["layer1.0.relu:1"], torch.relu(ours["layer1.0.bn1"]))

@@ -29,6 +29,7 @@ from mnist_probe.bench.peers import (
     bench_record_memory,
     bench_recording,
     bench_saliency,
+    grey_resnet18,
 )
 from mnist_probe.bench.training import bench_precision, bench_training
 from mnist_probe.cache import write_json
@@ -97,6 +98,7 @@ def measure_all(args: argparse.Namespace) -> dict:
     model = instantiate(cfg.model)  # throughput does not depend on the weights
     rows += bench_hooks(model, images, 500, args.repeats)
     rows += bench_recording(model, images, 500, args.repeats)  # beside the peers (the bench extra)
+    rows += bench_recording(grey_resnet18(), images[:500], 100, args.repeats, " of ResNet-18, 1-channel stem")
     rows += bench_record_memory(cfg.data.root, max(len(images), 500))  # fewer: the allocator's noise shows
     few, few_labels = images[:500], labels[: len(images[:500])]  # the attributions' images
     rows += bench_grad_cam(model, few, few_labels, 100, args.repeats)

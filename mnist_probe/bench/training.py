@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -84,16 +85,19 @@ def flops_per_image(model, batch: int = 8) -> tuple[float, float]:
 
 
 def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
-    """GFLOP/s of an n x n matmul at dtype: what this machine's BLAS reaches, the practical roof.
-    n shrinks where one 256 x 256 product is already slow (an emulated dtype), so the probe stays
-    seconds long; a slow probe reads low, and bench_training says so rather than print > 100%."""
+    """GFLOP/s of an n x n matrix product at dtype, the practical roof: the faster of BLAS's matmul
+    and the same product as a 1x1 convolution (oneDNN, the library the training's convolutions run
+    on; on an AMD CPU MKL's float32 matmul can read below the training's own rate). n shrinks where
+    one 256 x 256 product is already slow (an emulated dtype), so the probe stays seconds long; a
+    slow probe reads low, and bench_training says so rather than print > 100%."""
     device = "cuda" if on_gpu() else "cpu"
 
-    def product(size: int):
+    def product(size: int, as_conv: bool = False):
         a, b = (torch.rand(size, size, device=device, dtype=dtype) for _ in range(2))
+        x, w = a.t().reshape(1, size, size, 1).contiguous(), b.t().reshape(size, size, 1, 1).contiguous()
 
         def mm():
-            a @ b
+            F.conv2d(x, w) if as_conv else a @ b  # conv: (1, K=size, M=size, 1) * (N=size, K, 1, 1)
             if device == "cuda":
                 torch.cuda.synchronize()
 
@@ -101,7 +105,8 @@ def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
 
     small = median_seconds(product(256), 1)
     n = min(n, max(256, int(256 * (0.25 / max(small, 1e-9)) ** (1 / 3))))  # ~0.25 s per product
-    return 2 * n**3 / median_seconds(product(n), repeats) / 1e9
+    fastest = min(median_seconds(product(n, as_conv), repeats) for as_conv in (False, True))
+    return 2 * n**3 / fastest / 1e9
 
 
 def bench_precision() -> tuple[list[dict], dict]:
