@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
 endif
 
-.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-long reproduce screenshot chromium fashion-mnist fashion-page
+.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-run bench-long reproduce screenshot chromium fashion-mnist fashion-page
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ $(VENV)/.bench: $(VENV)/.installed
 
 bench: install $(VENV)/.bench ## training, hooks, streaming, shift, fits, and beside TorchLens, FX, pytorch-grad-cam -> docs/PERFORMANCE.md
 	$(PY) -m mnist_probe.bench --page docs/PERFORMANCE.md
+
+bench-run: install ## make run's job from a fresh clone (empty caches), timed -> docs/PERFORMANCE.md
+	$(PY) -m mnist_probe.bench --make-run --page docs/PERFORMANCE.md
 
 bench-long: install ## train=fast and train=default from scratch: seconds to 99.3% -> docs/PERFORMANCE.md
 	$(PY) -m mnist_probe.bench --long --page docs/PERFORMANCE.md

@@ -145,6 +145,17 @@ def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     assert "| train 32-true, Lightning / plain | 97.25 | % |" in text
     assert "| train=fast: time | 97.25 | % |" in text
     assert "`python -m mnist_probe.bench bench-long`, on 2026-12-01" in text and "Not measured" not in text
+    # another run of make bench, under a kernel cap: a column of its own, its machine line, its own rows
+    capped = machine | {"kernels": "AVX2", "capped": {"ATEN_CPU_CAPABILITY": "avx2"}}
+    (tmp_path / "bench@avx2.json").write_text(json.dumps({"machine": capped, "command": "capped", "rows": [
+        {"what": "train 32-true, Lightning / plain", "value": 99.5, "unit": "%"},
+        {"what": "bf16 not measured", "value": 1.0, "unit": "x"}]}))  # fmt: skip
+    main(["--page-only", "--out", str(tmp_path), "--page", str(page)])
+    text = page.read_text()
+    assert "| what | value | value (avx2) | unit |" in text and "`value (avx2)`: Machine: Test CPU" in text
+    assert "| train 32-true, Lightning / plain | 97.25 | 99.5 | % |" in text
+    assert "| bf16 not measured |  | 1 | x |" in text and "kernels capped at AVX2" in text
+    (tmp_path / "bench@avx2.json").unlink()
     # make bench alone again, on another day: its section is new, bench-long's kept from the page
     (tmp_path / "bench-long.json").unlink()
     bench = json.loads((tmp_path / "bench.json").read_text()) | {"date": "2026-12-04"}
@@ -284,3 +295,19 @@ def test_resnet18_is_recorded_per_call_beside_torchvisions_extractor_which_retur
         assert torch.allclose(ours["bn1"], model.bn1(model.conv1(x)), atol=1e-6)
         assert (ours["bn1"] < 0).any() and torch.equal(theirs["bn1"], torch.relu(ours["bn1"]))
     assert torch.equal(ours["layer1.0.relu:1"], torch.relu(ours["layer1.0.bn1"]))
+
+
+@pytest.mark.slow
+def test_make_runs_job_from_a_fresh_clone_is_timed_and_its_parts_add_up(tmp_path):
+    """make bench-run: the shift stage in a fresh clone with empty caches; training and the fits are
+    the cache entries' own seconds, and the rest of the wall time is what is left of it."""
+    main(["--make-run", "--tiny", "--out", str(tmp_path), "shift.dataset.samples=20"])
+    written = json.loads((tmp_path / "bench-run.json").read_text())["rows"]
+    rows = {r["what"].strip(): r["value"] for r in written}
+    wall = rows["make run's job from a fresh clone (install apart), wall time"]
+    train, fits = rows["of which training the CNN"], rows["of which fitting the interpreters"]
+    rest = rows["the rest (start-up, code vectors, tables, the shift grid)"]
+    assert 0 < train < wall and 0 < fits < wall and rest == pytest.approx(wall - train - fits, abs=0.02)
+    each = [v for w, v in rows.items() if w.startswith("fit ")]  # rf@pixels, svm@pixels, rf1000, svm
+    assert len(each) == 4 and sum(each) == pytest.approx(fits, abs=0.05)
+    assert 0 < rows["the CNN's test accuracy"] <= 100

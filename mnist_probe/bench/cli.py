@@ -18,6 +18,7 @@ from mnist_probe.bench.common import machine
 from mnist_probe.bench.hot_paths import (
     bench_hooks,
     bench_interpreters,
+    bench_make_run,
     bench_shift,
     bench_startup,
     bench_streaming,
@@ -59,7 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--every", type=float, default=0.1, help="--long: test every this much of an epoch")
     parser.add_argument("--seeds", type=int, default=len(SPREAD[1]),
                         help=f"--long: train {SPREAD[0]} with this many seeds")  # fmt: skip
+    parser.add_argument("--make-run", action="store_true",
+                        help="only: make run's job from a fresh clone of this repository, timed")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
+    parser.add_argument("--label", help="write bench@LABEL.json (bench-run@LABEL.json): another run "
+                        "(a second one, one under a kernel cap), a column of its own on the page")
     parser.add_argument("--page", metavar="PATH", help="then write this page (docs/PERFORMANCE.md) from the "
                         "JSONs in --out; alone with --page-only, measure nothing")  # fmt: skip
     parser.add_argument("--page-only", action="store_true", help="only: write --page from the JSONs")
@@ -80,6 +85,13 @@ def measure_all(args: argparse.Namespace) -> dict:
         recipes = dict(r.partition("=")[::2] for r in args.recipe)
         rows, curves = bench_long(overrides, args.every, {k: v.split() for k, v in recipes.items()})
         return report(rows, Path(args.out), "bench-recipes", curves=curves)
+    if args.make_run:
+        repo = Path(__file__).resolve().parents[2]
+        if not (repo / ".git").exists():
+            raise SystemExit(f"error: --make-run clones the repository mnist_probe runs from; {repo} is "
+                             "no git checkout: run it from one (pip install -e .)")  # fmt: skip
+        rows = bench_make_run(repo, overrides)
+        return report(rows, Path(args.out), f"bench-run@{args.label}" if args.label else "bench-run")
     if args.long or args.levers:
         rows, curves = bench_long(overrides, args.every, LEVERS if args.levers else LONG)
         if args.long:
@@ -111,7 +123,7 @@ def measure_all(args: argparse.Namespace) -> dict:
         rows += bench_streaming(cfg.data.root)
         rows += bench_interpreters(cfg, ["nn", "svm", "rf", "gb", "dt"])
     rows.append({"what": "make bench, wall time", "value": time.perf_counter() - start, "unit": "s"})
-    return report(rows, Path(args.out), "bench")
+    return report(rows, Path(args.out), f"bench@{args.label}" if args.label else "bench")
 
 
 def report(rows: list[dict], out: Path, name: str, **extra) -> dict:

@@ -3,6 +3,7 @@ and the interpreters' fits."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -179,3 +180,35 @@ def bench_interpreters(cfg, names: list[str]) -> list[dict]:
                  {"what": f"  {name}: test accuracy", "value": acc, "unit": "%"}]
     rows.append({"what": f"fit all {len(names)} study interpreters", "value": total, "unit": "s"})
     return rows
+
+
+def bench_make_run(repo: Path, overrides: list[str] = ()) -> list[dict]:
+    """`make run`'s job from a fresh clone of repo's HEAD, the install apart (this interpreter runs the
+    clone's code: `python -m` puts its folder first on the import path), with an empty cache and
+    machine cache (the precision probe runs, as on a new machine): the wall time, and of it the
+    CNN's training and each interpreter's fit as the cache entries recorded them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
+        env = {**os.environ, "MNIST_PROBE_CACHE": str(clone / "cache"),
+               "MNIST_PROBE_MACHINE_CACHE": str(Path(tmp) / "machine")}  # fmt: skip
+        cmd = [sys.executable, "-m", "mnist_probe.run", "+experiment=shift", "hydra.run.dir=run",
+               "trainer.progress_bar=false", *overrides]  # fmt: skip
+        start = time.perf_counter()
+        done = subprocess.run(cmd, cwd=clone, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"make run's job failed in the clone: {done.stderr.strip()[-500:]}")
+        result = json.loads((clone / "run" / "results.json").read_text())
+        metas = {p.parent.name: json.loads(p.read_text()) for p in (clone / "cache").glob("*/meta.json")}
+    train = next(m["train_seconds"] for name, m in metas.items() if name.startswith("cnn-"))
+    fits = {f"{name.split('-')[1]} on {m['train_samples']} images": m["fit_seconds"]
+            for name, m in metas.items() if name.startswith("interp-")}  # fmt: skip
+    rows = [{"what": "make run's job from a fresh clone (install apart), wall time", "value": seconds,
+             "unit": "s"},
+            {"what": "  of which training the CNN", "value": train, "unit": "s"},
+            {"what": "  of which fitting the interpreters", "value": sum(fits.values()), "unit": "s"},
+            {"what": "  the rest (start-up, code vectors, tables, the shift grid)",
+             "value": seconds - train - sum(fits.values()), "unit": "s"},
+            {"what": "  the CNN's test accuracy", "value": 100 * result["cnn_test_acc"], "unit": "%"}]
+    return rows + [{"what": f"    fit {name}", "value": s, "unit": "s"} for name, s in sorted(fits.items())]

@@ -15,7 +15,8 @@ log = logging.getLogger("mnist_probe.bench")
 # What docs/PERFORMANCE.md shows, from the JSON `make bench` and `make bench-long` leave in outputs/bench/.
 PAGES = {"bench": "`make bench`: training, inference, hooks, the shift grid, streaming, the interpreter "
                   "fits, and beside the peers",
-         "bench-long": "`make bench-long`: each recipe trained from scratch, tested as it goes"}  # fmt: skip
+         "bench-long": "`make bench-long`: each recipe trained from scratch, tested as it goes",
+         "bench-run": "`make bench-run`: make run's job from a fresh clone, timed"}  # fmt: skip
 
 
 def machine_line(m: dict) -> str:
@@ -27,8 +28,9 @@ def machine_line(m: dict) -> str:
 
 
 def performance_page(results: dict[str, dict], kept: dict[str, list[str]] | None = None) -> str:
-    """docs/PERFORMANCE.md from bench JSONs (name -> its JSON): each one's machine, command and date,
-    and its figures; ratios (Lightning / plain loop, achieved / matmul peak) are rows of their own.
+    """docs/PERFORMANCE.md from bench JSONs (name -> its JSON, its other runs under "others": label ->
+    JSON, each a column beside the first): each run's machine, command and date, and its figures;
+    ratios (Lightning / plain loop, achieved / matmul peak) are rows of their own.
     A part with no JSON here keeps its section from the page as it was (`kept`: name -> its lines,
     its own machine and date among them), else says it was not measured."""
     kept = kept or {}
@@ -37,19 +39,35 @@ def performance_page(results: dict[str, dict], kept: dict[str, list[str]] | None
           "`make bench-long` write to outputs/bench/; rerun them to regenerate this page. Training "
           "figures are images per second at the recipe's batch; `Lightning / plain` is this project's "
           "training loop against a minimal PyTorch loop over the same batches, and `achieved / matmul "
-          "peak` the training FLOP rate against the machine's measured matrix-multiply peak.",
+          "peak` the training FLOP rate against the machine's measured matrix-multiply peak. More runs "
+          "of `make bench` (`python -m mnist_probe.bench --label NAME`: a second run, a kernel cap) are "
+          "columns beside the first, each with its machine line.",
           ""]  # fmt: skip
     for name, title in PAGES.items():
         result = results.get(name)
         if result is None:
             md += kept.get(name) or [f"## {title}", "", f"Not measured yet: run `make {name}`.", ""]
             continue
-        md += [f"## {title}", "",
-               f"Machine: {machine_line(result['machine'])}. "
-               f"Command: `{result.get('command', 'make ' + name)}`"
-               f"{', on ' + result['date'] if result.get('date') else ''}.", "",
-               markdown_table(result["rows"], ["what", "value", "unit"])]  # fmt: skip
+        others = result.get("others", {})
+        runs = {"value": result} | {f"value ({label})": other for label, other in others.items()}
+        md += [f"## {title}", ""]
+        for column, run in runs.items():
+            where = f"`{column}`: " if len(runs) > 1 else ""
+            md += [f"{where}Machine: {machine_line(run['machine'])}. "
+                   f"Command: `{run.get('command', 'make ' + name)}`"
+                   f"{', on ' + run['date'] if run.get('date') else ''}.", ""]  # fmt: skip
+        md.append(markdown_table(side_by_side(runs), ["what", *runs, "unit"]))
     return "\n".join(md)
+
+
+def side_by_side(runs: dict[str, dict]) -> list[dict]:
+    """One row per figure, a value column per run (column -> its JSON), in the first run's order,
+    then the rows only later runs have (a capped run's own notes)."""
+    rows: dict[str, dict] = {}
+    for column, run in runs.items():
+        for row in run["rows"]:
+            rows.setdefault(row["what"], {"what": row["what"], "unit": row["unit"]})[column] = row["value"]
+    return list(rows.values())
 
 
 def sections(text: str) -> dict[str, list[str]]:
@@ -64,13 +82,16 @@ def sections(text: str) -> dict[str, list[str]]:
                 parts[name] = []
         if name:
             parts[name].append(line)
-    return {n: lines for n, lines in parts.items() if any(ln.startswith("Machine: ") for ln in lines)}
+    return {n: lines for n, lines in parts.items() if any("Machine: " in ln for ln in lines)}
 
 
 def write_page(out: Path, page: Path) -> Path:
     """docs/PERFORMANCE.md (page) from the bench JSONs in out."""
-    results = {name: json.loads((out / f"{name}.json").read_text()) for name in PAGES
-               if (out / f"{name}.json").is_file()}  # fmt: skip
+    results = {}
+    for name in (n for n in PAGES if (out / f"{n}.json").is_file()):  # NAME@LABEL.json: more runs of it
+        more = sorted(out.glob(f"{name}@*.json"))
+        others = {p.stem.split("@", 1)[1]: json.loads(p.read_text()) for p in more}
+        results[name] = json.loads((out / f"{name}.json").read_text()) | {"others": others}
     text = performance_page(results, sections(page.read_text()) if page.is_file() else {})
     atomic_write(page, lambda tmp: tmp.write_text(text))
     log.info("wrote %s", page)
