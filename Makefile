@@ -63,7 +63,7 @@ $(VENV)/.quantus: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,quantus]'
 	touch $@
 
-test-slow: install chromium $(VENV)/.quantus ## the slow tests only (installs the quantus extra, their reference)
+test-slow: install chromium $(VENV)/.quantus $(VENV)/.bench ## the slow tests only (installs their references: the quantus and bench extras)
 	$(PY) -m pytest -m slow -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

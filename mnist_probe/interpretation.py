@@ -321,7 +321,7 @@ def fit_or_load_interpreter(
         log.info("fitting %s on %d %s", spec.name, len(y), spec.features)
         seconds = fit_timed(estimator, x, y)
         _save(estimator, staging)
-        return {"fit_seconds": seconds, "train_samples": len(y)}
+        return {"fit_seconds": seconds, "train_samples": len(y), "features": spec.features}
 
     entry = Path(cache_dir) / f"interp-{spec.name}-{key}"
     estimator, meta, cached = get_or_compute(entry, compute, _load(spec))

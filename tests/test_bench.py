@@ -134,30 +134,32 @@ def test_the_seed_spread_counts_the_seeds_that_got_there():
 
 def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     machine = {"cpu": "Test CPU (family 25, model 1, AVX2)", "cores": 2, "gpu": None, "torch": "2.14.1"}
-    for name, what in (("bench", "train 32-true, Lightning / plain"), ("bench-long", "train=fast: time")):
+    for name, what in (("bench", "train 32-true, Lightning / plain"), ("bench-long", "train=fast: time"),
+                       ("bench-run", "make run's job, wall time")):
         (tmp_path / f"{name}.json").write_text(json.dumps({
             "machine": machine, "command": f"python -m mnist_probe.bench {name}", "date": "2026-12-01",
             "rows": [{"what": what, "value": 97.25, "unit": "%"}]}))  # fmt: skip
     page = tmp_path / "docs" / "PERFORMANCE.md"
     assert main(["--page-only", "--out", str(tmp_path), "--page", str(page)]) == {}  # nothing measured
     text = page.read_text()
-    assert text.count("Machine: Test CPU (family 25, model 1, AVX2), 2 threads, torch 2.14.1") == 2
+    assert text.count("Machine: Test CPU (family 25, model 1, AVX2), 2 threads, torch 2.14.1") == 3
     assert "| train 32-true, Lightning / plain | 97.25 | % |" in text
     assert "| train=fast: time | 97.25 | % |" in text
     assert "`python -m mnist_probe.bench bench-long`, on 2026-12-01" in text and "Not measured" not in text
     # another run of make bench, under a kernel cap: a column of its own, its machine line, its own rows
     capped = machine | {"kernels": "AVX2", "capped": {"ATEN_CPU_CAPABILITY": "avx2"}}
     (tmp_path / "bench@avx2.json").write_text(json.dumps({"machine": capped, "command": "capped", "rows": [
-        {"what": "train 32-true, Lightning / plain", "value": 99.5, "unit": "%"},
+        {"what": "train 32-true, Lightning / plain [a note]", "value": 99.5, "unit": "%"},
         {"what": "bf16 not measured", "value": 1.0, "unit": "x"}]}))  # fmt: skip
     main(["--page-only", "--out", str(tmp_path), "--page", str(page)])
     text = page.read_text()
     assert "| what | value | value (avx2) | unit |" in text and "`value (avx2)`: Machine: Test CPU" in text
-    assert "| train 32-true, Lightning / plain | 97.25 | 99.5 | % |" in text
+    assert "| train 32-true, Lightning / plain | 97.25 | 99.5 [a note] | % |" in text  # one row, noted
     assert "| bf16 not measured |  | 1 | x |" in text and "kernels capped at AVX2" in text
     (tmp_path / "bench@avx2.json").unlink()
-    # make bench alone again, on another day: its section is new, bench-long's kept from the page
+    # make bench alone again, on another day: its section is new, bench-long's and bench-run's kept
     (tmp_path / "bench-long.json").unlink()
+    (tmp_path / "bench-run.json").unlink()
     bench = json.loads((tmp_path / "bench.json").read_text()) | {"date": "2026-12-04"}
     (tmp_path / "bench.json").write_text(json.dumps(bench))
     main(["--page-only", "--out", str(tmp_path), "--page", str(page)])
@@ -165,6 +167,8 @@ def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     assert "`python -m mnist_probe.bench bench`, on 2026-12-04" in again
     assert "`python -m mnist_probe.bench bench-long`, on 2026-12-01" in again and "Not measured" not in again
     assert again.count("| train=fast: time | 97.25 | % |") == 1
+    assert again.count("| make run's job, wall time | 97.25 | % |") == 1
+    assert "\n\n## `make bench-run`" in again  # a blank line after the kept section before it
 
 
 def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_flagged(monkeypatch):
@@ -311,3 +315,29 @@ def test_make_runs_job_from_a_fresh_clone_is_timed_and_its_parts_add_up(tmp_path
     each = [v for w, v in rows.items() if w.startswith("fit ")]  # rf@pixels, svm@pixels, rf1000, svm
     assert len(each) == 4 and sum(each) == pytest.approx(fits, abs=0.05)
     assert 0 < rows["the CNN's test accuracy"] <= 100
+
+
+@pytest.mark.slow
+def test_the_peers_give_the_values_mnist_probe_gives():
+    """With the bench extra (make test-slow installs it): TorchLens records what record does on the
+    study's CNN and, per call, on ResNet-18; pytorch-grad-cam's maps correlate 1.0 with ours on every
+    image; torch-cka's matrix is ours (the same estimator, the same minibatches)."""
+    from mnist_probe.bench import peers
+    from mnist_probe.model import KerasCNN
+
+    missing = [p for p in ("torchlens", "pytorch_grad_cam", "torch_cka") if not peers.installed(p)]
+    assert not missing, f"{missing} missing: pip install -e '.[bench]' (make test-slow installs it)"
+    torch.manual_seed(0)
+    from mnist_probe.data import load_mnist, to_float
+    from tests.conftest import mnist_root
+
+    net, x = KerasCNN(filters=16).eval(), to_float(load_mnist(mnist_root(), "test")[0][:200])
+    few, resnet = x[:16], peers.grey_resnet18()
+    value = {r["what"]: r["value"] for r in
+             peers.bench_recording(net, few, 8, 1) + peers.bench_recording(resnet, few, 8, 1, " R")
+             + peers.bench_grad_cam(net, few, torch.arange(16) % 10, 8, 1)
+             + peers.bench_cka(net, KerasCNN(filters=16), x, ["conv2d_1", "dense_1"], 100, 1)}  # fmt: skip
+    lens = "  TorchLens log_forward_pass{}: layers whose values differ from record's (beyond rounding)"
+    assert value[lens.format("")] == 0 and value[lens.format(" R")] == 0
+    assert value["  pytorch-grad-cam GradCAM: least Pearson r with mnist_probe's maps"] > 0.999
+    assert value["  largest |difference| between the two matrices"] < 2e-3  # torch-cka sums in float32

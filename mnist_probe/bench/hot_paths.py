@@ -201,7 +201,7 @@ def bench_make_run(repo: Path, overrides: list[str] = ()) -> list[dict]:
         result = json.loads((clone / "run" / "results.json").read_text())
         metas = {p.parent.name: json.loads(p.read_text()) for p in (clone / "cache").glob("*/meta.json")}
     train = next(m["train_seconds"] for name, m in metas.items() if name.startswith("cnn-"))
-    fits = {f"{name.split('-')[1]} on {m['train_samples']} images": m["fit_seconds"]
+    fits = {f"{name.split('-')[1]} on {m['train_samples']} {m.get('features', 'images')}": m["fit_seconds"]
             for name, m in metas.items() if name.startswith("interp-")}  # fmt: skip
     rows = [{"what": "make run's job from a fresh clone (install apart), wall time", "value": seconds,
              "unit": "s"},
