@@ -4,6 +4,7 @@ and the interpreters' fits."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import statistics
@@ -22,6 +23,8 @@ from mnist_probe.interpretation import features_of
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
 from mnist_probe.translation import grid_predictions, shifted_stack
+
+log = logging.getLogger("mnist_probe.bench")
 
 
 @torch.no_grad()
@@ -186,6 +189,10 @@ def bench_make_run(repo: Path, overrides: list[str] = ()) -> list[dict]:
     clone's code: `python -m` puts its folder first on the import path), with an empty cache and
     machine cache (the precision probe runs, as on a new machine): the wall time, and of it the
     CNN's training and each interpreter's fit as the cache entries recorded them."""
+    changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    if changed:
+        log.warning("make bench-run times HEAD: the uncommitted changes in %s are not in the clone", repo)
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
