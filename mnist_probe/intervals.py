@@ -96,9 +96,16 @@ def valued(value: float, interval: list[float] | tuple[float, float] | None, dig
     return f"{value:.{digits}f}" + (f" ({shown(interval, 1, digits, '')})" if interval else "")
 
 
+def span(interval: list[float] | tuple[float, float] | None, scale: float = 1, digits: int = 2) -> str:
+    """An interval's two ends as a table cell prints them: '0.15–0.19' ('' where there is none)."""
+    if interval is None:
+        return ""
+    low, high = (scale * v for v in interval)
+    return f"{low:.{digits}f}–{high:.{digits}f}"
+
+
 def shown(interval: tuple[float, float] | None, scale: float = 100, digits: int = 2, unit: str = "%") -> str:
     """An interval as sentences print it: '95% CI 99.12–99.47%' ('' where there is none)."""
     if interval is None:
         return ""
-    low, high = (scale * v for v in interval)
-    return f"{LEVEL:.0%} CI {low:.{digits}f}–{high:.{digits}f}{unit}"
+    return f"{LEVEL:.0%} CI {span(interval, scale, digits)}{unit}"

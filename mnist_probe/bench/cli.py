@@ -23,7 +23,7 @@ from mnist_probe.bench.hot_paths import (
     bench_startup,
     bench_streaming,
 )
-from mnist_probe.bench.page import write_page
+from mnist_probe.bench.page import labelled, write_page
 from mnist_probe.bench.peers import (
     bench_cka,
     bench_grad_cam,
@@ -91,7 +91,7 @@ def measure_all(args: argparse.Namespace) -> dict:
             raise SystemExit(f"error: --make-run clones the repository mnist_probe runs from; {repo} is "
                              "no git checkout: run it from one (pip install -e .)")  # fmt: skip
         rows = bench_make_run(repo, overrides)
-        return report(rows, Path(args.out), f"bench-run@{args.label}" if args.label else "bench-run")
+        return report(rows, Path(args.out), labelled("bench-run", args.label))
     if args.long or args.levers:
         rows, curves = bench_long(overrides, args.every, LEVERS if args.levers else LONG)
         if args.long:
@@ -123,7 +123,7 @@ def measure_all(args: argparse.Namespace) -> dict:
         rows += bench_streaming(cfg.data.root)
         rows += bench_interpreters(cfg, ["nn", "svm", "rf", "gb", "dt"])
     rows.append({"what": "make bench, wall time", "value": time.perf_counter() - start, "unit": "s"})
-    return report(rows, Path(args.out), f"bench@{args.label}" if args.label else "bench")
+    return report(rows, Path(args.out), labelled("bench", args.label))
 
 
 def report(rows: list[dict], out: Path, name: str, **extra) -> dict:

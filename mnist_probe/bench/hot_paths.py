@@ -210,11 +210,12 @@ def bench_make_run(repo: Path, overrides: list[str] = ()) -> list[dict]:
     train = next(m["train_seconds"] for name, m in metas.items() if name.startswith("cnn-"))
     fits = {f"{name.split('-')[1]} on {m['train_samples']} {m.get('features', 'images')}": m["fit_seconds"]
             for name, m in metas.items() if name.startswith("interp-")}  # fmt: skip
+    fitting = sum(fits.values())
     rows = [{"what": "make run's job from a fresh clone (install apart), wall time", "value": seconds,
              "unit": "s"},
             {"what": "  of which training the CNN", "value": train, "unit": "s"},
-            {"what": "  of which fitting the interpreters", "value": sum(fits.values()), "unit": "s"},
+            {"what": "  of which fitting the interpreters", "value": fitting, "unit": "s"},
             {"what": "  the rest (start-up, code vectors, tables, the shift grid)",
-             "value": seconds - train - sum(fits.values()), "unit": "s"},
+             "value": seconds - train - fitting, "unit": "s"},
             {"what": "  the CNN's test accuracy", "value": 100 * result["cnn_test_acc"], "unit": "%"}]
     return rows + [{"what": f"    fit {name}", "value": s, "unit": "s"} for name, s in sorted(fits.items())]

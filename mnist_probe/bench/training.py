@@ -94,10 +94,11 @@ def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
 
     def product(size: int, as_conv: bool = False):
         a, b = (torch.rand(size, size, device=device, dtype=dtype) for _ in range(2))
-        x, w = a.t().reshape(1, size, size, 1).contiguous(), b.t().reshape(size, size, 1, 1).contiguous()
+        if as_conv:  # a @ b as (1, K=size, M=size, 1) convolved with (N=size, K, 1, 1)
+            a, b = a.t().reshape(1, size, size, 1).contiguous(), b.t().reshape(size, size, 1, 1).contiguous()
 
         def mm():
-            F.conv2d(x, w) if as_conv else a @ b  # conv: (1, K=size, M=size, 1) * (N=size, K, 1, 1)
+            F.conv2d(a, b) if as_conv else a @ b
             if device == "cuda":
                 torch.cuda.synchronize()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe import study
+from mnist_probe.intervals import LEVEL, span
 from mnist_probe.names import file_name
 from mnist_probe.schema import typed
 from mnist_probe.stages.results import BeyondResult, GapRow, ShiftResult, TrainResult
@@ -130,9 +131,8 @@ def data_randomisation_section(beyond: BeyondResult) -> list[str]:
     """The data-randomisation test: each method against the network that memorised shuffled labels."""
     if not beyond.data_randomisation:
         return []
-    table = [{"method": r.method, "Spearman": f"{r.spearman:.2f}",
-              "95% CI": "–".join(f"{v:.2f}" for v in r.spearman_ci or []), "SSIM": f"{r.ssim:.2f}"}
-             for r in beyond.data_randomisation]  # fmt: skip
+    table = [{"method": r.method, "Spearman": f"{r.spearman:.2f}", f"{LEVEL:.0%} CI": span(r.spearman_ci),
+              "SSIM": f"{r.ssim:.2f}"} for r in beyond.data_randomisation]  # fmt: skip
     return [
         "The data-randomisation test (Adebayo et al. 2018): the same network trained on shuffled labels, "
         "which it can only memorise; each method's maps of the same images and classes against the "
