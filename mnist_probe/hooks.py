@@ -20,6 +20,7 @@ from mnist_probe.errors import UserError
 from mnist_probe.model import LAYER_NAMES, KerasCNN, device_of, layer_name
 from mnist_probe.names import file_name
 from mnist_probe.outputs import input_shape
+from mnist_probe.specs import INFERENCE_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,7 @@ def output_of(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def record(
-    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = 500
+    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = INFERENCE_BATCH
 ) -> dict[str, torch.Tensor]:
     """Activations of `layers` (paths, or h / Keras names for a KerasCNN) for a batch of images
     (float N×C×H×W, or uint8 MNIST N×28×28), in memory: {path: tensor N×...}."""
@@ -348,7 +349,7 @@ def record(
 
 @torch.no_grad()
 def record_with_output(
-    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = 500
+    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = INFERENCE_BATCH
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """record(), and the model's own output (its logits) from the same pass."""
     module_calls(model, to_float(images[:TRACE_BATCH]))  # the calls, traced on images the model reads
@@ -364,7 +365,7 @@ def stream(
     images: torch.Tensor,
     out_dir: str | Path,
     layers: str | int | list = "all",
-    batch_size: int = 500,
+    batch_size: int = INFERENCE_BATCH,
     float16: bool = False,
 ) -> dict[str, Path]:
     """Stream activations of uint8 or float images to out_dir/<layer>.npy; returns the paths."""

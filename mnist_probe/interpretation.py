@@ -40,7 +40,7 @@ from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.model import CODE_LAYER, device_of
 from mnist_probe.names import FEATURES
 from mnist_probe.rows import ProbeRow, from_json, to_json
-from mnist_probe.specs import DataSpec
+from mnist_probe.specs import INFERENCE_BATCH, DataSpec
 from mnist_probe.training import TrainedCNN
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class CodeVectors(_Stateless):
     dense_1, h = 10), recorded with a forward hook in batches, in eval mode, on the model's device."""
 
     def __init__(self, model: nn.Module | None = None, layer: str | int = CODE_LAYER,
-                 batch_size: int = 1000, progress: bool = False) -> None:  # fmt: skip
+                 batch_size: int = INFERENCE_BATCH, progress: bool = False) -> None:  # fmt: skip
         self.model, self.layer, self.batch_size, self.progress = model, layer, batch_size, progress
 
     def fit(self, X=None, y=None):  # noqa: N803

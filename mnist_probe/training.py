@@ -47,7 +47,7 @@ from mnist_probe.model import (
 from mnist_probe.model_layers import code_layer
 from mnist_probe.precision import fastest
 from mnist_probe.rows import Confidence, GapRow, from_json, to_json
-from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe, is_onnx, plain
+from mnist_probe.specs import INFERENCE_BATCH, DataSpec, Hardware, ModelSpec, Recipe, is_onnx, plain
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def train_cnn(
 
 
 @torch.no_grad()
-def logits_of(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def logits_of(model: torch.nn.Module, images: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """The model's logits (N×10, on the CPU; log-probabilities for a model that outputs
     probabilities: model.read_as_log_probabilities) for uint8 images, in eval mode."""
     device = device_of(model)
@@ -288,7 +288,7 @@ def scored_logits(cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path) -> tor
 
 
 def accuracy(
-    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = INFERENCE_BATCH
 ) -> float:
     """Test accuracy of model on uint8 images (on the model's device), in eval mode."""
     return top1_accuracy(logits_of(model, images, batch_size), labels)

@@ -24,6 +24,7 @@ from mnist_probe.hooks import ActivationRecorder, resolve_layers
 from mnist_probe.interpretation import CodeVectors, Pixels
 from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.names import SIZE
+from mnist_probe.specs import INFERENCE_BATCH
 from mnist_probe.tables import pct
 from mnist_probe.training import TrainedCNN
 
@@ -85,7 +86,7 @@ def _shared_layer(pipe: Pipeline | None, model: torch.nn.Module) -> str | None:
 
 @torch.no_grad()
 def cnn_pass(
-    model: torch.nn.Module, images: torch.Tensor, layers: list[str], batch_size: int = 1000
+    model: torch.nn.Module, images: torch.Tensor, layers: list[str], batch_size: int = INFERENCE_BATCH
 ) -> dict[str, torch.Tensor]:
     """One pass over float images recording `layers`; "probs" holds the softmax of the output."""
     names = resolve_layers(model, layers) if layers else []
@@ -146,16 +147,18 @@ def grid_predictions(
     models: dict[str, Pipeline | None], model: torch.nn.Module, images: torch.Tensor, radius: int,
     batch_size: int, progress: bool = True,
 ) -> tuple[list[tuple[int, int]], dict[str, np.ndarray]]:  # fmt: skip
-    """Top-1 predictions of every model for every shift in [-radius, radius]²: {label: S×N}."""
+    """Top-1 predictions of every model for every shift in [-radius, radius]²: {label: S×N}. Each step
+    takes as many whole shifts of the images as fit in batch_size images (at least one): the CNN runs
+    over them in forward passes of INFERENCE_BATCH, each interpreter classifies them in one call."""
     pairs = list(itertools.product(range(-radius, radius + 1), repeat=2))
     preds = {label: np.empty((len(pairs), len(images)), dtype=np.int64) for label in models}
-    chunk = max(1, batch_size // len(images))  # shifts per forward pass, bounded by batch_size
+    chunk = max(1, batch_size // len(images))  # shifts per step
     layers = code_layers(models, model)
     starts = range(0, len(pairs), chunk)
     for start in tqdm(starts, desc="shift grid", leave=False, disable=not progress):
         block = pairs[start : start + chunk]
         stacked = shifted_stack(images, block)
-        probs = probabilities(models, stacked, cnn_pass(model, stacked, layers, batch_size), model)
+        probs = probabilities(models, stacked, cnn_pass(model, stacked, layers), model)
         for label, p in probs.items():
             preds[label][start : start + len(block)] = p.argmax(1).reshape(len(block), -1)
     return pairs, preds

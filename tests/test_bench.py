@@ -11,6 +11,7 @@ from mnist_probe.bench.peers import installed
 from mnist_probe.bench.training import flops_per_image, rate
 from mnist_probe.model import KerasCNN
 from mnist_probe.precision import emulated_bf16
+from mnist_probe.specs import INFERENCE_BATCH
 
 
 def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
@@ -43,12 +44,15 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
         100 * light / value["train 32-true, plain PyTorch loop"], rel=0.01, abs=0.02)
     assert value["train 32-true, achieved"] == pytest.approx(
         value["FLOPs per image, forward + backward"] * light / 1000, rel=0.01, abs=0.02)
-    assert value["hook overhead"] == pytest.approx(100 * (value["inference, no hooks"]
-                                                          / value["inference, hooks on all 12 layers"] - 1),
-                                                   rel=0.01, abs=0.05)  # fmt: skip
+    small = f"batch {INFERENCE_BATCH}"
+    assert value["hook overhead"] == pytest.approx(100 * (value[f"inference, no hooks, {small}"]
+                                                          / value[f"inference, hooks on all 12 layers, {small}"]
+                                                          - 1), rel=0.01, abs=0.05)  # fmt: skip
+    assert value[f"  {small} / batch 1000"] == pytest.approx(
+        value[f"inference, no hooks, {small}"] / value["inference, no hooks, batch 1000"], rel=0.01, abs=0.01)
     shift_rate = next(v for w, v in value.items() if w.startswith("shift grid ±"))
     assert value["shift sweep / plain inference"] == pytest.approx(
-        100 * shift_rate / value["plain inference of the same batches"], rel=0.01, abs=0.02)
+        100 * shift_rate / value["plain inference of the same images"], rel=0.01, abs=0.02)
     # beside the peers: the same activations as torchvision's feature extractor, the same Grad-CAM as a
     # plain autograd one; each ratio from its own rows; a peer of the bench extra, there or said missing
     fx = "torchvision create_feature_extractor"

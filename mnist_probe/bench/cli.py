@@ -36,6 +36,7 @@ from mnist_probe.bench.training import bench_precision, bench_training
 from mnist_probe.cache import write_json
 from mnist_probe.config import compose_config
 from mnist_probe.data import load_mnist, to_float
+from mnist_probe.specs import INFERENCE_BATCH
 from mnist_probe.tables import write_table
 
 # The six layers CKA compares between two networks (the study's CNN: its conv layers and its two dense ones).
@@ -108,9 +109,10 @@ def measure_all(args: argparse.Namespace) -> dict:
     rows += probe_rows
     rows += bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats, probe)
     model = instantiate(cfg.model)  # throughput does not depend on the weights
-    rows += bench_hooks(model, images, 500, args.repeats)
-    rows += bench_recording(model, images, 500, args.repeats)  # beside the peers (the bench extra)
-    rows += bench_recording(grey_resnet18(), images[:500], 100, args.repeats, " of ResNet-18, 1-channel stem")
+    rows += bench_hooks(model, images, INFERENCE_BATCH, args.repeats)
+    rows += bench_recording(model, images, INFERENCE_BATCH, args.repeats)  # beside the peers (the bench extra)
+    rows += bench_recording(grey_resnet18(), images[:500], INFERENCE_BATCH, args.repeats,
+                            " of ResNet-18, 1-channel stem")
     rows += bench_record_memory(cfg.data.root, max(len(images), 500))  # fewer: the allocator's noise shows
     few, few_labels = images[:500], labels[: len(images[:500])]  # the attributions' images
     rows += bench_grad_cam(model, few, few_labels, 100, args.repeats)

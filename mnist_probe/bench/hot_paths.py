@@ -21,6 +21,7 @@ from mnist_probe.bench.common import alternated, median_seconds
 from mnist_probe.hooks import ActivationRecorder
 from mnist_probe.interpretation import features_of
 from mnist_probe.schema import typed
+from mnist_probe.specs import INFERENCE_BATCH
 from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
 from mnist_probe.translation import grid_predictions, shifted_stack
 
@@ -28,12 +29,13 @@ log = logging.getLogger("mnist_probe.bench")
 
 
 @torch.no_grad()
-def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int) -> list[dict]:
-    """Inference img/s plain, and with ActivationRecorder hooks on all 12 layers (in memory)."""
+def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int, big: int = 1000) -> list[dict]:
+    """Inference img/s plain, with ActivationRecorder hooks on all 12 layers (in memory), and plain
+    in batches of `big` images: what the forward pass's batch size (INFERENCE_BATCH) buys."""
 
-    def plain():
-        for s in range(0, len(images), batch):
-            model(images[s : s + batch])
+    def plain(size: int = batch):
+        for s in range(0, len(images), size):
+            model(images[s : s + size])
 
     def hooked():
         for s in range(0, len(images), batch):
@@ -42,11 +44,14 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int) -> list[d
 
     model.eval()
     # Alternate the two, so drift in the machine's speed (turbo, other load) hits both alike.
-    t_plain, t_hooks = alternated({"plain": plain, "hooked": hooked}, repeats).values()
+    t_plain, t_hooks, t_big = alternated({"plain": plain, "hooked": hooked, "big": lambda: plain(big)},
+                                         repeats).values()  # fmt: skip
     n = len(images)
     return [
-        {"what": "inference, no hooks", "value": n / t_plain, "unit": "img/s"},
-        {"what": "inference, hooks on all 12 layers", "value": n / t_hooks, "unit": "img/s"},
+        {"what": f"inference, no hooks, batch {batch}", "value": n / t_plain, "unit": "img/s"},
+        {"what": f"inference, no hooks, batch {big}", "value": n / t_big, "unit": "img/s"},
+        {"what": f"  batch {batch} / batch {big}", "value": t_big / t_plain, "unit": "x faster"},
+        {"what": f"inference, hooks on all 12 layers, batch {batch}", "value": n / t_hooks, "unit": "img/s"},
         {"what": "hook overhead", "value": 100 * (t_hooks / t_plain - 1), "unit": "%"},
     ]  # fmt: skip
 
@@ -95,14 +100,15 @@ def bench_streaming(root: str) -> list[dict]:
 
 @torch.no_grad()
 def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: int) -> list[dict]:
-    """The shift grid (translate + forward + softmax) against plain inference of as many images."""
+    """The shift grid (translate + forward + softmax, `batch` shifted images a step) against plain
+    inference of as many images in the same forward passes (INFERENCE_BATCH images each)."""
     pairs = [(dx, dy) for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)]
     stacked = shifted_stack(images, pairs)
     models = {"CNN": None}
 
     def plain():
-        for s in range(0, len(stacked), batch):
-            model(stacked[s : s + batch])
+        for s in range(0, len(stacked), INFERENCE_BATCH):
+            model(stacked[s : s + INFERENCE_BATCH])
 
     model.eval()
     t_plain = median_seconds(plain, repeats)
@@ -112,7 +118,7 @@ def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: i
     n = len(stacked)
     return [
         {"what": f"shift grid ±{radius} px, {len(images)} images", "value": n / t_shift, "unit": "img/s"},
-        {"what": "plain inference of the same batches", "value": n / t_plain, "unit": "img/s"},
+        {"what": "plain inference of the same images", "value": n / t_plain, "unit": "img/s"},
         {"what": "shift sweep / plain inference", "value": 100 * t_plain / t_shift, "unit": "%"},
     ]  # fmt: skip
 
