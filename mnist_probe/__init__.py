@@ -36,7 +36,7 @@ _API = {
     # beyond the study
     "attribute": "attribution", "shift_consistency": "attribution", "top_patches": "filters",
     "maximise_filters": "filters", "receptive_field": "filters", "position_probes": "position",
-    "linear_cka": "cka", "cka_between": "cka", "shift_cka": "cka",
+    "linear_cka": "cka", "cka_between": "cka", "shift_cka": "cka", "class_similarity": "cka",
     # why val_acc exceeds train_acc
     "GapProbe": "gap", "gap_accuracies": "gap", "split_gap": "gap",
     # Keras files
@@ -47,7 +47,6 @@ _API = {
     # hooks
     "ActivationRecorder": "hooks", "record": "hooks", "record_with_output": "hooks", "stream": "hooks",
     "resolve_layers": "hooks", "module_calls": "hooks", "output_of": "hooks",
-    "class_similarity": "hooks",
     # interpreters
     "CodeVectors": "interpretation", "Pixels": "interpretation", "make_interpreter": "interpretation",
     "fit_on_features": "interpretation", "linear_probes": "interpretation", "FastSVC": "interpretation",

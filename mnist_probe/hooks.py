@@ -197,13 +197,14 @@ class ActivationRecorder:
     `rec[name]` is the concatenation of every batch seen, detached, copied, on the CPU (keep_graph:
     graph and device kept); given `total`, the rows each layer will get, each batch is copied straight
     into one tensor of `total` rows allocated at the layer's first batch (no per-batch copies kept,
-    no concatenation: memory is the activations returned). Streaming (`stream_dir` and `total`): rows are
-    appended to a `<name>.npy` of `total` rows (open it with np.load(mmap_mode='r')), so memory
-    stays at one batch whatever the dataset size; the files appear under their final names only
-    when recording finished cleanly. A module that runs several times a pass (a ResNet block's
-    ReLU) is recorded per call, as 'PATH:1', 'PATH:2', ... The model runs in eval mode (dropout
-    passes its input through, as in Keras's predict) and every hook is removed on exit, even when
-    the body raises.
+    no concatenation: memory is the activations returned), or into `out[name]`, the tensors of an
+    earlier recording of as many rows (no new memory for the kernel to hand out page by page).
+    Streaming (`stream_dir` and `total`): rows are appended to a `<name>.npy` of `total` rows (open
+    it with np.load(mmap_mode='r')), so memory stays at one batch whatever the dataset size; the
+    files appear under their final names only when recording finished cleanly. A module that runs
+    several times a pass (a ResNet block's ReLU) is recorded per call, as 'PATH:1', 'PATH:2', ...
+    The model runs in eval mode (dropout passes its input through, as in Keras's predict) and every
+    hook is removed on exit, even when the body raises.
     """
 
     def __init__(
@@ -214,6 +215,7 @@ class ActivationRecorder:
         total: int | None = None,
         float16: bool = False,
         keep_graph: bool = False,
+        out: dict[str, torch.Tensor] | None = None,
     ) -> None:
         if stream_dir is not None and not total:
             raise ValueError("streaming needs total, the number of rows each layer will get")
@@ -225,7 +227,12 @@ class ActivationRecorder:
         self.keep_graph = keep_graph  # in memory, as computed: for gradients with respect to the input
         self.copy_free = isinstance(model, KerasCNN)
         self.memory: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
-        self.buffers: dict[str, torch.Tensor] = {}  # in memory with total: every layer's rows, preallocated
+        # in memory with total: every layer's rows, preallocated at its first batch or given
+        self.buffers: dict[str, torch.Tensor] = dict(out or {})
+        if out is not None and (stream_dir is not None or not total or set(out) != set(self.names)):
+            raise ValueError(f"out takes the tensors of an earlier in-memory recording of the same layers "
+                             f"({', '.join(self.names)}) and as many images, not of "
+                             f"{', '.join(out) or 'none'}")  # fmt: skip
         self.files: dict[str, BinaryIO] = {}
         self.rows: dict[str, int] = dict.fromkeys(self.names, 0)
         self.handles: list = []
@@ -257,8 +264,14 @@ class ActivationRecorder:
             return
         out = output.detach()
         if self.stream_dir is None and self.total:  # copied (safe from in-place ops) into its rows
+            shape = (self.total, *out.shape[1:])
             if name not in self.buffers:
-                self.buffers[name] = torch.empty((self.total, *out.shape[1:]), dtype=out.dtype)
+                self.buffers[name] = torch.empty(shape, dtype=out.dtype)
+            elif self.rows[name] == 0 and (self.buffers[name].shape, self.buffers[name].dtype) != (
+                shape, out.dtype):  # fmt: skip
+                given = self.buffers[name]
+                raise ValueError(f"out[{name!r}] is {given.dtype} {tuple(given.shape)}; this recording "
+                                 f"needs {out.dtype} {shape}: pass what record returned for as many images")
             self._check_rows(name, len(out))
             self.buffers[name][self.rows[name] : self.rows[name] + len(out)].copy_(out)
             self.rows[name] += len(out)
@@ -340,20 +353,24 @@ def output_of(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def record(
-    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = INFERENCE_BATCH
+    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all",
+    batch_size: int = INFERENCE_BATCH, out: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Activations of `layers` (paths, or h / Keras names for a KerasCNN) for a batch of images
-    (float N×C×H×W, or uint8 MNIST N×28×28), in memory: {path: tensor N×...}."""
-    return record_with_output(model, images, layers, batch_size)[0]
+    (float N×C×H×W, or uint8 MNIST N×28×28), in memory: {path: tensor N×...}. Given `out`, what an
+    earlier call returned for as many images, its tensors are written over and returned: a loop over
+    a data set's chunks then reuses one set of tensors rather than have new memory faulted in for each."""
+    return record_with_output(model, images, layers, batch_size, out)[0]
 
 
 @torch.no_grad()
 def record_with_output(
-    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all", batch_size: int = INFERENCE_BATCH
+    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all",
+    batch_size: int = INFERENCE_BATCH, out: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """record(), and the model's own output (its logits) from the same pass."""
     module_calls(model, to_float(images[:TRACE_BATCH]))  # the calls, traced on images the model reads
-    with ActivationRecorder(model, layers, total=len(images)) as rec:
+    with ActivationRecorder(model, layers, total=len(images), out=out) as rec:
         out = [model(to_float(images[start : start + batch_size])).detach().cpu()
                for start in range(0, len(images), batch_size)]  # fmt: skip
     return {name: rec[name] for name in rec.names}, torch.cat(out)
@@ -375,20 +392,3 @@ def stream(
             batch = images[start : start + batch_size]
             model(to_float(batch))
     return {name: rec.path(name) for name in rec.names}
-
-
-def class_similarity(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
-    """Classes × classes mean cosine similarity between classes' code vectors, and within/between ratio.
-
-    The mean of all pairwise cosines between classes i and j is the dot product of their mean unit
-    vectors, so no N×N matrix is built; on the diagonal the n self-pairs (cosine 1) are left out.
-    """
-    unit = codes / np.maximum(np.linalg.norm(codes, axis=1, keepdims=True), 1e-12)
-    classes = np.unique(labels)
-    sums = np.stack([unit[labels == c].sum(0) for c in classes])
-    counts = np.array([(labels == c).sum() for c in classes], dtype=float)
-    sim = (sums @ sums.T) / np.outer(counts, counts)
-    within = (np.einsum("ij,ij->i", sums, sums) - counts) / (counts * (counts - 1))
-    np.fill_diagonal(sim, within)
-    off = ~np.eye(len(classes), dtype=bool)
-    return sim, float(within.mean() / sim[off].mean())

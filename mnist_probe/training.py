@@ -261,7 +261,7 @@ def train_cnn(
 
 
 @torch.no_grad()
-def logits_of(model: torch.nn.Module, images: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
+def logits_of(model: torch.nn.Module, images: torch.Tensor, batch_size=INFERENCE_BATCH) -> torch.Tensor:
     """The model's logits (N×10, on the CPU; log-probabilities for a model that outputs
     probabilities: model.read_as_log_probabilities) for uint8 images, in eval mode."""
     device = device_of(model)

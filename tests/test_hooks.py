@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from mnist_probe.cka import class_similarity
 from mnist_probe.data import load_mnist, to_float
-from mnist_probe.hooks import ActivationRecorder, class_similarity, record, resolve_layers, stream
+from mnist_probe.hooks import ActivationRecorder, record, resolve_layers, stream
 from mnist_probe.model import LAYER_NAMES, KerasCNN
 from tests.conftest import mnist_root
 
@@ -53,6 +54,23 @@ def test_hooks_removed_on_exit_and_on_error(model, test_images):
     assert no_hooks(model)
     with pytest.raises(ZeroDivisionError), ActivationRecorder(model, "all"):
         raise ZeroDivisionError
+    assert no_hooks(model)
+
+
+def test_record_into_an_earlier_recordings_tensors(model, test_images):
+    """out=: the same tensors come back, holding what a fresh recording of the new images holds."""
+    layers = ["conv2d_1", "dropout_2", "dense_1"]
+    first = record(model, test_images[:100], layers, batch_size=64)
+    where = {name: t.data_ptr() for name, t in first.items()}
+    fresh = record(model, test_images[100:200], layers, batch_size=64)
+    again = record(model, test_images[100:200], layers, batch_size=64, out=first)
+    assert again is not first and {name: t.data_ptr() for name, t in again.items()} == where
+    for name in layers:
+        assert torch.equal(again[name], fresh[name]) and torch.equal(first[name], fresh[name]), name
+    with pytest.raises(ValueError, match="same layers"):
+        record(model, test_images[:100], ["conv2d_1"], out=first)
+    with pytest.raises(ValueError, match=r"needs torch.float32 \(50, 64, 28, 28\)"):
+        record(model, test_images[:50], layers, out=first)
     assert no_hooks(model)
 
 

@@ -110,7 +110,7 @@ def measure_all(args: argparse.Namespace) -> dict:
     rows += bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats, probe)
     model = instantiate(cfg.model)  # throughput does not depend on the weights
     rows += bench_hooks(model, images, INFERENCE_BATCH, args.repeats)
-    rows += bench_recording(model, images, INFERENCE_BATCH, args.repeats)  # beside the peers (the bench extra)
+    rows += bench_recording(model, images, INFERENCE_BATCH, args.repeats)  # beside the peers (bench extra)
     rows += bench_recording(grey_resnet18(), images[:500], INFERENCE_BATCH, args.repeats,
                             " of ResNet-18, 1-channel stem")
     rows += bench_record_memory(cfg.data.root, max(len(images), 500))  # fewer: the allocator's noise shows

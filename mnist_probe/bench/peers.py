@@ -83,11 +83,12 @@ def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats:
                     label: str = "") -> list[dict]:  # fmt: skip
     """Every layer 'all' records (every call of a module that runs several times), for every image:
     mnist_probe's record, torchvision's feature extractor and TorchLens (each batch's tensors
-    concatenated per layer, as record returns them), beside a plain forward pass that records
-    nothing, and the floor any recorder that returns tensors pays: the same bytes copied into new
-    memory. A peer's values that differ from record's are counted by layer (an in-place operation
-    after a layer changes what a recorder that keeps the tensor itself returns: torchvision's
-    extractor gives each ResNet bn1 after the in-place ReLU that follows it)."""
+    concatenated per layer, as record returns them), beside a plain forward pass that records nothing,
+    and the floor any recorder that returns tensors pays: the same bytes copied into new memory; and
+    record into the tensors of its previous call (out=), which pays no new memory. A peer's values that
+    differ from record's are counted by layer (an in-place operation after a layer changes what a
+    recorder that keeps the tensor itself returns: torchvision's extractor gives each ResNet bn1 after
+    the in-place ReLU that follows it)."""
     model = model.eval()
     layers = resolve_layers(model, "all")
     batches = [images[s : s + batch] for s in range(0, len(images), batch)]
@@ -95,9 +96,12 @@ def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats:
     def concatenated(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {name: torch.cat([o[name] for o in outputs]) for name in layers}
 
+    reused = record(model, images, layers, batch)
     contenders: dict[str, Callable[[], object]] = {
         "plain forward pass (records nothing)": lambda: [model(b) for b in batches],
         "mnist_probe record": lambda: record(model, images, layers, batch),
+        "mnist_probe record into its last call's tensors (out=)": lambda: record(model, images, layers, batch,
+                                                                                 out=reused),  # fmt: skip
     }
     from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -111,7 +115,7 @@ def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats:
     else:
         missing.append("TorchLens")
     seconds = alternated(contenders, repeats)
-    ours = record(model, images, layers, batch)
+    ours = reused  # what the last call wrote
     seconds["the copy alone: the same bytes into new memory"] = median_seconds(
         lambda: [torch.empty_like(a).copy_(a) for a in ours.values()], repeats)  # fmt: skip
     per_k = 1000 / len(images)
