@@ -371,9 +371,9 @@ def record_with_output(
     """record(), and the model's own output (its logits) from the same pass."""
     module_calls(model, to_float(images[:TRACE_BATCH]))  # the calls, traced on images the model reads
     with ActivationRecorder(model, layers, total=len(images), out=out) as rec:
-        out = [model(to_float(images[start : start + batch_size])).detach().cpu()
-               for start in range(0, len(images), batch_size)]  # fmt: skip
-    return {name: rec[name] for name in rec.names}, torch.cat(out)
+        logits = [model(to_float(images[start : start + batch_size])).detach().cpu()
+                  for start in range(0, len(images), batch_size)]  # fmt: skip
+    return {name: rec[name] for name in rec.names}, torch.cat(logits)
 
 
 @torch.no_grad()

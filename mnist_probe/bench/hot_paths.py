@@ -43,7 +43,7 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int, big: int 
                 model(images[s : s + batch])
 
     model.eval()
-    # Alternate the two, so drift in the machine's speed (turbo, other load) hits both alike.
+    # Alternate them, so drift in the machine's speed (turbo, other load) hits both alike.
     t_plain, t_hooks, t_big = alternated({"plain": plain, "hooked": hooked, "big": lambda: plain(big)},
                                          repeats).values()  # fmt: skip
     n = len(images)
