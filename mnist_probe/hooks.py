@@ -114,10 +114,11 @@ def call_names(path: str, calls: int) -> list[str]:
     return [path] if calls == 1 else [f"{path}{CALL}{n}" for n in range(1, calls + 1)]
 
 
-def split_layer(model: nn.Module, layer: str) -> tuple[str, int | None, bool]:
+def split_layer(model: nn.Module, layer: str, paths: dict | None = None) -> tuple[str, int | None, bool]:
     """A layer name as (module path, which call or None, its input?). A path may itself hold ':'
-    (an ONNX node's name): a whole module path is taken as it is."""
-    paths = dict(model.named_modules())
+    (an ONNX node's name): a whole module path is taken as it is. `paths`: dict(named_modules()),
+    given by a caller that splits many names (building it is most of the work)."""
+    paths = dict(model.named_modules()) if paths is None else paths
     name, is_input = layer, False
     if layer not in paths and layer.endswith(INPUT):
         name, is_input = layer.removesuffix(INPUT), True
@@ -153,21 +154,23 @@ def resolve_layers(model: nn.Module, layers: str | int | list | tuple = "all") -
         return list(LAYER_NAMES) if keras else leaf_layers(model)
     if isinstance(layers, (str, int)):
         layers = [layers]
-    wanted = set()
+    wanted, paths = set(), None if keras else dict(model.named_modules())
     for layer in layers:
         if keras:
             tail = INPUT if isinstance(layer, str) and layer.endswith(INPUT) else ""
             wanted.add(layer_name(layer.removesuffix(INPUT) if tail else layer) + tail)
             continue
-        wanted.add(_checked(model, layer))
+        wanted.add(_checked(model, layer, paths))
     order = [n for name in (LAYER_NAMES if keras else layer_sequence(model)) for n in (name, name + INPUT)]
     return [name for name in order if name in wanted]
 
 
-def _checked(model: nn.Module, layer) -> str:
+def _checked(model: nn.Module, layer, paths: dict | None = None) -> str:
     """One layer of a model other than the study's, as its canonical name, or a one-line UserError."""
     kind = type(model).__name__
-    path, call, is_input = split_layer(model, layer) if isinstance(layer, str) else (layer, None, False)
+    path, call, is_input = layer, None, False
+    if isinstance(layer, str):
+        path, call, is_input = split_layer(model, layer, paths)
     tail = INPUT if is_input else ""
     calls = module_calls(model).get(path) if path else None
     if calls is None:
@@ -307,7 +310,7 @@ class ActivationRecorder:
         calls = {} if isinstance(self.model, KerasCNN) else module_calls(self.model)
         by_path: dict[str, list[tuple[str, int | None, bool]]] = defaultdict(list)
         for name in self.names:
-            path, call, is_input = split_layer(self.model, name)
+            path, call, is_input = split_layer(self.model, name, modules)
             by_path[path].append((name, call if calls.get(path, 1) > 1 else None, is_input))
         for path, wanted in by_path.items():
             self.handles.append(modules[path].register_forward_hook(self._hook(path, wanted)))
