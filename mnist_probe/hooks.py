@@ -267,14 +267,14 @@ class ActivationRecorder:
             return
         out = output.detach()
         if self.stream_dir is None and self.total:  # copied (safe from in-place ops) into its rows
-            shape = (self.total, *out.shape[1:])
-            if name not in self.buffers:
-                self.buffers[name] = torch.empty(shape, dtype=out.dtype)
-            elif self.rows[name] == 0 and (self.buffers[name].shape, self.buffers[name].dtype) != (
-                shape, out.dtype):  # fmt: skip
-                given = self.buffers[name]
-                raise ValueError(f"out[{name!r}] is {given.dtype} {tuple(given.shape)}; this recording "
-                                 f"needs {out.dtype} {shape}: pass what record returned for as many images")
+            if self.rows[name] == 0:  # the layer's first batch: its rows allocated, or out's checked
+                shape, given = (self.total, *out.shape[1:]), self.buffers.get(name)
+                if given is None:
+                    self.buffers[name] = torch.empty(shape, dtype=out.dtype)
+                elif (given.shape, given.dtype) != (shape, out.dtype):
+                    raise ValueError(f"out[{name!r}] is {given.dtype} {tuple(given.shape)}; this recording "
+                                     f"needs {out.dtype} {shape}: pass what record returned for as many "
+                                     "images")  # fmt: skip
             self._check_rows(name, len(out))
             self.buffers[name][self.rows[name] : self.rows[name] + len(out)].copy_(out)
             self.rows[name] += len(out)
