@@ -30,8 +30,20 @@ SHIFT_TABLE = {
 SHIFT_DY = [0, -1, -2, -3, -4, -5]  # the table's columns: the digit moved up 0..5 px
 SHIFT_DIGIT = 1
 
+
+
+def cell_p(cell: str) -> float:
+    """A SHIFT_TABLE cell's P(true class), its first percentage: '0.71% (7: 99.29%)' -> 0.0071."""
+    return float(cell.split("%")[0]) / 100
+
+
+def table_p(model: str, dy: int) -> float:
+    """The study's P(true class) of its digit for `model` (a SHIFT_TABLE key) shifted by dy."""
+    return cell_p(SHIFT_TABLE[model][SHIFT_DY.index(dy)])
+
+
 # Its CNN's P(1) between dy = -3 and -4: 99.4% -> 0.71%, the jump its conclusion 3 rests on.
-SHIFT_JUMP = 0.994 - 0.0071
+SHIFT_JUMP = table_p("CNN", -3) - table_p("CNN", -4)
 
 
 def study_acc(name: str, features: str) -> float | None:
@@ -44,14 +56,20 @@ def interpreter_name(name: str, features: str) -> str:
     return f"{name}@{features}_acc"
 
 
-def digit_name(dy: int) -> str:
-    """A headline number's name for the CNN's P(true class) of the study's digit at a shift dy."""
-    return f"cnn_digit_p_true_dy{dy}"
+def shift_name(model: str, what: str) -> str:
+    """A headline number's name for a shift-table model's number: the CNN's as 'cnn_WHAT', an
+    interpreter's under its table label, e.g. 'CNN+rf1000_WHAT', 'rf (pixels)_WHAT'."""
+    return f"{'cnn' if model == 'CNN' else model}_{what}"
+
+
+def digit_name(dy: int, model: str = "CNN") -> str:
+    """A headline number's name for a model's P(true class) of the study's digit at a shift dy."""
+    return shift_name(model, f"digit_p_true_dy{dy}")
 
 
 # The study's figures under the names of the seeds stage's headline numbers (mnist_probe.stages.seeds).
 HEADLINE = {"cnn_test_acc": CNN_ACC,
             **{interpreter_name(name, "codes"): acc for name, acc in CODES_ACC.items()},
             **{interpreter_name(name, "pixels"): acc for name, acc in PIXELS_ACC.items()},
-            # its "1" at dy = -3, -4, -5 (SHIFT_TABLE's CNN row): 99.4%, 0.71%, 1.4E-4%
-            digit_name(-3): 0.994, digit_name(-4): 0.0071, digit_name(-5): 1.4e-6}
+            # its "1" shifted up, every row of its translation table (the CNN's: 99.4%, 0.71%, ...)
+            **{digit_name(dy, model): table_p(model, dy) for model in SHIFT_TABLE for dy in SHIFT_DY}}

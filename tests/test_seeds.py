@@ -60,14 +60,24 @@ def test_headline_takes_each_stage_s_numbers():
     trained = train_result(test_acc=0.99, cross_entropy=0.03, ece=0.004)
     interpreted = interpreters_result([row("svm", "codes", 0.98)], cnn_acc=0.99)
     shifted = shift_result(p_true=(1.0, 1.0, 0.99, 0.98, 0.2, 0.1), cnn_dy4=0.7, change=0.03,
-                           others=[("svm", 0.9)])  # fmt: skip
+                           others=[("CNN+svm", 0.9)])  # fmt: skip
     shifted.curves["CNN"].accs[0] = 0.5  # dy = -5
     h = headline(trained, interpreted, shifted)
     assert h == {"cnn_test_acc": 0.99, "cnn_cross_entropy": 0.03, "cnn_ece": 0.004, "svm@codes_acc": 0.98,
                  "cnn_consistency": 0.9, "cnn_change_1px": 0.03, "cnn_acc_dy-3": 0.99, "cnn_acc_dy-4": 0.7,
                  "cnn_acc_dy-5": 0.5, "cnn_digit_p_true_dy-3": 0.98, "cnn_digit_p_true_dy-4": 0.2,
-                 "cnn_digit_p_true_dy-5": 0.1}  # fmt: skip
+                 "cnn_digit_p_true_dy-5": 0.1, "CNN+svm_digit_p_true_dy-4": 0.9}  # fmt: skip
     assert set(study.HEADLINE) >= {"cnn_test_acc", "svm@codes_acc", "cnn_digit_p_true_dy-4"}
+
+
+def test_the_study_figures_of_every_shift_row_are_read_from_its_table():
+    """The headline's references for the shift table are the table's own cells, as fractions."""
+    assert study.HEADLINE["cnn_digit_p_true_dy-4"] == pytest.approx(0.0071)
+    assert study.HEADLINE["cnn_digit_p_true_dy-5"] == pytest.approx(1.4e-6)
+    assert study.HEADLINE["CNN+rf1000_digit_p_true_dy-3"] == pytest.approx(0.528)
+    assert study.HEADLINE["svm (pixels)_digit_p_true_dy-2"] == pytest.approx(0.0085)
+    assert study.SHIFT_JUMP == pytest.approx(0.994 - 0.0071)
+    assert len([k for k in study.HEADLINE if "digit_p_true" in k]) == 6 * len(study.SHIFT_TABLE)
 
 
 def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):

@@ -33,15 +33,16 @@ def headline(trained: TrainResult, interpreted: InterpretersResult, shifted: Shi
            "cnn_ece": trained.calibration.before.ece}  # fmt: skip
     for row in interpreted.rows:
         out[study.interpreter_name(row.interpreter, row.features)] = row.test_acc
-    cnn = shifted.dataset_row("CNN")
-    if cnn is not None:
-        out["cnn_consistency"] = cnn.consistency
-        out["cnn_change_1px"] = cnn.change_1px
-    curve = shifted.curves.get("CNN")
-    if curve is not None:
-        out |= {f"cnn_acc_dy{dy}": curve.at(dy) for dy in DYS if dy in curve.dys}
-    p_true = shifted.p_true("CNN")  # the study's digit: P(true class) where its table turns
-    out |= {study.digit_name(dy): p_true[(0, dy)] for dy in DYS if (0, dy) in p_true}
+    for model in shifted.models:  # the CNN, then each interpreter of the shift table
+        grid = shifted.dataset_row(model)
+        if grid is not None:
+            out[study.shift_name(model, "consistency")] = grid.consistency
+            out[study.shift_name(model, "change_1px")] = grid.change_1px
+        curve = shifted.curves.get(model)
+        if curve is not None:
+            out |= {study.shift_name(model, f"acc_dy{dy}"): curve.at(dy) for dy in DYS if dy in curve.dys}
+        p_true = shifted.p_true(model)  # the study's digit: P(true class) where its table turns
+        out |= {study.digit_name(dy, model): p_true[(0, dy)] for dy in DYS if (0, dy) in p_true}
     return out
 
 

@@ -144,8 +144,8 @@ def not_continuous(r: PageResults) -> Conclusion:
         + (f" ({shown(interval)}; {pct(CHANGE_1PX_ABOVE, 0)} is what 'often' means here)" if interval else "")
         + (f"; {pct(unaug_change)} for the CNN trained without shift augmentation" if unaug_change
            is not None else "")
-        + ". In the study, its CNN's P(1) fell from 99.4% to 0.71% between dy = -3 and -4: "
-        f"a jump of {study.SHIFT_JUMP:.3f}.",
+        + f". In the study, its CNN's P(1) fell from {study.table_p('CNN', -3):.1%} to "
+        f"{study.table_p('CNN', -4):.2%} between dy = -3 and -4: a jump of {study.SHIFT_JUMP:.3f}.",
     )  # fmt: skip
 
 
