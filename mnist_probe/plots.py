@@ -260,7 +260,9 @@ def spread_plot(headlines: list[dict[str, float]], study: dict[str, float], seed
     names = list(dict.fromkeys(k for h in headlines for k in h))
     panels = [("test accuracy (%)", [n for n in names if n.endswith("_acc")]),
               ("shift metrics (%)", [n for n in names if "consistency" in n or "change" in n or "_dy" in n])]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.2, 1]})
+    widths = [max(len(panel), 4) for _, panel in panels]  # a number's column as wide in both panels
+    fig, axes = plt.subplots(1, 2, figsize=(max(12.0, 3 + 0.3 * sum(widths)), 4.8),
+                             gridspec_kw={"width_ratios": widths})  # fmt: skip
     for ax, (ylabel, panel) in zip(axes, panels, strict=True):
         for i, name in enumerate(panel):
             values = [100 * h[name] for h in headlines if h.get(name) is not None]
