@@ -67,9 +67,16 @@ def digit_name(dy: int, model: str = "CNN") -> str:
     return shift_name(model, f"digit_p_true_dy{dy}")
 
 
-# The study's figures under the names of the seeds stage's headline numbers (mnist_probe.stages.seeds).
-HEADLINE = {"cnn_test_acc": CNN_ACC,
-            **{interpreter_name(name, "codes"): acc for name, acc in CODES_ACC.items()},
-            **{interpreter_name(name, "pixels"): acc for name, acc in PIXELS_ACC.items()},
-            # its "1" shifted up, every row of its translation table (the CNN's: 99.4%, 0.71%, ...)
-            **{digit_name(dy, model): table_p(model, dy) for model in SHIFT_TABLE for dy in SHIFT_DY}}
+# The study's figures under the names of the seeds stage's headline numbers (mnist_probe.stages.seeds):
+# its test accuracies, and P(true) of its "1" shifted up, every row of its translation table.
+HEADLINE_ACC = {"cnn_test_acc": CNN_ACC,
+                **{interpreter_name(name, "codes"): acc for name, acc in CODES_ACC.items()},
+                **{interpreter_name(name, "pixels"): acc for name, acc in PIXELS_ACC.items()}}
+HEADLINE_DIGIT = {digit_name(dy, model): table_p(model, dy) for model in SHIFT_TABLE for dy in SHIFT_DY}
+HEADLINE = HEADLINE_ACC | HEADLINE_DIGIT
+
+
+def comparable(on_its_data: bool, its_digit: bool) -> dict[str, float]:
+    """The study's headline figures a run can be set beside: none off its data set (MNIST's IDX
+    files), its shift figures only for its digit (the first test image of a 1)."""
+    return (HEADLINE_ACC | (HEADLINE_DIGIT if its_digit else {})) if on_its_data else {}

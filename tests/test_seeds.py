@@ -80,11 +80,34 @@ def test_the_study_figures_of_every_shift_row_are_read_from_its_table():
     assert len([k for k in study.HEADLINE if "digit_p_true" in k]) == 6 * len(study.SHIFT_TABLE)
 
 
-def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):
+def seeds_sweep(tmp_path, comparable: dict) -> None:
+    """Two seeds' results.json, as the seeds stage writes them, the study's figures `comparable`."""
     for job, (seed, acc) in enumerate([(1, 0.991), (2, 0.995)]):
         (tmp_path / str(job)).mkdir()
         (tmp_path / str(job) / "results.json").write_text(json.dumps(
-            {"stage": "seeds", "seed": seed, "headline": {"cnn_test_acc": acc, "cnn_consistency": 0.9}}))
+            {"stage": "seeds", "seed": seed, "headline": {"cnn_test_acc": acc, "cnn_consistency": 0.9},
+             "study": comparable}))  # fmt: skip
+
+
+def test_the_study_figures_a_run_can_be_set_beside():
+    """None off MNIST; the shift table's only for the image the study shifted."""
+    assert study.comparable(on_its_data=False, its_digit=True) == {}
+    mnist_other_image = study.comparable(on_its_data=True, its_digit=False)
+    assert mnist_other_image["cnn_test_acc"] == study.CNN_ACC
+    assert not any("digit_p_true" in name for name in mnist_other_image)
+    assert study.comparable(on_its_data=True, its_digit=True) == study.HEADLINE
+
+
+def test_a_seeds_sweep_off_the_study_s_data_sets_no_study_figure_beside_it(tmp_path):
+    seeds_sweep(tmp_path, study.comparable(on_its_data=False, its_digit=True))
+    summarize_sweep(tmp_path)
+    rows = json.loads((tmp_path / "seeds.json").read_text())["rows"]
+    assert [r["metric"] for r in rows] == ["cnn_test_acc", "cnn_consistency"]
+    assert not any("study" in r for r in rows)
+
+
+def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):
+    seeds_sweep(tmp_path, study.comparable(on_its_data=True, its_digit=True))
     summarize_sweep(tmp_path)
     saved = json.loads((tmp_path / "seeds.json").read_text())
     assert saved["seeds"] == [1, 2] and len(saved["per_seed"]) == 2

@@ -198,6 +198,7 @@ class ShiftResult:
 class SeedsResult:
     cnn_key: str
     headline: dict[str, float]  # name -> value: what the sweep summary spreads over the seeds
+    study: dict[str, float] = field(default_factory=dict)  # the study's figures it can be set beside
 
 
 # ----------------------------------------------------------------------------- reproduce

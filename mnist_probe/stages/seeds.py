@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnist_probe import study
+from mnist_probe.schema import typed
 from mnist_probe.stages import interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages
 from mnist_probe.stages.results import InterpretersResult, SeedsResult, ShiftResult, TrainResult
@@ -51,4 +52,6 @@ def run(cfg: DictConfig, out_dir: Path) -> SeedsResult:
     results = run_stages(cfg, out_dir, STAGES)
     numbers = headline(results["train"], results["interpreters"], results["shift"])
     log.info("seed %d headline: %s", cfg.seed, ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
-    return SeedsResult(results["train"].key, numbers)
+    shifted, data = results["shift"], typed(cfg).data
+    its_digit = cfg.shift.index is None and shifted.digit == study.SHIFT_DIGIT  # the image the study shifted
+    return SeedsResult(results["train"].key, numbers, study.comparable(data.study, its_digit))

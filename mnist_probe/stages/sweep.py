@@ -15,7 +15,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_probe import study
 from mnist_probe.cache import write_json
 from mnist_probe.plots import curves_plot, save, spread_plot
 from mnist_probe.tables import spread, write_table
@@ -28,11 +27,14 @@ def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
     headlines = {name: job["headline"] for name, job in jobs.items() if "headline" in job}
     if not headlines:
         return []
-    rows = spread(list(headlines.values()), study.HEADLINE)
+    # The study's figures every job can be set beside (none off MNIST, no shift figures for another digit)
+    theirs = [jobs[name].get("study", {}) for name in headlines]
+    reference = {k: v for k, v in theirs[0].items() if all(k in t for t in theirs)}
+    rows = spread(list(headlines.values()), reference)
     write_table(rows, sweep_dir / "seeds")
     seeds = [jobs[name].get("seed") for name in headlines]
     write_json(sweep_dir / "seeds.json", {"seeds": seeds, "rows": rows, "per_seed": list(headlines.values())})
-    save(spread_plot(list(headlines.values()), study.HEADLINE, seeds), sweep_dir / "seeds.png")
+    save(spread_plot(list(headlines.values()), reference, seeds), sweep_dir / "seeds.png")
     return rows
 
 
