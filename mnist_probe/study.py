@@ -31,7 +31,6 @@ SHIFT_DY = [0, -1, -2, -3, -4, -5]  # the table's columns: the digit moved up 0.
 SHIFT_DIGIT = 1
 
 
-
 def cell_p(cell: str) -> float:
     """A SHIFT_TABLE cell's P(true class), its first percentage: '0.71% (7: 99.29%)' -> 0.0071."""
     return float(cell.split("%")[0]) / 100
