@@ -18,7 +18,7 @@ from mnist_probe.stages.results import (
 from mnist_probe.stages.results_page import training_time
 from mnist_probe.stages.sweep import summarize_sweep
 from mnist_probe.stages.verdicts import loss_verdict
-from mnist_probe.study import SHIFT_TABLE
+from mnist_probe.study import SHIFT_TABLE, comparable
 from tests.builders import curve, loss_row, train_result
 from tests.conftest import make_cfg
 
@@ -40,7 +40,8 @@ def seeds_sweep(sweep: Path) -> Path:
     for job, acc in enumerate([0.9931, 0.9957]):
         (sweep / str(job)).mkdir(parents=True)
         (sweep / str(job) / "results.json").write_text(json.dumps(
-            {"seed": job, "headline": {"cnn_test_acc": acc, "svm@codes_acc": 0.9950}}))
+            {"seed": job, "headline": {"cnn_test_acc": acc, "svm@codes_acc": 0.9950},
+             "overrides": f"+experiment=seeds seed={job}", "study": comparable(True, True)}))
     summarize_sweep(sweep)
     return sweep / "seeds.json"
 
@@ -74,7 +75,8 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     assert len(verdicts) == 4
     assert "nan" not in report.lower().replace("nanmean", "") and "None" not in report
     # the seeds sweep's spread beside the study's figures, and its figure
-    assert "## Seeds: the default recipe, 2 seeds (0, 1)" in report and "figures/seeds.png" in links
+    assert "## Seeds: 2 seeds (0, 1)" in report and "figures/seeds.png" in links
+    assert "(`python -m mnist_probe.run +experiment=seeds seed=0,1`)" in report
     # mean, std, the t interval of the mean over two seeds (wide: one degree of freedom), min, max
     row = "| cnn_test_acc | 2 | 0.9944 | 0.001838 | 0.9779 | 1.011 | 0.9931 | 0.9957 | 0.993 | no |"
     assert row in report

@@ -86,7 +86,7 @@ def seeds_sweep(tmp_path, comparable: dict) -> None:
         (tmp_path / str(job)).mkdir()
         (tmp_path / str(job) / "results.json").write_text(json.dumps(
             {"stage": "seeds", "seed": seed, "headline": {"cnn_test_acc": acc, "cnn_consistency": 0.9},
-             "study": comparable}))  # fmt: skip
+             "study": comparable, "overrides": f"+experiment=seeds train=fast seed={seed}"}))  # fmt: skip
 
 
 def test_the_study_figures_a_run_can_be_set_beside():
@@ -111,6 +111,7 @@ def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):
     summarize_sweep(tmp_path)
     saved = json.loads((tmp_path / "seeds.json").read_text())
     assert saved["seeds"] == [1, 2] and len(saved["per_seed"]) == 2
+    assert saved["overrides"] == "+experiment=seeds train=fast"  # what the spread belongs to, seed apart
     row = saved["rows"][0]
     assert row["metric"] == "cnn_test_acc" and row["mean"] == pytest.approx(0.993)
     assert row["study"] == study.CNN_ACC and row["study_inside_our_range"] == "yes"

@@ -253,10 +253,12 @@ def seeds_section(seeds: dict | None, figs) -> list[str]:
     figure = figs.link(Path(seeds["path"]).resolve().with_name("seeds.png"), "seeds")
     outside = [r["metric"] for r in seeds["rows"] if r.get("study_inside_our_range") == "no"]
     inside = [r["metric"] for r in seeds["rows"] if r.get("study_inside_our_range") == "yes"]
+    listed = ",".join(map(str, seeds["seeds"]))
+    command = f"python -m mnist_probe.run {seeds.get('overrides') or '+experiment=seeds'} seed={listed}"
     return [
-        f"## Seeds: the default recipe, {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))})",
+        f"## Seeds: {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))})",
         "",
-        f"From `{seeds['path']}` (`make seeds`). Each number over the seeds (std with ddof 1; "
+        f"From `{seeds['path']}` (`{command}`). Each number over the seeds (std with ddof 1; "
         "ci_low–ci_high: the mean's 95% interval, Student's t over the seeds); the study's single "
         "run beside it. Inside what our seeds span: " + (", ".join(inside) or "none")
         + "; outside: " + (", ".join(outside) or "none") + ".",

@@ -33,7 +33,11 @@ def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
     rows = spread(list(headlines.values()), reference)
     write_table(rows, sweep_dir / "seeds")
     seeds = [jobs[name].get("seed") for name in headlines]
-    write_json(sweep_dir / "seeds.json", {"seeds": seeds, "rows": rows, "per_seed": list(headlines.values())})
+    # What every job was run with but its seed: the recipe and settings the spread belongs to
+    given = [jobs[name].get("overrides", "").split() for name in headlines]
+    shared = " ".join(t for t in given[0] if all(t in g for g in given) and not t.startswith("seed="))
+    write_json(sweep_dir / "seeds.json", {"seeds": seeds, "overrides": shared, "rows": rows,
+                                          "per_seed": list(headlines.values())})  # fmt: skip
     save(spread_plot(list(headlines.values()), reference, seeds), sweep_dir / "seeds.png")
     return rows
 
