@@ -31,6 +31,15 @@ def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictCo
         return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
+def job_choice(group: str, default: str) -> str:
+    """The option this Hydra job took for a config group (train: study, fast, ...); `default` outside
+    a Hydra app, as in tests."""
+    try:
+        return HydraConfig.get().runtime.choices.get(group) or default
+    except ValueError:
+        return default
+
+
 def job_overrides() -> str:
     """The command-line overrides of this Hydra job ('' outside a Hydra app, as in tests)."""
     try:

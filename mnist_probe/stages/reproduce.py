@@ -13,7 +13,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_probe.cka import cka_between
-from mnist_probe.config import compose_config
+from mnist_probe.config import compose_config, job_choice, job_overrides
 from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
 from mnist_probe.levers import levers
@@ -187,8 +187,11 @@ def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
     checked = conclusions(results, typed(cfg))
     docs = Path(cfg.reproduce.docs)
     figs = Figures(out_dir, docs, "figures")
-    report = write_page(docs / "RESULTS.md", results_head(results), cfg, results, checked, figs,
-                        "the study's recipe", results_tail(out_dir, results, figs))  # fmt: skip
+    command = f"python -m mnist_probe.run {job_overrides() or '+experiment=reproduce'}"
+    recipe = job_choice("train", "study")
+    report = write_page(docs / "RESULTS.md", results_head(results, command), cfg, results, checked, figs,
+                        "the study's recipe" if recipe == "study" else f"train={recipe}",
+                        results_tail(out_dir, results, figs))  # fmt: skip
     log.info("report: %s", report)
     for c in checked:
         log.info("conclusion: %s -> %s", c.claim, c.verdict)
