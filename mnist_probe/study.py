@@ -36,6 +36,19 @@ def cell_p(cell: str) -> float:
     return float(cell.split("%")[0]) / 100
 
 
+def its_image(index: int | None, digit: int) -> bool:
+    """Whether a shift run moves the image the study moved: the first test image (no shift.index)
+    of its digit."""
+    return index is None and digit == SHIFT_DIGIT
+
+
+def table_cells(pairs: list[tuple[int, int]]) -> dict[str, list[str]]:
+    """The study's translation table under another table's columns, the (dx, dy) pairs: its cell
+    where it shifted by that pair (dx = 0, dy in SHIFT_DY), '' where it did not."""
+    at = {(0, dy): k for k, dy in enumerate(SHIFT_DY)}
+    return {model: [cells[at[p]] if p in at else "" for p in pairs] for model, cells in SHIFT_TABLE.items()}
+
+
 def table_p(model: str, dy: int) -> float:
     """The study's P(true class) of its digit for `model` (a SHIFT_TABLE key) shifted by dy."""
     return cell_p(SHIFT_TABLE[model][SHIFT_DY.index(dy)])
@@ -75,7 +88,7 @@ HEADLINE_DIGIT = {digit_name(dy, model): table_p(model, dy) for model in SHIFT_T
 HEADLINE = HEADLINE_ACC | HEADLINE_DIGIT
 
 
-def comparable(on_its_data: bool, its_digit: bool) -> dict[str, float]:
+def comparable(on_its_data: bool, its_image: bool) -> dict[str, float]:
     """The study's headline figures a run can be set beside: none off its data set (MNIST's IDX
-    files), its shift figures only for its digit (the first test image of a 1)."""
-    return (HEADLINE_ACC | (HEADLINE_DIGIT if its_digit else {})) if on_its_data else {}
+    files), its shift figures only for its image (its_image)."""
+    return (HEADLINE_ACC | (HEADLINE_DIGIT if its_image else {})) if on_its_data else {}

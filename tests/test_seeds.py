@@ -91,15 +91,24 @@ def seeds_sweep(tmp_path, comparable: dict) -> None:
 
 def test_the_study_figures_a_run_can_be_set_beside():
     """None off MNIST; the shift table's only for the image the study shifted."""
-    assert study.comparable(on_its_data=False, its_digit=True) == {}
-    mnist_other_image = study.comparable(on_its_data=True, its_digit=False)
+    assert study.comparable(on_its_data=False, its_image=True) == {}
+    mnist_other_image = study.comparable(on_its_data=True, its_image=False)
     assert mnist_other_image["cnn_test_acc"] == study.CNN_ACC
     assert not any("digit_p_true" in name for name in mnist_other_image)
-    assert study.comparable(on_its_data=True, its_digit=True) == study.HEADLINE
+    assert study.comparable(on_its_data=True, its_image=True) == study.HEADLINE
+
+
+def test_the_study_s_table_sits_under_the_shifts_it_was_taken_at():
+    """Another table's columns get the study's cell where it shifted by the same (dx, dy), else ''."""
+    cells = study.table_cells([(0, 0), (0, -2), (1, -4), (0, -6), (0, -4)])
+    assert cells["CNN"] == ["100%", "99.99%", "", "", "0.71% (7: 99.29%)"]
+    assert set(cells) == set(study.SHIFT_TABLE)
+    assert study.its_image(None, study.SHIFT_DIGIT) and not study.its_image(5, study.SHIFT_DIGIT)
+    assert not study.its_image(None, 7)
 
 
 def test_a_seeds_sweep_off_the_study_s_data_sets_no_study_figure_beside_it(tmp_path):
-    seeds_sweep(tmp_path, study.comparable(on_its_data=False, its_digit=True))
+    seeds_sweep(tmp_path, study.comparable(on_its_data=False, its_image=True))
     summarize_sweep(tmp_path)
     rows = json.loads((tmp_path / "seeds.json").read_text())["rows"]
     assert [r["metric"] for r in rows] == ["cnn_test_acc", "cnn_consistency"]
@@ -107,7 +116,7 @@ def test_a_seeds_sweep_off_the_study_s_data_sets_no_study_figure_beside_it(tmp_p
 
 
 def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):
-    seeds_sweep(tmp_path, study.comparable(on_its_data=True, its_digit=True))
+    seeds_sweep(tmp_path, study.comparable(on_its_data=True, its_image=True))
     summarize_sweep(tmp_path)
     saved = json.loads((tmp_path / "seeds.json").read_text())
     assert saved["seeds"] == [1, 2] and len(saved["per_seed"]) == 2

@@ -67,8 +67,10 @@ def write_page(
     train, act, shift = results.train, results.activations, results.shift
     probes = results.interpreters.probes or []
     first = act.indices[0]
-    study_rows = [{"model": k, **dict(zip(shift.columns, v, strict=False))}
-                  for k, v in study.SHIFT_TABLE.items()]  # fmt: skip
+    # the study's table beside ours only on its data and image, each cell under the shift it was taken at
+    beside = typed(cfg).data.study and study.its_image(cfg.shift.index, shift.digit)
+    study_rows = [{"model": k, **dict(zip(shift.columns, v, strict=True))}
+                  for k, v in study.table_cells(shift.pairs).items()]  # fmt: skip
     md = [
         *head,
         "## The CNN",
@@ -111,7 +113,7 @@ def write_page(
         f"{cfg.shift.min_other:.0%}. Ours:",
         "",
         markdown_table(shift.table),
-        *(["The study's:", "", markdown_table(study_rows)] if typed(cfg).data.study else []),
+        *(["The study's:", "", markdown_table(study_rows)] if beside else []),
         figs.link("shift/shift_strip.png", "shifted inputs"),
         figs.link("shift/shift_probability.png", "P(true) against shift"),
         figs.link("shift/shift_deformation.png", "code-vector deformation"),

@@ -53,5 +53,5 @@ def run(cfg: DictConfig, out_dir: Path) -> SeedsResult:
     numbers = headline(results["train"], results["interpreters"], results["shift"])
     log.info("seed %d headline: %s", cfg.seed, ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
     shifted, data = results["shift"], typed(cfg).data
-    its_digit = cfg.shift.index is None and shifted.digit == study.SHIFT_DIGIT  # the image the study shifted
-    return SeedsResult(results["train"].key, numbers, study.comparable(data.study, its_digit))
+    its_image = study.its_image(cfg.shift.index, shifted.digit)
+    return SeedsResult(results["train"].key, numbers, study.comparable(data.study, its_image))
