@@ -8,18 +8,19 @@ import pytest
 from mnist_probe.names import EDGE_CONTROL
 from mnist_probe.rows import RandomisationRow
 from mnist_probe.schema import typed
-from mnist_probe.stages.results import AugmentRow, CkaPair, PositionRow
+from mnist_probe.stages.results import AugmentRow, CkaPair, PositionRow, ShiftProb
 from mnist_probe.stages.trust import data_randomisation_sentence, standing_sentence
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
     cka_pair_sentence,
     conclusions,
     gap_sentence,
+    not_continuous,
     position_sentence,
     shift_cka_sentence,
     sweep_position_sentence,
 )
-from tests.builders import beyond_result, curve, gap_row, study_results
+from tests.builders import beyond_result, curve, gap_row, shift_result, study_results
 from tests.conftest import REPO, make_cfg
 
 
@@ -51,6 +52,18 @@ def test_probabilities_jump_under_translation(config):
     smooth = {"p_true": (1.0,) * 6, "change": 0.01}
     assert verdicts(config, **smooth, unaug_change=0.15)[2] == "supported only without shift augmentation"
     assert verdicts(config, **smooth, unaug_change=0.01)[2] == "not supported"
+
+
+def test_the_jump_is_taken_between_shifts_1_px_apart_only():
+    """dy = 0, -2, -4: no two shifts 1 px apart, so no jump is quoted (the fall from 0.98 to 0.01 spans
+    2 px); with dy = -3 too, the largest 1-px step, not the 2-px fall from dy = 0 to -2."""
+    def text(dys, p):
+        rows = [ShiftProb("CNN", 0, dy, q, 3, 1 - q) for dy, q in zip(dys, p, strict=True)]
+        shifted = dataclasses.replace(shift_result(), rows=rows)
+        return not_continuous(dataclasses.replace(study_results(), shift=shifted)).text
+
+    assert "no two of its shifts are 1 px apart" in text([0, -2, -4], [1.0, 0.98, 0.01])
+    assert "between neighbouring 1-px shifts is 0.050" in text([0, -2, -3, -4], [1.0, 0.10, 0.05, 0.01])
 
 
 def test_code_vectors_deform_more_softly(config):

@@ -123,8 +123,10 @@ def not_continuous(r: PageResults) -> Conclusion:
     """3. The predicted probabilities are not continuous under translation."""
     shift, unaug = r.shift, r.augment.unaugmented() if r.augment else None
     p_true = shift.p_true("CNN")
-    p = [p_true[pair] for pair in sorted((pq for pq in p_true if pq[0] == 0), key=lambda pq: -pq[1])]
-    jump = max((abs(a - b) for a, b in zip(p, p[1:], strict=False)), default=0.0)
+    # shifts 1 px apart (dx = 0): a shift list such as dy = [0, -2, -4] has none
+    steps = [abs(p_true[(0, dy)] - p_true[(0, dy + 1)]) for dx, dy in p_true
+             if dx == 0 and (0, dy + 1) in p_true]  # fmt: skip
+    jump = max(steps, default=0.0)
     grid = shift.dataset_row("CNN")
     change = grid.change_1px if grid else None
     unaug_change = unaug.change_1px if unaug is not None else None
@@ -138,8 +140,10 @@ def not_continuous(r: PageResults) -> Conclusion:
     return Conclusion(
         "The predicted probabilities of CNN are not continuous with respect to translations.",
         verdict,
-        f"For the study's {shift.item} (test #{shift.index}, a {shift.target}), the largest change of "
-        f"P(true) between neighbouring 1-px shifts is {jump:.3f}. Over the test images, the CNN's "
+        f"For the study's {shift.item} (test #{shift.index}, a {shift.target}), "
+        + (f"the largest change of P(true) between neighbouring 1-px shifts is {jump:.3f}" if steps
+           else "no two of its shifts are 1 px apart")
+        + ". Over the test images, the CNN's "
         f"top-1 class changes under a single-pixel shift for {pct(change)} of (image, shift) pairs"
         + (f" ({shown(interval)}; {pct(CHANGE_1PX_ABOVE, 0)} is what 'often' means here)" if interval else "")
         + (f"; {pct(unaug_change)} for the CNN trained without shift augmentation" if unaug_change
