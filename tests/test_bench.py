@@ -128,11 +128,12 @@ def test_the_seed_spread_counts_the_seeds_that_got_there():
 
     rows = spread_rows("r", {1: curve(0.98, 0.993, 0.995), 2: curve(0.97, 0.99, 0.992), 3: curve(0.994)})
     by = {r["what"].split(": ", 1)[1]: r for r in rows}
+    assert not any(" [" in r["what"] for r in rows)  # the page reads "NAME [...]" as a run's note
     reached = by["reached 99.3% test accuracy"]
     assert reached["value"] == 2 and reached["unit"] == "of 3 seeds"
-    assert by["images to 99.3%, median [min, max] of those that got there"]["value"] == 1500
-    assert by["images to 99.3%, median [min, max] of those that got there"]["unit"] == "images [1000, 2000]"
-    final = by["final test accuracy, mean [min, max]"]
+    images = by["images to 99.3%, median of those that got there (min and max after the unit)"]
+    assert images["value"] == 1500 and images["unit"] == "images [1000, 2000]"
+    final = by["final test accuracy, mean (min and max after the unit)"]
     assert final["value"] == pytest.approx((99.5 + 99.2 + 99.4) / 3) and final["unit"] == "% [99.20, 99.50]"
 
 

@@ -133,12 +133,13 @@ def spread_rows(name: str, curves: dict[int, list[dict]]) -> list[dict]:
     finals = [100 * c[-1]["acc"] for c in curves.values()]
     rows = [{"what": f"{name}, {n} seeds: reached {target} test accuracy", "value": len(hits),
              "unit": f"of {n} seeds"},
-            {"what": f"{name}, {n} seeds: final test accuracy, mean [min, max]",
+            {"what": f"{name}, {n} seeds: final test accuracy, mean (min and max after the unit)",
              "value": statistics.mean(finals),
              "unit": f"% [{min(finals):.2f}, {max(finals):.2f}]"}]  # fmt: skip
     for key, unit in (("images", "images"), ("seconds", "s")):
         got = [h[key] for h in hits] or [float("nan")]
-        what = f"{name}, {n} seeds: {key} to {target}, median [min, max] of those that got there"
+        what = (f"{name}, {n} seeds: {key} to {target}, median of those that got there "
+                "(min and max after the unit)")
         rows.append({"what": what,
                      "value": statistics.median(got),
                      "unit": f"{unit} [{min(got):.0f}, {max(got):.0f}]"})  # fmt: skip
