@@ -31,11 +31,6 @@ SHIFT_DY = [0, -1, -2, -3, -4, -5]  # the table's columns: the digit moved up 0.
 SHIFT_DIGIT = 1
 
 
-def cell_p(cell: str) -> float:
-    """A SHIFT_TABLE cell's P(true class), its first percentage: '0.71% (7: 99.29%)' -> 0.0071."""
-    return float(cell.split("%")[0]) / 100
-
-
 def its_image(index: int | None, digit: int) -> bool:
     """Whether a shift run moves the image the study moved: the first test image (no shift.index)
     of its digit."""
@@ -50,8 +45,9 @@ def table_cells(pairs: list[tuple[int, int]]) -> dict[str, list[str]]:
 
 
 def table_p(model: str, dy: int) -> float:
-    """The study's P(true class) of its digit for `model` (a SHIFT_TABLE key) shifted by dy."""
-    return cell_p(SHIFT_TABLE[model][SHIFT_DY.index(dy)])
+    """The study's P(true class) of its digit for `model` (a SHIFT_TABLE key) shifted by dy: its
+    cell's first percentage, as a fraction ('0.71% (7: 99.29%)' -> 0.0071)."""
+    return float(SHIFT_TABLE[model][SHIFT_DY.index(dy)].split("%")[0]) / 100
 
 
 # Its CNN's P(1) between dy = -3 and -4: 99.4% -> 0.71%, the jump its conclusion 3 rests on.
@@ -91,4 +87,6 @@ HEADLINE = HEADLINE_ACC | HEADLINE_DIGIT
 def comparable(on_its_data: bool, its_image: bool) -> dict[str, float]:
     """The study's headline figures a run can be set beside: none off its data set (MNIST's IDX
     files), its shift figures only for its image (its_image)."""
-    return (HEADLINE_ACC | (HEADLINE_DIGIT if its_image else {})) if on_its_data else {}
+    if not on_its_data:
+        return {}
+    return HEADLINE if its_image else HEADLINE_ACC

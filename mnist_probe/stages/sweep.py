@@ -22,6 +22,12 @@ from mnist_probe.tables import spread, write_table
 log = logging.getLogger(__name__)
 
 
+def shared_overrides(overrides: list[str]) -> list[str]:
+    """The overrides every job of a sweep was given (each job's as one string), in the first's order."""
+    given = [o.split() for o in overrides]
+    return [t for t in given[0] if all(t in g for g in given)] if given else []
+
+
 def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
     """seeds.md/.csv/.json and seeds.png in the sweep dir from the jobs' headlines (seeds stage)."""
     headlines = {name: job["headline"] for name, job in jobs.items() if "headline" in job}
@@ -34,8 +40,8 @@ def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
     write_table(rows, sweep_dir / "seeds")
     seeds = [jobs[name].get("seed") for name in headlines]
     # What every job was run with but its seed: the recipe and settings the spread belongs to
-    given = [jobs[name].get("overrides", "").split() for name in headlines]
-    shared = " ".join(t for t in given[0] if all(t in g for g in given) and not t.startswith("seed="))
+    given = shared_overrides([jobs[name].get("overrides", "") for name in headlines])
+    shared = " ".join(t for t in given if not t.startswith("seed="))
     write_json(sweep_dir / "seeds.json", {"seeds": seeds, "overrides": shared, "rows": rows,
                                           "per_seed": list(headlines.values())})  # fmt: skip
     save(spread_plot(list(headlines.values()), reference, seeds), sweep_dir / "seeds.png")
@@ -61,7 +67,7 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict]:
     summarize_seeds(sweep_dir, jobs)
     if curves:
         # Label each line with the overrides that differ between jobs, not the shared ones.
-        common = set.intersection(*(set(k.split()) for k in curves))
+        common = set(shared_overrides(list(curves)))
         curves = {" ".join(t for t in k.split() if t not in common) or k: v for k, v in curves.items()}
         title = "CNN test accuracy against vertical shift, one line per sweep job"
         save(curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title), sweep_dir / "summary_curves.png")
