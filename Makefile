@@ -6,12 +6,15 @@ PY := $(VENV)/bin/python
 ARGS ?=
 # What `make sweep` runs with -m: the design card's sweep over shift range and interpreter.
 SWEEP ?= +experiment=shift shift.dy=0,-1,-2,-3,-4,-5 interpreter=svm,rf
-# Offline machines keep MNIST beside the project; a user with internet may set data.download=true.
+# MNIST: beside the project in ../shared/mnist where it is there, else in data/, where `make mnist`
+# (which run and test call first) downloads it; MNIST_ROOT=FOLDER for another place.
 ifneq ($(wildcard ../shared/mnist/MNIST/raw),)
 export MNIST_ROOT ?= $(abspath ../shared/mnist)
+else
+export MNIST_ROOT ?= $(abspath data)
 endif
 
-.PHONY: help install run sweep seeds train test test-slow lint tensorboard clean bench bench-run bench-long reproduce screenshot chromium fashion-mnist fashion-page
+.PHONY: help install mnist run sweep seeds train test test-slow lint tensorboard clean bench bench-run bench-reports bench-long reproduce screenshot chromium fashion-mnist fashion-page
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,22 +26,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-run: install ## the main job: train (or load) the CNN, then the study's shift test
+mnist: install ## MNIST in MNIST_ROOT, downloaded where missing (torchvision's mirrors, md5 checked)
+	@$(PY) -m mnist_probe.fetch "$(MNIST_ROOT)"
+
+run: install mnist ## the main job: train (or load) the CNN, then the study's shift test
 	$(PY) -m mnist_probe.run +experiment=shift $(ARGS)
 
-sweep: install ## a Hydra multirun (SWEEP="..." to change it) -> outputs/multirun/<time>_shift/summary.md
+sweep: install mnist ## a Hydra multirun (SWEEP="..." to change it) -> outputs/multirun/<time>_shift/summary.md
 	$(PY) -m mnist_probe.run -m $(SWEEP) $(ARGS)
 
 # What `make seeds` runs: the seeds (SEEDS=42,43 for fewer) and the launcher (LAUNCHER=basic: one at a time).
 SEEDS ?= 42,43,44,45,46
 LAUNCHER ?= joblib
-seeds: install ## every headline number as mean ± std over SEEDS -> outputs/multirun/<time>_seeds/seeds.md
+seeds: install mnist ## every headline number as mean ± std over SEEDS -> outputs/multirun/<time>_seeds/seeds.md
 	$(PY) -m mnist_probe.run +experiment=seeds seed=$(SEEDS) hydra/launcher=$(LAUNCHER) $(ARGS)
 
-train: install ## train (or load) the CNN with the default recipe
+train: install mnist ## train (or load) the CNN with the default recipe
 	$(PY) -m mnist_probe.run +experiment=train $(ARGS)
 
-test: install ## the fast test suite, one worker per core (pytest's "no tests ran" counts as failure)
+test: install mnist ## the fast test suite, one worker per core (pytest's "no tests ran" counts as failure)
 	$(PY) -m pytest -m "not slow" -q -n auto --dist worksteal; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -86,10 +92,13 @@ bench: install $(VENV)/.bench ## training, hooks, streaming, shift, fits, and be
 bench-run: install ## make run's job from a fresh clone (empty caches), timed -> docs/PERFORMANCE.md
 	$(PY) -m mnist_probe.bench --make-run --page docs/PERFORMANCE.md
 
+bench-reports: install mnist ## +experiment=report on the study's CNN, ResNet-18 and timm models, timed -> docs/PERFORMANCE.md
+	$(PY) -m mnist_probe.bench --reports --page docs/PERFORMANCE.md
+
 bench-long: install ## train=fast and train=default from scratch: seconds to 99.3% -> docs/PERFORMANCE.md
 	$(PY) -m mnist_probe.bench --long --page docs/PERFORMANCE.md
 
-reproduce: install ## the study end to end (train=study, every stage) -> docs/RESULTS.md (CPU: hours)
+reproduce: install mnist ## the study end to end (train=study, every stage) -> docs/RESULTS.md (CPU: hours)
 	@[ -f outputs/bench/bench.json ] || $(PY) -m mnist_probe.bench
 	$(PY) -m mnist_probe.run +experiment=reproduce $(ARGS)
 

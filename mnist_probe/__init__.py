@@ -21,12 +21,12 @@ from mnist_probe.errors import UserError
 # name -> the module that defines it
 _API = {
     # what to train: the four specs (no torch)
-    "DataSpec": "specs", "ModelSpec": "specs", "Recipe": "specs", "Hardware": "specs",
+    "DataSpec": "specs", "ModelSpec": "model_spec", "Recipe": "specs", "Hardware": "specs",
     # data
     "load_mnist": "data", "split_tensors": "data", "to_float": "data", "KerasAugment": "data",
     "MNISTDataModule": "data", "first_of_each_class": "data",
     # model
-    "KerasCNN": "model", "LitCNN": "model", "load_model": "model", "LAYER_NAMES": "model",
+    "KerasCNN": "model", "LitCNN": "lit", "load_model": "model", "LAYER_NAMES": "model",
     "CODE_LAYER": "model", "build_model": "model", "check_io": "outputs", "LeNet5": "lenet",
     "outputs_of": "outputs", "output_kind": "outputs",
     "load_onnx": "onnx_model",
@@ -43,7 +43,7 @@ _API = {
     "load_keras": "keras_weights", "save_keras": "keras_weights",
     # train
     "TrainedCNN": "training", "fit_or_load": "training", "from_checkpoint": "training",
-    "accuracy": "training", "confidence": "training", "logits_of": "training",
+    "accuracy": "scoring", "confidence": "scoring", "logits_of": "scoring",
     # hooks
     "ActivationRecorder": "hooks", "record": "hooks", "record_with_output": "hooks", "stream": "hooks",
     "resolve_layers": "hooks", "module_calls": "hooks", "output_of": "hooks",

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mnist_probe.errors import UserError
+from mnist_probe.errors import UserError, pickled_code
 
 
 def refuse(key: str, value: Any, allowed: str) -> NoReturn:
@@ -46,19 +46,26 @@ def one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 # What a weights-only torch.load rebuilds tensors and state dicts with: anything else a pickle names
 # (a whole nn.Module, a class of the user's) is code that loading would run.
-TENSOR_GLOBALS = ("torch._utils.", "torch.serialization.", "collections.OrderedDict", "builtins.",
-                  "__builtin__.", "_codecs.encode")  # fmt: skip
+# Of Python's builtins, only the containers and numbers a weights-only load accepts: print, eval or
+# getattr named in a pickle would run.
+TENSOR_GLOBALS = ("torch._utils.", "torch.serialization.", "collections.OrderedDict", "_codecs.encode")
+SAFE_BUILTINS = {f"{module}.{name}" for module in ("builtins", "__builtin__")
+                 for name in ("set", "frozenset", "bytearray", "bytes", "slice", "complex", "int", "float",
+                              "bool", "str", "tuple", "list", "dict")}  # fmt: skip
 
 
 def pickled_classes(path: str | Path) -> list[str]:
-    """The classes and functions a torch.save zip file's pickle names besides those that rebuild
-    tensors and dicts (torch's storages and dtypes included), read without unpickling anything; []
-    for a file that is not such a zip."""
+    """The classes and functions a torch.save file's pickles name besides those that rebuild tensors
+    and dicts (torch's storages and dtypes included), read without unpickling anything: the data.pkl
+    of a zip file (torch.save since 1.6, Lightning's .ckpt), or the pickles one after another of
+    torch.save's legacy format and of a plain pickle.dump; [] for a file that is neither."""
     try:
-        with zipfile.ZipFile(path) as z:
-            pickle = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
-            data = z.read(pickle) if pickle else b""
-        ops = list(pickletools.genops(data))
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                pickle = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+                ops = list(pickletools.genops(z.read(pickle))) if pickle else []
+        else:
+            ops = _legacy_ops(Path(path))
     except (zipfile.BadZipFile, OSError, ValueError):
         return []
     names, strings, memo = [], [], {}
@@ -75,8 +82,38 @@ def pickled_classes(path: str | Path) -> list[str]:
             names.append(arg.replace(" ", "."))
         elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
             names.append(".".join(map(str, strings[-2:])))
+        elif op.name == "STOP":  # the next pickle numbers its memo afresh
+            memo.clear()
     torch_own = [n for n in names if n.startswith("torch.") and n.count(".") == 1]  # FloatStorage, float32
-    return sorted({n for n in names if not n.startswith(TENSOR_GLOBALS) and n not in torch_own})
+    safe = set(torch_own) | SAFE_BUILTINS
+    return sorted({n for n in names if not n.startswith(TENSOR_GLOBALS) and n not in safe})
+
+
+def no_pickled_code(path: str | Path, shown: object = None) -> None:
+    """A one-line refusal of a model file whose pickle names classes or functions that loading would
+    run (pickled_classes), before torch reads it; `shown`: how to name the file (default: path)."""
+    classes = pickled_classes(path)
+    if classes:
+        more = f" and {len(classes) - 2} more" if len(classes) > 2 else ""
+        raise pickled_code(path if shown is None else shown, ", ".join(classes[:2]) + more)
+
+
+# torch.save's legacy format: a magic number, the protocol, system info, the object, its storages'
+# keys, each a pickle of its own, then the storages' raw bytes.
+LEGACY_PICKLES = 5
+
+
+def _legacy_ops(path: Path) -> list:
+    """The opcodes of the pickles a non-zip file starts with (up to LEGACY_PICKLES, stopping at the
+    first byte that starts no pickle: the raw storages); [] for a file that is no pickle."""
+    ops: list = []
+    with path.open("rb") as f:
+        for _ in range(LEGACY_PICKLES):
+            if f.read(1) != b"\x80":  # every pickle of protocol 2 or later opens with PROTO
+                break
+            f.seek(-1, 1)
+            ops += list(pickletools.genops(f))
+    return ops
 
 
 def creatable(key: str, path: str | Path, value: object = None) -> None:

@@ -27,8 +27,9 @@ from torchvision.datasets.utils import check_md5
 
 from mnist_probe.errors import UserError
 from mnist_probe.folders import folder_files
+from mnist_probe.idx_files import idx_path, missing_files, raw_folder, require_files
 from mnist_probe.names import COUNTS, FILES
-from mnist_probe.specs import DataSpec, idx_path, missing_files, raw_folder, require_files
+from mnist_probe.specs import DataSpec
 
 log = logging.getLogger(__name__)
 

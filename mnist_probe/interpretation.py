@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble._forest import BaseForest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -172,6 +172,35 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int | None, seed: int = 0) -> tup
     return x[keep], y[keep]
 
 
+# A kernel SVM's fit costs about (images) × (support vectors) × (dims) kernel terms, and the code
+# vectors of a weak model keep most images as support vectors (minutes where a good model's take
+# seconds). A budget bounds that product: a pilot fit on PILOT_IMAGES images measures the share kept
+# as support vectors, and the fit sees as many images as the budget allows at that share.
+PILOT_IMAGES = 2000
+
+
+def kernel_svm(estimator) -> SVC | None:
+    """The kernel SVM an estimator is or wraps (a calibrated SVM's base estimator), else None."""
+    for candidate in (estimator, getattr(estimator, "estimator", None)):
+        if isinstance(candidate, SVC) and candidate.kernel != "linear":
+            return candidate
+    return None
+
+
+def images_within_budget(
+    estimator, x: np.ndarray, y: np.ndarray, budget: float | None
+) -> tuple[int, float | None]:
+    """How many of the rows of (x, y) a kernel SVM's fit may see within `budget` (images × support
+    vectors × dims), and the share of a pilot fit's images kept as support vectors; (all rows, None)
+    for another estimator or no budget."""
+    svm = kernel_svm(estimator)
+    if svm is None or budget is None:
+        return len(y), None
+    px, py = subsample(x, y, PILOT_IMAGES)
+    share = len(clone(svm).fit(px, py).support_) / len(py)
+    return min(len(y), int((budget / (share * x.shape[1])) ** 0.5)), share
+
+
 def fit_linear_probe(x: np.ndarray, y: np.ndarray, max_iter: int = 100) -> tuple[Pipeline, float]:
     """A standardised logistic regression (C = 0.1) fitted on (x, y), the probe of every layer, and
     the seconds its fit took. BLAS runs on one thread: its N×10 products are too thin to share between
@@ -232,12 +261,14 @@ def cached_linear_probes(
 @dataclass(frozen=True)
 class InterpreterSpec:
     """One interpreter: its catalog name, what it is fitted on (codes or pixels), its estimator as a
-    `_target_` spec, and how many training images it sees (None: all)."""
+    `_target_` spec, how many training images it sees (None: all) and, for a kernel SVM, the budget
+    that may see it fitted on fewer (None: none)."""
 
     name: str
     features: str = "codes"
     estimator: dict | None = None
     train_samples: int | None = None
+    budget: float | None = None  # a kernel SVM's images × support vectors × dims (images_within_budget)
 
     @property
     def label(self) -> str:
@@ -313,15 +344,23 @@ def fit_or_load_interpreter(
     """The interpreter pipeline of spec, its estimator fitted on the training split (from the cache,
     or fitted now once); keyed by its features' source, the data split and the estimator."""
     source = [cnn.key, cnn.code_layer] if spec.features == "codes" else "pixels"
-    key = config_key(source, data.content(), spec.features, spec.estimator, spec.train_samples)
+    budget = [] if spec.budget is None else [spec.budget]  # no budget: the key it had before budgets
+    key = config_key(source, data.content(), spec.features, spec.estimator, spec.train_samples, *budget)
 
     def compute(staging: Path) -> dict:
         x, y = subsample(*features_of(spec.features, "train", data, cache_dir, cnn), spec.train_samples)
         estimator = instantiate(spec.estimator)
+        n, share = images_within_budget(estimator, x, y, spec.budget)
+        if n < len(y):
+            log.info("%s: fitted on %d of %d %s, its budget (a pilot fit on %d kept %.0f%% as support "
+                     "vectors; interpreters.catalog.%s.budget)", spec.name, n, len(y), spec.features,
+                     PILOT_IMAGES, 100 * share, spec.name)  # fmt: skip
+            x, y = subsample(x, y, n)
         log.info("fitting %s on %d %s", spec.name, len(y), spec.features)
         seconds = fit_timed(estimator, x, y)
         _save(estimator, staging)
-        return {"fit_seconds": seconds, "train_samples": len(y), "features": spec.features}
+        return {"fit_seconds": seconds, "train_samples": len(y), "features": spec.features,
+                "support_share": share}  # fmt: skip
 
     entry = Path(cache_dir) / f"interp-{spec.name}-{key}"
     estimator, meta, cached = get_or_compute(entry, compute, _load(spec))

@@ -1,9 +1,9 @@
-"""The study's Keras CNN, layer for layer (KerasCNN), loading its weights, and its Lightning training
-module (LitCNN)."""
+"""The study's Keras CNN, layer for layer (KerasCNN); any network built from its import path for the
+data (build_model), opened from a file (open_model, load_model), and what its cache key holds."""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
 import importlib
 import inspect
@@ -11,17 +11,18 @@ import os
 import pickle
 import sys
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
+from mnist_probe.checks import no_pickled_code
 from mnist_probe.errors import UserError, missing_checkpoint, pickled_code
+from mnist_probe.inputs import declare_input
 from mnist_probe.keras_weights import SUFFIXES, load_keras
+from mnist_probe.model_spec import ModelSpec
 from mnist_probe.names import CODE_LAYER, LAYER_NAMES, SAMPLE_SHAPE, layer_h, layer_name
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.outputs import (  # noqa: F401 (re-exported: what the model modules are asked for)
@@ -34,10 +35,10 @@ from mnist_probe.outputs import (  # noqa: F401 (re-exported: what the model mod
     read_as_log_probabilities,
     top1_accuracy,
 )
-from mnist_probe.specs import ModelSpec, is_onnx
+from mnist_probe.specs import is_onnx
 
-__all__ = ["CODE_LAYER", "LAYER_NAMES", "LOSSES", "KerasCNN", "LitCNN", "build_model",
-           "clipped_cross_entropy", "layer_h", "layer_name", "load_model", "model_content"]  # fmt: skip
+__all__ = ["CODE_LAYER", "LAYER_NAMES", "KerasCNN", "build_model", "layer_h", "layer_name", "load_model",
+           "model_content"]  # fmt: skip
 
 
 
@@ -154,10 +155,11 @@ def for_data(spec: ModelSpec, shape: tuple[int, int, int], num_classes: int) -> 
         taken = inspect.signature(_importable(spec._target_)).parameters
     except (TypeError, ValueError):  # a builtin without a signature: nothing to fill
         return spec
+    shape = spec.input.shape(shape)  # what the network itself reads: the data's, or as declared
     values = {"in_channels": shape[0], "input_size": shape[1] if shape[1] == shape[2] else list(shape[1:]),
               "num_classes": num_classes}  # fmt: skip
     filled = {k: values[k] for k in DATA_ARGS if k in taken and k not in spec.args}
-    return ModelSpec(spec._target_, {**spec.args, **filled}) if filled else spec
+    return dataclasses.replace(spec, args={**spec.args, **filled}) if filled else spec
 
 
 def _importable(target: str):
@@ -181,6 +183,7 @@ def build_model(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
     """A fresh network of spec, built by Hydra's instantiate for the data (for_data: N×shape images,
     num_classes classes; MNIST's by default), checked to read such images and give N×num_classes
     logits; every problem a one-line UserError naming the key."""
+    spec.input.check(shape)
     spec = for_data(spec, shape, num_classes)
     target = _importable(spec._target_)
     try:
@@ -200,7 +203,8 @@ def build_model(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
                         f"({type(cause).__name__}: {first})") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"model._target_={spec._target_} returned a {type(model).__name__}, not an nn.Module")
-    check_io(model, spec._target_, shape, num_classes)
+    declare_input(model, spec.input)
+    check_io(model, spec._target_, shape, num_classes, output=spec.output)
     return model
 
 
@@ -220,8 +224,8 @@ def model_content(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
     except (TypeError, ValueError):
         args = dict(spec.args)
     source = inspect.getsourcefile(target)
-    return {"_target_": spec._target_, "args": args,
-            "source": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None}  # fmt: skip
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None
+    return {"_target_": spec._target_, "args": args, "source": digest} | spec.content()
 
 
 def open_model(
@@ -233,23 +237,29 @@ def open_model(
     spec's class (built, not trained)."""
     if checkpoint is None:
         return build_model(spec, shape, num_classes)
-    built = None if is_onnx(checkpoint) else build_model(spec, shape, num_classes)
-    return load_model(checkpoint, built, shape, num_classes)
+    if is_onnx(checkpoint):  # the graph is the architecture; what it reads and outputs is spec's
+        return load_model(checkpoint, None, shape, num_classes, spec)
+    return load_model(checkpoint, build_model(spec, shape, num_classes), shape, num_classes)
 
 
-def load_model(path: str | Path, model: nn.Module | None = None, shape: tuple[int, int, int] = SAMPLE_SHAPE,
-               num_classes: int = NUM_CLASSES) -> nn.Module:  # fmt: skip
+def load_model(
+    path: str | Path, model: nn.Module | None = None, shape: tuple[int, int, int] = SAMPLE_SHAPE,
+    num_classes: int = NUM_CLASSES, onnx: ModelSpec | None = None,
+) -> nn.Module:  # fmt: skip
     """Load a state dict (.pt), a Lightning checkpoint (.ckpt) or Keras's own file (.h5, .keras)
     into model (default: a fresh KerasCNN), weights only: no pickled code runs; or an ONNX file
-    (.onnx), whose graph is the architecture (model is not used). Returns the model in eval mode, its
+    (.onnx), whose graph is the architecture (model is not used; `onnx`'s input and output settings
+    say what it reads and which output holds the class scores). Returns the model in eval mode, its
     conv kernels channels-last (NHWC: the same math, and oneDNN's faster convolution kernels on a
     CPU; a model without 4-d weights is unchanged)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise missing_checkpoint(path)
     if is_onnx(path):
-        model = load_onnx(path)
-        check_io(model, f"the ONNX model {path}", shape, num_classes, trained=True)
+        onnx = onnx or ModelSpec()
+        onnx.input.check(shape)
+        model = declare_input(load_onnx(path), onnx.input)
+        check_io(model, f"the ONNX model {path}", shape, num_classes, trained=True, output=onnx.output)
     else:
         model = model if model is not None else build_model(ModelSpec(), shape, num_classes)
         if path.suffix.lower() in SUFFIXES:  # Keras's own files: HWIO kernels, H×W×C flatten order
@@ -261,6 +271,7 @@ def load_model(path: str | Path, model: nn.Module | None = None, shape: tuple[in
 
 def _load_state(path: Path, model: nn.Module) -> None:
     """A state dict (.pt) or a Lightning checkpoint (.ckpt) into model, or a one-line UserError."""
+    no_pickled_code(path)  # refused before torch reads it (and warns of it)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -299,101 +310,3 @@ def state_mismatch(state: dict[str, torch.Tensor], expected: dict[str, torch.Ten
     parts = ([f"missing {first(missing)}"] if missing else []) + (
         [f"unexpected {first(unexpected)}"] if unexpected else []) + shapes[:1]  # fmt: skip
     return "; ".join(parts)
-
-
-KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
-
-
-def clipped_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, epsilon: float = KERAS_EPSILON
-) -> torch.Tensor:
-    """The loss the study trained with: Keras 2's categorical_crossentropy on a softmax output clips
-    the probabilities to [epsilon, 1 - epsilon] before the log. An example whose true class already
-    has p > 1 - epsilon then adds no gradient at all, where cross-entropy on logits never stops
-    pushing its logits apart. (Keras 3 on TensorFlow reads the logits behind a softmax and does not
-    clip: it trains like PyTorch.)"""
-    p = logits.softmax(1).clamp(epsilon, 1 - epsilon)
-    return -p.gather(1, labels[:, None]).log().mean()
-
-
-# train.loss (mnist_probe.specs.LOSSES names them): label_smoothing is cross-entropy against targets
-# of 0.9 + 0.01 (Szegedy et al., 2016), a lever for how fast the CNN reaches 99.3% and how sure it ends up.
-LOSSES = {"cross_entropy": F.cross_entropy, "clipped": clipped_cross_entropy,
-          "label_smoothing": functools.partial(F.cross_entropy, label_smoothing=0.1)}  # fmt: skip
-
-
-class LitCNN(pl.LightningModule):
-    """A loss on logits (LOSSES), accuracy per split; optimiser and scheduler from Hydra partials."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., object] | None = None,
-        scheduler_monitor: str | None = "val_acc",
-        scheduler_interval: str = "epoch",
-        loss: str = "cross_entropy",
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.loss = LOSSES[loss]
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.scheduler_monitor, self.scheduler_interval = scheduler_monitor, scheduler_interval
-        self.epoch_hits, self.epoch_seen = 0, 0  # this epoch's training images right, and seen so far
-
-    @property
-    def running_train_acc(self) -> float:
-        """The epoch's running training accuracy so far: what the progress bar's train_acc shows."""
-        return float(self.epoch_hits) / max(self.epoch_seen, 1)
-
-    def on_train_epoch_start(self) -> None:
-        self.epoch_hits, self.epoch_seen = 0, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def _step(self, batch, split: str) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
-        hits = (logits.argmax(1) == y).sum()
-        acc = hits.float() / len(y)
-        on_step = split == "train"
-        if on_step:
-            # a tensor sum: no device sync per step
-            self.epoch_hits, self.epoch_seen = self.epoch_hits + hits.detach(), self.epoch_seen + len(y)
-        # Under DDP, logged values are averaged over the processes (sync_dist), so that every rank's
-        # plateau scheduler sees the same val_acc; a no-op in one process.
-        self.log(f"{split}_loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y), sync_dist=True)
-        self.log(f"{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y),
-                 sync_dist=True)  # fmt: skip
-        return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        kwargs = {}
-        if self.scheduler_interval == "step":
-            # One-cycle style schedules need the run's length, known only once the trainer exists.
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        try:
-            scheduler = {"scheduler": self.scheduler_factory(optimizer, **kwargs)}
-        except ZeroDivisionError:  # OneCycleLR with a warm-up shorter than one step
-            raise UserError(
-                f"{kwargs.get('total_steps')} training steps are too few for this learning-rate "
-                "schedule: train on more images or epochs, or with a smaller batch"
-            ) from None
-        scheduler["interval"] = self.scheduler_interval
-        if self.scheduler_monitor:
-            scheduler["monitor"] = self.scheduler_monitor
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -16,7 +16,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Confidence:
-    """How sure the CNN is, beyond accuracy (mnist_probe.training.confidence)."""
+    """How sure the CNN is, beyond accuracy (mnist_probe.scoring.confidence)."""
 
     cross_entropy: float
     errors: int

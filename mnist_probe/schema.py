@@ -22,23 +22,12 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from mnist_probe.checks import count, creatable, fraction, one_of, pickled_classes, refuse
-from mnist_probe.errors import UserError, missing_checkpoint, pickled_code
+from mnist_probe.checks import count, creatable, fraction, no_pickled_code, one_of, positive, refuse
+from mnist_probe.errors import UserError, missing_checkpoint
+from mnist_probe.idx_files import require_files
+from mnist_probe.model_spec import MODELS, STUDY_MODEL, ModelInput, ModelSpec
 from mnist_probe.names import COUNTS, FEATURES, METHODS, PAGE_JSON, SIZE, STAGES, layer_name
-from mnist_probe.specs import (
-    LOSSES,
-    MODELS,
-    ONECYCLE,
-    PLATEAU,
-    STUDY_MODEL,
-    DataSpec,
-    Hardware,
-    ModelSpec,
-    Recipe,
-    Scheduler,
-    is_onnx,
-    require_files,
-)
+from mnist_probe.specs import LOSSES, ONECYCLE, PLATEAU, DataSpec, Hardware, Recipe, Scheduler, is_onnx
 
 RECIPES = ("default", "fashion", "fast", "study")  # conf/train/*.yaml (tests/test_schema.py checks)
 
@@ -107,6 +96,8 @@ class InterpretersConfig:
                 refuse(f"interpreters.catalog.{name}", entry, "{estimator: {_target_: ...}, ...}")
             if entry.get("train_samples") is not None:
                 count(f"interpreters.catalog.{name}.train_samples", entry["train_samples"], 10)
+            if entry.get("budget") is not None and not positive(entry["budget"]):
+                refuse(f"interpreters.catalog.{name}.budget", entry["budget"], "a number > 0, or null")
         for spec in self.models:
             self.check("interpreters.models", spec)
 
@@ -276,6 +267,7 @@ class Config:
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelSpec):
             self.model = ModelSpec.of(dict(self.model))
+        self.model.input.check(self.data.shape)
         # an ONNX file carries its own architecture: its layers are its nodes, whatever model: says
         onnx = bool(self.checkpoint) and is_onnx(self.checkpoint)
         study = self.model.study and not onnx
@@ -322,7 +314,10 @@ class Config:
 # study's schedule, a one-cycle factory would keep the plateau's keys).
 SCHEMA = OmegaConf.structured(Config)
 SCHEMA.train.scheduler = None
-SCHEMA.model = {"_target_": STUDY_MODEL}  # the open node, not the typed ModelSpec
+# the open node, not the typed ModelSpec; the tool's own keys declared, so that model.input.mean=...
+# needs no '+'
+SCHEMA.model = {"_target_": STUDY_MODEL, "input": {k: None for k in ModelInput.__dataclass_fields__},
+                "output": None}  # fmt: skip
 ConfigStore.instance().store(name="schema", node=SCHEMA)
 ConfigStore.instance().store(group="train/scheduler", name="plateau", node=Scheduler(**PLATEAU))
 ConfigStore.instance().store(group="train/scheduler", name="onecycle", node=Scheduler(**ONECYCLE))
@@ -374,7 +369,4 @@ def check_files(config: Config) -> None:
         what = "empty" if not head else "not a state dict, Lightning checkpoint, Keras or ONNX file"
         raise UserError(f"checkpoint {config.checkpoint} is {what}; point checkpoint= at a model file "
                         "(.pt, .ckpt, .h5, .keras, .onnx)")  # fmt: skip
-    classes = pickled_classes(path)
-    if classes:
-        more = f" and {len(classes) - 2} more" if len(classes) > 2 else ""
-        raise pickled_code(config.checkpoint, ", ".join(classes[:2]) + more)
+    no_pickled_code(path, config.checkpoint)

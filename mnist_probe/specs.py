@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import gzip
 import platform
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mnist_probe.cache import file_digest
 from mnist_probe.checks import count, fraction, one_of, positive, refuse
-from mnist_probe.errors import UserError
 from mnist_probe.folders import first_image, folder_classes, folder_counts, folder_digest
+from mnist_probe.idx_files import idx_path, require_files
 from mnist_probe.machine import gpu_present
 from mnist_probe.names import COUNTS, FILES, SIZE
 
@@ -74,7 +72,9 @@ class DataSpec:
         elif self.channels not in (None, 1) or self.size not in (None, SIZE):
             size = self.size not in (None, SIZE)
             refuse("data.size" if size else "data.channels", self.size if size else self.channels,
-                   f"null: IDX images are 1×{SIZE}×{SIZE}; use data=folder for other shapes")
+                   f"null: IDX images are 1×{SIZE}×{SIZE}; a network that reads another shape takes "
+                   f"model.input.{'size' if size else 'channels'}= (grey is replicated, images resized "
+                   "as its first step)")
         if len(set(map(str, self.classes))) != len(self.classes):
             refuse("data.classes", self.classes, "distinct names, class 0's first")
         if self.verify and not self.study:
@@ -147,108 +147,13 @@ class DataSpec:
         return {name: file_digest(idx_path(self.root, name, self.folder)) for name in FILES}
 
 
-def raw_folder(root: str | Path, folder: str = "MNIST") -> Path:
-    """Where torchvision keeps a data set's uncompressed IDX files."""
-    return Path(root).expanduser() / folder / "raw"
-
-
-def idx_path(root: str | Path, name: str, folder: str = "MNIST") -> Path | None:
-    """Where one of the four IDX files is: in torchvision's layout (root/FOLDER/raw/) or flat in root
-    (as Debian's dataset packages install them), plain or gzipped; None where it is in neither."""
-    places = (raw_folder(root, folder), Path(root).expanduser())
-    return next((p / f for p in places for f in (name, f"{name}.gz") if (p / f).is_file()), None)
-
-
-def missing_files(root: str | Path, folder: str = "MNIST") -> list[str]:
-    """The IDX files root lacks."""
-    return [name for name in FILES if idx_path(root, name, folder) is None]
-
-
-def idx_problem(path: Path, images: bool, count: int) -> str | None:
-    """What is wrong with an IDX file's header and size against the count MNIST promises, if anything
-    (IDX: a magic number 2051 for images / 2049 for labels, the count, for images 28 and 28, then
-    one byte an image pixel or label). A gzipped file's size is checked when it is read."""
-    fields = 4 if images else 2
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
-        try:
-            header = f.read(4 * fields)
-        except (OSError, EOFError) as err:
-            return f"not a readable gzip file ({err})"
-    if len(header) < 4 * fields:
-        return f"{len(header)} bytes, shorter than its header"
-    magic, n, *dims = struct.unpack(f">{fields}I", header)
-    if magic != (2051 if images else 2049):
-        return f"magic number {magic}, expected {2051 if images else 2049}"
-    if n != count or (images and dims != [SIZE, SIZE]):
-        return f"a header for {n} {'×'.join(map(str, dims)) + ' ' if images else ''}items, expected {count}"
-    if path.suffix == ".gz":
-        return None
-    size, expected = path.stat().st_size, 4 * fields + count * (SIZE * SIZE if images else 1)
-    return None if size == expected else f"{size:,} bytes where its header promises {expected:,}"
-
-
 def is_onnx(checkpoint: str | Path) -> bool:
     """An ONNX file carries its own architecture: the model's class is not built for it."""
     return Path(str(checkpoint)).suffix.lower() == ".onnx"
 
 
-def require_files(root: str | Path, folder: str = "MNIST", name: str = "MNIST") -> None:
-    """The four IDX files are there and their headers and sizes hold the counts they promise, or a
-    one-line UserError naming the file and what to do (read without torch, in milliseconds)."""
-    missing = missing_files(root, folder)
-    if missing:
-        where = "MNIST_ROOT (or data.root=...)" if name == "MNIST" else "data.root"
-        raise UserError(
-            f"{name} not found: neither {raw_folder(root, folder)} nor {Path(root).expanduser()} holds "
-            f"{', '.join(missing)} (plain or .gz); set {where} to the folder holding {folder}/raw/ or "
-            "the four files, or pass data.download=true where there is internet"
-        )  # fmt: skip
-    for file in FILES:
-        count = COUNTS["train" if file.startswith("train") else "test"]
-        path = idx_path(root, file, folder)
-        problem = idx_problem(path, "images" in file, count)
-        if problem:
-            raise UserError(f"{name} file {path} is truncated or corrupt ({problem}); "
-                            "replace it with a fresh copy")  # fmt: skip
-
 
 # ----------------------------------------------------------------------------- model
-
-MODELS = ("keras_cnn", "keras_cnn_aa", "lenet5")  # conf/model/*.yaml (tests/test_schema.py checks)
-STUDY_MODEL = "mnist_probe.model.KerasCNN"  # the study's Keras Sequential, layer for layer
-
-
-@dataclass
-class ModelSpec:
-    """Which network (the config's `model:` node): any nn.Module class, or a function returning one,
-    by its import path (`_target_`, what Hydra's instantiate builds), and the arguments its
-    constructor takes (`args`; on the command line they are further keys: +model.width=32)."""
-
-    _target_: str = STUDY_MODEL
-    args: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        module, _, name = str(self._target_).rpartition(".")
-        if not module or not name.isidentifier():
-            refuse("model._target_", self._target_, "an import path package.module.Class (or a function)")
-        for key in ("filters", "dense") if self.study else ():  # other classes' arguments: theirs to check
-            if key in self.args:
-                count(f"model.{key}", self.args[key])
-
-    @classmethod
-    def of(cls, node: dict[str, Any]) -> ModelSpec:
-        """The spec of a `model:` node: its _target_ and, as the constructor's arguments, the rest."""
-        args = dict(node)
-        return cls(args.pop("_target_", STUDY_MODEL), args)
-
-    def node(self) -> dict[str, Any]:
-        """The `model:` node again: what Hydra's instantiate builds the network from."""
-        return {"_target_": self._target_, **self.args}
-
-    @property
-    def study(self) -> bool:
-        """The study's CNN (or its anti-aliased twin): Keras names and h indices apply."""
-        return self._target_ in (STUDY_MODEL, "mnist_probe.model.anti_aliased_cnn")
 
 
 # ----------------------------------------------------------------------------- training recipe
@@ -256,7 +161,7 @@ class ModelSpec:
 # cross_entropy: PyTorch's, on logits. clipped: Keras 2's categorical_crossentropy on softmax outputs,
 # probabilities clipped to [1e-7, 1 - 1e-7] (no gradient from examples already that sure), as the
 # study's Keras trained. label_smoothing: cross-entropy against 0.9/0.01 targets.
-LOSSES = ("cross_entropy", "clipped", "label_smoothing")  # mnist_probe.model.LOSSES implements them
+LOSSES = ("cross_entropy", "clipped", "label_smoothing")  # mnist_probe.lit.LOSSES implements them
 
 
 @dataclass

@@ -21,6 +21,11 @@ def pct(x: float | None, digits: int = 2, style: str = "f") -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}{style}}%"
 
 
+def duration(seconds: float) -> str:
+    """A time as people say it: '42 s' under two minutes, else '3.5 min'."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""

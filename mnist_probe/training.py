@@ -21,22 +21,27 @@ from typing import Any, NoReturn
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
+from pytorch_lightning.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    OnExceptionCheckpoint,
+    Timer,
+    TQDMProgressBar,
+)
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mnist_probe.cache import config_key, get_or_compute, sha256
-from mnist_probe.data import MNISTDataModule, split_tensors, to_float
+from mnist_probe.data import MNISTDataModule, split_tensors
 from mnist_probe.errors import Stopped
 from mnist_probe.gap import GapProbe
 from mnist_probe.hooks import resolve_layers
+from mnist_probe.lit import LitCNN
 from mnist_probe.machine import describe
 from mnist_probe.model import (
-    LitCNN,
     build_model,
-    device_of,
     load_model,
     model_content,
     open_model,
@@ -45,9 +50,11 @@ from mnist_probe.model import (
     top1_accuracy,
 )
 from mnist_probe.model_layers import code_layer
+from mnist_probe.model_spec import ModelSpec
 from mnist_probe.precision import fastest
-from mnist_probe.rows import Confidence, GapRow, from_json, to_json
-from mnist_probe.specs import INFERENCE_BATCH, DataSpec, Hardware, ModelSpec, Recipe, is_onnx, plain
+from mnist_probe.rows import GapRow, from_json, to_json
+from mnist_probe.scoring import accuracy, logits_of
+from mnist_probe.specs import DataSpec, Hardware, Recipe, is_onnx, plain
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +175,8 @@ def make_trainer(
             StopOnCtrlC(),
             LearningRateMonitor(logging_interval="epoch"),
             Timer(),  # training time, carried across resumes in last.ckpt
+            # tqdm's bar, whatever else is installed (Lightning picks rich's where rich is there)
+            *([TQDMProgressBar()] if hardware.progress_bar else []),
         ],
         enable_progress_bar=hardware.progress_bar,
         enable_model_summary=False,
@@ -260,18 +269,6 @@ def train_cnn(
     return net, meta
 
 
-@torch.no_grad()
-def logits_of(model: torch.nn.Module, images: torch.Tensor, batch_size=INFERENCE_BATCH) -> torch.Tensor:
-    """The model's logits (N×10, on the CPU; log-probabilities for a model that outputs
-    probabilities: model.read_as_log_probabilities) for uint8 images, in eval mode."""
-    device = device_of(model)
-    was_training = model.training
-    model.eval()
-    logits = torch.cat([model(to_float(x.to(device))).cpu() for x in images.split(batch_size)])
-    model.train(was_training)
-    return logits
-
-
 def scored_logits(cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path) -> torch.Tensor:
     """The CNN's logits on the scored test images, computed once per CNN and images (the train stage's
     confidence and calibration, and the interpreters' paired intervals, read the same ones)."""
@@ -285,27 +282,6 @@ def scored_logits(cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path) -> tor
         return torch.load(entry / "logits.pt", weights_only=True)
 
     return get_or_compute(Path(cache_dir) / f"logits-{config_key(cnn.key, data.content())}", compute, load)[0]
-
-
-def accuracy(
-    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = INFERENCE_BATCH
-) -> float:
-    """Test accuracy of model on uint8 images (on the model's device), in eval mode."""
-    return top1_accuracy(logits_of(model, images, batch_size), labels)
-
-
-def confidence(logits: torch.Tensor, labels: torch.Tensor) -> Confidence:
-    """How sure the CNN is, beyond accuracy: test cross-entropy, how much of it its errors carry,
-    and the largest logit (a CNN whose logits run into the thousands outputs probabilities of 0 or 1)."""
-    loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
-    wrong = logits.argmax(1) != labels
-    return Confidence(
-        cross_entropy=loss.mean().item(),
-        errors=int(wrong.sum()),
-        error_share_of_loss=(loss[wrong].sum() / loss.sum()).item() if loss.sum() > 0 else 0.0,
-        mean_loss_on_errors=loss[wrong].mean().item() if wrong.any() else 0.0,
-        max_abs_logit=logits.abs().max().item(),
-    )
 
 
 def cnn_key(
@@ -341,7 +317,9 @@ def from_checkpoint(
     path = Path(path).expanduser()
     model = model or ModelSpec()
     net = open_model(model, path, data.shape, data.num_classes)  # missing, truncated, does not fit: refused
-    architecture = "onnx" if is_onnx(path) else model_content(model, data.shape, data.num_classes)
+    # an ONNX graph is its own architecture: what it reads and which output it scores by still count
+    onnx = {"onnx": model.content()} if model.content() else "onnx"
+    architecture = onnx if is_onnx(path) else model_content(model, data.shape, data.num_classes)
     key = "file-" + config_key(sha256(path), architecture, data.content())
     images, labels = split_tensors(data, "scored")
     output_kind(logits_of(net, images[:500]), f"checkpoint {path}", trained=True)  # a sigmoid: refused

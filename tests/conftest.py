@@ -1,4 +1,4 @@
-"""Shared fixtures: the real MNIST in ../shared/mnist (or MNIST_ROOT) and composed Hydra configs."""
+"""Shared fixtures: the real MNIST (MNIST_ROOT, ../shared/mnist or data/) and composed Hydra configs."""
 
 from __future__ import annotations
 
@@ -30,10 +30,20 @@ def machine_cache(tmp_path_factory) -> Path:
 
 
 def mnist_root() -> str:
-    root = os.environ.get("MNIST_ROOT") or str(REPO.parent / "shared" / "mnist")
+    """Where the suite reads MNIST: MNIST_ROOT (the Makefile sets it, after `make mnist` downloaded
+    it where missing), else ../shared/mnist, else data/ (where `make mnist` puts it)."""
+    shared = REPO.parent / "shared" / "mnist"
+    fallback = shared if (shared / "MNIST" / "raw").is_dir() else REPO / "data"
+    root = os.environ.get("MNIST_ROOT") or str(fallback)
     if not (Path(root) / "MNIST" / "raw").is_dir():
-        pytest.fail(f"the tests need real MNIST: set MNIST_ROOT (tried {root})")
+        pytest.fail(f"the tests need real MNIST in {root}: `make test` downloads it there, or set MNIST_ROOT")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mnist_for_subprocesses() -> None:
+    """The command lines the tests run read MNIST where the suite does."""
+    os.environ["MNIST_ROOT"] = mnist_root()
 
 
 def make_cfg(tmp: Path, *overrides: str, cache: Path | None = None) -> DictConfig:

@@ -17,7 +17,7 @@ from mnist_probe.data import split_tensors
 from mnist_probe.names import EDGE_CONTROL
 from mnist_probe.run import run
 from mnist_probe.schema import typed
-from mnist_probe.training import accuracy
+from mnist_probe.scoring import accuracy
 from tests.conftest import REPO, make_cfg, mnist_root
 from tests.test_layers import OWN_CNN, export
 

@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 
 from mnist_probe import UserError
 from mnist_probe.data import KerasAugment, MNISTDataModule
-from mnist_probe.model import KerasCNN, MaxBlurPool2d
+from mnist_probe.model import KerasCNN, MaxBlurPool2d, build_model
 from mnist_probe.run import check_config
 from mnist_probe.schema import typed
 from mnist_probe.training import make_datamodule
@@ -22,7 +22,7 @@ RECIPES = sorted(p.stem for p in (CONF / "train").glob("*.yaml"))
 def test_every_config_composes_and_instantiates(tmp_path, experiment, recipe):
     cfg = make_cfg(tmp_path, f"+experiment={experiment}", f"train={recipe}")
     check_config(cfg)
-    model = instantiate(cfg.model)
+    model = build_model(typed(cfg).model)
     assert isinstance(model, KerasCNN)
     optimizer = instantiate(cfg.train.optimizer)(model.parameters())
     assert isinstance(optimizer, torch.optim.RMSprop)
@@ -107,9 +107,9 @@ def test_stage_values_refused_before_any_work(tmp_path, experiment, override, me
 def test_anti_aliased_model_is_a_config_choice(tmp_path):
     cfg = make_cfg(tmp_path, "+experiment=shift", "model=keras_cnn_aa")
     check_config(cfg)
-    model = instantiate(cfg.model)
+    model = build_model(typed(cfg).model)
     assert isinstance(model, KerasCNN) and isinstance(model.max_pooling2d_2, MaxBlurPool2d)
-    plain = instantiate(make_cfg(tmp_path, "+experiment=shift").model)
+    plain = build_model(typed(make_cfg(tmp_path, "+experiment=shift")).model)
     assert isinstance(plain.max_pooling2d_2, torch.nn.MaxPool2d)
 
 

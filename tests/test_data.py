@@ -114,7 +114,7 @@ def test_idx_files_read_the_same_plain_or_gzipped_flat_or_in_torchvision_layout(
     import gzip
     import shutil
 
-    from mnist_probe.specs import raw_folder
+    from mnist_probe.idx_files import raw_folder
 
     source = raw_folder(mnist_root())
     flat, layout = tmp_path / "flat", tmp_path / "layout" / "Clothes" / "raw"

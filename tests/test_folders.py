@@ -18,8 +18,8 @@ from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.model import KerasCNN
 from mnist_probe.schema import typed
+from mnist_probe.scoring import accuracy
 from mnist_probe.specs import DataSpec
-from mnist_probe.training import accuracy
 from tests.conftest import make_cfg
 from tests.test_any_cnn import cli
 

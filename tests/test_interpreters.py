@@ -16,6 +16,7 @@ from mnist_probe import interpretation as interpreters
 from mnist_probe.data import split_tensors
 from mnist_probe.interpretation import CodeVectors, FastSVC, Pixels, fit_on_features, make_interpreter
 from mnist_probe.run import run
+from mnist_probe.schema import typed
 from mnist_probe.specs import DataSpec
 from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
 from mnist_probe.stages.sweep import summarize_sweep
@@ -216,3 +217,25 @@ def test_a_forest_fitted_with_a_progress_bar_is_the_forest_fitted_at_once():
         assert all(np.array_equal(a.tree_.threshold, b.tree_.threshold)
                    for a, b in zip(once.estimators_, chunked.estimators_, strict=True))  # fmt: skip
         assert np.array_equal(once.predict_proba(x), chunked.predict_proba(x))
+
+
+def test_a_kernel_svm_sees_as_many_images_as_its_budget_allows_at_the_share_kept_as_support_vectors(tmp_path):
+    """Separable codes keep few support vectors and are fitted whole; codes with no class structure
+    (a model early in training) keep most, and the budget cuts the images to what it pays for."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 6000)
+    separable = np.eye(10)[labels] * 10 + rng.normal(size=(6000, 10)) * 0.1
+    noise = rng.normal(size=(6000, 10))
+    cfg = make_cfg(tmp_path, "+experiment=interpreters")
+    calibrated = instantiate(cfg.interpreters.catalog.svm.estimator)
+    budget = 5e7
+    n, share = interpreters.images_within_budget(calibrated, separable, labels, budget)
+    assert n == 6000 and share < 0.1
+    n, share = interpreters.images_within_budget(calibrated, noise, labels, budget)
+    assert share > 0.8 and n == int((budget / (share * 10)) ** 0.5) < 6000
+    assert interpreters.images_within_budget(calibrated, noise, labels, None) == (6000, None)
+    forest = DecisionTreeClassifier()
+    assert interpreters.images_within_budget(forest, noise, labels, budget) == (6000, None)
+    assert interpreter_spec(cfg, "svm").budget == cfg.interpreters.catalog.svm.budget > 0
+    with pytest.raises(UserError, match=r"^interpreters\.catalog\.svm\.budget=-1 is not allowed"):
+        typed(make_cfg(tmp_path, "interpreters.catalog.svm.budget=-1"))

@@ -18,10 +18,10 @@ from mnist_probe.hooks import record
 from mnist_probe.lenet import LeNet5
 from mnist_probe.model import KerasCNN, build_model, check_io, load_model, model_content
 from mnist_probe.model_layers import code_layer, conv_layers, feature_layers, layer_table, shift_layers
+from mnist_probe.model_spec import ModelSpec
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.outputs import top1_accuracy
 from mnist_probe.rows import LayerRow
-from mnist_probe.specs import ModelSpec
 
 # A CNN of a user's own, as a tests' temp module holds it: its own names, BatchNorm, global pooling
 # and a two-layer head (tests/test_any_cnn.py runs it through every stage).

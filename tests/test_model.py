@@ -83,7 +83,7 @@ def test_anti_aliased_pooling_keeps_the_layers_and_shifts_more_smoothly():
 
 
 def test_clipped_loss_is_cross_entropy_until_it_clips():
-    from mnist_probe.model import KERAS_EPSILON, clipped_cross_entropy
+    from mnist_probe.lit import KERAS_EPSILON, clipped_cross_entropy
 
     gen = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(64, 10, generator=gen) * 2, torch.randint(0, 10, (64,), generator=gen)
@@ -97,7 +97,7 @@ def test_clipped_loss_is_cross_entropy_until_it_clips():
 def test_clipped_loss_stops_pushing_an_example_it_is_sure_of():
     """The over-confidence hypothesis: Keras's clip zeroes the gradient of a sure example, while
     cross-entropy on logits keeps pushing its logits apart."""
-    from mnist_probe.model import clipped_cross_entropy
+    from mnist_probe.lit import clipped_cross_entropy
 
     for margin, clipped in [(20.0, True), (5.0, False)]:  # p(true) = 1 - 2e-8 vs 1 - 6e-2
         logits = torch.zeros(1, 10)
@@ -111,7 +111,7 @@ def test_clipped_loss_stops_pushing_an_example_it_is_sure_of():
 
 def test_litcnn_learns_with_the_clipped_loss():
     from mnist_probe.data import load_mnist, to_float
-    from mnist_probe.model import LitCNN
+    from mnist_probe.lit import LitCNN
     from tests.conftest import mnist_root
 
     images, labels = load_mnist(mnist_root(), "test")
@@ -130,7 +130,7 @@ def test_litcnn_learns_with_the_clipped_loss():
 
 
 def test_every_loss_offered_is_implemented_and_label_smoothing_is_less_sure():
-    from mnist_probe.model import LOSSES as IMPLEMENTED
+    from mnist_probe.lit import LOSSES as IMPLEMENTED
     from mnist_probe.schema import LOSSES
 
     assert sorted(LOSSES) == sorted(IMPLEMENTED)

@@ -328,7 +328,7 @@ def test_same_config_and_seed_give_the_same_model_and_shift_table(tmp_path):
 
 
 def test_confidence_finds_what_accuracy_hides():
-    from mnist_probe.training import confidence
+    from mnist_probe.scoring import confidence
 
     labels = torch.tensor([0, 1, 2, 0])
     calm = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0], [0, 1.0, 0]])  # one error, mild
@@ -378,7 +378,7 @@ def test_a_checkpoint_holding_pickled_objects_is_not_loaded_and_says_why(tmp_pat
     out = (proc.stdout + proc.stderr).strip().splitlines()
     assert proc.returncode == 2 and len(out) == 1 and not (tmp_path / "run").exists(), out
     assert "holds pickled Python objects (mnist_probe.model." in out[0] and "state_dict()" in out[0], out
-    with pytest.raises(UserError, match="holds pickled Python objects that would run code"):
+    with pytest.raises(UserError, match=r"pickled Python objects \(mnist_probe\.model\..*\) that would run"):
         load_model(whole)
     weights = tmp_path / "weights.pt"
     torch.save(KerasCNN(filters=4).state_dict(), weights)

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from mnist_probe import UserError
 from mnist_probe.machine import gpu_present
+from mnist_probe.model_spec import MODELS
 from mnist_probe.run import check_command_line, jobs
 from mnist_probe.schema import RECIPES
-from mnist_probe.specs import ACCELERATORS, LOSSES, MODELS, PRECISIONS, STRATEGIES
+from mnist_probe.specs import ACCELERATORS, LOSSES, PRECISIONS, STRATEGIES
 from tests.conftest import REPO, mnist_root
 
 # A Hydra value for text: quoted, so that it stays text whatever it spells.

@@ -8,8 +8,9 @@ import torch
 from mnist_probe import UserError
 from mnist_probe import training as train_mod
 from mnist_probe.model import load_model
+from mnist_probe.model_spec import ModelSpec
 from mnist_probe.schema import typed
-from mnist_probe.specs import DataSpec, Hardware, ModelSpec, Recipe
+from mnist_probe.specs import DataSpec, Hardware, Recipe
 from mnist_probe.stages.adapters import trained_cnn
 from mnist_probe.training import cnn_key
 from tests.conftest import key_of, make_cfg, mnist_root

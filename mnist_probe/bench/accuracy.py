@@ -15,7 +15,8 @@ import torch
 
 from mnist_probe.config import compose_config
 from mnist_probe.schema import typed
-from mnist_probe.training import accuracy, make_datamodule, make_lit, make_trainer
+from mnist_probe.scoring import accuracy
+from mnist_probe.training import make_datamodule, make_lit, make_trainer
 
 log = logging.getLogger("mnist_probe.bench")
 

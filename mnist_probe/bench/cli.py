@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
 from mnist_probe.bench.accuracy import LEVERS, LONG, SPREAD, bench_long, bench_spread
 from mnist_probe.bench.common import machine
@@ -32,10 +31,13 @@ from mnist_probe.bench.peers import (
     bench_saliency,
     grey_resnet18,
 )
+from mnist_probe.bench.reports import bench_reports
 from mnist_probe.bench.training import bench_precision, bench_training
 from mnist_probe.cache import write_json
 from mnist_probe.config import compose_config
 from mnist_probe.data import load_mnist, to_float
+from mnist_probe.model import build_model
+from mnist_probe.schema import typed
 from mnist_probe.specs import INFERENCE_BATCH
 from mnist_probe.tables import write_table
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help=f"--long: train {SPREAD[0]} with this many seeds")  # fmt: skip
     parser.add_argument("--make-run", action="store_true",
                         help="only: make run's job from a fresh clone of this repository, timed")
+    parser.add_argument("--reports", action="store_true",
+                        help="only: +experiment=report on the models people bring, from checkpoints, timed")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
     parser.add_argument("--label", help="write bench@LABEL.json (bench-run@LABEL.json): another run "
                         "(a second one, one under a kernel cap), a column of its own on the page")
@@ -86,6 +90,8 @@ def measure_all(args: argparse.Namespace) -> dict:
         recipes = dict(r.partition("=")[::2] for r in args.recipe)
         rows, curves = bench_long(overrides, args.every, {k: v.split() for k, v in recipes.items()})
         return report(rows, Path(args.out), "bench-recipes", curves=curves)
+    if args.reports:
+        return report(bench_reports(), Path(args.out), labelled("bench-reports", args.label))
     if args.make_run:
         repo = Path(__file__).resolve().parents[2]
         if not (repo / ".git").exists():
@@ -108,7 +114,7 @@ def measure_all(args: argparse.Namespace) -> dict:
     probe_rows, probe = bench_precision()
     rows += probe_rows
     rows += bench_training(cfg, args.precisions.split(","), steps, warmup, args.repeats, probe)
-    model = instantiate(cfg.model)  # throughput does not depend on the weights
+    model = build_model(typed(cfg).model)  # throughput does not depend on the weights
     rows += bench_hooks(model, images, INFERENCE_BATCH, args.repeats)
     rows += bench_recording(model, images, INFERENCE_BATCH, args.repeats)  # beside the peers (bench extra)
     rows += bench_recording(grey_resnet18(), images[:500], INFERENCE_BATCH, args.repeats,
@@ -118,7 +124,7 @@ def measure_all(args: argparse.Namespace) -> dict:
     rows += bench_grad_cam(model, few, few_labels, 100, args.repeats)
     rows += bench_saliency(model, few, few_labels, 100, args.repeats)
     torch.manual_seed(1)
-    other = instantiate(cfg.model)  # CKA between two networks: this one and another initialisation
+    other = build_model(typed(cfg).model)  # CKA between two networks: this one and another initialisation
     rows += bench_cka(model, other, images[:1000], CKA_LAYERS, 100, 1)
     rows += bench_shift(model, images[: 8 if args.tiny else 100], 1 if args.tiny else 5, 2000, args.repeats)
     if not args.tiny:

@@ -17,7 +17,9 @@ log = logging.getLogger("mnist_probe.bench")
 PAGES = {"bench": "`make bench`: training, inference, hooks, the shift grid, streaming, the interpreter "
                   "fits, and beside the peers",
          "bench-long": "`make bench-long`: each recipe trained from scratch, tested as it goes",
-         "bench-run": "`make bench-run`: make run's job from a fresh clone, timed"}  # fmt: skip
+         "bench-run": "`make bench-run`: make run's job from a fresh clone, timed",
+         "bench-reports": "`make bench-reports`: +experiment=report on the models people bring, each from "
+                          "its checkpoint with an empty cache"}  # fmt: skip
 
 
 def labelled(name: str, label: str | None) -> str:

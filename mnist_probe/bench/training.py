@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_probe.bench.common import median_seconds, on_gpu
 from mnist_probe.data import to_float
+from mnist_probe.model import build_model
 from mnist_probe.precision import fastest, measure, train_step
 from mnist_probe.schema import typed
 from mnist_probe.training import make_datamodule, make_lit, make_trainer
@@ -136,7 +137,7 @@ def bench_training(
 ) -> list[dict]:  # fmt: skip
     """Lightning vs plain loop img/s per precision, and what that is in GFLOP/s of the matmul roof.
     A precision the probe found far slower here (emulated) is measured briefly, and marked so."""
-    forward_flops, train_flops = flops_per_image(instantiate(cfg.model))
+    forward_flops, train_flops = flops_per_image(build_model(typed(cfg).model))
     rows = [
         {"what": "FLOPs per image, forward", "value": forward_flops / 1e6, "unit": "MFLOP"},
         {"what": "FLOPs per image, forward + backward", "value": train_flops / 1e6, "unit": "MFLOP"},

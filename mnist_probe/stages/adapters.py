@@ -4,8 +4,10 @@ every stage opens up, the interpreters a stage names, and what each stage writes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,13 @@ from mnist_probe.cache import write_json
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import resolve_layers
+from mnist_probe.inputs import how_read
 from mnist_probe.interpretation import InterpreterSpec
-from mnist_probe.model import open_model, outputs_of
+from mnist_probe.model import open_model
 from mnist_probe.schema import Config, typed
 from mnist_probe.specs import is_onnx
 from mnist_probe.stages.results import to_json
+from mnist_probe.tables import duration
 from mnist_probe.training import TrainedCNN, fit_or_load, from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -70,7 +74,7 @@ def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
     if c.code_layer:
         cnn = dataclasses.replace(cnn, code_layer=c.code_layer)
     log.info("CNN test accuracy %.2f%% on %d test images (%s; %s); outputs read as %s; code vectors from %s",
-             100 * cnn.test_acc, cnn.meta["test_images"], how, cnn.meta["checkpoint"], outputs_of(cnn.model),
+             100 * cnn.test_acc, cnn.meta["test_images"], how, cnn.meta["checkpoint"], how_read(cnn.model),
              cnn.code_layer)  # fmt: skip
     return cnn
 
@@ -90,18 +94,34 @@ def interpreter_spec(cfg: DictConfig, spec: str) -> InterpreterSpec:
     if features == "pixels" and entry.get("pixels"):
         entry = OmegaConf.merge(entry, entry.pixels)
     return InterpreterSpec(name, features, OmegaConf.to_container(entry.estimator, resolve=True),
-                           entry.get("train_samples"))  # fmt: skip
+                           entry.get("train_samples"), entry.get("budget"))  # fmt: skip
 
 
-def run_stages(cfg: DictConfig, out_dir: Path, stages: dict) -> dict[str, Any]:
+def run_stages(
+    cfg: DictConfig, out_dir: Path, stages: dict, seconds: dict[str, float] | None = None
+) -> dict[str, Any]:
     """Run stages (name -> run(cfg, out_dir)) in order, each into out_dir/name with its results.json;
-    return their results by name."""
+    return their results by name, and put the seconds each took into `seconds` (where given)."""
     results = {}
     for name, run_stage in stages.items():
         log.info("%s stage (%s)", name, out_dir / name)
+        start = time.perf_counter()
         results[name] = run_stage(cfg, out_dir / name)
         write_json(out_dir / name / "results.json", to_json(results[name]))
+        took = round(time.perf_counter() - start, 1)
+        log.info("%s stage done in %s", name, duration(took))
+        if seconds is not None:
+            seconds[name] = took
     return results
+
+
+@contextlib.contextmanager
+def step(stage: str, what: str):
+    """One step of a long stage, said when it starts and with what it cost when it ends."""
+    log.info("%s: %s ...", stage, what)
+    start = time.perf_counter()
+    yield
+    log.info("%s: %s took %s", stage, what, duration(time.perf_counter() - start))
 
 
 def log_hparams(out_dir: Path, metrics: dict[str, float | None]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from mnist_probe.attribution import attribute, shift_consistency
 from mnist_probe.cka import cka_between, shift_cka
@@ -32,7 +33,8 @@ from mnist_probe.sanity import (
     randomisation_sequence,
 )
 from mnist_probe.schema import BeyondConfig, typed
-from mnist_probe.stages.adapters import trained_cnn, writer
+from mnist_probe.scoring import logits_of
+from mnist_probe.stages.adapters import step, trained_cnn, writer
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, PositionRow
 from mnist_probe.stages.trust import (
     data_randomisation_sentence,
@@ -42,7 +44,7 @@ from mnist_probe.stages.trust import (
 )
 from mnist_probe.stages.verdicts import attribution_sentence, position_sentence, shift_cka_sentence
 from mnist_probe.tables import write_table
-from mnist_probe.training import TrainedCNN, fit_or_load, logits_of
+from mnist_probe.training import TrainedCNN, fit_or_load
 from mnist_probe.translation import pick_image, shifted_stack
 from mnist_probe.viz import attribution_sheet, attribution_strip, filter_sheet, randomisation_sheet
 
@@ -77,88 +79,150 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     pairs = [(0, dy) for dy in b.dy]
 
     # 1. where it looks: a digit × method sheet, the attribution strip along the shifts, consistency
-    first = first_of_each_class(labels, c.data.num_classes)
-    attrs = {m: attribute(model, images[first], labels[first], m) for m in b.methods}
-    figures = {"attributions": attribution_sheet(to_float(images[first]), attrs, labels[first].tolist())}
-    idx = pick_image(labels, c.shift.index, c.shift_target())
-    strip = shifted_stack(to_float(images[idx : idx + 1]), pairs)
-    figures["attribution_strip"] = attribution_strip(
-        strip, {m: attribute(model, strip, [int(labels[idx])] * len(pairs), m) for m in b.methods}, b.dy,
-        c.data.item)  # fmt: skip
-    sample = slice(0, b.attribution_samples)
-    x, y = images[sample], labels[sample]
-    curves = []
-    for m in b.methods:
-        per_image = shift_consistency(model, x, y, pairs, m, per_image=True)
-        curves.append(AttributionCurve(m, list(b.dy), [float(r.mean()) for r in per_image],
-                                       [list(bootstrap_mean(r, seed=c.seed)) for r in per_image]))
-    figures["attribution_consistency"] = curves_plot(
-        {a.method: (a.dys, a.consistency) for a in curves}, "dy (px)",
-        f"Does the attribution move with the {c.data.item}?",
-        f"corr(attribution of the shifted {c.data.item}, shifted attribution)", scale=1.0)  # fmt: skip
+    with step("beyond", "attributions of the first image of each class, and along the shifts"):
+        first = first_of_each_class(labels, c.data.num_classes)
+        attrs = {m: attribute(model, images[first], labels[first], m) for m in b.methods}
+        figures = {"attributions": attribution_sheet(to_float(images[first]), attrs, labels[first].tolist())}
+        idx = pick_image(labels, c.shift.index, c.shift_target())
+        strip = shifted_stack(to_float(images[idx : idx + 1]), pairs)
+        figures["attribution_strip"] = attribution_strip(
+            strip,
+            {m: attribute(model, strip, [int(labels[idx])] * len(pairs), m) for m in b.methods},
+            b.dy,
+            c.data.item,
+        )
+        sample = slice(0, b.attribution_samples)
+        x, y = images[sample], labels[sample]
+        curves = []
+        for m in b.methods:
+            per_image = shift_consistency(model, x, y, pairs, m, per_image=True)
+            curves.append(
+                AttributionCurve(
+                    m,
+                    list(b.dy),
+                    [float(r.mean()) for r in per_image],
+                    [list(bootstrap_mean(r, seed=c.seed)) for r in per_image],
+                )
+            )
+        figures["attribution_consistency"] = curves_plot(
+            {a.method: (a.dys, a.consistency) for a in curves},
+            "dy (px)",
+            f"Does the attribution move with the {c.data.item}?",
+            f"corr(attribution of the shifted {c.data.item}, shifted attribution)",
+            scale=1.0,
+        )
 
     # 1b. do the attributions depend on the model at all? (the model-randomisation test)
-    maps = {m: attribute(model, x, y, m) for m in b.methods} | {EDGE_CONTROL: edge_map(model, to_float(x), y)}
-    sanity = model_randomisation(model, x, y, list(b.methods), "cascading", c.seed, trained=maps)
-    write_table(sanity, out_dir / "sanity")
-    figures["sanity"] = curves_plot(
-        {m: ([r.step for r in sanity if r.method == m], [r.spearman for r in sanity if r.method == m])
-         for m in dict.fromkeys(r.method for r in sanity)},
-        "layers randomised (cascading, from the output down)", "Do the attributions depend on the model?",
-        "Spearman(|trained map|, |randomised map|)", scale=1.0)  # fmt: skip
-    columns, sequence = randomisation_sequence(model, images[idx], int(labels[idx]), list(b.methods), c.seed)
-    figures["sanity_sequence"] = randomisation_sheet(to_float(images[idx : idx + 1])[0], columns, sequence)
+    with step("beyond", "model randomisation (cascading, layer by layer)"):
+        maps = {m: attribute(model, x, y, m) for m in b.methods} | {
+            EDGE_CONTROL: edge_map(model, to_float(x), y)
+        }
+        sanity = model_randomisation(model, x, y, list(b.methods), "cascading", c.seed, trained=maps)
+        write_table(sanity, out_dir / "sanity")
+        figures["sanity"] = curves_plot(
+            {
+                m: ([r.step for r in sanity if r.method == m], [r.spearman for r in sanity if r.method == m])
+                for m in dict.fromkeys(r.method for r in sanity)
+            },
+            "layers randomised (cascading, from the output down)",
+            "Do the attributions depend on the model?",
+            "Spearman(|trained map|, |randomised map|)",
+            scale=1.0,
+        )
+        columns, sequence = randomisation_sequence(
+            model, images[idx], int(labels[idx]), list(b.methods), c.seed
+        )
+        figures["sanity_sequence"] = randomisation_sheet(
+            to_float(images[idx : idx + 1])[0], columns, sequence
+        )
+
     shuffled, memorised_acc = [], None
     if b.shuffled_images and not c.checkpoint:  # the data-randomisation test: trains the same network
-        data, recipe = memorising(c.data, c.train, b.shuffled_images, b.shuffled_epochs)
-        memorised = fit_or_load(data, recipe, c.seed, c.paths.cache, None, c.model, c.trainer).model
-        seen, shuffled_labels = split_tensors(data, "train")
-        memorised_acc = top1_accuracy(logits_of(memorised, to_float(seen)), shuffled_labels)
-        shuffled = data_randomisation(model, memorised, x, y, list(b.methods), c.seed, trained=maps)
-        write_table(shuffled, out_dir / "sanity_data")
-    faithful = faithfulness(model, x, y, maps, seed=c.seed)
-    write_table([{k: v for k, v in dataclasses.asdict(r).items() if k != "curve"} for r in faithful],
-                out_dir / "faithfulness")  # fmt: skip
+        with step("beyond", "data randomisation (a network trained on shuffled labels)"):
+            data, recipe = memorising(c.data, c.train, b.shuffled_images, b.shuffled_epochs)
+            memorised = fit_or_load(data, recipe, c.seed, c.paths.cache, None, c.model, c.trainer).model
+            seen, shuffled_labels = split_tensors(data, "train")
+            memorised_acc = top1_accuracy(logits_of(memorised, to_float(seen)), shuffled_labels)
+            shuffled = data_randomisation(model, memorised, x, y, list(b.methods), c.seed, trained=maps)
+            write_table(shuffled, out_dir / "sanity_data")
 
-    # 2. what each filter wants
-    # every conv layer, or those of beyond.layers where it names some
-    convs = [name for name in layers if name in conv_layers(model)] if b.layers else conv_layers(model)
-    for layer in convs:
-        patches, wanted = what_filters_want(model, layer, images, b.top_k, b.maximise_steps, c.seed)
-        figures[f"filters_{file_name(layer)}"] = filter_sheet(patches, wanted, layer)
+    with step("beyond", "faithfulness (deletion and insertion)"):
+        faithful = faithfulness(model, x, y, maps, seed=c.seed)
+        write_table(
+            [{k: v for k, v in dataclasses.asdict(r).items() if k != "curve"} for r in faithful],
+            out_dir / "faithfulness",
+        )
+
+    # 2. what each filter wants: every conv layer, or those of beyond.layers where it names some
+    with step("beyond", "what each filter wants (top patches, activation maximisation)"):
+        convs = [name for name in layers if name in conv_layers(model)] if b.layers else conv_layers(model)
+        for layer in tqdm(convs, desc="filters by layer", unit="layer", leave=False):
+            patches, wanted = what_filters_want(model, layer, images, b.top_k, b.maximise_steps, c.seed)
+            figures[f"filters_{file_name(layer)}"] = filter_sheet(patches, wanted, layer)
 
     # 3. how much position each layer keeps
-    positions = position_rows(cnn, test_images, test_labels, b, c.seed)
-    write_table(positions, out_dir / "positions")
-    figures["positions"] = position_plot(positions)
+    with step("beyond", "position probes"):
+        positions = position_rows(cnn, test_images, test_labels, b, c.seed)
+        write_table(positions, out_dir / "positions")
+        figures["positions"] = position_plot(positions)
 
     # 4. what a translation, and another training, change: CKA
-    names, curve, curve_ci = shift_cka(model, images, pairs, layers, seed=c.seed)
-    figures["shift_cka"] = curves_plot({n: (list(b.dy), curve[:, k].tolist()) for k, n in enumerate(names)},
-                                       "dy (px)", "What a translation changes, layer by layer",
-                                       "CKA(unshifted, shifted)", scale=1.0)  # fmt: skip
-    other, between = None, None
-    if b.cka_seed is not None:
-        twin = fit_or_load(c.data, c.train, b.cka_seed, c.paths.cache, None, c.model, c.trainer)
-        twin = dataclasses.replace(twin, code_layer=cnn.code_layer)
-        rows, cols, matrix, _ = cka_between(model, twin.model, images, layers, probed_layers(twin, b))
-        title = f"CKA: seed {c.seed} (rows) vs seed {b.cka_seed}"
-        figures["cka_seeds"] = cka_heatmap(matrix, rows, cols, title)
-        other, between = twin.key, matrix.tolist()
+    with step("beyond", "CKA under shifts"):
+        names, curve, curve_ci = shift_cka(model, images, pairs, layers, seed=c.seed)
+        figures["shift_cka"] = curves_plot(
+            {n: (list(b.dy), curve[:, k].tolist()) for k, n in enumerate(names)},
+            "dy (px)",
+            "What a translation changes, layer by layer",
+            "CKA(unshifted, shifted)",
+            scale=1.0,
+        )
+        other, between = None, None
+        if b.cka_seed is not None:
+            twin = fit_or_load(c.data, c.train, b.cka_seed, c.paths.cache, None, c.model, c.trainer)
+            twin = dataclasses.replace(twin, code_layer=cnn.code_layer)
+            rows, cols, matrix, _ = cka_between(model, twin.model, images, layers, probed_layers(twin, b))
+            title = f"CKA: seed {c.seed} (rows) vs seed {b.cka_seed}"
+            figures["cka_seeds"] = cka_heatmap(matrix, rows, cols, title)
+            other, between = twin.key, matrix.tolist()
 
     for name, fig in figures.items():
         tb.add_figure(f"beyond/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
-    result = BeyondResult(cnn.key, cnn.code_layer, curves, positions, convs, names, curve.tolist(),
-                          list(b.dy), other, between, sanity, faithful, shuffled, b.shuffled_images,
-                          memorised_acc, None if curve_ci is None else curve_ci.tolist())  # fmt: skip
-    for sentence in (attribution_sentence(curves, c.data.item), sanity_sentence(sanity),
-                     data_randomisation_sentence(shuffled, memorised_acc, b.shuffled_images),
-                     faithful_sentence(faithful), position_sentence(positions, cnn.code_layer),
-                     shift_cka_sentence(result), standing_sentence(result)):  # fmt: skip
+    result = BeyondResult(
+        cnn.key,
+        cnn.code_layer,
+        curves,
+        positions,
+        convs,
+        names,
+        curve.tolist(),
+        list(b.dy),
+        other,
+        between,
+        sanity,
+        faithful,
+        shuffled,
+        b.shuffled_images,
+        memorised_acc,
+        None if curve_ci is None else curve_ci.tolist(),
+    )
+    for sentence in (
+        attribution_sentence(curves, c.data.item),
+        sanity_sentence(sanity),
+        data_randomisation_sentence(shuffled, memorised_acc, b.shuffled_images),
+        faithful_sentence(faithful),
+        position_sentence(positions, cnn.code_layer),
+        shift_cka_sentence(result),
+        standing_sentence(result),
+    ):
         tb.add_text("beyond/verdicts", sentence)
         log.info("%s", sentence)
     tb.close()
-    write_table([{"dy": dy, **{n: round(float(v), 4) for n, v in zip(names, row, strict=True)}}
-                 for dy, row in zip(b.dy, curve, strict=True)], out_dir / "shift_cka")  # fmt: skip
+    write_table(
+        [
+            {"dy": dy, **{n: round(float(v), 4) for n, v in zip(names, row, strict=True)}}
+            for dy, row in zip(b.dy, curve, strict=True)
+        ],
+        out_dir / "shift_cka",
+    )
     return result

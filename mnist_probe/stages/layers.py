@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnist_probe.hooks import resolve_layers
-from mnist_probe.model import outputs_of
+from mnist_probe.inputs import how_read
 from mnist_probe.model_layers import code_layer_or_none, feature_layers, layer_table, shift_layers
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import check_layers, opened_model
@@ -34,6 +34,6 @@ def run(cfg: DictConfig, out_dir: Path) -> LayersResult:
              "no linear layer to take code vectors before: set code_layer= to one of the layers above")
     log.info("%s: %s parameters, outputs %s\n%s\nfeature maps of %s; shift deformation of %s; %s "
              "(set activations.layers, shift.layers, code_layer to change them)", name,
-             f"{result.parameters:,}", outputs_of(model), md, ", ".join(result.feature_layers),
+             f"{result.parameters:,}", how_read(model), md, ", ".join(result.feature_layers),
              ", ".join(result.shift_layers), where)  # fmt: skip
     return result

@@ -20,6 +20,7 @@ from mnist_probe.levers import levers
 from mnist_probe.model import build_model, load_model, top1_accuracy
 from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
 from mnist_probe.schema import typed
+from mnist_probe.scoring import logits_of
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages, trained_cnn, writer
 from mnist_probe.stages.page import Figures, write_page
@@ -36,7 +37,7 @@ from mnist_probe.stages.results import (
 from mnist_probe.stages.results_page import results_head, results_tail
 from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import write_table
-from mnist_probe.training import TrainedCNN, logits_of
+from mnist_probe.training import TrainedCNN
 
 log = logging.getLogger(__name__)
 

@@ -320,6 +320,7 @@ class PageResults:
     seeds: dict | None  # a seeds sweep's seeds.json, with its path
     seconds: float
     beyond: BeyondResult | None = None
+    stage_seconds: dict[str, float] | None = None  # what each stage of the run took, in its order
 
 
 @dataclass(frozen=True)
