@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,11 @@ def test_lenet5_through_every_stage(tmp_path):
         assert row["dropout"] == 0.0  # LeNet-5 has no dropout: train and eval mode agree
     report = (out / "report.md").read_text()
     assert "relu6" in report and "## The study's conclusions, checked" in report
+    head = report.splitlines()[2]  # what each stage took, in the order they ran
+    assert re.search(r" min \(train \d+ s, activations \d+ s, interpreters [\d.]+ (s|min), shift ", head)
+    assert "beyond " in head
+    assert set(json.loads((out / "page.json").read_text())["results"]["stage_seconds"]) == {
+        "train", "activations", "interpreters", "shift", "beyond"}
     assert len(result["conclusions"]) == 4
     for link in [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]:
         assert (out / link).is_file(), link  # every figure the report shows is there
