@@ -46,7 +46,7 @@ _API = {
     "accuracy": "scoring", "confidence": "scoring", "logits_of": "scoring",
     # hooks
     "ActivationRecorder": "hooks", "record": "hooks", "record_with_output": "hooks", "stream": "hooks",
-    "resolve_layers": "hooks", "module_calls": "hooks", "output_of": "hooks",
+    "resolve_layers": "layer_names", "module_calls": "layer_names", "output_of": "hooks",
     # interpreters
     "CodeVectors": "interpretation", "Pixels": "interpretation", "make_interpreter": "interpretation",
     "fit_on_features": "interpretation", "linear_probes": "interpretation", "FastSVC": "interpretation",

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from mnist_probe.data import to_float
-from mnist_probe.hooks import record, resolve_layers
+from mnist_probe.hooks import record
 from mnist_probe.intervals import quantile_interval, resample_counts
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.translation import translate
 
 BATCH = 100  # images a minibatch: 1,000 images give ten, enough to resample for an interval

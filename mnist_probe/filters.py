@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from mnist_probe.data import to_float
-from mnist_probe.hooks import output_of, record, resolve_layers
+from mnist_probe.hooks import output_of, record
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model import device_of
 from mnist_probe.outputs import input_shape
 from mnist_probe.translation import translate
@@ -164,15 +165,19 @@ def maximise_filters(
 
 
 def what_filters_want(
-    model: nn.Module, layer: str, images_u8: torch.Tensor, top_k: int = 9, steps: int = 100, seed: int = 0
+    model: nn.Module, layer: str, images_u8: torch.Tensor, top_k: int = 9, steps: int = 100, seed: int = 0,
+    filters: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
-    """Per filter of a conv layer: its top_k test patches (receptive-field crops of the images that
-    excite it most) and, with steps > 0, the input optimised to excite its centre unit, started from
-    its top images and cut to the same receptive field as the patches (None with steps=0)."""
+    """Per filter of a conv layer (its first `filters`; None: all): its top_k test patches
+    (receptive-field crops of the images that excite it most) and, with steps > 0, the input optimised
+    to excite its centre unit, started from its top images and cut to the same receptive field as the
+    patches (None with steps=0)."""
     patches, top, field = top_patches(model, images_u8, layer, top_k)
+    kept = slice(0, filters)
+    patches, top = patches[kept], {k: v[kept] for k, v in top.items()}
     if not steps:
         return patches, None
     centre = centre_unit(model, layer)
     start = centred_starts(images_u8, top, field, centre)
-    made = maximise_filters(model, layer, steps=steps, seed=seed, start=start)
+    made = maximise_filters(model, layer, list(range(len(patches))), steps=steps, seed=seed, start=start)
     return patches, crop(made, field.box(*centre))

@@ -35,8 +35,9 @@ from tqdm import tqdm
 
 from mnist_probe.cache import atomic_write, config_key, get_or_compute, write_npz
 from mnist_probe.data import split_tensors, to_float
-from mnist_probe.hooks import ActivationRecorder, record, resolve_layers
+from mnist_probe.hooks import ActivationRecorder, record
 from mnist_probe.intervals import bootstrap_mean
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model import CODE_LAYER, device_of
 from mnist_probe.names import FEATURES
 from mnist_probe.rows import ProbeRow, from_json, to_json
@@ -211,6 +212,31 @@ def fit_linear_probe(x: np.ndarray, y: np.ndarray, max_iter: int = 100) -> tuple
         return probe, fit_timed(probe, x, y)
 
 
+# The probes' activations are recorded a group of layers at a time, a group as many layers as fit in
+# this many bytes for one split: a forward pass per group and split, where a pass per layer would run a
+# 60-layer ResNet 120 times over the images.
+PROBE_BYTES = 2**30
+
+
+def layer_groups(
+    model: nn.Module, x: torch.Tensor, layers: list[str], limit: int | None = None
+) -> list[list[str]]:
+    """layers in their order, cut into groups whose activations of all of x take at most `limit`
+    bytes each (default PROBE_BYTES; a layer larger than that alone)."""
+    limit = PROBE_BYTES if limit is None else limit
+    one = record(model, x[:1], layers)
+    sizes = {name: a[0].numel() * a.element_size() * len(x) for name, a in one.items()}
+    groups: list[list[str]] = [[]]
+    total = 0
+    for name in layers:
+        if groups[-1] and total + sizes[name] > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(name)
+        total += sizes[name]
+    return groups
+
+
 def linear_probes(
     model: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Tensor,
     y_test: np.ndarray, layers: str | list = "all",
@@ -219,15 +245,17 @@ def linear_probes(
     images and scored on the test images: does linear separability grow with depth? (Alain &
     Bengio's question asked of this network.)"""
     rows = []
-    for h, name in enumerate(resolve_layers(model, layers), start=1):
-        # One layer at a time: conv2d_1 alone is 50,176 values an image.
-        a_train = record(model, x_train, name)[name].flatten(1).numpy()
-        a_test = record(model, x_test, name)[name].flatten(1).numpy()
-        probe, seconds = fit_linear_probe(a_train, y_train)
-        right = probe.predict(a_test) == y_test
-        rows.append(ProbeRow(h, name, a_train.shape[1], float(np.mean(right)), round(seconds, 1),
-                             list(bootstrap_mean(right))))  # fmt: skip
-        log.info("linear probe h=%d %s (%d dims): %.4f", h, name, a_train.shape[1], rows[-1].test_acc)
+    names = resolve_layers(model, layers)
+    for group in layer_groups(model, x_train, names):  # conv2d_1 alone is 50,176 values an image
+        a_trains, a_tests = record(model, x_train, group), record(model, x_test, group)
+        for name in group:
+            a_train, a_test = a_trains.pop(name).flatten(1).numpy(), a_tests.pop(name).flatten(1).numpy()
+            probe, seconds = fit_linear_probe(a_train, y_train)
+            right = probe.predict(a_test) == y_test
+            h = len(rows) + 1
+            rows.append(ProbeRow(h, name, a_train.shape[1], float(np.mean(right)), round(seconds, 1),
+                                 list(bootstrap_mean(right))))  # fmt: skip
+            log.info("linear probe h=%d %s (%d dims): %.4f", h, name, a_train.shape[1], rows[-1].test_acc)
     return rows
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import INPUT, call_names, module_calls, resolve_layers, trace
+from mnist_probe.layer_names import INPUT, call_names, module_calls, resolve_layers, trace
 from mnist_probe.model import device_of
 from mnist_probe.outputs import input_shape
 from mnist_probe.rows import LayerRow
@@ -45,7 +45,7 @@ def shift_layers(model: nn.Module) -> list[str]:
 
 
 def _trace(model: nn.Module) -> tuple[list[tuple[str, nn.Module, torch.Tensor]], dict[str, torch.Tensor]]:
-    """One eval-mode pass of blank digits (hooks.trace): (layer name, module, output) of every call of
+    """One eval-mode pass of blank digits (layer_names.trace): (layer name, module, output) of every call of
     a leaf module in the order they ran, and the input each linear layer received."""
     leaves = [call for call in trace(model) if not list(call.module.children())]
     linear_inputs = {call.name: call.inputs[0] for call in leaves if isinstance(call.module, nn.Linear)}

@@ -19,9 +19,10 @@ from sklearn.metrics import r2_score
 from torch import nn
 
 from mnist_probe.data import to_float
-from mnist_probe.hooks import record, resolve_layers
+from mnist_probe.hooks import record
 from mnist_probe.interpretation import fit_linear_probe
 from mnist_probe.intervals import bootstrap_r2
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.rows import PositionRow
 from mnist_probe.translation import translate
 

@@ -160,6 +160,7 @@ class BeyondConfig:
     dy: list[int] = MISSING
     top_k: int = MISSING
     maximise_steps: int = MISSING
+    max_filters: int | None = MISSING
     radius: int = MISSING
     cka_seed: int | None = MISSING
     shuffled_images: int | None = MISSING
@@ -177,6 +178,8 @@ class BeyondConfig:
         shifts("beyond.dy", self.dy)
         count("beyond.top_k", self.top_k, 1, 100)
         count("beyond.maximise_steps", self.maximise_steps, 0)
+        if self.max_filters is not None:
+            count("beyond.max_filters", self.max_filters, 1)
         count("beyond.radius", self.radius, 1, 5)
         if self.cka_seed is not None:
             count("beyond.cka_seed", self.cka_seed, 0, 2**32 - 1)

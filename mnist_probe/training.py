@@ -37,7 +37,7 @@ from mnist_probe.cache import config_key, get_or_compute, sha256
 from mnist_probe.data import MNISTDataModule, split_tensors
 from mnist_probe.errors import Stopped
 from mnist_probe.gap import GapProbe
-from mnist_probe.hooks import resolve_layers
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.lit import LitCNN
 from mnist_probe.machine import describe
 from mnist_probe.model import (

@@ -20,9 +20,10 @@ from tqdm import tqdm
 
 from mnist_probe.cache import config_key, get_or_compute, locked, write_npz
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import ActivationRecorder, resolve_layers
+from mnist_probe.hooks import ActivationRecorder
 from mnist_probe.interpretation import CodeVectors, Pixels
 from mnist_probe.intervals import bootstrap_mean
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.names import SIZE
 from mnist_probe.specs import INFERENCE_BATCH
 from mnist_probe.tables import pct

@@ -289,7 +289,8 @@ def test_resnet18_is_recorded_per_call_beside_torchvisions_extractor_which_retur
     from torchvision.models.feature_extraction import create_feature_extractor
 
     from mnist_probe.bench.peers import fx_return_nodes, grey_resnet18
-    from mnist_probe.hooks import record, resolve_layers
+    from mnist_probe.hooks import record
+    from mnist_probe.layer_names import resolve_layers
 
     torch.manual_seed(0)
     model, x = grey_resnet18(), torch.rand(4, 1, 28, 28)

@@ -19,9 +19,10 @@ from torch import nn
 from mnist_probe.calibration import scores
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import leaf_layers, output_of, record, resolve_layers, stream
+from mnist_probe.hooks import output_of, record, stream
 from mnist_probe.idx_files import raw_folder
 from mnist_probe.interpretation import linear_probes
+from mnist_probe.layer_names import leaf_layers, resolve_layers
 from mnist_probe.model import check_io, load_model, output_kind, outputs_of
 from mnist_probe.model_layers import code_layer, layer_table
 from mnist_probe.names import FILES

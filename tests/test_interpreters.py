@@ -239,3 +239,24 @@ def test_a_kernel_svm_sees_as_many_images_as_its_budget_allows_at_the_share_kept
     assert interpreter_spec(cfg, "svm").budget == cfg.interpreters.catalog.svm.budget > 0
     with pytest.raises(UserError, match=r"^interpreters\.catalog\.svm\.budget=-1 is not allowed"):
         typed(make_cfg(tmp_path, "interpreters.catalog.svm.budget=-1"))
+
+
+def test_probes_record_layers_in_groups_that_fit_the_memory_and_give_the_same_numbers(monkeypatch):
+    import torch
+
+    from mnist_probe.model import KerasCNN
+
+    torch.manual_seed(0)
+    model = KerasCNN(filters=4).eval()
+    images, labels = split_tensors(DataSpec(root=mnist_root(), test_subset=300), "scored")
+    x, y = images.float()[:, None] / 255, labels.numpy()
+    names = interpreters.resolve_layers(model, "all")
+    limit = 300 * 4 * 4 * 28 * 28  # conv2d_1's activations of the 300 images: it fills a group alone
+    groups = interpreters.layer_groups(model, x, names, limit)
+    assert [n for g in groups for n in g] == names and groups[0] == ["conv2d_1"] and len(groups) < len(names)
+    sizes = {n: a[0].numel() * 4 * len(x) for n, a in interpreters.record(model, x[:1], names).items()}
+    assert all(sum(sizes[n] for n in g) <= limit or len(g) == 1 for g in groups)
+    together = interpreters.linear_probes(model, x[:200], y[:200], x[200:], y[200:])
+    monkeypatch.setattr(interpreters, "PROBE_BYTES", 1)  # every layer a group of its own
+    alone = interpreters.linear_probes(model, x[:200], y[:200], x[200:], y[200:])
+    assert [(r.layer, r.dims, r.test_acc) for r in together] == [(r.layer, r.dims, r.test_acc) for r in alone]

@@ -20,7 +20,8 @@ from torch import nn
 from mnist_probe.attribution import _last_conv, attribute, correlation
 from mnist_probe.bench.common import alternated, median_seconds
 from mnist_probe.cka import cka_between
-from mnist_probe.hooks import record, resolve_layers, split_layer
+from mnist_probe.hooks import record
+from mnist_probe.layer_names import resolve_layers, split_layer
 
 EXTRA = "pip install -e '.[bench]'"
 # Values that differ by less than this times the layer's largest are the same up to float32 rounding

@@ -14,6 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+from hydra.utils import instantiate
+
+from mnist_probe.config import compose_config
+from mnist_probe.interpretation import subsample
 from mnist_probe.names import PAGE_JSON
 
 log = logging.getLogger("mnist_probe.bench")
@@ -44,12 +49,6 @@ SVM_CUTS = (25_000, 10_000)
 def svm_cut_rows(cache: Path) -> list[dict]:
     """The calibrated SVM (the catalog's) on the code vectors a report cached (train split, scored test
     images), fitted on all of them and on SVM_CUTS of them: its test accuracy each time."""
-    import numpy as np
-    from hydra.utils import instantiate
-
-    from mnist_probe.config import compose_config
-    from mnist_probe.interpretation import subsample
-
     codes = {}
     for meta in cache.glob("codes-*/meta.json"):
         with np.load(meta.parent / "codes.npz") as z:

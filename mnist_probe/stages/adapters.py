@@ -20,9 +20,9 @@ from torch.utils.tensorboard import SummaryWriter
 from mnist_probe.cache import write_json
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import resolve_layers
 from mnist_probe.inputs import how_read
 from mnist_probe.interpretation import InterpreterSpec
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model import open_model
 from mnist_probe.schema import Config, typed
 from mnist_probe.specs import is_onnx

@@ -16,8 +16,8 @@ from mnist_probe.attribution import attribute, shift_consistency
 from mnist_probe.cka import cka_between, shift_cka
 from mnist_probe.data import first_of_each_class, split_tensors, to_float
 from mnist_probe.filters import what_filters_want
-from mnist_probe.hooks import resolve_layers
 from mnist_probe.intervals import bootstrap_mean
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model_layers import conv_layers
 from mnist_probe.names import file_name
 from mnist_probe.outputs import top1_accuracy
@@ -157,7 +157,9 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     with step("beyond", "what each filter wants (top patches, activation maximisation)"):
         convs = [name for name in layers if name in conv_layers(model)] if b.layers else conv_layers(model)
         for layer in tqdm(convs, desc="filters by layer", unit="layer", leave=False):
-            patches, wanted = what_filters_want(model, layer, images, b.top_k, b.maximise_steps, c.seed)
+            patches, wanted = what_filters_want(
+                model, layer, images, b.top_k, b.maximise_steps, c.seed, b.max_filters
+            )
             figures[f"filters_{file_name(layer)}"] = filter_sheet(patches, wanted, layer)
 
     # 3. how much position each layer keeps

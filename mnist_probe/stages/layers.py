@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mnist_probe.hooks import resolve_layers
 from mnist_probe.inputs import how_read
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model_layers import code_layer_or_none, feature_layers, layer_table, shift_layers
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import check_layers, opened_model

@@ -15,8 +15,8 @@ from torchvision.utils import make_grid
 
 from mnist_probe import study
 from mnist_probe.data import first_of_each_class, split_tensors, to_float
-from mnist_probe.hooks import resolve_layers
 from mnist_probe.interpretation import fit_or_load_interpreter
+from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model_layers import shift_layers
 from mnist_probe.names import file_name
 from mnist_probe.plots import (
