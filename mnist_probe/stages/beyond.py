@@ -79,7 +79,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     pairs = [(0, dy) for dy in b.dy]
 
     # 1. where it looks: a digit × method sheet, the attribution strip along the shifts, consistency
-    with step("beyond", "attributions of the first image of each class, and along the shifts"):
+    with step("beyond", "attributions (each class, along the shifts)"):
         first = first_of_each_class(labels, c.data.num_classes)
         attrs = {m: attribute(model, images[first], labels[first], m) for m in b.methods}
         figures = {"attributions": attribution_sheet(to_float(images[first]), attrs, labels[first].tolist())}
@@ -113,7 +113,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         )
 
     # 1b. do the attributions depend on the model at all? (the model-randomisation test)
-    with step("beyond", "model randomisation (cascading, layer by layer)"):
+    with step("beyond", "model randomisation"):
         maps = {m: attribute(model, x, y, m) for m in b.methods} | {
             EDGE_CONTROL: edge_map(model, to_float(x), y)
         }
@@ -138,7 +138,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
 
     shuffled, memorised_acc = [], None
     if b.shuffled_images and not c.checkpoint:  # the data-randomisation test: trains the same network
-        with step("beyond", "data randomisation (a network trained on shuffled labels)"):
+        with step("beyond", "data randomisation"):
             data, recipe = memorising(c.data, c.train, b.shuffled_images, b.shuffled_epochs)
             memorised = fit_or_load(data, recipe, c.seed, c.paths.cache, None, c.model, c.trainer).model
             seen, shuffled_labels = split_tensors(data, "train")
@@ -146,7 +146,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
             shuffled = data_randomisation(model, memorised, x, y, list(b.methods), c.seed, trained=maps)
             write_table(shuffled, out_dir / "sanity_data")
 
-    with step("beyond", "faithfulness (deletion and insertion)"):
+    with step("beyond", "faithfulness"):
         faithful = faithfulness(model, x, y, maps, seed=c.seed)
         write_table(
             [{k: v for k, v in dataclasses.asdict(r).items() if k != "curve"} for r in faithful],
@@ -154,7 +154,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         )
 
     # 2. what each filter wants: every conv layer, or those of beyond.layers where it names some
-    with step("beyond", "what each filter wants (top patches, activation maximisation)"):
+    with step("beyond", "what each filter wants"):
         convs = [name for name in layers if name in conv_layers(model)] if b.layers else conv_layers(model)
         for layer in tqdm(convs, desc="filters by layer", unit="layer", leave=False):
             patches, wanted = what_filters_want(
