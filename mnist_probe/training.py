@@ -176,7 +176,7 @@ def make_trainer(
             LearningRateMonitor(logging_interval="epoch"),
             Timer(),  # training time, carried across resumes in last.ckpt
             # tqdm's bar, whatever else is installed (Lightning picks rich's where rich is there)
-            *([TQDMProgressBar()] if hardware.progress_bar else []),
+            *([TQDMProgressBar()] if overrides.get("enable_progress_bar", hardware.progress_bar) else []),
         ],
         enable_progress_bar=hardware.progress_bar,
         enable_model_summary=False,

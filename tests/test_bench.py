@@ -139,15 +139,16 @@ def test_the_seed_spread_counts_the_seeds_that_got_there():
 
 def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     machine = {"cpu": "Test CPU (family 25, model 1, AVX2)", "cores": 2, "gpu": None, "torch": "2.14.1"}
-    for name, what in (("bench", "train 32-true, Lightning / plain"), ("bench-long", "train=fast: time"),
-                       ("bench-run", "make run's job, wall time")):
+    parts = (("bench", "train 32-true, Lightning / plain"), ("bench-long", "train=fast: time"),
+             ("bench-run", "make run's job, wall time"), ("bench-reports", "report on a CNN, wall time"))
+    for name, what in parts:
         (tmp_path / f"{name}.json").write_text(json.dumps({
             "machine": machine, "command": f"python -m mnist_probe.bench {name}", "date": "2026-12-01",
             "rows": [{"what": what, "value": 97.25, "unit": "%"}]}))  # fmt: skip
     page = tmp_path / "docs" / "PERFORMANCE.md"
     assert main(["--page-only", "--out", str(tmp_path), "--page", str(page)]) == {}  # nothing measured
     text = page.read_text()
-    assert text.count("Machine: Test CPU (family 25, model 1, AVX2), 2 threads, torch 2.14.1") == 3
+    assert text.count("Machine: Test CPU (family 25, model 1, AVX2), 2 threads, torch 2.14.1") == 4
     assert "| train 32-true, Lightning / plain | 97.25 | % |" in text
     assert "| train=fast: time | 97.25 | % |" in text
     assert "`python -m mnist_probe.bench bench-long`, on 2026-12-01" in text and "Not measured" not in text
