@@ -39,6 +39,7 @@ from mnist_probe.hooks import ActivationRecorder, record
 from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model import CODE_LAYER, device_of
+from mnist_probe.model_layers import spread
 from mnist_probe.names import FEATURES
 from mnist_probe.rows import ProbeRow, from_json, to_json
 from mnist_probe.specs import INFERENCE_BATCH, DataSpec
@@ -165,12 +166,17 @@ def fit_timed(estimator, x: np.ndarray, y: np.ndarray, progress: bool = True) ->
     return round(time.perf_counter() - start, 2)
 
 
+def sample_rows(total: int, n: int | None, seed: int = 0) -> np.ndarray | None:
+    """The rows a seeded random subset of n of `total` keeps (None: all, n None or at least total)."""
+    if not n or n >= total:
+        return None
+    return np.random.default_rng(seed).permutation(total)[:n]
+
+
 def subsample(x: np.ndarray, y: np.ndarray, n: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random subset of n rows (all of them when n is None or at least len(y))."""
-    if not n or n >= len(y):
-        return x, y
-    keep = np.random.default_rng(seed).permutation(len(y))[:n]
-    return x[keep], y[keep]
+    keep = sample_rows(len(y), n, seed)
+    return (x, y) if keep is None else (x[keep], y[keep])
 
 
 # A kernel SVM's fit costs about (images) × (support vectors) × (dims) kernel terms, and the code
@@ -246,13 +252,14 @@ def linear_probes(
     Bengio's question asked of this network.)"""
     rows = []
     names = resolve_layers(model, layers)
+    depth = {name: h for h, name in enumerate(resolve_layers(model, "all"), 1)}  # h of a leaf layer
     for group in layer_groups(model, x_train, names):  # conv2d_1 alone is 50,176 values an image
         a_trains, a_tests = record(model, x_train, group), record(model, x_test, group)
         for name in group:
             a_train, a_test = a_trains.pop(name).flatten(1).numpy(), a_tests.pop(name).flatten(1).numpy()
             probe, seconds = fit_linear_probe(a_train, y_train)
             right = probe.predict(a_test) == y_test
-            h = len(rows) + 1
+            h = depth.get(name, len(rows) + 1)
             rows.append(ProbeRow(h, name, a_train.shape[1], float(np.mean(right)), round(seconds, 1),
                                  list(bootstrap_mean(right))))  # fmt: skip
             log.info("linear probe h=%d %s (%d dims): %.4f", h, name, a_train.shape[1], rows[-1].test_acc)
@@ -264,10 +271,18 @@ PROBES_VERSION = "standardscaler-logreg-C0.1-iter100, with intervals"
 
 
 def cached_linear_probes(
-    cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path, train_samples: int, test_samples: int | None
+    cnn: TrainedCNN,
+    data: DataSpec,
+    cache_dir: str | Path,
+    train_samples: int,
+    test_samples: int | None,
+    max_layers: int | None = None,
 ) -> list[ProbeRow]:
-    """linear_probes on every layer of the CNN: train_samples random training images (seed 0), the
-    first test_samples test images (all when None); cached per CNN and images (minutes of fitting)."""
+    """linear_probes on every layer of the CNN (at most max_layers, spread over its depth):
+    train_samples random training images (seed 0), the first test_samples test images (all when None);
+    cached per CNN, layers and images (minutes of fitting)."""
+    every = resolve_layers(cnn.model, "all")
+    layers = spread(every, max_layers)
 
     def compute(staging: Path) -> dict:
         x_train, y_train = split_tensors(data, "train")
@@ -275,10 +290,11 @@ def cached_linear_probes(
         x_test, y_test = split_tensors(data, "test")
         x_test, y_test = x_test[:test_samples], y_test[:test_samples]
         rows = linear_probes(cnn.model, to_float(x_train[keep]), y_train[keep].numpy(), to_float(x_test),
-                             y_test.numpy())  # fmt: skip
+                             y_test.numpy(), layers)  # fmt: skip
         return {"rows": [to_json(r) for r in rows]}
 
-    key = config_key(PROBES_VERSION, cnn.key, data.content(), train_samples, test_samples)
+    cut = [] if layers == every else [layers]  # every layer: the key it had before the cut
+    key = config_key(PROBES_VERSION, cnn.key, data.content(), train_samples, test_samples, *cut)
     rows, _, cached = get_or_compute(Path(cache_dir) / f"probes-{key}", compute, lambda _, meta: meta["rows"])
     if cached:
         log.info("linear probes from the cache (probes-%s)", key)
@@ -305,21 +321,28 @@ class InterpreterSpec:
 
 
 def features_of(
-    kind: str, split: str, data: DataSpec, cache_dir: str | Path, cnn: TrainedCNN | None = None
+    kind: str,
+    split: str,
+    data: DataSpec,
+    cache_dir: str | Path,
+    cnn: TrainedCNN | None = None,
+    samples: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) of a split, as a pipeline's first step makes them: the CNN's code vectors (computed
-    once per CNN and split, cached) or the raw pixels."""
+    """(X, y) of a split, or of `samples` of its images (subsample's), as a pipeline's first step makes
+    them: the CNN's code vectors (computed once per CNN, split and sample, cached) or the raw pixels."""
+    images, labels = split_tensors(data, split)
+    keep = sample_rows(len(labels), samples)
     if kind == "pixels":
-        images, labels = split_tensors(data, split)
-        return Pixels().transform(images), labels.numpy()
-    key = config_key(cnn.key, cnn.code_layer, data.content(), split)
+        return subsample(Pixels().transform(images), labels.numpy(), samples)
+    sample = [] if keep is None else [samples]  # the whole split: the key it had before samples
+    key = config_key(cnn.key, cnn.code_layer, data.content(), split, *sample)
 
     def compute(staging: Path) -> dict:
-        images, labels = split_tensors(data, split)
-        log.info("computing %s code vectors (%s) for %d images", split, cnn.code_layer, len(images))
-        codes = CodeVectors(cnn.model, cnn.code_layer, progress=True).transform(images)
-        write_npz(staging / "codes.npz", codes=codes, labels=labels.numpy())
-        return {"cnn": cnn.key, "split": split, "images": len(labels)}
+        x, y = (images, labels) if keep is None else (images[keep], labels[keep])
+        log.info("computing %s code vectors (%s) for %d images", split, cnn.code_layer, len(x))
+        codes = CodeVectors(cnn.model, cnn.code_layer, progress=True).transform(x)
+        write_npz(staging / "codes.npz", codes=codes, labels=y.numpy())
+        return {"cnn": cnn.key, "split": split, "images": len(y)}
 
     def load(entry: Path, meta: dict) -> tuple[np.ndarray, np.ndarray]:
         with np.load(entry / "codes.npz") as z:
@@ -376,7 +399,7 @@ def fit_or_load_interpreter(
     key = config_key(source, data.content(), spec.features, spec.estimator, spec.train_samples, *budget)
 
     def compute(staging: Path) -> dict:
-        x, y = subsample(*features_of(spec.features, "train", data, cache_dir, cnn), spec.train_samples)
+        x, y = features_of(spec.features, "train", data, cache_dir, cnn, spec.train_samples)
         estimator = instantiate(spec.estimator)
         n, share = images_within_budget(estimator, x, y, spec.budget)
         if n < len(y):

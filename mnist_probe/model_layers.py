@@ -8,6 +8,10 @@ pass of a 1×28×28 image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,25 +27,37 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+T = TypeVar("T")
+
+
+def spread(items: Sequence[T], most: int | None) -> list[T]:
+    """At most `most` of `items` (a deep model's layers), evenly spaced from the first to the last and in
+    their order; all of them where `most` is None or they are no more."""
+    if most is None or len(items) <= most:
+        return list(items)
+    picks = np.linspace(0, len(items) - 1, most).round().astype(int)
+    return [items[i] for i in dict.fromkeys(picks.tolist())]
+
+
 def _declared(model: nn.Module, attribute: str) -> list[str] | None:
     value = getattr(model, attribute, None)
     return resolve_layers(model, [value] if isinstance(value, str) else list(value)) if value else None
 
 
-def feature_layers(model: nn.Module) -> list[str]:
+def feature_layers(model: nn.Module, most: int | None = None) -> list[str]:
     """The layers whose feature maps the activations stage draws: the model's own choice
-    (`feature_layers`), else every conv layer."""
-    layers = _declared(model, "feature_layers") or conv_layers(model)
+    (`feature_layers`), else its conv layers (at most `most`, spread over its depth)."""
+    layers = _declared(model, "feature_layers") or spread(conv_layers(model), most)
     if not layers:
         raise UserError(f"{type(model).__name__} has no nn.Conv2d to draw; set activations.layers to "
                         "module paths (+experiment=layers lists them)")  # fmt: skip
     return layers
 
 
-def shift_layers(model: nn.Module) -> list[str]:
+def shift_layers(model: nn.Module, most: int | None = None) -> list[str]:
     """The layers whose deformation under a shift the shift stage measures: the model's own choice
-    (`shift_layers`), else every conv layer."""
-    return _declared(model, "shift_layers") or conv_layers(model)
+    (`shift_layers`), else its conv layers (at most `most`, spread over its depth)."""
+    return _declared(model, "shift_layers") or spread(conv_layers(model), most)
 
 
 def _trace(model: nn.Module) -> tuple[list[tuple[str, nn.Module, torch.Tensor]], dict[str, torch.Tensor]]:
@@ -99,6 +115,13 @@ def layer_table(model: nn.Module) -> list[LayerRow]:
         seen[path] = seen.get(path, 0) + 1
         names = call_names(path, calls.get(path, 1) or 1)
         shape = info.output_size[1:] if isinstance(info.output_size, (list, tuple)) else []
-        rows.append(LayerRow(names[min(seen[path], len(names)) - 1], info.class_name,
-                             "×".join(map(str, shape)), int(info.num_params), info.is_leaf_layer))
+        rows.append(
+            LayerRow(
+                names[min(seen[path], len(names)) - 1],
+                info.class_name,
+                "×".join(map(str, shape)),
+                int(info.num_params),
+                info.is_leaf_layer,
+            )
+        )
     return rows

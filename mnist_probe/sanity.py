@@ -26,6 +26,7 @@ from torchmetrics.functional.regression import spearman_corrcoef
 from mnist_probe.attribution import attribute
 from mnist_probe.data import to_float
 from mnist_probe.intervals import bootstrap_mean
+from mnist_probe.model_layers import spread
 from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
 from mnist_probe.rows import FaithfulnessRow, RandomisationRow
 from mnist_probe.specs import Augment, DataSpec, Recipe
@@ -53,6 +54,7 @@ def _explainers(methods: list[str], explainers: dict[str, Explainer] | None) -> 
 def randomisable_layers(model: nn.Module) -> list[str]:
     """The modules holding weights of their own that can re-initialise them (reset_parameters), in
     the order the model defines them: what the test randomises."""
+
     def own_weights(m: nn.Module) -> bool:
         return hasattr(m, "reset_parameters") and next(m.parameters(recurse=False), None) is not None
 
@@ -71,20 +73,21 @@ def randomised(model: nn.Module, layers: list[str], seed: int) -> nn.Module:
     return copied.eval()
 
 
-def cascading_steps(layers: list[str]) -> list[list[str]]:
-    """The cascading test's steps: step k randomises the last k layers (the one it adds comes first)."""
-    return [layers[len(layers) - k :] for k in range(1, len(layers) + 1)]
+def cascading_steps(layers: list[str], most: int | None = None) -> list[list[str]]:
+    """The cascading test's steps: step k randomises the last k layers (the one it adds comes first);
+    at most `most` of them, spread from the top layer alone to every layer."""
+    return spread([layers[len(layers) - k :] for k in range(1, len(layers) + 1)], most)
 
 
 def randomisation_sequence(
     model: nn.Module, image: torch.Tensor, target: int, methods: list[str], seed: int = 0,
-    explainers: dict[str, Explainer] | None = None,
+    explainers: dict[str, Explainer] | None = None, most: int | None = None,
 ) -> tuple[list[str], dict[str, list[torch.Tensor]]]:  # fmt: skip
     """One image's maps on the trained network and after each cascading step, as Adebayo et al.'s
     figure shows them: (the columns: 'trained' and the layer each step adds, {method: H×W maps})."""
     x, targets = to_float(image.unsqueeze(0) if image.dim() < 4 else image)[:1], torch.tensor([target])
     explain = _explainers(methods, explainers)
-    steps = cascading_steps(randomisable_layers(model))
+    steps = cascading_steps(randomisable_layers(model), most)
     nets = [model.eval(), *(randomised(model, changed, seed) for changed in steps)]
     maps = {name: [fn(net, x, targets)[0].detach() for net in nets] for name, fn in explain.items()}
     return ["trained", *(changed[0] for changed in steps)], maps
@@ -108,13 +111,14 @@ def similarity(original: torch.Tensor, other: torch.Tensor) -> tuple[np.ndarray,
 def model_randomisation(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int], methods: list[str],
     mode: str = "cascading", seed: int = 0, explainers: dict[str, Explainer] | None = None,
-    trained: dict[str, torch.Tensor] | None = None,
+    trained: dict[str, torch.Tensor] | None = None, most: int | None = None,
 ) -> list[RandomisationRow]:  # fmt: skip
     """Each method's maps (attribution.attribute, and explainers by name; the edge control always)
     on the model with more and more layers randomised (cascading: from the last layer down, one
     more a step) or one layer at a time (independent), against its maps on the trained model
     (`trained`, by name, where the caller has them already; else computed here): one row per method
-    and step, with the mean similarities and Spearman's 95% interval over the images."""
+    and step, with the mean similarities and Spearman's 95% interval over the images. A deep model's
+    steps: at most `most`, spread over its layers (a step's number counts the layers it randomised)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     x, targets = to_float(images), torch.as_tensor(targets)
@@ -126,7 +130,7 @@ def model_randomisation(
     layers = randomisable_layers(model)
     steps = cascading_steps(layers) if mode == "cascading" else [[name] for name in layers]
     rows = []
-    for step, changed in enumerate(steps, 1):
+    for step, changed in spread(list(enumerate(steps, 1)), most):
         net = randomised(model, changed, seed)
         for name, fn in explain.items():
             rho, ssim = similarity(original[name], fn(net, x, targets))
@@ -139,8 +143,9 @@ def memorising(data: DataSpec, recipe: Recipe, images: int, epochs: int) -> tupl
     """The data and recipe of the data-randomisation test (Adebayo et al. 2018, section 4): the first
     `images` training images with their labels shuffled, trained `epochs` epochs at the recipe's
     optimiser and batch without augmentation or schedule, so that the network memorises them."""
-    shuffled = dataclasses.replace(data, train_subset=images, shuffle_labels=True,
-                                   val_size=min(images, data.val_size))  # validating costs, and tells nothing
+    shuffled = dataclasses.replace(
+        data, train_subset=images, shuffle_labels=True, val_size=min(images, data.val_size)
+    )  # validating costs, and tells nothing
     plain = dataclasses.replace(recipe, epochs=epochs, augment=Augment(enabled=False), scheduler=None,
                                 epoch_images=None, gap_images=0)  # fmt: skip
     return shuffled, plain

@@ -224,10 +224,13 @@ class ReproduceConfig:
 class ReportConfig:
     page: str | None = MISSING
     compare: str | None = MISSING
+    train_samples: int | None = MISSING
 
     def __post_init__(self) -> None:
         if self.page is not None and not self.page.endswith(".md"):
             refuse("report.page", self.page, "a markdown file's path ending in .md")
+        if self.train_samples is not None:
+            count("report.train_samples", self.train_samples)
 
 
 @dataclass
@@ -256,6 +259,7 @@ class Config:
     checkpoint: str | None = MISSING
     interpreter: str | None = MISSING
     code_layer: str | None = MISSING
+    max_layers: int | None = MISSING
     paths: PathsConfig = MISSING
 
     def shift_target(self) -> int:
@@ -283,6 +287,8 @@ class Config:
         if self.stage not in STAGES:
             refuse("stage", self.stage, ", ".join(STAGES))
         count("seed", self.seed, 0, 2**32 - 1)  # what seed_everything accepts
+        if self.max_layers is not None:
+            count("max_layers", self.max_layers, 2)  # the first and the last
         if self.interpreter is not None:
             self.interpreters.check("interpreter", self.interpreter)
         for spec in self.shift.models:

@@ -8,6 +8,7 @@ import torch
 from mnist_probe.bench.accuracy import spread_rows
 from mnist_probe.bench.cli import main
 from mnist_probe.bench.peers import installed
+from mnist_probe.bench.reports import bound_rows, took
 from mnist_probe.bench.training import flops_per_image, rate
 from mnist_probe.model import KerasCNN
 from mnist_probe.precision import emulated_bf16
@@ -348,3 +349,36 @@ def test_the_peers_give_the_values_mnist_probe_gives():
     assert value[lens.format("")] == 0 and value[lens.format(" R")] == 0
     assert value["  pytorch-grad-cam GradCAM: least Pearson r with mnist_probe's maps"] > 0.999
     assert value["  largest |difference| between the two matrices"] < 2e-3  # torch-cka sums in float32
+
+
+def test_the_reports_bounds_are_costed_against_the_stage_at_full_sizes(tmp_path):
+    def results(name, nn, svm, pixels, probes):
+        rows = [
+            {"interpreter": "nn", "features": "codes", "test_acc": nn},
+            {"interpreter": "svm", "features": "codes", "test_acc": svm},
+            {"interpreter": "svm", "features": "pixels", "test_acc": pixels},
+        ]
+        probe_rows = [{"layer": layer, "test_acc": acc} for layer, acc in probes.items()]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"rows": rows, "probes": probe_rows}))
+        return path
+
+    report = results("report", 0.98, 0.99, 0.95, {"conv": 0.90, "dense": 0.97})
+    full = results("full", 0.99, 0.9950, 0.95, {"conv": 0.95, "dense": 0.98})
+    rows = {r["what"].split(": ", 1)[1]: r["value"] for r in bound_rows(report, full)}
+    assert rows["nn on codes, report minus full sizes"] == pytest.approx(-1.0)
+    assert rows["svm on codes, report minus full sizes"] == pytest.approx(-0.5)
+    assert not any("pixels" in what for what in rows)  # the pixels' interpreters see what they saw
+    assert rows["linear probes, report minus full sizes (the layer that lost most)"] == pytest.approx(-5.0)
+
+
+def test_a_runs_log_gives_each_stage_and_beyond_step_its_seconds(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text(
+        "[t][mnist_probe.stages.adapters][INFO] - train stage done in 9 s\n"
+        "[t][mnist_probe.stages.adapters][INFO] - interpreters stage done in 2.5 min\n"
+        "[t][mnist_probe.stages.adapters][INFO] - beyond: CKA under shifts took 17 s\n"
+        "[t][mnist_probe.stages.train][INFO] - something else done in 3 s\n"
+    )
+    assert took(log) == {"train": 9.0, "interpreters": 150.0, "beyond: CKA under shifts": 17.0}
+    assert took(tmp_path / "missing.log") == {}

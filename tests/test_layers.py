@@ -10,6 +10,8 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from mnist_probe.errors import UserError
@@ -17,7 +19,14 @@ from mnist_probe.gap import gap_accuracies, split_gap
 from mnist_probe.hooks import record
 from mnist_probe.lenet import LeNet5
 from mnist_probe.model import KerasCNN, build_model, check_io, load_model, model_content
-from mnist_probe.model_layers import code_layer, conv_layers, feature_layers, layer_table, shift_layers
+from mnist_probe.model_layers import (
+    code_layer,
+    conv_layers,
+    feature_layers,
+    layer_table,
+    shift_layers,
+    spread,
+)
 from mnist_probe.model_spec import ModelSpec
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.outputs import top1_accuracy
@@ -87,6 +96,30 @@ def test_the_study_cnn_keeps_its_keras_choices():
     assert feature_layers(model) == ["conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dropout_2"]  # h 1-8
     assert shift_layers(model) == ["conv2d_2", "conv2d_4", "dropout_2"]  # h = 2, 6, 8
     assert conv_layers(model) == ["conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4"]
+
+
+@given(st.integers(0, 200), st.one_of(st.none(), st.integers(2, 30)))
+def test_a_spread_of_layers_keeps_the_first_and_last_in_order_and_no_more_than_asked(n, most):
+    layers = [f"layer{i}" for i in range(n)]
+    kept = spread(layers, most)
+    assert len(kept) == (n if most is None else min(n, most))
+    assert [layers.index(name) for name in kept] == sorted({layers.index(name) for name in kept})
+    if n:
+        assert kept[0] == layers[0] and kept[-1] == layers[-1]
+    if most and n > most:  # evenly: no gap between neighbours more than one longer than another
+        gaps = [layers.index(b) - layers.index(a) for a, b in zip(kept, kept[1:], strict=False)]
+        assert max(gaps) - min(gaps) <= 1
+
+
+def test_a_deep_models_convs_are_spread_and_a_models_own_choice_is_kept():
+    convs = [nn.Conv2d(1, 1, 3, padding=1) for _ in range(30)]
+    deep = nn.Sequential(*convs, nn.Flatten(), nn.Linear(784, 10))
+    assert len(conv_layers(deep)) == 30
+    assert feature_layers(deep, 12) == shift_layers(deep, 12) == spread(conv_layers(deep), 12)
+    assert feature_layers(deep, 12)[0] == "0" and feature_layers(deep, 12)[-1] == "29"
+    assert feature_layers(deep) == conv_layers(deep)
+    study = KerasCNN()
+    assert feature_layers(study, 2) == list(KerasCNN.feature_layers)  # its own choice: all five
 
 
 def test_the_code_vector_is_what_the_last_linear_reads(own_module):

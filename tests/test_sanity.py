@@ -60,6 +60,23 @@ def test_the_edge_control_never_moves_and_a_first_layer_method_moves_only_with_t
     assert depends_on_model(cascading, "saliency") != "does not depend on the model"
 
 
+def test_a_deep_models_cascade_is_sampled_from_the_top_layer_alone_to_every_layer():
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    x, y = digits(4)
+    layers = randomisable_layers(net)  # five
+    rows = model_randomisation(net, x, y, ["saliency"], most=3)
+    steps = [(r.step, r.layer) for r in rows if r.method == "saliency"]
+    # each step's number counts the layers it randomised; the cascade itself is the full one
+    assert steps == [(1, layers[-1]), (3, layers[2]), (5, layers[0])]
+    whole = model_randomisation(net, x, y, ["saliency"])
+    sampled = {(r.method, r.step): r.spearman for r in rows}
+    assert sampled == {(r.method, r.step): r.spearman for r in whole if (r.method, r.step) in sampled}
+    columns, maps = randomisation_sequence(net, x[0], int(y[0]), ["saliency"], most=3)
+    assert columns == ["trained", layers[-1], layers[2], layers[0]]
+    assert len(maps["saliency"]) == 4
+
+
 def test_randomising_leaves_the_trained_model_as_it_was():
     torch.manual_seed(0)
     net = LeNet5().eval()

@@ -15,12 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from hydra.utils import instantiate
-
-from mnist_probe.config import compose_config
-from mnist_probe.interpretation import subsample
-
 log = logging.getLogger("mnist_probe.bench")
 
 TIMM = "model._target_=timm.create_model +model.in_chans=1 +model.num_classes=10 +model.model_name="
@@ -64,31 +58,23 @@ def took(log_file: Path) -> dict[str, float]:
     return times
 
 
-# Training images the SVM on the study's CNN's code vectors is fitted on, beside all 54,000: what a
-# budget that cut them would cost (make run's CNN is fitted whole within its budget).
-SVM_CUTS = (25_000, 10_000)
-
-
-def svm_cut_rows(cache: Path) -> list[dict]:
-    """The calibrated SVM (the catalog's) on the code vectors a report cached (train split, scored test
-    images), fitted on all of them and on SVM_CUTS of them: its test accuracy each time."""
-    codes = {}
-    for meta in cache.glob("codes-*/meta.json"):
-        with np.load(meta.parent / "codes.npz") as z:
-            codes[json.loads(meta.read_text())["split"]] = (z["codes"], z["labels"])
-    (x, y), (x_test, y_test) = codes["train"], codes["scored"]
-    spec = compose_config("+experiment=interpreters").interpreters.catalog.svm.estimator
+def bound_rows(report: Path, full: Path) -> list[dict]:
+    """What the report's bounds cost a model: each code-vector interpreter's and the layer probes' test
+    accuracy in the report (fewer training images) against the interpreters stage's at its full sizes,
+    from the two runs' results.json (the report's interpreters part, and the stage's)."""
+    ours, theirs = (json.loads(path.read_text()) for path in (report, full))
+    full_rows = {(r["interpreter"], r["features"]): r["test_acc"] for r in theirs["rows"]}
     rows = []
-    for n in (len(y), *SVM_CUTS):
-        svm = instantiate(spec).fit(*subsample(x, y, n))
-        acc = float((svm.predict(x_test) == y_test).mean())
-        rows.append(
-            {
-                "what": f"  the study's CNN: svm on {n:,} of its {len(y):,} code vectors",
-                "value": 100 * acc,
-                "unit": "%",
-            }
-        )
+    for r in ours["rows"]:
+        whole = full_rows.get((r["interpreter"], r["features"]))
+        if whole is not None and r["features"] == "codes":
+            what = f"  the study's CNN: {r['interpreter']} on codes, report minus full sizes"
+            rows.append({"what": what, "value": 100 * (r["test_acc"] - whole), "unit": "points"})
+    probes = {r["layer"]: r["test_acc"] for r in theirs.get("probes") or []}
+    cost = [r["test_acc"] - probes[r["layer"]] for r in ours.get("probes") or [] if r["layer"] in probes]
+    if cost:
+        what = "  the study's CNN: linear probes, report minus full sizes (the layer that lost most)"
+        rows.append({"what": what, "value": 100 * min(cost), "unit": "points"})
     return rows
 
 
@@ -139,8 +125,24 @@ def bench_reports(
             )
             seconds = time.perf_counter() - start
             stages = took(Path(tmp) / "report" / "run.log")
-            codes = list((Path(tmp) / "cache").glob("codes-*/meta.json"))
-            cuts = svm_cut_rows(Path(tmp) / "cache") if model == "" and not extra and len(codes) > 1 else []
+            cuts = []
+            if model == "" and finished and not extra:  # the bounds' cost, on the study's CNN
+                log.info("%s: the interpreters stage at its full sizes, beside the report's", name)
+                _run(
+                    [
+                        "+experiment=interpreters",
+                        f"checkpoint={checkpoint}",
+                        f"paths.cache={tmp}/cache",
+                        f"hydra.run.dir={tmp}/full",
+                    ],
+                    Path.cwd(),
+                    env,
+                )
+                parts = (
+                    Path(tmp) / "report" / "interpreters" / "results.json",
+                    Path(tmp) / "full" / "results.json",
+                )
+                cuts = bound_rows(*parts)
         note = "" if finished else f" [stopped at {limit:.0f} s, unfinished]"
         rows.append({"what": f"report on {name}, wall time{note}", "value": seconds, "unit": "s"})
         rows.append({"what": f"  {name}: test accuracy", "value": 100 * trained["test_acc"], "unit": "%"})

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from mnist_probe.cache import atomic_write
 from mnist_probe.cka import class_similarity
@@ -37,7 +38,11 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     bad = [i for i in indices if not 0 <= i < len(labels)]
     if bad:
         raise UserError(f"activations.indices {bad} outside 0..{len(labels) - 1} (the test set)")
-    layers = resolve_layers(model, list(acfg.layers)) if acfg.layers else feature_layers(model)
+    layers = (
+        resolve_layers(model, list(acfg.layers))
+        if acfg.layers
+        else feature_layers(model, typed(cfg).max_layers)
+    )
     code = cnn.code_layer
     images = to_float(images_u8[indices])
     acts, logits = record_with_output(model, images, [*layers, code])
@@ -45,7 +50,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     maps_dir = out_dir / "feature_maps"
     written = []
     item, classes = cfg.data.item, typed(cfg).data.classes
-    for layer in layers:
+    for layer in tqdm(layers, desc="feature-map sheets by layer", unit="layer", leave=False):
         for row, idx in enumerate(indices):
             k = int(labels[idx])  # named by class index: a class name may hold a '/'
             fig = feature_map_sheet(images[row], acts[layer][row], layer, f"test #{idx}, {item} {classes[k]}")

@@ -18,7 +18,7 @@ from mnist_probe.data import first_of_each_class, split_tensors, to_float
 from mnist_probe.filters import what_filters_want
 from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.layer_names import resolve_layers
-from mnist_probe.model_layers import conv_layers
+from mnist_probe.model_layers import conv_layers, spread
 from mnist_probe.names import file_name
 from mnist_probe.outputs import top1_accuracy
 from mnist_probe.plots import cka_heatmap, curves_plot, position_plot, save
@@ -51,19 +51,25 @@ from mnist_probe.viz import attribution_sheet, attribution_strip, filter_sheet, 
 log = logging.getLogger(__name__)
 
 
-def probed_layers(cnn: TrainedCNN, bcfg: BeyondConfig) -> list[str]:
-    """The layers the probes and CKA read: the configured ones, else the conv layers and the code layer."""
+def probed_layers(cnn: TrainedCNN, bcfg: BeyondConfig, most: int | None) -> list[str]:
+    """The layers the probes and CKA read: the configured ones, else the conv layers (at most `most`,
+    spread over the depth) and the code layer."""
     if bcfg.layers:
         return resolve_layers(cnn.model, list(bcfg.layers))
-    return list(dict.fromkeys([*conv_layers(cnn.model), cnn.code_layer]))
+    return list(dict.fromkeys([*spread(conv_layers(cnn.model), most), cnn.code_layer]))
 
 
 def position_rows(
-    cnn: TrainedCNN, test_images: torch.Tensor, test_labels: torch.Tensor, bcfg: BeyondConfig, seed: int
+    cnn: TrainedCNN,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    bcfg: BeyondConfig,
+    seed: int,
+    most: int | None,
 ) -> list[PositionRow]:
     """The position and class probes of the probed layers, on the first bcfg.position_images test
     images (the beyond stage's, and each CNN's of the reproduce stage's sweep)."""
-    n, layers = bcfg.position_images, probed_layers(cnn, bcfg)
+    n, layers = bcfg.position_images, probed_layers(cnn, bcfg, most)
     return position_probes(cnn.model, test_images[:n], test_labels[:n], bcfg.radius, layers, seed)
 
 
@@ -75,7 +81,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
     test_images, test_labels = split_tensors(c.data, "test")
     images, labels = test_images[: b.images], test_labels[: b.images]
     tb = writer(out_dir, "beyond")
-    layers = probed_layers(cnn, b)
+    layers = probed_layers(cnn, b, c.max_layers)
     pairs = [(0, dy) for dy in b.dy]
 
     # 1. where it looks: a digit × method sheet, the attribution strip along the shifts, consistency
@@ -117,7 +123,9 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         maps = {m: attribute(model, x, y, m) for m in b.methods} | {
             EDGE_CONTROL: edge_map(model, to_float(x), y)
         }
-        sanity = model_randomisation(model, x, y, list(b.methods), "cascading", c.seed, trained=maps)
+        sanity = model_randomisation(
+            model, x, y, list(b.methods), "cascading", c.seed, trained=maps, most=c.max_layers
+        )
         write_table(sanity, out_dir / "sanity")
         figures["sanity"] = curves_plot(
             {
@@ -130,7 +138,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
             scale=1.0,
         )
         columns, sequence = randomisation_sequence(
-            model, images[idx], int(labels[idx]), list(b.methods), c.seed
+            model, images[idx], int(labels[idx]), list(b.methods), c.seed, most=c.max_layers
         )
         figures["sanity_sequence"] = randomisation_sheet(
             to_float(images[idx : idx + 1])[0], columns, sequence
@@ -155,7 +163,11 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
 
     # 2. what each filter wants: every conv layer, or those of beyond.layers where it names some
     with step("beyond", "what each filter wants"):
-        convs = [name for name in layers if name in conv_layers(model)] if b.layers else conv_layers(model)
+        convs = (
+            [name for name in layers if name in conv_layers(model)]
+            if b.layers
+            else spread(conv_layers(model), c.max_layers)
+        )
         for layer in tqdm(convs, desc="filters by layer", unit="layer", leave=False):
             patches, wanted = what_filters_want(
                 model, layer, images, b.top_k, b.maximise_steps, c.seed, b.max_filters
@@ -164,7 +176,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
 
     # 3. how much position each layer keeps
     with step("beyond", "position probes"):
-        positions = position_rows(cnn, test_images, test_labels, b, c.seed)
+        positions = position_rows(cnn, test_images, test_labels, b, c.seed, c.max_layers)
         write_table(positions, out_dir / "positions")
         figures["positions"] = position_plot(positions)
 
@@ -182,7 +194,9 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
         if b.cka_seed is not None:
             twin = fit_or_load(c.data, c.train, b.cka_seed, c.paths.cache, None, c.model, c.trainer)
             twin = dataclasses.replace(twin, code_layer=cnn.code_layer)
-            rows, cols, matrix, _ = cka_between(model, twin.model, images, layers, probed_layers(twin, b))
+            rows, cols, matrix, _ = cka_between(
+                model, twin.model, images, layers, probed_layers(twin, b, c.max_layers)
+            )
             title = f"CKA: seed {c.seed} (rows) vs seed {b.cka_seed}"
             figures["cka_seeds"] = cka_heatmap(matrix, rows, cols, title)
             other, between = twin.key, matrix.tolist()

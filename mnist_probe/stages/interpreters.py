@@ -55,7 +55,7 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
     results = InterpretersResult(
         cnn.key, own, rows,
         # not in every job of an interpreter sweep
-        cached_linear_probes(cnn, c.data, c.paths.cache, pcfg.train_samples, pcfg.test_samples)
+        cached_linear_probes(cnn, c.data, c.paths.cache, pcfg.train_samples, pcfg.test_samples, c.max_layers)
         if pcfg.enabled and not cfg.get("interpreter") else None,
     )  # fmt: skip
     md = write_table(results.table(), out_dir / "interpreters")

@@ -27,11 +27,20 @@ def run(cfg: DictConfig, out_dir: Path) -> LayersResult:
     check_layers(c, model)
     rows = layer_table(model)
     code = resolve_layers(model, c.code_layer)[0] if c.code_layer else code_layer_or_none(model)
-    result = LayersResult(name, sum(p.numel() for p in model.parameters()), code,
-                          feature_layers(model), shift_layers(model), rows)  # fmt: skip
+    result = LayersResult(
+        name,
+        sum(p.numel() for p in model.parameters()),
+        code,
+        feature_layers(model, c.max_layers),
+        shift_layers(model, c.max_layers),
+        rows,
+    )
     md = write_table(rows, out_dir / "layers")
-    where = (f"code vectors from {code}" if code else
-             "no linear layer to take code vectors before: set code_layer= to one of the layers above")
+    where = (
+        f"code vectors from {code}"
+        if code
+        else "no linear layer to take code vectors before: set code_layer= to one of the layers above"
+    )
     log.info("%s: %s parameters, outputs %s\n%s\nfeature maps of %s; shift deformation of %s; %s "
              "(set activations.layers, shift.layers, code_layer to change them)", name,
              f"{result.parameters:,}", how_read(model), md, ", ".join(result.feature_layers),

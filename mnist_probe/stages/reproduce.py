@@ -83,7 +83,9 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
             cnn = cnns[model, float(value)] = trained_cnn(sub)  # from the cache: the shift stage trained it
             positions = []
             if acfg.probes:
-                positions = beyond.position_rows(cnn, test_images, test_labels, c.beyond, c.seed)
+                positions = beyond.position_rows(
+                    cnn, test_images, test_labels, c.beyond, c.seed, c.max_layers
+                )
             rows.append(AugmentRow(model, value, res.cnn_test_acc, res.curves["CNN"], grid.acc_grid_mean,
                                    grid.consistency, grid.change_1px, positions))  # fmt: skip
     write_table([r.table_row() for r in rows], out_dir / "augment")
@@ -106,11 +108,11 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     if acfg.cka_seed is not None:
         twin = trained_cnn(sweep_cfg(cfg, first, ref_shift, acfg.cka_seed))
         pairs.append(cka_pair("seeds", f"{first}, seed {c.seed}", ref, f"seed {acfg.cka_seed}", twin, images,
-                              c.beyond))  # fmt: skip
+                              c.beyond, c.max_layers))  # fmt: skip
     for model in acfg.models[1:]:
         other = cnns[model, ref_shift]
         pairs.append(cka_pair(f"vs_{model}", f"{first}, shift {ref_shift}", ref, model, other, images,
-                              c.beyond))  # fmt: skip
+                              c.beyond, c.max_layers))  # fmt: skip
     for pair in pairs:
         figures[f"cka_{pair.name}"] = cka_heatmap(np.array(pair.matrix), pair.rows, pair.cols,
                                                   f"CKA: {pair.first} (rows) vs {pair.second}")  # fmt: skip
@@ -122,10 +124,12 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     return AugmentResult(acfg.recipe, rows, levers(rows), reference, gap, pairs)
 
 
-def cka_pair(name: str, first: str, a: TrainedCNN, second: str, b: TrainedCNN, images, bcfg) -> CkaPair:
+def cka_pair(
+    name: str, first: str, a: TrainedCNN, second: str, b: TrainedCNN, images, bcfg, most: int | None
+) -> CkaPair:
     """Linear CKA between every probed layer of CNN a and every probed layer of CNN b."""
-    rows, cols, matrix, ci = cka_between(a.model, b.model, images, beyond.probed_layers(a, bcfg),
-                                         beyond.probed_layers(b, bcfg))  # fmt: skip
+    rows, cols, matrix, ci = cka_between(a.model, b.model, images, beyond.probed_layers(a, bcfg, most),
+                                         beyond.probed_layers(b, bcfg, most))  # fmt: skip
     return CkaPair(name, first, second, rows, cols, np.round(matrix, 4).tolist(),
                    None if ci is None else np.round(ci, 4).tolist())  # fmt: skip
 

@@ -321,6 +321,7 @@ class PageResults:
     seconds: float
     beyond: BeyondResult | None = None
     stage_seconds: dict[str, float] | None = None  # what each stage of the run took, in its order
+    sizes: dict[str, int | None] | None = None  # a report's smaller sizes (report.yaml), by what they count
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,10 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
     true = int(labels[idx])
     stacked = shifted_stack(to_float(images_u8[idx : idx + 1]), [(0, 0), *pairs])
     model, code = cnn.model, cnn.code_layer
-    layers = resolve_layers(model, list(scfg.layers)) if scfg.layers else shift_layers(model)
+    if scfg.layers:
+        layers = resolve_layers(model, list(scfg.layers))
+    else:
+        layers = shift_layers(model, typed(cfg).max_layers)
     out = cnn_pass(model, stacked, list(dict.fromkeys([*layers, code, *code_layers(models, model)])))
     probs = {k: v[1:] for k, v in probabilities(models, stacked, out, model).items()}
     columns = pair_labels(pairs)
