@@ -73,8 +73,9 @@ test-slow: install chromium $(VENV)/.quantus $(VENV)/.bench ## the slow tests on
 	$(PY) -m pytest -m slow -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-lint: install ## ruff
-	$(VENV)/bin/ruff check mnist_probe tests
+lint: install ## ruff: the checks, and the layout ruff format gives
+	$(VENV)/bin/ruff check mnist_probe tests conf
+	$(VENV)/bin/ruff format --check mnist_probe tests conf
 
 tensorboard: install ## browse training curves and activations at http://127.0.0.1:6006
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006

@@ -21,9 +21,13 @@ from mnist_probe.translation import translate
 
 
 def attribute(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int], method: str,
-    layer: str | None = None, batch_size: int = 100,
-) -> torch.Tensor:  # fmt: skip
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor | list[int],
+    method: str,
+    layer: str | None = None,
+    batch_size: int = 100,
+) -> torch.Tensor:
     """N×H×W attributions of the target class for each image (uint8 or float): |gradient| (saliency)
     and integrated gradients from a black image (32 steps) by Captum; Grad-CAM on `layer` (default:
     the last conv layer) upsampled to H×W, as Captum's LayerGradCam computes it (grad_cam). The model
@@ -36,8 +40,12 @@ def attribute(
     x, targets = to_float(images), torch.as_tensor(targets)
     if method == "grad_cam":
         module = dict(model.named_modules())[layer or _last_conv(model)]
-        return torch.cat([grad_cam(model, module, x[s : s + batch_size], targets[s : s + batch_size])
-                          for s in range(0, len(x), batch_size)])  # fmt: skip
+        return torch.cat(
+            [
+                grad_cam(model, module, x[s : s + batch_size], targets[s : s + batch_size])
+                for s in range(0, len(x), batch_size)
+            ]
+        )
     explainer = Saliency(model) if method == "saliency" else IntegratedGradients(model)
     out = []
     for start in range(0, len(x), batch_size):
@@ -87,9 +95,14 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 def shift_consistency(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int],
-    shifts: list[tuple[int, int]], method: str, layer: str | None = None, per_image: bool = False,
-) -> list[float] | np.ndarray:  # fmt: skip
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor | list[int],
+    shifts: list[tuple[int, int]],
+    method: str,
+    layer: str | None = None,
+    per_image: bool = False,
+) -> list[float] | np.ndarray:
     """For each (dx, dy): the mean correlation between the attribution of the shifted images and the
     shifted attribution of the originals (1: the attribution moves with the digit); with per_image,
     each image's correlation (shifts × N)."""

@@ -196,8 +196,10 @@ def get_or_compute(
         try:  # a cache this process may not write (a shared copy): nobody can change it, no lock
             return *_read(entry, load), True
         except Damaged as problem:
-            raise UserError(f"cache entry {entry} is damaged ({problem}) and the cache is read-only; "
-                            "point paths.cache at a writable folder") from None
+            raise UserError(
+                f"cache entry {entry} is damaged ({problem}) and the cache is read-only; "
+                "point paths.cache at a writable folder"
+            ) from None
     with locked(entry):
         if (entry / META).is_file():
             try:
@@ -210,8 +212,9 @@ def get_or_compute(
                 if not aside.exists():
                     break
                 aside = entry.with_name(f"{name}~{n}")
-            log.warning("cache entry %s is damaged (%s): moved to %s, computing it again",
-                        entry, problem, aside.name)  # fmt: skip
+            log.warning(
+                "cache entry %s is damaged (%s): moved to %s, computing it again", entry, problem, aside.name
+            )
             os.replace(entry, aside)
         elif entry.exists():  # a directory without meta.json was never published: not ours to trust
             shutil.rmtree(entry)
@@ -225,4 +228,3 @@ def get_or_compute(
         write_json(staging / META, meta)
         os.replace(staging, entry)
         return load(entry, meta), meta, False
-

@@ -21,8 +21,11 @@ def count(key: str, value: Any, low: int = 1, high: int | None = None) -> None:
     """A whole number in [low, high]."""
     whole = isinstance(value, int) and not isinstance(value, bool)
     if not whole or value < low or (high is not None and value > high):
-        refuse(key, value, f"a whole number from {low} to {high}" if high is not None else
-               f"a whole number >= {low}")  # fmt: skip
+        refuse(
+            key,
+            value,
+            f"a whole number from {low} to {high}" if high is not None else f"a whole number >= {low}",
+        )
 
 
 def fraction(key: str, value: Any, high: float = 1.0, closed: bool = False) -> None:
@@ -49,9 +52,25 @@ def one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 # Of Python's builtins, only the containers and numbers a weights-only load accepts: print, eval or
 # getattr named in a pickle would run.
 TENSOR_GLOBALS = ("torch._utils.", "torch.serialization.", "collections.OrderedDict", "_codecs.encode")
-SAFE_BUILTINS = {f"{module}.{name}" for module in ("builtins", "__builtin__")
-                 for name in ("set", "frozenset", "bytearray", "bytes", "slice", "complex", "int", "float",
-                              "bool", "str", "tuple", "list", "dict")}  # fmt: skip
+SAFE_BUILTINS = {
+    f"{module}.{name}"
+    for module in ("builtins", "__builtin__")
+    for name in (
+        "set",
+        "frozenset",
+        "bytearray",
+        "bytes",
+        "slice",
+        "complex",
+        "int",
+        "float",
+        "bool",
+        "str",
+        "tuple",
+        "list",
+        "dict",
+    )
+}
 
 
 def pickled_classes(path: str | Path) -> list[str]:
@@ -131,8 +150,10 @@ def creatable(key: str, path: str | Path, value: object = None) -> None:
         if where == wanted and not where.is_dir():
             raise UserError(f"{key}={value} is a file, not a folder; set {key} to a folder")
         if not where.is_dir():
-            raise UserError(f"{key}={value} cannot be made: {where} is not a folder you can write; set {key} "
-                            "to a folder you can write")  # fmt: skip
+            raise UserError(
+                f"{key}={value} cannot be made: {where} is not a folder you can write; set {key} "
+                "to a folder you can write"
+            )
         for folder in reversed(missing):
             folder.mkdir()
             made.append(folder)

@@ -74,8 +74,9 @@ class MinibatchCKA:
     def update(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
         grams_x = [_gram(a) for a in xs]
         grams_y = [_gram(a) for a in ys]
-        xy = torch.tensor([[float(unbiased_hsic(kx, ky)) for ky in grams_y] for kx in grams_x],
-                          dtype=torch.float64).reshape(self.rows, self.cols)  # fmt: skip
+        xy = torch.tensor(
+            [[float(unbiased_hsic(kx, ky)) for ky in grams_y] for kx in grams_x], dtype=torch.float64
+        ).reshape(self.rows, self.cols)
         xx = torch.tensor([float(unbiased_hsic(k, k)) for k in grams_x], dtype=torch.float64)
         yy = torch.tensor([float(unbiased_hsic(k, k)) for k in grams_y], dtype=torch.float64)
         self.parts.append((xy, xx, yy))
@@ -107,9 +108,14 @@ def _gram(a: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def cka_between(
-    model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, layers_a: list | str = "all",
-    layers_b: list | str = "all", batch_size: int = BATCH, seed: int = 0,
-) -> tuple[list[str], list[str], np.ndarray, np.ndarray | None]:  # fmt: skip
+    model_a: nn.Module,
+    model_b: nn.Module,
+    images: torch.Tensor,
+    layers_a: list | str = "all",
+    layers_b: list | str = "all",
+    batch_size: int = BATCH,
+    seed: int = 0,
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray | None]:
     """Minibatch linear CKA between every layer of model_a and every layer of model_b on the same
     images (uint8 N×H×W or float): (layers of a, layers of b, len(a)×len(b) matrix, its intervals
     len(a)×len(b)×2 or None)."""
@@ -123,9 +129,13 @@ def cka_between(
 
 @torch.no_grad()
 def shift_cka(
-    model: nn.Module, images: torch.Tensor, shifts: Iterable[tuple[int, int]], layers: list | str = "all",
-    batch_size: int = BATCH, seed: int = 0,
-) -> tuple[list[str], np.ndarray, np.ndarray | None]:  # fmt: skip
+    model: nn.Module,
+    images: torch.Tensor,
+    shifts: Iterable[tuple[int, int]],
+    layers: list | str = "all",
+    batch_size: int = BATCH,
+    seed: int = 0,
+) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """Each layer's minibatch CKA between the unshifted images and the images shifted by each (dx, dy):
     (layers, len(shifts)×len(layers), its intervals len(shifts)×len(layers)×2 or None); how much a
     translation changes what each layer represents."""

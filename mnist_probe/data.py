@@ -39,7 +39,7 @@ DOWNLOADS = {"MNIST": MNIST, "FashionMNIST": FashionMNIST, "KMNIST": KMNIST}  # 
 def read_idx(path: Path) -> torch.Tensor:
     """An IDX file, plain or gzipped, as a uint8 tensor of the shape its header gives (torchvision's
     reader takes plain files in its own layout only)."""
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
         data = f.read()
     dims = data[3]
     shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims])
@@ -47,9 +47,13 @@ def read_idx(path: Path) -> torch.Tensor:
 
 
 def load_mnist(
-    root: str | Path, split: str, download: bool = False, verify: bool = False, folder: str = "MNIST",
+    root: str | Path,
+    split: str,
+    download: bool = False,
+    verify: bool = False,
+    folder: str = "MNIST",
     name: str = "MNIST",
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Read one split ('train' or 'test') of MNIST, or of another IDX data set in root/FOLDER/raw/ or
     flat in root (plain or .gz), as (uint8 images N×28×28, int64 labels N), checked."""
     missing = missing_files(root, folder)
@@ -73,7 +77,7 @@ def load_mnist(
                 raise UserError(
                     f"md5 mismatch for {path}: the file is corrupt or not the original MNIST; replace it "
                     "with a fresh copy"
-                )  # fmt: skip
+                )
     try:
         images, labels = (read_idx(path) for path in paths)
     except (RuntimeError, ValueError, OSError, EOFError, struct.error) as err:
@@ -122,8 +126,10 @@ def load_folder(root: str, split: str, shape: tuple[int, int, int]) -> tuple[tor
         try:
             image = decode_image(str(path), mode=mode)
         except RuntimeError as err:
-            raise UserError(f"cannot decode {path} ({str(err).splitlines()[0][:120]}); replace it with a PNG "
-                            "or JPEG image") from None  # fmt: skip
+            raise UserError(
+                f"cannot decode {path} ({str(err).splitlines()[0][:120]}); replace it with a PNG "
+                "or JPEG image"
+            ) from None
         if image.shape[-2:] != (height, width):
             image = resize(image, [height, width], antialias=True)
         images[i] = image
@@ -159,9 +165,11 @@ def first_of_each_class(labels: torch.Tensor, classes: int = 10) -> list[int]:
     UserError naming a class no image holds."""
     missing = [k for k in range(classes) if not (labels == k).any()]
     if missing:
-        raise UserError(f"no test image of class {missing[0]} among the {len(labels):,} read; every "
-                        "class needs test images (a larger data.test_subset, or images in its test "
-                        "folder)")  # fmt: skip
+        raise UserError(
+            f"no test image of class {missing[0]} among the {len(labels):,} read; every "
+            "class needs test images (a larger data.test_subset, or images in its test "
+            "folder)"
+        )
     return [int((labels == k).nonzero()[0]) for k in range(classes)]
 
 
@@ -248,9 +256,7 @@ def batch_loader(
 class MNISTDataModule(pl.LightningDataModule):
     """MNIST in memory: train 54k / val 6k (seeded) / scored test set; uint8 to the device."""
 
-    def __init__(
-        self, data: DataSpec, batch_size: int = 86, augment: KerasAugment | None = None
-    ) -> None:
+    def __init__(self, data: DataSpec, batch_size: int = 86, augment: KerasAugment | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size} (set train.batch_size)")

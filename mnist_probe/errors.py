@@ -16,9 +16,11 @@ def pickled_code(path: object, found: str = "") -> UserError:
     """The refusal of a checkpoint= file whose pickle holds objects besides tensors (a whole module, a
     class of the user's): loading it would run their code, so it is not loaded."""
     what = f" ({found})" if found else ""
-    return UserError(f"checkpoint {path} holds pickled Python objects{what} that would run code if "
-                     "loaded, so it was not loaded; save the weights alone, torch.save(model.state_dict(), "
-                     "PATH), and point checkpoint= at that")  # fmt: skip
+    return UserError(
+        f"checkpoint {path} holds pickled Python objects{what} that would run code if "
+        "loaded, so it was not loaded; save the weights alone, torch.save(model.state_dict(), "
+        "PATH), and point checkpoint= at that"
+    )
 
 
 def signal_words(signum: int) -> str:
@@ -31,6 +33,8 @@ class Stopped(Exception):
     command resumes it. The process ends with status 128 + the signal's number, as the shell's own."""
 
     def __init__(self, signum: int, checkpoint: object, where: str) -> None:
-        super().__init__(f"stopped by {signal_words(signum)} {where}; the training so far is in "
-                         f"{checkpoint}: run the same command again to resume it")  # fmt: skip
+        super().__init__(
+            f"stopped by {signal_words(signum)} {where}; the training so far is in "
+            f"{checkpoint}: run the same command again to resume it"
+        )
         self.status = 128 + signum

@@ -79,8 +79,9 @@ def top_activations(
     return {"value": best_v, "image": image, "y": rest // w, "x": rest % w}
 
 
-def centred_starts(images_u8: torch.Tensor, top: dict[str, torch.Tensor], field: ReceptiveField,
-                   centre: tuple[int, int]) -> torch.Tensor:  # fmt: skip
+def centred_starts(
+    images_u8: torch.Tensor, top: dict[str, torch.Tensor], field: ReceptiveField, centre: tuple[int, int]
+) -> torch.Tensor:
     """For each filter, its strongest test image moved so that its strongest unit sits at the centre
     unit (filters × channels × H × W): where maximise_filters starts, so that the unit is on from the
     first step."""
@@ -127,9 +128,16 @@ def crop(images: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
 
 
 def maximise_filters(
-    model: nn.Module, layer: str, channels: list[int] | None = None, steps: int = 200, lr: float = 0.05,
-    tv: float = 0.05, l2: float = 0.01, seed: int = 0, start: torch.Tensor | None = None,
-) -> torch.Tensor:  # fmt: skip
+    model: nn.Module,
+    layer: str,
+    channels: list[int] | None = None,
+    steps: int = 200,
+    lr: float = 0.05,
+    tv: float = 0.05,
+    l2: float = 0.01,
+    seed: int = 0,
+    start: torch.Tensor | None = None,
+) -> torch.Tensor:
     """An input (filters × channels × H × W, in [0, 1]) optimised to excite each filter of a layer
     at the centre unit of its map (centre_unit gives the unit; receptive_field its box): gradient
     ascent with Adam from seeded noise, with the usual regularisers (total variation, an L2 penalty,
@@ -165,9 +173,14 @@ def maximise_filters(
 
 
 def what_filters_want(
-    model: nn.Module, layer: str, images_u8: torch.Tensor, top_k: int = 9, steps: int = 100, seed: int = 0,
+    model: nn.Module,
+    layer: str,
+    images_u8: torch.Tensor,
+    top_k: int = 9,
+    steps: int = 100,
+    seed: int = 0,
     filters: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per filter of a conv layer (its first `filters`; None: all): its top_k test patches
     (receptive-field crops of the images that excite it most) and, with steps > 0, the input optimised
     to excite its centre unit, started from its top images and cut to the same receptive field as the

@@ -21,19 +21,25 @@ def folder_files(root: str, split: str) -> tuple[tuple[str, ...], tuple[tuple[Pa
     sorts them; or a one-line UserError naming what is missing."""
     where = Path(root).expanduser() / split
     if not where.is_dir():
-        raise UserError(f"data.root={root} has no {split}/ folder ({where} is missing); data=folder "
-                        "reads ROOT/train/CLASS/*.png and ROOT/test/CLASS/*.png: set data.root to such a "
-                        "folder")  # fmt: skip
+        raise UserError(
+            f"data.root={root} has no {split}/ folder ({where} is missing); data=folder "
+            "reads ROOT/train/CLASS/*.png and ROOT/test/CLASS/*.png: set data.root to such a "
+            "folder"
+        )
     classes = tuple(sorted(p.name for p in where.iterdir() if p.is_dir() and not p.name.startswith(".")))
     if len(classes) < 2:
-        raise UserError(f"{where} holds {len(classes)} class folder(s); a classifier needs at least two "
-                        "sub-folders, one per class, each holding that class's images")  # fmt: skip
+        raise UserError(
+            f"{where} holds {len(classes)} class folder(s); a classifier needs at least two "
+            "sub-folders, one per class, each holding that class's images"
+        )
     files = []
     for k, name in enumerate(classes):
         found = sorted(p for p in (where / name).iterdir() if p.suffix.lower() in EXTENSIONS)
         if not found:
-            raise UserError(f"{where / name} holds no {'/'.join(EXTENSIONS)} images; put the class's images "
-                            "there or remove the folder")  # fmt: skip
+            raise UserError(
+                f"{where / name} holds no {'/'.join(EXTENSIONS)} images; put the class's images "
+                "there or remove the folder"
+            )
         files += [(p, k) for p in found]
     return classes, tuple(files)
 
@@ -43,8 +49,10 @@ def folder_classes(root: str) -> list[str]:
     train, test = (folder_files(root, split)[0] for split in SPLITS)
     if train != test:
         odd = ", ".join(sorted(set(train) ^ set(test)))
-        raise UserError(f"{Path(root).expanduser()}'s train/ and test/ hold different class folders "
-                        f"({odd} in one only); give both the same")  # fmt: skip
+        raise UserError(
+            f"{Path(root).expanduser()}'s train/ and test/ hold different class folders "
+            f"({odd} in one only); give both the same"
+        )
     return list(train)
 
 
@@ -64,8 +72,9 @@ def first_image(root: str) -> tuple[int, int, int]:
         with Image.open(path) as image:
             mode, (width, height) = image.mode, image.size
     except (OSError, UnidentifiedImageError) as err:
-        raise UserError(f"cannot read {path} ({type(err).__name__}); replace it with a PNG or JPEG "
-                        "image") from None  # fmt: skip
+        raise UserError(
+            f"cannot read {path} ({type(err).__name__}); replace it with a PNG or JPEG image"
+        ) from None
     return (1 if mode in ("L", "I", "I;16", "1") else 3), height, width
 
 

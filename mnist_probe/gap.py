@@ -32,21 +32,30 @@ from mnist_probe.rows import GapRow, from_json, to_json
 
 def split_gap(running: float, train: float, eval_: float, clean: float, val: float) -> dict[str, float]:
     """The gap val - running and its four parts (they sum to it exactly)."""
-    return {"gap": val - running, "lag": train - running, "dropout": eval_ - train,
-            "augmentation": clean - eval_, "generalisation": val - clean}  # fmt: skip
+    return {
+        "gap": val - running,
+        "lag": train - running,
+        "dropout": eval_ - train,
+        "augmentation": clean - eval_,
+        "generalisation": val - clean,
+    }
 
 
 @torch.no_grad()
-def _correct(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             batch: int = 500) -> np.ndarray:  # fmt: skip
+def _correct(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 500
+) -> np.ndarray:
     logits = torch.cat([model(images[i : i + batch]) for i in range(0, len(labels), batch)])
     return (logits.argmax(1) == labels).cpu().numpy()
 
 
 def gap_correct(
-    model: torch.nn.Module, augment: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor,
+    model: torch.nn.Module,
+    augment: torch.nn.Module,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
     seed: int = 0,
-) -> dict[str, np.ndarray]:  # fmt: skip
+) -> dict[str, np.ndarray]:
     """Which images the model gets right, in train mode on augmented images, eval mode on the same
     augmented images, and eval mode on the clean images. The train-mode pass runs on a copy (its
     BatchNorm statistics are not updated) and the augmentation and dropout draw from a forked,
@@ -66,25 +75,31 @@ def gap_correct(
 
 
 def gap_accuracies(
-    model: torch.nn.Module, augment: torch.nn.Module, images_u8: torch.Tensor, labels: torch.Tensor,
+    model: torch.nn.Module,
+    augment: torch.nn.Module,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
     seed: int = 0,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """The accuracies of gap_correct: train mode on augmented images, eval mode on them, on clean ones."""
     return {k: float(v.mean()) for k, v in gap_correct(model, augment, images_u8, labels, seed).items()}
 
 
-def part_intervals(correct: dict[str, np.ndarray], running: float, val: float,
-                   seed: int = 0) -> dict[str, list[float]]:  # fmt: skip
+def part_intervals(
+    correct: dict[str, np.ndarray], running: float, val: float, seed: int = 0
+) -> dict[str, list[float]]:
     """95% bootstrap intervals of the gap's four parts over the measured training images: dropout and
     augmentation are paired differences on the same images; lag and generalisation set the running
     mean and val_acc against them as fixed numbers (their own spread is not counted)."""
     train, eval_, clean = (correct[k].astype(float) for k in ("train", "eval", "clean"))
     lag = bootstrap_mean(train, seed=seed)
     general = bootstrap_mean(clean, seed=seed)
-    return {"lag": [lag[0] - running, lag[1] - running],
-            "dropout": list(bootstrap_mean(eval_ - train, seed=seed)),
-            "augmentation": list(bootstrap_mean(clean - eval_, seed=seed)),
-            "generalisation": [val - general[1], val - general[0]]}  # fmt: skip
+    return {
+        "lag": [lag[0] - running, lag[1] - running],
+        "dropout": list(bootstrap_mean(eval_ - train, seed=seed)),
+        "augmentation": list(bootstrap_mean(clean - eval_, seed=seed)),
+        "generalisation": [val - general[1], val - general[0]],
+    }
 
 
 class GapProbe(pl.Callback):
@@ -103,12 +118,17 @@ class GapProbe(pl.Callback):
         correct = gap_correct(pl_module.model, self.augment, self.images, self.labels, seed=epoch)
         acc = {k: float(v.mean()) for k, v in correct.items()}
         parts = split_gap(running, acc["train"], acc["eval"], acc["clean"], val)
-        row = GapRow(epoch=epoch, running=running, **acc, val=val, **parts,
-                     ci=part_intervals(correct, running, val, seed=epoch))  # fmt: skip
+        row = GapRow(
+            epoch=epoch,
+            running=running,
+            **acc,
+            val=val,
+            **parts,
+            ci=part_intervals(correct, running, val, seed=epoch),
+        )
         self.rows.append(row)
         logged = {k: v for k, v in to_json(row).items() if k not in ("epoch", "ci")}
-        pl_module.log_dict({f"gap/{k}": float(v) for k, v in logged.items()},
-                           sync_dist=True)  # fmt: skip
+        pl_module.log_dict({f"gap/{k}": float(v) for k, v in logged.items()}, sync_dist=True)
 
     def state_dict(self) -> dict:  # the epochs before a resume stay in the table
         return {"rows": [to_json(r) for r in self.rows]}

@@ -64,9 +64,11 @@ class ActivationRecorder:
         # in memory with total: every layer's rows, preallocated at its first batch or given
         self.buffers: dict[str, torch.Tensor] = dict(out or {})
         if out is not None and (stream_dir is not None or not total or set(out) != set(self.names)):
-            raise ValueError(f"out takes the tensors of an earlier in-memory recording of the same layers "
-                             f"({', '.join(self.names)}) and as many images, not of "
-                             f"{', '.join(out) or 'none'}")  # fmt: skip
+            raise ValueError(
+                f"out takes the tensors of an earlier in-memory recording of the same layers "
+                f"({', '.join(self.names)}) and as many images, not of "
+                f"{', '.join(out) or 'none'}"
+            )
         self.files: dict[str, BinaryIO] = {}
         self.rows: dict[str, int] = dict.fromkeys(self.names, 0)
         self.handles: list = []
@@ -103,9 +105,11 @@ class ActivationRecorder:
                 if given is None:
                     self.buffers[name] = torch.empty(shape, dtype=out.dtype)
                 elif (given.shape, given.dtype) != (shape, out.dtype):
-                    raise ValueError(f"out[{name!r}] is {given.dtype} {tuple(given.shape)}; this recording "
-                                     f"needs {out.dtype} {shape}: pass what record returned for as many "
-                                     "images")  # fmt: skip
+                    raise ValueError(
+                        f"out[{name!r}] is {given.dtype} {tuple(given.shape)}; this recording "
+                        f"needs {out.dtype} {shape}: pass what record returned for as many "
+                        "images"
+                    )
             self._check_rows(name, len(out))
             self.buffers[name][self.rows[name] : self.rows[name] + len(out)].copy_(out)
             self.rows[name] += len(out)
@@ -119,8 +123,11 @@ class ActivationRecorder:
             # Append rows to a plain .npy file (header first): unlike a writable memmap, the
             # written pages are not mapped into this process, so RSS stays at one batch.
             self.files[name] = open(self._tmp(name), "wb")  # noqa: SIM115 - closed in __exit__
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)),
-                      "fortran_order": False, "shape": (self.total, *out.shape[1:])}  # fmt: skip
+            header = {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)),
+                "fortran_order": False,
+                "shape": (self.total, *out.shape[1:]),
+            }
             np.lib.format.write_array_header_1_0(self.files[name], header)
         self._check_rows(name, len(out))
         self.files[name].write(np.ascontiguousarray(out.cpu().numpy(), dtype=self.dtype).tobytes())
@@ -204,8 +211,11 @@ def output_of(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def record(
-    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all",
-    batch_size: int = INFERENCE_BATCH, out: dict[str, torch.Tensor] | None = None,
+    model: nn.Module,
+    images: torch.Tensor,
+    layers: str | int | list = "all",
+    batch_size: int = INFERENCE_BATCH,
+    out: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Activations of `layers` (paths, or h / Keras names for a KerasCNN) for a batch of images
     (float N×C×H×W, or uint8 MNIST N×28×28), in memory: {path: tensor N×...}. Given `out`, what an
@@ -216,14 +226,19 @@ def record(
 
 @torch.no_grad()
 def record_with_output(
-    model: nn.Module, images: torch.Tensor, layers: str | int | list = "all",
-    batch_size: int = INFERENCE_BATCH, out: dict[str, torch.Tensor] | None = None,
+    model: nn.Module,
+    images: torch.Tensor,
+    layers: str | int | list = "all",
+    batch_size: int = INFERENCE_BATCH,
+    out: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """record(), and the model's own output (its logits) from the same pass."""
     module_calls(model, to_float(images[:TRACE_BATCH]))  # the calls, traced on images the model reads
     with ActivationRecorder(model, layers, total=len(images), out=out) as rec:
-        logits = [model(to_float(images[start : start + batch_size])).detach().cpu()
-                  for start in range(0, len(images), batch_size)]  # fmt: skip
+        logits = [
+            model(to_float(images[start : start + batch_size])).detach().cpu()
+            for start in range(0, len(images), batch_size)
+        ]
     return {name: rec[name] for name in rec.names}, torch.cat(logits)
 
 

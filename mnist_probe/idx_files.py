@@ -61,11 +61,12 @@ def require_files(root: str | Path, folder: str = "MNIST", name: str = "MNIST") 
             f"{name} not found: neither {raw_folder(root, folder)} nor {Path(root).expanduser()} holds "
             f"{', '.join(missing)} (plain or .gz); set {where} to the folder holding {folder}/raw/ or "
             "the four files, or pass data.download=true where there is internet"
-        )  # fmt: skip
+        )
     for file in FILES:
         count = COUNTS["train" if file.startswith("train") else "test"]
         path = idx_path(root, file, folder)
         problem = idx_problem(path, "images" in file, count)
         if problem:
-            raise UserError(f"{name} file {path} is truncated or corrupt ({problem}); "
-                            "replace it with a fresh copy")  # fmt: skip
+            raise UserError(
+                f"{name} file {path} is truncated or corrupt ({problem}); replace it with a fresh copy"
+            )

@@ -15,8 +15,9 @@ DRAWS = 2000  # bootstrap resamples: the interval's ends move by a few hundredth
 UNRESOLVED = "not resolved"
 
 
-def bootstrap_mean(values: np.ndarray, level: float = LEVEL, draws: int = DRAWS, seed: int = 0,
-                   chunk: int = 100) -> tuple[float, float]:  # fmt: skip
+def bootstrap_mean(
+    values: np.ndarray, level: float = LEVEL, draws: int = DRAWS, seed: int = 0, chunk: int = 100
+) -> tuple[float, float]:
     """The percentile bootstrap interval of the mean of values (one per test image): resample the
     images with replacement `draws` times, take the (1 - level)/2 and (1 + level)/2 quantiles of the
     resampled means. Memory: chunk × len(values) indices at a time."""
@@ -25,15 +26,19 @@ def bootstrap_mean(values: np.ndarray, level: float = LEVEL, draws: int = DRAWS,
         raise ValueError("no values to bootstrap")
     rng = np.random.default_rng(seed)
     n = len(values)
-    means = np.concatenate([values[rng.integers(0, n, size=(min(chunk, draws - start), n))].mean(1)
-                            for start in range(0, draws, chunk)])  # fmt: skip
+    means = np.concatenate(
+        [
+            values[rng.integers(0, n, size=(min(chunk, draws - start), n))].mean(1)
+            for start in range(0, draws, chunk)
+        ]
+    )
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
 
 def bootstrap_r2(
     y: np.ndarray, predicted: np.ndarray, level: float = LEVEL, draws: int = DRAWS, seed: int = 0
-) -> tuple[float, float]:  # fmt: skip
+) -> tuple[float, float]:
     """The percentile bootstrap interval of R² (averaged over the targets, as sklearn's r2_score) of
     predictions of y (n rows), the rows resampled `draws` times, all resamples at once."""
     y, predicted = (np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in (y, predicted))

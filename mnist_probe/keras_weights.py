@@ -30,8 +30,20 @@ from mnist_probe.errors import UserError
 SUFFIXES = (".h5", ".hdf5", ".keras")
 WEIGHTED = ("Conv2D", "Dense")
 # The study's Sequential as Keras 2 names its layers (the KerasCNN's module names are the same).
-KERAS2_LAYERS = ("conv2d_1", "conv2d_2", "max_pooling2d_1", "dropout_1", "conv2d_3", "conv2d_4",
-                 "max_pooling2d_2", "dropout_2", "flatten_1", "dense_1", "dropout_3", "dense_2")  # fmt: skip
+KERAS2_LAYERS = (
+    "conv2d_1",
+    "conv2d_2",
+    "max_pooling2d_1",
+    "dropout_1",
+    "conv2d_3",
+    "conv2d_4",
+    "max_pooling2d_2",
+    "dropout_2",
+    "flatten_1",
+    "dense_1",
+    "dropout_3",
+    "dense_2",
+)
 
 
 def _keras2(f: h5py.File) -> list[list[np.ndarray]]:
@@ -50,8 +62,11 @@ def _keras2(f: h5py.File) -> list[list[np.ndarray]]:
 def _keras3(archive: zipfile.ZipFile) -> list[list[np.ndarray]]:
     """The weights of each Conv2D and Dense layer, in the order of the archive's config.json."""
     config = json.loads(archive.read("config.json"))
-    order = [layer["config"]["name"] for layer in config.get("config", {}).get("layers", [])
-             if layer.get("class_name") in WEIGHTED]  # fmt: skip
+    order = [
+        layer["config"]["name"]
+        for layer in config.get("config", {}).get("layers", [])
+        if layer.get("class_name") in WEIGHTED
+    ]
     with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
         found: dict[str, h5py.Group] = {}  # layer name -> its "vars" group ("0": kernel, "1": bias)
 
@@ -79,8 +94,10 @@ def read_layers(path: str | Path) -> list[list[np.ndarray]]:
         raise
     except (OSError, KeyError, ValueError) as err:
         first = (str(err).splitlines() or [""])[0]
-        raise UserError(f"{path} could not be read as a Keras file ({type(err).__name__}: {first}); "
-                        "expected a Keras 2 .h5 or a Keras 3 .keras") from None
+        raise UserError(
+            f"{path} could not be read as a Keras file ({type(err).__name__}: {first}); "
+            "expected a Keras 2 .h5 or a Keras 3 .keras"
+        ) from None
 
 
 def to_torch(layers: list[list[np.ndarray]], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -90,8 +107,10 @@ def to_torch(layers: list[list[np.ndarray]], model: nn.Module) -> dict[str, torc
     expected = model.state_dict()
     shapes = [tuple(w.shape) for layer in layers for w in layer]
     if len(layers) != len(convs) + len(denses) or any(len(layer) != 2 for layer in layers):
-        raise UserError(f"not the study's architecture: {len(layers)} weighted layers with shapes {shapes}, "
-                        f"expected {len(convs)} Conv2D and {len(denses)} Dense layers with a bias each")
+        raise UserError(
+            f"not the study's architecture: {len(layers)} weighted layers with shapes {shapes}, "
+            f"expected {len(convs)} Conv2D and {len(denses)} Dense layers with a bias each"
+        )
     state = {}
     for name, (kernel, bias) in zip(convs + denses, layers, strict=True):
         kernel = torch.from_numpy(np.array(kernel, dtype=np.float32))
@@ -104,8 +123,10 @@ def to_torch(layers: list[list[np.ndarray]], model: nn.Module) -> dict[str, torc
             kernel = kernel.T  # (in, out) -> (out, in)
         for key, value in ((f"{name}.weight", kernel), (f"{name}.bias", torch.from_numpy(np.array(bias)))):
             if tuple(value.shape) != tuple(expected[key].shape):
-                raise UserError(f"not the study's architecture: {key} is {tuple(value.shape)} after "
-                                f"conversion, expected {tuple(expected[key].shape)} (in the file: {shapes})")
+                raise UserError(
+                    f"not the study's architecture: {key} is {tuple(value.shape)} after "
+                    f"conversion, expected {tuple(expected[key].shape)} (in the file: {shapes})"
+                )
             state[key] = value.float().contiguous()
     return state
 
@@ -132,8 +153,10 @@ def save_keras(model: nn.Module, path: str | Path) -> Path:
     convs = [n for n, m in children.items() if isinstance(m, nn.Conv2d)]
     denses = [n for n, m in children.items() if isinstance(m, nn.Linear)]
     if convs + denses != [n for n in KERAS2_LAYERS if n.startswith(("conv2d", "dense"))]:
-        raise UserError(f"save_keras writes the study's KerasCNN only; this model's weighted layers are "
-                        f"{', '.join(convs + denses) or 'none'}")  # fmt: skip
+        raise UserError(
+            f"save_keras writes the study's KerasCNN only; this model's weighted layers are "
+            f"{', '.join(convs + denses) or 'none'}"
+        )
     layers = {}
     for name in convs + denses:
         module = children[name]

@@ -52,6 +52,7 @@ def trace(model: nn.Module, sample: torch.Tensor | None = None) -> list[Call]:
         def on_call(module, inputs, output) -> None:
             counts[path] = counts.get(path, 0) + 1
             ran.append((path, counts[path], module, inputs, output))
+
         return on_call
 
     handles = [m.register_forward_hook(hook(path)) for path, m in model.named_modules() if path]
@@ -61,14 +62,18 @@ def trace(model: nn.Module, sample: torch.Tensor | None = None) -> list[Call]:
         model(sample.to(device_of(model)))
     except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0][:160]
-        raise UserError(f"{type(model).__name__} cannot run on {'×'.join(map(str, sample.shape[1:]))} images "
-                        f"({type(err).__name__}: {first}); record its layers with images it reads") from None
+        raise UserError(
+            f"{type(model).__name__} cannot run on {'×'.join(map(str, sample.shape[1:]))} images "
+            f"({type(err).__name__}: {first}); record its layers with images it reads"
+        ) from None
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    return [Call(path if counts[path] == 1 else f"{path}{CALL}{n}", path, module, inputs, output)
-            for path, n, module, inputs, output in ran]  # fmt: skip
+    return [
+        Call(path if counts[path] == 1 else f"{path}{CALL}{n}", path, module, inputs, output)
+        for path, n, module, inputs, output in ran
+    ]
 
 
 # What a trace tells of a model, read once per model: each module's number of calls, and its layers
@@ -92,8 +97,13 @@ def module_calls(model: nn.Module, sample: torch.Tensor | None = None) -> dict[s
 
     def recorded(call: Call) -> bool:  # by 'all': a leaf whose output has a float row per image
         out = call.output
-        return (not list(call.module.children()) and isinstance(out, torch.Tensor)
-                and out.is_floating_point() and out.dim() >= 2 and len(out) == n)  # fmt: skip
+        return (
+            not list(call.module.children())
+            and isinstance(out, torch.Tensor)
+            and out.is_floating_point()
+            and out.dim() >= 2
+            and len(out) == n
+        )
 
     _layers[model] = [(call.name, recorded(call)) for call in calls]
     _calls[model] = counts
@@ -166,18 +176,26 @@ def _checked(model: nn.Module, layer, paths: dict | None = None) -> str:
     calls = module_calls(model).get(path) if path else None
     if calls is None:
         some = ", ".join(leaf_layers(model)[:6])
-        raise UserError(f"unknown layer {layer!r} of {kind}; use a path from named_modules() "
-                        f"(+experiment=layers lists them), e.g. {some}")  # fmt: skip
+        raise UserError(
+            f"unknown layer {layer!r} of {kind}; use a path from named_modules() "
+            f"(+experiment=layers lists them), e.g. {some}"
+        )
     if calls == 0:
-        raise UserError(f"layer {layer!r} of {kind} never runs in a forward pass: nothing to record; "
-                        "pick a layer +experiment=layers lists")  # fmt: skip
+        raise UserError(
+            f"layer {layer!r} of {kind} never runs in a forward pass: nothing to record; "
+            "pick a layer +experiment=layers lists"
+        )
     if calls == 1:
         if call not in (None, 1):
-            raise UserError(f"layer {path!r} of {kind} runs once in a forward pass, so {layer!r} names "
-                            f"no call; use {path + tail!r}")  # fmt: skip
+            raise UserError(
+                f"layer {path!r} of {kind} runs once in a forward pass, so {layer!r} names "
+                f"no call; use {path + tail!r}"
+            )
         return path + tail
     if call is None or not 1 <= call <= calls:
         choices = ", ".join(name + tail for name in call_names(path, calls))
-        raise UserError(f"layer {path + tail!r} of {kind} runs {calls} times in one forward pass: name "
-                        f"one call, {choices}")  # fmt: skip
+        raise UserError(
+            f"layer {path + tail!r} of {kind} runs {calls} times in one forward pass: name "
+            f"one call, {choices}"
+        )
     return f"{path}{CALL}{call}{tail}"

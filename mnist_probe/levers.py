@@ -31,8 +31,13 @@ class Lever:
     acc_grid_mean: float
 
     def table_row(self) -> dict[str, Any]:
-        return {"lever": self.lever, "held fixed": self.held_fixed, "consistency (points)": self.consistency,
-                "change_1px (points)": self.change_1px, "acc_grid_mean (points)": self.acc_grid_mean}
+        return {
+            "lever": self.lever,
+            "held fixed": self.held_fixed,
+            "consistency (points)": self.consistency,
+            "change_1px (points)": self.change_1px,
+            "acc_grid_mean (points)": self.acc_grid_mean,
+        }
 
 
 def levers(rows: Sequence[Cell]) -> list[Lever]:
@@ -45,20 +50,37 @@ def levers(rows: Sequence[Cell]) -> list[Lever]:
     out = []
 
     def gain(kind: str, lever: str, held: str, a: Cell, b: Cell) -> None:
-        out.append(Lever(lever, held, kind, round(100 * (b.consistency - a.consistency), 1),
-                         round(100 * (b.change_1px - a.change_1px), 1),
-                         round(100 * (b.acc_grid_mean - a.acc_grid_mean), 1)))  # fmt: skip
+        out.append(
+            Lever(
+                lever,
+                held,
+                kind,
+                round(100 * (b.consistency - a.consistency), 1),
+                round(100 * (b.change_1px - a.change_1px), 1),
+                round(100 * (b.acc_grid_mean - a.acc_grid_mean), 1),
+            )
+        )
 
     first = models[0]
     for model in models[1:]:
         for value in shifts:
             if (first, value) in cell and (model, value) in cell:
-                gain("model", f"model {first} → {model}", f"shift {value}", cell[first, value],
-                     cell[model, value])  # fmt: skip
+                gain(
+                    "model",
+                    f"model {first} → {model}",
+                    f"shift {value}",
+                    cell[first, value],
+                    cell[model, value],
+                )
     if 0.0 in shifts:
         for model in models:
             for value in (v for v in shifts if v != 0.0):
                 if (model, 0.0) in cell and (model, value) in cell:
-                    gain("augment", f"augment.shift 0 → {value}", f"model {model}", cell[model, 0.0],
-                         cell[model, value])  # fmt: skip
+                    gain(
+                        "augment",
+                        f"augment.shift 0 → {value}",
+                        f"model {model}",
+                        cell[model, 0.0],
+                        cell[model, value],
+                    )
     return out

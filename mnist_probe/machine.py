@@ -30,8 +30,15 @@ def cpu_model() -> str:
     if name is None:
         return platform.processor()
     flags = set((_field(lines, "flags") or "").split())
-    vector = ("AVX-512 with BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else
-              "AVX2" if "avx2" in flags else "no AVX2")  # fmt: skip
+    vector = (
+        "AVX-512 with BF16"
+        if "avx512_bf16" in flags
+        else "AVX-512"
+        if "avx512f" in flags
+        else "AVX2"
+        if "avx2" in flags
+        else "no AVX2"
+    )
     family, model = _field(lines, "cpu family"), _field(lines, "model")
     return f"{name} (family {family}, model {model}, {vector})" if family else f"{name} ({vector})"
 

@@ -37,9 +37,16 @@ from mnist_probe.outputs import (  # noqa: F401 (re-exported: what the model mod
 )
 from mnist_probe.specs import is_onnx
 
-__all__ = ["CODE_LAYER", "LAYER_NAMES", "KerasCNN", "build_model", "layer_h", "layer_name", "load_model",
-           "model_content"]  # fmt: skip
-
+__all__ = [
+    "CODE_LAYER",
+    "LAYER_NAMES",
+    "KerasCNN",
+    "build_model",
+    "layer_h",
+    "layer_name",
+    "load_model",
+    "model_content",
+]
 
 
 class Conv2dReLU(nn.Conv2d):
@@ -91,9 +98,14 @@ class KerasCNN(nn.Sequential):
     code_layer = CODE_LAYER
 
     def __init__(
-        self, filters: int = 64, dense: int = 256, num_classes: int = 10, anti_alias: bool = False,
-        in_channels: int = 1, input_size: int | tuple[int, int] = 28,
-    ) -> None:  # fmt: skip
+        self,
+        filters: int = 64,
+        dense: int = 256,
+        num_classes: int = 10,
+        anti_alias: bool = False,
+        in_channels: int = 1,
+        input_size: int | tuple[int, int] = 28,
+    ) -> None:
         f, (height, width) = filters, side_lengths(input_size)
 
         def pool() -> nn.Module:
@@ -129,11 +141,17 @@ class KerasCNN(nn.Sequential):
         return nn.Sequential(OrderedDict(list(self.named_children())[: layer_h(layer)]))
 
 
-def anti_aliased_cnn(filters: int = 64, dense: int = 256, num_classes: int = 10, in_channels: int = 1,
-                     input_size: int | tuple[int, int] = 28) -> KerasCNN:  # fmt: skip
+def anti_aliased_cnn(
+    filters: int = 64,
+    dense: int = 256,
+    num_classes: int = 10,
+    in_channels: int = 1,
+    input_size: int | tuple[int, int] = 28,
+) -> KerasCNN:
     """The study's network with anti-aliased max-pooling (model=keras_cnn_aa)."""
-    return KerasCNN(filters, dense, num_classes, anti_alias=True, in_channels=in_channels,
-                    input_size=input_size)  # fmt: skip
+    return KerasCNN(
+        filters, dense, num_classes, anti_alias=True, in_channels=in_channels, input_size=input_size
+    )
 
 
 def side_lengths(input_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -156,8 +174,11 @@ def for_data(spec: ModelSpec, shape: tuple[int, int, int], num_classes: int) -> 
     except (TypeError, ValueError):  # a builtin without a signature: nothing to fill
         return spec
     shape = spec.input.shape(shape)  # what the network itself reads: the data's, or as declared
-    values = {"in_channels": shape[0], "input_size": shape[1] if shape[1] == shape[2] else list(shape[1:]),
-              "num_classes": num_classes}  # fmt: skip
+    values = {
+        "in_channels": shape[0],
+        "input_size": shape[1] if shape[1] == shape[2] else list(shape[1:]),
+        "num_classes": num_classes,
+    }
     filled = {k: values[k] for k in DATA_ARGS if k in taken and k not in spec.args}
     return dataclasses.replace(spec, args={**spec.args, **filled}) if filled else spec
 
@@ -171,15 +192,18 @@ def _importable(target: str):
     try:
         found = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:
-        raise UserError(f"model._target_={target} cannot be imported ({type(err).__name__}: {err}); put "
-                        "its module in the working directory or on PYTHONPATH") from None
+        raise UserError(
+            f"model._target_={target} cannot be imported ({type(err).__name__}: {err}); put "
+            "its module in the working directory or on PYTHONPATH"
+        ) from None
     if not callable(found):
         raise UserError(f"model._target_={target} is a {type(found).__name__}, not a class or function")
     return found
 
 
-def build_model(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
-                num_classes: int = NUM_CLASSES) -> nn.Module:  # fmt: skip
+def build_model(
+    spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE, num_classes: int = NUM_CLASSES
+) -> nn.Module:
     """A fresh network of spec, built by Hydra's instantiate for the data (for_data: N×shape images,
     num_classes classes; MNIST's by default), checked to read such images and give N×num_classes
     logits; every problem a one-line UserError naming the key."""
@@ -190,8 +214,10 @@ def build_model(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
         inspect.signature(target).bind(**spec.args)
     except TypeError as err:
         given = " ".join(f"+model.{k}={v}" for k, v in spec.args.items()) or "no arguments"
-        raise UserError(f"model._target_={spec._target_} does not take {given} ({err}); "
-                        "pass its constructor's arguments as +model.NAME=VALUE") from None
+        raise UserError(
+            f"model._target_={spec._target_} does not take {given} ({err}); "
+            "pass its constructor's arguments as +model.NAME=VALUE"
+        ) from None
     except ValueError:  # a builtin without a signature: let the call decide
         pass
     try:
@@ -199,8 +225,9 @@ def build_model(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
     except Exception as err:
         cause = err.__cause__ or err
         first = (str(cause).strip().splitlines() or [""])[0][:160]
-        raise UserError(f"building model._target_={spec._target_} failed "
-                        f"({type(cause).__name__}: {first})") from None
+        raise UserError(
+            f"building model._target_={spec._target_} failed ({type(cause).__name__}: {first})"
+        ) from None
     if not isinstance(model, nn.Module):
         raise UserError(f"model._target_={spec._target_} returned a {type(model).__name__}, not an nn.Module")
     declare_input(model, spec.input)
@@ -208,8 +235,9 @@ def build_model(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
     return model
 
 
-def model_content(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
-                  num_classes: int = NUM_CLASSES) -> dict:  # fmt: skip
+def model_content(
+    spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE, num_classes: int = NUM_CLASSES
+) -> dict:
     """What decides a network before training, for a cache key: its import path, every constructor
     argument (defaults included, so +model.filters=64 and model=keras_cnn key the same; the data's
     filled in: for_data) and the sha256 of its module's source, so that editing the class trains it
@@ -219,8 +247,10 @@ def model_content(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
     try:
         bound = inspect.signature(target).bind(**spec.args)
         bound.apply_defaults()
-        args = {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
-                for k, v in bound.arguments.items()}  # fmt: skip
+        args = {
+            k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+            for k, v in bound.arguments.items()
+        }
     except (TypeError, ValueError):
         args = dict(spec.args)
     source = inspect.getsourcefile(target)
@@ -229,9 +259,11 @@ def model_content(spec: ModelSpec, shape: tuple[int, int, int] = SAMPLE_SHAPE,
 
 
 def open_model(
-    spec: ModelSpec, checkpoint: str | Path | None = None, shape: tuple[int, int, int] = SAMPLE_SHAPE,
+    spec: ModelSpec,
+    checkpoint: str | Path | None = None,
+    shape: tuple[int, int, int] = SAMPLE_SHAPE,
     num_classes: int = NUM_CLASSES,
-) -> nn.Module:  # fmt: skip
+) -> nn.Module:
     """The model a run opens for images of shape and num_classes classes: an ONNX file (its graph is
     the architecture), spec's class with the checkpoint's weights, or, with no checkpoint, a fresh
     spec's class (built, not trained)."""
@@ -243,9 +275,12 @@ def open_model(
 
 
 def load_model(
-    path: str | Path, model: nn.Module | None = None, shape: tuple[int, int, int] = SAMPLE_SHAPE,
-    num_classes: int = NUM_CLASSES, onnx: ModelSpec | None = None,
-) -> nn.Module:  # fmt: skip
+    path: str | Path,
+    model: nn.Module | None = None,
+    shape: tuple[int, int, int] = SAMPLE_SHAPE,
+    num_classes: int = NUM_CLASSES,
+    onnx: ModelSpec | None = None,
+) -> nn.Module:
     """Load a state dict (.pt), a Lightning checkpoint (.ckpt) or Keras's own file (.h5, .keras)
     into model (default: a fresh KerasCNN), weights only: no pickled code runs; or an ONNX file
     (.onnx), whose graph is the architecture (model is not used; `onnx`'s input and output settings
@@ -277,8 +312,10 @@ def _load_state(path: Path, model: nn.Module) -> None:
     except pickle.UnpicklingError as err:
         if "weights_only" in str(err):  # a class or function beyond tensors: it would run code
             raise pickled_code(path) from None
-        raise UserError(f"checkpoint {path} could not be read (UnpicklingError): it is truncated or not a "
-                        "state dict or Lightning checkpoint; point checkpoint= at a complete one") from None
+        raise UserError(
+            f"checkpoint {path} could not be read (UnpicklingError): it is truncated or not a "
+            "state dict or Lightning checkpoint; point checkpoint= at a complete one"
+        ) from None
     except Exception as err:
         raise UserError(
             f"checkpoint {path} could not be read ({type(err).__name__}): it is truncated or not a "
@@ -287,26 +324,37 @@ def _load_state(path: Path, model: nn.Module) -> None:
     if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint
         state = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict of tensors; "
-                        "save one with torch.save(model.state_dict(), path)")  # fmt: skip
+        raise UserError(
+            f"checkpoint {path} holds a {type(state).__name__}, not a state dict of tensors; "
+            "save one with torch.save(model.state_dict(), path)"
+        )
     mismatch = state_mismatch(state, model.state_dict())
     if mismatch:
-        raise UserError(f"checkpoint {path} does not fit {type(model).__name__} ({mismatch}); set "
-                        "model._target_ and +model.* to the network it was saved from")  # fmt: skip
+        raise UserError(
+            f"checkpoint {path} does not fit {type(model).__name__} ({mismatch}); set "
+            "model._target_ and +model.* to the network it was saved from"
+        )
     model.load_state_dict(state)
 
 
 def state_mismatch(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], show: int = 3) -> str:
     """What keeps a state dict from loading into a model, its first keys named; '' when it fits."""
+
     def first(keys) -> str:
         keys = list(keys)
         return ", ".join(keys[:show]) + (f" and {len(keys) - show} more" if len(keys) > show else "")
 
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} is {'×'.join(map(str, state[k].shape))} in the file, "
-              f"{'×'.join(map(str, expected[k].shape))} in the model"
-              for k in expected if k in state and state[k].shape != expected[k].shape]  # fmt: skip
-    parts = ([f"missing {first(missing)}"] if missing else []) + (
-        [f"unexpected {first(unexpected)}"] if unexpected else []) + shapes[:1]  # fmt: skip
+    shapes = [
+        f"{k} is {'×'.join(map(str, state[k].shape))} in the file, "
+        f"{'×'.join(map(str, expected[k].shape))} in the model"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    parts = (
+        ([f"missing {first(missing)}"] if missing else [])
+        + ([f"unexpected {first(unexpected)}"] if unexpected else [])
+        + shapes[:1]
+    )
     return "; ".join(parts)

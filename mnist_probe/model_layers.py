@@ -49,8 +49,10 @@ def feature_layers(model: nn.Module, most: int | None = None) -> list[str]:
     (`feature_layers`), else its conv layers (at most `most`, spread over its depth)."""
     layers = _declared(model, "feature_layers") or spread(conv_layers(model), most)
     if not layers:
-        raise UserError(f"{type(model).__name__} has no nn.Conv2d to draw; set activations.layers to "
-                        "module paths (+experiment=layers lists them)")  # fmt: skip
+        raise UserError(
+            f"{type(model).__name__} has no nn.Conv2d to draw; set activations.layers to "
+            "module paths (+experiment=layers lists them)"
+        )
     return layers
 
 
@@ -78,12 +80,17 @@ def code_layer(model: nn.Module) -> str:
     ran, linear_inputs = _trace(model)
     last = next((name for name, m, _ in reversed(ran) if isinstance(m, nn.Linear)), None)
     if last is None:
-        raise UserError(f"{type(model).__name__} has no linear layer whose input could be the code vector; "
-                        "set code_layer= to a layer name (+experiment=layers lists them)")  # fmt: skip
+        raise UserError(
+            f"{type(model).__name__} has no linear layer whose input could be the code vector; "
+            "set code_layer= to a layer name (+experiment=layers lists them)"
+        )
     wanted = linear_inputs[last]
     for name, _, output in ran:
-        if output is wanted or (isinstance(output, torch.Tensor) and output.shape == wanted.shape
-                                and output.data_ptr() == wanted.data_ptr()):  # fmt: skip
+        if output is wanted or (
+            isinstance(output, torch.Tensor)
+            and output.shape == wanted.shape
+            and output.data_ptr() == wanted.data_ptr()
+        ):
             return name
     return f"{last}{INPUT}"
 
@@ -103,8 +110,15 @@ def layer_table(model: nn.Module) -> list[LayerRow]:
     its first call)."""
     from torchinfo import summary  # 1.9 s to import; only this table needs it
 
-    stats = summary(model, input_size=(1, *input_shape(model)), verbose=0, device=device_of(model),
-                    mode="eval", depth=100, col_names=("output_size", "num_params"))  # fmt: skip
+    stats = summary(
+        model,
+        input_size=(1, *input_shape(model)),
+        verbose=0,
+        device=device_of(model),
+        mode="eval",
+        depth=100,
+        col_names=("output_size", "num_params"),
+    )
     paths = {id(m): name for name, m in model.named_modules()}
     calls, seen = module_calls(model), {}
     rows = []

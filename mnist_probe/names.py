@@ -11,10 +11,19 @@ FEATURES = ("codes", "pixels")  # what an interpreter is fitted on: the CNN's co
 
 # h (1-based position in the Keras Sequential) -> Keras layer name. docs/ARCHITECTURE.md has the full table.
 LAYER_NAMES = [
-    "conv2d_1", "conv2d_2", "max_pooling2d_1", "dropout_1",
-    "conv2d_3", "conv2d_4", "max_pooling2d_2", "dropout_2",
-    "flatten_1", "dense_1", "dropout_3", "dense_2",
-]  # fmt: skip
+    "conv2d_1",
+    "conv2d_2",
+    "max_pooling2d_1",
+    "dropout_1",
+    "conv2d_3",
+    "conv2d_4",
+    "max_pooling2d_2",
+    "dropout_2",
+    "flatten_1",
+    "dense_1",
+    "dropout_3",
+    "dense_2",
+]
 CODE_LAYER = "dense_1"  # h = 10, the 256-d code vector
 
 # The four IDX files torchvision reads from ROOT/MNIST/raw/, with their well-known md5 sums.

@@ -21,9 +21,25 @@ from mnist_probe.errors import UserError
 
 # Ops whose versions after onnx2torch's newest converter only widen the types they accept (bfloat16,
 # float8, int4): the newest converter serves them unchanged.
-TYPE_ONLY = ("Conv", "MaxPool", "GlobalAveragePool", "Flatten", "Dropout", "HardSwish",
-             "HardSigmoid", "Identity", "Transpose", "Squeeze", "Unsqueeze", "Constant", "Shape", "Cast",
-             "Elu", "Selu", "Softplus")  # fmt: skip
+TYPE_ONLY = (
+    "Conv",
+    "MaxPool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Dropout",
+    "HardSwish",
+    "HardSigmoid",
+    "Identity",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Constant",
+    "Shape",
+    "Cast",
+    "Elu",
+    "Selu",
+    "Softplus",
+)
 _registered = False
 
 
@@ -100,8 +116,10 @@ def register_converters() -> None:
 
     def module(make):
         def convert(node, graph):
-            return OperationConverterResult(torch_module=make(node),
-                                            onnx_mapping=onnx_mapping_from_node(node))  # fmt: skip
+            return OperationConverterResult(
+                torch_module=make(node), onnx_mapping=onnx_mapping_from_node(node)
+            )
+
         return convert
 
     def since(op: str) -> list[int]:
@@ -208,8 +226,11 @@ def linear_layers(model: nn.Module) -> nn.Module:
     if graph is None:
         return model
     modules = dict(model.named_modules())
-    matmuls = [node for node in graph.nodes if node.op == "call_module"
-               and type(modules.get(node.target)).__name__ == "OnnxMatMul"]  # fmt: skip
+    matmuls = [
+        node
+        for node in graph.nodes
+        if node.op == "call_module" and type(modules.get(node.target)).__name__ == "OnnxMatMul"
+    ]
     for node in matmuls:
         weight = _constant(model, node.args[1]) if len(node.args) == 2 else None
         if weight is None or weight.dim() != 2 or not weight.is_floating_point():
@@ -253,16 +274,22 @@ def load_onnx(path: str | Path) -> nn.Module:
         onnx.checker.check_model(proto)
     except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as err:
         first = (str(err).strip().splitlines() or [""])[0][:120]
-        raise UserError(f"checkpoint {path} is not a valid ONNX model ({type(err).__name__}: {first}); "
-                        "export it again, e.g. with torch.onnx.export or tf2onnx") from None
+        raise UserError(
+            f"checkpoint {path} is not a valid ONNX model ({type(err).__name__}: {first}); "
+            "export it again, e.g. with torch.onnx.export or tf2onnx"
+        ) from None
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
     bad = unconvertible(proto.graph, opset)
     if bad:
-        raise UserError(f"checkpoint {path} uses {', '.join(bad)}, which mnist_probe cannot convert to "
-                        "PyTorch; export the model without it, or as a state dict of its class")  # fmt: skip
+        raise UserError(
+            f"checkpoint {path} uses {', '.join(bad)}, which mnist_probe cannot convert to "
+            "PyTorch; export the model without it, or as a state dict of its class"
+        )
     try:
         return linear_layers(convert(proto))
     except Exception as err:  # a converter refusing an attribute it does not support
         first = (str(err).strip().splitlines() or [""])[0][:160]
-        raise UserError(f"checkpoint {path} could not be converted to PyTorch ({type(err).__name__}: "
-                        f"{first}); export the model with plainer ops, or as a state dict") from None
+        raise UserError(
+            f"checkpoint {path} could not be converted to PyTorch ({type(err).__name__}: "
+            f"{first}); export the model with plainer ops, or as a state dict"
+        ) from None

@@ -52,8 +52,15 @@ def similarity_matrix(sim: np.ndarray, ratio: float) -> plt.Figure:
     n = len(sim)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if sim[i, j] > 0.6 else "white")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{sim[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if sim[i, j] > 0.6 else "white",
+            )
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     ax.set_xlabel("class")
@@ -98,67 +105,6 @@ def probe_plot(rows: list) -> plt.Figure:
     return fig
 
 
-SHIFT_NOTE = "dx > 0: right, dy < 0: up"
-
-
-def pair_labels(pairs: list[tuple[int, int]]) -> list[str]:
-    """Axis labels for shifts: 'dy=-3' when dx is 0 throughout, else '(dx,dy)'."""
-    if all(dx == 0 for dx, _ in pairs):
-        return [f"dy={dy}" for _, dy in pairs]
-    return [f"({dx},{dy})" for dx, dy in pairs]
-
-
-def shift_curves(pairs, p_true: dict[str, np.ndarray], digit: str, idx: int) -> plt.Figure:
-    """P(true class) against shift, one line per model (log scale shows the study's 1e-4%)."""
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    x = np.arange(len(pairs))
-    for label, p in p_true.items():
-        ax.plot(x, np.clip(p, 1e-8, 1), "o-", label=label)
-    ax.set_yscale("log")
-    ax.set_ylim(1e-8, 2)
-    ax.set_xticks(x, pair_labels(pairs))
-    ax.set_ylabel(f"P(y = {digit} | shifted X)")
-    ax.set_title(f"test #{idx} (a {digit}) shifted ({SHIFT_NOTE})")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def deformation_plot(pairs, cosines: dict[str, np.ndarray], p_true: np.ndarray) -> plt.Figure:
-    """Cosine similarity of each layer's activation to the unshifted one, beside CNN P(true)."""
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    x = np.arange(len(pairs))
-    for name, c in cosines.items():
-        ax.plot(x, c, "o-", label=f"cos sim, {layer_label(name)}")
-    ax.plot(x, p_true, "k--", lw=2, label="CNN P(true class)")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_xticks(x, pair_labels(pairs))
-    ax.set_ylabel("similarity to the unshifted image / probability")
-    ax.set_title(f"How shifts deform the CNN's activations ({SHIFT_NOTE})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def accuracy_heatmaps(radius: int, acc: dict[str, np.ndarray]) -> plt.Figure:
-    """Test accuracy on the (dx, dy) grid, one panel per model."""
-    n = len(acc)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.6), squeeze=False)
-    ticks = list(range(-radius, radius + 1))
-    for ax, (label, a) in zip(axes[0], acc.items(), strict=True):
-        grid = a.reshape(len(ticks), len(ticks)).T  # rows: dy, columns: dx
-        im = ax.imshow(100 * grid, cmap="viridis", vmin=0, vmax=100, origin="upper",
-                       extent=(-radius - 0.5, radius + 0.5, radius + 0.5, -radius - 0.5))  # fmt: skip
-        ax.set_title(f"{label}\n(0,0): {100 * grid[radius, radius]:.1f}%", fontsize=9)
-        ax.set_xlabel("dx (px, + right)")
-    axes[0, 0].set_ylabel("dy (px, + down)")
-    fig.subplots_adjust(wspace=0.3)
-    fig.colorbar(im, ax=axes[0].tolist(), label="test accuracy (%)", shrink=0.8)
-    return fig
-
-
 def metric_bars(rows: list, metric: str, title: str) -> plt.Figure:
     """One bar per model (rows with model and metric fields) for a dataset-scale shift metric."""
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -176,9 +122,12 @@ def metric_bars(rows: list, metric: str, title: str) -> plt.Figure:
 
 
 def curves_plot(
-    curves: dict[str, tuple[list, list]], xlabel: str, title: str, ylabel: str = "test accuracy (%)",
+    curves: dict[str, tuple[list, list]],
+    xlabel: str,
+    title: str,
+    ylabel: str = "test accuracy (%)",
     scale: float = 100.0,
-) -> plt.Figure:  # fmt: skip
+) -> plt.Figure:
     """Lines of (x, y) per label: e.g. CNN accuracy against test-time shift for each sweep job."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for label, (x, y) in curves.items():
@@ -197,12 +146,15 @@ def reliability_diagram(
 ) -> plt.Figure:
     """Accuracy against confidence per bin, before and after temperature scaling; the diagonal is
     perfect calibration. Most of MNIST sits in the last bin, so the bars show counts on a log axis."""
-    fig, (ax, counts) = plt.subplots(2, 1, figsize=(6.5, 7), sharex=True,
-                                     gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
+    fig, (ax, counts) = plt.subplots(
+        2, 1, figsize=(6.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     edges = np.asarray(before["edges"])
     mids, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-    series = ((before, f"before (ECE {100 * ece[0]:.2f}%)", "C3", -0.25),
-              (after, f"T = {temperature:.2f} (ECE {100 * ece[1]:.2f}%)", "C0", 0.25))  # fmt: skip
+    series = (
+        (before, f"before (ECE {100 * ece[0]:.2f}%)", "C3", -0.25),
+        (after, f"T = {temperature:.2f} (ECE {100 * ece[1]:.2f}%)", "C0", 0.25),
+    )
     for bins, label, color, shift in series:
         ax.bar(mids + shift * width, bins["accuracy"], width * 0.5, label=label, color=color, alpha=0.8)
         counts.bar(mids + shift * width, bins["count"], width * 0.5, color=color, alpha=0.8)
@@ -217,64 +169,38 @@ def reliability_diagram(
     return fig
 
 
-def class_shift_heatmap(acc: np.ndarray, dys: list[int], title: str, classes: list[str] | None = None
-                        ) -> plt.Figure:  # fmt: skip
-    """Accuracy of each class (rows) at each vertical shift (columns), with the value in each cell."""
-    fig, ax = plt.subplots(figsize=(1 + 0.75 * len(dys), 5.5))
-    im = ax.imshow(100 * acc, cmap="viridis", vmin=0, vmax=100, aspect="auto")
-    for i in range(acc.shape[0]):
-        for j in range(acc.shape[1]):
-            ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                    color="black" if acc[i, j] > 0.6 else "white")  # fmt: skip
-    ax.set_xticks(range(len(dys)), [str(d) for d in dys])
-    ax.set_yticks(range(acc.shape[0]), classes or [str(c) for c in range(acc.shape[0])])
-    ax.set_xlabel("dy (px, dx = 0; < 0 is up)")
-    ax.set_ylabel("true class")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="accuracy (%)")
-    fig.tight_layout()
-    return fig
-
-
-def digit_curves(dys: list[int], p_true: dict[int, np.ndarray], title: str, classes: list[str] | None = None
-                 ) -> plt.Figure:  # fmt: skip
-    """P(true class) against vertical shift, one line per class (the first test image of each)."""
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for digit, p in p_true.items():
-        ax.plot(dys, np.clip(p, 1e-8, 1), "o-", label=classes[digit] if classes else str(digit),
-                color=f"C{digit}")  # fmt: skip
-    ax.set_yscale("log")
-    ax.set_ylim(1e-8, 2)
-    ax.set_xlabel("dy (px, dx = 0; < 0 is up)")
-    ax.set_ylabel("P(true class)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(title="class", fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
 def spread_plot(headlines: list[dict[str, float]], study: dict[str, float], seeds: list) -> plt.Figure:
     """Every headline number, one dot per seed (fractions in %): the test accuracies beside the
     study's single figure (a red cross), and the shift metrics."""
     names = list(dict.fromkeys(k for h in headlines for k in h))
-    panels = [("test accuracy (%)", [n for n in names if n.endswith("_acc")]),
-              ("shift metrics (%)", [n for n in names if "consistency" in n or "change" in n or "_dy" in n])]
+    panels = [
+        ("test accuracy (%)", [n for n in names if n.endswith("_acc")]),
+        ("shift metrics (%)", [n for n in names if "consistency" in n or "change" in n or "_dy" in n]),
+    ]
     widths = [max(len(panel), 4) for _, panel in panels]  # a number's column as wide in both panels
-    fig, axes = plt.subplots(1, 2, figsize=(max(12.0, 3 + 0.3 * sum(widths)), 4.8),
-                             gridspec_kw={"width_ratios": widths})  # fmt: skip
+    fig, axes = plt.subplots(
+        1, 2, figsize=(max(12.0, 3 + 0.3 * sum(widths)), 4.8), gridspec_kw={"width_ratios": widths}
+    )
     for ax, (ylabel, panel) in zip(axes, panels, strict=True):
         for i, name in enumerate(panel):
             values = [100 * h[name] for h in headlines if h.get(name) is not None]
             jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
-            ax.scatter(i + np.asarray(jitter), values, s=18, color="C0",
-                       label="our seeds" if i == 0 else None)
+            ax.scatter(
+                i + np.asarray(jitter), values, s=18, color="C0", label="our seeds" if i == 0 else None
+            )
             if name in study:
                 first = "the study (one run)" not in ax.get_legend_handles_labels()[1]
-                ax.scatter([i], [100 * study[name]], marker="x", s=60, color="C3",
-                           label="the study (one run)" if first else None)  # fmt: skip
-        ax.set_xticks(range(len(panel)), [n.removesuffix("_acc") for n in panel], rotation=30, ha="right",
-                      fontsize=8)  # fmt: skip
+                ax.scatter(
+                    [i],
+                    [100 * study[name]],
+                    marker="x",
+                    s=60,
+                    color="C3",
+                    label="the study (one run)" if first else None,
+                )
+        ax.set_xticks(
+            range(len(panel)), [n.removesuffix("_acc") for n in panel], rotation=30, ha="right", fontsize=8
+        )
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[1]:
@@ -329,8 +255,10 @@ def position_curves(models: dict[str, list]) -> plt.Figure:
     side, on the layers of the first."""
     layers = [r.layer for r in next(iter(models.values()))]
     fig, axes = plt.subplots(1, 2, figsize=(max(9, 1.1 * len(layers)), 4), sharey=True)
-    for ax, field, title in ((axes[0], "position_r2", "the shift (dx, dy), R²"),
-                             (axes[1], "class_acc", "which digit, accuracy")):  # fmt: skip
+    for ax, field, title in (
+        (axes[0], "position_r2", "the shift (dx, dy), R²"),
+        (axes[1], "class_acc", "which digit, accuracy"),
+    ):
         for name, rows in models.items():
             at = {r.layer: getattr(r, field) for r in rows}
             ax.plot(range(len(layers)), [at.get(layer, np.nan) for layer in layers], "o-", label=name)
@@ -352,8 +280,15 @@ def cka_heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     for i in range(len(rows)):
         for j in range(len(cols)):
-            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                    color="black" if matrix[i, j] > 0.5 else "white")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{matrix[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="black" if matrix[i, j] > 0.5 else "white",
+            )
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="linear CKA")
     fig.tight_layout()

@@ -20,9 +20,9 @@ from torch import nn
 
 from mnist_probe.data import to_float
 from mnist_probe.hooks import record
-from mnist_probe.interpretation import fit_linear_probe
 from mnist_probe.intervals import bootstrap_r2
 from mnist_probe.layer_names import resolve_layers
+from mnist_probe.probes import fit_linear_probe
 from mnist_probe.rows import PositionRow
 from mnist_probe.translation import translate
 
@@ -48,7 +48,7 @@ def _probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test:
 
 def _regression(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int = 0
-) -> tuple[float, tuple[float, float]]:  # fmt: skip
+) -> tuple[float, tuple[float, float]]:
     """R² of a ridge regression (its strength chosen by leave-one-out) of the targets, averaged over
     them, on held-out rows, and its 95% bootstrap interval over those rows."""
     ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(x_train, y_train)
@@ -59,9 +59,15 @@ def _regression(
 
 @torch.no_grad()
 def position_probes(
-    model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, radius: int = 2,
-    layers: str | list = "all", seed: int = 0, max_dims: int = 1024, batch_size: int = 500,
-) -> list[PositionRow]:  # fmt: skip
+    model: nn.Module,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
+    radius: int = 2,
+    layers: str | list = "all",
+    seed: int = 0,
+    max_dims: int = 1024,
+    batch_size: int = 500,
+) -> list[PositionRow]:
     """For each layer, from its flattened activations: the R² of a ridge regression of the shift
     (dx, dy); the accuracy of a logistic regression predicting which of the (2r+1)² shifts moved
     the image (chance 1/(2r+1)²); and of one predicting its digit (chance about 1/10). Each is
@@ -90,9 +96,15 @@ def position_probes(
     for name in names:
         a = np.concatenate(parts.pop(name))
         r2, r2_ci = _regression(a[:half], dxdy[:half], a[half:], dxdy[half:], seed)
-        rows.append(PositionRow(
-            layer=name, dims=dims[name], position_r2=r2, position_r2_ci=list(r2_ci),
-            position_acc=_probe(a[:half], shift_class[:half], a[half:], shift_class[half:]),
-            class_acc=_probe(a[:half], digit[:half], a[half:], digit[half:]),
-            position_chance=1 / len(grid)))  # fmt: skip
+        rows.append(
+            PositionRow(
+                layer=name,
+                dims=dims[name],
+                position_r2=r2,
+                position_r2_ci=list(r2_ci),
+                position_acc=_probe(a[:half], shift_class[:half], a[half:], shift_class[half:]),
+                class_acc=_probe(a[:half], digit[:half], a[half:], digit[half:]),
+                position_chance=1 / len(grid),
+            )
+        )
     return rows

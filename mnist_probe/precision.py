@@ -41,8 +41,9 @@ def train_step(model: torch.nn.Module, optimizer, x: torch.Tensor, y: torch.Tens
     optimizer.step()
 
 
-def step_rate(precision: str, device: torch.device, batch: int = 32, steps: int = 4,
-              budget_s: float = 4.0) -> float:  # fmt: skip
+def step_rate(
+    precision: str, device: torch.device, batch: int = 32, steps: int = 4, budget_s: float = 4.0
+) -> float:
     """Training images/s of KerasCNN at precision on device: one warm-up step, then up to `steps`
     timed steps, fewer when they run past budget_s (a precision far slower stops early)."""
     torch.manual_seed(0)
@@ -96,8 +97,13 @@ def machine_key(accelerator: str = "auto") -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(0)
         return config_key(device.type, name, torch.get_num_threads(), torch.__version__)
-    return config_key(device.type, cpu_model(), torch.get_num_threads(), torch.__version__,
-                      torch.backends.cpu.get_cpu_capability())  # fmt: skip
+    return config_key(
+        device.type,
+        cpu_model(),
+        torch.get_num_threads(),
+        torch.__version__,
+        torch.backends.cpu.get_cpu_capability(),
+    )
 
 
 def fastest(accelerator: str = "auto", cache_dir: str | Path | None = None) -> dict:
@@ -112,9 +118,13 @@ def _fastest(accelerator: str, entry: Path) -> dict:
 
     def compute(staging: Path) -> dict:
         result = measure(accelerator)
-        log.info("precision auto: measured %s on %s -> %s (kept in %s)",
-                 ", ".join(f"{p} {r:.0f} img/s" for p, r in result["rates"].items()), result["device"],
-                 result["chosen"], entry)  # fmt: skip
+        log.info(
+            "precision auto: measured %s on %s -> %s (kept in %s)",
+            ", ".join(f"{p} {r:.0f} img/s" for p, r in result["rates"].items()),
+            result["device"],
+            result["chosen"],
+            entry,
+        )
         return result
 
     try:

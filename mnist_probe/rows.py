@@ -62,7 +62,7 @@ class GapRow:
 
 @dataclass(frozen=True)
 class ProbeRow:
-    """A linear probe on one layer (mnist_probe.interpretation.linear_probes)."""
+    """A linear probe on one layer (mnist_probe.probes.linear_probes)."""
 
     h: int
     layer: str
@@ -133,8 +133,9 @@ def from_json(cls: type, data: Any) -> Any:
     """A row or a result read back from its serialisation: nested dataclasses, lists, dicts and tuples
     rebuilt from the field types; keys the type lacks (format, stage, versions, ...) are left out."""
     hints = typing.get_type_hints(cls)
-    return cls(**{f.name: _build(hints[f.name], data[f.name])
-                  for f in dataclasses.fields(cls) if f.name in data})  # fmt: skip
+    return cls(
+        **{f.name: _build(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
+    )
 
 
 def _build(tp: Any, value: Any) -> Any:

@@ -42,9 +42,13 @@ from mnist_probe.stages.results import FORMAT, to_json
 
 log = logging.getLogger("mnist_probe")
 # What OmegaConf calls the types it could not convert to, in the words of a refusal.
-EXPECTED = {"converted to Integer": "a whole number", "converted to Float": "a number",
-            "converted to Boolean": "true or false", "not a valid bool": "true or false",
-            "converted to String": "text"}  # fmt: skip
+EXPECTED = {
+    "converted to Integer": "a whole number",
+    "converted to Float": "a number",
+    "converted to Boolean": "true or false",
+    "not a valid bool": "true or false",
+    "converted to String": "text",
+}
 MAX_CHECKED_JOBS = 256  # a sweep larger than this is checked on its first jobs only
 
 
@@ -65,8 +69,11 @@ def check_choices(argv: list[str]) -> None:
 def jobs(argv: list[str]) -> list[list[str]]:
     """The override lists of every job a command line launches (one, or a sweep's product); flags and
     hydra.* settings are Hydra's own and left out."""
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")
-                 and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]  # fmt: skip
+    overrides = [
+        a
+        for a in argv
+        if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith(("hydra.", "hydra/"))
+    ]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
@@ -100,8 +107,10 @@ def compose_checked(overrides: list[str]) -> DictConfig:
         raise UserError(f"{str(err).splitlines()[0]} {what}".strip()) from None
     except Exception as err:  # OmegaConf asserts on some overrides, e.g. a key under a null node
         first = (str(err).splitlines() or [""])[0]
-        raise UserError(f"cannot apply {' '.join(overrides)}: {type(err).__name__} {first}; "
-                        "check the keys against `--cfg job`") from None
+        raise UserError(
+            f"cannot apply {' '.join(overrides)}: {type(err).__name__} {first}; "
+            "check the keys against `--cfg job`"
+        ) from None
     check_config(cfg)
     return cfg
 
@@ -130,8 +139,10 @@ def unknown_key(err: OmegaConfBaseException) -> UserError:
     full_key = str(err.full_key)
     parent, _, _ = full_key.rpartition(".")
     if parent == "model":  # an open node: the model's constructor decides its keys
-        return UserError(f"{full_key} is not set by the model's config; pass an argument of its constructor "
-                         f"as +{full_key}=VALUE")  # fmt: skip
+        return UserError(
+            f"{full_key} is not set by the model's config; pass an argument of its constructor "
+            f"as +{full_key}=VALUE"
+        )
     keys = sorted(f.name for f in dataclasses.fields(schema_class(parent)))
     return UserError(f"unknown key {full_key}; {parent or 'the config'} has: {', '.join(keys)}")
 
@@ -149,8 +160,9 @@ def check_hydra_choices(argv: list[str]) -> None:
         options = [line.strip() for line in lines if line.startswith("\t")]  # "Available options"
         bad = next((a for a in choices if f"/{a.partition('=')[2]}'" in lines[0]), choices[0])
         key, _, value = bad.lstrip("+~").partition("=")
-        raise UserError(f"{key}={value!r} is not allowed: one of {', '.join(options)}" if options
-                        else lines[0]) from None  # fmt: skip
+        raise UserError(
+            f"{key}={value!r} is not allowed: one of {', '.join(options)}" if options else lines[0]
+        ) from None
 
 
 def check_command_line(argv: list[str]) -> None:
@@ -234,8 +246,10 @@ def main(cfg: DictConfig) -> None:
         sys.exit(stop.status)
     except (KeyboardInterrupt, SignalStop) as stop:  # outside a training: what was published is kept
         signum = signal.SIGTERM if isinstance(stop, SignalStop) else signal.SIGINT
-        log.warning("stopped by %s; finished cache entries are kept, the same command goes on from them",
-                    signal_words(signum))  # fmt: skip
+        log.warning(
+            "stopped by %s; finished cache entries are kept, the same command goes on from them",
+            signal_words(signum),
+        )
         sys.exit(128 + signum)
 
 
@@ -334,8 +348,9 @@ def cli() -> None:
             if not stops:
                 raise
     if stops:  # the jobs have ended, each keeping what it finished (and a stopped training's checkpoint)
-        log.warning("sweep stopped by %s; the same command goes on from what its jobs kept",
-                    signal_words(stops[0]))  # fmt: skip
+        log.warning(
+            "sweep stopped by %s; the same command goes on from what its jobs kept", signal_words(stops[0])
+        )
         sys.exit(128 + stops[0])
 
 

@@ -80,9 +80,14 @@ def cascading_steps(layers: list[str], most: int | None = None) -> list[list[str
 
 
 def randomisation_sequence(
-    model: nn.Module, image: torch.Tensor, target: int, methods: list[str], seed: int = 0,
-    explainers: dict[str, Explainer] | None = None, most: int | None = None,
-) -> tuple[list[str], dict[str, list[torch.Tensor]]]:  # fmt: skip
+    model: nn.Module,
+    image: torch.Tensor,
+    target: int,
+    methods: list[str],
+    seed: int = 0,
+    explainers: dict[str, Explainer] | None = None,
+    most: int | None = None,
+) -> tuple[list[str], dict[str, list[torch.Tensor]]]:
     """One image's maps on the trained network and after each cascading step, as Adebayo et al.'s
     figure shows them: (the columns: 'trained' and the layer each step adds, {method: H×W maps})."""
     x, targets = to_float(image.unsqueeze(0) if image.dim() < 4 else image)[:1], torch.tensor([target])
@@ -109,10 +114,16 @@ def similarity(original: torch.Tensor, other: torch.Tensor) -> tuple[np.ndarray,
 
 
 def model_randomisation(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int], methods: list[str],
-    mode: str = "cascading", seed: int = 0, explainers: dict[str, Explainer] | None = None,
-    trained: dict[str, torch.Tensor] | None = None, most: int | None = None,
-) -> list[RandomisationRow]:  # fmt: skip
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor | list[int],
+    methods: list[str],
+    mode: str = "cascading",
+    seed: int = 0,
+    explainers: dict[str, Explainer] | None = None,
+    trained: dict[str, torch.Tensor] | None = None,
+    most: int | None = None,
+) -> list[RandomisationRow]:
     """Each method's maps (attribution.attribute, and explainers by name; the edge control always)
     on the model with more and more layers randomised (cascading: from the last layer down, one
     more a step) or one layer at a time (independent), against its maps on the trained model
@@ -125,8 +136,9 @@ def model_randomisation(
     model = model.eval()
     explain = _explainers(methods, explainers)
     trained = trained or {}
-    original = {name: trained[name] if name in trained else fn(model, x, targets)
-                for name, fn in explain.items()}  # fmt: skip
+    original = {
+        name: trained[name] if name in trained else fn(model, x, targets) for name, fn in explain.items()
+    }
     layers = randomisable_layers(model)
     steps = cascading_steps(layers) if mode == "cascading" else [[name] for name in layers]
     rows = []
@@ -134,8 +146,17 @@ def model_randomisation(
         net = randomised(model, changed, seed)
         for name, fn in explain.items():
             rho, ssim = similarity(original[name], fn(net, x, targets))
-            rows.append(RandomisationRow(name, mode, step, changed[0], float(rho.mean()), float(ssim.mean()),
-                                         list(bootstrap_mean(rho, seed=seed))))  # fmt: skip
+            rows.append(
+                RandomisationRow(
+                    name,
+                    mode,
+                    step,
+                    changed[0],
+                    float(rho.mean()),
+                    float(ssim.mean()),
+                    list(bootstrap_mean(rho, seed=seed)),
+                )
+            )
     return rows
 
 
@@ -146,16 +167,22 @@ def memorising(data: DataSpec, recipe: Recipe, images: int, epochs: int) -> tupl
     shuffled = dataclasses.replace(
         data, train_subset=images, shuffle_labels=True, val_size=min(images, data.val_size)
     )  # validating costs, and tells nothing
-    plain = dataclasses.replace(recipe, epochs=epochs, augment=Augment(enabled=False), scheduler=None,
-                                epoch_images=None, gap_images=0)  # fmt: skip
+    plain = dataclasses.replace(
+        recipe, epochs=epochs, augment=Augment(enabled=False), scheduler=None, epoch_images=None, gap_images=0
+    )
     return shuffled, plain
 
 
 def data_randomisation(
-    model: nn.Module, memorised: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int],
-    methods: list[str], seed: int = 0, explainers: dict[str, Explainer] | None = None,
+    model: nn.Module,
+    memorised: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor | list[int],
+    methods: list[str],
+    seed: int = 0,
+    explainers: dict[str, Explainer] | None = None,
     trained: dict[str, torch.Tensor] | None = None,
-) -> list[RandomisationRow]:  # fmt: skip
+) -> list[RandomisationRow]:
     """Each method's maps for the same images and classes on a network of the same architecture that
     memorised shuffled labels (memorising()), against its maps on the trained network: one row per
     method (mode 'data'). A method whose maps stay alike explains something other than what the
@@ -167,15 +194,28 @@ def data_randomisation(
     for name, fn in explain.items():
         original = trained[name] if name in trained else fn(model.eval(), x, targets)
         rho, ssim = similarity(original, fn(memorised.eval(), x, targets))
-        rows.append(RandomisationRow(name, "data", 1, SHUFFLED, float(rho.mean()), float(ssim.mean()),
-                                     list(bootstrap_mean(rho, seed=seed))))  # fmt: skip
+        rows.append(
+            RandomisationRow(
+                name,
+                "data",
+                1,
+                SHUFFLED,
+                float(rho.mean()),
+                float(ssim.mean()),
+                list(bootstrap_mean(rho, seed=seed)),
+            )
+        )
     return rows
 
 
 def faithfulness(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor | list[int], maps: dict[str, torch.Tensor],
-    steps: int = 20, seed: int = 0,
-) -> list[FaithfulnessRow]:  # fmt: skip
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor | list[int],
+    maps: dict[str, torch.Tensor],
+    steps: int = 20,
+    seed: int = 0,
+) -> list[FaithfulnessRow]:
     """Deletion and insertion (Petsiuk et al. 2018): pixels removed from the image (set to 0), or
     revealed on a blank one, in the order each map ranks them (largest |value| first), in `steps`
     equal parts; P(target) after each part. The area under each curve (the mean over the steps) per
@@ -201,6 +241,13 @@ def faithfulness(
                     curves[kind].append(p)
         for kind, curve in curves.items():
             area = torch.stack(curve, 1).mean(1).numpy()
-            rows.append(FaithfulnessRow(name, kind, float(area.mean()), list(bootstrap_mean(area, seed=seed)),
-                                        [float(v) for v in torch.stack(curve, 1).mean(0)]))  # fmt: skip
+            rows.append(
+                FaithfulnessRow(
+                    name,
+                    kind,
+                    float(area.mean()),
+                    list(bootstrap_mean(area, seed=seed)),
+                    [float(v) for v in torch.stack(curve, 1).mean(0)],
+                )
+            )
     return rows

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from mnist_probe.checks import count, creatable, fraction, no_pickled_code, one_of, positive, refuse
-from mnist_probe.errors import UserError, missing_checkpoint
-from mnist_probe.idx_files import require_files
+from mnist_probe.checks import count, fraction, one_of, positive, refuse
+from mnist_probe.errors import UserError
 from mnist_probe.model_spec import MODELS, STUDY_MODEL, ModelInput, ModelSpec
-from mnist_probe.names import COUNTS, FEATURES, METHODS, PAGE_JSON, SIZE, STAGES, layer_name
+from mnist_probe.named_files import check_files
+from mnist_probe.names import COUNTS, FEATURES, METHODS, SIZE, STAGES, layer_name
 from mnist_probe.specs import LOSSES, ONECYCLE, PLATEAU, DataSpec, Hardware, Recipe, Scheduler, is_onnx
 
 RECIPES = ("default", "fashion", "fast", "study")  # conf/train/*.yaml (tests/test_schema.py checks)
@@ -105,8 +104,12 @@ class InterpretersConfig:
         """An interpreter spec: NAME or NAME@pixels, NAME in the catalog."""
         name, _, features = str(spec).partition("@")
         if name not in self.catalog:
-            refuse(key, spec, f"an interpreter of the catalog: {', '.join(sorted(self.catalog))} "
-                              "(NAME@pixels for raw pixels)")  # fmt: skip
+            refuse(
+                key,
+                spec,
+                f"an interpreter of the catalog: {', '.join(sorted(self.catalog))} "
+                "(NAME@pixels for raw pixels)",
+            )
         if features and features not in FEATURES:
             refuse(key, spec, f"NAME or NAME@pixels; features are {' or '.join(FEATURES)}")
 
@@ -278,9 +281,12 @@ class Config:
         # an ONNX file carries its own architecture: its layers are its nodes, whatever model: says
         onnx = bool(self.checkpoint) and is_onnx(self.checkpoint)
         study = self.model.study and not onnx
-        named = {"activations.layers": self.activations.layers, "shift.layers": self.shift.layers,
-                 "beyond.layers": self.beyond.layers,
-                 "code_layer": None if self.code_layer is None else [self.code_layer]}  # fmt: skip
+        named = {
+            "activations.layers": self.activations.layers,
+            "shift.layers": self.shift.layers,
+            "beyond.layers": self.beyond.layers,
+            "code_layer": None if self.code_layer is None else [self.code_layer],
+        }
         for key, values in named.items():
             for value in values or []:
                 layer(key, value, study)
@@ -299,9 +305,13 @@ class Config:
             images = self.data.train_subset or self.data.counts["train"] - self.data.val_size
             steps = self.train.epochs * math.ceil(images / self.train.batch_size)
             if steps * pct < 2:
-                refuse("train.epochs", self.train.epochs, f"{steps} training steps are too few for the "
-                       f"one-cycle schedule (pct_start {pct}): train on more images or epochs, or a smaller "
-                       "train.batch_size")  # fmt: skip
+                refuse(
+                    "train.epochs",
+                    self.train.epochs,
+                    f"{steps} training steps are too few for the "
+                    f"one-cycle schedule (pct_start {pct}): train on more images or epochs, or a smaller "
+                    "train.batch_size",
+                )
         last = self.data.counts["test"] - 1  # the stage nodes check MNIST's 10,000; a folder holds its own
         for i in self.activations.indices or ():
             count("activations.indices", i, 0, last)
@@ -325,8 +335,11 @@ SCHEMA = OmegaConf.structured(Config)
 SCHEMA.train.scheduler = None
 # the open node, not the typed ModelSpec; the tool's own keys declared, so that model.input.mean=...
 # needs no '+'
-SCHEMA.model = {"_target_": STUDY_MODEL, "input": {k: None for k in ModelInput.__dataclass_fields__},
-                "output": None}  # fmt: skip
+SCHEMA.model = {
+    "_target_": STUDY_MODEL,
+    "input": {k: None for k in ModelInput.__dataclass_fields__},
+    "output": None,
+}
 ConfigStore.instance().store(name="schema", node=SCHEMA)
 ConfigStore.instance().store(group="train/scheduler", name="plateau", node=Scheduler(**PLATEAU))
 ConfigStore.instance().store(group="train/scheduler", name="onecycle", node=Scheduler(**ONECYCLE))
@@ -346,36 +359,3 @@ def validate(cfg: DictConfig) -> Config:
     config = typed(cfg)
     check_files(config)
     return config
-
-
-# How a model file starts: a zip (torch.save since 1.6, Lightning's .ckpt, Keras 3's .keras), a
-# pickle (torch.save's legacy format), HDF5 (Keras 2's .h5), an ONNX protobuf (field 1, ir_version).
-MODEL_MAGIC = {b"PK\x03\x04": "zip", b"\x80": "pickle", b"\x89HDF\r\n\x1a\n": "HDF5", b"\x08": "ONNX"}
-
-
-def check_files(config: Config) -> None:
-    """The files the config names exist: MNIST's four (unless it may download them); the checkpoint,
-    and that it is a model file at all (read by its first bytes, before torch loads)."""
-    # (the layer table reads no images; an image folder is checked as the data node is typed)
-    if config.data.format == "idx" and not config.data.download and config.stage != "layers":
-        require_files(config.data.root, config.data.folder, config.data.name)
-    # MNIST_PROBE_CACHE sets it too: the message names the key the schema knows
-    creatable("paths.cache", config.paths.cache)
-    report = config.report
-    if report is not None and report.page is not None:
-        creatable("report.page", Path(report.page).parent, report.page)
-    if report is not None and report.compare is not None and not (Path(report.compare) / PAGE_JSON).is_file():
-        raise UserError(f"report.compare={report.compare} holds no {PAGE_JSON}; point it at the folder of "
-                        "an earlier +experiment=report run")  # fmt: skip
-    if config.checkpoint is None:
-        return
-    path = Path(config.checkpoint).expanduser()
-    if not path.is_file():
-        raise missing_checkpoint(config.checkpoint)
-    with path.open("rb") as f:
-        head = f.read(8)
-    if not any(head.startswith(magic) for magic in MODEL_MAGIC):
-        what = "empty" if not head else "not a state dict, Lightning checkpoint, Keras or ONNX file"
-        raise UserError(f"checkpoint {config.checkpoint} is {what}; point checkpoint= at a model file "
-                        "(.pt, .ckpt, .h5, .keras, .onnx)")  # fmt: skip
-    no_pickled_code(path, config.checkpoint)

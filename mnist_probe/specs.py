@@ -71,10 +71,13 @@ class DataSpec:
             refuse("data.classes", self.classes, f"{len(DIGITS)} names, class 0's first (IDX files hold ten)")
         elif self.channels not in (None, 1) or self.size not in (None, SIZE):
             size = self.size not in (None, SIZE)
-            refuse("data.size" if size else "data.channels", self.size if size else self.channels,
-                   f"null: IDX images are 1×{SIZE}×{SIZE}; a network that reads another shape takes "
-                   f"model.input.{'size' if size else 'channels'}= (grey is replicated, images resized "
-                   "as its first step)")
+            refuse(
+                "data.size" if size else "data.channels",
+                self.size if size else self.channels,
+                f"null: IDX images are 1×{SIZE}×{SIZE}; a network that reads another shape takes "
+                f"model.input.{'size' if size else 'channels'}= (grey is replicated, images resized "
+                "as its first step)",
+            )
         if len(set(map(str, self.classes))) != len(self.classes):
             refuse("data.classes", self.classes, "distinct names, class 0's first")
         if self.verify and not self.study:
@@ -152,7 +155,6 @@ def is_onnx(checkpoint: str | Path) -> bool:
     return Path(str(checkpoint)).suffix.lower() == ".onnx"
 
 
-
 # ----------------------------------------------------------------------------- model
 
 
@@ -182,15 +184,28 @@ class Augment:
 
 # The two learning-rate schedules conf/ offers (train/scheduler=plateau|onecycle; schema stores them).
 PLATEAU = {  # the study's: ReduceLROnPlateau on validation accuracy, stepped once an epoch
-    "factory": {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "_partial_": True, "mode": "max",
-                "factor": 0.5, "patience": 3, "min_lr": 1.0e-05},
-    "monitor": "val_acc", "interval": "epoch",
-}  # fmt: skip
+    "factory": {
+        "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+        "_partial_": True,
+        "mode": "max",
+        "factor": 0.5,
+        "patience": 3,
+        "min_lr": 1.0e-05,
+    },
+    "monitor": "val_acc",
+    "interval": "epoch",
+}
 ONECYCLE = {  # warm up to max_lr, then anneal to ~0, stepped every batch (total steps from the trainer)
-    "factory": {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True, "max_lr": 0.002,
-                "pct_start": 0.2, "cycle_momentum": False},  # plain RMSprop has no momentum to cycle
-    "monitor": None, "interval": "step",
-}  # fmt: skip
+    "factory": {
+        "_target_": "torch.optim.lr_scheduler.OneCycleLR",
+        "_partial_": True,
+        "max_lr": 0.002,
+        "pct_start": 0.2,
+        "cycle_momentum": False,
+    },  # plain RMSprop has no momentum to cycle
+    "monitor": None,
+    "interval": "step",
+}
 
 
 @dataclass
@@ -214,8 +229,13 @@ class Scheduler:
 
 
 def _rmsprop() -> dict:
-    return {"_target_": "torch.optim.RMSprop", "_partial_": True, "lr": 0.001,
-            "alpha": 0.9, "eps": 1.0e-08}  # Keras's RMSprop: rho 0.9  # fmt: skip
+    return {
+        "_target_": "torch.optim.RMSprop",
+        "_partial_": True,
+        "lr": 0.001,
+        "alpha": 0.9,
+        "eps": 1.0e-08,
+    }  # Keras's RMSprop: rho 0.9
 
 
 @dataclass
@@ -256,8 +276,19 @@ class Recipe:
 # ----------------------------------------------------------------------------- hardware
 
 # What Lightning's Trainer(precision=...) accepts (plus our 'auto'), and its accelerators.
-PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16",
-              "64-true", "64")  # fmt: skip
+PRECISIONS = (
+    "auto",
+    "32-true",
+    "32",
+    "bf16-mixed",
+    "bf16-true",
+    "bf16",
+    "16-mixed",
+    "16-true",
+    "16",
+    "64-true",
+    "64",
+)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # Lightning's strategies, as tested here: auto (one device, or Lightning's pick for several) and
 # ddp (tests/test_ddp.py); ddp_spawn and ddp_notebook would score and cache in the parent process,
@@ -289,8 +320,9 @@ class Hardware:
         if self.accelerator == "mps" and not apple:
             refuse("trainer.accelerator", self.accelerator, "mps needs Apple silicon: auto or cpu")
         if self.precision.startswith("16") and not gpu_present():
-            refuse("trainer.precision", self.precision,
-                   "fp16 needs a GPU; on a CPU: auto, 32-true, bf16-mixed")  # fmt: skip
+            refuse(
+                "trainer.precision", self.precision, "fp16 needs a GPU; on a CPU: auto, 32-true, bf16-mixed"
+            )
 
     @property
     def world_size(self) -> int:

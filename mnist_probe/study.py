@@ -19,14 +19,32 @@ RECIPE = "RMSprop, ReduceLROnPlateau, 30 epochs, batch 86, ImageDataGenerator(10
 # took over), quoted verbatim. Keys are this project's model labels.
 SHIFT_TABLE = {
     "CNN": ["100%", "100%", "99.99%", "99.4%", "0.71% (7: 99.29%)", "1.4E-4% (7: 99.99%)"],
-    "rf (pixels)": ["99.5%", "84.9% (7: 9.8%)", "34.1% (7: 39.6%)", "9.1% (7: 56.3%)",
-                    "5.4% (7: 70.1%)", "4.8% (7: 70.2 %)"],
-    "svm (pixels)": ["99.6%", "42.8% (7: 50.8%)", "0.85% (7: 94.5%)", "0.42% (7: 81.3 %)",
-                     "0.43% (7: 79.5%)", "0.42% (80.8%)"],
-    "CNN+rf1000": ["100%", "96.6%", "67.7% (7: 18.4)", "52.8% (7: 28.3%)", "44.4% (7: 35.5%)",
-                   "34.8% (7: 47.6 %)"],
+    "rf (pixels)": [
+        "99.5%",
+        "84.9% (7: 9.8%)",
+        "34.1% (7: 39.6%)",
+        "9.1% (7: 56.3%)",
+        "5.4% (7: 70.1%)",
+        "4.8% (7: 70.2 %)",
+    ],
+    "svm (pixels)": [
+        "99.6%",
+        "42.8% (7: 50.8%)",
+        "0.85% (7: 94.5%)",
+        "0.42% (7: 81.3 %)",
+        "0.43% (7: 79.5%)",
+        "0.42% (80.8%)",
+    ],
+    "CNN+rf1000": [
+        "100%",
+        "96.6%",
+        "67.7% (7: 18.4)",
+        "52.8% (7: 28.3%)",
+        "44.4% (7: 35.5%)",
+        "34.8% (7: 47.6 %)",
+    ],
     "CNN+svm": ["99.9%", "99.8%", "97.8%", "79.9% (9: 18.8%)", "21% (9: 77.76%)", "1% (9: 98.9%)"],
-}  # fmt: skip
+}
 SHIFT_DY = [0, -1, -2, -3, -4, -5]  # the table's columns: the digit moved up 0..5 px
 SHIFT_DIGIT = 1
 
@@ -77,9 +95,11 @@ def digit_name(dy: int, model: str = "CNN") -> str:
 
 # The study's figures under the names of the seeds stage's headline numbers (mnist_probe.stages.seeds):
 # its test accuracies, and P(true) of its "1" shifted up, every row of its translation table.
-HEADLINE_ACC = {"cnn_test_acc": CNN_ACC,
-                **{interpreter_name(name, "codes"): acc for name, acc in CODES_ACC.items()},
-                **{interpreter_name(name, "pixels"): acc for name, acc in PIXELS_ACC.items()}}
+HEADLINE_ACC = {
+    "cnn_test_acc": CNN_ACC,
+    **{interpreter_name(name, "codes"): acc for name, acc in CODES_ACC.items()},
+    **{interpreter_name(name, "pixels"): acc for name, acc in PIXELS_ACC.items()},
+}
 HEADLINE_DIGIT = {digit_name(dy, model): table_p(model, dy) for model in SHIFT_TABLE for dy in SHIFT_DY}
 HEADLINE = HEADLINE_ACC | HEADLINE_DIGIT
 

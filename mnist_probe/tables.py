@@ -72,12 +72,23 @@ def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> li
         values = np.array([h[name] for h in headlines if h.get(name) is not None], dtype=float)
         std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
         low, high = seed_interval(values) or (float("nan"), float("nan"))
-        row = {"metric": name, "n": len(values), "mean": float(values.mean()), "std": std, "ci_low": low,
-               "ci_high": high, "min": float(values.min()), "max": float(values.max())}  # fmt: skip
+        row = {
+            "metric": name,
+            "n": len(values),
+            "mean": float(values.mean()),
+            "std": std,
+            "ci_low": low,
+            "ci_high": high,
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
         ref = reference.get(name)
         if ref is not None:
             inside = bool(values.min() <= ref <= values.max())
-            row |= {"study": ref, "study_minus_mean_in_std": (ref - row["mean"]) / std if std > 0 else None,
-                    "study_inside_our_range": "yes" if inside else "no"}  # fmt: skip
+            row |= {
+                "study": ref,
+                "study_minus_mean_in_std": (ref - row["mean"]) / std if std > 0 else None,
+                "study_inside_our_range": "yes" if inside else "no",
+            }
         rows.append(row)
     return rows

@@ -8,11 +8,8 @@ so a notebook builds the same objects the config composes.
 from __future__ import annotations
 
 import logging
-import math
-import os
 import shutil
 import signal
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,25 +17,18 @@ from typing import Any, NoReturn
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from pytorch_lightning.callbacks import (
-    LearningRateMonitor,
-    ModelCheckpoint,
-    OnExceptionCheckpoint,
     Timer,
-    TQDMProgressBar,
 )
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mnist_probe.cache import config_key, get_or_compute, sha256
-from mnist_probe.data import MNISTDataModule, split_tensors
+from mnist_probe.data import split_tensors
 from mnist_probe.errors import Stopped
 from mnist_probe.gap import GapProbe
 from mnist_probe.layer_names import resolve_layers
-from mnist_probe.lit import LitCNN
 from mnist_probe.machine import describe
 from mnist_probe.model import (
     build_model,
@@ -51,12 +41,20 @@ from mnist_probe.model import (
 )
 from mnist_probe.model_layers import code_layer
 from mnist_probe.model_spec import ModelSpec
-from mnist_probe.precision import fastest
 from mnist_probe.rows import GapRow, from_json, to_json
 from mnist_probe.scoring import accuracy, logits_of
 from mnist_probe.specs import DataSpec, Hardware, Recipe, is_onnx, plain
+from mnist_probe.trainer import (
+    StopOnCtrlC,
+    make_datamodule,
+    make_lit,
+    make_trainer,
+    readable_checkpoint,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainedCNN:
@@ -84,132 +82,15 @@ class TrainedCNN:
         return [from_json(GapRow, row) for row in self.meta["gap"]] if self.meta.get("gap") else None
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """'auto' -> the faster of 32-true and bf16-mixed on this machine, measured once
-    (mnist_probe.precision); other values pass through."""
-    if precision != "auto":
-        return str(precision)
-    return fastest(accelerator)["chosen"]
-
-
-def make_datamodule(data: DataSpec, recipe: Recipe) -> MNISTDataModule:
-    """The DataModule of data, with the recipe's batch size and augmentation."""
-    return MNISTDataModule(data, batch_size=recipe.batch_size, augment=instantiate(plain(recipe.augment)))
-
-
-def make_lit(recipe: Recipe, model: ModelSpec, data: DataSpec | None = None) -> LitCNN:
-    """The LightningModule: a fresh model, built for data's images (default MNIST's), with the recipe's
-    optimiser and scheduler."""
-    data = data or DataSpec()
-    net = build_model(model, data.shape, data.num_classes)
-    if recipe.channels_last:
-        # NHWC lets oneDNN pick faster conv kernels: measured ~1.3x per training step on this CPU.
-        net = net.to(memory_format=torch.channels_last)
-    sched = recipe.scheduler
-    return LitCNN(
-        net,
-        optimizer=instantiate(recipe.optimizer),
-        scheduler=instantiate(sched.factory) if sched else None,
-        scheduler_monitor=sched.monitor if sched else None,
-        scheduler_interval=sched.interval if sched else "epoch",
-        loss=recipe.loss,
-    )
-
-
-class StopOnCtrlC(pl.Callback):
-    """Ctrl-C taken as Lightning takes SIGTERM: the step in flight ends, then the training stops by
-    an exception (OnExceptionCheckpoint saves it there), never half-way through an optimiser step.
-    A second Ctrl-C stops at once."""
-
-    def __init__(self) -> None:
-        self.pressed, self._previous = False, None
-
-    def _on_sigint(self, signum, frame) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-        self.pressed = True
-        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's own handler: stop after this step
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-
-class CheckpointOnStop(OnExceptionCheckpoint):
-    """OnExceptionCheckpoint for a stop between steps only (SIGTERM, a first Ctrl-C): any other
-    exception may strike inside a step, and the last whole epoch's checkpoint is kept instead."""
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException):
-        if isinstance(exception, SIGTERMException):
-            super().on_exception(trainer, pl_module, exception)
-
-
-def make_trainer(
-    recipe: Recipe, hardware: Hardware, log_dir: Path, work_dir: Path, **overrides
-) -> pl.Trainer:
-    """The Trainer of a real run (logging, checkpoints); `make bench` passes max_steps etc."""
-    kwargs = dict(
-        max_epochs=recipe.epochs,
-        # train.epoch_images: an epoch of that many images, whole batches (None: the whole split)
-        limit_train_batches=math.ceil(recipe.epoch_images / recipe.batch_size)
-        if recipe.epoch_images else None,
-        accelerator=hardware.accelerator,
-        strategy=hardware.strategy,
-        devices=hardware.devices,
-        num_nodes=hardware.num_nodes,
-        precision=resolve_precision(hardware.precision, hardware.accelerator),
-        deterministic=recipe.deterministic,
-        logger=TensorBoardLogger(save_dir=str(log_dir), name="tb", version="train"),
-        callbacks=[
-            # The latest epoch as work/last.ckpt, overwritten each epoch (Lightning writes it
-            # through an fsspec transaction: a temp file renamed into place, never half a file).
-            ModelCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, enable_version_counter=False),
-            # Stopped part-way (Ctrl-C, SIGTERM: Lightning ends the step in flight and raises), the
-            # same file at the step where it stopped: the datamodule's state resumes the epoch there.
-            CheckpointOnStop(dirpath=work_dir, filename="last"),
-            StopOnCtrlC(),
-            LearningRateMonitor(logging_interval="epoch"),
-            Timer(),  # training time, carried across resumes in last.ckpt
-            # tqdm's bar, whatever else is installed (Lightning picks rich's where rich is there)
-            *([TQDMProgressBar()] if overrides.get("enable_progress_bar", hardware.progress_bar) else []),
-        ],
-        enable_progress_bar=hardware.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    kwargs["callbacks"] += overrides.pop("extra_callbacks", [])
-    return pl.Trainer(**{**kwargs, **overrides})
-
-
-def readable_checkpoint(path: Path) -> dict | None:
-    """An interrupted run's last.ckpt, if it reads; a damaged one is logged, moved aside, and the
-    training starts over (never resumed from a wrong file)."""
-    if not path.is_file():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(ckpt, dict) or "epoch" not in ckpt or "state_dict" not in ckpt:
-            raise ValueError("not a Lightning checkpoint")
-        return ckpt
-    except Exception as err:
-        if rank_zero_only.rank > 0:  # rank 0 of a DDP training moves it aside; its workers follow it
-            return None
-        aside = path.with_name(f"{path.name}.damaged")
-        log.warning("checkpoint %s is damaged (%s): moved to %s, training from the start",
-                    path, type(err).__name__, aside.name)  # fmt: skip
-        os.replace(path, aside)
-        return None
-
-
 def train_cnn(
-    data: DataSpec, recipe: Recipe, model: ModelSpec, hardware: Hardware, seed: int, log_dir: Path,
+    data: DataSpec,
+    recipe: Recipe,
+    model: ModelSpec,
+    hardware: Hardware,
+    seed: int,
+    log_dir: Path,
     work_dir: Path,
-) -> tuple[torch.nn.Module, dict]:  # fmt: skip
+) -> tuple[torch.nn.Module, dict]:
     """Train with the recipe; resume from work_dir/last.ckpt if a run was interrupted."""
     pl.seed_everything(seed, workers=True, verbose=False)
     dm = make_datamodule(data, recipe)
@@ -228,8 +109,13 @@ def train_cnn(
         # Lightning's Timer keeps its clock in the checkpoint, so the time of the epochs before
         # the interruption counts; a checkpoint written without a Timer leaves them untimed.
         untimed = 0 if any(k.startswith("Timer") for k in ckpt.get("callbacks", {})) else done
-        log.info("resuming interrupted training from %s (%d of %d epochs done%s)", last, done, recipe.epochs,
-                 f", and {part} steps of the next" if part else "")  # fmt: skip
+        log.info(
+            "resuming interrupted training from %s (%d of %d epochs done%s)",
+            last,
+            done,
+            recipe.epochs,
+            f", and {part} steps of the next" if part else "",
+        )
     try:
         with warnings.catch_warnings():  # the datamodule resumes part-way itself (MNISTDataModule.state_dict)
             warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch ended")
@@ -285,9 +171,12 @@ def scored_logits(cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path) -> tor
 
 
 def cnn_key(
-    data: DataSpec, recipe: Recipe, seed: int, model: ModelSpec | None = None,
+    data: DataSpec,
+    recipe: Recipe,
+    seed: int,
+    model: ModelSpec | None = None,
     hardware: Hardware | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """The cache key of a trained CNN: every input that decides its weights and its test score.
     Of the hardware, that is the precision (auto as what it resolves to on this machine: bf16 trains
     other weights), the accelerator, and how many processes shared each step, when more than one;
@@ -297,8 +186,10 @@ def cnn_key(
     content |= {"loss": recipe.loss} if recipe.loss != "cross_entropy" else {}
     # null (the whole split) leaves the key as it was before the field existed: cached CNNs keep theirs
     content |= {"epoch_images": recipe.epoch_images} if recipe.epoch_images is not None else {}
-    content |= {"accelerator": hardware.accelerator,
-                "precision": resolve_precision(hardware.precision, hardware.accelerator)}  # fmt: skip
+    content |= {
+        "accelerator": hardware.accelerator,
+        "precision": resolve_precision(hardware.precision, hardware.accelerator),
+    }
     content |= {"world_size": hardware.world_size} if hardware.world_size > 1 else {}
     network = model_content(model or ModelSpec(), data.shape, data.num_classes)
     return config_key(data.content(), network, content, seed)
@@ -325,12 +216,19 @@ def from_checkpoint(
     output_kind(logits_of(net, images[:500]), f"checkpoint {path}", trained=True)  # a sigmoid: refused
 
     def compute(staging: Path) -> dict:
-        return {"test_acc": accuracy(net, images, labels), "test_images": len(labels),
-                "checkpoint": str(path), "train_seconds": None}  # fmt: skip
+        return {
+            "test_acc": accuracy(net, images, labels),
+            "test_images": len(labels),
+            "checkpoint": str(path),
+            "train_seconds": None,
+        }
 
     _, meta, cached = get_or_compute(Path(cache_dir) / f"cnn-{key}", compute, lambda entry, meta: None)
-    return TrainedCNN(net, key, {**meta, "key": key, "cached": cached, "outputs": outputs_of(net),
-                                 "data_files": data.files()})  # fmt: skip
+    return TrainedCNN(
+        net,
+        key,
+        {**meta, "key": key, "cached": cached, "outputs": outputs_of(net), "data_files": data.files()},
+    )
 
 
 def ddp_worker(
@@ -349,9 +247,14 @@ def ddp_worker(
 
 
 def fit_or_load(
-    data: DataSpec, recipe: Recipe, seed: int, cache_dir: str | Path, log_dir: str | Path | None = None,
-    model: ModelSpec | None = None, hardware: Hardware | None = None,
-) -> TrainedCNN:  # fmt: skip
+    data: DataSpec,
+    recipe: Recipe,
+    seed: int,
+    cache_dir: str | Path,
+    log_dir: str | Path | None = None,
+    model: ModelSpec | None = None,
+    hardware: Hardware | None = None,
+) -> TrainedCNN:
     """The CNN that `recipe` trains on `data` with `seed`: from the cache (meta's checkpoint: where the
     entry is now) if trained before, else now (once, under a lock; resumed if an earlier run was killed).
     Its training curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
@@ -373,5 +276,14 @@ def fit_or_load(
     net, meta, cached = get_or_compute(entry, compute, _load(net))
     if cached:
         log.info("loaded cached CNN %s (test acc %.4f)", key, meta["test_acc"])
-    return TrainedCNN(net, key, {**meta, "cached": cached, "outputs": outputs_of(net),
-                                 "data_files": data.files(), "checkpoint": str(entry / "model.pt")})
+    return TrainedCNN(
+        net,
+        key,
+        {
+            **meta,
+            "cached": cached,
+            "outputs": outputs_of(net),
+            "data_files": data.files(),
+            "checkpoint": str(entry / "model.pt"),
+        },
+    )

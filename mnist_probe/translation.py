@@ -107,9 +107,11 @@ def code_layers(models: dict[str, Pipeline | None], model: torch.nn.Module) -> l
 
 
 def probabilities(
-    models: dict[str, Pipeline | None], images: torch.Tensor, cnn_out: dict[str, torch.Tensor],
+    models: dict[str, Pipeline | None],
+    images: torch.Tensor,
+    cnn_out: dict[str, torch.Tensor],
     model: torch.nn.Module,
-) -> dict[str, np.ndarray]:  # fmt: skip
+) -> dict[str, np.ndarray]:
     """P(class) N×10 for every model. The CNN's pass (cnn_out, from cnn_pass over the same images
     with code_layers recorded) feeds the CNN and every code-vector pipeline: the CNN runs once,
     whatever the number of interpreters on its code vectors."""
@@ -145,9 +147,13 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 def grid_predictions(
-    models: dict[str, Pipeline | None], model: torch.nn.Module, images: torch.Tensor, radius: int,
-    batch_size: int, progress: bool = True,
-) -> tuple[list[tuple[int, int]], dict[str, np.ndarray]]:  # fmt: skip
+    models: dict[str, Pipeline | None],
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    radius: int,
+    batch_size: int,
+    progress: bool = True,
+) -> tuple[list[tuple[int, int]], dict[str, np.ndarray]]:
     """Top-1 predictions of every model for every shift in [-radius, radius]²: {label: S×N}. Each step
     takes as many whole shifts of the images as fit in batch_size images (at least one): the CNN runs
     over them in forward passes of INFERENCE_BATCH, each interpreter classifies them in one call."""
@@ -166,23 +172,32 @@ def grid_predictions(
 
 
 def cached_grids(
-    cache_dir: str | Path, cnn: TrainedCNN, models: dict[str, Pipeline | None], keys: dict[str, str | None],
-    images: torch.Tensor, radius: int, batch_size: int = 4000, seed: int = 0,
-) -> dict[str, tuple[list[tuple[int, int]], np.ndarray]]:  # fmt: skip
+    cache_dir: str | Path,
+    cnn: TrainedCNN,
+    models: dict[str, Pipeline | None],
+    keys: dict[str, str | None],
+    images: torch.Tensor,
+    radius: int,
+    batch_size: int = 4000,
+    seed: int = 0,
+) -> dict[str, tuple[list[tuple[int, int]], np.ndarray]]:
     """grid_predictions of every model, {label: (pairs, preds S×N)}, cached per model (a sweep over
     shift.dy computes them once); the models still missing share one CNN pass. A grid's key covers
     the CNN, the model's fitted interpreter (keys[label]), the images (their count and seed), the radius."""
     cache, n = Path(cache_dir), len(images)
-    entries = {name: cache / f"shiftgrid-{config_key(cnn.key, name, keys.get(name), n, radius, seed)}"
-               for name in models}  # fmt: skip
+    entries = {
+        name: cache / f"shiftgrid-{config_key(cnn.key, name, keys.get(name), n, radius, seed)}"
+        for name in models
+    }
     fresh: dict[str, np.ndarray] = {}
     pairs: list = []
 
     def compute_for(name: str):
         def compute(staging: Path) -> dict:
             if name not in fresh:  # the first miss computes every grid still missing, in one pass
-                todo = {k: m for k, m in models.items()
-                        if k == name or not (entries[k] / "meta.json").is_file()}  # fmt: skip
+                todo = {
+                    k: m for k, m in models.items() if k == name or not (entries[k] / "meta.json").is_file()
+                }
                 pairs[:], preds = grid_predictions(todo, cnn.model, images, radius, batch_size)
                 fresh.update(preds)
             write_npz(staging / "grid.npz", pairs=np.array(pairs), preds=fresh[name])
@@ -213,8 +228,12 @@ def _agreements(preds: np.ndarray, draws: int, seed: int) -> np.ndarray:
 def _changes(pairs: list[tuple[int, int]], preds: np.ndarray) -> np.ndarray:
     """neighbour pairs × N: whether each image's top-1 differs between two shifts one pixel apart."""
     index = {p: k for k, p in enumerate(pairs)}
-    neighbours = [(index[p], index[(p[0] + ddx, p[1] + ddy)]) for p in pairs
-                  for ddx, ddy in ((1, 0), (0, 1)) if (p[0] + ddx, p[1] + ddy) in index]  # fmt: skip
+    neighbours = [
+        (index[p], index[(p[0] + ddx, p[1] + ddy)])
+        for p in pairs
+        for ddx, ddy in ((1, 0), (0, 1))
+        if (p[0] + ddx, p[1] + ddy) in index
+    ]
     i, j = np.array(neighbours).T
     return preds[i] != preds[j]
 
@@ -240,9 +259,13 @@ def dataset_metrics(
     """
     acc = (preds == labels[None, :]).mean(1)
     agree, changed = _agreements(preds, CONSISTENCY_DRAWS, seed), _changes(pairs, preds)
-    return {"accuracy": acc, "consistency": float(np.mean(agree)), "change_1px": float(np.mean(changed)),
-            "consistency_ci": list(bootstrap_mean(agree.mean(0), seed=seed)),
-            "change_1px_ci": list(bootstrap_mean(changed.mean(0), seed=seed))}  # fmt: skip
+    return {
+        "accuracy": acc,
+        "consistency": float(np.mean(agree)),
+        "change_1px": float(np.mean(changed)),
+        "consistency_ci": list(bootstrap_mean(agree.mean(0), seed=seed)),
+        "change_1px_ci": list(bootstrap_mean(changed.mean(0), seed=seed)),
+    }
 
 
 def pick_image(labels: torch.Tensor, index: int | None = None, digit: int = 1) -> int:
@@ -253,32 +276,48 @@ def pick_image(labels: torch.Tensor, index: int | None = None, digit: int = 1) -
         return int(index)
     found = (labels == digit).nonzero()
     if not len(found):
-        raise UserError(f"no test image of class {digit} among the {len(labels):,} read; set shift.target to "
-                        "a class the test set holds")  # fmt: skip
+        raise UserError(
+            f"no test image of class {digit} among the {len(labels):,} read; set shift.target to "
+            "a class the test set holds"
+        )
     return int(found[0])
 
 
 def per_class_accuracy(
-    pairs: list[tuple[int, int]], preds: np.ndarray, labels: np.ndarray, shifts: list[tuple[int, int]],
+    pairs: list[tuple[int, int]],
+    preds: np.ndarray,
+    labels: np.ndarray,
+    shifts: list[tuple[int, int]],
     num_classes: int = 10,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """Accuracy of each true class (rows 0..num_classes-1) at each of `shifts` (columns), from grid
     predictions."""
     index = {p: k for k, p in enumerate(pairs)}
     classes = np.arange(num_classes)
-    return np.array([[np.mean(preds[index[s]][labels == c] == c) if np.any(labels == c) else np.nan
-                      for s in shifts] for c in classes])  # fmt: skip
+    return np.array(
+        [
+            [np.mean(preds[index[s]][labels == c] == c) if np.any(labels == c) else np.nan for s in shifts]
+            for c in classes
+        ]
+    )
 
 
 def confusions(
-    pairs: list[tuple[int, int]], preds: np.ndarray, labels: np.ndarray, shift: tuple[int, int], top: int = 3,
+    pairs: list[tuple[int, int]],
+    preds: np.ndarray,
+    labels: np.ndarray,
+    shift: tuple[int, int],
+    top: int = 3,
     num_classes: int = 10,
-) -> list[tuple[int, int, int]]:  # fmt: skip
+) -> list[tuple[int, int, int]]:
     """The `top` most frequent mistakes at one shift, as (true class, predicted class, count)."""
     p = preds[pairs.index(shift)]
     wrong = p != labels
     counts = np.zeros((num_classes, num_classes), dtype=int)
     np.add.at(counts, (labels[wrong], p[wrong]), 1)
     order = np.argsort(-counts, axis=None, kind="stable")[:top]
-    return [(int(i // num_classes), int(i % num_classes), int(counts.flat[i]))
-            for i in order if counts.flat[i] > 0]  # fmt: skip
+    return [
+        (int(i // num_classes), int(i % num_classes), int(counts.flat[i]))
+        for i in order
+        if counts.flat[i] > 0
+    ]

@@ -9,7 +9,7 @@ import torch
 from torchvision.utils import make_grid
 
 from mnist_probe.names import layer_label
-from mnist_probe.plots import SHIFT_NOTE
+from mnist_probe.shift_plots import SHIFT_NOTE
 
 
 def show(ax, image: torch.Tensor, **kwargs) -> None:
@@ -22,9 +22,7 @@ def show(ax, image: torch.Tensor, **kwargs) -> None:
         ax.imshow(image.reshape(image.shape[-2:]), cmap="gray_r", vmin=0, vmax=1, **kwargs)
 
 
-def feature_map_sheet(
-    image: torch.Tensor, maps: torch.Tensor, layer: str, title: str = ""
-) -> plt.Figure:
+def feature_map_sheet(image: torch.Tensor, maps: torch.Tensor, layer: str, title: str = "") -> plt.Figure:
     """All C maps of one layer (C×H×W, C a square) on one sheet, the input digit on the left.
 
     One colour scale for the whole sheet (0 to the layer's max), so a weak or dead map looks weak.
@@ -93,8 +91,12 @@ def shift_strip(stacked: torch.Tensor, pairs, preds: list[str] | None = None) ->
     return fig
 
 
-def _attribution_grid(cells: list[list[tuple[torch.Tensor, float | None]]], row_labels: list[str],
-                      col_labels: list[str], title: str) -> plt.Figure:  # fmt: skip
+def _attribution_grid(
+    cells: list[list[tuple[torch.Tensor, float | None]]],
+    row_labels: list[str],
+    col_labels: list[str],
+    title: str,
+) -> plt.Figure:
     """A grid of images: each cell (image, scale), an input digit when scale is None, else an
     attribution on a diverging scale of ±scale."""
     rows, cols = len(cells), len(cells[0])
@@ -120,15 +122,17 @@ def _scale(a: torch.Tensor) -> float:
     return float(a.abs().max()) or 1.0
 
 
-def attribution_sheet(
-    images: torch.Tensor, attrs: dict[str, torch.Tensor], labels: list[int]
-) -> plt.Figure:
+def attribution_sheet(images: torch.Tensor, attrs: dict[str, torch.Tensor], labels: list[int]) -> plt.Figure:
     """One row per digit: the image, then each method's attribution of its true class."""
     maps = list(attrs.values())
     cells = [[(image, None), *[(a[i], _scale(a[i])) for a in maps]] for i, image in enumerate(images)]
     methods = [m.replace("_", " ") for m in attrs]
-    return _attribution_grid(cells, [str(d) for d in labels], ["input", *methods],
-                             "Where the network looks: attributions of the true class")  # fmt: skip
+    return _attribution_grid(
+        cells,
+        [str(d) for d in labels],
+        ["input", *methods],
+        "Where the network looks: attributions of the true class",
+    )
 
 
 def attribution_strip(
@@ -138,18 +142,23 @@ def attribution_strip(
     cells = [[(shifted[k], None) for k in range(len(dys))]]
     cells += [[(a[k], _scale(a)) for k in range(len(dys))] for a in attrs.values()]
     methods = [m.replace("_", " ") for m in attrs]
-    return _attribution_grid(cells, ["input", *methods], [f"dy={dy}" for dy in dys],
-                             f"Does the attribution move with the {item}?")  # fmt: skip
+    return _attribution_grid(
+        cells, ["input", *methods], [f"dy={dy}" for dy in dys], f"Does the attribution move with the {item}?"
+    )
 
 
 def randomisation_sheet(
     image: torch.Tensor, columns: list[str], maps: dict[str, list[torch.Tensor]]
-) -> plt.Figure:  # fmt: skip
+) -> plt.Figure:
     """The model-randomisation sequence of one image: a row per method, its map on the trained network
     and after each cascading step (each map on its own scale: randomised weights change magnitudes)."""
     cells = [[(image, None), *[(m, _scale(m)) for m in sequence]] for sequence in maps.values()]
-    return _attribution_grid(cells, [m.replace("_", " ") for m in maps], ["input", *columns],
-                             "Do the maps change as the layers are randomised (from the output down)?")
+    return _attribution_grid(
+        cells,
+        [m.replace("_", " ") for m in maps],
+        ["input", *columns],
+        "Do the maps change as the layers are randomised (from the output down)?",
+    )
 
 
 def filter_sheet(patches: torch.Tensor, wanted: torch.Tensor | None, layer: str) -> plt.Figure:
@@ -170,8 +179,9 @@ def filter_sheet(patches: torch.Tensor, wanted: torch.Tensor | None, layer: str)
     fig, ax = plt.subplots(figsize=(12, 12 * sheet.shape[1] / sheet.shape[2] + 0.6))
     show(ax, sheet, interpolation="nearest")
     ax.axis("off")
-    what = f"top-{k} test patches ({s}×{s} px)" + (", and beside them the input that excites it most"
-                                                  if wanted is not None else "")  # fmt: skip
+    what = f"top-{k} test patches ({s}×{s} px)" + (
+        ", and beside them the input that excites it most" if wanted is not None else ""
+    )
     ax.set_title(f"What each filter of {layer} wants (in order, row by row): {what}", fontsize=9)
     fig.tight_layout()
     return fig

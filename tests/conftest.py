@@ -64,11 +64,16 @@ def make_cfg(tmp: Path, *overrides: str, cache: Path | None = None) -> DictConfi
 # images, not 1,000: each took half of such a training.
 SMALL_FILTERS = 16
 SMALL_TRAIN = (
-    "train=default", "data.train_subset=2000", "data.test_subset=1000", "train.epochs=4",
+    "train=default",
+    "data.train_subset=2000",
+    "data.test_subset=1000",
+    "train.epochs=4",
     "train.batch_size=64",
-    "data.val_size=1000", f"+model.filters={SMALL_FILTERS}", "train.scheduler.factory.max_lr=0.004",
+    "data.val_size=1000",
+    f"+model.filters={SMALL_FILTERS}",
+    "train.scheduler.factory.max_lr=0.004",
     "train.gap_images=200",
-)  # fmt: skip
+)
 
 
 @pytest.fixture(scope="session")

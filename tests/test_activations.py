@@ -11,10 +11,14 @@ from tests.conftest import SMALL_TRAIN, make_cfg
 def test_activations_stage_writes_figures_and_tensorboard(small_run, tmp_path):
     trained, _ = small_run
     cfg = make_cfg(
-        tmp_path, "+experiment=activations", *SMALL_TRAIN, "activations.indices=[0,3]",
-        "activations.layers=[1,conv2d_3,8]", "activations.n_codes=300",
+        tmp_path,
+        "+experiment=activations",
+        *SMALL_TRAIN,
+        "activations.indices=[0,3]",
+        "activations.layers=[1,conv2d_3,8]",
+        "activations.n_codes=300",
         cache=Path(trained.paths.cache),
-    )  # fmt: skip
+    )
     results = run(cfg)
     out = Path(cfg.paths.output_dir)
     # test #0 is a 7 and test #3 a 0: 3 layers x 2 images
@@ -29,7 +33,10 @@ def test_activations_stage_writes_figures_and_tensorboard(small_run, tmp_path):
     events = EventAccumulator(str(out / "tb" / "activations"), size_guidance={"images": 0})
     events.Reload()
     tags = set(events.Tags()["images"])
-    assert {"feature_maps/conv2d_1/digit_7_test0", "feature_maps/conv2d_3/digit_0_test3",
-            "code_vectors/class_similarity"} <= tags  # fmt: skip
+    assert {
+        "feature_maps/conv2d_1/digit_7_test0",
+        "feature_maps/conv2d_3/digit_0_test3",
+        "code_vectors/class_similarity",
+    } <= tags
     projector = (out / "tb" / "activations" / "projector_config.pbtxt").read_text()
     assert "code_vectors" in projector and "sprite" in projector

@@ -25,13 +25,26 @@ from tests.test_layers import OWN_CNN, export
 # Every stage, as small as it still means something: 1,000 training images, 2 epochs; one quick
 # interpreter; 40 images on the shift grid.
 TINY = (
-    "data.train_subset=1000", "data.test_subset=500", "data.val_size=500", "train.epochs=2",
-    "train.batch_size=64", "train.gap_images=200", "interpreters.models=[dt]",
-    "interpreters.probes.train_samples=150", "interpreters.probes.test_samples=100", "shift.models=[dt]",
-    "shift.dataset.samples=20", "activations.n_codes=100", "trainer.progress_bar=false",
-    "beyond.images=100", "beyond.position_images=100", "beyond.attribution_samples=5",
-    "beyond.maximise_steps=10", "beyond.shuffled_images=100", "beyond.shuffled_epochs=2",
-)  # fmt: skip
+    "data.train_subset=1000",
+    "data.test_subset=500",
+    "data.val_size=500",
+    "train.epochs=2",
+    "train.batch_size=64",
+    "train.gap_images=200",
+    "interpreters.models=[dt]",
+    "interpreters.probes.train_samples=150",
+    "interpreters.probes.test_samples=100",
+    "shift.models=[dt]",
+    "shift.dataset.samples=20",
+    "activations.n_codes=100",
+    "trainer.progress_bar=false",
+    "beyond.images=100",
+    "beyond.position_images=100",
+    "beyond.attribution_samples=5",
+    "beyond.maximise_steps=10",
+    "beyond.shuffled_images=100",
+    "beyond.shuffled_epochs=2",
+)
 # The runs that open an existing file: the probes and the shift grid add nothing there.
 LIGHT = ("interpreters.probes.enabled=false", "shift.dataset.enabled=false", "beyond.maximise_steps=0")
 
@@ -62,7 +75,12 @@ def test_lenet5_through_every_stage(tmp_path):
     assert re.search(r" min \(train \d+ s, activations \d+ s, interpreters [\d.]+ (s|min), shift ", head)
     assert "beyond " in head
     assert set(json.loads((out / "page.json").read_text())["results"]["stage_seconds"]) == {
-        "train", "activations", "interpreters", "shift", "beyond"}
+        "train",
+        "activations",
+        "interpreters",
+        "shift",
+        "beyond",
+    }
     assert len(result["conclusions"]) == 4
     for link in [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]:
         assert (out / link).is_file(), link  # every figure the report shows is there
@@ -88,8 +106,14 @@ def cli(cwd: Path, run_dir: Path, *args: str, expect: int = 0) -> dict | str:
     """`python -m mnist_probe.run ARGS` in cwd, as a user runs it: its results.json; or, where the
     run must fail with status `expect`, what it printed on stderr."""
     env = {**os.environ, "MNIST_ROOT": mnist_root(), "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "mnist_probe.run", *args, f"paths.cache={cwd / 'cache'}",
-               f"hydra.run.dir={run_dir}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "mnist_probe.run",
+        *args,
+        f"paths.cache={cwd / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+    ]
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == expect, proc.stderr[-3000:]
     return read(run_dir) if expect == 0 else proc.stdout + proc.stderr
@@ -114,22 +138,29 @@ def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path):
         sys.path.remove(str(tmp_path))
     model = OwnCNN(width=4)
     weights = read(tmp_path / "by_class", "train")["checkpoint"]
-    model.load_state_dict(torch.load(tmp_path / weights if not Path(weights).is_absolute() else weights,
-                                     weights_only=True))  # fmt: skip
+    model.load_state_dict(
+        torch.load(tmp_path / weights if not Path(weights).is_absolute() else weights, weights_only=True)
+    )
     model.eval()
     images, labels = split_tensors(typed(make_cfg(tmp_path, *TINY)).data, "scored")
     own_acc = accuracy(model, images, labels)
     assert first["cnn_test_acc"] == own_acc
 
     torch.save(model.state_dict(), tmp_path / "weights.pt")
-    second = cli(tmp_path, tmp_path / "by_state_dict", "+experiment=activations", *own,
-                 f"checkpoint={tmp_path / 'weights.pt'}", *TINY, *LIGHT)  # fmt: skip
+    second = cli(
+        tmp_path,
+        tmp_path / "by_state_dict",
+        "+experiment=activations",
+        *own,
+        f"checkpoint={tmp_path / 'weights.pt'}",
+        *TINY,
+        *LIGHT,
+    )
     assert second["cnn_test_acc"] == own_acc and second["code_layer"] == "head.2"
 
     export(model, tmp_path / "own.onnx")
     onnx = f"checkpoint={tmp_path / 'own.onnx'}"
-    third = cli(tmp_path, tmp_path / "by_onnx", "+experiment=activations", onnx,
-                *TINY, *LIGHT)  # fmt: skip
+    third = cli(tmp_path, tmp_path / "by_onnx", "+experiment=activations", onnx, *TINY, *LIGHT)
     assert abs(third["cnn_test_acc"] - own_acc) <= 1 / len(labels)  # ONNX's float order may flip one
     assert "gelu" in third["code_layer"].lower()  # the penultimate layer, by its ONNX node's name
     assert third["code_dims"] == 32  # the head's 32 values

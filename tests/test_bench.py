@@ -42,18 +42,22 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     value = {what: r["value"] for what, r in rows.items()}
     light = next(v for w, v in value.items() if w.startswith("train 32-true, Lightning (batch"))
     assert value["train 32-true, Lightning / plain"] == pytest.approx(
-        100 * light / value["train 32-true, plain PyTorch loop"], rel=0.01, abs=0.02)
+        100 * light / value["train 32-true, plain PyTorch loop"], rel=0.01, abs=0.02
+    )
     assert value["train 32-true, achieved"] == pytest.approx(
-        value["FLOPs per image, forward + backward"] * light / 1000, rel=0.01, abs=0.02)
+        value["FLOPs per image, forward + backward"] * light / 1000, rel=0.01, abs=0.02
+    )
     small = f"batch {INFERENCE_BATCH}"
     free = value[f"inference, no hooks, {small}"]
     hooked = value[f"inference, hooks on all 12 layers, {small}"]
     assert value["hook overhead"] == pytest.approx(100 * (free / hooked - 1), rel=0.01, abs=0.05)
     assert value[f"  {small} / batch 1000"] == pytest.approx(
-        value[f"inference, no hooks, {small}"] / value["inference, no hooks, batch 1000"], rel=0.01, abs=0.01)
+        value[f"inference, no hooks, {small}"] / value["inference, no hooks, batch 1000"], rel=0.01, abs=0.01
+    )
     shift_rate = next(v for w, v in value.items() if w.startswith("shift grid ±"))
     assert value["shift sweep / plain inference"] == pytest.approx(
-        100 * shift_rate / value["plain inference of the same images"], rel=0.01, abs=0.02)
+        100 * shift_rate / value["plain inference of the same images"], rel=0.01, abs=0.02
+    )
     # beside the peers: the same activations as torchvision's feature extractor, the same Grad-CAM as a
     # plain autograd one; each ratio from its own rows; a peer of the bench extra, there or said missing
     fx = "torchvision create_feature_extractor"
@@ -63,20 +67,30 @@ def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     assert value[f"  {fx}{resnet}: largest |difference| from record"] > 0.1
     assert value[f"  {fx}{resnet}: layers whose values differ from record's (beyond rounding)"] == 9
     if installed("torchlens"):
-        assert value[f"  TorchLens log_forward_pass{resnet}: layers whose values differ from record's "
-                     "(beyond rounding)"] == 0  # fmt: skip
+        assert (
+            value[
+                f"  TorchLens log_forward_pass{resnet}: layers whose values differ from record's "
+                "(beyond rounding)"
+            ]
+            == 0
+        )
     assert value["  plain autograd: least Pearson r with mnist_probe's maps"] > 0.999
     assert value["  saliency: largest |difference| between the two maps"] == 0  # Captum's, to the rounding
-    ours, plain = (value[f"record all 12 layers: {w}"] for w in ("mnist_probe record", "plain forward pass "
-                                                                  "(records nothing)"))  # fmt: skip
+    ours, plain = (
+        value[f"record all 12 layers: {w}"]
+        for w in ("mnist_probe record", "plain forward pass (records nothing)")
+    )
     # the times are rounded to 0.01 s per 1,000 images (and the ratio to 0.01): within what that allows
     ratio = value["  mnist_probe record / plain forward pass"]
     assert (ours - 0.005) / (plain + 0.005) - 0.005 <= ratio <= (ours + 0.005) / (plain - 0.005) + 0.005
     assert 0.5 < value["  peak above / activations returned"] < 1.5  # a copy of them too many reads 1.7+
     if installed("torch_cka"):  # the same estimator on the same minibatches: the same matrix
         assert value["  largest |difference| between the two matrices"] < 1e-3
-    peers = [("torchlens", "record all 12 layers: TorchLens"), ("pytorch_grad_cam", "Grad-CAM: pytorch"),
-             ("torch_cka", "CKA")]
+    peers = [
+        ("torchlens", "record all 12 layers: TorchLens"),
+        ("pytorch_grad_cam", "Grad-CAM: pytorch"),
+        ("torch_cka", "CKA"),
+    ]
     for peer, row in peers:
         there = [w for w in value if w.startswith(row)]
         assert there and (installed(peer) == ("not installed" not in there[0]))
@@ -118,8 +132,9 @@ def test_bench_long_times_the_fast_recipe_and_the_default_one(tmp_path):
     # the fast recipe again once per seed, each its own curve, summed up in its spread rows
     assert {"train=fast seed=42", "train=fast seed=43"} <= result["curves"].keys()
     assert result["curves"]["train=fast seed=42"] != result["curves"]["train=fast seed=43"]
-    reached = next(r for r in result["rows"]
-                   if r["what"] == "train=fast, 2 seeds: reached 99.3% test accuracy")  # fmt: skip
+    reached = next(
+        r for r in result["rows"] if r["what"] == "train=fast, 2 seeds: reached 99.3% test accuracy"
+    )
     assert reached["unit"] == "of 2 seeds" and 0 <= reached["value"] <= 2
 
 
@@ -140,12 +155,23 @@ def test_the_seed_spread_counts_the_seeds_that_got_there():
 
 def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     machine = {"cpu": "Test CPU (family 25, model 1, AVX2)", "cores": 2, "gpu": None, "torch": "2.14.1"}
-    parts = (("bench", "train 32-true, Lightning / plain"), ("bench-long", "train=fast: time"),
-             ("bench-run", "make run's job, wall time"), ("bench-reports", "report on a CNN, wall time"))
+    parts = (
+        ("bench", "train 32-true, Lightning / plain"),
+        ("bench-long", "train=fast: time"),
+        ("bench-run", "make run's job, wall time"),
+        ("bench-reports", "report on a CNN, wall time"),
+    )
     for name, what in parts:
-        (tmp_path / f"{name}.json").write_text(json.dumps({
-            "machine": machine, "command": f"python -m mnist_probe.bench {name}", "date": "2026-12-01",
-            "rows": [{"what": what, "value": 97.25, "unit": "%"}]}))  # fmt: skip
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "command": f"python -m mnist_probe.bench {name}",
+                    "date": "2026-12-01",
+                    "rows": [{"what": what, "value": 97.25, "unit": "%"}],
+                }
+            )
+        )
     page = tmp_path / "docs" / "PERFORMANCE.md"
     assert main(["--page-only", "--out", str(tmp_path), "--page", str(page)]) == {}  # nothing measured
     text = page.read_text()
@@ -155,9 +181,18 @@ def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     assert "`python -m mnist_probe.bench bench-long`, on 2026-12-01" in text and "Not measured" not in text
     # another run of make bench, under a kernel cap: a column of its own, its machine line, its own rows
     capped = machine | {"kernels": "AVX2", "capped": {"ATEN_CPU_CAPABILITY": "avx2"}}
-    (tmp_path / "bench@avx2.json").write_text(json.dumps({"machine": capped, "command": "capped", "rows": [
-        {"what": "train 32-true, Lightning / plain [a note]", "value": 99.5, "unit": "%"},
-        {"what": "bf16 not measured", "value": 1.0, "unit": "x"}]}))  # fmt: skip
+    (tmp_path / "bench@avx2.json").write_text(
+        json.dumps(
+            {
+                "machine": capped,
+                "command": "capped",
+                "rows": [
+                    {"what": "train 32-true, Lightning / plain [a note]", "value": 99.5, "unit": "%"},
+                    {"what": "bf16 not measured", "value": 1.0, "unit": "x"},
+                ],
+            }
+        )
+    )
     main(["--page-only", "--out", str(tmp_path), "--page", str(page)])
     text = page.read_text()
     assert "| what | value | value (avx2) | unit |" in text and "`value (avx2)`: Machine: Test CPU" in text
@@ -193,8 +228,14 @@ def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_f
         bench, "matmul_peak", lambda dtype, n, repeats: 0.28 if dtype == torch.bfloat16 else 500.0
     )
     cfg = compose_config()
-    rows = bench.bench_training(cfg, ["32-true", "bf16-mixed"], steps=24, warmup=4, repeats=3,
-                                probe={"32-true": 150.0, "bf16-mixed": 15.0})  # fmt: skip
+    rows = bench.bench_training(
+        cfg,
+        ["32-true", "bf16-mixed"],
+        steps=24,
+        warmup=4,
+        repeats=3,
+        probe={"32-true": 150.0, "bf16-mixed": 15.0},
+    )
     assert calls == [("32-true", 24)] * 3 + [("bf16-mixed", 2)]
     whats = [r["what"] for r in rows]
     assert any(
@@ -235,12 +276,15 @@ def test_a_recipe_of_your_own_is_trained_and_reported_under_its_name(tmp_path):
     assert (tmp_path / "bench-recipes.json").is_file()
 
 
-@pytest.mark.parametrize("environ, mkl", [
-    ({}, None),
-    ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2"),
-    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2"),
-    ({"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, "AVX512"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "environ, mkl",
+    [
+        ({}, None),
+        ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2"),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2"),
+        ({"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, "AVX512"),
+    ],
+)
 def test_mkl_is_capped_at_the_narrowest_width_the_other_caps_allow(environ, mkl):
     from mnist_probe.bench import mkl_cap
 
@@ -253,14 +297,21 @@ def test_the_matmul_peak_runs_under_the_cap_the_training_runs_under():
     import subprocess
     import sys
 
-    code = ("import os, mnist_probe.bench.common as c; print(os.environ.get('MKL_ENABLE_INSTRUCTIONS'), "
-            "sorted(k for k in c.CAP_VARIABLES if os.environ.get(k)))")  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
-                                                            "MKL_ENABLE_INSTRUCTIONS")}  # fmt: skip
+    code = (
+        "import os, mnist_probe.bench.common as c; print(os.environ.get('MKL_ENABLE_INSTRUCTIONS'), "
+        "sorted(k for k in c.CAP_VARIABLES if os.environ.get(k)))"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+    }
     env |= {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split(" ", 1) == ["AVX2", "['ATEN_CPU_CAPABILITY', 'MKL_ENABLE_INSTRUCTIONS', "
-                                                "'ONEDNN_MAX_CPU_ISA']\n"]
+    assert out.stdout.split(" ", 1) == [
+        "AVX2",
+        "['ATEN_CPU_CAPABILITY', 'MKL_ENABLE_INSTRUCTIONS', 'ONEDNN_MAX_CPU_ISA']\n",
+    ]
 
 
 def test_a_peer_not_installed_is_a_row_without_a_value(tmp_path, monkeypatch):
@@ -277,11 +328,16 @@ def test_a_peer_not_installed_is_a_row_without_a_value(tmp_path, monkeypatch):
     rows += peers.bench_cka(net, KerasCNN(filters=8), x, ["conv2d_1", "dense_2"], 8, 1)
     missing = [r for r in rows if "not installed" in r["what"]]
     assert [r["what"].split(" not installed")[0] for r in missing] == [
-        "record all 12 layers: TorchLens", "Grad-CAM: pytorch-grad-cam", "CKA: torch-cka"]
+        "record all 12 layers: TorchLens",
+        "Grad-CAM: pytorch-grad-cam",
+        "CKA: torch-cka",
+    ]
     result = report(rows, tmp_path, "peers")
     assert json.loads((tmp_path / "peers.json").read_text())["rows"] == result["rows"]
-    assert all(r["value"] is None for r in missing) and "TorchLens not installed (pip install" in (
-        tmp_path / "peers.md").read_text()
+    assert (
+        all(r["value"] is None for r in missing)
+        and "TorchLens not installed (pip install" in (tmp_path / "peers.md").read_text()
+    )
 
 
 def test_resnet18_is_recorded_per_call_beside_torchvisions_extractor_which_returns_bn1_after_its_relu():
@@ -341,10 +397,13 @@ def test_the_peers_give_the_values_mnist_probe_gives():
 
     net, x = KerasCNN(filters=16).eval(), to_float(load_mnist(mnist_root(), "test")[0][:200])
     few, resnet = x[:16], peers.grey_resnet18()
-    value = {r["what"]: r["value"] for r in
-             peers.bench_recording(net, few, 8, 1) + peers.bench_recording(resnet, few, 8, 1, " R")
-             + peers.bench_grad_cam(net, few, torch.arange(16) % 10, 8, 1)
-             + peers.bench_cka(net, KerasCNN(filters=16), x, ["conv2d_1", "dense_1"], 100, 1)}  # fmt: skip
+    value = {
+        r["what"]: r["value"]
+        for r in peers.bench_recording(net, few, 8, 1)
+        + peers.bench_recording(resnet, few, 8, 1, " R")
+        + peers.bench_grad_cam(net, few, torch.arange(16) % 10, 8, 1)
+        + peers.bench_cka(net, KerasCNN(filters=16), x, ["conv2d_1", "dense_1"], 100, 1)
+    }
     lens = "  TorchLens log_forward_pass{}: layers whose values differ from record's (beyond rounding)"
     assert value[lens.format("")] == 0 and value[lens.format(" R")] == 0
     assert value["  pytorch-grad-cam GradCAM: least Pearson r with mnist_probe's maps"] > 0.999

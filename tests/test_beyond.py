@@ -134,10 +134,12 @@ def test_position_probes_do_not_depend_on_how_many_images_go_through_at_once(dig
     all at once gives, projected layers included."""
     images, labels = digits
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                        nn.Linear(4 * 14 * 14, 10)).eval()  # fmt: skip
-    probe = partial(position_probes, net, images[:60], labels[:60], radius=1, layers=["1", "2", "4"],
-                    max_dims=100)  # fmt: skip
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 14 * 14, 10)
+    ).eval()
+    probe = partial(
+        position_probes, net, images[:60], labels[:60], radius=1, layers=["1", "2", "4"], max_dims=100
+    )
     at_once, in_batches = probe(batch_size=500), probe(batch_size=7)
     assert [r.dims for r in at_once] == [3136, 784, 10]  # the first two are projected to 100
     for a, b in zip(at_once, in_batches, strict=True):

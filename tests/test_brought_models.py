@@ -21,12 +21,12 @@ from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import output_of, record, stream
 from mnist_probe.idx_files import raw_folder
-from mnist_probe.interpretation import linear_probes
 from mnist_probe.layer_names import leaf_layers, resolve_layers
 from mnist_probe.model import check_io, load_model, output_kind, outputs_of
 from mnist_probe.model_layers import code_layer, layer_table
 from mnist_probe.names import FILES
 from mnist_probe.onnx_model import load_onnx
+from mnist_probe.probes import linear_probes
 from mnist_probe.run import run
 from mnist_probe.specs import DataSpec
 from tests.conftest import make_cfg, mnist_root
@@ -77,8 +77,11 @@ def images(n: int = 6) -> torch.Tensor:
 @torch.no_grad()
 def test_a_module_called_twice_is_recorded_once_per_call_and_named_so():
     model, x = resnet18_mnist(), images()
-    with pytest.raises(UserError, match=r"'layer1.0.relu' of ResNet runs 2 times in one forward pass: "
-                                        r"name one call, layer1.0.relu:1, layer1.0.relu:2$"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"'layer1.0.relu' of ResNet runs 2 times in one forward pass: "
+        r"name one call, layer1.0.relu:1, layer1.0.relu:2$",
+    ):
         record(model, x, ["layer1.0.relu"])
     wanted = ["layer1.0.relu:1", "layer1.0.relu:2", "layer1.0.conv2", "layer1.0.bn2", "layer1.0"]
     acts = record(model, x, wanted)
@@ -93,14 +96,19 @@ def test_a_module_called_twice_is_recorded_once_per_call_and_named_so():
     # torchvision's own feature extractor names the calls relu and relu_1: the same tensors
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    nodes = {"layer1.0.relu": "layer1.0.relu:1", "layer1.0.relu_1": "layer1.0.relu:2",
-             "layer1.0.bn2": "layer1.0.bn2"}
+    nodes = {
+        "layer1.0.relu": "layer1.0.relu:1",
+        "layer1.0.relu_1": "layer1.0.relu:2",
+        "layer1.0.bn2": "layer1.0.bn2",
+    }
     theirs = create_feature_extractor(model, {node: node for node in nodes})(x)
     assert all(torch.equal(theirs[node], acts[ours]) for node, ours in nodes.items())
     with pytest.raises(UserError, match=r"runs once in a forward pass, so 'layer1.0.conv1:2' names no call"):
         resolve_layers(model, "layer1.0.conv1:2")
     assert resolve_layers(model, ["layer1.0.conv1:1", "layer1.0.relu:2:input"]) == [
-        "layer1.0.conv1", "layer1.0.relu:2:input"]  # fmt: skip
+        "layer1.0.conv1",
+        "layer1.0.relu:2:input",
+    ]
 
 
 def test_every_layer_of_a_resnet_has_a_row_per_image_and_the_table_lists_each_call(tmp_path):
@@ -187,11 +195,24 @@ def test_a_keras_model_through_tf2onnx_has_linear_layers_a_code_layer_and_log_pr
 
 
 # Every stage, smaller still than TINY: a ResNet-18 has 60 layers to probe and 20 conv layers.
-SLIM = ("data.train_subset=500", "data.val_size=200", "train.epochs=1", "train.batch_size=32",
-        "train.gap_images=0", "interpreters.models=[dt]", "interpreters.probes.train_samples=100",
-        "interpreters.probes.test_samples=100", "shift.models=[dt]", "shift.dataset.samples=20",
-        "activations.n_codes=100", "trainer.progress_bar=false", "beyond.images=100",
-        "beyond.position_images=100", "beyond.attribution_samples=5", "beyond.maximise_steps=0")  # fmt: skip
+SLIM = (
+    "data.train_subset=500",
+    "data.val_size=200",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.gap_images=0",
+    "interpreters.models=[dt]",
+    "interpreters.probes.train_samples=100",
+    "interpreters.probes.test_samples=100",
+    "shift.models=[dt]",
+    "shift.dataset.samples=20",
+    "activations.n_codes=100",
+    "trainer.progress_bar=false",
+    "beyond.images=100",
+    "beyond.position_images=100",
+    "beyond.attribution_samples=5",
+    "beyond.maximise_steps=0",
+)
 
 
 def test_the_keras_onnx_file_through_every_stage_scores_as_keras_did(tmp_path):
@@ -223,8 +244,11 @@ def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatc
     (tmp_path / "resnet_mnist.py").write_text(RESNET)
     monkeypatch.chdir(tmp_path)  # where a user's module is found
     resnet = ["model._target_=resnet_mnist.resnet18_mnist"]
-    with pytest.raises(UserError, match=r"^code_layer: layer 'layer4.1.relu' of ResNet runs 2 times in one "
-                                        r"forward pass: name one call, layer4.1.relu:1, layer4.1.relu:2$"):
+    with pytest.raises(
+        UserError,
+        match=r"^code_layer: layer 'layer4.1.relu' of ResNet runs 2 times in one "
+        r"forward pass: name one call, layer4.1.relu:1, layer4.1.relu:2$",
+    ):
         run(make_cfg(tmp_path, "+experiment=train", *resnet, "code_layer=layer4.1.relu", *SLIM))
     assert not any((tmp_path / "cache").glob("cnn-*"))  # refused before any training
     layers = run(make_cfg(tmp_path, "+experiment=layers", *resnet))
@@ -233,9 +257,18 @@ def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatc
     weights = resnet18_mnist()  # the same network as resnet_mnist.py's, seeded weights
     torch.save(weights.state_dict(), tmp_path / "resnet.pt")
     checkpoint = f"checkpoint={tmp_path / 'resnet.pt'}"
-    result = cli(tmp_path, tmp_path / "report", "+experiment=report", *resnet, checkpoint, *SLIM,
-                 "data.test_subset=200", "beyond.layers=[conv1,layer1.0.relu:2,fc:input]",
-                 "shift.layers=[layer1.0.relu:2]", "activations.layers=[conv1,layer2.0.relu:2]")  # fmt: skip
+    result = cli(
+        tmp_path,
+        tmp_path / "report",
+        "+experiment=report",
+        *resnet,
+        checkpoint,
+        *SLIM,
+        "data.test_subset=200",
+        "beyond.layers=[conv1,layer1.0.relu:2,fc:input]",
+        "shift.layers=[layer1.0.relu:2]",
+        "activations.layers=[conv1,layer2.0.relu:2]",
+    )
     out = tmp_path / "report"
     assert result["code_layer"] == "fc:input"
     images_u8, labels = split_tensors(DataSpec(root=mnist_root(), test_subset=200), "scored")

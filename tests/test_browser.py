@@ -22,9 +22,15 @@ from tests.conftest import SMALL_TRAIN, make_cfg
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-quic",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 
 
 def free_port() -> int:
@@ -39,16 +45,30 @@ def test_tensorboard_images_dashboard_shows_feature_maps(small_run, tmp_path):
         pytest.fail("needs Debian's chromium: `make chromium` (apt-get install chromium) installs it")
     trained, _ = small_run
     cfg = make_cfg(
-        tmp_path, "+experiment=activations", *SMALL_TRAIN, "activations.layers=[2]",
-        "activations.n_codes=200", cache=Path(trained.paths.cache),
-    )  # fmt: skip
+        tmp_path,
+        "+experiment=activations",
+        *SMALL_TRAIN,
+        "activations.layers=[2]",
+        "activations.n_codes=200",
+        cache=Path(trained.paths.cache),
+    )
     run(cfg)
     port = free_port()
     tb = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(Path(cfg.paths.output_dir) / "tb"),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(Path(cfg.paths.output_dir) / "tb"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(120):  # bounded wait for the server
             try:
@@ -58,11 +78,19 @@ def test_tensorboard_images_dashboard_shows_feature_maps(small_run, tmp_path):
                 time.sleep(0.5)
         shot = tmp_path / "tensorboard.png"
         subprocess.run(
-            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}",
-             "--window-size=1400,1000", "--virtual-time-budget=20000", f"--screenshot={shot}",
-             f"http://127.0.0.1:{port}/#images&tagFilter=conv2d_2"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            [
+                CHROMIUM,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--window-size=1400,1000",
+                "--virtual-time-budget=20000",
+                f"--screenshot={shot}",
+                f"http://127.0.0.1:{port}/#images&tagFilter=conv2d_2",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     finally:
         tb.terminate()
         tb.wait(timeout=30)

@@ -21,10 +21,20 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process(small_run, tmp_pa
     written. That two jobs at once train a shared CNN once is the joblib test's (test_reliability)."""
     args = [a for a in small_train_args(tmp_path, epochs=1) if a != "+experiment=train"]
     sweep = tmp_path / "sweep"
-    proc = cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=15", "+experiment=shift",
-               "shift.dy=0,-2", "shift.models=[]", "shift.dataset.samples=20", "shift.dataset.radius=1",
-               f"checkpoint={small_run[1]['checkpoint']}", *args, f"hydra.sweep.dir={sweep}",
-               timeout=900)  # fmt: skip
+    proc = cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=15",
+        "+experiment=shift",
+        "shift.dy=0,-2",
+        "shift.models=[]",
+        "shift.dataset.samples=20",
+        "shift.dataset.radius=1",
+        f"checkpoint={small_run[1]['checkpoint']}",
+        *args,
+        f"hydra.sweep.dir={sweep}",
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = [p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]  # the local job ids
     assert len(set(jobs)) == 2  # one submitit job (its own process, its own logs) per sweep job
@@ -40,8 +50,9 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process(small_run, tmp_pa
 
 
 def test_the_slurm_preset_composes_onto_submitit():
-    cfg = compose_config("+experiment=seeds", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                         return_hydra_config=True)  # fmt: skip
+    cfg = compose_config(
+        "+experiment=seeds", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", return_hydra_config=True
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min > 0
@@ -93,8 +104,13 @@ def test_two_processes_contending_for_one_entry_compute_it_once(tmp_path):
     first = start()
     until(lambda: (marks / "computed.txt").is_file(), "the first process computing")
     second = start()
-    until(lambda: (marks / f"{second.pid}.log").is_file()
-          and "waiting for thing" in (marks / f"{second.pid}.log").read_text(), "the second process waiting")
+    until(
+        lambda: (
+            (marks / f"{second.pid}.log").is_file()
+            and "waiting for thing" in (marks / f"{second.pid}.log").read_text()
+        ),
+        "the second process waiting",
+    )
     (marks / "go").touch()
     procs = [first, second]
     outs = [p.communicate(timeout=120) for p in procs]

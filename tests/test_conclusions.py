@@ -8,7 +8,8 @@ import pytest
 from mnist_probe.names import EDGE_CONTROL
 from mnist_probe.rows import RandomisationRow
 from mnist_probe.schema import typed
-from mnist_probe.stages.results import AugmentRow, CkaPair, PositionRow, ShiftProb
+from mnist_probe.stages.page_results import AugmentRow, CkaPair
+from mnist_probe.stages.results import PositionRow, ShiftProb
 from mnist_probe.stages.trust import data_randomisation_sentence, standing_sentence
 from mnist_probe.stages.verdicts import (
     attribution_sentence,
@@ -57,6 +58,7 @@ def test_probabilities_jump_under_translation(config):
 def test_the_jump_is_taken_between_shifts_1_px_apart_only():
     """dy = 0, -2, -4: no two shifts 1 px apart, so no jump is quoted (the fall from 0.98 to 0.01 spans
     2 px); with dy = -3 too, the largest 1-px step, not the 2-px fall from dy = 0 to -2."""
+
     def text(dys, p):
         rows = [ShiftProb("CNN", 0, dy, q, 3, 1 - q) for dy, q in zip(dys, p, strict=True)]
         shifted = dataclasses.replace(shift_result(), rows=rows)
@@ -143,8 +145,15 @@ def test_the_cka_sentences_are_unresolved_where_the_intervals_overlap():
 
     def pair(half: float) -> CkaPair:
         layers = ["conv2d_1", "dense_1"]
-        return CkaPair("seeds", "a", "b", layers, layers, [[0.95, 0.2], [0.3, 0.6]],
-                       [[[0.95 - half, 0.95 + half], [0.1, 0.3]], [[0.2, 0.4], [0.6 - half, 0.6 + half]]])
+        return CkaPair(
+            "seeds",
+            "a",
+            "b",
+            layers,
+            layers,
+            [[0.95, 0.2], [0.3, 0.6]],
+            [[[0.95 - half, 0.95 + half], [0.1, 0.3]], [[0.2, 0.4], [0.6 - half, 0.6 + half]]],
+        )
 
     assert "they part with depth" in cka_pair_sentence(pair(0.05))
     assert "not resolved whether they part or converge" in cka_pair_sentence(pair(0.2))
@@ -158,13 +167,22 @@ def test_which_sentences_on_the_maps_stand_follows_both_sanity_checks():
     """A method stands where its maps depend on the weights (cascading) and on the labels (data);
     one check it fails sends it to 'describe the image'; a check across the line leaves it unresolved."""
     result = dataclasses.replace(
-        beyond_result(), attributions=[dataclasses.replace(beyond_result().attributions[0], method=m)
-                                       for m in ("saliency", "grad_cam", "integrated_gradients")],
-        sanity=[randomised("saliency", "cascading", 0.0, 0.1), randomised("grad_cam", "cascading", 0.0, 0.1),
-                randomised("integrated_gradients", "cascading", 0.8, 0.9)],
-        data_randomisation=[randomised("saliency", "data", 0.1, 0.2),
-                            randomised("grad_cam", "data", 0.4, 0.6),
-                            randomised("integrated_gradients", "data", 0.0, 0.1)])  # fmt: skip
+        beyond_result(),
+        attributions=[
+            dataclasses.replace(beyond_result().attributions[0], method=m)
+            for m in ("saliency", "grad_cam", "integrated_gradients")
+        ],
+        sanity=[
+            randomised("saliency", "cascading", 0.0, 0.1),
+            randomised("grad_cam", "cascading", 0.0, 0.1),
+            randomised("integrated_gradients", "cascading", 0.8, 0.9),
+        ],
+        data_randomisation=[
+            randomised("saliency", "data", 0.1, 0.2),
+            randomised("grad_cam", "data", 0.4, 0.6),
+            randomised("integrated_gradients", "data", 0.0, 0.1),
+        ],
+    )
     text = standing_sentence(result)
     assert "those on saliency stand" in text
     assert "those on integrated gradients describe the image more than the network" in text
@@ -183,8 +201,10 @@ def test_the_data_randomisation_sentence_says_when_the_network_did_not_memorise(
 
 
 def sweep_row(model: str, shift: float, code_position: float) -> AugmentRow:
-    positions = [PositionRow("conv2d_1", 50176, 0.95, 0.4, 0.9, 1 / 25),
-                 PositionRow("dense_1", 256, code_position, 0.05, 0.99, 1 / 25)]  # fmt: skip
+    positions = [
+        PositionRow("conv2d_1", 50176, 0.95, 0.4, 0.9, 1 / 25),
+        PositionRow("dense_1", 256, code_position, 0.05, 0.99, 1 / 25),
+    ]
     return AugmentRow(model, shift, 0.99, curve({}), 0.8, 0.9, 0.02, positions)
 
 
@@ -201,8 +221,9 @@ def test_the_sweep_position_sentence_ranks_the_cnns_by_what_their_code_layer_kee
 
 def test_the_cka_pair_sentence_says_whether_two_networks_part_with_depth():
     def pair(first: float, last: float) -> CkaPair:
-        return CkaPair("seeds", "a", "b", ["conv2d_1", "dense_1"], ["conv2d_1", "dense_1"],
-                       [[first, 0.2], [0.3, last]])  # fmt: skip
+        return CkaPair(
+            "seeds", "a", "b", ["conv2d_1", "dense_1"], ["conv2d_1", "dense_1"], [[first, 0.2], [0.3, last]]
+        )
 
     assert "conv2d_1 0.95, dense_1 0.60; they part with depth" in cka_pair_sentence(pair(0.95, 0.6))
     assert "they converge with depth" in cka_pair_sentence(pair(0.5, 0.9))
@@ -228,13 +249,15 @@ def test_what_changes_between_two_runs_is_judged_on_both_intervals():
     page.json a report writes reads back as the results it was written from."""
     from mnist_probe.rows import from_json, to_json
     from mnist_probe.stages.changes import changes_section
-    from mnist_probe.stages.results import PageResults
+    from mnist_probe.stages.page_results import PageResults
 
     def run(cnn: float, ci: list[float], svm: float, svm_ci: list[float]) -> PageResults:
         r = study_results(cnn=cnn, codes=svm)
         inter = r.interpreters
-        rows = [dataclasses.replace(x, minus_cnn_ci=svm_ci if x.interpreter == "svm" else None)
-                for x in inter.rows]  # fmt: skip
+        rows = [
+            dataclasses.replace(x, minus_cnn_ci=svm_ci if x.interpreter == "svm" else None)
+            for x in inter.rows
+        ]
         gap = [gap_row(0, 0.9, 0.91, 0.92, 0.93, 0.94)]
         inter = dataclasses.replace(inter, cnn=dataclasses.replace(inter.cnn, ci=ci), rows=rows)
         train = dataclasses.replace(r.train, gap=gap, epochs=5)

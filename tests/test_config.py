@@ -10,7 +10,7 @@ from mnist_probe.data import KerasAugment, MNISTDataModule
 from mnist_probe.model import KerasCNN, MaxBlurPool2d, build_model
 from mnist_probe.run import check_config
 from mnist_probe.schema import typed
-from mnist_probe.training import make_datamodule
+from mnist_probe.trainer import make_datamodule
 from tests.conftest import CONF, REPO, make_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -39,9 +39,7 @@ def test_study_recipe_is_the_studys():
     assert cfg.train.epochs == 30 and cfg.train.batch_size == 86
     assert cfg.train.optimizer.lr == 1e-3 and cfg.train.optimizer.alpha == 0.9
     sched = cfg.train.scheduler
-    assert (
-        sched.monitor == "val_acc" and sched.factory.factor == 0.5 and sched.factory.patience == 3
-    )
+    assert sched.monitor == "val_acc" and sched.factory.factor == 0.5 and sched.factory.patience == 3
     aug = cfg.train.augment
     assert (aug.rotation, aug.zoom, aug.shift) == (10, 0.1, 0.1)
     assert cfg.train.loss == "clipped"  # Keras 2's clipped categorical_crossentropy, as the study trained
@@ -59,9 +57,8 @@ def test_the_default_and_fast_recipes_keep_their_own_losses():
 
 @pytest.mark.parametrize(
     "override, key",
-    [("train.epochs=0", "train.epochs"), ("train.batch_size=0", "train.batch_size"),
-     ("stage=nope", "stage")],
-)  # fmt: skip
+    [("train.epochs=0", "train.epochs"), ("train.batch_size=0", "train.batch_size"), ("stage=nope", "stage")],
+)
 def test_bad_values_refused_naming_the_key(tmp_path, override, key):
     cfg = make_cfg(tmp_path, "+experiment=train", override)
     with pytest.raises(UserError, match=key):
@@ -71,10 +68,14 @@ def test_bad_values_refused_naming_the_key(tmp_path, override, key):
 def test_entry_point_missing_data_root_is_one_line(tmp_path):
     """The real command line: a missing data root exits 2 with one error line and no traceback."""
     cmd = [
-        sys.executable, "-m", "mnist_probe.run", "+experiment=train",
-        f"data.root={tmp_path / 'no-mnist'}", f"paths.cache={tmp_path / 'cache'}",
+        sys.executable,
+        "-m",
+        "mnist_probe.run",
+        "+experiment=train",
+        f"data.root={tmp_path / 'no-mnist'}",
+        f"paths.cache={tmp_path / 'cache'}",
         f"hydra.run.dir={tmp_path / 'run'}",
-    ]  # fmt: skip
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout

@@ -30,9 +30,7 @@ def test_split_counts_and_no_overlap(dm):
     train_x, _ = dm.tensors["train"]
     val_x, _ = dm.tensors["val"]
     full, _ = load_mnist(mnist_root(), "train")
-    assert torch.equal(
-        torch.cat([train_x, val_x]).sum(0, dtype=torch.int64), full.sum(0, dtype=torch.int64)
-    )
+    assert torch.equal(torch.cat([train_x, val_x]).sum(0, dtype=torch.int64), full.sum(0, dtype=torch.int64))
 
 
 def test_values_and_labels(dm):
@@ -128,8 +126,10 @@ def test_idx_files_read_the_same_plain_or_gzipped_flat_or_in_torchvision_layout(
             (flat / name).symlink_to(source / name)
         (layout / name).symlink_to(source / name)
     want = load_mnist(mnist_root(), "test")
-    for spec in (DataSpec(name="Flat", folder="Clothes", root=str(flat)),
-                 DataSpec(name="Layout", folder="Clothes", root=str(tmp_path / "layout"))):  # fmt: skip
+    for spec in (
+        DataSpec(name="Flat", folder="Clothes", root=str(flat)),
+        DataSpec(name="Layout", folder="Clothes", root=str(tmp_path / "layout")),
+    ):
         got = split_tensors(spec, "test")
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), spec.name
     # one file truncated inside its gzip stream: refused naming it, in one line

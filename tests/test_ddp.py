@@ -16,18 +16,35 @@ from tests.test_reliability import next_checkpoint
 
 
 def ddp_command(tmp_path, run: str) -> list[str]:
-    return [sys.executable, "-m", "mnist_probe.run", "+experiment=train", "trainer.strategy=ddp",
-            "trainer.devices=2", "trainer.accelerator=cpu", "data.train_subset=1024", "data.test_subset=500",
-            "train.epochs=3", "train.batch_size=64", "trainer.progress_bar=false",
-            f"data.root={mnist_root()}",
-            f"paths.cache={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / run}"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "mnist_probe.run",
+        "+experiment=train",
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "data.train_subset=1024",
+        "data.test_subset=500",
+        "train.epochs=3",
+        "train.batch_size=64",
+        "trainer.progress_bar=false",
+        f"data.root={mnist_root()}",
+        f"paths.cache={tmp_path / 'cache'}",
+        f"hydra.run.dir={tmp_path / run}",
+    ]
 
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_checkpoints_from_rank_0_and_resumes(tmp_path):
     # A DDP training killed (both processes) once its first checkpoint is on disk.
-    proc = subprocess.Popen(ddp_command(tmp_path, "run1"), cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        ddp_command(tmp_path, "run1"),
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     next_checkpoint(proc, tmp_path / "cache")  # the first epoch's, within a deadline
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -39,8 +56,9 @@ def test_ddp_on_two_cpu_processes_checkpoints_from_rank_0_and_resumes(tmp_path):
     ckpt = torch.load(staging / "work" / "last.ckpt", map_location="cpu", weights_only=True)
     assert "state_dict" in ckpt and ckpt["global_step"] >= 1  # written after a step, not before any
 
-    again = subprocess.run(ddp_command(tmp_path, "run2"), cwd=REPO, capture_output=True, text=True,
-                           timeout=600)
+    again = subprocess.run(
+        ddp_command(tmp_path, "run2"), cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     logs = again.stdout + again.stderr + "".join(p.read_text() for p in (tmp_path / "run2").glob("*.log"))
     assert "resuming interrupted training" in logs

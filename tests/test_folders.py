@@ -27,8 +27,9 @@ CLASSES = ("bar", "block", "cross", "ring")  # sorted: ImageFolder's order is th
 COLOURS = [(230, 60, 60), (60, 200, 60), (60, 90, 230), (220, 200, 40)]
 
 
-def make_image_folder(root: Path, size: int = 32, grey: bool = False, train: int = 40,
-                      test: int = 12) -> Path:  # fmt: skip
+def make_image_folder(
+    root: Path, size: int = 32, grey: bool = False, train: int = 40, test: int = 12
+) -> Path:
     """ROOT/{train,test}/CLASS/NNN.png: each class a coloured shape (a bar, a block, a cross, a ring)
     at a random place on dark noise, so a CNN can learn it in a few epochs."""
     rng = np.random.default_rng(0)
@@ -38,9 +39,12 @@ def make_image_folder(root: Path, size: int = 32, grey: bool = False, train: int
             (root / split / name).mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
-                shape = [np.abs(yy - cy) < 2, (np.abs(yy - cy) < 5) & (np.abs(xx - cx) < 5),
-                         (np.abs(yy - cy) < 2) | (np.abs(xx - cx) < 2),
-                         np.abs(np.hypot(yy - cy, xx - cx) - 6) < 1.5][k]  # fmt: skip
+                shape = [
+                    np.abs(yy - cy) < 2,
+                    (np.abs(yy - cy) < 5) & (np.abs(xx - cx) < 5),
+                    (np.abs(yy - cy) < 2) | (np.abs(xx - cx) < 2),
+                    np.abs(np.hypot(yy - cy, xx - cx) - 6) < 1.5,
+                ][k]
                 pixels = rng.integers(0, 40, (size, size, 3)).astype(np.uint8)
                 pixels[shape] = COLOURS[k]
                 image = Image.fromarray(pixels)
@@ -50,13 +54,27 @@ def make_image_folder(root: Path, size: int = 32, grey: bool = False, train: int
 
 # Every stage, small: 160 training images (20 held out), 48 test images.
 FOLDER_RUN = (
-    "data=folder", "data.val_size=20", "train.epochs=4", "train.batch_size=16", "train.gap_images=40",
-    "interpreters.models=[dt,dt@pixels]", "interpreters.probes.train_samples=100",
-    "interpreters.probes.test_samples=40", "shift.models=[dt]", "shift.dataset.samples=24",
-    "shift.dataset.radius=2", "activations.n_codes=48", "trainer.progress_bar=false", "beyond.images=48",
-    "beyond.position_images=48", "beyond.attribution_samples=4", "beyond.maximise_steps=3",
-    "+model.filters=8", "beyond.shuffled_images=40", "beyond.shuffled_epochs=2",
-)  # fmt: skip
+    "data=folder",
+    "data.val_size=20",
+    "train.epochs=4",
+    "train.batch_size=16",
+    "train.gap_images=40",
+    "interpreters.models=[dt,dt@pixels]",
+    "interpreters.probes.train_samples=100",
+    "interpreters.probes.test_samples=40",
+    "shift.models=[dt]",
+    "shift.dataset.samples=24",
+    "shift.dataset.radius=2",
+    "activations.n_codes=48",
+    "trainer.progress_bar=false",
+    "beyond.images=48",
+    "beyond.position_images=48",
+    "beyond.attribution_samples=4",
+    "beyond.maximise_steps=3",
+    "+model.filters=8",
+    "beyond.shuffled_images=40",
+    "beyond.shuffled_epochs=2",
+)
 
 
 def read(run_dir: Path, stage: str) -> dict:
@@ -139,8 +157,9 @@ def test_a_class_of_ones_own_gets_the_folders_channels_and_classes(tmp_path):
     assert images.shape == (48, 1, 24, 24)
     assert result["cnn_test_acc"] == accuracy(model.eval(), images, labels)
 
-    fixed = cli(tmp_path, tmp_path / "fixed", "+experiment=shift", *own, "+model.num_classes=10", *light,
-                expect=2)  # fmt: skip
+    fixed = cli(
+        tmp_path, tmp_path / "fixed", "+experiment=shift", *own, "+model.num_classes=10", *light, expect=2
+    )
     assert "outputs 10 per image, not 4 values" in fixed and "Traceback" not in fixed
     assert not (tmp_path / "fixed").exists()
 
@@ -160,12 +179,24 @@ def test_a_folder_is_resized_to_data_size_and_read_grey_or_colour_as_asked(tmp_p
         split_tensors(spec, "train")
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    (lambda r: __import__("shutil").rmtree(r / "test"), r"has no test/ folder \(.*test is missing\); data="),
-    (lambda r: (r / "test" / "ring").rename(r / "test" / "rings"), r"different class folders \(ring, rings"),
-    (lambda r: [p.unlink() for p in (r / "train" / "bar").iterdir()], r"train/bar holds no .png/.jpg/.jpeg"),
-    (lambda r: (r / "train" / "bar" / "000.png").write_bytes(b"not a png"), r"cannot read .*000.png"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda r: __import__("shutil").rmtree(r / "test"),
+            r"has no test/ folder \(.*test is missing\); data=",
+        ),
+        (
+            lambda r: (r / "test" / "ring").rename(r / "test" / "rings"),
+            r"different class folders \(ring, rings",
+        ),
+        (
+            lambda r: [p.unlink() for p in (r / "train" / "bar").iterdir()],
+            r"train/bar holds no .png/.jpg/.jpeg",
+        ),
+        (lambda r: (r / "train" / "bar" / "000.png").write_bytes(b"not a png"), r"cannot read .*000.png"),
+    ],
+)
 def test_a_broken_folder_is_refused_in_one_line_before_any_work(tmp_path, damage, message):
     root = make_image_folder(tmp_path / "shapes", train=3, test=2)
     damage(root)

@@ -91,8 +91,9 @@ def test_streaming_matches_memory(model, test_images, tmp_path):
 def test_streaming_float16_and_no_partial_file_on_error(model, test_images, tmp_path):
     paths = stream(model, test_images[:100], tmp_path / "ok", [10], float16=True)
     assert np.load(paths["dense_1"]).dtype == np.float16
-    with pytest.raises(RuntimeError, match="rows, expected 100 for each layer"), ActivationRecorder(
-        model, [10], tmp_path / "bad", total=100
+    with (
+        pytest.raises(RuntimeError, match="rows, expected 100 for each layer"),
+        ActivationRecorder(model, [10], tmp_path / "bad", total=100),
     ):
         model(to_float(test_images[:50]))  # stops half way: 50 of 100 rows
     assert not list((tmp_path / "bad").iterdir())

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from mnist_probe import UserError
+from mnist_probe import UserError, probes
 from mnist_probe import interpretation as interpreters
 from mnist_probe.data import split_tensors
 from mnist_probe.interpretation import CodeVectors, FastSVC, Pixels, fit_on_features, make_interpreter
@@ -52,8 +52,9 @@ def test_code_vectors_follow_scikit_learns_conventions(trained):
     # the same vectors whatever the batching, and from uint8, float or flattened images
     small_batches = CodeVectors(cnn.model, batch_size=7).transform(images[:30])
     np.testing.assert_allclose(small_batches, codes[:30], atol=1e-5)
-    np.testing.assert_allclose(step.transform(images[:30].float().div(255).flatten(1).numpy()), codes[:30],
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        step.transform(images[:30].float().div(255).flatten(1).numpy()), codes[:30], atol=1e-5
+    )
     np.testing.assert_allclose(codes, features(cfg, "codes", "train", cnn)[0][:300], atol=1e-5)
     other = clone(step)
     assert other.get_params()["layer"] == "dense_1" and other is not step
@@ -69,8 +70,9 @@ def test_a_pipeline_on_images_equals_the_cached_feature_fit(trained):
     for features_kind, first in (("codes", CodeVectors(cnn.model)), ("pixels", Pixels())):
         direct = make_pipeline(first, DecisionTreeClassifier(random_state=0)).fit(images, labels)
         x, y = features(cfg, features_kind, "train", cnn)
-        cached = fit_on_features(make_interpreter(DecisionTreeClassifier(random_state=0), features_kind,
-                                                  cnn.model), x, y)  # fmt: skip
+        cached = fit_on_features(
+            make_interpreter(DecisionTreeClassifier(random_state=0), features_kind, cnn.model), x, y
+        )
         assert np.array_equal(direct.predict(test_images[:500]), cached.predict(test_images[:500]))
 
 
@@ -144,15 +146,22 @@ def test_unknown_interpreter_lists_valid_ones(trained):
 def test_interpreters_stage_table_and_probes(small_run, tmp_path, caplog):
     trained_cfg, _ = small_run
     cfg = make_cfg(
-        tmp_path, "+experiment=interpreters", *SMALL_TRAIN, "interpreters.models=[dt,dt@pixels]",
-        "interpreters.probes.train_samples=200", "interpreters.probes.test_samples=200",
+        tmp_path,
+        "+experiment=interpreters",
+        *SMALL_TRAIN,
+        "interpreters.models=[dt,dt@pixels]",
+        "interpreters.probes.train_samples=200",
+        "interpreters.probes.test_samples=200",
         cache=Path(trained_cfg.paths.cache),
-    )  # fmt: skip
+    )
     results = run(cfg)
     out = Path(cfg.paths.output_dir)
     rows = [results["cnn"], *results["rows"]]
     assert [(r["interpreter"], r["features"]) for r in rows] == [
-        ("CNN softmax (dense_2)", "image"), ("dt", "codes"), ("dt", "pixels")]  # fmt: skip
+        ("CNN softmax (dense_2)", "image"),
+        ("dt", "codes"),
+        ("dt", "pixels"),
+    ]
     cnn, codes, pixels = (r["test_acc"] for r in rows)
     # a CNN trained on 2,000 images: its code vectors carry the classes (a tree on them is far above
     # chance and close to the CNN), and they beat the same tree on raw pixels
@@ -160,16 +169,25 @@ def test_interpreters_stage_table_and_probes(small_run, tmp_path, caplog):
     assert rows[1]["study_acc"] == 0.9846 and rows[1]["diff"] == pytest.approx(codes - 0.9846)
     assert (out / "interpreters.md").read_text().count("\n") == 2 + len(rows)
     assert [p["h"] for p in results["probes"]] == list(range(1, 13))
-    probes = [p["test_acc"] for p in results["probes"]]
-    assert probes[-1] > 0.8 and probes[9] > probes[0]  # the code vector is more separable than conv2d_1
-    assert probes[2] == probes[3]  # dropout in eval mode changes nothing
+    probe_accs = [p["test_acc"] for p in results["probes"]]
+    assert (
+        probe_accs[-1] > 0.8 and probe_accs[9] > probe_accs[0]
+    )  # the code vector is more separable than conv2d_1
+    assert probe_accs[2] == probe_accs[3]  # dropout in eval mode changes nothing
     assert (out / "probes.png").is_file() and (out / "interpreters.png").is_file()
     # the probes are cached per CNN and samples: a second run reads them, the same numbers
     with caplog.at_level(logging.INFO, logger="mnist_probe"):
-        again = run(make_cfg(tmp_path / "again", "+experiment=interpreters", *SMALL_TRAIN,
-                             "interpreters.models=[dt]", "interpreters.probes.train_samples=200",
-                             "interpreters.probes.test_samples=200",
-                             cache=Path(trained_cfg.paths.cache)))  # fmt: skip
+        again = run(
+            make_cfg(
+                tmp_path / "again",
+                "+experiment=interpreters",
+                *SMALL_TRAIN,
+                "interpreters.models=[dt]",
+                "interpreters.probes.train_samples=200",
+                "interpreters.probes.test_samples=200",
+                cache=Path(trained_cfg.paths.cache),
+            )
+        )
     assert again["probes"] == results["probes"]
     assert "linear probes from the cache" in caplog.text
 
@@ -214,8 +232,10 @@ def test_a_forest_fitted_with_a_progress_bar_is_the_forest_fitted_at_once():
         fit_timed(chunked, x, y)  # 20 chunks of 2 trees, warm-started, behind a tqdm bar
         assert chunked.n_estimators == 37 and chunked.warm_start is False  # the user's params back
         assert len(chunked.estimators_) == 37
-        assert all(np.array_equal(a.tree_.threshold, b.tree_.threshold)
-                   for a, b in zip(once.estimators_, chunked.estimators_, strict=True))  # fmt: skip
+        assert all(
+            np.array_equal(a.tree_.threshold, b.tree_.threshold)
+            for a, b in zip(once.estimators_, chunked.estimators_, strict=True)
+        )
         assert np.array_equal(once.predict_proba(x), chunked.predict_proba(x))
 
 
@@ -252,11 +272,11 @@ def test_probes_record_layers_in_groups_that_fit_the_memory_and_give_the_same_nu
     x, y = images.float()[:, None] / 255, labels.numpy()
     names = interpreters.resolve_layers(model, "all")
     limit = 300 * 4 * 4 * 28 * 28  # conv2d_1's activations of the 300 images: it fills a group alone
-    groups = interpreters.layer_groups(model, x, names, limit)
+    groups = probes.layer_groups(model, x, names, limit)
     assert [n for g in groups for n in g] == names and groups[0] == ["conv2d_1"] and len(groups) < len(names)
     sizes = {n: a[0].numel() * 4 * len(x) for n, a in interpreters.record(model, x[:1], names).items()}
     assert all(sum(sizes[n] for n in g) <= limit or len(g) == 1 for g in groups)
-    together = interpreters.linear_probes(model, x[:200], y[:200], x[200:], y[200:])
+    together = probes.linear_probes(model, x[:200], y[:200], x[200:], y[200:])
     monkeypatch.setattr(interpreters, "PROBE_BYTES", 1)  # every layer a group of its own
-    alone = interpreters.linear_probes(model, x[:200], y[:200], x[200:], y[200:])
+    alone = probes.linear_probes(model, x[:200], y[:200], x[200:], y[200:])
     assert [(r.layer, r.dims, r.test_acc) for r in together] == [(r.layer, r.dims, r.test_acc) for r in alone]

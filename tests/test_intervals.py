@@ -77,8 +77,10 @@ def test_the_continuity_verdict_is_not_resolved_when_the_change_rate_straddles_i
     shift = dataclasses.replace(results.shift, rows=flat)  # no jump on the study's digit
 
     def verdict(interval):
-        rows = [dataclasses.replace(d, change_1px_ci=list(interval)) if d.model == "CNN" else d
-                for d in shift.dataset]  # fmt: skip
+        rows = [
+            dataclasses.replace(d, change_1px_ci=list(interval)) if d.model == "CNN" else d
+            for d in shift.dataset
+        ]
         return not_continuous(dataclasses.replace(results, shift=dataclasses.replace(shift, dataset=rows)))
 
     assert verdict((0.06, 0.09)).verdict == "supported"

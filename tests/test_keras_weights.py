@@ -41,12 +41,31 @@ def keras_layers(model: KerasCNN) -> dict[str, list[np.ndarray]]:
 def write_keras3(path, layers: dict[str, list[np.ndarray]]) -> None:
     """model.save('model.keras') of Keras 3: a zip of config.json and model.weights.h5, whose
     layers/<name>/vars/{0,1} hold kernel and bias; Keras 3 names them conv2d, conv2d_1, ..."""
-    keras3 = {"conv2d_1": "conv2d", "conv2d_2": "conv2d_1", "conv2d_3": "conv2d_2", "conv2d_4": "conv2d_3",
-              "dense_1": "dense", "dense_2": "dense_1"}  # fmt: skip
-    kinds = {"conv2d": "Conv2D", "max_pooling2d": "MaxPooling2D", "dropout": "Dropout", "flatten": "Flatten",
-             "dense": "Dense"}  # fmt: skip
-    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [
-        {"class_name": kinds[n.rsplit("_", 1)[0]], "config": {"name": keras3.get(n, n)}} for n in KERAS2]}}
+    keras3 = {
+        "conv2d_1": "conv2d",
+        "conv2d_2": "conv2d_1",
+        "conv2d_3": "conv2d_2",
+        "conv2d_4": "conv2d_3",
+        "dense_1": "dense",
+        "dense_2": "dense_1",
+    }
+    kinds = {
+        "conv2d": "Conv2D",
+        "max_pooling2d": "MaxPooling2D",
+        "dropout": "Dropout",
+        "flatten": "Flatten",
+        "dense": "Dense",
+    }
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "sequential",
+            "layers": [
+                {"class_name": kinds[n.rsplit("_", 1)[0]], "config": {"name": keras3.get(n, n)}}
+                for n in KERAS2
+            ],
+        },
+    }
     weights = io.BytesIO()
     with h5py.File(weights, "w") as f:
         for name, (kernel, bias) in layers.items():
@@ -107,9 +126,15 @@ def test_checkpoint_equals_a_keras_file_opens_up_a_keras_trained_cnn(small_run, 
     cfg, results = small_run
     original = load_model(results["checkpoint"], KerasCNN(filters=SMALL_FILTERS))
     write_keras2(tmp_path / "model.h5", keras_layers(original))
-    cnn = trained_cnn(make_cfg(tmp_path, "+experiment=train", "data.test_subset=1000",
-                               f"+model.filters={SMALL_FILTERS}",
-                               f"checkpoint={tmp_path / 'model.h5'}"))  # fmt: skip
+    cnn = trained_cnn(
+        make_cfg(
+            tmp_path,
+            "+experiment=train",
+            "data.test_subset=1000",
+            f"+model.filters={SMALL_FILTERS}",
+            f"checkpoint={tmp_path / 'model.h5'}",
+        )
+    )
     assert cnn.key.startswith("file-") and cnn.test_acc == pytest.approx(results["test_acc"], abs=1e-9)
 
 
@@ -119,8 +144,9 @@ def test_save_keras_writes_what_keras_holds_and_reads_back(tmp_path, images):
     expected = keras_layers(model)  # the layout built independently above
     written = read_layers(path)
     assert len(written) == 6
-    for (kernel, bias), name in zip(written, ["conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dense_1",
-                                              "dense_2"], strict=True):  # fmt: skip
+    for (kernel, bias), name in zip(
+        written, ["conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dense_1", "dense_2"], strict=True
+    ):
         np.testing.assert_array_equal(kernel, expected[name][0])
         np.testing.assert_array_equal(bias, expected[name][1])
     back = load_keras(path, KerasCNN())

@@ -34,7 +34,7 @@ from mnist_probe.rows import LayerRow
 
 # A CNN of a user's own, as a tests' temp module holds it: its own names, BatchNorm, global pooling
 # and a two-layer head (tests/test_any_cnn.py runs it through every stage).
-OWN_CNN = textwrap.dedent('''
+OWN_CNN = textwrap.dedent("""
     from torch import nn
 
 
@@ -51,7 +51,7 @@ OWN_CNN = textwrap.dedent('''
 
         def forward(self, x):
             return self.head(self.pool(self.features(x)))
-''')
+""")
 
 
 @pytest.fixture
@@ -141,8 +141,9 @@ def test_the_code_vector_is_what_the_last_linear_reads(own_module):
 def test_the_layer_table_has_every_module_its_shape_and_parameters():
     rows = layer_table(LeNet5())
     by_name = {r.layer: r for r in rows}
-    assert [r.layer for r in rows if r.leaf] == [n for n, m in LeNet5().named_modules()
-                                                       if n and not list(m.children())]  # fmt: skip
+    assert [r.layer for r in rows if r.leaf] == [
+        n for n, m in LeNet5().named_modules() if n and not list(m.children())
+    ]
     assert by_name["c1"].output == "6×28×28" and by_name["c3"].output == "16×10×10"
     assert by_name["f6"] == LayerRow(layer="f6", type="Linear", output="84", params=120 * 84 + 84, leaf=True)
     total = sum(p.numel() for p in LeNet5().parameters())
@@ -175,8 +176,11 @@ def test_a_model_that_does_not_read_digits_or_give_ten_logits_is_refused():
 def test_a_state_dict_of_another_class_names_the_keys_that_do_not_fit(tmp_path, own_module):
     path = tmp_path / "lenet.pt"
     torch.save(LeNet5().state_dict(), path)
-    with pytest.raises(UserError, match=r"does not fit OwnCNN \(missing features.0.weight, features.0.bias, "
-                                        r"features.1.weight and \d+ more; unexpected c1.weight"):
+    with pytest.raises(
+        UserError,
+        match=r"does not fit OwnCNN \(missing features.0.weight, features.0.bias, "
+        r"features.1.weight and \d+ more; unexpected c1.weight",
+    ):
         load_model(path, build_model(ModelSpec("own_cnn.OwnCNN")))
     narrow = tmp_path / "narrow.pt"
     torch.save(build_model(ModelSpec("own_cnn.OwnCNN", {"width": 4})).state_dict(), narrow)
@@ -194,8 +198,16 @@ def test_the_model_key_covers_arguments_with_defaults_and_the_source(own_module)
 
 
 def export(model: nn.Module, path, **kwargs) -> None:
-    torch.onnx.export(model.eval(), (digits(2),), str(path), input_names=["x"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("n")},), verbose=False, **kwargs)  # fmt: skip
+    torch.onnx.export(
+        model.eval(),
+        (digits(2),),
+        str(path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("n")},),
+        verbose=False,
+        **kwargs,
+    )
 
 
 @torch.no_grad()
@@ -216,8 +228,14 @@ def test_an_onnx_file_from_torchs_exporter_converts_with_gelu_and_batchnorm(tmp_
     again, logits = last_linear_from_code(converted, x)
     assert torch.allclose(again, logits, atol=1e-4)
     # the TorchScript exporter (dynamo=False) writes Gemm and Gelu as functions of their own opset
-    torch.onnx.export(model, (digits(2),), str(tmp_path / "ts.onnx"), dynamo=False, input_names=["x"],
-                      dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    torch.onnx.export(
+        model,
+        (digits(2),),
+        str(tmp_path / "ts.onnx"),
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "n"}},
+    )
     scripted = load_model(tmp_path / "ts.onnx")
     assert torch.allclose(scripted(x), model(x), atol=1e-4)
     assert code_layer(scripted).endswith("Gelu") and len(conv_layers(scripted)) == 2
@@ -228,10 +246,11 @@ def test_an_onnx_file_that_cannot_be_converted_is_refused_naming_the_op(tmp_path
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Det", ["x"], ["y"])], "det",
+        [helper.make_node("Det", ["x"], ["y"])],
+        "det",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
-    )  # fmt: skip
+    )
     path = tmp_path / "det.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
     with pytest.raises(UserError, match=r"uses Det \(ai.onnx opset 20\), which mnist_probe cannot convert"):

@@ -9,9 +9,19 @@ from mnist_probe.model import LAYER_NAMES, KerasCNN, MaxBlurPool2d, layer_h, lay
 
 # docs/ARCHITECTURE.md's layer table: output shape of each h for one image.
 SHAPES = [
-    (64, 28, 28), (64, 28, 28), (64, 14, 14), (64, 14, 14), (64, 14, 14), (64, 14, 14),
-    (64, 7, 7), (64, 7, 7), (3136,), (256,), (256,), (10,),
-]  # fmt: skip
+    (64, 28, 28),
+    (64, 28, 28),
+    (64, 14, 14),
+    (64, 14, 14),
+    (64, 14, 14),
+    (64, 14, 14),
+    (64, 7, 7),
+    (64, 7, 7),
+    (3136,),
+    (256,),
+    (256,),
+    (10,),
+]
 
 
 def test_parameter_count_matches_keras():
@@ -106,7 +116,6 @@ def test_clipped_loss_stops_pushing_an_example_it_is_sure_of():
             x = logits.clone().requires_grad_()
             loss_fn(x, torch.tensor([3])).backward()
             assert (x.grad.abs().max().item() == 0.0) == zero, (loss_fn.__name__, margin)
-
 
 
 def test_litcnn_learns_with_the_clipped_loss():

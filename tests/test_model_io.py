@@ -36,9 +36,17 @@ from tests.conftest import make_cfg, mnist_root
 from tests.test_any_cnn import cli
 
 # Enough of every stage to run it quickly on an untrained or barely trained model.
-QUICK = ("data.train_subset=500", "data.val_size=200", "data.test_subset=500", "train.epochs=1",
-         "train.batch_size=32", "train.gap_images=0", "shift.models=[dt]", "shift.dataset.samples=20",
-         "trainer.progress_bar=false")  # fmt: skip
+QUICK = (
+    "data.train_subset=500",
+    "data.val_size=200",
+    "data.test_subset=500",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.gap_images=0",
+    "shift.models=[dt]",
+    "shift.dataset.samples=20",
+    "trainer.progress_bar=false",
+)
 NORMALISE = ("model.input.mean=[0.1307]", "model.input.std=[0.3081]")  # pytorch/examples' Normalize
 
 
@@ -94,8 +102,15 @@ def test_a_container_output_goes_through_the_shift_stage(tmp_path, target):
     torch.manual_seed(0)
     plain = getattr(user_models, target.rpartition(".")[2])().eval()
     torch.save(plain.state_dict(), tmp_path / "weights.pt")
-    result = run(make_cfg(tmp_path, "+experiment=shift", f"model._target_={target}",
-                          f"checkpoint={tmp_path / 'weights.pt'}", *QUICK))  # fmt: skip
+    result = run(
+        make_cfg(
+            tmp_path,
+            "+experiment=shift",
+            f"model._target_={target}",
+            f"checkpoint={tmp_path / 'weights.pt'}",
+            *QUICK,
+        )
+    )
     image, label = (t[result["index"]] for t in split_tensors(DataSpec(root=mnist_root()), "test"))
     with torch.no_grad():
         p = own_scores(plain(to_float(image[None]))).softmax(1)[0, label].item()
@@ -156,8 +171,12 @@ def test_pytorch_examples_net_with_its_normalisation_scores_as_its_own_test(tmp_
 
 
 def test_a_torchvision_resnet18_reads_grey_digits_as_3_channels_through_train_and_shift(tmp_path):
-    resnet = ["model._target_=torchvision.models.resnet18", "+model.num_classes=10",
-              "model.input.channels=3", "model.input.size=32"]  # fmt: skip
+    resnet = [
+        "model._target_=torchvision.models.resnet18",
+        "+model.num_classes=10",
+        "model.input.channels=3",
+        "model.input.size=32",
+    ]
     trained = run(make_cfg(tmp_path, "+experiment=train", *resnet, *QUICK))
     cached = next((tmp_path / "cache").glob("cnn-*/model.pt"))
     plain = resnet18(num_classes=10)
@@ -178,8 +197,15 @@ def test_only_grey_images_are_replicated_to_more_channels(tmp_path):
     with pytest.raises(
         UserError, match=r"^model\.input\.mean=\[0\.5, 0\.5\] is not allowed: one number, or "
     ):
-        run(make_cfg(tmp_path, "+experiment=layers", *folder, "model.input.mean=[0.5,0.5]",
-                     "model.input.std=[0.2,0.2]"))  # fmt: skip
+        run(
+            make_cfg(
+                tmp_path,
+                "+experiment=layers",
+                *folder,
+                "model.input.mean=[0.5,0.5]",
+                "model.input.std=[0.2,0.2]",
+            )
+        )
     with pytest.raises(
         UserError, match=r"^model\.input\.std=None is not allowed: mean and std given together"
     ):
@@ -203,8 +229,13 @@ def colour_folder(tmp_path: Path) -> Path:
 
 
 def test_a_model_that_needs_another_input_size_is_refused_naming_the_setting():
-    vit = {"_target_": "timm.create_model", "model_name": "vit_tiny_patch16_224", "in_chans": 1,
-           "num_classes": 10, "depth": 1}  # fmt: skip
+    vit = {
+        "_target_": "timm.create_model",
+        "model_name": "vit_tiny_patch16_224",
+        "in_chans": 1,
+        "num_classes": 10,
+        "depth": 1,
+    }
     with pytest.raises(UserError, match=r"set model\.input\.size=224, what it says it reads$"):
         build_model(ModelSpec.of(vit))
     timm_resnet = {"_target_": "timm.create_model", "model_name": "resnet18", "num_classes": 10}

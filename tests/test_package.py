@@ -19,8 +19,22 @@ from tests.conftest import CONF, REPO, SMALL_FILTERS, mnist_root
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(REPO)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
     shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools' scratch dir in the checkout
     (whl,) = out.glob("mnist_probe-*.whl")
     return whl
@@ -45,8 +59,13 @@ def test_installed_wheel_composes_its_configs_outside_the_checkout(wheel, tmp_pa
     assert proc.returncode == 0, proc.stderr[-2000:]
     conf, module = proc.stdout.split()
     assert Path(conf) == site / "mnist_probe" / "conf" and Path(module).is_relative_to(site)
-    proc = subprocess.run([sys.executable, "-m", "mnist_probe.run", "+experiment=shift", "--cfg", "job"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_probe.run", "+experiment=shift", "--cfg", "job"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "stage: shift" in proc.stdout and "rf1000:" in proc.stdout
 
@@ -56,9 +75,15 @@ def test_console_script_runs_from_a_directory_outside_the_checkout(small_run, tm
     cache there (the CNN trained by the suite's shared fixture: what a user's weights file is)."""
     script = Path(sys.executable).with_name("mnist-probe")
     assert script.is_file(), "pip install -e . makes the console script"
-    args = ["+experiment=train", f"data.root={mnist_root()}", "data.test_subset=200", "data.val_size=500",
-            f"checkpoint={small_run[1]['checkpoint']}", f"+model.filters={SMALL_FILTERS}",
-            "trainer.progress_bar=false"]  # fmt: skip
+    args = [
+        "+experiment=train",
+        f"data.root={mnist_root()}",
+        "data.test_subset=200",
+        "data.val_size=500",
+        f"checkpoint={small_run[1]['checkpoint']}",
+        f"+model.filters={SMALL_FILTERS}",
+        "trainer.progress_bar=false",
+    ]
     proc = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (results,) = (tmp_path / "outputs" / "runs").glob("*_train/results.json")  # Hydra's run dir, here

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mnist_probe import precision
-from mnist_probe.training import resolve_precision
+from mnist_probe.trainer import resolve_precision
 
 
 @pytest.mark.parametrize("fp32, bf16, chosen", [(150.0, 12.0, "32-true"), (75.0, 130.0, "bf16-mixed")])
@@ -55,12 +55,15 @@ def test_the_probe_times_each_precision_as_asked_within_its_budget(monkeypatch, 
     assert seen == [bf16] * 2
 
 
-@pytest.mark.parametrize("machine, capability, measured", [
-    ("x86_64", "AVX2", ["32-true"]),  # no bf16 instructions: emulated, not worth measuring
-    ("x86_64", "DEFAULT", ["32-true"]),
-    ("x86_64", "AVX512", ["32-true", "bf16-mixed"]),  # maybe native (AVX512-BF16, AMX): measured
-    ("aarch64", "DEFAULT", ["32-true", "bf16-mixed"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "machine, capability, measured",
+    [
+        ("x86_64", "AVX2", ["32-true"]),  # no bf16 instructions: emulated, not worth measuring
+        ("x86_64", "DEFAULT", ["32-true"]),
+        ("x86_64", "AVX512", ["32-true", "bf16-mixed"]),  # maybe native (AVX512-BF16, AMX): measured
+        ("aarch64", "DEFAULT", ["32-true", "bf16-mixed"]),
+    ],
+)
 def test_bf16_is_measured_only_where_the_cpu_may_have_it(monkeypatch, machine, capability, measured):
     monkeypatch.setattr(precision.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)

@@ -34,6 +34,7 @@ def quantus_weights(model, layers, seed):
 @pytest.mark.parametrize("method", ["saliency", "grad_cam"])
 def test_model_randomisation_matches_quantus_mprt(tmp_path, monkeypatch, method):
     import quantus  # make test-slow installs it (the quantus extra)
+
     data = DataSpec(root=mnist_root(), train_subset=3000, val_size=500, test_subset=500)
     recipe = Recipe(epochs=1, batch_size=64, gap_images=0)
     model = fit_or_load(data, recipe, 0, tmp_path, None, None, Hardware(progress_bar=False)).model.eval()
@@ -48,14 +49,30 @@ def test_model_randomisation_matches_quantus_mprt(tmp_path, monkeypatch, method)
         maps = attribute(model, torch.as_tensor(inputs), torch.as_tensor(targets), method)
         return maps.unsqueeze(1).numpy()  # Quantus's N×1×H×W
 
-    mprt = quantus.MPRT(similarity_func=quantus.similarity_func.correlation_spearman, layer_order="top_down",
-                        seed=SEED, abs=True, normalise=True, disable_warnings=True)  # fmt: skip
+    mprt = quantus.MPRT(
+        similarity_func=quantus.similarity_func.correlation_spearman,
+        layer_order="top_down",
+        seed=SEED,
+        abs=True,
+        normalise=True,
+        disable_warnings=True,
+    )
     trained = explain(model, x.numpy(), y.numpy())
-    theirs = mprt(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=trained, explain_func=explain,
-                  device="cpu", batch_size=64)  # fmt: skip
+    theirs = mprt(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=y.numpy(),
+        a_batch=trained,
+        explain_func=explain,
+        device="cpu",
+        batch_size=64,
+    )
     # A constant map (Grad-CAM's all-zero maps) ranks nothing: Quantus says NaN, ours 0
-    theirs = {layer: float(np.nan_to_num(scores, nan=0.0).mean()) for layer, scores in theirs.items()
-              if layer != "original"}  # fmt: skip
+    theirs = {
+        layer: float(np.nan_to_num(scores, nan=0.0).mean())
+        for layer, scores in theirs.items()
+        if layer != "original"
+    }
     assert list(theirs) == list(ours)  # the same layers, from the output down
     gaps = {layer: abs(ours[layer] - theirs[layer]) for layer in ours}
     assert max(gaps.values()) < 0.02, (ours, theirs)

@@ -20,9 +20,17 @@ from mnist_probe.stages.adapters import interpreter_spec, trained_cnn
 from mnist_probe.translation import cached_grids
 from tests.conftest import SMALL_FILTERS, data_spec, features, fitted_interpreter, key_of, make_cfg
 
-TINY = ("+experiment=shift", "data.train_subset=640", "data.test_subset=200", "data.val_size=500",
-        "train.epochs=1", "train.batch_size=64", "+model.filters=16", "shift.dataset.samples=10",
-        "shift.dataset.radius=1")  # fmt: skip
+TINY = (
+    "+experiment=shift",
+    "data.train_subset=640",
+    "data.test_subset=200",
+    "data.val_size=500",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "+model.filters=16",
+    "shift.dataset.samples=10",
+    "shift.dataset.radius=1",
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +60,10 @@ def test_damaged_model_is_retrained_not_loaded(tiny, caplog, how):
         again = trained_cnn(cfg)
     recovered(caplog, cache, "cnn")
     assert not again.meta["cached"] and again.key == cnn.key
-    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
-                                                 cnn.model.state_dict().values(), strict=True))  # fmt: skip
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(again.model.state_dict().values(), cnn.model.state_dict().values(), strict=True)
+    )
     for aside in cache.glob("cnn-*.damaged-*"):  # leave the next parametrisation a clean cache
         os.rename(aside, cache / f"gone-{aside.name}-{how}")
 
@@ -71,12 +81,16 @@ def test_each_damaged_artifact_is_recomputed(tiny, caplog, kind):
             return features(cfg, "codes", "train", cnn)[0]
         if kind == "interp":
             return fitted_interpreter(cfg, settings, cnn)[0].predict(images)
-        return cached_grids(cfg.paths.cache, cnn, models, {}, images, cfg.shift.dataset.radius,
-                            seed=cfg.seed)["CNN"][1]  # fmt: skip
+        return cached_grids(
+            cfg.paths.cache, cnn, models, {}, images, cfg.shift.dataset.radius, seed=cfg.seed
+        )["CNN"][1]
 
     first = ask()
-    (entry,) = [p for p in cache.glob(f"{'codes' if kind == 'meta' else kind}-*") if p.is_dir()
-                and ".damaged" not in p.name and not p.name.endswith(".partial")]  # fmt: skip
+    (entry,) = [
+        p
+        for p in cache.glob(f"{'codes' if kind == 'meta' else kind}-*")
+        if p.is_dir() and ".damaged" not in p.name and not p.name.endswith(".partial")
+    ]
     files = [p for p in entry.iterdir() if p.name != "meta.json"]
     target = entry / "meta.json" if kind == "meta" else files[0]
     target.write_text("{not json") if kind == "meta" else damage(target, "flip")
@@ -182,8 +196,13 @@ def test_every_input_that_changes_an_artifact_is_in_its_key(small_run, tmp_path)
     """With checkpoint=PATH, the score, code vectors and fitted interpreters follow the data split;
     an input that changes nothing (where MNIST lives, the progress bar) reuses them."""
     ckpt = small_run[1]["checkpoint"]
-    base = ("+experiment=train", f"checkpoint={ckpt}", f"+model.filters={SMALL_FILTERS}",
-            "data.train_subset=300", "data.test_subset=100")
+    base = (
+        "+experiment=train",
+        f"checkpoint={ckpt}",
+        f"+model.filters={SMALL_FILTERS}",
+        "data.train_subset=300",
+        "data.test_subset=100",
+    )
     cache = tmp_path / "cache"
 
     def artifacts(*changes: str) -> tuple[str, np.ndarray]:

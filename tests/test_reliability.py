@@ -91,18 +91,29 @@ def test_md5_mismatch_refused_only_when_verifying(tmp_path):
 
 
 def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mnist_probe.run", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_probe.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize(
     "arg, valid",
-    [("+experiment=nope", "activations, beyond, interpreters, layers, report, reproduce, seeds, shift, "
-                          "train"),
-     ("model=resnet", "keras_cnn"), ("interpreter=svm,xgb", "dt, gb, knn"),
-     ("train=quick", "default, fashion, fast, study"), ("trainer=tpu", "auto, cpu, ddp, gpu"),
-     ("hydra/launcher=nope", "basic, joblib, slurm, submitit_local")],
-)  # fmt: skip
+    [
+        (
+            "+experiment=nope",
+            "activations, beyond, interpreters, layers, report, reproduce, seeds, shift, train",
+        ),
+        ("model=resnet", "keras_cnn"),
+        ("interpreter=svm,xgb", "dt, gb, knn"),
+        ("train=quick", "default, fashion, fast, study"),
+        ("trainer=tpu", "auto, cpu, ddp, gpu"),
+        ("hydra/launcher=nope", "basic, joblib, slurm, submitit_local"),
+    ],
+)
 def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, valid):
     proc = cli(arg, f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
@@ -114,12 +125,14 @@ def test_unknown_group_choice_is_one_line_listing_valid_ones(tmp_path, arg, vali
 
 @pytest.mark.parametrize(
     "make_file, message",
-    [(None, "does not exist"),
-     (lambda p: torch.save(torch.nn.Linear(2, 2).state_dict(), p), "does not fit KerasCNN"),
-     (lambda p: p.write_bytes(b"PK\x03\x04 not a checkpoint"), "truncated"),
-     (lambda p: p.write_bytes(b""), "is empty; point checkpoint= at a model file"),
-     (lambda p: p.write_text("weights, as a user might think"), "not a state dict, Lightning checkpoint")],
-)  # fmt: skip
+    [
+        (None, "does not exist"),
+        (lambda p: torch.save(torch.nn.Linear(2, 2).state_dict(), p), "does not fit KerasCNN"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 not a checkpoint"), "truncated"),
+        (lambda p: p.write_bytes(b""), "is empty; point checkpoint= at a model file"),
+        (lambda p: p.write_text("weights, as a user might think"), "not a state dict, Lightning checkpoint"),
+    ],
+)
 def test_bad_checkpoint_refused_before_any_work(tmp_path, make_file, message):
     path = tmp_path / "mine.pt"
     if make_file:
@@ -134,8 +147,13 @@ def test_a_refused_checkpoint_leaves_no_run_dir(tmp_path):
     """Refused after Hydra made the run dir (the architecture needs torch to check): one line, exit
     2, and the empty run dir removed."""
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "mine.pt")
-    proc = cli("+experiment=train", f"checkpoint={tmp_path / 'mine.pt'}", f"data.root={mnist_root()}",
-               f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache={tmp_path / 'cache'}")  # fmt: skip
+    proc = cli(
+        "+experiment=train",
+        f"checkpoint={tmp_path / 'mine.pt'}",
+        f"data.root={mnist_root()}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"paths.cache={tmp_path / 'cache'}",
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
     errors = [line for line in (proc.stderr + proc.stdout).splitlines() if "error:" in line]
     assert len(errors) == 1 and "does not fit KerasCNN" in errors[0]
@@ -144,23 +162,40 @@ def test_a_refused_checkpoint_leaves_no_run_dir(tmp_path):
 
 def test_a_users_checkpoint_is_opened_up_not_retrained(small_run, tmp_path):
     cfg, results = small_run
-    mine = make_cfg(tmp_path, "+experiment=train", "data.test_subset=1000", f"+model.filters={SMALL_FILTERS}",
-                    f"checkpoint={results['checkpoint']}")  # fmt: skip
+    mine = make_cfg(
+        tmp_path,
+        "+experiment=train",
+        "data.test_subset=1000",
+        f"+model.filters={SMALL_FILTERS}",
+        f"checkpoint={results['checkpoint']}",
+    )
     check_config(mine)
     cnn = trained_cnn(mine)
     assert cnn.test_acc == pytest.approx(results["test_acc"], abs=1e-6)
     assert cnn.key.startswith("file-") and not list((tmp_path / "cache").rglob("*.pt"))
     # scored on other test images, the same file is another entry: no stale accuracy
-    other = trained_cnn(make_cfg(tmp_path, "+experiment=train", "data.test_subset=500",
-                                 f"+model.filters={SMALL_FILTERS}",
-                                 f"checkpoint={results['checkpoint']}"))  # fmt: skip
+    other = trained_cnn(
+        make_cfg(
+            tmp_path,
+            "+experiment=train",
+            "data.test_subset=500",
+            f"+model.filters={SMALL_FILTERS}",
+            f"checkpoint={results['checkpoint']}",
+        )
+    )
     assert other.key != cnn.key and other.meta["test_images"] == 500 and not other.meta["cached"]
 
 
 def small_train_args(tmp_path: Path, epochs: int = 4) -> list[str]:
     overrides = [o for o in SMALL_TRAIN if not o.startswith("train.epochs")]
-    return ["+experiment=train", *overrides, f"train.epochs={epochs}", f"data.root={mnist_root()}",
-            "trainer.progress_bar=false", f"paths.cache={tmp_path / 'cache'}"]  # fmt: skip
+    return [
+        "+experiment=train",
+        *overrides,
+        f"train.epochs={epochs}",
+        f"data.root={mnist_root()}",
+        "trainer.progress_bar=false",
+        f"paths.cache={tmp_path / 'cache'}",
+    ]
 
 
 DEADLINE_S = 300  # how long a test waits for an event before it fails
@@ -272,9 +307,20 @@ def test_parallel_jobs_train_the_shared_cnn_once_and_a_stop_reaches_them(tmp_pat
     multirun's own process is passed on to the job training it, which saves its checkpoint at the
     step it reached; the same command then resumes that training, once, and both jobs use it."""
     args = [a for a in small_train_args(tmp_path, epochs=2) if a != "+experiment=train"]
-    cmd = [sys.executable, "-m", "mnist_probe.run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-           "+experiment=shift", "shift.dy=0,-2", "shift.models=[]", "shift.dataset.samples=20",
-           "shift.dataset.radius=1", *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnist_probe.run",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "+experiment=shift",
+        "shift.dy=0,-2",
+        "shift.models=[]",
+        "shift.dataset.samples=20",
+        "shift.dataset.radius=1",
+        *args,
+    ]
     stopped = [*cmd, f"hydra.sweep.dir={tmp_path / 'stopped'}", "trainer.progress_bar=true"]
     proc = subprocess.Popen(stopped, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = Output(proc)  # the training job's progress bar comes through its launcher's output
@@ -284,15 +330,20 @@ def test_parallel_jobs_train_the_shared_cnn_once_and_a_stop_reaches_them(tmp_pat
     proc.wait(timeout=120)
     out = output.rest()
     assert proc.returncode == 143 and "sweep stopped by SIGTERM" in out, out[-2000:]
-    stops = [line for log in (tmp_path / "stopped").glob("*/*.log") for line in log.read_text().splitlines()
-             if "stopped by SIGTERM at step " in line]  # fmt: skip
+    stops = [
+        line
+        for log in (tmp_path / "stopped").glob("*/*.log")
+        for line in log.read_text().splitlines()
+        if "stopped by SIGTERM at step " in line
+    ]
     assert len(stops) == 1, out[-3000:]  # the job that trains; the other waits for its CNN
     step = int(stops[0].split(" at step ")[1].split(" of")[0])
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["MNISTDataModule"]["batches_done"] == step
     assert not list((tmp_path / "cache").glob("cnn-*/meta.json"))  # nothing published
 
-    again = subprocess.run([*cmd, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
+    again = subprocess.run(
+        [*cmd, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Joblib.Parallel" in again.stdout + again.stderr  # the parallel launcher ran the jobs
     logs = [p.read_text() for p in (tmp_path / "sweep").glob("*/*.log")]
@@ -314,10 +365,18 @@ def test_same_config_and_seed_give_the_same_model_and_shift_table(tmp_path):
     tables, accs, weights = [], [], []
     for attempt in ("a", "b"):
         shutil.rmtree(tmp_path / "cache", ignore_errors=True)  # train from scratch each time
-        cfg = make_cfg(tmp_path / attempt, "+experiment=shift", *SMALL_TRAIN, "data.train_subset=1000",
-                       "train.epochs=1", "shift.models=[dt]",
-                       "shift.dy=[0,-3]", "shift.dataset.samples=30", "shift.dataset.radius=1",
-                       cache=tmp_path / "cache")  # fmt: skip
+        cfg = make_cfg(
+            tmp_path / attempt,
+            "+experiment=shift",
+            *SMALL_TRAIN,
+            "data.train_subset=1000",
+            "train.epochs=1",
+            "shift.models=[dt]",
+            "shift.dy=[0,-3]",
+            "shift.dataset.samples=30",
+            "shift.dataset.radius=1",
+            cache=tmp_path / "cache",
+        )
         results = run(cfg)
         tables.append(shift_table(cfg))
         accs.append(results["cnn_test_acc"])
@@ -341,15 +400,22 @@ def test_confidence_finds_what_accuracy_hides():
     assert abs(a.mean_loss_on_errors - error_loss) < 1e-6
 
 
-@pytest.mark.parametrize("where, message", [
-    ("a-file/cache", "cannot be made: .*a-file is not a folder you can write"),  # inside a file
-    ("a-file", "is a file, not a folder"),
-    ("x" * 300 + "/cache", "cannot be made: File name too long"),  # no permission problem: OS refuses
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("a-file/cache", "cannot be made: .*a-file is not a folder you can write"),  # inside a file
+        ("a-file", "is a file, not a folder"),
+        ("x" * 300 + "/cache", "cannot be made: File name too long"),  # no permission problem: OS refuses
+    ],
+)
 def test_a_cache_folder_that_cannot_be_used_is_refused_in_one_line(tmp_path, where, message):
     (tmp_path / "a-file").write_text("not a folder")
-    proc = cli("+experiment=train", f"data.root={mnist_root()}", f"paths.cache={tmp_path / where}",
-               f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    proc = cli(
+        "+experiment=train",
+        f"data.root={mnist_root()}",
+        f"paths.cache={tmp_path / where}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     out = (proc.stdout + proc.stderr).strip().splitlines()
     assert proc.returncode == 2 and len(out) == 1 and out[0].startswith("error: paths.cache="), out
     assert re.search(message, out[0]) and not (tmp_path / "run").exists()
@@ -362,9 +428,11 @@ def test_a_run_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, key):
     run_dir = tmp_path / "a-file" / "run"
     proc = cli(*sweep, "+experiment=shift", f"data.root={mnist_root()}", f"{key}={run_dir}")
     out = (proc.stdout + proc.stderr).strip().splitlines()
-    assert proc.returncode == 2 and out == [f"error: {key}={run_dir} cannot be made: "
-                                            f"{tmp_path / 'a-file'} is not a folder you can write; set {key} "
-                                            "to a folder you can write"], out  # fmt: skip
+    assert proc.returncode == 2 and out == [
+        f"error: {key}={run_dir} cannot be made: "
+        f"{tmp_path / 'a-file'} is not a folder you can write; set {key} "
+        "to a folder you can write"
+    ], out
 
 
 def test_a_checkpoint_holding_pickled_objects_is_not_loaded_and_says_why(tmp_path):

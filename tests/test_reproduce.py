@@ -6,9 +6,9 @@ import pytest
 
 from mnist_probe.levers import levers
 from mnist_probe.run import run
+from mnist_probe.stages.page_results import AugmentRow
 from mnist_probe.stages.results import (
     ActivationsResult,
-    AugmentRow,
     InterpretersResult,
     ShiftResult,
     TrainResult,
@@ -23,25 +23,47 @@ from tests.builders import curve, loss_row, train_result
 from tests.conftest import make_cfg
 
 SMALL = [
-    "+experiment=reproduce", "data.train_subset=500", "data.test_subset=300", "data.val_size=500",
-    "train.epochs=1", "+model.filters=16",
-    "train.batch_size=64", "interpreters.models=[dt,dt@pixels]", "interpreters.probes.train_samples=300",
-    "interpreters.probes.test_samples=100", "shift.models=[dt,dt@pixels]", "shift.dataset.samples=20",
-    "reproduce.augment.shifts=[0.0]", "interpreters.probes.enabled=false", "beyond.images=100",
-    "beyond.position_images=100", "beyond.attribution_samples=10", "beyond.maximise_steps=5",
-    "beyond.methods=[saliency,grad_cam]", "beyond.shuffled_images=100", "beyond.shuffled_epochs=2",
-    "+reproduce.augment.train_overrides.epochs=2", "+reproduce.augment.train_overrides.batch_size=64",
+    "+experiment=reproduce",
+    "data.train_subset=500",
+    "data.test_subset=300",
+    "data.val_size=500",
+    "train.epochs=1",
+    "+model.filters=16",
+    "train.batch_size=64",
+    "interpreters.models=[dt,dt@pixels]",
+    "interpreters.probes.train_samples=300",
+    "interpreters.probes.test_samples=100",
+    "shift.models=[dt,dt@pixels]",
+    "shift.dataset.samples=20",
+    "reproduce.augment.shifts=[0.0]",
+    "interpreters.probes.enabled=false",
+    "beyond.images=100",
+    "beyond.position_images=100",
+    "beyond.attribution_samples=10",
+    "beyond.maximise_steps=5",
+    "beyond.methods=[saliency,grad_cam]",
+    "beyond.shuffled_images=100",
+    "beyond.shuffled_epochs=2",
+    "+reproduce.augment.train_overrides.epochs=2",
+    "+reproduce.augment.train_overrides.batch_size=64",
     "+reproduce.augment.model_overrides.filters=16",
-]  # fmt: skip
+]
 
 
 def seeds_sweep(sweep: Path) -> Path:
     """A seeds sweep's summary, from two jobs' headlines (what `make seeds` leaves)."""
     for job, acc in enumerate([0.9931, 0.9957]):
         (sweep / str(job)).mkdir(parents=True)
-        (sweep / str(job) / "results.json").write_text(json.dumps(
-            {"seed": job, "headline": {"cnn_test_acc": acc, "svm@codes_acc": 0.9950},
-             "overrides": f"+experiment=seeds seed={job}", "study": comparable(True, True)}))
+        (sweep / str(job) / "results.json").write_text(
+            json.dumps(
+                {
+                    "seed": job,
+                    "headline": {"cnn_test_acc": acc, "svm@codes_acc": 0.9950},
+                    "overrides": f"+experiment=seeds seed={job}",
+                    "study": comparable(True, True),
+                }
+            )
+        )
     summarize_sweep(sweep)
     return sweep / "seeds.json"
 
@@ -49,12 +71,22 @@ def seeds_sweep(sweep: Path) -> Path:
 @pytest.mark.slow  # the whole study, shrunk, with its sweeps: a minute and a half; report.md's tests stay
 def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     seeds = seeds_sweep(tmp_path / "seeds")
-    cfg = make_cfg(tmp_path, *SMALL, f"reproduce.docs={tmp_path / 'docs'}",
-                   f"reproduce.bench={tmp_path / 'bench.json'}", f"reproduce.seeds={seeds}")  # fmt: skip
+    cfg = make_cfg(
+        tmp_path,
+        *SMALL,
+        f"reproduce.docs={tmp_path / 'docs'}",
+        f"reproduce.bench={tmp_path / 'bench.json'}",
+        f"reproduce.seeds={seeds}",
+    )
     assert cfg.train.epochs == 1 and cfg.train.scheduler.monitor == "val_acc"  # the study's recipe
-    (tmp_path / "bench.json").write_text(json.dumps({
-        "machine": {"cpu": "test cpu", "cores": 2, "gpu": None, "torch": "x"},
-        "rows": [{"what": "hook overhead", "value": 1.5, "unit": "%"}]}))  # fmt: skip
+    (tmp_path / "bench.json").write_text(
+        json.dumps(
+            {
+                "machine": {"cpu": "test cpu", "cores": 2, "gpu": None, "torch": "x"},
+                "rows": [{"what": "hook overhead", "value": 1.5, "unit": "%"}],
+            }
+        )
+    )
     results = run(cfg)
     report = (tmp_path / "docs" / "RESULTS.md").read_text()
     out = Path(cfg.paths.output_dir)
@@ -117,8 +149,12 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
     assert f"{gap} the study's recipe" in report
     assert "figures/gap_default.png" in links
     # every stage's results.json reads back into its type, field for field
-    for stage, cls in (("train", TrainResult), ("activations", ActivationsResult),
-                       ("interpreters", InterpretersResult), ("shift", ShiftResult)):  # fmt: skip
+    for stage, cls in (
+        ("train", TrainResult),
+        ("activations", ActivationsResult),
+        ("interpreters", InterpretersResult),
+        ("shift", ShiftResult),
+    ):
         saved = json.loads((out / stage / "results.json").read_text())
         typed = from_json(cls, saved)
         assert json.loads(json.dumps(to_json(typed))) == {k: saved[k] for k in to_json(typed)}
@@ -129,11 +165,19 @@ def test_levers_are_differences_of_the_sweep_rows():
     def row(model, shift, consistency, flips, acc):
         return AugmentRow(model, shift, 0.99, curve({}), acc, consistency, flips)
 
-    rows = [row("max", 0.0, 0.30, 0.20, 0.45), row("max", 0.1, 0.70, 0.10, 0.80),
-            row("aa", 0.0, 0.35, 0.17, 0.50), row("aa", 0.1, 0.72, 0.08, 0.81)]  # fmt: skip
+    rows = [
+        row("max", 0.0, 0.30, 0.20, 0.45),
+        row("max", 0.1, 0.70, 0.10, 0.80),
+        row("aa", 0.0, 0.35, 0.17, 0.50),
+        row("aa", 0.1, 0.72, 0.08, 0.81),
+    ]
     got = {(r.lever, r.held_fixed): r for r in levers(rows)}
-    assert set(got) == {("model max → aa", "shift 0.0"), ("model max → aa", "shift 0.1"),
-                        ("augment.shift 0 → 0.1", "model max"), ("augment.shift 0 → 0.1", "model aa")}
+    assert set(got) == {
+        ("model max → aa", "shift 0.0"),
+        ("model max → aa", "shift 0.1"),
+        ("augment.shift 0 → 0.1", "model max"),
+        ("augment.shift 0 → 0.1", "model aa"),
+    }
     assert got["model max → aa", "shift 0.0"].consistency == 5.0
     assert got["model max → aa", "shift 0.1"].change_1px == -2.0
     assert got["augment.shift 0 → 0.1", "model max"].acc_grid_mean == 35.0
@@ -143,11 +187,14 @@ def test_levers_are_differences_of_the_sweep_rows():
 
 def test_the_loss_verdict_follows_the_numbers():
     assert loss_verdict([loss_row("cross_entropy", 8268, 0.352), loss_row("clipped", 40, 0.03)]).startswith(
-        "The clipped loss keeps the CNN less sure: largest logit size 8,268 with cross_entropy against 40")
+        "The clipped loss keeps the CNN less sure: largest logit size 8,268 with cross_entropy against 40"
+    )
     assert loss_verdict([loss_row("cross_entropy", 30, 0.023), loss_row("clipped", 26, 0.028)]).startswith(
-        "The loss makes little difference")
-    assert "it is the surer one" in loss_verdict([loss_row("cross_entropy", 20, 0.02),
-                                                  loss_row("clipped", 90, 0.05)])  # fmt: skip
+        "The loss makes little difference"
+    )
+    assert "it is the surer one" in loss_verdict(
+        [loss_row("cross_entropy", 20, 0.02), loss_row("clipped", 90, 0.05)]
+    )
     assert loss_verdict([loss_row("cross_entropy", 30, 0.02)]) == ""
 
 
@@ -156,7 +203,8 @@ def test_training_time_says_what_a_resumed_run_did_not_time():
     assert whole == "; training the CNN took 7.9 min (in this run)"
     timed = training_time(train_result(train_seconds=600.0, epochs=30, resumed_after_epochs=4))
     assert "10.0 min" in timed and "interruption after epoch 4" in timed
-    text = training_time(train_result(train_seconds=600.0, epochs=30, resumed_after_epochs=13,
-                                      untimed_epochs=13, cached=True))  # fmt: skip
+    text = training_time(
+        train_result(train_seconds=600.0, epochs=30, resumed_after_epochs=13, untimed_epochs=13, cached=True)
+    )
     assert "10.0 min" in text and "epochs 14-30 only" in text and "first 13" in text and "cached" in text
     assert training_time(train_result(train_seconds=None, epochs=30)) == ""  # a user's checkpoint

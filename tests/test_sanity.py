@@ -136,8 +136,14 @@ def test_the_sentences_judge_on_intervals_and_report_the_control():
     def row(method, low, high):
         return FaithfulnessRow(method, "deletion", (low + high) / 2, [low, high], [])
 
-    text = faithful_sentence([row(RANDOM_ORDER, 0.35, 0.40), row("saliency", 0.20, 0.25),
-                              row("grad_cam", 0.30, 0.38), row("edge", 0.45, 0.5)])  # fmt: skip
+    text = faithful_sentence(
+        [
+            row(RANDOM_ORDER, 0.35, 0.40),
+            row("saliency", 0.20, 0.25),
+            row("grad_cam", 0.30, 0.38),
+            row("edge", 0.45, 0.5),
+        ]
+    )
     assert "saliency 0.23 (95% CI 0.20–0.25): sooner than a random order" in text
     assert "grad cam 0.34 (95% CI 0.30–0.38): not resolved against a random order" in text
     assert "edge 0.47 (95% CI 0.45–0.50): no sooner than a random order" in text
@@ -176,8 +182,9 @@ def test_the_memorising_split_shuffles_the_training_labels_only(tmp_path):
     data = DataSpec(root=str(mnist_root()))
     shuffled, recipe = memorising(data, Recipe(), 300, 7)
     assert recipe.epochs == 7 and not recipe.augment.enabled and recipe.scheduler is None
-    true_x, true_y = split_tensors(dataclasses.replace(data, val_size=shuffled.val_size, train_subset=300),
-                                   "train")  # fmt: skip
+    true_x, true_y = split_tensors(
+        dataclasses.replace(data, val_size=shuffled.val_size, train_subset=300), "train"
+    )
     x, y = split_tensors(shuffled, "train")
     assert torch.equal(x, true_x) and torch.equal(y.sort().values, true_y.sort().values)
     assert (y != true_y).float().mean() > 0.8  # about 90% move under a random permutation of ten classes

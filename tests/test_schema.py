@@ -56,15 +56,17 @@ WRONG = {
     ("shift", "shift.dataset.enabled"): booleans,
     ("interpreters", "interpreters.probes.enabled"): booleans,
     ("train", "train.batch_size"): counts(),
-    ("train", "train.optimizer.lr"): st.one_of(text, st.floats(max_value=0).map(repr), st.just("inf"),
-                                              st.just("nan")),  # fmt: skip
+    ("train", "train.optimizer.lr"): st.one_of(
+        text, st.floats(max_value=0).map(repr), st.just("inf"), st.just("nan")
+    ),
     ("train", "trainer.precision"): text.filter(lambda s: s.strip("'") not in PRECISIONS),
     ("train", "train.loss"): text.filter(lambda s: s.strip("'") not in LOSSES),
     ("train", "trainer.strategy"): text.filter(lambda s: s.strip("'") not in STRATEGIES),
     ("train", "trainer.devices"): counts(),
     ("train", "trainer.num_nodes"): counts(),
-    ("train", "trainer.accelerator"): st.one_of(text.filter(lambda s: s.strip("'") not in ACCELERATORS),
-                                              *([] if gpu_present() else [st.just("gpu")])),  # fmt: skip
+    ("train", "trainer.accelerator"): st.one_of(
+        text.filter(lambda s: s.strip("'") not in ACCELERATORS), *([] if gpu_present() else [st.just("gpu")])
+    ),
     ("train", "train.augment.shift"): fractions(),
     ("train", "train.augment.zoom"): fractions(),
     ("train", "train.augment.rotation"): fractions(180.0).filter(lambda v: v != "180.0"),
@@ -93,9 +95,11 @@ WRONG = {
     ("reproduce", "reproduce.augment.shifts"): fractions().map(lambda v: f"[{v}]"),
     ("reproduce", "reproduce.augment.recipe"): text.filter(lambda s: s.strip("'") not in RECIPES),
     ("reproduce", "reproduce.augment.models"): text.filter(lambda s: s.strip("'") not in MODELS).map(
-        lambda v: f"[keras_cnn,{v}]"),
+        lambda v: f"[keras_cnn,{v}]"
+    ),
     ("reproduce", "reproduce.losses"): text.filter(lambda s: s.strip("'") not in LOSSES).map(
-        lambda v: f"[{v}]"),
+        lambda v: f"[{v}]"
+    ),
 }
 
 
@@ -122,8 +126,15 @@ def test_every_wrong_value_is_one_line_naming_its_key(experiment, key, data, tmp
 
 def test_right_values_pass_and_a_sweep_is_checked_job_by_job(monkeypatch):
     monkeypatch.setenv("MNIST_ROOT", mnist_root())
-    good = ["-m", "+experiment=shift", "shift.dy=0,-1,-2", "interpreter=svm,rf@pixels",
-            "hydra/launcher=joblib", "train.optimizer.lr=0.0005", "hydra.launcher.n_jobs=2"]  # fmt: skip
+    good = [
+        "-m",
+        "+experiment=shift",
+        "shift.dy=0,-1,-2",
+        "interpreter=svm,rf@pixels",
+        "hydra/launcher=joblib",
+        "train.optimizer.lr=0.0005",
+        "hydra.launcher.n_jobs=2",
+    ]
     assert len(jobs(good)) == 6
     check_command_line(good)
     with pytest.raises(UserError, match=r"shift.dy=-40 is not allowed"):
@@ -132,12 +143,19 @@ def test_right_values_pass_and_a_sweep_is_checked_job_by_job(monkeypatch):
 
 @pytest.mark.parametrize("args", [["train.epochs=1.5"], ["trainer.precision=bogus"], ["shift.dyy=3"]])
 def test_the_cli_refuses_before_importing_torch(args):
-    code = ("import runpy, sys\nsys.argv = ['mnist-probe', '+experiment=shift', *sys.argv[1:]]\n"
-            "try:\n    runpy.run_module('mnist_probe.run', run_name='__main__')\n"
-            "except SystemExit as e:\n"
-            "    print('exit', e.code, 'torch imported:', 'torch' in sys.modules)")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True,
-                          env={"MNIST_ROOT": mnist_root(), "PATH": ""})  # fmt: skip
+    code = (
+        "import runpy, sys\nsys.argv = ['mnist-probe', '+experiment=shift', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('mnist_probe.run', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    print('exit', e.code, 'torch imported:', 'torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"MNIST_ROOT": mnist_root(), "PATH": ""},
+    )
     assert proc.stdout.strip() == "exit 2 torch imported: False", proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr
@@ -151,8 +169,18 @@ def test_every_stage_setting_and_run_key_is_written_once_in_conf():
 
     from mnist_probe.schema import SCHEMA, ReproduceConfig
 
-    once = ["activations", "interpreters", "shift", "beyond", "stage", "seed", "checkpoint", "interpreter",
-            "code_layer", "paths"]  # fmt: skip
+    once = [
+        "activations",
+        "interpreters",
+        "shift",
+        "beyond",
+        "stage",
+        "seed",
+        "checkpoint",
+        "interpreter",
+        "code_layer",
+        "paths",
+    ]
     assert [k for k in once if not OmegaConf.is_missing(SCHEMA, k)] == []
     reproduce = OmegaConf.structured(ReproduceConfig)
     assert [k for k in reproduce if not OmegaConf.is_missing(reproduce, k)] == []

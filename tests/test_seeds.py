@@ -26,8 +26,9 @@ def test_spread_is_each_numbers_mean_std_and_range():
     assert acc["std"] == pytest.approx(accs.std(ddof=1))
     assert (acc["min"], acc["max"]) == (accs.min(), accs.max())
     half = 2.776 * accs.std(ddof=1) / np.sqrt(5)  # Student's t, 4 degrees of freedom, 97.5%
-    assert (acc["ci_low"], acc["ci_high"]) == pytest.approx((accs.mean() - half, accs.mean() + half),
-                                                            abs=1e-5)  # fmt: skip
+    assert (acc["ci_low"], acc["ci_high"]) == pytest.approx(
+        (accs.mean() - half, accs.mean() + half), abs=1e-5
+    )
     assert acc["study_minus_mean_in_std"] == pytest.approx((0.993 - accs.mean()) / accs.std(ddof=1))
     assert acc["study_inside_our_range"] == ("yes" if accs.min() <= 0.993 <= accs.max() else "no")
     x = next(r for r in rows if r["metric"] == "x")
@@ -59,14 +60,26 @@ def test_a_number_missing_from_some_seeds_counts_the_others():
 def test_headline_takes_each_stage_s_numbers():
     trained = train_result(test_acc=0.99, cross_entropy=0.03, ece=0.004)
     interpreted = interpreters_result([row("svm", "codes", 0.98)], cnn_acc=0.99)
-    shifted = shift_result(p_true=(1.0, 1.0, 0.99, 0.98, 0.2, 0.1), cnn_dy4=0.7, change=0.03,
-                           others=[("CNN+svm", 0.9)])  # fmt: skip
+    shifted = shift_result(
+        p_true=(1.0, 1.0, 0.99, 0.98, 0.2, 0.1), cnn_dy4=0.7, change=0.03, others=[("CNN+svm", 0.9)]
+    )
     shifted.curves["CNN"].accs[0] = 0.5  # dy = -5
     h = headline(trained, interpreted, shifted)
-    assert h == {"cnn_test_acc": 0.99, "cnn_cross_entropy": 0.03, "cnn_ece": 0.004, "svm@codes_acc": 0.98,
-                 "cnn_consistency": 0.9, "cnn_change_1px": 0.03, "cnn_acc_dy-3": 0.99, "cnn_acc_dy-4": 0.7,
-                 "cnn_acc_dy-5": 0.5, "cnn_digit_p_true_dy-3": 0.98, "cnn_digit_p_true_dy-4": 0.2,
-                 "cnn_digit_p_true_dy-5": 0.1, "CNN+svm_digit_p_true_dy-4": 0.9}  # fmt: skip
+    assert h == {
+        "cnn_test_acc": 0.99,
+        "cnn_cross_entropy": 0.03,
+        "cnn_ece": 0.004,
+        "svm@codes_acc": 0.98,
+        "cnn_consistency": 0.9,
+        "cnn_change_1px": 0.03,
+        "cnn_acc_dy-3": 0.99,
+        "cnn_acc_dy-4": 0.7,
+        "cnn_acc_dy-5": 0.5,
+        "cnn_digit_p_true_dy-3": 0.98,
+        "cnn_digit_p_true_dy-4": 0.2,
+        "cnn_digit_p_true_dy-5": 0.1,
+        "CNN+svm_digit_p_true_dy-4": 0.9,
+    }
     assert set(study.HEADLINE) >= {"cnn_test_acc", "svm@codes_acc", "cnn_digit_p_true_dy-4"}
 
 
@@ -84,9 +97,17 @@ def seeds_sweep(tmp_path, comparable: dict) -> None:
     """Two seeds' results.json, as the seeds stage writes them, the study's figures `comparable`."""
     for job, (seed, acc) in enumerate([(1, 0.991), (2, 0.995)]):
         (tmp_path / str(job)).mkdir()
-        (tmp_path / str(job) / "results.json").write_text(json.dumps(
-            {"stage": "seeds", "seed": seed, "headline": {"cnn_test_acc": acc, "cnn_consistency": 0.9},
-             "study": comparable, "overrides": f"+experiment=seeds train=fast seed={seed}"}))  # fmt: skip
+        (tmp_path / str(job) / "results.json").write_text(
+            json.dumps(
+                {
+                    "stage": "seeds",
+                    "seed": seed,
+                    "headline": {"cnn_test_acc": acc, "cnn_consistency": 0.9},
+                    "study": comparable,
+                    "overrides": f"+experiment=seeds train=fast seed={seed}",
+                }
+            )
+        )
 
 
 def test_the_study_figures_a_run_can_be_set_beside():
@@ -130,18 +151,39 @@ def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):
 
 @pytest.mark.slow
 def test_make_seeds_end_to_end_two_tiny_seeds(tmp_path):
-    cmd = [sys.executable, "-m", "mnist_probe.run", "+experiment=seeds", "seed=1,2", "train.epochs=1",
-           "data.train_subset=1000", "train.batch_size=32", "data.test_subset=300",
-           "shift.dataset.samples=20", "trainer.progress_bar=false", f"data.root={mnist_root()}",
-           f"paths.cache={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnist_probe.run",
+        "+experiment=seeds",
+        "seed=1,2",
+        "train.epochs=1",
+        "data.train_subset=1000",
+        "train.batch_size=32",
+        "data.test_subset=300",
+        "shift.dataset.samples=20",
+        "trainer.progress_bar=false",
+        f"data.root={mnist_root()}",
+        f"paths.cache={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.loads((tmp_path / "sweep" / "seeds.json").read_text())
     assert saved["seeds"] == [1, 2]
     assert len(saved["per_seed"]) == 2
     names = {r["metric"] for r in saved["rows"]}
-    assert {"cnn_test_acc", "nn@codes_acc", "svm@codes_acc", "rf@codes_acc", "gb@codes_acc", "dt@codes_acc",
-            "cnn_consistency", "cnn_change_1px", "cnn_acc_dy-4"} <= names  # fmt: skip
+    assert {
+        "cnn_test_acc",
+        "nn@codes_acc",
+        "svm@codes_acc",
+        "rf@codes_acc",
+        "gb@codes_acc",
+        "dt@codes_acc",
+        "cnn_consistency",
+        "cnn_change_1px",
+        "cnn_acc_dy-4",
+    } <= names
     weights = [torch.load(p, weights_only=True) for p in sorted((tmp_path / "cache").glob("cnn-*/model.pt"))]
     assert len(weights) == 2  # two seeds, two CNNs, other weights (one epoch may score the same)
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -109,8 +109,12 @@ def test_dataset_metrics_on_known_predictions():
 def test_per_class_accuracy_and_confusions_on_known_predictions():
     pairs = [(0, 0), (0, -1)]
     labels = np.array([7, 7, 7, 1, 1, 4])
-    preds = np.array([[7, 7, 7, 1, 1, 4],   # unshifted: all right
-                      [1, 1, 7, 1, 7, 9]])  # 1 px up: two 7s read as 1, a 1 as 7, the 4 as 9
+    preds = np.array(
+        [
+            [7, 7, 7, 1, 1, 4],  # unshifted: all right
+            [1, 1, 7, 1, 7, 9],
+        ]
+    )  # 1 px up: two 7s read as 1, a 1 as 7, the 4 as 9
     acc = per_class_accuracy(pairs, preds, labels, [(0, 0), (0, -1)])
     assert acc.shape == (10, 2) and np.isnan(acc[0, 0])  # no 0 in the sample
     assert acc[7].tolist() == [1.0, 1 / 3] and acc[1].tolist() == [1.0, 0.5] and acc[4].tolist() == [1.0, 0.0]
@@ -121,10 +125,15 @@ def test_per_class_accuracy_and_confusions_on_known_predictions():
 def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run, tmp_path):
     trained_cfg, _ = small_run
     cfg = make_cfg(
-        tmp_path, "+experiment=shift", *SMALL_TRAIN, "shift.models=[dt,dt@pixels]",
-        "shift.dy=[0,-2,-4]", "shift.dataset.samples=40", "shift.dataset.radius=2",
+        tmp_path,
+        "+experiment=shift",
+        *SMALL_TRAIN,
+        "shift.models=[dt,dt@pixels]",
+        "shift.dy=[0,-2,-4]",
+        "shift.dataset.samples=40",
+        "shift.dataset.radius=2",
         cache=Path(trained_cfg.paths.cache),
-    )  # fmt: skip
+    )
     results = run(cfg)
     out = Path(cfg.paths.output_dir)
     with open(out / "shift_table.csv") as f:
@@ -155,22 +164,40 @@ def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run,
     events.Reload()
     for tag in ("shift_scrub/input", "shift_scrub/conv2d_2", "shift_scrub/dropout_2"):
         assert [e.step for e in events.Images(tag)] == [0, 1, 2], tag
-    figures = ("shift_every_digit", "shift_per_class", "shift_probability", "shift_strip",
-               "shift_deformation", "shift_heatmap")  # fmt: skip
+    figures = (
+        "shift_every_digit",
+        "shift_per_class",
+        "shift_probability",
+        "shift_strip",
+        "shift_deformation",
+        "shift_heatmap",
+    )
     for name in figures:
         assert (out / f"{name}.png").is_file()
 
 
 def test_sweep_over_shifts_and_interpreters_trains_the_cnn_once(tmp_path):
     cmd = [
-        sys.executable, "-m", "mnist_probe.run", "-m", "+experiment=shift",
-        "shift.dy=0,-2", "interpreter=dt,knn", f"data.root={mnist_root()}",
-        "data.train_subset=500", "data.test_subset=200", "train.epochs=1", "train.batch_size=50",
-        "data.val_size=500", "+model.filters=16",
+        sys.executable,
+        "-m",
+        "mnist_probe.run",
+        "-m",
+        "+experiment=shift",
+        "shift.dy=0,-2",
+        "interpreter=dt,knn",
+        f"data.root={mnist_root()}",
+        "data.train_subset=500",
+        "data.test_subset=200",
+        "train.epochs=1",
+        "train.batch_size=50",
+        "data.val_size=500",
+        "+model.filters=16",
         "trainer.progress_bar=false",
-        "shift.dataset.samples=20", "shift.dataset.radius=1",
-        f"paths.cache={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    ]  # fmt: skip
+        "shift.dataset.samples=20",
+        "shift.dataset.radius=1",
+        f"paths.cache={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = proc.stdout + proc.stderr
@@ -195,10 +222,19 @@ def test_the_shift_stage_names_classes_as_the_data_set_does(small_run, tmp_path)
     trained_cfg, _ = small_run
     names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     cfg = make_cfg(
-        tmp_path, "+experiment=shift", *SMALL_TRAIN, "shift.models=[]", f"data.classes=[{','.join(names)}]",
-        "data.item=numeral", "shift.target=seven", "shift.min_other=0", "shift.dy=[0,-3]",
-        "shift.dataset.samples=20", "shift.dataset.radius=1", cache=Path(trained_cfg.paths.cache),
-    )  # fmt: skip
+        tmp_path,
+        "+experiment=shift",
+        *SMALL_TRAIN,
+        "shift.models=[]",
+        f"data.classes=[{','.join(names)}]",
+        "data.item=numeral",
+        "shift.target=seven",
+        "shift.min_other=0",
+        "shift.dy=[0,-3]",
+        "shift.dataset.samples=20",
+        "shift.dataset.radius=1",
+        cache=Path(trained_cfg.paths.cache),
+    )
     results = run(cfg)
     out = Path(cfg.paths.output_dir)
     assert results["digit"] == 7 and results["classes"] == names

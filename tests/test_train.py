@@ -69,9 +69,16 @@ def test_a_cache_moved_elsewhere_names_its_checkpoint_where_it_is_now(small_run,
 
 def test_changed_hyperparameter_changes_the_key(tmp_path):
     a = key_of(make_cfg(tmp_path))
-    for changed in ("train.optimizer.lr=0.01", "seed=1", "data.test_subset=100", "data.train_subset=1000",
-                    "data.split_seed=1", "data.val_size=100", "+model.dense=128",
-                    "train.epoch_images=1000"):  # fmt: skip
+    for changed in (
+        "train.optimizer.lr=0.01",
+        "seed=1",
+        "data.test_subset=100",
+        "data.train_subset=1000",
+        "data.split_seed=1",
+        "data.val_size=100",
+        "+model.dense=128",
+        "train.epoch_images=1000",
+    ):
         assert a != key_of(make_cfg(tmp_path, changed)), changed
     # where MNIST lives and how the run looks do not change the model: the same files elsewhere
     shutil.copytree(Path(mnist_root()) / "MNIST", tmp_path / "elsewhere" / "MNIST")
@@ -93,7 +100,7 @@ def test_the_cnn_key_holds_the_loss_the_processes_per_step_and_the_resolved_prec
     assert key(precision="32-true", strategy="ddp", devices=2) == key(precision="32-true", num_nodes=2)
     assert key(precision="bf16-mixed") != one
     for chosen in ("32-true", "bf16-mixed"):
-        monkeypatch.setattr("mnist_probe.training.fastest", lambda acc, chosen=chosen: {"chosen": chosen})
+        monkeypatch.setattr("mnist_probe.trainer.fastest", lambda acc, chosen=chosen: {"chosen": chosen})
         assert key(precision="auto") == key(precision=chosen)  # auto trains what it resolves to
 
 
@@ -102,8 +109,11 @@ def test_load_model_errors_are_clear(tmp_path):
         load_model(tmp_path / "missing.pt")
     bad = tmp_path / "truncated.pt"
     torch.save(torch.nn.Linear(3, 3).state_dict(), bad)
-    with pytest.raises(UserError, match=r"does not fit KerasCNN \(missing conv2d_1.weight, conv2d_1.bias, "
-                                        r"conv2d_2.weight and 9 more; unexpected weight, bias\)"):
+    with pytest.raises(
+        UserError,
+        match=r"does not fit KerasCNN \(missing conv2d_1.weight, conv2d_1.bias, "
+        r"conv2d_2.weight and 9 more; unexpected weight, bias\)",
+    ):
         load_model(bad)
     bad.write_bytes(bad.read_bytes()[:20])
     with pytest.raises(UserError, match="truncated"):
@@ -122,13 +132,23 @@ def test_the_study_recipe_and_model_are_the_library_defaults(tmp_path):
 
 def test_epoch_images_trains_that_many_images_an_epoch(tmp_path):
     # train.epoch_images=150 with batch 64: 3 whole batches an epoch (192 images), not the split's 8
-    cfg = make_cfg(tmp_path, "data.train_subset=500", "data.val_size=500", "train.batch_size=64",
-                   "train.epochs=2", "train.epoch_images=150", "+model.filters=4", "+model.dense=16",
-                   "train.gap_images=0", "trainer.precision=32-true")  # fmt: skip
+    cfg = make_cfg(
+        tmp_path,
+        "data.train_subset=500",
+        "data.val_size=500",
+        "train.batch_size=64",
+        "train.epochs=2",
+        "train.epoch_images=150",
+        "+model.filters=4",
+        "+model.dense=16",
+        "train.gap_images=0",
+        "trainer.precision=32-true",
+    )
     c = typed(cfg)
     dm, lit = train_mod.make_datamodule(c.data, c.train), train_mod.make_lit(c.train, c.model)
-    trainer = train_mod.make_trainer(c.train, c.trainer, tmp_path / "logs", tmp_path / "work",
-                                     enable_progress_bar=False)  # fmt: skip
+    trainer = train_mod.make_trainer(
+        c.train, c.trainer, tmp_path / "logs", tmp_path / "work", enable_progress_bar=False
+    )
     trainer.fit(lit, datamodule=dm)
     assert trainer.global_step == 2 * 3
     # an epoch that ends at its limit is a whole epoch: its checkpoint resumes at the next one

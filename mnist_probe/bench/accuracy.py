@@ -16,7 +16,7 @@ import torch
 from mnist_probe.config import compose_config
 from mnist_probe.schema import typed
 from mnist_probe.scoring import accuracy
-from mnist_probe.training import make_datamodule, make_lit, make_trainer
+from mnist_probe.trainer import make_datamodule, make_lit, make_trainer
 
 log = logging.getLogger("mnist_probe.bench")
 
@@ -50,8 +50,15 @@ class AccuracyClock(pl.Callback):
         stop = time.perf_counter()
         acc = accuracy(pl_module.model, self.images, self.labels)
         seconds = stop - self.start - self.paused
-        self.points.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
-                            "images": self.seen, "seconds": seconds, "acc": acc})  # fmt: skip
+        self.points.append(
+            {
+                "epoch": trainer.current_epoch + 1,
+                "step": trainer.global_step,
+                "images": self.seen,
+                "seconds": seconds,
+                "acc": acc,
+            }
+        )
         self.paused += time.perf_counter() - stop
 
 
@@ -66,8 +73,14 @@ def time_to_accuracy(cfg, every: float) -> tuple[list[dict], int]:
     steps_per_epoch = math.ceil(train_images / cfg.train.batch_size)
     clock = AccuracyClock(*dm.tensors["test"], every=round(every * steps_per_epoch))
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(c.train, c.trainer, Path(tmp), Path(tmp) / "work", enable_progress_bar=False,
-                               extra_callbacks=[clock])  # fmt: skip
+        trainer = make_trainer(
+            c.train,
+            c.trainer,
+            Path(tmp),
+            Path(tmp) / "work",
+            enable_progress_bar=False,
+            extra_callbacks=[clock],
+        )
         trainer.fit(make_lit(c.train, c.model, c.data), datamodule=dm)
     return clock.points, train_images
 
@@ -87,14 +100,23 @@ def accuracy_rows(name: str, points: list[dict], train_images: int) -> list[dict
     hit = first_reaching(points, TARGET_ACC) or never
     end = points[-1]
     return [
-        {"what": f"{name}: time to {100 * TARGET_ACC:.1f}% test accuracy", "value": hit["seconds"],
-         "unit": "s"},
+        {
+            "what": f"{name}: time to {100 * TARGET_ACC:.1f}% test accuracy",
+            "value": hit["seconds"],
+            "unit": "s",
+        },
         {"what": f"{name}: images seen until then", "value": hit["images"], "unit": "images"},
-        {"what": f"{name}: in epochs of {train_images} images", "value": hit["images"] / train_images,
-         "unit": "epochs"},
-        {"what": f"{name}: final test accuracy, after {end['seconds']:.0f} s", "value": 100 * end["acc"],
-         "unit": "%"},
-    ]  # fmt: skip
+        {
+            "what": f"{name}: in epochs of {train_images} images",
+            "value": hit["images"] / train_images,
+            "unit": "epochs",
+        },
+        {
+            "what": f"{name}: final test accuracy, after {end['seconds']:.0f} s",
+            "value": 100 * end["acc"],
+            "unit": "%",
+        },
+    ]
 
 
 # `make bench-long`: the fast recipe's and the default recipe's time to 99.3% and final accuracy,
@@ -113,8 +135,12 @@ LEVERS = {
     "1 epoch, batch 256": [*ONE, "train.batch_size=256"],
     "1 epoch, label smoothing 0.1": [*ONE, "train.loss=label_smoothing"],
     "1 epoch, no augmentation": [*ONE, "train.augment.enabled=false"],
-    "1 epoch, half-strength augmentation": [*ONE, "train.augment.rotation=5", "train.augment.zoom=0.05",
-                                            "train.augment.shift=0.05"],
+    "1 epoch, half-strength augmentation": [
+        *ONE,
+        "train.augment.rotation=5",
+        "train.augment.zoom=0.05",
+        "train.augment.shift=0.05",
+    ],
     "1 epoch, foreach RMSprop": [*ONE, "+train.optimizer.foreach=true"],
     "2 epochs": ["train=default", "train.epochs=2"],
     "train=fast": ["train=fast"],
@@ -132,18 +158,31 @@ def spread_rows(name: str, curves: dict[int, list[dict]]) -> list[dict]:
     n, target = len(curves), f"{100 * TARGET_ACC:.1f}%"
     hits = [h for h in (first_reaching(c, TARGET_ACC) for c in curves.values()) if h]
     finals = [100 * c[-1]["acc"] for c in curves.values()]
-    rows = [{"what": f"{name}, {n} seeds: reached {target} test accuracy", "value": len(hits),
-             "unit": f"of {n} seeds"},
-            {"what": f"{name}, {n} seeds: final test accuracy, mean (min and max after the unit)",
-             "value": statistics.mean(finals),
-             "unit": f"% [{min(finals):.2f}, {max(finals):.2f}]"}]  # fmt: skip
+    rows = [
+        {
+            "what": f"{name}, {n} seeds: reached {target} test accuracy",
+            "value": len(hits),
+            "unit": f"of {n} seeds",
+        },
+        {
+            "what": f"{name}, {n} seeds: final test accuracy, mean (min and max after the unit)",
+            "value": statistics.mean(finals),
+            "unit": f"% [{min(finals):.2f}, {max(finals):.2f}]",
+        },
+    ]
     for key, unit in (("images", "images"), ("seconds", "s")):
         got = [h[key] for h in hits] or [float("nan")]
-        what = (f"{name}, {n} seeds: {key} to {target}, median of those that got there "
-                "(min and max after the unit)")
-        rows.append({"what": what,
-                     "value": statistics.median(got),
-                     "unit": f"{unit} [{min(got):.0f}, {max(got):.0f}]"})  # fmt: skip
+        what = (
+            f"{name}, {n} seeds: {key} to {target}, median of those that got there "
+            "(min and max after the unit)"
+        )
+        rows.append(
+            {
+                "what": what,
+                "value": statistics.median(got),
+                "unit": f"{unit} [{min(got):.0f}, {max(got):.0f}]",
+            }
+        )
     return rows
 
 

@@ -44,8 +44,14 @@ from mnist_probe.tables import write_table
 # The six layers CKA compares between two networks (the study's CNN: its conv layers and its two dense ones).
 CKA_LAYERS = ["conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dense_1", "dense_2"]
 # --tiny: a seconds-long smoke run of every part (the tests)
-TINY = ["data.train_subset=448", "data.test_subset=500", "train.batch_size=64", "train.epochs=2",
-        "data.val_size=500", "+model.filters=16"]
+TINY = [
+    "data.train_subset=448",
+    "data.test_subset=500",
+    "train.batch_size=64",
+    "train.epochs=2",
+    "data.val_size=500",
+    "+model.filters=16",
+]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -58,20 +64,38 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precisions", default="32-true,bf16-mixed", help="comma-separated")
     parser.add_argument("--long", action="store_true", help="only: time to 99.3%% test accuracy")
     parser.add_argument("--levers", action="store_true", help="only: time to 99.3%% for each lever (LEVERS)")
-    parser.add_argument("--recipe", action="append", metavar="NAME=OVERRIDES",
-                        help="only: time to 99.3%% for this recipe (Hydra overrides, space-separated)")
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        metavar="NAME=OVERRIDES",
+        help="only: time to 99.3%% for this recipe (Hydra overrides, space-separated)",
+    )
     parser.add_argument("--every", type=float, default=0.1, help="--long: test every this much of an epoch")
-    parser.add_argument("--seeds", type=int, default=len(SPREAD[1]),
-                        help=f"--long: train {SPREAD[0]} with this many seeds")  # fmt: skip
-    parser.add_argument("--make-run", action="store_true",
-                        help="only: make run's job from a fresh clone of this repository, timed")
-    parser.add_argument("--reports", action="store_true",
-                        help="only: +experiment=report on the models people bring, from checkpoints, timed")
+    parser.add_argument(
+        "--seeds", type=int, default=len(SPREAD[1]), help=f"--long: train {SPREAD[0]} with this many seeds"
+    )
+    parser.add_argument(
+        "--make-run",
+        action="store_true",
+        help="only: make run's job from a fresh clone of this repository, timed",
+    )
+    parser.add_argument(
+        "--reports",
+        action="store_true",
+        help="only: +experiment=report on the models people bring, from checkpoints, timed",
+    )
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
-    parser.add_argument("--label", help="write bench@LABEL.json (bench-run@LABEL.json): another run "
-                        "(a second one, one under a kernel cap), a column of its own on the page")
-    parser.add_argument("--page", metavar="PATH", help="then write this page (docs/PERFORMANCE.md) from the "
-                        "JSONs in --out; alone with --page-only, measure nothing")  # fmt: skip
+    parser.add_argument(
+        "--label",
+        help="write bench@LABEL.json (bench-run@LABEL.json): another run "
+        "(a second one, one under a kernel cap), a column of its own on the page",
+    )
+    parser.add_argument(
+        "--page",
+        metavar="PATH",
+        help="then write this page (docs/PERFORMANCE.md) from the "
+        "JSONs in --out; alone with --page-only, measure nothing",
+    )
     parser.add_argument("--page-only", action="store_true", help="only: write --page from the JSONs")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the CNN, e.g. train=study")
     args = parser.parse_args(argv)
@@ -95,8 +119,10 @@ def measure_all(args: argparse.Namespace) -> dict:
     if args.make_run:
         repo = Path(__file__).resolve().parents[2]
         if not (repo / ".git").exists():
-            raise SystemExit(f"error: --make-run clones the repository mnist_probe runs from; {repo} is "
-                             "no git checkout: run it from one (pip install -e .)")  # fmt: skip
+            raise SystemExit(
+                f"error: --make-run clones the repository mnist_probe runs from; {repo} is "
+                "no git checkout: run it from one (pip install -e .)"
+            )
         rows = bench_make_run(repo, overrides)
         return report(rows, Path(args.out), labelled("bench-run", args.label))
     if args.long or args.levers:
@@ -117,8 +143,9 @@ def measure_all(args: argparse.Namespace) -> dict:
     model = build_model(typed(cfg).model)  # throughput does not depend on the weights
     rows += bench_hooks(model, images, INFERENCE_BATCH, args.repeats)
     rows += bench_recording(model, images, INFERENCE_BATCH, args.repeats)  # beside the peers (bench extra)
-    rows += bench_recording(grey_resnet18(), images[:500], INFERENCE_BATCH, args.repeats,
-                            " of ResNet-18, 1-channel stem")
+    rows += bench_recording(
+        grey_resnet18(), images[:500], INFERENCE_BATCH, args.repeats, " of ResNet-18, 1-channel stem"
+    )
     rows += bench_record_memory(cfg.data.root, max(len(images), 500))  # fewer: the allocator's noise shows
     few, few_labels = images[:500], labels[: len(images[:500])]  # the attributions' images
     rows += bench_grad_cam(model, few, few_labels, 100, args.repeats)
@@ -138,8 +165,13 @@ def report(rows: list[dict], out: Path, name: str, **extra) -> dict:
     """Round, write out/NAME.json and NAME.md, print the table."""
     for row in rows:  # a row without a value (a peer not installed) says so in its name
         row["value"] = None if row["value"] is None else round(float(row["value"]), 2)
-    result = {"machine": machine(), "command": " ".join(["python -m mnist_probe.bench", *sys.argv[1:]]),
-              "date": time.strftime("%Y-%m-%d"), "rows": rows, **extra}  # fmt: skip
+    result = {
+        "machine": machine(),
+        "command": " ".join(["python -m mnist_probe.bench", *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+        **extra,
+    }
     write_json(out / f"{name}.json", result)
     md = write_table(rows, out / name, ["what", "value", "unit"])
     print(f"machine: {json.dumps(result['machine'])}\n\n{md}")

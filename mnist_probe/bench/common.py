@@ -25,9 +25,16 @@ def machine() -> dict:
     # The vector width torch's, oneDNN's and MKL's kernels use: the CPU's, unless capped to run an
     # AVX-512 machine with an AVX2 machine's kernels (mnist_probe.bench gives MKL the others' cap).
     capped = {k: os.environ[k] for k in CAP_VARIABLES if os.environ.get(k)}
-    return {"cpu": cpu_model(), "cores": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
-            "python": platform.python_version(), "kernels": torch.backends.cpu.get_cpu_capability(),
-            "capped": capped, "auto_precision": fastest()["chosen"]}  # fmt: skip
+    return {
+        "cpu": cpu_model(),
+        "cores": torch.get_num_threads(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "kernels": torch.backends.cpu.get_cpu_capability(),
+        "capped": capped,
+        "auto_precision": fastest()["chosen"],
+    }
 
 
 def median_seconds(fn, repeats: int, warm: bool = True) -> float:
@@ -44,7 +51,7 @@ def median_seconds(fn, repeats: int, warm: bool = True) -> float:
 
 def alternated(
     contenders: dict[str, Callable[[], object]], repeats: int, warm: bool = True
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Median seconds of each contender over the repeats, one call of each in turn per repeat, after
     one warm-up call of each (if warm)."""
     for fn in contenders.values() if warm else ():

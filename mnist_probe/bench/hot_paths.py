@@ -44,8 +44,9 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int, big: int 
 
     model.eval()
     # Alternate them, so drift in the machine's speed (turbo, other load) hits both alike.
-    t_plain, t_hooks, t_big = alternated({"plain": plain, "hooked": hooked, "big": lambda: plain(big)},
-                                         repeats).values()  # fmt: skip
+    t_plain, t_hooks, t_big = alternated(
+        {"plain": plain, "hooked": hooked, "big": lambda: plain(big)}, repeats
+    ).values()
     n = len(images)
     return [
         {"what": f"inference, no hooks, batch {batch}", "value": n / t_plain, "unit": "img/s"},
@@ -53,7 +54,7 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int, big: int 
         {"what": f"  batch {batch} / batch {big}", "value": t_big / t_plain, "unit": "x faster"},
         {"what": f"inference, hooks on all 12 layers, batch {batch}", "value": n / t_hooks, "unit": "img/s"},
         {"what": "hook overhead", "value": 100 * (t_hooks / t_plain - 1), "unit": "%"},
-    ]  # fmt: skip
+    ]
 
 
 # Peak RSS from /proc's VmHWM (KiB): getrusage's ru_maxrss would carry over the parent's peak
@@ -83,8 +84,9 @@ def bench_streaming(root: str) -> list[dict]:
     """Streaming all 12 layers of the 10k test set to disk (float16), in a subprocess: its peak RSS
     and its time beside a plain forward pass of the same batches."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, root, tmp], check=True,
-                             capture_output=True, text=True).stdout.split()  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", STREAM_SCRIPT, root, tmp], check=True, capture_output=True, text=True
+        ).stdout.split()
         disk = sum(f.stat().st_size for f in Path(tmp).glob("*.npy"))
     plain, seconds = (float(v) for v in out[-4:-2])
     before, peak = (int(v) / 1024 for v in out[-2:])
@@ -95,7 +97,7 @@ def bench_streaming(root: str) -> list[dict]:
         {"what": "  streaming", "value": seconds, "unit": "s"},
         {"what": "  a plain forward pass of the same batches", "value": plain, "unit": "s"},
         {"what": "  streaming / plain forward pass", "value": seconds / plain, "unit": "x"},
-    ]  # fmt: skip
+    ]
 
 
 @torch.no_grad()
@@ -120,7 +122,7 @@ def bench_shift(model, images: torch.Tensor, radius: int, batch: int, repeats: i
         {"what": f"shift grid ±{radius} px, {len(images)} images", "value": n / t_shift, "unit": "img/s"},
         {"what": "plain inference of the same images", "value": n / t_plain, "unit": "img/s"},
         {"what": "shift sweep / plain inference", "value": 100 * t_plain / t_shift, "unit": "%"},
-    ]  # fmt: skip
+    ]
 
 
 def first_line_seconds(cmd: list[str], pattern: str | None, env: dict) -> tuple[float, int | None]:
@@ -149,14 +151,22 @@ def bench_startup(repeats: int, overrides: list[str]) -> list[dict]:
         env = {**os.environ, "MNIST_PROBE_CACHE": str(Path(tmp) / "cache")}
         cases = {
             "mnist-probe --help": ([*run, "--help"], None, 0),
-            "bad command line -> one-line error (train.epochs=1.5)":
-                ([*run, "+experiment=train", "train.epochs=1.5"], None, 2),
-            "a checkpoint that is no model -> one-line error":
-                ([*run, "+experiment=train", f"checkpoint={empty}", f"hydra.run.dir={tmp}/run"], None, 2),
-            "a run's first log line (+experiment=train)":
-                ([*run, "+experiment=train", *overrides, f"hydra.run.dir={tmp}/run2"], r"\]\[mnist_probe",
-                 None),
-        }  # fmt: skip
+            "bad command line -> one-line error (train.epochs=1.5)": (
+                [*run, "+experiment=train", "train.epochs=1.5"],
+                None,
+                2,
+            ),
+            "a checkpoint that is no model -> one-line error": (
+                [*run, "+experiment=train", f"checkpoint={empty}", f"hydra.run.dir={tmp}/run"],
+                None,
+                2,
+            ),
+            "a run's first log line (+experiment=train)": (
+                [*run, "+experiment=train", *overrides, f"hydra.run.dir={tmp}/run2"],
+                r"\]\[mnist_probe",
+                None,
+            ),
+        }
         rows = []
         for what, (cmd, pattern, status) in cases.items():
             times = []
@@ -174,8 +184,9 @@ def bench_interpreters(cfg, names: list[str]) -> list[dict]:
     test accuracy (the speed levers must leave it within 0.1 point)."""
     c = typed(cfg)
     cnn = trained_cnn(cfg)
-    (x, y), (x_test, y_test) = (features_of("codes", split, c.data, c.paths.cache, cnn)
-                                for split in ("train", "test"))  # fmt: skip
+    (x, y), (x_test, y_test) = (
+        features_of("codes", split, c.data, c.paths.cache, cnn) for split in ("train", "test")
+    )
     rows, total = [], 0.0
     for name in names:
         estimator = instantiate(interpreter_spec(cfg, name).estimator)
@@ -184,8 +195,10 @@ def bench_interpreters(cfg, names: list[str]) -> list[dict]:
         seconds = time.perf_counter() - start
         total += seconds
         acc = 100 * estimator.score(x_test, y_test)
-        rows += [{"what": f"fit {name} on {len(y)} code vectors", "value": seconds, "unit": "s"},
-                 {"what": f"  {name}: test accuracy", "value": acc, "unit": "%"}]
+        rows += [
+            {"what": f"fit {name} on {len(y)} code vectors", "value": seconds, "unit": "s"},
+            {"what": f"  {name}: test accuracy", "value": acc, "unit": "%"},
+        ]
     rows.append({"what": f"fit all {len(names)} study interpreters", "value": total, "unit": "s"})
     return rows
 
@@ -195,17 +208,30 @@ def bench_make_run(repo: Path, overrides: list[str] = ()) -> list[dict]:
     clone's code: `python -m` puts its folder first on the import path), with an empty cache and
     machine cache (the precision probe runs, as on a new machine): the wall time, and of it the
     CNN's training and each interpreter's fit as the cache entries recorded them."""
-    changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    changed = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if changed:
         log.warning("make bench-run times HEAD: the uncommitted changes in %s are not in the clone", repo)
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
-        env = {**os.environ, "MNIST_PROBE_CACHE": str(clone / "cache"),
-               "MNIST_PROBE_MACHINE_CACHE": str(Path(tmp) / "machine")}  # fmt: skip
-        cmd = [sys.executable, "-m", "mnist_probe.run", "+experiment=shift", "hydra.run.dir=run",
-               "trainer.progress_bar=false", *overrides]  # fmt: skip
+        env = {
+            **os.environ,
+            "MNIST_PROBE_CACHE": str(clone / "cache"),
+            "MNIST_PROBE_MACHINE_CACHE": str(Path(tmp) / "machine"),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "mnist_probe.run",
+            "+experiment=shift",
+            "hydra.run.dir=run",
+            "trainer.progress_bar=false",
+            *overrides,
+        ]
         start = time.perf_counter()
         done = subprocess.run(cmd, cwd=clone, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -214,14 +240,25 @@ def bench_make_run(repo: Path, overrides: list[str] = ()) -> list[dict]:
         result = json.loads((clone / "run" / "results.json").read_text())
         metas = {p.parent.name: json.loads(p.read_text()) for p in (clone / "cache").glob("*/meta.json")}
     train = next(m["train_seconds"] for name, m in metas.items() if name.startswith("cnn-"))
-    fits = {f"{name.split('-')[1]} on {m['train_samples']} {m.get('features', 'images')}": m["fit_seconds"]
-            for name, m in metas.items() if name.startswith("interp-")}  # fmt: skip
+    fits = {
+        f"{name.split('-')[1]} on {m['train_samples']} {m.get('features', 'images')}": m["fit_seconds"]
+        for name, m in metas.items()
+        if name.startswith("interp-")
+    }
     fitting = sum(fits.values())
-    rows = [{"what": "make run's job from a fresh clone (install apart), wall time", "value": seconds,
-             "unit": "s"},
-            {"what": "  of which training the CNN", "value": train, "unit": "s"},
-            {"what": "  of which fitting the interpreters", "value": fitting, "unit": "s"},
-            {"what": "  the rest (start-up, code vectors, tables, the shift grid)",
-             "value": seconds - train - fitting, "unit": "s"},
-            {"what": "  the CNN's test accuracy", "value": 100 * result["cnn_test_acc"], "unit": "%"}]
+    rows = [
+        {
+            "what": "make run's job from a fresh clone (install apart), wall time",
+            "value": seconds,
+            "unit": "s",
+        },
+        {"what": "  of which training the CNN", "value": train, "unit": "s"},
+        {"what": "  of which fitting the interpreters", "value": fitting, "unit": "s"},
+        {
+            "what": "  the rest (start-up, code vectors, tables, the shift grid)",
+            "value": seconds - train - fitting,
+            "unit": "s",
+        },
+        {"what": "  the CNN's test accuracy", "value": 100 * result["cnn_test_acc"], "unit": "%"},
+    ]
     return rows + [{"what": f"    fit {name}", "value": s, "unit": "s"} for name, s in sorted(fits.items())]

@@ -80,8 +80,9 @@ def torchlens_outputs(model: nn.Module, x: torch.Tensor, layers: list[str]) -> d
 
 
 @torch.no_grad()
-def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats: int,
-                    label: str = "") -> list[dict]:  # fmt: skip
+def bench_recording(
+    model: nn.Module, images: torch.Tensor, batch: int, repeats: int, label: str = ""
+) -> list[dict]:
     """Every layer 'all' records (every call of a module that runs several times), for every image:
     mnist_probe's record, torchvision's feature extractor and TorchLens (each batch's tensors
     concatenated per layer, as record returns them), beside a plain forward pass that records nothing,
@@ -101,8 +102,9 @@ def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats:
     contenders: dict[str, Callable[[], object]] = {
         "plain forward pass (records nothing)": lambda: [model(b) for b in batches],
         "mnist_probe record": lambda: record(model, images, layers, batch),
-        "mnist_probe record into its last call's tensors (out=)": lambda: record(model, images, layers, batch,
-                                                                                 out=reused),  # fmt: skip
+        "mnist_probe record into its last call's tensors (out=)": lambda: record(
+            model, images, layers, batch, out=reused
+        ),
     }
     from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -112,13 +114,15 @@ def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats:
     missing = []
     if installed("torchlens"):
         contenders["TorchLens log_forward_pass"] = lambda: concatenated(
-            [torchlens_outputs(model, b, layers) for b in batches])  # fmt: skip
+            [torchlens_outputs(model, b, layers) for b in batches]
+        )
     else:
         missing.append("TorchLens")
     seconds = alternated(contenders, repeats)
     ours = reused  # what the last call wrote
     seconds["the copy alone: the same bytes into new memory"] = median_seconds(
-        lambda: [torch.empty_like(a).copy_(a) for a in ours.values()], repeats)  # fmt: skip
+        lambda: [torch.empty_like(a).copy_(a) for a in ours.values()], repeats
+    )
     per_k = 1000 / len(images)
     plain = seconds["plain forward pass (records nothing)"]
     what = f"record all {len(layers)} layers{label}"
@@ -131,12 +135,21 @@ def bench_recording(model: nn.Module, images: torch.Tensor, batch: int, repeats:
             theirs = contenders[name]()
             gaps = {k: float((theirs[k] - ours[k]).abs().max()) for k in layers}
             differ = sum(gaps[k] > ROUNDING * (1 + float(ours[k].abs().max())) for k in layers)
-            rows += [{"what": f"  {name}{label}: largest |difference| from record",
-                      "value": max(gaps.values()), "unit": ""},
-                     {"what": f"  {name}{label}: layers whose values differ from record's (beyond rounding)",
-                      "value": differ, "unit": f"of {len(layers)}"}]  # fmt: skip
-    rows += [{"what": f"{what}: {peer} not installed ({EXTRA})", "value": None, "unit": ""}
-             for peer in missing]  # fmt: skip
+            rows += [
+                {
+                    "what": f"  {name}{label}: largest |difference| from record",
+                    "value": max(gaps.values()),
+                    "unit": "",
+                },
+                {
+                    "what": f"  {name}{label}: layers whose values differ from record's (beyond rounding)",
+                    "value": differ,
+                    "unit": f"of {len(layers)}",
+                },
+            ]
+    rows += [
+        {"what": f"{what}: {peer} not installed ({EXTRA})", "value": None, "unit": ""} for peer in missing
+    ]
     return rows
 
 
@@ -165,19 +178,24 @@ def bench_record_memory(root: str, images: int) -> list[dict]:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", RECORD_MEMORY, root, str(images)], check=True,
-                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", RECORD_MEMORY, root, str(images)], check=True, capture_output=True, text=True
+    ).stdout.split()
     before, peak, returned = (int(v) / 1024 for v in out[-3:])
-    return [{"what": f"record all 12 layers, {images} images: activations returned", "value": returned,
-             "unit": "MiB"},
-            {"what": "  peak memory above the process's before recording", "value": peak - before,
-             "unit": "MiB"},
-            {"what": "  peak above / activations returned", "value": (peak - before) / returned,
-             "unit": "x"}]  # fmt: skip
+    return [
+        {
+            "what": f"record all 12 layers, {images} images: activations returned",
+            "value": returned,
+            "unit": "MiB",
+        },
+        {"what": "  peak memory above the process's before recording", "value": peak - before, "unit": "MiB"},
+        {"what": "  peak above / activations returned", "value": (peak - before) / returned, "unit": "x"},
+    ]
 
 
-def plain_grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, targets: torch.Tensor
-                   ) -> torch.Tensor:  # fmt: skip
+def plain_grad_cam(
+    model: nn.Module, layer: nn.Module, x: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     """The least a Grad-CAM can do, written out as a user would: a hook, one forward, one backward."""
     kept = []
     handle = layer.register_forward_hook(lambda _m, _i, out: kept.append(out))
@@ -188,8 +206,9 @@ def plain_grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, targets:
     return F.interpolate(cam.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
-def bench_grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch: int,
-                   repeats: int) -> list[dict]:  # fmt: skip
+def bench_grad_cam(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch: int, repeats: int
+) -> list[dict]:
     """Grad-CAM of the last conv layer for every image: mnist_probe's attribute, a plain autograd
     Grad-CAM and pytorch-grad-cam's GradCAM (which scales each map to [0, 1]: compared by Pearson)."""
     model = model.eval()
@@ -223,10 +242,16 @@ def bench_grad_cam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
             rows.append({"what": f"  {name} / plain autograd", "value": s / plain, "unit": "x"})
         if name != "mnist_probe attribute":
             r = correlation(ours, contenders[name]().float())
-            rows.append({"what": f"  {name}: least Pearson r with mnist_probe's maps",
-                         "value": float(r.min()), "unit": ""})  # fmt: skip
-    rows += [{"what": f"Grad-CAM: {peer} not installed ({EXTRA})", "value": None, "unit": ""}
-             for peer in missing]  # fmt: skip
+            rows.append(
+                {
+                    "what": f"  {name}: least Pearson r with mnist_probe's maps",
+                    "value": float(r.min()),
+                    "unit": "",
+                }
+            )
+    rows += [
+        {"what": f"Grad-CAM: {peer} not installed ({EXTRA})", "value": None, "unit": ""} for peer in missing
+    ]
     return rows
 
 
@@ -237,8 +262,9 @@ def plain_saliency(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> 
     return grad.abs().sum(1)
 
 
-def bench_saliency(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch: int,
-                   repeats: int) -> list[dict]:  # fmt: skip
+def bench_saliency(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch: int, repeats: int
+) -> list[dict]:
     """Saliency for every image: mnist_probe's attribute (Captum's Saliency) against a plain autograd
     gradient, and the largest difference between their maps."""
     model = model.eval()
@@ -250,22 +276,23 @@ def bench_saliency(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     seconds = alternated(contenders, repeats)
     gap = float((contenders["mnist_probe attribute"]() - contenders["plain autograd"]()).abs().max())
     ours, plain = seconds["mnist_probe attribute"], seconds["plain autograd"]
-    return [{"what": "saliency: mnist_probe attribute", "value": 1000 * ours / len(images), "unit": "ms/img"},
-            {"what": "saliency: plain autograd", "value": 1000 * plain / len(images), "unit": "ms/img"},
-            {"what": "  mnist_probe attribute / plain autograd", "value": ours / plain, "unit": "x"},
-            {"what": "  saliency: largest |difference| between the two maps", "value": gap,
-             "unit": ""}]  # fmt: skip
+    return [
+        {"what": "saliency: mnist_probe attribute", "value": 1000 * ours / len(images), "unit": "ms/img"},
+        {"what": "saliency: plain autograd", "value": 1000 * plain / len(images), "unit": "ms/img"},
+        {"what": "  mnist_probe attribute / plain autograd", "value": ours / plain, "unit": "x"},
+        {"what": "  saliency: largest |difference| between the two maps", "value": gap, "unit": ""},
+    ]
 
 
-def bench_cka(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, layers: list[str], batch: int,
-              repeats: int) -> list[dict]:  # fmt: skip
+def bench_cka(
+    model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, layers: list[str], batch: int, repeats: int
+) -> list[dict]:
     """Minibatch linear CKA between `layers` of two networks (the same unbiased HSIC estimator and
     minibatches): mnist_probe's cka_between against torch-cka's CKA.compare (float32; it hooks the
     models for good, so each call gets fresh copies)."""
     model_a, model_b = model_a.eval(), model_b.eval()
     contenders: dict[str, Callable[[], object]] = {
-        "mnist_probe cka_between": lambda: cka_between(model_a, model_b, images, layers, layers,
-                                                       batch)[2],
+        "mnist_probe cka_between": lambda: cka_between(model_a, model_b, images, layers, layers, batch)[2],
     }
     if not installed("torch_cka"):
         return [{"what": f"CKA: torch-cka not installed ({EXTRA})", "value": None, "unit": ""}]
@@ -283,8 +310,9 @@ def bench_cka(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, laye
     gap = float((torch.as_tensor(contenders["mnist_probe cka_between"]()) - theirs()).abs().max())
     what = f"CKA {len(layers)}×{len(layers)} layers, {len(images)} images, minibatch {batch}"
     ours, peer = seconds["mnist_probe cka_between"], seconds["torch-cka CKA.compare"]
-    return [{"what": f"{what}: mnist_probe cka_between", "value": ours, "unit": "s"},
-            {"what": f"{what}: torch-cka CKA.compare", "value": peer, "unit": "s"},
-            {"what": "  torch-cka / mnist_probe", "value": peer / ours, "unit": "x"},
-            {"what": "  largest |difference| between the two matrices", "value": gap,
-             "unit": ""}]  # fmt: skip
+    return [
+        {"what": f"{what}: mnist_probe cka_between", "value": ours, "unit": "s"},
+        {"what": f"{what}: torch-cka CKA.compare", "value": peer, "unit": "s"},
+        {"what": "  torch-cka / mnist_probe", "value": peer / ours, "unit": "x"},
+        {"what": "  largest |difference| between the two matrices", "value": gap, "unit": ""},
+    ]

@@ -19,7 +19,7 @@ from mnist_probe.data import to_float
 from mnist_probe.model import build_model
 from mnist_probe.precision import fastest, measure, train_step
 from mnist_probe.schema import typed
-from mnist_probe.training import make_datamodule, make_lit, make_trainer
+from mnist_probe.trainer import make_datamodule, make_lit, make_trainer
 
 
 class StepClock(pl.Callback):
@@ -45,9 +45,16 @@ def lightning_rate(cfg, precision: str, steps: int, warmup: int, log_dir: str) -
     c = typed(cfg)
     clock = StepClock()
     trainer = make_trainer(
-        c.train, c.trainer, Path(log_dir), Path(log_dir) / "work", precision=precision,
-        max_steps=steps + warmup + 1, limit_val_batches=0, enable_progress_bar=False, extra_callbacks=[clock],
-    )  # fmt: skip
+        c.train,
+        c.trainer,
+        Path(log_dir),
+        Path(log_dir) / "work",
+        precision=precision,
+        max_steps=steps + warmup + 1,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        extra_callbacks=[clock],
+    )
     trainer.fit(make_lit(c.train, c.model, c.data), datamodule=make_datamodule(c.data, c.train))
     return rate(clock.stamps, cfg.train.batch_size, warmup)
 
@@ -114,8 +121,10 @@ def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
 def bench_precision() -> tuple[list[dict], dict]:
     """What precision auto picks here: a fresh probe of both (not the cached one) and the choice."""
     fresh, kept = measure(), fastest()
-    rows = [{"what": f"precision probe: train {p} (batch 32, 4 steps)", "value": r, "unit": "img/s"}
-            for p, r in fresh["rates"].items()]  # fmt: skip
+    rows = [
+        {"what": f"precision probe: train {p} (batch 32, 4 steps)", "value": r, "unit": "img/s"}
+        for p, r in fresh["rates"].items()
+    ]
     if len(fresh["rates"]) == 1:  # bf16 left out: emulated on this CPU (precision.emulated_bf16)
         capability = torch.backends.cpu.get_cpu_capability()
         what = f"precision auto picks {kept['chosen']}, bf16 not measured (emulated on {capability} kernels)"
@@ -123,8 +132,7 @@ def bench_precision() -> tuple[list[dict], dict]:
         return rows, fresh["rates"]
     slower = min(fresh["rates"].values())
     picks = f"precision auto picks {kept['chosen']} (the cached pick; this probe: {fresh['chosen']})"
-    rows.append({"what": picks, "value": fresh["rates"][fresh["chosen"]] / slower,
-                 "unit": "x the slower"})  # fmt: skip
+    rows.append({"what": picks, "value": fresh["rates"][fresh["chosen"]] / slower, "unit": "x the slower"})
     return rows, fresh["rates"]
 
 
@@ -134,7 +142,7 @@ FAR_SLOWER = 3.0
 
 def bench_training(
     cfg, precisions: list[str], steps: int, warmup: int, repeats: int, probe: dict[str, float] | None = None
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     """Lightning vs plain loop img/s per precision, and what that is in GFLOP/s of the matmul roof.
     A precision the probe found far slower here (emulated) is measured briefly, and marked so."""
     forward_flops, train_flops = flops_per_image(build_model(typed(cfg).model))
@@ -159,12 +167,15 @@ def bench_training(
         ratio = 100 * achieved / peak
         failed = f" [peak probe failed: its matmul read {peak:.2f} GFLOP/s]" if ratio > 100 else ""
         rows += [
-            {"what": f"train {precision}, Lightning (batch {cfg.train.batch_size}, augmented){note}",
-             "value": light, "unit": "img/s"},
+            {
+                "what": f"train {precision}, Lightning (batch {cfg.train.batch_size}, augmented){note}",
+                "value": light,
+                "unit": "img/s",
+            },
             {"what": f"train {precision}, plain PyTorch loop{note}", "value": plain, "unit": "img/s"},
             {"what": f"train {precision}, Lightning / plain", "value": 100 * light / plain, "unit": "%"},
             {"what": f"train {precision}, achieved", "value": achieved, "unit": "GFLOP/s"},
             {"what": f"matmul peak {str(dtype).removeprefix('torch.')}", "value": peak, "unit": "GFLOP/s"},
             {"what": f"train {precision}, achieved / matmul peak{failed}", "value": ratio, "unit": "%"},
-        ]  # fmt: skip
+        ]
     return rows

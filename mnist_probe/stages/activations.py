@@ -66,26 +66,41 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
     many, many_logits = record_with_output(model, images_u8[:n], code)
     codes, y = many[code].flatten(1).numpy(), labels[:n].numpy()
     sim, ratio = class_similarity(codes, y)
-    for name, fig in (("code_heatmap", code_heatmap(codes, y, code)),
-                      ("class_similarity", similarity_matrix(sim, ratio))):  # fmt: skip
+    for name, fig in (
+        ("code_heatmap", code_heatmap(codes, y, code)),
+        ("class_similarity", similarity_matrix(sim, ratio)),
+    ):
         tb.add_figure(f"code_vectors/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
     atomic_write(out_dir / "class_similarity.csv", lambda tmp: np.savetxt(tmp, sim, "%.4f", ","))
     preds = many_logits.argmax(1).tolist()
     tb.add_embedding(
-        codes, metadata=[[str(a), str(b)] for a, b in zip(y.tolist(), preds, strict=True)],
-        metadata_header=["label", "predicted"], label_img=to_float(images_u8[:n]),
+        codes,
+        metadata=[[str(a), str(b)] for a, b in zip(y.tolist(), preds, strict=True)],
+        metadata_header=["label", "predicted"],
+        label_img=to_float(images_u8[:n]),
         tag="code_vectors",
-    )  # fmt: skip
+    )
     tb.close()
     off = sim[~np.eye(len(sim), dtype=bool)]
     results = ActivationsResult(
-        cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, indices=indices, layers=layers,
-        feature_map_pngs=len(written), n_codes=n, within_class_cosine=float(np.diag(sim).mean()),
-        between_class_cosine=float(off.mean()), within_between_ratio=ratio, code_layer=code,
+        cnn_key=cnn.key,
+        cnn_test_acc=cnn.test_acc,
+        indices=indices,
+        layers=layers,
+        feature_map_pngs=len(written),
+        n_codes=n,
+        within_class_cosine=float(np.diag(sim).mean()),
+        between_class_cosine=float(off.mean()),
+        within_between_ratio=ratio,
+        code_layer=code,
         code_dims=codes.shape[1],
-    )  # fmt: skip
-    log.info("code vectors: within-class cosine %.3f, between %.3f, ratio %.2f; figures in %s",
-             results.within_class_cosine, results.between_class_cosine, results.within_between_ratio,
-             out_dir)  # fmt: skip
+    )
+    log.info(
+        "code vectors: within-class cosine %.3f, between %.3f, ratio %.2f; figures in %s",
+        results.within_class_cosine,
+        results.between_class_cosine,
+        results.within_between_ratio,
+        out_dir,
+    )
     return results

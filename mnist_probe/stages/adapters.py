@@ -35,9 +35,12 @@ log = logging.getLogger(__name__)
 
 def named_layers(c: Config) -> dict[str, list]:
     """The layers the config names, by key (those left to the model's choice left out)."""
-    named = {"code_layer": [c.code_layer] if c.code_layer else None,
-             "activations.layers": c.activations.layers, "shift.layers": c.shift.layers,
-             "beyond.layers": c.beyond.layers}  # fmt: skip
+    named = {
+        "code_layer": [c.code_layer] if c.code_layer else None,
+        "activations.layers": c.activations.layers,
+        "shift.layers": c.shift.layers,
+        "beyond.layers": c.beyond.layers,
+    }
     return {key: list(layers) for key, layers in named.items() if layers}
 
 
@@ -73,9 +76,15 @@ def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
         how = "from the cache" if cnn.meta["cached"] else f"trained in {cnn.meta['train_seconds']:.0f} s"
     if c.code_layer:
         cnn = dataclasses.replace(cnn, code_layer=c.code_layer)
-    log.info("CNN test accuracy %.2f%% on %d test images (%s; %s); outputs read as %s; code vectors from %s",
-             100 * cnn.test_acc, cnn.meta["test_images"], how, cnn.meta["checkpoint"], how_read(cnn.model),
-             cnn.code_layer)  # fmt: skip
+    log.info(
+        "CNN test accuracy %.2f%% on %d test images (%s; %s); outputs read as %s; code vectors from %s",
+        100 * cnn.test_acc,
+        cnn.meta["test_images"],
+        how,
+        cnn.meta["checkpoint"],
+        how_read(cnn.model),
+        cnn.code_layer,
+    )
     return cnn
 
 
@@ -93,8 +102,13 @@ def interpreter_spec(cfg: DictConfig, spec: str) -> InterpreterSpec:
     entry = cfg.interpreters.catalog[name]
     if features == "pixels" and entry.get("pixels"):
         entry = OmegaConf.merge(entry, entry.pixels)
-    return InterpreterSpec(name, features, OmegaConf.to_container(entry.estimator, resolve=True),
-                           entry.get("train_samples"), entry.get("budget"))  # fmt: skip
+    return InterpreterSpec(
+        name,
+        features,
+        OmegaConf.to_container(entry.estimator, resolve=True),
+        entry.get("train_samples"),
+        entry.get("budget"),
+    )
 
 
 def run_stages(

@@ -12,10 +12,11 @@ from omegaconf import DictConfig
 
 from mnist_probe import study
 from mnist_probe.data import split_tensors
-from mnist_probe.interpretation import cached_linear_probes, features_of, fit_or_load_interpreter
+from mnist_probe.interpretation import features_of, fit_or_load_interpreter
 from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.model import KerasCNN
 from mnist_probe.plots import interpreter_bars, probe_plot, save
+from mnist_probe.probes import cached_linear_probes
 from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
 from mnist_probe.stages.results import InterpreterRow, InterpretersResult
@@ -34,8 +35,16 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
     diff = None if cnn_ref is None else cnn.test_acc - cnn_ref
     labels = split_tensors(c.data, "scored")[1]
     cnn_hits = (scored_logits(cnn, c.data, c.paths.cache).argmax(1) == labels).numpy().astype(np.float64)
-    own = InterpreterRow(label, "image", cnn.test_acc, cnn_ref, diff, cnn.meta.get("train_seconds"), None,
-                         list(bootstrap_mean(cnn_hits, seed=c.seed)))  # fmt: skip
+    own = InterpreterRow(
+        label,
+        "image",
+        cnn.test_acc,
+        cnn_ref,
+        diff,
+        cnn.meta.get("train_seconds"),
+        None,
+        list(bootstrap_mean(cnn_hits, seed=c.seed)),
+    )
     rows = []
     for name in selected(cfg, cfg.interpreters.models):
         spec = interpreter_spec(cfg, name)
@@ -48,16 +57,29 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
         acc = float(hits.mean())
         intervals = [list(bootstrap_mean(values, seed=c.seed)) for values in (hits, hits - cnn_hits)]
         ref = study.study_acc(spec.name, spec.features) if c.data.study else None
-        rows.append(InterpreterRow(spec.name, spec.features, acc, ref, None if ref is None else acc - ref,
-                                   fit_meta["fit_seconds"], seconds, *intervals))  # fmt: skip
+        rows.append(
+            InterpreterRow(
+                spec.name,
+                spec.features,
+                acc,
+                ref,
+                None if ref is None else acc - ref,
+                fit_meta["fit_seconds"],
+                seconds,
+                *intervals,
+            )
+        )
         log.info("%s on %s: %.4f (study %s)", spec.name, spec.features, acc, ref)
     pcfg = cfg.interpreters.probes
     results = InterpretersResult(
-        cnn.key, own, rows,
+        cnn.key,
+        own,
+        rows,
         # not in every job of an interpreter sweep
         cached_linear_probes(cnn, c.data, c.paths.cache, pcfg.train_samples, pcfg.test_samples, c.max_layers)
-        if pcfg.enabled and not cfg.get("interpreter") else None,
-    )  # fmt: skip
+        if pcfg.enabled and not cfg.get("interpreter")
+        else None,
+    )
     md = write_table(results.table(), out_dir / "interpreters")
     tb = writer(out_dir, "interpreters")
     tb.add_text("interpreters/table", md)

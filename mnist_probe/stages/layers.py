@@ -41,8 +41,15 @@ def run(cfg: DictConfig, out_dir: Path) -> LayersResult:
         if code
         else "no linear layer to take code vectors before: set code_layer= to one of the layers above"
     )
-    log.info("%s: %s parameters, outputs %s\n%s\nfeature maps of %s; shift deformation of %s; %s "
-             "(set activations.layers, shift.layers, code_layer to change them)", name,
-             f"{result.parameters:,}", how_read(model), md, ", ".join(result.feature_layers),
-             ", ".join(result.shift_layers), where)  # fmt: skip
+    log.info(
+        "%s: %s parameters, outputs %s\n%s\nfeature maps of %s; shift deformation of %s; %s "
+        "(set activations.layers, shift.layers, code_layer to change them)",
+        name,
+        f"{result.parameters:,}",
+        how_read(model),
+        md,
+        ", ".join(result.feature_layers),
+        ", ".join(result.shift_layers),
+        where,
+    )
     return result

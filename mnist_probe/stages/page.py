@@ -17,7 +17,8 @@ from mnist_probe import study
 from mnist_probe.cache import atomic_write
 from mnist_probe.names import LAYER_NAMES, file_name, layer_h
 from mnist_probe.schema import typed
-from mnist_probe.stages.results import Conclusion, DatasetRow, PageResults
+from mnist_probe.stages.page_results import Conclusion, PageResults
+from mnist_probe.stages.results import DatasetRow
 from mnist_probe.stages.results_page import augment_gap, augment_section, keras_file_section, loss_section
 from mnist_probe.stages.sections import beyond_section, cnn_rows, every_digit_section, gap_section
 from mnist_probe.tables import markdown_table
@@ -59,9 +60,15 @@ def which(layers: list[str]) -> str:
 
 
 def write_page(
-    path: Path, head: list[str], cfg: DictConfig, results: PageResults, conclusions: list[Conclusion],
-    figs: Figures, gap_recipe: str = "", tail: list[str] = (),
-) -> Path:  # fmt: skip
+    path: Path,
+    head: list[str],
+    cfg: DictConfig,
+    results: PageResults,
+    conclusions: list[Conclusion],
+    figs: Figures,
+    gap_recipe: str = "",
+    tail: list[str] = (),
+) -> Path:
     """The page at path: head, then the CNN, the study's three approaches, the reproduction's sweeps
     where results hold them, beyond, tail, and the conclusions."""
     train, act, shift = results.train, results.activations, results.shift
@@ -69,8 +76,10 @@ def write_page(
     first = act.indices[0]
     # the study's table beside ours only on its data and image, each cell under the shift it was taken at
     beside = typed(cfg).data.study and study.its_image(cfg.shift.index, shift.digit)
-    study_rows = [{"model": k, **dict(zip(shift.columns, v, strict=True))}
-                  for k, v in study.table_cells(shift.pairs).items()]  # fmt: skip
+    study_rows = [
+        {"model": k, **dict(zip(shift.columns, v, strict=True))}
+        for k, v in study.table_cells(shift.pairs).items()
+    ]
     md = [
         *head,
         "## The CNN",
@@ -97,12 +106,16 @@ def write_page(
         "",
         "## 2. Interpreters on the code vectors",
         "",
-        markdown_table(results.interpreters.table(),
-                       ["interpreter", "features", "test_acc", "study_acc", "diff", "fit_seconds"]),
+        markdown_table(
+            results.interpreters.table(),
+            ["interpreter", "features", "test_acc", "study_acc", "diff", "fit_seconds"],
+        ),
         figs.link("interpreters/interpreters.png", "interpreters"),
         "",
         "Beyond the study, a linear probe (logistic regression) on every layer: how linearly separable "
-        "the classes are at each depth." if probes else "",
+        "the classes are at each depth."
+        if probes
+        else "",
         "",
         markdown_table(probes, ["h", "layer", "dims", "test_acc"]) if probes else "",
         figs.link("interpreters/probes.png", "probes"),

@@ -23,14 +23,19 @@ from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages
 from mnist_probe.stages.changes import changes_section
 from mnist_probe.stages.page import Figures, write_page
-from mnist_probe.stages.results import PageResults, ReportResult
+from mnist_probe.stages.page_results import PageResults, ReportResult
 from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import duration
 
 log = logging.getLogger(__name__)
 
-STAGES = {"train": train.run, "activations": activations.run, "interpreters": interpreters.run,
-          "shift": shift.run, "beyond": beyond.run}  # fmt: skip
+STAGES = {
+    "train": train.run,
+    "activations": activations.run,
+    "interpreters": interpreters.run,
+    "shift": shift.run,
+    "beyond": beyond.run,
+}
 
 
 def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
@@ -38,10 +43,21 @@ def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
     start, seconds = time.perf_counter(), {}
     done = run_stages(cfg, out_dir, STAGES, seconds)
     c = typed(cfg)
-    results = PageResults(done["train"], done["activations"], done["interpreters"], done["shift"],
-                           augment=None, losses=[], keras_file=None, bench=None, seeds=None,
-                           seconds=time.perf_counter() - start, beyond=done["beyond"],
-                           stage_seconds=seconds, sizes=sizes(c))  # fmt: skip
+    results = PageResults(
+        done["train"],
+        done["activations"],
+        done["interpreters"],
+        done["shift"],
+        augment=None,
+        losses=[],
+        keras_file=None,
+        bench=None,
+        seeds=None,
+        seconds=time.perf_counter() - start,
+        beyond=done["beyond"],
+        stage_seconds=seconds,
+        sizes=sizes(c),
+    )
     checked = conclusions(results, c)
     saved = {"data": c.data.name, "results": to_json(results)}
     atomic_write(out_dir / PAGE_JSON, lambda tmp: tmp.write_text(json.dumps(saved)))
@@ -49,8 +65,9 @@ def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
     log.info("report: %s", path)
     if c.report is not None and c.report.page is not None:
         log.info("page: %s", write(cfg, out_dir, results, checked, Path(c.report.page)))
-    return ReportResult(str(path), results.train.key, results.train.test_acc, results.shift.code_layer,
-                        checked)  # fmt: skip
+    return ReportResult(
+        str(path), results.train.key, results.train.test_acc, results.shift.code_layer, checked
+    )
 
 
 def sizes(c) -> dict[str, int | None]:

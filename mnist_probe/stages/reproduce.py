@@ -24,7 +24,7 @@ from mnist_probe.scoring import logits_of
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
 from mnist_probe.stages.adapters import run_stages, trained_cnn, writer
 from mnist_probe.stages.page import Figures, write_page
-from mnist_probe.stages.results import (
+from mnist_probe.stages.page_results import (
     AugmentResult,
     AugmentRow,
     CkaPair,
@@ -32,8 +32,8 @@ from mnist_probe.stages.results import (
     LossRow,
     PageResults,
     ReproduceResult,
-    TrainResult,
 )
+from mnist_probe.stages.results import TrainResult
 from mnist_probe.stages.results_page import results_head, results_tail
 from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import write_table
@@ -42,8 +42,13 @@ from mnist_probe.training import TrainedCNN
 log = logging.getLogger(__name__)
 
 # The stages the study's run chains, in order.
-CHAIN = {"train": train.run, "activations": activations.run, "interpreters": interpreters.run,
-         "shift": shift.run, "beyond": beyond.run}  # fmt: skip
+CHAIN = {
+    "train": train.run,
+    "activations": activations.run,
+    "interpreters": interpreters.run,
+    "shift": shift.run,
+    "beyond": beyond.run,
+}
 
 
 def compose_node(group: str, option: str) -> DictConfig:
@@ -56,8 +61,9 @@ def sweep_cfg(cfg: DictConfig, model: str, shift_value: float, seed: int | None 
     acfg = cfg.reproduce.augment
     sub = cfg.copy()
     sub.model = {**OmegaConf.to_container(compose_node("model", model)), **acfg.model_overrides}
-    sub.train = OmegaConf.merge(compose_node("train", acfg.recipe), acfg.train_overrides,
-                                {"augment": {"shift": float(shift_value)}})  # fmt: skip
+    sub.train = OmegaConf.merge(
+        compose_node("train", acfg.recipe), acfg.train_overrides, {"augment": {"shift": float(shift_value)}}
+    )
     sub.shift.models = []
     if seed is not None:
         sub.seed = seed
@@ -86,8 +92,18 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
                 positions = beyond.position_rows(
                     cnn, test_images, test_labels, c.beyond, c.seed, c.max_layers
                 )
-            rows.append(AugmentRow(model, value, res.cnn_test_acc, res.curves["CNN"], grid.acc_grid_mean,
-                                   grid.consistency, grid.change_1px, positions))  # fmt: skip
+            rows.append(
+                AugmentRow(
+                    model,
+                    value,
+                    res.cnn_test_acc,
+                    res.curves["CNN"],
+                    grid.acc_grid_mean,
+                    grid.consistency,
+                    grid.change_1px,
+                    positions,
+                )
+            )
     write_table([r.table_row() for r in rows], out_dir / "augment")
     title = f"CNN test accuracy against vertical shift, by model and augmentation ({acfg.recipe} recipe)"
     curves = {r.label(): (r.curve.dys, r.curve.accs) for r in rows}
@@ -107,15 +123,36 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
     pairs = []
     if acfg.cka_seed is not None:
         twin = trained_cnn(sweep_cfg(cfg, first, ref_shift, acfg.cka_seed))
-        pairs.append(cka_pair("seeds", f"{first}, seed {c.seed}", ref, f"seed {acfg.cka_seed}", twin, images,
-                              c.beyond, c.max_layers))  # fmt: skip
+        pairs.append(
+            cka_pair(
+                "seeds",
+                f"{first}, seed {c.seed}",
+                ref,
+                f"seed {acfg.cka_seed}",
+                twin,
+                images,
+                c.beyond,
+                c.max_layers,
+            )
+        )
     for model in acfg.models[1:]:
         other = cnns[model, ref_shift]
-        pairs.append(cka_pair(f"vs_{model}", f"{first}, shift {ref_shift}", ref, model, other, images,
-                              c.beyond, c.max_layers))  # fmt: skip
+        pairs.append(
+            cka_pair(
+                f"vs_{model}",
+                f"{first}, shift {ref_shift}",
+                ref,
+                model,
+                other,
+                images,
+                c.beyond,
+                c.max_layers,
+            )
+        )
     for pair in pairs:
-        figures[f"cka_{pair.name}"] = cka_heatmap(np.array(pair.matrix), pair.rows, pair.cols,
-                                                  f"CKA: {pair.first} (rows) vs {pair.second}")  # fmt: skip
+        figures[f"cka_{pair.name}"] = cka_heatmap(
+            np.array(pair.matrix), pair.rows, pair.cols, f"CKA: {pair.first} (rows) vs {pair.second}"
+        )
     tb = writer(out_dir, "augment")  # TensorBoard's images: augment/NAME
     for name, fig in figures.items():
         tb.add_figure(f"augment/{name}", fig, close=False)
@@ -128,10 +165,18 @@ def cka_pair(
     name: str, first: str, a: TrainedCNN, second: str, b: TrainedCNN, images, bcfg, most: int | None
 ) -> CkaPair:
     """Linear CKA between every probed layer of CNN a and every probed layer of CNN b."""
-    rows, cols, matrix, ci = cka_between(a.model, b.model, images, beyond.probed_layers(a, bcfg, most),
-                                         beyond.probed_layers(b, bcfg, most))  # fmt: skip
-    return CkaPair(name, first, second, rows, cols, np.round(matrix, 4).tolist(),
-                   None if ci is None else np.round(ci, 4).tolist())  # fmt: skip
+    rows, cols, matrix, ci = cka_between(
+        a.model, b.model, images, beyond.probed_layers(a, bcfg, most), beyond.probed_layers(b, bcfg, most)
+    )
+    return CkaPair(
+        name,
+        first,
+        second,
+        rows,
+        cols,
+        np.round(matrix, 4).tolist(),
+        None if ci is None else np.round(ci, 4).tolist(),
+    )
 
 
 def loss_comparison(cfg: DictConfig, out_dir: Path, main: TrainResult) -> list[LossRow]:
@@ -152,8 +197,18 @@ def loss_comparison(cfg: DictConfig, out_dir: Path, main: TrainResult) -> list[L
 
 def loss_row(loss: str, res: TrainResult) -> LossRow:
     sure, cal = res.confidence, res.calibration
-    return LossRow(loss, res.test_acc, sure.errors, sure.cross_entropy, sure.max_abs_logit, cal.before.ece,
-                   cal.after.ece, cal.temperature, res.epochs, res.key)  # fmt: skip
+    return LossRow(
+        loss,
+        res.test_acc,
+        sure.errors,
+        sure.cross_entropy,
+        sure.max_abs_logit,
+        cal.before.ece,
+        cal.after.ece,
+        cal.temperature,
+        res.epochs,
+        res.key,
+    )
 
 
 def keras_round_trip(cfg: DictConfig, out_dir: Path) -> KerasRoundTrip:
@@ -166,12 +221,14 @@ def keras_round_trip(cfg: DictConfig, out_dir: Path) -> KerasRoundTrip:
     images, labels = split_tensors(c.data, "scored")
     ours, theirs = logits_of(cnn.model, images), logits_of(back, images)
     return KerasRoundTrip(
-        file=str(path), megabytes=round(path.stat().st_size / 2**20, 2), images=len(labels),
+        file=str(path),
+        megabytes=round(path.stat().st_size / 2**20, 2),
+        images=len(labels),
         test_acc=cnn.meta["test_acc"],
         test_acc_from_keras_file=top1_accuracy(theirs, labels),
         same_top1=int((ours.argmax(1) == theirs.argmax(1)).sum()),
         max_abs_logit_diff=float((ours - theirs).abs().max()),
-    )  # fmt: skip
+    )
 
 
 def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
@@ -184,19 +241,29 @@ def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
     bench = Path(cfg.reproduce.bench)
     seeds = cfg.reproduce.seeds
     results = PageResults(
-        **chained, augment=augment, losses=losses, keras_file=keras_file,
+        **chained,
+        augment=augment,
+        losses=losses,
+        keras_file=keras_file,
         bench=json.loads(bench.read_text()) if bench.is_file() else None,
         seeds=json.loads(Path(seeds).read_text()) | {"path": seeds} if seeds else None,
         seconds=time.perf_counter() - start,
-    )  # fmt: skip
+    )
     checked = conclusions(results, typed(cfg))
     docs = Path(cfg.reproduce.docs)
     figs = Figures(out_dir, docs, "figures")
     command = f"python -m mnist_probe.run {job_overrides() or '+experiment=reproduce'}"
     recipe = job_choice("train", "study")
-    report = write_page(docs / "RESULTS.md", results_head(results, command), cfg, results, checked, figs,
-                        "the study's recipe" if recipe == "study" else f"train={recipe}",
-                        results_tail(out_dir, results, figs))  # fmt: skip
+    report = write_page(
+        docs / "RESULTS.md",
+        results_head(results, command),
+        cfg,
+        results,
+        checked,
+        figs,
+        "the study's recipe" if recipe == "study" else f"train={recipe}",
+        results_tail(out_dir, results, figs),
+    )
     log.info("report: %s", report)
     for c in checked:
         log.info("conclusion: %s -> %s", c.claim, c.verdict)

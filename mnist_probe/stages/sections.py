@@ -26,8 +26,11 @@ from mnist_probe.stages.verdicts import (
 from mnist_probe.tables import markdown_table, pct
 
 # How the CNN table says what the model outputs (model.OUTPUT_KINDS) and how the tool reads them.
-OUTPUTS_READ = {"logits": "logits", "probabilities": "probabilities (a softmax last), read as their logs",
-                "log-probabilities": "log-probabilities (a log-softmax last)"}
+OUTPUTS_READ = {
+    "logits": "logits",
+    "probabilities": "probabilities (a softmax last), read as their logs",
+    "log-probabilities": "log-probabilities (a log-softmax last)",
+}
 
 
 def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
@@ -36,21 +39,35 @@ def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
     b, a = cal.before, cal.after
     data = typed(cfg).data
     others = "; ".join(f"{name}: {pct(acc, 1)}" for name, acc in data.references.items())
-    rows = [{"": f"test accuracy ({train.test_images:,} {data.name} test images)",
-             "ours": pct(train.test_acc),
-             "study": pct(study.CNN_ACC, 1) if data.study else "on MNIST only"
-                      + (f"; {data.name}'s reference CNNs: {others}" if others else "")},
-            {"": "test cross-entropy (share carried by the errors; largest logit magnitude)",
-             "ours": f"{sure.cross_entropy:.3f} ({pct(sure.error_share_of_loss)} from "
-                     f"{sure.errors} errors; {sure.max_abs_logit:,.0f})",
-             "study": "not reported"},
-            {"": f"calibration: ECE ({cal.bins} bins) / NLL / Brier, before → after temperature "
-                 "scaling (T fitted on the validation split)",
-             "ours": f"{pct(b.ece)} / {b.nll:.4f} / {b.brier:.4f} → {pct(a.ece)} / "
-                     f"{a.nll:.4f} / {a.brier:.4f} (T = {cal.temperature:.3g})",
-             "study": "not reported"}]  # fmt: skip
-    rows.append({"": "outputs, as found on a batch", "ours": OUTPUTS_READ[train.outputs],
-                 "study": "probabilities (a softmax last)"})
+    rows = [
+        {
+            "": f"test accuracy ({train.test_images:,} {data.name} test images)",
+            "ours": pct(train.test_acc),
+            "study": pct(study.CNN_ACC, 1)
+            if data.study
+            else "on MNIST only" + (f"; {data.name}'s reference CNNs: {others}" if others else ""),
+        },
+        {
+            "": "test cross-entropy (share carried by the errors; largest logit magnitude)",
+            "ours": f"{sure.cross_entropy:.3f} ({pct(sure.error_share_of_loss)} from "
+            f"{sure.errors} errors; {sure.max_abs_logit:,.0f})",
+            "study": "not reported",
+        },
+        {
+            "": f"calibration: ECE ({cal.bins} bins) / NLL / Brier, before → after temperature "
+            "scaling (T fitted on the validation split)",
+            "ours": f"{pct(b.ece)} / {b.nll:.4f} / {b.brier:.4f} → {pct(a.ece)} / "
+            f"{a.nll:.4f} / {a.brier:.4f} (T = {cal.temperature:.3g})",
+            "study": "not reported",
+        },
+    ]
+    rows.append(
+        {
+            "": "outputs, as found on a batch",
+            "ours": OUTPUTS_READ[train.outputs],
+            "study": "probabilities (a softmax last)",
+        }
+    )
     rows.append({"": "recipe", "ours": recipe_line(cfg), "study": study.RECIPE})
     return rows
 
@@ -61,8 +78,11 @@ def recipe_line(cfg: DictConfig) -> str:
     scheduler = (OmegaConf.select(cfg, "train.scheduler.factory._target_") or "none").split(".")[-1]
     epochs = f"{t.epochs} epochs" + (f" of {t.epoch_images:,} images" if t.epoch_images else "")
     loss = f", loss {t.loss}" if t.loss != "cross_entropy" else ""
-    augment = (f"augmentation rotation {a.rotation}°, zoom {a.zoom}, shift {a.shift}"
-               if a.enabled and (a.rotation or a.zoom or a.shift) else "no augmentation")  # fmt: skip
+    augment = (
+        f"augmentation rotation {a.rotation}°, zoom {a.zoom}, shift {a.shift}"
+        if a.enabled and (a.rotation or a.zoom or a.shift)
+        else "no augmentation"
+    )
     optimizer = t.optimizer._target_.split(".")[-1]
     return f"{epochs}, batch {t.batch_size}, {optimizer}, {scheduler}{loss}, {augment}"
 
@@ -74,14 +94,29 @@ def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain
     if not gap:
         return []
     parts = ("gap", *GapRow.PARTS)
-    rows = [{"epoch": r.epoch, "train_acc (bar)": pct(r.running), "train mode, augmented": pct(r.train),
-             "eval mode, augmented": pct(r.eval), "eval mode, clean": pct(r.clean), "val_acc": pct(r.val),
-             **{p: f"{100 * getattr(r, p):+.2f}" for p in parts}} for r in gap]  # fmt: skip
-    what = ("The study's motivation asks it. At each epoch's end, on the same training images: the running "
+    rows = [
+        {
+            "epoch": r.epoch,
+            "train_acc (bar)": pct(r.running),
+            "train mode, augmented": pct(r.train),
+            "eval mode, augmented": pct(r.eval),
+            "eval mode, clean": pct(r.clean),
+            "val_acc": pct(r.val),
+            **{p: f"{100 * getattr(r, p):+.2f}" for p in parts},
+        }
+        for r in gap
+    ]
+    what = (
+        (
+            "The study's motivation asks it. At each epoch's end, on the same training images: the running "
             "mean the progress bar shows, the network in train mode on augmented images, in eval mode on the "
             "same augmented images, in eval mode on clean ones, and validation accuracy. The gap (points) "
             "splits into lag (the weights improved during the epoch), dropout (and BatchNorm), "
-            "augmentation and generalisation:") if explain else "The same measurement:"  # fmt: skip
+            "augmentation and generalisation:"
+        )
+        if explain
+        else "The same measurement:"
+    )
     return [
         "### Why validation accuracy exceeds training accuracy" + (f": {recipe}" if recipe else ""),
         "",
@@ -101,9 +136,18 @@ def sanity_section(beyond: BeyondResult, fig) -> list[str]:
         return []
     steps = sorted({r.step for r in beyond.sanity})
     layer = {r.step: r.layer for r in beyond.sanity}
-    table = [{"method": m, **{f"{s}: {layer[s]}": f"{r.spearman:.2f}" for s in steps for r in beyond.sanity
-                              if r.method == m and r.step == s}}
-             for m in dict.fromkeys(r.method for r in beyond.sanity)]  # fmt: skip
+    table = [
+        {
+            "method": m,
+            **{
+                f"{s}: {layer[s]}": f"{r.spearman:.2f}"
+                for s in steps
+                for r in beyond.sanity
+                if r.method == m and r.step == s
+            },
+        }
+        for m in dict.fromkeys(r.method for r in beyond.sanity)
+    ]
     return [
         "### Can these explanations be trusted? The model-randomisation test",
         "",
@@ -131,16 +175,24 @@ def data_randomisation_section(beyond: BeyondResult) -> list[str]:
     """The data-randomisation test: each method against the network that memorised shuffled labels."""
     if not beyond.data_randomisation:
         return []
-    table = [{"method": r.method, "Spearman": f"{r.spearman:.2f}", f"{LEVEL:.0%} CI": span(r.spearman_ci),
-              "SSIM": f"{r.ssim:.2f}"} for r in beyond.data_randomisation]  # fmt: skip
+    table = [
+        {
+            "method": r.method,
+            "Spearman": f"{r.spearman:.2f}",
+            f"{LEVEL:.0%} CI": span(r.spearman_ci),
+            "SSIM": f"{r.ssim:.2f}",
+        }
+        for r in beyond.data_randomisation
+    ]
     return [
         "The data-randomisation test (Adebayo et al. 2018): the same network trained on shuffled labels, "
         "which it can only memorise; each method's maps of the same images and classes against the "
         "trained network's:",
         "",
         markdown_table(table),
-        data_randomisation_sentence(beyond.data_randomisation, beyond.memorised_accuracy,
-                                    beyond.memorised_images),
+        data_randomisation_sentence(
+            beyond.data_randomisation, beyond.memorised_accuracy, beyond.memorised_images
+        ),
         "",
     ]
 
@@ -150,9 +202,17 @@ def faithfulness_section(beyond: BeyondResult) -> list[str]:
     if not beyond.faithfulness:
         return []
     areas = {(r.method, r.kind): r for r in beyond.faithfulness}
-    table = [{"order of the pixels": m, **{f"{kind} area": f"{areas[(m, kind)].area:.3f}"
-                                            for kind in ("deletion", "insertion") if (m, kind) in areas}}
-             for m in dict.fromkeys(r.method for r in beyond.faithfulness)]  # fmt: skip
+    table = [
+        {
+            "order of the pixels": m,
+            **{
+                f"{kind} area": f"{areas[(m, kind)].area:.3f}"
+                for kind in ("deletion", "insertion")
+                if (m, kind) in areas
+            },
+        }
+        for m in dict.fromkeys(r.method for r in beyond.faithfulness)
+    ]
     return [
         "Faithfulness (Petsiuk et al. 2018): the pixels each map ranks first removed from the image "
         "(deletion; the area under P(true class) is small for a faithful map) or revealed on a blank "
@@ -202,8 +262,9 @@ def beyond_section(beyond: BeyondResult | None, figs, item: str = "digit") -> li
         "",
         "### How much position each layer keeps",
         "",
-        markdown_table(beyond.positions, ["layer", "dims", "position_r2", "position_acc", "position_chance",
-                                          "class_acc"]),
+        markdown_table(
+            beyond.positions, ["layer", "dims", "position_r2", "position_acc", "position_chance", "class_acc"]
+        ),
         fig("positions", "position and class probes"),
         position_sentence(beyond.positions, beyond.code_layer),
         "",
@@ -223,8 +284,10 @@ def every_digit_section(shift: ShiftResult, figs) -> list[str]:
     per, item = shift.per_class, shift.item
     if per is None:  # shift.dataset.enabled=false
         return []
-    rows = [{item: shift.classes[c], **{f"dy={dy}": acc[k] for k, dy in enumerate(per.dys)}}
-            for c, acc in enumerate(per.accuracy)]  # fmt: skip
+    rows = [
+        {item: shift.classes[c], **{f"dy={dy}": acc[k] for k, dy in enumerate(per.dys)}}
+        for c, acc in enumerate(per.accuracy)
+    ]
     return [
         f"### Every {item}, not one",
         "",

@@ -30,8 +30,11 @@ DYS = (-3, -4, -5)
 
 def headline(trained: TrainResult, interpreted: InterpretersResult, shifted: ShiftResult) -> dict[str, float]:
     """The numbers a reader quotes, flat: name -> value (accuracies and rates as fractions)."""
-    out = {"cnn_test_acc": trained.test_acc, "cnn_cross_entropy": trained.confidence.cross_entropy,
-           "cnn_ece": trained.calibration.before.ece}  # fmt: skip
+    out = {
+        "cnn_test_acc": trained.test_acc,
+        "cnn_cross_entropy": trained.confidence.cross_entropy,
+        "cnn_ece": trained.calibration.before.ece,
+    }
     for row in interpreted.rows:
         out[study.interpreter_name(row.interpreter, row.features)] = row.test_acc
     for model in shifted.models:  # the CNN, then each interpreter of the shift table

@@ -19,18 +19,16 @@ from mnist_probe.interpretation import fit_or_load_interpreter
 from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model_layers import shift_layers
 from mnist_probe.names import file_name
-from mnist_probe.plots import (
+from mnist_probe.plots import curves_plot, metric_bars, save
+from mnist_probe.schema import typed
+from mnist_probe.shift_plots import (
     accuracy_heatmaps,
     class_shift_heatmap,
-    curves_plot,
     deformation_plot,
     digit_curves,
-    metric_bars,
     pair_labels,
-    save,
     shift_curves,
 )
-from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
 from mnist_probe.stages.results import Curve, DatasetRow, PerClass, ShiftProb, ShiftResult
 from mnist_probe.tables import write_table
@@ -56,6 +54,7 @@ log = logging.getLogger(__name__)
 
 def pairs_of(scfg: DictConfig) -> list[tuple[int, int]]:
     """The (dx, dy) pairs of cfg.shift (a sweep sets dx or dy to a single number)."""
+
     def as_list(value) -> list:
         return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
 
@@ -91,8 +90,10 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
     out = cnn_pass(model, stacked, list(dict.fromkeys([*layers, code, *code_layers(models, model)])))
     probs = {k: v[1:] for k, v in probabilities(models, stacked, out, model).items()}
     columns = pair_labels(pairs)
-    table = [{"model": name, **{c: study_cell(p[k], true, scfg.min_other, classes)
-              for k, c in enumerate(columns)}} for name, p in probs.items()]  # fmt: skip
+    table = [
+        {"model": name, **{c: study_cell(p[k], true, scfg.min_other, classes) for k, c in enumerate(columns)}}
+        for name, p in probs.items()
+    ]
     md = write_table(table, out_dir / "shift_table")
     rows = []
     for name, p in probs.items():
@@ -117,9 +118,16 @@ def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb
         for k, value in enumerate(p):
             tb.add_scalar(f"shift_p_true/{name}", float(value), k)
     log.info("shift table for test #%d (a %s):\n%s", idx, classes[true], md)
-    return {"index": idx, "digit": true, "pairs": pairs, "columns": columns, "table": table,
-            "rows": rows, "code_layer": code,
-            "cosines": {name: c.tolist() for name, c in cosines.items()}}  # fmt: skip
+    return {
+        "index": idx,
+        "digit": true,
+        "pairs": pairs,
+        "columns": columns,
+        "table": table,
+        "rows": rows,
+        "code_layer": code,
+        "cosines": {name: c.tolist() for name, c in cosines.items()},
+    }
 
 
 def scrub_in_tensorboard(tb: SummaryWriter, shifted: torch.Tensor, maps: dict[str, torch.Tensor]) -> None:
@@ -130,9 +138,14 @@ def scrub_in_tensorboard(tb: SummaryWriter, shifted: torch.Tensor, maps: dict[st
         for name, acts in maps.items():
             sheet = acts[step]
             if sheet.dim() == 3:  # C×H×W: one tile per map, one colour scale for the layer
-                sheet = make_grid(sheet.unsqueeze(1), nrow=8, padding=1, pad_value=1.0,
-                                  normalize=True, value_range=(min(0.0, float(acts.min())),
-                                                               float(acts.max()) or 1.0))  # fmt: skip
+                sheet = make_grid(
+                    sheet.unsqueeze(1),
+                    nrow=8,
+                    padding=1,
+                    pad_value=1.0,
+                    normalize=True,
+                    value_range=(min(0.0, float(acts.min())), float(acts.max()) or 1.0),
+                )
             else:  # a vector: one row of pixels
                 sheet = (sheet / (acts.max() or 1.0)).reshape(1, 1, -1)
             tb.add_image(f"shift_scrub/{file_name(name)}", sheet, step)
@@ -151,33 +164,55 @@ def every_digit(cfg, out_dir: Path, model, images_u8, labels, tb: SummaryWriter)
     for digit, index in enumerate(indices):
         p = probs[:, digit]  # shifts × classes
         p_true[digit] = p[:, digit]
-        cells = {f"dy={dy}": study_cell(p[k], digit, cfg.shift.min_other, classes)
-                 for k, dy in enumerate(dys)}  # fmt: skip
+        cells = {
+            f"dy={dy}": study_cell(p[k], digit, cfg.shift.min_other, classes) for k, dy in enumerate(dys)
+        }
         rows.append({item: classes[digit], "test index": index, **cells})
     md = write_table(rows, out_dir / "shift_every_digit")
-    fig = digit_curves(dys, p_true, f"CNN: P(true class) of the first test image of each {item}, shifted up",
-                       classes)  # fmt: skip
+    fig = digit_curves(
+        dys, p_true, f"CNN: P(true class) of the first test image of each {item}, shifted up", classes
+    )
     tb.add_figure("shift/every_digit", fig, close=False)
     save(fig, out_dir / "shift_every_digit.png")
     log.info("the study's test on the first test image of every %s (CNN):\n%s", item, md)
     return {"every_digit": rows}
 
 
-def by_class(out_dir: Path, pairs, preds: np.ndarray, y: np.ndarray, radius: int, tb: SummaryWriter,
-             classes: list[str], item: str) -> dict:  # fmt: skip
+def by_class(
+    out_dir: Path,
+    pairs,
+    preds: np.ndarray,
+    y: np.ndarray,
+    radius: int,
+    tb: SummaryWriter,
+    classes: list[str],
+    item: str,
+) -> dict:
     """The CNN's accuracy per true class at each vertical shift, and what shifted images become."""
     dys = list(range(radius, -radius - 1, -1))
     acc = per_class_accuracy(pairs, preds, y, [(0, dy) for dy in dys], len(classes))
-    rows = [{item: name, "images": int(np.sum(y == c)), **{f"dy={dy}": float(acc[c, k])
-                                                           for k, dy in enumerate(dys)}}
-            for c, name in enumerate(classes)]  # fmt: skip
+    rows = [
+        {
+            item: name,
+            "images": int(np.sum(y == c)),
+            **{f"dy={dy}": float(acc[c, k]) for k, dy in enumerate(dys)},
+        }
+        for c, name in enumerate(classes)
+    ]
     tb.add_text("shift/per_class", write_table(rows, out_dir / "shift_per_class"))
     mistakes = []
     for dy in dys:
         top = confusions(pairs, preds, y, (0, dy), num_classes=len(classes))
-        mistakes.append({"dy": dy, "errors": int(np.sum(preds[pairs.index((0, dy))] != y)),
-                         "most frequent (true → predicted: images)": ", ".join(
-                             f"{classes[t]} → {classes[p]}: {n}" for t, p, n in top) or "none"})  # fmt: skip
+        mistakes.append(
+            {
+                "dy": dy,
+                "errors": int(np.sum(preds[pairs.index((0, dy))] != y)),
+                "most frequent (true → predicted: images)": ", ".join(
+                    f"{classes[t]} → {classes[p]}: {n}" for t, p, n in top
+                )
+                or "none",
+            }
+        )
     md = write_table(mistakes, out_dir / "shift_confusions")
     tb.add_text("shift/confusions", md)
     title = f"CNN accuracy per {item} against vertical shift ({len(y)} test images)"
@@ -202,21 +237,31 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, 
         index = {p: k for k, p in enumerate(pairs)}
         dys = list(range(-radius, radius + 1))
         curves[name] = Curve(dys, [float(metrics["accuracy"][index[(0, d)]]) for d in dys])
-        rows.append(DatasetRow(name, float(metrics["accuracy"][index[(0, 0)]]),
-                               float(metrics["accuracy"].mean()), metrics["consistency"],
-                               metrics["change_1px"], metrics["consistency_ci"],
-                               metrics["change_1px_ci"]))  # fmt: skip
+        rows.append(
+            DatasetRow(
+                name,
+                float(metrics["accuracy"][index[(0, 0)]]),
+                float(metrics["accuracy"].mean()),
+                metrics["consistency"],
+                metrics["change_1px"],
+                metrics["consistency_ci"],
+                metrics["change_1px_ci"],
+            )
+        )
     md = write_table(rows, out_dir / "shift_dataset", list(DatasetRow.COLUMNS))
     tb.add_text("shift/dataset", md)
     figures = {
         "shift_heatmap": accuracy_heatmaps(radius, acc),
-        "shift_consistency": metric_bars(rows, "consistency",
-                                         f"Consistency: same top-1 at two random shifts in ±{radius} px"),
+        "shift_consistency": metric_bars(
+            rows, "consistency", f"Consistency: same top-1 at two random shifts in ±{radius} px"
+        ),
         "shift_change_1px": metric_bars(rows, "change_1px", "P(top-1 changes under a 1-pixel shift)"),
-        "shift_accuracy_dy": curves_plot({k: (v.dys, v.accs) for k, v in curves.items()},
-                                         "dy (px, dx = 0; < 0 is up)",
-                                         f"Test accuracy against vertical shift ({n} test images)"),
-    }  # fmt: skip
+        "shift_accuracy_dy": curves_plot(
+            {k: (v.dys, v.accs) for k, v in curves.items()},
+            "dy (px, dx = 0; < 0 is up)",
+            f"Test accuracy against vertical shift ({n} test images)",
+        ),
+    }
     for name, fig in figures.items():
         tb.add_figure(f"shift/{name}", fig, close=False)
         save(fig, out_dir / f"{name}.png")
@@ -237,8 +282,14 @@ def run(cfg: DictConfig, out_dir: Path) -> ShiftResult:
     if cfg.shift.dataset.enabled:
         parts |= dataset_scale(cfg, out_dir, models, keys, cnn, images_u8, labels, tb)
     tb.close()
-    results = ShiftResult(cnn_key=cnn.key, cnn_test_acc=cnn.test_acc, models=list(models), **parts,
-                          classes=typed(cfg).data.classes, item=cfg.data.item)  # fmt: skip
+    results = ShiftResult(
+        cnn_key=cnn.key,
+        cnn_test_acc=cnn.test_acc,
+        models=list(models),
+        **parts,
+        classes=typed(cfg).data.classes,
+        item=cfg.data.item,
+    )
     headline = {"cnn_test_acc": cnn.test_acc}
     for row in results.dataset:
         headline[f"{row.model}/consistency"] = row.consistency

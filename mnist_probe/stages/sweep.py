@@ -42,8 +42,10 @@ def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
     # What every job was run with but its seed: the recipe and settings the spread belongs to
     given = shared_overrides([jobs[name].get("overrides", "") for name in headlines])
     shared = " ".join(t for t in given if not t.startswith("seed="))
-    write_json(sweep_dir / "seeds.json", {"seeds": seeds, "overrides": shared, "rows": rows,
-                                          "per_seed": list(headlines.values())})  # fmt: skip
+    write_json(
+        sweep_dir / "seeds.json",
+        {"seeds": seeds, "overrides": shared, "rows": rows, "per_seed": list(headlines.values())},
+    )
     save(spread_plot(list(headlines.values()), reference, seeds), sweep_dir / "seeds.png")
     return rows
 

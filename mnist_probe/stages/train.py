@@ -30,12 +30,23 @@ def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
     labels = split_tensors(data, "scored")[1]
     logits = scored_logits(cnn, data, typed(cfg).paths.cache)
     sure = confidence(logits, labels)
-    log.info("test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
-             sure.cross_entropy, sure.errors, 100 * sure.error_share_of_loss, sure.mean_loss_on_errors,
-             sure.max_abs_logit)  # fmt: skip
+    log.info(
+        "test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
+        sure.cross_entropy,
+        sure.errors,
+        100 * sure.error_share_of_loss,
+        sure.mean_loss_on_errors,
+        sure.max_abs_logit,
+    )
     calibration = calibrate(data, cnn.model, logits, labels, out_dir)
-    log_hparams(out_dir, {"test_acc": meta["test_acc"], "test_cross_entropy": sure.cross_entropy,
-                          "ece_after_scaling": calibration.after.ece})  # fmt: skip
+    log_hparams(
+        out_dir,
+        {
+            "test_acc": meta["test_acc"],
+            "test_cross_entropy": sure.cross_entropy,
+            "ece_after_scaling": calibration.after.ece,
+        },
+    )
     gap = cnn.gap
     if gap:
         write_table(gap, out_dir / "gap")
@@ -50,13 +61,26 @@ def calibrate(data: DataSpec, model, logits, labels, out_dir: Path) -> Calibrati
     val_images, val_labels = split_tensors(data, "val")
     temperature = fit_temperature(logits_of(model, val_images), val_labels)
     before, after = scores(logits, labels), scores(logits / temperature, labels)
-    fig = reliability_diagram(reliability(logits, labels), reliability(logits / temperature, labels),
-                              temperature, (before.ece, after.ece))  # fmt: skip
+    fig = reliability_diagram(
+        reliability(logits, labels),
+        reliability(logits / temperature, labels),
+        temperature,
+        (before.ece, after.ece),
+    )
     tb = writer(out_dir, "calibration")
     tb.add_figure("calibration/reliability", fig, close=False)
     tb.close()
     save(fig, out_dir / "calibration.png")
-    log.info("calibration: ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f, Brier %.4f -> %.4f with temperature %.3g "
-             "(fitted on %d validation images)", 100 * before.ece, 100 * after.ece, before.nll,
-             after.nll, before.brier, after.brier, temperature, len(val_labels))  # fmt: skip
+    log.info(
+        "calibration: ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f, Brier %.4f -> %.4f with temperature %.3g "
+        "(fitted on %d validation images)",
+        100 * before.ece,
+        100 * after.ece,
+        before.nll,
+        after.nll,
+        before.brier,
+        after.brier,
+        temperature,
+        len(val_labels),
+    )
     return Calibration(temperature, before, after, bins=15)

@@ -20,7 +20,7 @@ def _last_step(rows: list[RandomisationRow], method: str, mode: str) -> Randomis
 
 def depends_on_model(
     rows: list[RandomisationRow], method: str, threshold: float = SIMILAR_BELOW, mode: str = "cascading"
-) -> str:  # fmt: skip
+) -> str:
     """The verdict on a method, from the last step of `mode` (cascading: every layer randomised;
     data: the network that memorised shuffled labels): 'depends on the model' where Spearman's
     interval lies below the threshold, 'does not depend on the model' where it lies at or above,
@@ -33,14 +33,18 @@ def depends_on_model(
 def _similarities(rows: list[RandomisationRow], mode: str, on: str) -> list[str]:
     """'method rho (CI): verdict' for each method's last step of `mode`, the verdict saying what the
     maps depend on (`on`: 'the model', 'what the network learnt')."""
-    said = {"depends on the model": f"depends on {on}",
-            "does not depend on the model": f"does not depend on {on}",
-            UNRESOLVED: f"not resolved whether it depends on {on}"}  # fmt: skip
+    said = {
+        "depends on the model": f"depends on {on}",
+        "does not depend on the model": f"does not depend on {on}",
+        UNRESOLVED: f"not resolved whether it depends on {on}",
+    }
     parts = []
     for method in dict.fromkeys(r.method for r in rows if r.mode == mode):
         last = _last_step(rows, method, mode)
-        parts.append(f"{method.replace('_', ' ')} {valued(last.spearman, last.spearman_ci)}: "
-                     f"{said[depends_on_model(rows, method, mode=mode)]}")  # fmt: skip
+        parts.append(
+            f"{method.replace('_', ' ')} {valued(last.spearman, last.spearman_ci)}: "
+            f"{said[depends_on_model(rows, method, mode=mode)]}"
+        )
     return parts
 
 
@@ -50,8 +54,10 @@ def _control(rows: list[RandomisationRow], mode: str) -> str:
         return ""
     if depends_on_model(rows, EDGE_CONTROL, mode=mode) == "does not depend on the model":
         return " The edge control lands there, as it must."
-    return (" The edge control does not land there, which a map of the input alone cannot do: the "
-            "similarity measure is in doubt.")
+    return (
+        " The edge control does not land there, which a map of the input alone cannot do: the "
+        "similarity measure is in doubt."
+    )
 
 
 def faithful_sentence(rows: list[FaithfulnessRow]) -> str:
@@ -65,11 +71,16 @@ def faithful_sentence(rows: list[FaithfulnessRow]) -> str:
         if r.kind != "deletion" or r.method == RANDOM_ORDER:
             continue
         side = apart(or_point(r.ci, r.area), or_point(random.ci, random.area))
-        said = {-1: "sooner than a random order", 1: "no sooner than a random order",
-                0: f"{UNRESOLVED} against a random order"}[side]  # fmt: skip
+        said = {
+            -1: "sooner than a random order",
+            1: "no sooner than a random order",
+            0: f"{UNRESOLVED} against a random order",
+        }[side]
         parts.append(f"{r.method.replace('_', ' ')} {valued(r.area, r.ci)}: {said}")
-    return (f"Deleting pixels in each map's order, P(true class) falls (area under the curve; a random "
-            f"order: {random.area:.2f}): {'; '.join(parts)}.")
+    return (
+        f"Deleting pixels in each map's order, P(true class) falls (area under the curve; a random "
+        f"order: {random.area:.2f}): {'; '.join(parts)}."
+    )
 
 
 def sanity_sentence(rows: list[RandomisationRow]) -> str:
@@ -78,10 +89,12 @@ def sanity_sentence(rows: list[RandomisationRow]) -> str:
     if not rows:
         return "No model-randomisation test was run."
     parts = _similarities(rows, "cascading", "the model")
-    return (f"With every layer's weights randomised (cascading from the output down), the maps' rank "
-            f"correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the line). "
-            f"A method that does not depend on the model explains the image, not the network."
-            f"{_control(rows, 'cascading')}")
+    return (
+        f"With every layer's weights randomised (cascading from the output down), the maps' rank "
+        f"correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the line). "
+        f"A method that does not depend on the model explains the image, not the network."
+        f"{_control(rows, 'cascading')}"
+    )
 
 
 # The data-randomisation test is weak where the network fits fewer of its shuffled labels than this.
@@ -90,17 +103,22 @@ MEMORISED_ABOVE = 0.9
 
 def data_randomisation_sentence(
     rows: list[RandomisationRow], accuracy: float | None, images: int | None
-) -> str:  # fmt: skip
+) -> str:
     """Which methods' maps change when the same network memorised shuffled labels instead of learning."""
     if not rows:
         return "No data-randomisation test was run."
     fit = f"it fits {accuracy:.1%} of them" if accuracy is not None else "its fit unmeasured"
-    weak = (f"; below {MEMORISED_ABOVE:.0%}, it has not memorised them and the test is weak"
-            if accuracy is not None and accuracy < MEMORISED_ABOVE else "")  # fmt: skip
+    weak = (
+        f"; below {MEMORISED_ABOVE:.0%}, it has not memorised them and the test is weak"
+        if accuracy is not None and accuracy < MEMORISED_ABOVE
+        else ""
+    )
     parts = _similarities(rows, "data", "what the network learnt")
-    return (f"Against the same network trained on {images or 'some'} training images with their labels "
-            f"shuffled ({fit}{weak}), the maps' rank correlation with the trained network's is "
-            f"{'; '.join(parts)} ({SIMILAR_BELOW} is the line).{_control(rows, 'data')}")
+    return (
+        f"Against the same network trained on {images or 'some'} training images with their labels "
+        f"shuffled ({fit}{weak}), the maps' rank correlation with the trained network's is "
+        f"{'; '.join(parts)} ({SIMILAR_BELOW} is the line).{_control(rows, 'data')}"
+    )
 
 
 def standing_sentence(result: BeyondResult) -> str:
@@ -111,14 +129,24 @@ def standing_sentence(result: BeyondResult) -> str:
     tests = [(result.sanity, "cascading")]
     if result.data_randomisation:
         tests.append((result.data_randomisation, "data"))
-    verdicts = {a.method: {depends_on_model(rows, a.method, mode=mode) for rows, mode in tests}
-                for a in result.attributions}  # fmt: skip
-    groups = {"stand (their maps depend on the network's weights and what it learnt)":
-              [m for m, v in verdicts.items() if v == {"depends on the model"}],
-              "describe the image more than the network (a sanity check fails)":
-              [m for m, v in verdicts.items() if "does not depend on the model" in v],
-              "stand unresolved (a check's interval crosses the line)":
-              [m for m, v in verdicts.items() if v - {"depends on the model"} == {UNRESOLVED}]}  # fmt: skip
-    parts = [f"those on {' and '.join(m.replace('_', ' ') for m in methods)} {said}"
-             for said, methods in groups.items() if methods]  # fmt: skip
+    verdicts = {
+        a.method: {depends_on_model(rows, a.method, mode=mode) for rows, mode in tests}
+        for a in result.attributions
+    }
+    groups = {
+        "stand (their maps depend on the network's weights and what it learnt)": [
+            m for m, v in verdicts.items() if v == {"depends on the model"}
+        ],
+        "describe the image more than the network (a sanity check fails)": [
+            m for m, v in verdicts.items() if "does not depend on the model" in v
+        ],
+        "stand unresolved (a check's interval crosses the line)": [
+            m for m, v in verdicts.items() if v - {"depends on the model"} == {UNRESOLVED}
+        ],
+    }
+    parts = [
+        f"those on {' and '.join(m.replace('_', ' ') for m in methods)} {said}"
+        for said, methods in groups.items()
+        if methods
+    ]
     return f"Of the sentences above on where the network looks, {'; '.join(parts)}."

@@ -7,17 +7,8 @@ from mnist_probe import study
 from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point, shown, valued
 from mnist_probe.names import SAMPLE_SHAPE, layer_label
 from mnist_probe.schema import Config
-from mnist_probe.stages.results import (
-    AttributionCurve,
-    AugmentRow,
-    BeyondResult,
-    CkaPair,
-    Conclusion,
-    GapRow,
-    LossRow,
-    PageResults,
-    PositionRow,
-)
+from mnist_probe.stages.page_results import AugmentRow, CkaPair, Conclusion, LossRow, PageResults
+from mnist_probe.stages.results import AttributionCurve, BeyondResult, GapRow, PositionRow
 from mnist_probe.tables import pct
 
 # 1. The code vectors keep what the classes need: the worst interpreter on them scores within this
@@ -69,14 +60,17 @@ def codes_reduce_dimensionality(r: PageResults, shape: tuple[int, int, int] = SA
         f"The code keeps what the classes need: every interpreter fitted "
         f"on it alone scores {pct(min(codes.values()))}–{pct(max(codes.values()))} "
         f"(worst: {worst}), against {pct(r.train.test_acc)} for the CNN's own softmax"
-        + (f" ({worst} minus the CNN: {100 * gap:+.2f} points, {shown(row.minus_cnn_ci, unit=' points')} on "
-           f"the same test images; within {100 * CODES_KEEP_WITHIN:.0f} point is what 'keeps' means)"
-           if row.minus_cnn_ci else "")
+        + (
+            f" ({worst} minus the CNN: {100 * gap:+.2f} points, {shown(row.minus_cnn_ci, unit=' points')} on "
+            f"the same test images; within {100 * CODES_KEEP_WITHIN:.0f} point is what 'keeps' means)"
+            if row.minus_cnn_ci
+            else ""
+        )
         + ". It is also "
         f"organised by class: mean cosine {act.within_class_cosine:.3f} within a class vs "
         f"{act.between_class_cosine:.3f} between classes (ratio {act.within_between_ratio:.2f}, "
         f"{act.n_codes} test images).",
-    )  # fmt: skip
+    )
 
 
 def position_sensitive(r: PageResults, config: Config) -> Conclusion:
@@ -91,8 +85,13 @@ def position_sensitive(r: PageResults, config: Config) -> Conclusion:
     conv_key = bool(pixels) and min(codes.values()) > max(pixels.values())
     ours_sensitive = at_dy is not None and at_dy < SENSITIVE_BELOW
     unaug_sensitive = unaug_at_dy is not None and unaug_at_dy < SENSITIVE_BELOW
-    position = ("supported" if ours_sensitive else
-                "supported only without shift augmentation" if unaug_sensitive else "not supported")
+    position = (
+        "supported"
+        if ours_sensitive
+        else "supported only without shift augmentation"
+        if unaug_sensitive
+        else "not supported"
+    )
     text = (
         f"Convolution as the key to accuracy: the same interpreters reach {pct(min(codes.values()))} or "
         f"more on the CNN's code vectors but at most {pct(max(pixels.values()) if pixels else None)} "
@@ -103,15 +102,18 @@ def position_sensitive(r: PageResults, config: Config) -> Conclusion:
         f"at dy = {POSITION_DY} "
         f"and a mean of {pct(grid.acc_grid_mean if grid else None)} over the "
         f"±{config.shift.dataset.radius} px grid."
-    )  # fmt: skip
+    )
     if unaug is not None:
         text += (
             f" Trained without shift augmentation ({r.augment.recipe} recipe), the CNN "
             f"falls to {pct(unaug_at_dy)} at dy = {POSITION_DY} (grid mean {pct(unaug.acc_grid_mean)}): "
             "what the CNN learned is as position sensitive as its training data lets it be."
         )
-    convolution = ("supported" if conv_key else "not supported") if pixels else (
-        "not tested (no interpreter on pixels)")
+    convolution = (
+        ("supported" if conv_key else "not supported")
+        if pixels
+        else ("not tested (no interpreter on pixels)")
+    )
     return Conclusion(
         "Information learned in CNN is position sensitive, and convolution is the key for high accuracy.",
         f"convolution {convolution}; position sensitivity {position}",
@@ -124,33 +126,52 @@ def not_continuous(r: PageResults) -> Conclusion:
     shift, unaug = r.shift, r.augment.unaugmented() if r.augment else None
     p_true = shift.p_true("CNN")
     # shifts 1 px apart (dx = 0): a shift list such as dy = [0, -2, -4] has none
-    steps = [abs(p_true[(0, dy)] - p_true[(0, dy + 1)]) for dx, dy in p_true
-             if dx == 0 and (0, dy + 1) in p_true]  # fmt: skip
+    steps = [
+        abs(p_true[(0, dy)] - p_true[(0, dy + 1)]) for dx, dy in p_true if dx == 0 and (0, dy + 1) in p_true
+    ]
     jump = max(steps, default=0.0)
     grid = shift.dataset_row("CNN")
     change = grid.change_1px if grid else None
     unaug_change = unaug.change_1px if unaug is not None else None
     # the 1-px change rate judged on its interval over the test images, where it has one
     interval = grid.change_1px_ci if grid and grid.change_1px_ci else None
-    often = (judged(interval, CHANGE_1PX_ABOVE, "yes", "no") if interval else
-             "yes" if change is not None and change > CHANGE_1PX_ABOVE else "no")
+    often = (
+        judged(interval, CHANGE_1PX_ABOVE, "yes", "no")
+        if interval
+        else "yes"
+        if change is not None and change > CHANGE_1PX_ABOVE
+        else "no"
+    )
     unaug_often = unaug_change is not None and unaug_change > CHANGE_1PX_ABOVE
-    verdict = ("supported" if jump > JUMP_ABOVE or often == "yes" else UNRESOLVED if often == UNRESOLVED
-               else "supported only without shift augmentation" if unaug_often else "not supported")
+    verdict = (
+        "supported"
+        if jump > JUMP_ABOVE or often == "yes"
+        else UNRESOLVED
+        if often == UNRESOLVED
+        else "supported only without shift augmentation"
+        if unaug_often
+        else "not supported"
+    )
     return Conclusion(
         "The predicted probabilities of CNN are not continuous with respect to translations.",
         verdict,
         f"For the study's {shift.item} (test #{shift.index}, a {shift.target}), "
-        + (f"the largest change of P(true) between neighbouring 1-px shifts is {jump:.3f}" if steps
-           else "no two of its shifts are 1 px apart")
+        + (
+            f"the largest change of P(true) between neighbouring 1-px shifts is {jump:.3f}"
+            if steps
+            else "no two of its shifts are 1 px apart"
+        )
         + ". Over the test images, the CNN's "
         f"top-1 class changes under a single-pixel shift for {pct(change)} of (image, shift) pairs"
         + (f" ({shown(interval)}; {pct(CHANGE_1PX_ABOVE, 0)} is what 'often' means here)" if interval else "")
-        + (f"; {pct(unaug_change)} for the CNN trained without shift augmentation" if unaug_change
-           is not None else "")
+        + (
+            f"; {pct(unaug_change)} for the CNN trained without shift augmentation"
+            if unaug_change is not None
+            else ""
+        )
         + f". In the study, its CNN's P(1) fell from {study.table_p('CNN', -3):.1%} to "
         f"{study.table_p('CNN', -4):.2%} between dy = -3 and -4: a jump of {study.SHIFT_JUMP:.3f}.",
-    )  # fmt: skip
+    )
 
 
 def codes_deform_softly(r: PageResults) -> Conclusion:
@@ -165,16 +186,23 @@ def codes_deform_softly(r: PageResults) -> Conclusion:
         f"Cosine similarity to the unshifted image's activations at the largest shift "
         f"{tuple(shift.pairs[-1])} (dx, dy): "
         + ", ".join(f"{k} {v:.2f}" for k, v in last.items())
-        + (f". The code vector ({layer_label(code)}) stays closest to the unshifted one: translation "
-           "deforms it less than the feature maps before it." if softer else
-           f". The code vector ({layer_label(code)}) is not the one that stays closest here."),
-    )  # fmt: skip
+        + (
+            f". The code vector ({layer_label(code)}) stays closest to the unshifted one: translation "
+            "deforms it less than the feature maps before it."
+            if softer
+            else f". The code vector ({layer_label(code)}) is not the one that stays closest here."
+        ),
+    )
 
 
 def conclusions(r: PageResults, config: Config) -> list[Conclusion]:
     """The study's four conclusions, each with our verdict and the numbers behind it."""
-    return [codes_reduce_dimensionality(r, config.data.shape), position_sensitive(r, config),
-            not_continuous(r), codes_deform_softly(r)]  # fmt: skip
+    return [
+        codes_reduce_dimensionality(r, config.data.shape),
+        position_sensitive(r, config),
+        not_continuous(r),
+        codes_deform_softly(r),
+    ]
 
 
 def loss_verdict(rows: list[LossRow]) -> str:
@@ -184,10 +212,12 @@ def loss_verdict(rows: list[LossRow]) -> str:
         return ""
     ce, k = by["cross_entropy"], by["clipped"]
     ratio = ce.max_abs_logit / max(k.max_abs_logit, 1e-9)
-    numbers = (f"largest logit size {ce.max_abs_logit:,.0f} with cross_entropy against "
-               f"{k.max_abs_logit:,.0f} "
-               f"clipped (×{ratio:.2g}); test cross-entropy {ce.cross_entropy:.4f} against "
-               f"{k.cross_entropy:.4f}; accuracy {pct(ce.test_acc)} against {pct(k.test_acc)}")  # fmt: skip
+    numbers = (
+        f"largest logit size {ce.max_abs_logit:,.0f} with cross_entropy against "
+        f"{k.max_abs_logit:,.0f} "
+        f"clipped (×{ratio:.2g}); test cross-entropy {ce.cross_entropy:.4f} against "
+        f"{k.cross_entropy:.4f}; accuracy {pct(ce.test_acc)} against {pct(k.test_acc)}"
+    )
     if ratio >= LESS_SURE_RATIO and ce.cross_entropy > k.cross_entropy:
         return f"The clipped loss keeps the CNN less sure: {numbers}."
     if ratio <= SURER_RATIO:
@@ -213,8 +243,10 @@ def gap_sentence(rows: list[GapRow]) -> str:
             ci = shown(row.ci[largest], unit=" points")
             unclear = f"the largest part {UNRESOLVED} ({largest}: {ci})"
             which = f"{which} ({ci})" if smallest > rivals else unclear
-        return (f"after epoch {row.epoch} validation accuracy {side} the progress bar's train_acc by "
-                f"{100 * abs(row.gap):.1f} points ({split}; {which})")
+        return (
+            f"after epoch {row.epoch} validation accuracy {side} the progress bar's train_acc by "
+            f"{100 * abs(row.gap):.1f} points ({split}; {which})"
+        )
 
     first, last = rows[0], rows[-1]
     text = said(first)
@@ -245,8 +277,10 @@ def attribution_sentence(curves: list[AttributionCurve], item: str = "digit") ->
         if moves == UNRESOLVED:
             moves = f"is not resolved to move with the {item} or not"
         ci = f", {shown(interval, 1, 2, '')}; {MOVES_WITH_ABOVE} is the line" if c.ci else ""
-        parts.append(f"{c.method.replace('_', ' ')} {moves} (correlation with the shifted attribution "
-                     f"{c.consistency[near]:.2f} at dy = {c.dys[near]}, {last:.2f} at dy = {c.dys[-1]}{ci})")
+        parts.append(
+            f"{c.method.replace('_', ' ')} {moves} (correlation with the shifted attribution "
+            f"{c.consistency[near]:.2f} at dy = {c.dys[near]}, {last:.2f} at dy = {c.dys[-1]}{ci})"
+        )
     return "Under translation, " + "; ".join(parts) + "."
 
 
@@ -257,16 +291,21 @@ def position_sentence(rows: list[PositionRow], code_layer: str) -> str:
     first, last = rows[0], next((r for r in rows if r.layer == code_layer), rows[-1])
     interval = or_point(last.position_r2_ci, last.position_r2)
     state = judged(interval, GIVEN_UP_BELOW, "still known", "given up")
-    said = ("not resolved: given up or still known" if state == UNRESOLVED else state)
-    ci = (f" ({shown(last.position_r2_ci, 1, 2, '')}; {GIVEN_UP_BELOW} is the line)"
-          if last.position_r2_ci else "")
-    return (f"A linear read-out of the shift (dx, dy) explains R² = {first.position_r2:.2f} of it from "
-            f"{first.layer} and {last.position_r2:.2f}{ci} from {last.layer}: position is "
-            f"{said} by the code layer, while the class probe goes "
-            f"from {pct(first.class_acc, 1)} to {pct(last.class_acc, 1)}. A classifier over the "
-            f"{round(1 / first.position_chance)} shifts names the right one for "
-            f"{pct(first.position_acc, 1)} and {pct(last.position_acc, 1)} of the images "
-            f"(chance {pct(last.position_chance, 1)}).")  # fmt: skip
+    said = "not resolved: given up or still known" if state == UNRESOLVED else state
+    ci = (
+        f" ({shown(last.position_r2_ci, 1, 2, '')}; {GIVEN_UP_BELOW} is the line)"
+        if last.position_r2_ci
+        else ""
+    )
+    return (
+        f"A linear read-out of the shift (dx, dy) explains R² = {first.position_r2:.2f} of it from "
+        f"{first.layer} and {last.position_r2:.2f}{ci} from {last.layer}: position is "
+        f"{said} by the code layer, while the class probe goes "
+        f"from {pct(first.class_acc, 1)} to {pct(last.class_acc, 1)}. A classifier over the "
+        f"{round(1 / first.position_chance)} shifts names the right one for "
+        f"{pct(first.position_acc, 1)} and {pct(last.position_acc, 1)} of the images "
+        f"(chance {pct(last.position_chance, 1)})."
+    )
 
 
 def shift_cka_sentence(result: BeyondResult) -> str:
@@ -281,8 +320,11 @@ def shift_cka_sentence(result: BeyondResult) -> str:
     code = result.code_layer
     said = ", ".join(f"{k} {valued(v, kept[k])}" for k, v in at.items())
     resolved = all(apart(ci[softest], ci[k]) == 1 for k in at if k != softest)
-    verdict = ("the code layer changes least: translations deform code vectors more softly" if softest == code
-               else f"{softest}, not the code layer, changes least")  # fmt: skip
+    verdict = (
+        "the code layer changes least: translations deform code vectors more softly"
+        if softest == code
+        else f"{softest}, not the code layer, changes least"
+    )
     if not resolved:
         verdict = f"{UNRESOLVED} which layer changes least ({softest} by its point value)"
     return f"CKA between unshifted and dy = {result.cka_dys[-1]} images, per layer: {said}; {verdict}."
@@ -298,11 +340,16 @@ def sweep_position_sentence(rows: list[AugmentRow]) -> str:
     least, most = min(code, key=lambda k: code[k].position_r2), max(code, key=lambda k: code[k].position_r2)
     given_up = [k for k, row in code.items() if row.position_r2 <= GIVEN_UP_BELOW]
     said = "; ".join(f"{k} {row.position_r2:.2f}" for k, row in code.items())
-    verdict = (f"position is given up by the code layer in all {len(code)} CNNs" if len(given_up) == len(code)
-               else f"position is still known at the code layer in {len(code) - len(given_up)} of the "
-                    f"{len(code)} CNNs")  # fmt: skip
-    return (f"R² of the shift (dx, dy) read linearly from the code layer ({code[least].layer}): {said}. "
-            f"It keeps least position in {least} and most in {most}; {verdict}.")  # fmt: skip
+    verdict = (
+        f"position is given up by the code layer in all {len(code)} CNNs"
+        if len(given_up) == len(code)
+        else f"position is still known at the code layer in {len(code) - len(given_up)} of the "
+        f"{len(code)} CNNs"
+    )
+    return (
+        f"R² of the shift (dx, dy) read linearly from the code layer ({code[least].layer}): {said}. "
+        f"It keeps least position in {least} and most in {most}; {verdict}."
+    )
 
 
 def cka_pair_sentence(pair: CkaPair) -> str:

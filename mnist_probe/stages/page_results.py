@@ -1,0 +1,175 @@
+"""What a page is written from: every stage's result of one CNN (PageResults: report.md, RESULTS.md),
+the augmentation sweep and the losses of make reproduce, the Keras file's round trip, the conclusions
+checked, and what the report and reproduce stages return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnist_probe.levers import Lever
+from mnist_probe.rows import GapRow, PositionRow
+from mnist_probe.stages.results import (
+    ActivationsResult,
+    BeyondResult,
+    Curve,
+    InterpretersResult,
+    ShiftResult,
+    TrainResult,
+)
+
+
+@dataclass(frozen=True)
+class AugmentRow:
+    """One CNN of the architecture × augmentation sweep, through the shift stage."""
+
+    model: str
+    shift: float  # train.augment.shift
+    test_acc: float
+    curve: Curve
+    acc_grid_mean: float
+    consistency: float
+    change_1px: float
+    positions: list[PositionRow] = field(default_factory=list)  # its position and class probes per layer
+
+    def label(self) -> str:
+        return f"{self.model}, shift {self.shift}"
+
+    def table_row(self, dys: tuple[int, ...] = (-3, -4, -5)) -> dict[str, Any]:
+        """As the report's table shows it: the accuracy at the shifts where the study's table turns."""
+        return {
+            "model": self.model,
+            "train.augment.shift": self.shift,
+            "max shift (px)": round(28 * float(self.shift), 1),
+            "test_acc": self.test_acc,
+            **{f"acc_dy{dy}": self.curve.at(dy) for dy in dys if dy in self.curve.dys},
+            "acc_grid_mean": self.acc_grid_mean,
+            "consistency": self.consistency,
+            "change_1px": self.change_1px,
+        }
+
+
+@dataclass(frozen=True)
+class CkaPair:
+    """Linear CKA between every layer of two CNNs (mnist_probe.cka.cka_between): rows are the first's."""
+
+    name: str  # what the pair compares (seeds, pooling): its figure is cka_NAME.png
+    first: str
+    second: str
+    rows: list[str]
+    cols: list[str]
+    matrix: list[list[float]]
+    ci: list[list[list[float]]] | None = None  # each CKA's 95% interval (minibatches resampled)
+
+    def same_layers(self) -> dict[str, float]:
+        """CKA between the layers the two networks both have, by name, in the first's order."""
+        return {r: self.matrix[i][self.cols.index(r)] for i, r in enumerate(self.rows) if r in self.cols}
+
+    def same_layers_ci(self) -> dict[str, list[float] | None]:
+        """Their 95% intervals, by name (None each where none was kept)."""
+        return {
+            r: self.ci[i][self.cols.index(r)] if self.ci else None
+            for i, r in enumerate(self.rows)
+            if r in self.cols
+        }
+
+
+@dataclass(frozen=True)
+class AugmentResult:
+    recipe: str
+    rows: list[AugmentRow]
+    levers: list[Lever]
+    reference: AugmentRow | None = None  # the first model at the recipe's own augmentation
+    gap: list[GapRow] | None = None  # the reference CNN's train/val gap per epoch
+    cka: list[CkaPair] = field(default_factory=list)  # the reference against another seed, other pooling
+
+    def unaugmented(self) -> AugmentRow | None:
+        """The first CNN trained without shift augmentation."""
+        return next((r for r in self.rows if r.shift == 0.0), None)
+
+
+@dataclass(frozen=True)
+class LossRow:
+    """The study's recipe trained with one loss: how sure the CNN gets."""
+
+    loss: str
+    test_acc: float
+    errors: int
+    cross_entropy: float
+    max_abs_logit: float
+    ece: float
+    ece_after: float
+    temperature: float
+    epochs: int | None
+    key: str
+
+    def table_row(self) -> dict[str, Any]:
+        return {
+            "train.loss": self.loss,
+            "test_acc": self.test_acc,
+            "errors": self.errors,
+            "test cross-entropy": self.cross_entropy,
+            "largest logit size": self.max_abs_logit,
+            "ECE": self.ece,
+            "ECE after T": self.ece_after,
+            "T": self.temperature,
+            "epochs": self.epochs,
+        }
+
+
+@dataclass(frozen=True)
+class KerasRoundTrip:
+    """The CNN through a Keras 2 weights file and back."""
+
+    file: str
+    megabytes: float
+    images: int
+    test_acc: float
+    test_acc_from_keras_file: float
+    same_top1: int
+    max_abs_logit_diff: float
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    claim: str
+    verdict: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PageResults:
+    """Everything the study's report is written from."""
+
+    train: TrainResult
+    activations: ActivationsResult
+    interpreters: InterpretersResult
+    shift: ShiftResult
+    augment: AugmentResult | None  # None: a report on one CNN, no augmentation sweep
+    losses: list[LossRow]
+    keras_file: KerasRoundTrip | None
+    bench: dict | None  # `make bench`'s bench.json, as written
+    seeds: dict | None  # a seeds sweep's seeds.json, with its path
+    seconds: float
+    beyond: BeyondResult | None = None
+    stage_seconds: dict[str, float] | None = None  # what each stage of the run took, in its order
+    sizes: dict[str, int | None] | None = None  # a report's smaller sizes (report.yaml), by what they count
+
+
+@dataclass(frozen=True)
+class ReproduceResult:
+    report: str
+    cnn_key: str
+    cnn_test_acc: float
+    conclusions: list[Conclusion]
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """`+experiment=report`: report.md on one CNN, and the study's four conclusions checked on it."""
+
+    report: str
+    cnn_key: str
+    cnn_test_acc: float
+    code_layer: str
+    conclusions: list[Conclusion]
