@@ -41,7 +41,7 @@ LAUNCHER ?= joblib
 seeds: install mnist ## every headline number as mean ± std over SEEDS -> outputs/multirun/<time>_seeds/seeds.md
 	$(PY) -m mnist_probe.run +experiment=seeds seed=$(SEEDS) hydra/launcher=$(LAUNCHER) $(ARGS)
 
-train: install mnist ## train (or load) the CNN with the default recipe
+train: install mnist ## train (or load) the CNN with the recipe a run trains (train=fast; ARGS="train=NAME")
 	$(PY) -m mnist_probe.run +experiment=train $(ARGS)
 
 test: install mnist ## the fast test suite, one worker per core (pytest's "no tests ran" counts as failure)

@@ -25,7 +25,7 @@ from torch.utils.data import (
 from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 from torchvision.datasets.utils import check_md5
 
-from mnist_probe.errors import UserError
+from mnist_probe.errors import UserError, first_line
 from mnist_probe.folders import folder_files
 from mnist_probe.idx_files import idx_path, missing_files, raw_folder, require_files
 from mnist_probe.names import COUNTS, FILES
@@ -127,8 +127,7 @@ def load_folder(root: str, split: str, shape: tuple[int, int, int]) -> tuple[tor
             image = decode_image(str(path), mode=mode)
         except RuntimeError as err:
             raise UserError(
-                f"cannot decode {path} ({str(err).splitlines()[0][:120]}); replace it with a PNG "
-                "or JPEG image"
+                f"cannot decode {path} ({first_line(err)[:120]}); replace it with a PNG or JPEG image"
             ) from None
         if image.shape[-2:] != (height, width):
             image = resize(image, [height, width], antialias=True)

@@ -7,6 +7,12 @@ class UserError(Exception):
     """A mistake the user can fix (bad path, bad config value): shown as one line, no traceback."""
 
 
+def first_line(err: object) -> str:
+    """The first line of an error's message: what a one-line refusal quotes of a library's error."""
+    lines = str(err).splitlines()
+    return lines[0] if lines else ""
+
+
 def missing_checkpoint(path: object) -> UserError:
     """The refusal of a checkpoint= file that is not there (the config check and load_model)."""
     return UserError(f"checkpoint {path} does not exist; fix the path, or drop checkpoint= to train a CNN")

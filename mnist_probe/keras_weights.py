@@ -26,24 +26,12 @@ import torch
 from torch import nn
 
 from mnist_probe.errors import UserError
+from mnist_probe.names import LAYER_NAMES
 
 SUFFIXES = (".h5", ".hdf5", ".keras")
 WEIGHTED = ("Conv2D", "Dense")
-# The study's Sequential as Keras 2 names its layers (the KerasCNN's module names are the same).
-KERAS2_LAYERS = (
-    "conv2d_1",
-    "conv2d_2",
-    "max_pooling2d_1",
-    "dropout_1",
-    "conv2d_3",
-    "conv2d_4",
-    "max_pooling2d_2",
-    "dropout_2",
-    "flatten_1",
-    "dense_1",
-    "dropout_3",
-    "dense_2",
-)
+# The study's Sequential as Keras 2 names its layers: the KerasCNN's module names.
+KERAS2_LAYERS = tuple(LAYER_NAMES)
 
 
 def _keras2(f: h5py.File) -> list[list[np.ndarray]]:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mnist_probe.cache import atomic_write  # noqa: E402
-from mnist_probe.names import layer_label  # noqa: E402
+from mnist_probe.names import CODE_LAYER, layer_label  # noqa: E402
 from mnist_probe.rows import GapRow  # noqa: E402
 
 DPI = 100
@@ -27,7 +27,7 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def code_heatmap(codes: np.ndarray, labels: np.ndarray, layer: str = "dense_1") -> plt.Figure:
+def code_heatmap(codes: np.ndarray, labels: np.ndarray, layer: str = CODE_LAYER) -> plt.Figure:
     """Code vectors of many images sorted by class, one row each: classes show as bands."""
     order = np.argsort(labels, kind="stable")
     fig, ax = plt.subplots(figsize=(10, 8))

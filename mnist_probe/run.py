@@ -35,7 +35,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from mnist_probe.cache import config_key, write_json
 from mnist_probe.checks import creatable
 from mnist_probe.config import CONF, compose_config, job_overrides
-from mnist_probe.errors import Stopped, UserError, signal_words
+from mnist_probe.errors import Stopped, UserError, first_line, signal_words
 from mnist_probe.machine import describe
 from mnist_probe.schema import Config, validate
 from mnist_probe.stages.results import FORMAT, to_json
@@ -77,7 +77,7 @@ def jobs(argv: list[str]) -> list[list[str]]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
-        raise UserError(f"cannot read the command line: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot read the command line: {first_line(err)}") from None
     choices = []
     for o in parsed:
         prefix = o.input_line[: len(o.input_line) - len(o.input_line.lstrip("+~"))]
@@ -96,15 +96,15 @@ def compose_checked(overrides: list[str]) -> DictConfig:
     try:
         cfg = compose_config(*overrides)
     except MissingConfigException as err:
-        raise UserError(str(err).splitlines()[0]) from None
+        raise UserError(first_line(err)) from None
     except HydraException as err:
         cause = err.__cause__
         if isinstance(cause, ValidationError):
             raise refusal(cause) from None
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):  # a key the schema lacks
             raise unknown_key(cause) from None
-        what = str(cause).splitlines()[0] if cause else str(err).splitlines()[0]
-        raise UserError(f"{str(err).splitlines()[0]} {what}".strip()) from None
+        what = first_line(cause) if cause else first_line(err)
+        raise UserError(f"{first_line(err)} {what}".strip()) from None
     except Exception as err:  # OmegaConf asserts on some overrides, e.g. a key under a null node
         first = (str(err).splitlines() or [""])[0]
         raise UserError(
@@ -117,7 +117,7 @@ def compose_checked(overrides: list[str]) -> DictConfig:
 
 def refusal(err: ValidationError) -> UserError:
     """OmegaConf's type error as the one-line refusal: the key, the value, what is allowed."""
-    message = str(err).splitlines()[0]
+    message = first_line(err)
     wanted = next((words for phrase, words in EXPECTED.items() if phrase in message), None)
     if wanted is None:
         return UserError(f"{err.full_key}: {message}")
@@ -193,7 +193,7 @@ def check_config(cfg: DictConfig) -> None:
     except ValidationError as err:
         raise refusal(err) from None
     except OmegaConfBaseException as err:
-        raise UserError(f"{getattr(err, 'full_key', '')}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"{getattr(err, 'full_key', '')}: {first_line(err)}") from None
 
 
 def versions() -> dict[str, str]:

@@ -46,6 +46,7 @@ SHIFT_TABLE = {
     "CNN+svm": ["99.9%", "99.8%", "97.8%", "79.9% (9: 18.8%)", "21% (9: 77.76%)", "1% (9: 98.9%)"],
 }
 SHIFT_DY = [0, -1, -2, -3, -4, -5]  # the table's columns: the digit moved up 0..5 px
+TURNING_DY = (-3, -4, -5)  # where its table turns: the shifts a headline or a comparison quotes
 SHIFT_DIGIT = 1
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from mnist_probe.names import layer_label
+from mnist_probe.names import CODE_LAYER, layer_label
 from mnist_probe.shift_plots import SHIFT_NOTE
 
 
@@ -48,7 +48,7 @@ def feature_map_sheet(image: torch.Tensor, maps: torch.Tensor, layer: str, title
 
 
 def code_vector_panel(
-    images: torch.Tensor, codes: np.ndarray, probs: np.ndarray, labels: list[int], layer: str = "dense_1"
+    images: torch.Tensor, codes: np.ndarray, probs: np.ndarray, labels: list[int], layer: str = CODE_LAYER
 ) -> plt.Figure:
     """One row per image: the digit, its code vector (the output of `layer`) as a heat strip, its 10
     probabilities."""

@@ -43,7 +43,7 @@ TINY = (
     "beyond.attribution_samples=5",
     "beyond.maximise_steps=10",
     "beyond.shuffled_images=100",
-    "beyond.shuffled_epochs=2",
+    "beyond.shuffled_epochs=40",  # 80 steps: LeNet-5 memorises about half of 100 shuffled labels
 )
 # The runs that open an existing file: the probes and the shift grid add nothing there.
 LIGHT = ("interpreters.probes.enabled=false", "shift.dataset.enabled=false", "beyond.maximise_steps=0")
@@ -94,7 +94,8 @@ def test_lenet5_through_every_stage(tmp_path):
     shuffled = beyond["data_randomisation"]
     assert {r["method"] for r in shuffled} == {"saliency", "integrated_gradients", "grad_cam", EDGE_CONTROL}
     assert all(r["mode"] == "data" for r in shuffled) and beyond["memorised_images"] == 100
-    assert 0.0 <= beyond["memorised_accuracy"] <= 1.0 and "data-randomisation test" in report
+    # it memorised them: well above the tenth that chance (or a network that learnt nothing) gets
+    assert beyond["memorised_accuracy"] > 0.3 and "data-randomisation test" in report
     edge = next(r for r in shuffled if r["method"] == EDGE_CONTROL)
     assert edge["spearman"] > 1 - 1e-6  # the control stays where it was
     assert all((out / "beyond" / name).is_file() for name in ("sanity_sequence.png", "sanity_data.csv"))

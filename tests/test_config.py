@@ -28,7 +28,8 @@ def test_every_config_composes_and_instantiates(tmp_path, experiment, recipe):
     assert isinstance(optimizer, torch.optim.RMSprop)
     scheduler = instantiate(cfg.train.scheduler.factory)
     kwargs = {"total_steps": 10} if cfg.train.scheduler.interval == "step" else {}
-    assert scheduler(optimizer, **kwargs) is not None
+    built = scheduler(optimizer, **kwargs)
+    assert f"{type(built).__module__}.{type(built).__name__}" == cfg.train.scheduler.factory._target_
     assert isinstance(instantiate(cfg.train.augment), KerasAugment)
     dm = make_datamodule(typed(cfg).data, typed(cfg).train)
     assert isinstance(dm, MNISTDataModule) and dm.batch_size == cfg.train.batch_size

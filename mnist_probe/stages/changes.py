@@ -5,6 +5,7 @@ be unresolved rather than read as a change."""
 
 from __future__ import annotations
 
+from mnist_probe import study
 from mnist_probe.intervals import UNRESOLVED, apart, or_point, shown
 from mnist_probe.stages.page_results import PageResults
 from mnist_probe.tables import pct
@@ -81,8 +82,10 @@ def changes_section(this: PageResults, other: PageResults, names: tuple[str, str
             )
         )
     c_t, c_o = this.shift.curves.get("CNN"), other.shift.curves.get("CNN")
-    if c_t and c_o and c_t.at(-3) is not None and c_o.at(-3) is not None:
-        lines.append(compare("Test accuracy 3 pixels up", (c_t.at(-3), None), (c_o.at(-3), None), names))
+    dy = study.TURNING_DY[0]  # the first shift where the study's table turns
+    if c_t and c_o and c_t.at(dy) is not None and c_o.at(dy) is not None:
+        what = f"Test accuracy {-dy} pixels up"
+        lines.append(compare(what, (c_t.at(dy), None), (c_o.at(dy), None), names))
     # Why validation exceeds training: the largest part of the last epoch's gap.
     if t.gap and o.gap:
         largest = (max(g[-1].parts().items(), key=lambda kv: abs(kv[1])) for g in (t.gap, o.gap))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnist_probe import study
 from mnist_probe.levers import Lever
 from mnist_probe.rows import GapRow, PositionRow
 from mnist_probe.stages.results import (
@@ -35,7 +36,7 @@ class AugmentRow:
     def label(self) -> str:
         return f"{self.model}, shift {self.shift}"
 
-    def table_row(self, dys: tuple[int, ...] = (-3, -4, -5)) -> dict[str, Any]:
+    def table_row(self, dys: tuple[int, ...] = study.TURNING_DY) -> dict[str, Any]:
         """As the report's table shows it: the accuracy at the shifts where the study's table turns."""
         return {
             "model": self.model,

@@ -29,7 +29,8 @@ from mnist_probe.tables import duration
 
 log = logging.getLogger(__name__)
 
-STAGES = {
+# The stages one CNN goes through, in order, each into its own subfolder (make reproduce chains them too).
+CHAIN = {
     "train": train.run,
     "activations": activations.run,
     "interpreters": interpreters.run,
@@ -41,7 +42,7 @@ STAGES = {
 def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
     """Train (or load), activations, interpreters, shift and beyond on the configured CNN, then report.md."""
     start, seconds = time.perf_counter(), {}
-    done = run_stages(cfg, out_dir, STAGES, seconds)
+    done = run_stages(cfg, out_dir, CHAIN, seconds)
     c = typed(cfg)
     results = PageResults(
         done["train"],

@@ -21,7 +21,7 @@ from mnist_probe.model import build_model, load_model, top1_accuracy
 from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
 from mnist_probe.schema import typed
 from mnist_probe.scoring import logits_of
-from mnist_probe.stages import activations, beyond, interpreters, shift, train
+from mnist_probe.stages import beyond, shift, train
 from mnist_probe.stages.adapters import run_stages, trained_cnn, writer
 from mnist_probe.stages.page import Figures, write_page
 from mnist_probe.stages.page_results import (
@@ -33,6 +33,7 @@ from mnist_probe.stages.page_results import (
     PageResults,
     ReproduceResult,
 )
+from mnist_probe.stages.report import CHAIN
 from mnist_probe.stages.results import TrainResult
 from mnist_probe.stages.results_page import results_head, results_tail
 from mnist_probe.stages.verdicts import conclusions
@@ -40,15 +41,6 @@ from mnist_probe.tables import write_table
 from mnist_probe.training import TrainedCNN
 
 log = logging.getLogger(__name__)
-
-# The stages the study's run chains, in order.
-CHAIN = {
-    "train": train.run,
-    "activations": activations.run,
-    "interpreters": interpreters.run,
-    "shift": shift.run,
-    "beyond": beyond.run,
-}
 
 
 def compose_node(group: str, option: str) -> DictConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnist_probe.names import CODE_LAYER
 from mnist_probe.rows import (  # noqa: F401 (the library's rows, re-exported: results hold them)
     Confidence,
     FaithfulnessRow,
@@ -74,7 +75,7 @@ class ActivationsResult:
     within_class_cosine: float
     between_class_cosine: float
     within_between_ratio: float
-    code_layer: str = "dense_1"
+    code_layer: str = CODE_LAYER
     code_dims: int = 256
 
 

@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 # What each seed runs, in order, each into its own subfolder.
 STAGES = {"train": train.run, "interpreters": interpreters.run, "shift": shift.run}
 
-# The vertical shifts whose dataset-scale accuracy is a headline number (the study's table turns there).
-DYS = (-3, -4, -5)
-
 
 def headline(trained: TrainResult, interpreted: InterpretersResult, shifted: ShiftResult) -> dict[str, float]:
     """The numbers a reader quotes, flat: name -> value (accuracies and rates as fractions)."""
@@ -44,9 +41,13 @@ def headline(trained: TrainResult, interpreted: InterpretersResult, shifted: Shi
             out[study.shift_name(model, "change_1px")] = grid.change_1px
         curve = shifted.curves.get(model)
         if curve is not None:
-            out |= {study.shift_name(model, f"acc_dy{dy}"): curve.at(dy) for dy in DYS if dy in curve.dys}
+            out |= {
+                study.shift_name(model, f"acc_dy{dy}"): curve.at(dy)
+                for dy in study.TURNING_DY
+                if dy in curve.dys
+            }
         p_true = shifted.p_true(model)  # the study's digit: P(true class) where its table turns
-        out |= {study.digit_name(dy, model): p_true[(0, dy)] for dy in DYS if (0, dy) in p_true}
+        out |= {study.digit_name(dy, model): p_true[(0, dy)] for dy in study.TURNING_DY if (0, dy) in p_true}
     return out
 
 
