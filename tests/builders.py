@@ -3,7 +3,7 @@ verdict, headline and report tests are fed instead of a training."""
 
 from __future__ import annotations
 
-from mnist_probe.stages.page_results import AugmentResult, AugmentRow, LossRow, PageResults
+from mnist_probe.stages.page_results import AugmentResult, AugmentRow, LossRow, PageResults, Setting
 from mnist_probe.stages.results import (
     ActivationsResult,
     AttributionCurve,
@@ -104,6 +104,7 @@ def study_results(
     p_true=(1.0, 1.0, 0.99, 0.98, 0.01, 0.0),
     cos_code=0.9,
     cos_maps=0.4,
+    setting: Setting | None = None,
 ) -> PageResults:
     """A reproduce run's results, every number the verdicts read chosen by the caller."""
     return PageResults(
@@ -119,6 +120,7 @@ def study_results(
         bench=None,
         seeds=None,
         seconds=1.0,
+        setting=setting,
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from mnist_probe.names import EDGE_CONTROL
 from mnist_probe.rows import RandomisationRow
-from mnist_probe.schema import typed
+from mnist_probe.stages.adapters import page_setting, recipe_line
 from mnist_probe.stages.page_results import AugmentRow, CkaPair
 from mnist_probe.stages.results import PositionRow, ShiftProb
 from mnist_probe.stages.trust import data_randomisation_sentence, standing_sentence
@@ -27,12 +27,13 @@ from tests.conftest import REPO, make_cfg
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
+    """How make reproduce's run is set up, as its page says it."""
     cfg = make_cfg(tmp_path_factory.mktemp("c"), "+experiment=reproduce", f"reproduce.docs={REPO}/unused")
-    return typed(cfg)
+    return page_setting(cfg)
 
 
 def verdicts(config, **kwargs) -> list[str]:
-    return [c.verdict for c in conclusions(study_results(**kwargs), config)]
+    return [c.verdict for c in conclusions(study_results(setting=config, **kwargs))]
 
 
 def test_code_vectors_keep_what_the_classes_need(config):
@@ -74,7 +75,7 @@ def test_code_vectors_deform_more_softly(config):
 
 
 def test_the_texts_quote_the_numbers_they_judge(config):
-    texts = [c.text for c in conclusions(study_results(cnn_dy4=0.6123, unaug_dy4=0.4321), config)]
+    texts = [c.text for c in conclusions(study_results(cnn_dy4=0.6123, unaug_dy4=0.4321, setting=config))]
     assert "keeps 61.23% accuracy at dy = -4" in texts[1] and "falls to 43.21% at dy = -4" in texts[1]
     assert "largest change of P(true) between neighbouring 1-px shifts is 0.970" in texts[2]
     assert "dense_1 0.90" in texts[3] and "conv2d_2 0.40" in texts[3]
@@ -233,7 +234,6 @@ def test_the_cka_pair_sentence_says_whether_two_networks_part_with_depth():
 
 
 def test_the_recipe_line_says_what_the_recipe_trains_with(tmp_path):
-    from mnist_probe.stages.sections import recipe_line
 
     assert recipe_line(make_cfg(tmp_path, "train=fashion")).endswith(", no augmentation")
     fast = recipe_line(make_cfg(tmp_path, "train=fast"))

@@ -26,6 +26,7 @@ from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model import open_model
 from mnist_probe.schema import Config, typed
 from mnist_probe.specs import is_onnx
+from mnist_probe.stages.page_results import Setting
 from mnist_probe.stages.results import to_json
 from mnist_probe.tables import duration
 from mnist_probe.training import TrainedCNN, fit_or_load, from_checkpoint
@@ -160,3 +161,37 @@ def log_hparams(out_dir: Path, metrics: dict[str, float | None]) -> None:
 def writer(out_dir: Path, name: str) -> SummaryWriter:
     """A TensorBoard writer for this stage's events, under out_dir/tb/name."""
     return SummaryWriter(str(out_dir / "tb" / name))
+
+
+def recipe_line(cfg: DictConfig) -> str:
+    """The recipe in one line: epochs, batch, optimiser, schedule, augmentation."""
+    t, a = cfg.train, cfg.train.augment
+    scheduler = (OmegaConf.select(cfg, "train.scheduler.factory._target_") or "none").split(".")[-1]
+    epochs = f"{t.epochs} epochs" + (f" of {t.epoch_images:,} images" if t.epoch_images else "")
+    loss = f", loss {t.loss}" if t.loss != "cross_entropy" else ""
+    augment = (
+        f"augmentation rotation {a.rotation}°, zoom {a.zoom}, shift {a.shift}"
+        if a.enabled and (a.rotation or a.zoom or a.shift)
+        else "no augmentation"
+    )
+    optimizer = t.optimizer._target_.split(".")[-1]
+    return f"{epochs}, batch {t.batch_size}, {optimizer}, {scheduler}{loss}, {augment}"
+
+
+def page_setting(cfg: DictConfig) -> Setting:
+    """How the run was set up, as its page says it (kept in page.json beside the results)."""
+    c = typed(cfg)
+    augment = c.train.augment
+    shift = c.data.shape[2] * float(augment.shift) if augment.enabled and augment.shift else 0.0
+    return Setting(
+        data=c.data.name,
+        item=c.data.item,
+        study=c.data.study,
+        references=dict(c.data.references),
+        shape=list(c.data.shape),
+        recipe=recipe_line(cfg),
+        trained_shift_px=shift,
+        shift_index=c.shift.index,
+        min_other=c.shift.min_other,
+        radius=c.shift.dataset.radius,
+    )

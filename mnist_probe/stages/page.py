@@ -11,12 +11,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from mnist_probe import study
 from mnist_probe.cache import atomic_write
 from mnist_probe.names import LAYER_NAMES, file_name, layer_h
-from mnist_probe.schema import typed
 from mnist_probe.stages.page_results import Conclusion, PageResults
 from mnist_probe.stages.results import DatasetRow
 from mnist_probe.stages.results_page import augment_gap, augment_section, keras_file_section, loss_section
@@ -62,20 +59,19 @@ def which(layers: list[str]) -> str:
 def write_page(
     path: Path,
     head: list[str],
-    cfg: DictConfig,
     results: PageResults,
     conclusions: list[Conclusion],
     figs: Figures,
     gap_recipe: str = "",
     tail: list[str] = (),
 ) -> Path:
-    """The page at path: head, then the CNN, the study's three approaches, the reproduction's sweeps
-    where results hold them, beyond, tail, and the conclusions."""
-    train, act, shift = results.train, results.activations, results.shift
+    """The page at path, from the results alone: head, then the CNN, the study's three approaches, the
+    reproduction's sweeps where results hold them, beyond, tail, and the conclusions."""
+    train, act, shift, setting = results.train, results.activations, results.shift, results.setting
     probes = results.interpreters.probes or []
     first = act.indices[0]
     # the study's table beside ours only on its data and image, each cell under the shift it was taken at
-    beside = typed(cfg).data.study and study.its_image(cfg.shift.index, shift.digit)
+    beside = setting.study and study.its_image(setting.shift_index, shift.digit)
     study_rows = [
         {"model": k, **dict(zip(shift.columns, v, strict=True))}
         for k, v in study.table_cells(shift.pairs).items()
@@ -84,7 +80,7 @@ def write_page(
         *head,
         "## The CNN",
         "",
-        markdown_table(cnn_rows(cfg, train)),
+        markdown_table(cnn_rows(setting, train)),
         figs.link("train/calibration.png", "calibration"),
         *gap_section(train.gap, figs.link("train/gap.png", "gap"), gap_recipe),
         *augment_gap(results.augment, figs),
@@ -94,10 +90,10 @@ def write_page(
         "",
         f"Test image #{first}; every map of each layer.",
         "",
-        *[figs.feature_map(layer, first, cfg.data.item) for layer in act.layers],
+        *[figs.feature_map(layer, first, setting.item) for layer in act.layers],
         "",
         f"Code vectors ({act.code_dims}-d, {which([act.code_layer])}) of one test image per "
-        f"{cfg.data.item}, and of {act.n_codes:,} test images sorted by class; the class-by-class cosine "
+        f"{setting.item}, and of {act.n_codes:,} test images sorted by class; the class-by-class cosine "
         "similarity:",
         "",
         figs.link("activations/code_vectors.png", "code vectors"),
@@ -123,7 +119,7 @@ def write_page(
         f"## 3. Translation: test #{shift.index} (a {shift.target}) shifted up",
         "",
         "P(true class) per model and shift; in brackets the class that took over, when it got at least "
-        f"{cfg.shift.min_other:.0%}. Ours:",
+        f"{setting.min_other:.0%}. Ours:",
         "",
         markdown_table(shift.table),
         *(["The study's:", "", markdown_table(study_rows)] if beside else []),
@@ -131,10 +127,10 @@ def write_page(
         figs.link("shift/shift_probability.png", "P(true) against shift"),
         figs.link("shift/shift_deformation.png", "code-vector deformation"),
         "",
-        *dataset_scale(cfg, results, figs),
+        *dataset_scale(results, figs),
         *every_digit_section(shift, figs),
         *(augment_section(results.augment, figs) if results.augment else []),
-        *beyond_section(results.beyond, figs, cfg.data.item),
+        *beyond_section(results.beyond, figs, setting.item),
         *tail,
         "## The study's conclusions, checked",
         "",
@@ -145,13 +141,13 @@ def write_page(
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def dataset_scale(cfg: DictConfig, results: PageResults, figs: Figures) -> list[str]:
+def dataset_scale(results: PageResults, figs: Figures) -> list[str]:
     """The shift metrics over many test images (none with shift.dataset.enabled=false)."""
     shift = results.shift
     if not shift.dataset:
         return []
     return [
-        f"### At dataset scale: {shift.samples} test images, every shift in ±{cfg.shift.dataset.radius} px",
+        f"### At dataset scale: {shift.samples} test images, every shift in ±{results.setting.radius} px",
         "",
         "consistency: the top-1 class agrees at two random shifts; change_1px: P(top-1 changes) under a "
         "1-pixel shift.",

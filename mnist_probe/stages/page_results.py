@@ -139,6 +139,23 @@ class Conclusion:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """How the run was set up, as a page says it beside the results: taken from the config once, when
+    the run saves its results (stages.adapters.page_setting), so that a page renders from results alone."""
+
+    data: str  # the data set's name
+    item: str  # what one image shows (a digit, a garment)
+    study: bool  # the study's data: its figures may stand beside ours
+    references: dict[str, float]  # the data set's reference CNNs' test accuracies
+    shape: list[int]  # an image's channels, height, width
+    recipe: str  # the training recipe in one line
+    trained_shift_px: float  # the largest random shift in training, in pixels (0: none)
+    shift_index: int | None  # shift.index as set (None: the first test image of the class shifted)
+    min_other: float  # shift.min_other: another class is named when it gets this much
+    radius: int  # shift.dataset.radius: the grid of shifts is ±radius px
+
+
+@dataclass(frozen=True)
 class PageResults:
     """Everything the study's report is written from."""
 
@@ -155,6 +172,7 @@ class PageResults:
     beyond: BeyondResult | None = None
     stage_seconds: dict[str, float] | None = None  # what each stage of the run took, in its order
     sizes: dict[str, int | None] | None = None  # a report's smaller sizes (report.yaml), by what they count
+    setting: Setting | None = None  # how the run was set up (None: results saved before it was kept)
 
 
 @dataclass(frozen=True)

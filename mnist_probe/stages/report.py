@@ -20,7 +20,7 @@ from mnist_probe.names import PAGE_JSON
 from mnist_probe.rows import from_json, to_json
 from mnist_probe.schema import typed
 from mnist_probe.stages import activations, beyond, interpreters, shift, train
-from mnist_probe.stages.adapters import run_stages
+from mnist_probe.stages.adapters import page_setting, run_stages
 from mnist_probe.stages.changes import changes_section
 from mnist_probe.stages.page import Figures, write_page
 from mnist_probe.stages.page_results import PageResults, ReportResult
@@ -58,8 +58,9 @@ def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
         beyond=done["beyond"],
         stage_seconds=seconds,
         sizes=sizes(c),
+        setting=page_setting(cfg),
     )
-    checked = conclusions(results, c)
+    checked = conclusions(results)
     saved = {"data": c.data.name, "results": to_json(results)}
     atomic_write(out_dir / PAGE_JSON, lambda tmp: tmp.write_text(json.dumps(saved)))
     path = write(cfg, out_dir, results, checked)
@@ -124,7 +125,7 @@ def write(cfg: DictConfig, out_dir: Path, r: PageResults, checked: list, page: P
             + sizes_said(r),
             "",
         ]
-        return write_page(out_dir / "report.md", head, cfg, r, checked, Figures(out_dir, out_dir), tail=tail)
+        return write_page(out_dir / "report.md", head, r, checked, Figures(out_dir, out_dir), tail=tail)
     command = f"python -m mnist_probe.run {job_overrides() or '+experiment=report'}"
     head = [
         f"# What did a CNN learn about {c.data.name}? {what}",
@@ -135,4 +136,4 @@ def write(cfg: DictConfig, out_dir: Path, r: PageResults, checked: list, page: P
         "",
     ]
     figs = Figures(out_dir, page.parent, f"figures-{page.stem}")
-    return write_page(page, head, cfg, r, checked, figs, tail=tail)
+    return write_page(page, head, r, checked, figs, tail=tail)

@@ -22,7 +22,7 @@ from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curve
 from mnist_probe.schema import typed
 from mnist_probe.scoring import logits_of
 from mnist_probe.stages import beyond, shift, train
-from mnist_probe.stages.adapters import run_stages, trained_cnn, writer
+from mnist_probe.stages.adapters import page_setting, run_stages, trained_cnn, writer
 from mnist_probe.stages.page import Figures, write_page
 from mnist_probe.stages.page_results import (
     AugmentResult,
@@ -240,8 +240,9 @@ def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
         bench=json.loads(bench.read_text()) if bench.is_file() else None,
         seeds=json.loads(Path(seeds).read_text()) | {"path": seeds} if seeds else None,
         seconds=time.perf_counter() - start,
+        setting=page_setting(cfg),
     )
-    checked = conclusions(results, typed(cfg))
+    checked = conclusions(results)
     docs = Path(cfg.reproduce.docs)
     figs = Figures(out_dir, docs, "figures")
     command = f"python -m mnist_probe.run {job_overrides() or '+experiment=reproduce'}"
@@ -249,7 +250,6 @@ def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
     report = write_page(
         docs / "RESULTS.md",
         results_head(results, command),
-        cfg,
         results,
         checked,
         figs,

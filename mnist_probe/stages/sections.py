@@ -4,12 +4,10 @@ Each returns markdown lines; its sentences are mnist_probe.stages.verdicts'."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
-
 from mnist_probe import study
 from mnist_probe.intervals import LEVEL, span
 from mnist_probe.names import file_name
-from mnist_probe.schema import typed
+from mnist_probe.stages.page_results import Setting
 from mnist_probe.stages.results import BeyondResult, GapRow, ShiftResult, TrainResult
 from mnist_probe.stages.trust import (
     data_randomisation_sentence,
@@ -33,19 +31,18 @@ OUTPUTS_READ = {
 }
 
 
-def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
+def cnn_rows(setting: Setting, train: TrainResult) -> list[dict]:
     """The CNN table: accuracy, how confident, how calibrated, the recipe."""
     sure, cal = train.confidence, train.calibration
     b, a = cal.before, cal.after
-    data = typed(cfg).data
-    others = "; ".join(f"{name}: {pct(acc, 1)}" for name, acc in data.references.items())
+    others = "; ".join(f"{name}: {pct(acc, 1)}" for name, acc in setting.references.items())
     rows = [
         {
-            "": f"test accuracy ({train.test_images:,} {data.name} test images)",
+            "": f"test accuracy ({train.test_images:,} {setting.data} test images)",
             "ours": pct(train.test_acc),
             "study": pct(study.CNN_ACC, 1)
-            if data.study
-            else "on MNIST only" + (f"; {data.name}'s reference CNNs: {others}" if others else ""),
+            if setting.study
+            else "on MNIST only" + (f"; {setting.data}'s reference CNNs: {others}" if others else ""),
         },
         {
             "": "test cross-entropy (share carried by the errors; largest logit magnitude)",
@@ -68,23 +65,8 @@ def cnn_rows(cfg: DictConfig, train: TrainResult) -> list[dict]:
             "study": "probabilities (a softmax last)",
         }
     )
-    rows.append({"": "recipe", "ours": recipe_line(cfg), "study": study.RECIPE})
+    rows.append({"": "recipe", "ours": setting.recipe, "study": study.RECIPE})
     return rows
-
-
-def recipe_line(cfg: DictConfig) -> str:
-    """The recipe in one line: epochs, batch, optimiser, schedule, augmentation."""
-    t, a = cfg.train, cfg.train.augment
-    scheduler = (OmegaConf.select(cfg, "train.scheduler.factory._target_") or "none").split(".")[-1]
-    epochs = f"{t.epochs} epochs" + (f" of {t.epoch_images:,} images" if t.epoch_images else "")
-    loss = f", loss {t.loss}" if t.loss != "cross_entropy" else ""
-    augment = (
-        f"augmentation rotation {a.rotation}°, zoom {a.zoom}, shift {a.shift}"
-        if a.enabled and (a.rotation or a.zoom or a.shift)
-        else "no augmentation"
-    )
-    optimizer = t.optimizer._target_.split(".")[-1]
-    return f"{epochs}, batch {t.batch_size}, {optimizer}, {scheduler}{loss}, {augment}"
 
 
 def gap_section(gap: list[GapRow] | None, figure: str, recipe: str = "", explain: bool = True) -> list[str]:

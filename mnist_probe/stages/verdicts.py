@@ -6,8 +6,7 @@ from __future__ import annotations
 from mnist_probe import study
 from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point, shown, valued
 from mnist_probe.names import SAMPLE_SHAPE, layer_label
-from mnist_probe.schema import Config
-from mnist_probe.stages.page_results import AugmentRow, CkaPair, Conclusion, LossRow, PageResults
+from mnist_probe.stages.page_results import AugmentRow, CkaPair, Conclusion, LossRow, PageResults, Setting
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, GapRow, PositionRow
 from mnist_probe.tables import pct
 
@@ -27,12 +26,11 @@ LESS_SURE_RATIO = 2.0
 SURER_RATIO = 0.5
 
 
-def trained_shifts(config: Config) -> str:
+def trained_shifts(setting: Setting) -> str:
     """How the CNN's training moved its images: by up to so many pixels, or not at all."""
-    a = config.train.augment
-    if not a.enabled or not a.shift:
+    if not setting.trained_shift_px:
         return "trained without random shifts"
-    return f"trained with random shifts up to {config.data.shape[2] * float(a.shift):.1f} px"
+    return f"trained with random shifts up to {setting.trained_shift_px:.1f} px"
 
 
 def image_size(shape: tuple[int, int, int]) -> str:
@@ -73,7 +71,7 @@ def codes_reduce_dimensionality(r: PageResults, shape: tuple[int, int, int] = SA
     )
 
 
-def position_sensitive(r: PageResults, config: Config) -> Conclusion:
+def position_sensitive(r: PageResults) -> Conclusion:
     """2. Information learned is position sensitive; convolution is the key to accuracy."""
     codes, pixels = r.interpreters.accuracies("codes"), r.interpreters.accuracies("pixels")
     shift, unaug = r.shift, r.augment.unaugmented() if r.augment else None
@@ -98,10 +96,10 @@ def position_sensitive(r: PageResults, config: Config) -> Conclusion:
         f"on raw pixels ({'+' if gain and gain > 0 else ''}{pct(gain)} for the worst code-vector "
         f"interpreter over the best pixel one). "
         f"Position sensitivity depends on the training augmentation: over "
-        f"{shift.samples} test images, this CNN ({trained_shifts(config)}) keeps {pct(at_dy)} accuracy "
+        f"{shift.samples} test images, this CNN ({trained_shifts(r.setting)}) keeps {pct(at_dy)} accuracy "
         f"at dy = {POSITION_DY} "
         f"and a mean of {pct(grid.acc_grid_mean if grid else None)} over the "
-        f"±{config.shift.dataset.radius} px grid."
+        f"±{r.setting.radius} px grid."
     )
     if unaug is not None:
         text += (
@@ -195,11 +193,11 @@ def codes_deform_softly(r: PageResults) -> Conclusion:
     )
 
 
-def conclusions(r: PageResults, config: Config) -> list[Conclusion]:
+def conclusions(r: PageResults) -> list[Conclusion]:
     """The study's four conclusions, each with our verdict and the numbers behind it."""
     return [
-        codes_reduce_dimensionality(r, config.data.shape),
-        position_sensitive(r, config),
+        codes_reduce_dimensionality(r, tuple(r.setting.shape)),
+        position_sensitive(r),
         not_continuous(r),
         codes_deform_softly(r),
     ]
