@@ -53,13 +53,14 @@ def results_head(results: PageResults, command: str) -> list[str]:
 
 
 def results_tail(run_dir: Path, results: PageResults, figs) -> list[str]:
-    """What RESULTS.md adds after the CNN's sections: seeds, TensorBoard, `make bench`."""
+    """What RESULTS.md adds after the CNN's sections: seeds, TensorBoard, where the costs are."""
     return [
         *seeds_section(results.seeds, figs),
         *tensorboard_section(run_dir, ["train", "activations", "interpreters", "shift"]),
-        "## Performance (`make bench`)",
+        "## Performance",
         "",
-        bench_section(results.bench),
+        "What each stage costs, and on which machine: [PERFORMANCE.md](PERFORMANCE.md) (`make bench`).",
+        "",
     ]
 
 
@@ -320,11 +321,3 @@ def results_device(results: PageResults) -> str:
         m = bench["machine"]
         return f"{m.get('gpu') or m['cpu']} ({m['cores']} threads, torch {m['torch']})"
     return describe()  # no bench.json: this machine, as every stage's results.json names it
-
-
-def bench_section(bench: dict | None) -> str:
-    if not bench:
-        return "Not measured: run `make bench` (it writes outputs/bench/bench.json), then this stage again.\n"
-    m = bench["machine"]
-    head = f"Machine: {m.get('gpu') or m['cpu']}, {m['cores']} threads, torch {m['torch']}.\n\n"
-    return head + markdown_table(bench["rows"], ["what", "value", "unit"])
