@@ -1,4 +1,4 @@
-"""The Lightning module every CNN trains in (LitCNN), and the losses it trains with (LOSSES): the
+"""The Lightning module every CNN trains in (LitCNN), and the losses it trains with (LOSS_FUNCTIONS): the
 study's Keras 2 loss among them."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def clipped_cross_entropy(
 
 # train.loss (mnist_probe.specs.LOSSES names them): label_smoothing is cross-entropy against targets
 # of 0.9 + 0.01 (Szegedy et al., 2016), a lever for how fast the CNN reaches 99.3% and how sure it ends up.
-LOSSES = {
+LOSS_FUNCTIONS = {
     "cross_entropy": F.cross_entropy,
     "clipped": clipped_cross_entropy,
     "label_smoothing": functools.partial(F.cross_entropy, label_smoothing=0.1),
@@ -38,7 +38,7 @@ LOSSES = {
 
 
 class LitCNN(pl.LightningModule):
-    """A loss on logits (LOSSES), accuracy per split; optimiser and scheduler from Hydra partials."""
+    """A loss on logits (LOSS_FUNCTIONS), accuracy per split; optimiser and scheduler from Hydra partials."""
 
     def __init__(
         self,
@@ -51,7 +51,7 @@ class LitCNN(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.model = model
-        self.loss = LOSSES[loss]
+        self.loss = LOSS_FUNCTIONS[loss]
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_monitor, self.scheduler_interval = scheduler_monitor, scheduler_interval
         self.epoch_hits, self.epoch_seen = 0, 0  # this epoch's training images right, and seen so far

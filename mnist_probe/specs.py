@@ -163,7 +163,7 @@ def is_onnx(checkpoint: str | Path) -> bool:
 # cross_entropy: PyTorch's, on logits. clipped: Keras 2's categorical_crossentropy on softmax outputs,
 # probabilities clipped to [1e-7, 1 - 1e-7] (no gradient from examples already that sure), as the
 # study's Keras trained. label_smoothing: cross-entropy against 0.9/0.01 targets.
-LOSSES = ("cross_entropy", "clipped", "label_smoothing")  # mnist_probe.lit.LOSSES implements them
+LOSSES = ("cross_entropy", "clipped", "label_smoothing")  # mnist_probe.lit.LOSS_FUNCTIONS implements them
 
 
 @dataclass

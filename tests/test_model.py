@@ -139,7 +139,7 @@ def test_litcnn_learns_with_the_clipped_loss():
 
 
 def test_every_loss_offered_is_implemented_and_label_smoothing_is_less_sure():
-    from mnist_probe.lit import LOSSES as IMPLEMENTED
+    from mnist_probe.lit import LOSS_FUNCTIONS as IMPLEMENTED
     from mnist_probe.schema import LOSSES
 
     assert sorted(LOSSES) == sorted(IMPLEMENTED)

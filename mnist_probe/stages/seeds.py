@@ -22,7 +22,7 @@ from mnist_probe.stages.results import InterpretersResult, SeedsResult, ShiftRes
 log = logging.getLogger(__name__)
 
 # What each seed runs, in order, each into its own subfolder.
-STAGES = {"train": train.run, "interpreters": interpreters.run, "shift": shift.run}
+CHAIN = {"train": train.run, "interpreters": interpreters.run, "shift": shift.run}
 
 
 def headline(trained: TrainResult, interpreted: InterpretersResult, shifted: ShiftResult) -> dict[str, float]:
@@ -53,7 +53,7 @@ def headline(trained: TrainResult, interpreted: InterpretersResult, shifted: Shi
 
 def run(cfg: DictConfig, out_dir: Path) -> SeedsResult:
     """Train (or load) this seed's CNN; its train, interpreters and shift results; the headline."""
-    results = run_stages(cfg, out_dir, STAGES)
+    results = run_stages(cfg, out_dir, CHAIN)
     numbers = headline(results["train"], results["interpreters"], results["shift"])
     log.info("seed %d headline: %s", cfg.seed, ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
     shifted, data = results["shift"], typed(cfg).data
