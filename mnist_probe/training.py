@@ -42,7 +42,7 @@ from mnist_probe.model import (
 from mnist_probe.model_layers import code_layer
 from mnist_probe.model_spec import ModelSpec
 from mnist_probe.rows import GapRow, from_json, to_json
-from mnist_probe.scoring import accuracy, logits_of
+from mnist_probe.scoring import logits_of
 from mnist_probe.specs import DataSpec, Hardware, Recipe, is_onnx, plain
 from mnist_probe.trainer import (
     StopOnCtrlC,
@@ -158,16 +158,21 @@ def train_cnn(
 def scored_logits(cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path) -> torch.Tensor:
     """The CNN's logits on the scored test images, computed once per CNN and images (the train stage's
     confidence and calibration, and the interpreters' paired intervals, read the same ones)."""
+    return _cached_logits(cnn.model, cnn.key, data, cache_dir)
+
+
+def _cached_logits(net: torch.nn.Module, key: str, data: DataSpec, cache_dir: str | Path) -> torch.Tensor:
+    """scored_logits of the network keyed `key`: also what scores a checkpoint, so one pass serves both."""
 
     def compute(staging: Path) -> dict:
         images, _ = split_tensors(data, "scored")
-        torch.save(logits_of(cnn.model, images), staging / "logits.pt")
+        torch.save(logits_of(net, images), staging / "logits.pt")
         return {"images": len(images)}
 
     def load(entry: Path, meta: dict) -> torch.Tensor:
         return torch.load(entry / "logits.pt", weights_only=True)
 
-    return get_or_compute(Path(cache_dir) / f"logits-{config_key(cnn.key, data.content())}", compute, load)[0]
+    return get_or_compute(Path(cache_dir) / f"logits-{config_key(key, data.content())}", compute, load)[0]
 
 
 def cnn_key(
@@ -217,7 +222,7 @@ def from_checkpoint(
 
     def compute(staging: Path) -> dict:
         return {
-            "test_acc": accuracy(net, images, labels),
+            "test_acc": top1_accuracy(_cached_logits(net, key, data, cache_dir), labels),
             "test_images": len(labels),
             "checkpoint": str(path),
             "train_seconds": None,

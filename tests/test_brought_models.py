@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 from mnist_probe.calibration import scores
+from mnist_probe.config import compose_config
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.hooks import output_of, record, stream
 from mnist_probe.idx_files import raw_folder
 from mnist_probe.layer_names import leaf_layers, resolve_layers
 from mnist_probe.model import check_io, load_model, output_kind, outputs_of
-from mnist_probe.model_layers import code_layer, layer_table
+from mnist_probe.model_layers import code_layer, layer_table, spread
 from mnist_probe.names import FILES
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.probes import linear_probes
@@ -237,7 +238,10 @@ def test_the_keras_onnx_file_through_every_stage_scores_as_keras_did(tmp_path):
     maps = list((tmp_path / "report" / "activations" / "feature_maps").glob("*.png"))
     assert maps and all("/" not in p.name and ":" not in p.name for p in maps)
     probes = read(tmp_path / "report", "interpreters")["probes"]
-    assert [p["layer"] for p in probes] == leaf_layers(load_model(KERAS_ONNX))
+    leaves = leaf_layers(load_model(KERAS_ONNX))  # more than a report probes: spread over the depth
+    kept = spread(leaves, compose_config("+experiment=report").max_layers)
+    assert len(leaves) > len(kept) and [p["layer"] for p in probes] == kept
+    assert [p["h"] for p in probes] == [leaves.index(name) + 1 for name in kept]  # h: its depth
 
 
 def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatch):
@@ -268,6 +272,7 @@ def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatc
         "beyond.layers=[conv1,layer1.0.relu:2,fc:input]",
         "shift.layers=[layer1.0.relu:2]",
         "activations.layers=[conv1,layer2.0.relu:2]",
+        "max_layers=null",  # every layer probed: each call of a module run twice its own
     )
     out = tmp_path / "report"
     assert result["code_layer"] == "fc:input"

@@ -274,9 +274,9 @@ def test_probes_record_layers_in_groups_that_fit_the_memory_and_give_the_same_nu
     limit = 300 * 4 * 4 * 28 * 28  # conv2d_1's activations of the 300 images: it fills a group alone
     groups = probes.layer_groups(model, x, names, limit)
     assert [n for g in groups for n in g] == names and groups[0] == ["conv2d_1"] and len(groups) < len(names)
-    sizes = {n: a[0].numel() * 4 * len(x) for n, a in interpreters.record(model, x[:1], names).items()}
+    sizes = {n: a[0].numel() * 4 * len(x) for n, a in probes.record(model, x[:1], names).items()}
     assert all(sum(sizes[n] for n in g) <= limit or len(g) == 1 for g in groups)
     together = probes.linear_probes(model, x[:200], y[:200], x[200:], y[200:])
-    monkeypatch.setattr(interpreters, "PROBE_BYTES", 1)  # every layer a group of its own
+    monkeypatch.setattr(probes, "PROBE_BYTES", 1)  # every layer a group of its own
     alone = probes.linear_probes(model, x[:200], y[:200], x[200:], y[200:])
     assert [(r.layer, r.dims, r.test_acc) for r in together] == [(r.layer, r.dims, r.test_acc) for r in alone]

@@ -15,8 +15,10 @@ import pytest
 import torch
 
 from mnist_probe import UserError
-from mnist_probe.data import FILES, load_mnist, raw_folder
+from mnist_probe.data import FILES, load_mnist, raw_folder, split_tensors
+from mnist_probe.outputs import top1_accuracy
 from mnist_probe.run import check_config, run
+from mnist_probe.schema import typed
 from mnist_probe.stages.adapters import trained_cnn
 from tests.conftest import REPO, SMALL_FILTERS, SMALL_TRAIN, make_cfg, mnist_root
 
@@ -172,7 +174,12 @@ def test_a_users_checkpoint_is_opened_up_not_retrained(small_run, tmp_path):
     check_config(mine)
     cnn = trained_cnn(mine)
     assert cnn.test_acc == pytest.approx(results["test_acc"], abs=1e-6)
-    assert cnn.key.startswith("file-") and not list((tmp_path / "cache").rglob("*.pt"))
+    files = list((tmp_path / "cache").rglob("*.pt"))
+    assert cnn.key.startswith("file-") and [f.parent.name[:7] for f in files] == ["logits-"]  # no weights
+    # its test pass is kept as the scored logits the stages read: the accuracy it was scored by
+    labels = split_tensors(typed(mine).data, "scored")[1]
+    logits = torch.load(files[0], weights_only=True)
+    assert top1_accuracy(logits, labels) == cnn.test_acc
     # scored on other test images, the same file is another entry: no stale accuracy
     other = trained_cnn(
         make_cfg(

@@ -126,7 +126,8 @@ def bench_reports(
             seconds = time.perf_counter() - start
             stages = took(Path(tmp) / "report" / "run.log")
             cuts = []
-            if model == "" and finished and not extra:  # the bounds' cost, on the study's CNN
+            reported = Path(tmp) / "report" / "interpreters" / "results.json"
+            if model == "" and reported.is_file() and not extra:  # the bounds' cost, on the study's CNN
                 log.info("%s: the interpreters stage at its full sizes, beside the report's", name)
                 _run(
                     [
@@ -138,11 +139,7 @@ def bench_reports(
                     Path.cwd(),
                     env,
                 )
-                parts = (
-                    Path(tmp) / "report" / "interpreters" / "results.json",
-                    Path(tmp) / "full" / "results.json",
-                )
-                cuts = bound_rows(*parts)
+                cuts = bound_rows(reported, Path(tmp) / "full" / "results.json")
         note = "" if finished else f" [stopped at {limit:.0f} s, unfinished]"
         rows.append({"what": f"report on {name}, wall time{note}", "value": seconds, "unit": "s"})
         rows.append({"what": f"  {name}: test accuracy", "value": 100 * trained["test_acc"], "unit": "%"})
