@@ -33,7 +33,7 @@ _API = {
     "MNISTDataModule": "data",
     "first_of_each_class": "data",
     # model
-    "KerasCNN": "model",
+    "KerasCNN": "keras_cnn",
     "LitCNN": "lit",
     "load_model": "model",
     "LAYER_NAMES": "model",

@@ -15,8 +15,8 @@ from torch import nn
 from tqdm import tqdm
 
 from mnist_probe.data import to_float
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.layer_names import TRACE_BATCH, module_calls, resolve_layers, split_layer
-from mnist_probe.model import KerasCNN
 from mnist_probe.names import file_name
 from mnist_probe.specs import INFERENCE_BATCH
 

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from mnist_probe.errors import UserError
-from mnist_probe.model import LAYER_NAMES, KerasCNN, device_of, layer_name
+from mnist_probe.keras_cnn import KerasCNN
+from mnist_probe.model import LAYER_NAMES, device_of, layer_name
 from mnist_probe.outputs import input_shape
 
 # A layer 'PATH:input' records what the module at PATH receives rather than what it returns: the code

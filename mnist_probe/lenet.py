@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from mnist_probe.model import side_lengths
+from mnist_probe.keras_cnn import side_lengths
 
 
 class LeNet5(nn.Sequential):

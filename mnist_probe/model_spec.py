@@ -12,7 +12,7 @@ from typing import Any
 from mnist_probe.checks import count, refuse
 
 MODELS = ("keras_cnn", "keras_cnn_aa", "lenet5")  # conf/model/*.yaml (tests/test_schema.py checks)
-STUDY_MODEL = "mnist_probe.model.KerasCNN"  # the study's Keras Sequential, layer for layer
+STUDY_MODEL = "mnist_probe.keras_cnn.KerasCNN"  # the study's Keras Sequential, layer for layer
 
 
 @dataclass
@@ -149,4 +149,4 @@ class ModelSpec:
     @property
     def study(self) -> bool:
         """The study's CNN (or its anti-aliased twin): Keras names and h indices apply."""
-        return self._target_ in (STUDY_MODEL, "mnist_probe.model.anti_aliased_cnn")
+        return self._target_ in (STUDY_MODEL, "mnist_probe.keras_cnn.anti_aliased_cnn")

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from mnist_probe.cache import config_key, get_or_compute
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.machine import cpu_model, machine_cache
-from mnist_probe.model import KerasCNN
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from mnist_probe.bench.cli import main
 from mnist_probe.bench.peers import installed
 from mnist_probe.bench.reports import bound_rows, took
 from mnist_probe.bench.training import flops_per_image, rate
-from mnist_probe.model import KerasCNN
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.precision import emulated_bf16
 from mnist_probe.specs import INFERENCE_BATCH
 
@@ -327,7 +327,7 @@ def test_a_peer_not_installed_is_a_row_without_a_value(tmp_path, monkeypatch):
     null, an empty cell), and bench.json reads back as it was written."""
     from mnist_probe.bench import peers
     from mnist_probe.bench.cli import report
-    from mnist_probe.model import KerasCNN
+    from mnist_probe.keras_cnn import KerasCNN
 
     monkeypatch.setattr(peers, "installed", lambda module: False)
     torch.manual_seed(0)
@@ -395,7 +395,7 @@ def test_the_peers_give_the_values_mnist_probe_gives():
     study's CNN and, per call, on ResNet-18; pytorch-grad-cam's maps correlate 1.0 with ours on every
     image; torch-cka's matrix is ours (the same estimator, the same minibatches)."""
     from mnist_probe.bench import peers
-    from mnist_probe.model import KerasCNN
+    from mnist_probe.keras_cnn import KerasCNN
 
     missing = [p for p in ("torchlens", "pytorch_grad_cam", "torch_cka") if not peers.installed(p)]
     assert not missing, f"{missing} missing: pip install -e '.[bench]' (make test-slow installs it)"

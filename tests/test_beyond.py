@@ -21,8 +21,8 @@ from mnist_probe.filters import (
     top_patches,
 )
 from mnist_probe.hooks import record
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.lenet import LeNet5
-from mnist_probe.model import KerasCNN
 from mnist_probe.position import position_probes
 from tests.conftest import mnist_root
 

@@ -317,7 +317,7 @@ def test_a_second_data_set_in_the_same_cache_trains_its_own_cnn(tmp_path):
 
 
 def build_small() -> nn.Module:
-    from mnist_probe.model import KerasCNN
+    from mnist_probe.keras_cnn import KerasCNN
 
     return KerasCNN(filters=8)
 

@@ -9,7 +9,8 @@ import torch
 
 from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
-from mnist_probe.model import KerasCNN, load_model
+from mnist_probe.keras_cnn import KerasCNN
+from mnist_probe.model import load_model
 from mnist_probe.scoring import logits_of as logits_of  # (a test_ name would be collected)
 from tests.conftest import SMALL_FILTERS, data_spec
 

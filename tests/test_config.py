@@ -7,7 +7,8 @@ from hydra.utils import instantiate
 
 from mnist_probe import UserError
 from mnist_probe.data import KerasAugment, MNISTDataModule
-from mnist_probe.model import KerasCNN, MaxBlurPool2d, build_model
+from mnist_probe.keras_cnn import KerasCNN, MaxBlurPool2d
+from mnist_probe.model import build_model
 from mnist_probe.run import check_config
 from mnist_probe.schema import typed
 from mnist_probe.trainer import make_datamodule

@@ -16,7 +16,7 @@ from PIL import Image
 
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
-from mnist_probe.model import KerasCNN
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.schema import typed
 from mnist_probe.scoring import accuracy
 from mnist_probe.specs import DataSpec

@@ -264,7 +264,7 @@ def test_a_kernel_svm_sees_as_many_images_as_its_budget_allows_at_the_share_kept
 def test_probes_record_layers_in_groups_that_fit_the_memory_and_give_the_same_numbers(monkeypatch):
     import torch
 
-    from mnist_probe.model import KerasCNN
+    from mnist_probe.keras_cnn import KerasCNN
 
     torch.manual_seed(0)
     model = KerasCNN(filters=4).eval()

@@ -13,9 +13,10 @@ import torch
 
 from mnist_probe import UserError
 from mnist_probe.data import load_mnist, to_float
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.keras_weights import KERAS2_LAYERS as KERAS2
 from mnist_probe.keras_weights import load_keras, read_layers, save_keras, write_keras2
-from mnist_probe.model import KerasCNN, load_model
+from mnist_probe.model import load_model
 from mnist_probe.stages.adapters import trained_cnn
 from tests.conftest import SMALL_FILTERS, make_cfg, mnist_root
 

@@ -17,8 +17,9 @@ from torch import nn
 from mnist_probe.errors import UserError
 from mnist_probe.gap import gap_accuracies, split_gap
 from mnist_probe.hooks import record
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.lenet import LeNet5
-from mnist_probe.model import KerasCNN, build_model, check_io, load_model, model_content
+from mnist_probe.model import build_model, check_io, load_model, model_content
 from mnist_probe.model_layers import (
     code_layer,
     conv_layers,

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from mnist_probe import UserError
-from mnist_probe.model import LAYER_NAMES, KerasCNN, MaxBlurPool2d, layer_h, layer_name
+from mnist_probe.keras_cnn import KerasCNN, MaxBlurPool2d
+from mnist_probe.model import LAYER_NAMES, layer_h, layer_name
 
 # docs/ARCHITECTURE.md's layer table: output shape of each h for one image.
 SHAPES = [

@@ -445,7 +445,8 @@ def test_a_run_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, key):
 def test_a_checkpoint_holding_pickled_objects_is_not_loaded_and_says_why(tmp_path):
     """A whole pickled module (torch.save(model)) would run code if unpickled: refused in one line before
     any run folder exists, by the command line's check and by load_model alike."""
-    from mnist_probe.model import KerasCNN, load_model
+    from mnist_probe.keras_cnn import KerasCNN
+    from mnist_probe.model import load_model
 
     whole = tmp_path / "whole.pt"
     torch.save(KerasCNN(filters=4), whole)

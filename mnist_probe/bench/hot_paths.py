@@ -62,7 +62,7 @@ def bench_hooks(model, images: torch.Tensor, batch: int, repeats: int, big: int 
 STREAM_SCRIPT = """
 import re, sys, time, torch
 from mnist_probe.data import load_mnist, to_float
-from mnist_probe.model import KerasCNN
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.hooks import stream
 def hwm():
     return re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)

@@ -159,7 +159,7 @@ RECORD_MEMORY = """
 import re, sys, torch
 from mnist_probe.data import load_mnist, to_float
 from mnist_probe.hooks import record
-from mnist_probe.model import KerasCNN
+from mnist_probe.keras_cnn import KerasCNN
 def hwm():
     return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 torch.manual_seed(0)

@@ -14,7 +14,7 @@ from mnist_probe import study
 from mnist_probe.data import split_tensors
 from mnist_probe.interpretation import features_of, fit_or_load_interpreter
 from mnist_probe.intervals import bootstrap_mean
-from mnist_probe.model import KerasCNN
+from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.plots import interpreter_bars, probe_plot, save
 from mnist_probe.probes import cached_linear_probes
 from mnist_probe.schema import typed
