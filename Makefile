@@ -14,7 +14,7 @@ else
 export MNIST_ROOT ?= $(abspath data)
 endif
 
-.PHONY: help install mnist run sweep seeds train test test-slow lint tensorboard clean bench bench-run bench-reports bench-long reproduce screenshot chromium fashion-mnist fashion-page
+.PHONY: help install mnist run sweep seeds train test test-slow lint tensorboard clean bench bench-run bench-reports bench-long reproduce screenshot chromium fashion-mnist fashion-page pages
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ fashion-mnist: ## Fashion-MNIST from Debian's package (then make run ARGS="data=
 
 # Where fashion-page keeps the MNIST report it compares Fashion-MNIST's with (the same recipe, train=fashion).
 MNIST_REPORT ?= outputs/runs/report_mnist_fashion_recipe
+pages: install ## every docs/NAME.md rendered again from its results file docs/NAME.json (seconds)
+	for f in docs/*.json; do [ -e "$$f" ] && $(PY) -m mnist_probe.stages.render "$$f"; done; true
+
 fashion-page: install fashion-mnist ## Fashion-MNIST's report beside MNIST's (same recipe) -> docs/RESULTS-fashion-mnist.md
 	$(PY) -m mnist_probe.run +experiment=report train=fashion hydra.run.dir=$(MNIST_REPORT) $(ARGS)
 	$(PY) -m mnist_probe.run +experiment=report data=fashion_mnist report.page=docs/RESULTS-fashion-mnist.md \

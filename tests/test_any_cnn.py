@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from mnist_probe.names import EDGE_CONTROL
 from mnist_probe.run import run
 from mnist_probe.schema import typed
 from mnist_probe.scoring import accuracy
+from mnist_probe.stages.render import render
 from tests.conftest import REPO, make_cfg, mnist_root
 from tests.test_layers import OWN_CNN, export
 
@@ -55,7 +57,8 @@ def read(run_dir: Path, stage: str = "") -> dict:
 
 def test_lenet5_through_every_stage(tmp_path):
     out = tmp_path / "report"
-    result = cli(tmp_path, out, "+experiment=report", "model=lenet5", *TINY)  # as a user runs it
+    page = tmp_path / "docs" / "LENET.md"
+    result = cli(tmp_path, out, "+experiment=report", "model=lenet5", *TINY, f"report.page={page}")
     assert result["code_layer"] == "relu6" and read(out, "shift")["code_layer"] == "relu6"
     acts = read(out, "activations")
     assert acts["layers"] == ["c1", "c3"] and acts["code_layer"] == "relu6" and acts["code_dims"] == 84
@@ -71,6 +74,8 @@ def test_lenet5_through_every_stage(tmp_path):
         assert row["dropout"] == 0.0  # LeNet-5 has no dropout: train and eval mode agree
     report = (out / "report.md").read_text()
     assert "relu6" in report and "## The study's conclusions, checked" in report
+    # report.md renders again from page.json alone (no config, no clock): the same page
+    assert render(out / "page.json") == out / "report.md" and (out / "report.md").read_text() == report
     head = report.splitlines()[2]  # what each stage took, in the order they ran
     assert re.search(r" min \(train \d+ s, activations \d+ s, interpreters [\d.]+ (s|min), shift ", head)
     assert "beyond " in head
@@ -101,6 +106,12 @@ def test_lenet5_through_every_stage(tmp_path):
     assert all((out / "beyond" / name).is_file() for name in ("sanity_sequence.png", "sanity_data.csv"))
     table = run(make_cfg(tmp_path, "+experiment=layers", "model=lenet5"))
     assert table["parameters"] == 61_706 and table["code_layer"] == "relu6"
+    # the published page too, from the results file beside it, with the run gone: its figures are the
+    # copies made beside it
+    published = page.read_text()
+    shutil.rmtree(out)
+    assert render(page.with_suffix(".json")) == page and page.read_text() == published
+    assert published.count("](figures-LENET/") >= 10
 
 
 def cli(cwd: Path, run_dir: Path, *args: str, expect: int = 0) -> dict | str:

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from mnist_probe.cache import write_json
+from mnist_probe.config import job_overrides
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.inputs import how_read
 from mnist_probe.interpretation import InterpreterSpec
 from mnist_probe.layer_names import resolve_layers
+from mnist_probe.machine import describe
 from mnist_probe.model import open_model
 from mnist_probe.schema import Config, typed
 from mnist_probe.specs import is_onnx
@@ -183,6 +186,7 @@ def page_setting(cfg: DictConfig) -> Setting:
     c = typed(cfg)
     augment = c.train.augment
     shift = c.data.shape[2] * float(augment.shift) if augment.enabled and augment.shift else 0.0
+    model = f"checkpoint `{c.checkpoint}`" if c.checkpoint else f"`{c.model._target_}`"
     return Setting(
         data=c.data.name,
         item=c.data.item,
@@ -194,4 +198,8 @@ def page_setting(cfg: DictConfig) -> Setting:
         shift_index=c.shift.index,
         min_other=c.shift.min_other,
         radius=c.shift.dataset.radius,
+        model=model,
+        command=f"python -m mnist_probe.run {job_overrides() or '+experiment=' + c.stage}",
+        date=date.today().isoformat(),
+        machine=describe(),
     )

@@ -25,7 +25,8 @@ from mnist_probe.tables import markdown_table
 class Figures:
     """How a page links a run's figures: in place, relative to the page (report.md beside the stages'
     folders), or, with `into`, copied (atomically) into that folder beside the page under a flat name
-    (docs/figures/ for RESULTS.md)."""
+    (docs/figures/ for RESULTS.md). A page rendered again where the run is gone links the copies it
+    made then."""
 
     run_dir: Path
     page_dir: Path
@@ -34,19 +35,18 @@ class Figures:
     def link(self, src: str | Path, caption: str, name: str | None = None) -> str:
         """A markdown image of run_dir/src (src may be absolute), '' when no stage drew it."""
         path = self.run_dir / src
-        if not path.is_file():  # e.g. probes.png with interpreters.probes.enabled=false
-            return ""
-        if self.into is None:
-            return f"![{caption}]({os.path.relpath(path, self.page_dir)})"
+        if self.into is None:  # e.g. probes.png with interpreters.probes.enabled=false: no line
+            return f"![{caption}]({os.path.relpath(path, self.page_dir)})" if path.is_file() else ""
         target = self.page_dir / self.into / (name or path.name)
-        atomic_write(target, lambda tmp: shutil.copyfile(path, tmp))
-        return f"![{caption}]({self.into}/{target.name})"
+        if path.is_file():
+            atomic_write(target, lambda tmp: shutil.copyfile(path, tmp))
+        return f"![{caption}]({self.into}/{target.name})" if target.is_file() else ""
 
     def feature_map(self, layer: str, index: int, item: str) -> str:
         """One layer's feature-map sheet of test image #index (the activations stage names it by class)."""
         sheets = self.run_dir / "activations" / "feature_maps"
         found = next(sheets.glob(f"{file_name(layer)}_{item}*_test{index}.png"), None)
-        return self.link(found, layer, f"feature_maps_{file_name(layer)}.png") if found else ""
+        return self.link(found or sheets / "missing", layer, f"feature_maps_{file_name(layer)}.png")
 
 
 def which(layers: list[str]) -> str:

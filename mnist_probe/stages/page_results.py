@@ -153,6 +153,10 @@ class Setting:
     shift_index: int | None  # shift.index as set (None: the first test image of the class shifted)
     min_other: float  # shift.min_other: another class is named when it gets this much
     radius: int  # shift.dataset.radius: the grid of shifts is ±radius px
+    model: str = ""  # what was opened up, as a title names it: a checkpoint, else the class
+    command: str = ""  # the command line that wrote the page
+    date: str = ""  # the day it ran
+    machine: str = ""  # where it ran (mnist_probe.machine.describe)
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,8 @@ class PageResults:
     stage_seconds: dict[str, float] | None = None  # what each stage of the run took, in its order
     sizes: dict[str, int | None] | None = None  # a report's smaller sizes (report.yaml), by what they count
     setting: Setting | None = None  # how the run was set up (None: results saved before it was kept)
+    compared: PageResults | None = None  # report.compare's run, read back: what changes from it
+    compared_data: str | None = None  # its data set's name
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import date
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from mnist_probe.cache import atomic_write
-from mnist_probe.config import job_overrides
-from mnist_probe.machine import describe
 from mnist_probe.names import PAGE_JSON
 from mnist_probe.rows import from_json, to_json
 from mnist_probe.schema import typed
@@ -40,10 +37,15 @@ CHAIN = {
 
 
 def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
-    """Train (or load), activations, interpreters, shift and beyond on the configured CNN, then report.md."""
+    """Train (or load), activations, interpreters, shift and beyond on the configured CNN, then report.md
+    (and report.page), both rendered from page.json alone (`python -m mnist_probe.pages` renders again)."""
     start, seconds = time.perf_counter(), {}
     done = run_stages(cfg, out_dir, CHAIN, seconds)
     c = typed(cfg)
+    compared, compared_data = None, None
+    if c.report is not None and c.report.compare is not None:
+        saved = json.loads((Path(c.report.compare) / PAGE_JSON).read_text())
+        compared, compared_data = from_json(PageResults, saved["results"]), saved["data"]
     results = PageResults(
         done["train"],
         done["activations"],
@@ -59,16 +61,19 @@ def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
         stage_seconds=seconds,
         sizes=sizes(c),
         setting=page_setting(cfg),
+        compared=compared,
+        compared_data=compared_data,
     )
-    checked = conclusions(results)
     saved = {"data": c.data.name, "results": to_json(results)}
     atomic_write(out_dir / PAGE_JSON, lambda tmp: tmp.write_text(json.dumps(saved)))
-    path = write(cfg, out_dir, results, checked)
+    path = write(out_dir, results)
     log.info("report: %s", path)
     if c.report is not None and c.report.page is not None:
-        log.info("page: %s", write(cfg, out_dir, results, checked, Path(c.report.page)))
+        page = Path(c.report.page)
+        atomic_write(page.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(saved)))
+        log.info("page: %s (its results: %s)", write(out_dir, results, page), page.with_suffix(".json"))
     return ReportResult(
-        str(path), results.train.key, results.train.test_acc, results.shift.code_layer, checked
+        str(path), results.train.key, results.train.test_acc, results.shift.code_layer, conclusions(results)
     )
 
 
@@ -98,26 +103,16 @@ def stage_times(r: PageResults) -> str:
     return times or "stages untimed"
 
 
-def compared(cfg: DictConfig, results: PageResults) -> list[str]:
-    """The section on what changes from report.compare's data set to this run's (none without it)."""
-    c = typed(cfg)
-    if c.report is None or c.report.compare is None:
-        return []
-    saved = json.loads((Path(c.report.compare) / PAGE_JSON).read_text())
-    other = from_json(PageResults, saved["results"])
-    return changes_section(results, other, (c.data.name, saved["data"]))
-
-
-def write(cfg: DictConfig, out_dir: Path, r: PageResults, checked: list, page: Path | None = None) -> Path:
-    """report.md in out_dir, its figures linked from the stages' subfolders; or, with page, that page,
-    its figures copied into figures-<page's name>/ beside it, its head naming the machine and command."""
-    c = typed(cfg)
-    act = r.activations
-    what = f"checkpoint `{c.checkpoint}`" if c.checkpoint else f"`{c.model._target_}`"
-    tail = compared(cfg, r)
+def write(run_dir: Path, r: PageResults, page: Path | None = None) -> Path:
+    """report.md in run_dir, its figures linked from the stages' subfolders; or, with page, that page,
+    its figures copied into figures-<page's name>/ beside it (or, where run_dir no longer holds them,
+    linked there), its head naming the machine and command. From the results alone."""
+    s, act = r.setting, r.activations
+    tail = changes_section(r, r.compared, (s.data, r.compared_data)) if r.compared else []
+    checked = conclusions(r)
     if page is None:
         head = [
-            f"# What did this CNN learn? {what}",
+            f"# What did this CNN learn? {s.model}",
             "",
             f"Written by `python -m mnist_probe.run +experiment=report` in {r.seconds / 60:.1f} min "
             f"({stage_times(r)}; the run's overrides: .hydra/overrides.yaml). Code vectors are the "
@@ -125,15 +120,14 @@ def write(cfg: DictConfig, out_dir: Path, r: PageResults, checked: list, page: P
             + sizes_said(r),
             "",
         ]
-        return write_page(out_dir / "report.md", head, r, checked, Figures(out_dir, out_dir), tail=tail)
-    command = f"python -m mnist_probe.run {job_overrides() or '+experiment=report'}"
+        return write_page(run_dir / "report.md", head, r, checked, Figures(run_dir, run_dir), tail=tail)
     head = [
-        f"# What did a CNN learn about {c.data.name}? {what}",
+        f"# What did a CNN learn about {s.data}? {s.model}",
         "",
-        f"Generated by `{command}` on {date.today().isoformat()}, on {describe()}, in "
+        f"Generated by `{s.command}` on {s.date}, on {s.machine}, in "
         f"{r.seconds / 60:.1f} min ({stage_times(r)}). Nothing below is typed by hand. Code vectors are "
         f"the output of `{act.code_layer}` ({act.code_dims} values).{sizes_said(r)}",
         "",
     ]
-    figs = Figures(out_dir, page.parent, f"figures-{page.stem}")
+    figs = Figures(run_dir, page.parent, f"figures-{page.stem}")
     return write_page(page, head, r, checked, figs, tail=tail)

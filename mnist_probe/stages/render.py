@@ -1,0 +1,33 @@
+"""A report page rendered again from its results file alone, with no run, config or clock:
+
+    python -m mnist_probe.stages.render RUN_DIR/page.json    # RUN_DIR/report.md
+    python -m mnist_probe.stages.render docs/NAME.json       # docs/NAME.md, beside its results file
+
+`make pages` renders every docs/*.json so; a test renders each and compares it with the page committed
+beside it, so a change of wording and the pages it changes land together."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from mnist_probe.names import PAGE_JSON
+from mnist_probe.rows import from_json
+from mnist_probe.stages.page_results import PageResults
+from mnist_probe.stages.report import write
+
+
+def render(results_file: Path) -> Path:
+    """The page of `results_file`: report.md of the run whose page.json it is, else the .md beside it."""
+    results = from_json(PageResults, json.loads(results_file.read_text())["results"])
+    if results.setting is None:
+        raise SystemExit(f"{results_file} was written before pages kept their setting; run the report again")
+    if results_file.name == PAGE_JSON:
+        return write(results_file.parent, results)
+    return write(results_file.parent, results, results_file.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        print(render(Path(name)))
