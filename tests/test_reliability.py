@@ -454,7 +454,9 @@ def test_a_checkpoint_holding_pickled_objects_is_not_loaded_and_says_why(tmp_pat
     out = (proc.stdout + proc.stderr).strip().splitlines()
     assert proc.returncode == 2 and len(out) == 1 and not (tmp_path / "run").exists(), out
     assert f"holds pickled Python objects ({KerasCNN.__module__}." in out[0] and "state_dict()" in out[0], out
-    with pytest.raises(UserError, match=r"pickled Python objects \(mnist_probe\.model\..*\) that would run"):
+    with pytest.raises(
+        UserError, match=r"pickled Python objects \(mnist_probe\.keras_cnn\..*\) that would run"
+    ):
         load_model(whole)
     weights = tmp_path / "weights.pt"
     torch.save(KerasCNN(filters=4).state_dict(), weights)
