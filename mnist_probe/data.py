@@ -29,6 +29,7 @@ from mnist_probe.errors import UserError, first_line
 from mnist_probe.folders import folder_files
 from mnist_probe.idx_files import idx_path, missing_files, raw_folder, require_files
 from mnist_probe.names import COUNTS, FILES
+from mnist_probe.outputs import NUM_CLASSES
 from mnist_probe.specs import DataSpec
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def _train_val(data: DataSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, tu
     return {"train": (x[train], labels), "val": (x[val], y[val])}
 
 
-def first_of_each_class(labels: torch.Tensor, classes: int = 10) -> list[int]:
+def first_of_each_class(labels: torch.Tensor, classes: int = NUM_CLASSES) -> list[int]:
     """Index of the first image of each class 0..classes-1 (the stages' default picks), or a one-line
     UserError naming a class no image holds."""
     missing = [k for k in range(classes) if not (labels == k).any()]

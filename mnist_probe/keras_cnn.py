@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_probe.names import CODE_LAYER, layer_h, layer_name
+from mnist_probe.outputs import NUM_CLASSES
 
 
 class Conv2dReLU(nn.Conv2d):
@@ -65,7 +66,7 @@ class KerasCNN(nn.Sequential):
         self,
         filters: int = 64,
         dense: int = 256,
-        num_classes: int = 10,
+        num_classes: int = NUM_CLASSES,
         anti_alias: bool = False,
         in_channels: int = 1,
         input_size: int | tuple[int, int] = 28,
@@ -108,7 +109,7 @@ class KerasCNN(nn.Sequential):
 def anti_aliased_cnn(
     filters: int = 64,
     dense: int = 256,
-    num_classes: int = 10,
+    num_classes: int = NUM_CLASSES,
     in_channels: int = 1,
     input_size: int | tuple[int, int] = 28,
 ) -> KerasCNN:

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from torch import nn
 
 from mnist_probe.keras_cnn import side_lengths
+from mnist_probe.outputs import NUM_CLASSES
 
 
 class LeNet5(nn.Sequential):
@@ -21,7 +22,7 @@ class LeNet5(nn.Sequential):
     parameters. Its code vector is F6's 84 values (the input of the last nn.Linear)."""
 
     def __init__(
-        self, num_classes: int = 10, in_channels: int = 1, input_size: int | tuple[int, int] = 28
+        self, num_classes: int = NUM_CLASSES, in_channels: int = 1, input_size: int | tuple[int, int] = 28
     ) -> None:
         height, width = side_lengths(input_size)
         s4 = ((height // 2 - 4) // 2, (width // 2 - 4) // 2)  # C1 keeps the size, S2 halves, C3 takes 4

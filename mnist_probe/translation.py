@@ -25,6 +25,7 @@ from mnist_probe.interpretation import CodeVectors, Pixels
 from mnist_probe.intervals import bootstrap_mean
 from mnist_probe.layer_names import resolve_layers
 from mnist_probe.names import SIZE
+from mnist_probe.outputs import NUM_CLASSES
 from mnist_probe.specs import INFERENCE_BATCH
 from mnist_probe.tables import pct
 from mnist_probe.training import TrainedCNN
@@ -288,7 +289,7 @@ def per_class_accuracy(
     preds: np.ndarray,
     labels: np.ndarray,
     shifts: list[tuple[int, int]],
-    num_classes: int = 10,
+    num_classes: int = NUM_CLASSES,
 ) -> np.ndarray:
     """Accuracy of each true class (rows 0..num_classes-1) at each of `shifts` (columns), from grid
     predictions."""
@@ -308,7 +309,7 @@ def confusions(
     labels: np.ndarray,
     shift: tuple[int, int],
     top: int = 3,
-    num_classes: int = 10,
+    num_classes: int = NUM_CLASSES,
 ) -> list[tuple[int, int, int]]:
     """The `top` most frequent mistakes at one shift, as (true class, predicted class, count)."""
     p = preds[pairs.index(shift)]
