@@ -11,8 +11,10 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 from mnist_probe.outputs import top1_accuracy
 from mnist_probe.rows import Scores
 
+BINS = 15  # equal-width confidence bins of ECE and the reliability diagram
 
-def scores(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> Scores:
+
+def scores(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = BINS) -> Scores:
     """ECE (torchmetrics, L1 over n_bins equal-width confidence bins), NLL, Brier and accuracy."""
     logits = logits.double()  # logits in the thousands: softmax and log-softmax stay exact
     probs = torch.softmax(logits, 1)
@@ -25,7 +27,7 @@ def scores(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> Scor
     )
 
 
-def reliability(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> dict[str, list]:
+def reliability(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = BINS) -> dict[str, list]:
     """Per confidence bin: mean confidence, accuracy and count (the reliability diagram's bars)."""
     probs = torch.softmax(logits.double(), 1)
     confidence, predicted = probs.max(1)

@@ -31,6 +31,8 @@ from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
 from mnist_probe.rows import FaithfulnessRow, RandomisationRow
 from mnist_probe.specs import Augment, DataSpec, Recipe
 
+FAITHFULNESS_STEPS = 20  # deletion and insertion: the ranked pixels in this many equal parts
+
 MODES = ("cascading", "independent")
 SHUFFLED = "labels shuffled"  # the data-randomisation test's one step, as its rows name it
 Explainer = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, x, targets) -> N×H×W
@@ -213,7 +215,7 @@ def faithfulness(
     images: torch.Tensor,
     targets: torch.Tensor | list[int],
     maps: dict[str, torch.Tensor],
-    steps: int = 20,
+    steps: int = FAITHFULNESS_STEPS,
     seed: int = 0,
 ) -> list[FaithfulnessRow]:
     """Deletion and insertion (Petsiuk et al. 2018): pixels removed from the image (set to 0), or

@@ -9,6 +9,9 @@ import os
 from datetime import date
 from pathlib import Path
 
+from mnist_probe.calibration import BINS
+from mnist_probe.intervals import LEVEL
+from mnist_probe.lit import KERAS_EPSILON
 from mnist_probe.machine import describe
 from mnist_probe.stages.page_results import AugmentResult, KerasRoundTrip, LossRow, PageResults
 from mnist_probe.stages.results import TrainResult
@@ -82,8 +85,9 @@ def loss_section(rows: list[LossRow], figs) -> list[str]:
         "",
         "The same recipe trained once per loss: `cross_entropy` is PyTorch's on logits; `clipped` is "
         "Keras 2's "
-        "`categorical_crossentropy` on softmax outputs, probabilities clipped to [1e-7, 1 - 1e-7], which "
-        "gives no gradient for an example already that sure. ECE over 15 bins; T, the temperature fitted "
+        f"`categorical_crossentropy` on softmax outputs, probabilities clipped to [{KERAS_EPSILON:g}, "
+        f"1 - {KERAS_EPSILON:g}], which gives no gradient for an example already that sure. ECE over {BINS} "
+        "bins; T, the temperature fitted "
         "on the validation split.",
         "",
         markdown_table([r.table_row() for r in rows]),
@@ -302,7 +306,7 @@ def seeds_section(seeds: dict | None, figs) -> list[str]:
         f"## Seeds: {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))})",
         "",
         f"From `{seeds['path']}` (`{command}`). Each number over the seeds (std with ddof 1; "
-        "ci_low–ci_high: the mean's 95% interval, Student's t over the seeds); the study's single "
+        f"ci_low–ci_high: the mean's {LEVEL:.0%} interval, Student's t over the seeds); the study's single "
         "run beside it. Inside what our seeds span: "
         + (", ".join(inside) or "none")
         + "; outside: "

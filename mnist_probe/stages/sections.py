@@ -7,6 +7,7 @@ from __future__ import annotations
 from mnist_probe import study
 from mnist_probe.intervals import LEVEL, span
 from mnist_probe.names import file_name
+from mnist_probe.sanity import FAITHFULNESS_STEPS
 from mnist_probe.stages.page_results import Setting
 from mnist_probe.stages.results import BeyondResult, GapRow, ShiftResult, TrainResult
 from mnist_probe.stages.trust import (
@@ -198,7 +199,7 @@ def faithfulness_section(beyond: BeyondResult) -> list[str]:
     return [
         "Faithfulness (Petsiuk et al. 2018): the pixels each map ranks first removed from the image "
         "(deletion; the area under P(true class) is small for a faithful map) or revealed on a blank "
-        "one (insertion; large), a twentieth at a time:",
+        f"one (insertion; large), 1/{FAITHFULNESS_STEPS} of them at a time:",
         "",
         markdown_table(table),
         faithful_sentence(beyond.faithfulness),
