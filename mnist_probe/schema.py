@@ -265,6 +265,13 @@ class Config:
     max_layers: int | None = MISSING
     paths: PathsConfig = MISSING
 
+    @property
+    def beside_study(self) -> bool:
+        """Whether the study's figures may stand beside this run's: its data (MNIST) and its architecture
+        (the KerasCNN, or with anti-aliased pooling), not another network or an ONNX file."""
+        onnx = bool(self.checkpoint) and is_onnx(self.checkpoint)
+        return self.data.study and self.model.study and not onnx
+
     def shift_target(self) -> int:
         """The class whose first test image the study's shift test moves: shift.target (a class name,
         else an index), or shift.digit."""

@@ -63,7 +63,10 @@ def test_lenet5_through_every_stage(tmp_path):
     acts = read(out, "activations")
     assert acts["layers"] == ["c1", "c3"] and acts["code_layer"] == "relu6" and acts["code_dims"] == 84
     assert len(list((out / "activations" / "feature_maps").glob("c3_digit*_test*.png"))) == 10
-    probes = [row["layer"] for row in read(out, "interpreters")["probes"]]
+    interpreted = read(out, "interpreters")
+    # the study's figures are its CNN's: none beside LeNet-5's own accuracy or its code vectors' interpreters
+    assert interpreted["cnn"]["study_acc"] is None and [r["study_acc"] for r in interpreted["rows"]] == [None]
+    probes = [row["layer"] for row in interpreted["probes"]]
     assert probes[0] == "c1" and probes[-1] == "output" and "f6" in probes
     gap = read(out, "train")["gap"]
     assert [row["epoch"] for row in gap] == [0, 1]

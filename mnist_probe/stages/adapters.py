@@ -190,7 +190,7 @@ def page_setting(cfg: DictConfig) -> Setting:
     return Setting(
         data=c.data.name,
         item=c.data.item,
-        study=c.data.study,
+        study=c.beside_study,
         references=dict(c.data.references),
         shape=list(c.data.shape),
         recipe=recipe_line(cfg),

@@ -31,7 +31,7 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
     c = typed(cfg)
     cnn = trained_cnn(cfg, out_dir)  # if it must train, its curves go to this run
     label = "CNN softmax (dense_2)" if isinstance(cnn.model, KerasCNN) else "CNN softmax"
-    cnn_ref = study.CNN_ACC if c.data.study else None  # the study's figures are MNIST's
+    cnn_ref = study.CNN_ACC if c.beside_study else None  # its figures: its CNN on MNIST
     diff = None if cnn_ref is None else cnn.test_acc - cnn_ref
     labels = split_tensors(c.data, "scored")[1]
     cnn_hits = (scored_logits(cnn, c.data, c.paths.cache).argmax(1) == labels).numpy().astype(np.float64)
@@ -56,7 +56,9 @@ def run(cfg: DictConfig, out_dir: Path) -> InterpretersResult:
         seconds = round(time.perf_counter() - start, 2)
         acc = float(hits.mean())
         intervals = [list(bootstrap_mean(values, seed=c.seed)) for values in (hits, hits - cnn_hits)]
-        ref = study.study_acc(spec.name, spec.features) if c.data.study else None
+        # on pixels, any run on MNIST is comparable; on code vectors, only its CNN's
+        comparable = c.beside_study or (c.data.study and spec.features == "pixels")
+        ref = study.study_acc(spec.name, spec.features) if comparable else None
         rows.append(
             InterpreterRow(
                 spec.name,

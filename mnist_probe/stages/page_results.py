@@ -145,7 +145,7 @@ class Setting:
 
     data: str  # the data set's name
     item: str  # what one image shows (a digit, a garment)
-    study: bool  # the study's data: its figures may stand beside ours
+    study: bool  # the study's data and CNN (schema.Config.beside_study): its figures stand beside ours
     references: dict[str, float]  # the data set's reference CNNs' test accuracies
     shape: list[int]  # an image's channels, height, width
     recipe: str  # the training recipe in one line

@@ -43,7 +43,8 @@ def cnn_rows(setting: Setting, train: TrainResult) -> list[dict]:
             "ours": pct(train.test_acc),
             "study": pct(study.CNN_ACC, 1)
             if setting.study
-            else "on MNIST only" + (f"; {setting.data}'s reference CNNs: {others}" if others else ""),
+            else "its own CNN on MNIST only"
+            + (f"; {setting.data}'s reference CNNs: {others}" if others else ""),
         },
         {
             "": "test cross-entropy (share carried by the errors; largest logit magnitude)",

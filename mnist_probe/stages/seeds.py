@@ -56,6 +56,6 @@ def run(cfg: DictConfig, out_dir: Path) -> SeedsResult:
     results = run_stages(cfg, out_dir, CHAIN)
     numbers = headline(results["train"], results["interpreters"], results["shift"])
     log.info("seed %d headline: %s", cfg.seed, ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
-    shifted, data = results["shift"], typed(cfg).data
+    shifted = results["shift"]
     its_image = study.its_image(cfg.shift.index, shifted.digit)
-    return SeedsResult(results["train"].key, numbers, study.comparable(data.study, its_image))
+    return SeedsResult(results["train"].key, numbers, study.comparable(typed(cfg).beside_study, its_image))
