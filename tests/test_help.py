@@ -2,11 +2,14 @@
 
 import re
 
+from omegaconf import OmegaConf
+
 from mnist_probe.config import compose_config
 from tests.conftest import REPO
 
 HELP = (REPO / "conf" / "hydra" / "help" / "mnist_probe.yaml").read_text()
 README = (REPO / "README.md").read_text()
+ABSENT = object()  # what OmegaConf.select gives for a key the config lacks (null keys are there)
 GROUPS = {"data", "model", "train", "trainer", "experiment", "hydra/launcher"}
 
 
@@ -22,18 +25,10 @@ def readme_settings() -> set[str]:
     def a_setting(key: str) -> bool:
         if key in GROUPS or key.startswith(("hydra.", "interpreters.catalog.")):
             return True
-        return _has(cfg, key)  # a class's own argument (+model.width) or a Python keyword is not
+        # a class's own argument (+model.width) or a Python keyword is not in the config
+        return OmegaConf.select(cfg, key, default=ABSENT) is not ABSENT
 
     return {k for k in keys if a_setting(k)}
-
-
-def _has(cfg, key: str) -> bool:
-    node = cfg
-    for part in key.split("."):
-        if part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def test_help_names_every_setting_a_readme_example_uses():
