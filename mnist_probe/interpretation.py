@@ -234,14 +234,15 @@ def features_of(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of a split, or of `samples` of its images (subsample's), as a pipeline's first step makes
     them: the CNN's code vectors (computed once per CNN, split and sample, cached) or the raw pixels."""
-    images, labels = split_tensors(data, split)
-    keep = sample_rows(len(labels), samples)
     if kind == "pixels":
+        images, labels = split_tensors(data, split)
         return subsample(Pixels().transform(images), labels.numpy(), samples)
-    sample = [] if keep is None else [samples]  # the whole split: the key it had before samples
+    sample = [] if samples is None else [samples]  # the whole split: the key it had before samples
     key = config_key(cnn.key, cnn.code_layer, data.content(), split, *sample)
 
     def compute(staging: Path) -> dict:
+        images, labels = split_tensors(data, split)  # read where the codes are computed, not on a hit
+        keep = sample_rows(len(labels), samples)
         x, y = (images, labels) if keep is None else (images[keep], labels[keep])
         log.info("computing %s code vectors (%s) for %d images", split, cnn.code_layer, len(x))
         codes = CodeVectors(cnn.model, cnn.code_layer, progress=True).transform(x)
