@@ -60,6 +60,13 @@ _API = {
     "cka_between": "cka",
     "shift_cka": "cka",
     "class_similarity": "cka",
+    # can the maps be trusted: the sanity checks
+    "model_randomisation": "sanity",
+    "data_randomisation": "sanity",
+    "memorising": "sanity",
+    "faithfulness": "sanity",
+    "RANDOMISATION_DRAWS": "sanity",
+    "two_level_interval": "intervals",
     # why val_acc exceeds train_acc
     "GapProbe": "gap",
     "gap_accuracies": "gap",

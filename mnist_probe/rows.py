@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -106,9 +106,20 @@ class RandomisationRow:
     mode: str  # cascading or independent
     step: int
     layer: str
-    spearman: float  # mean over the images of Spearman's rank correlation of |map|
-    ssim: float  # mean SSIM of the maps, each scaled to its largest |value|
-    spearman_ci: list[float] | None = None  # 95% bootstrap interval over the images
+    spearman: float  # mean over the draws of each draw's mean Spearman of |map| over the images
+    ssim: float  # the same of SSIM, each map scaled to its largest |value|
+    spearman_ci: list[float] | None = None  # 95% interval over the draws and the images together
+    draw_means: list[float] = field(default_factory=list)  # each draw's mean Spearman: their spread
+    images: int = 0  # images each draw compared
+    constant_trained: int = 0  # images whose map on the trained network is constant (ranks nothing)
+    constant_randomised: int = 0  # maps constant after randomising, over all draws
+    left_out: int = 0  # (draw, image) pairs left out of the means: either map constant
+
+    @property
+    def left_out_share(self) -> float:
+        """The share of (draw, image) pairs with no score: a constant map on either side."""
+        pairs = max(len(self.draw_means), 1) * self.images
+        return self.left_out / pairs if pairs else 0.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,13 @@ class FaithfulnessRow:
     area: float  # mean over the images of the curve's mean
     ci: list[float] | None  # 95% bootstrap interval over the images
     curve: list[float]  # mean P(target) after each step
+    images: int = 0  # images whose curves were measured
+    constant: int = 0  # of them, those whose map is constant (orders nothing): left out of the means
+
+    @property
+    def left_out_share(self) -> float:
+        """The share of images left out: their map is constant."""
+        return self.constant / self.images if self.images else 0.0
 
 
 # ----------------------------------------------------------------------------- (de)serialisation

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 import zlib
 from collections.abc import Callable
 
@@ -25,13 +26,14 @@ from torchmetrics.functional.regression import spearman_corrcoef
 
 from mnist_probe.attribution import attribute
 from mnist_probe.data import to_float
-from mnist_probe.intervals import bootstrap_mean
+from mnist_probe.intervals import bootstrap_mean, two_level_interval
 from mnist_probe.model_layers import spread
 from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
 from mnist_probe.rows import FaithfulnessRow, RandomisationRow
 from mnist_probe.specs import Augment, DataSpec, Recipe
 
 FAITHFULNESS_STEPS = 20  # deletion and insertion: the ranked pixels in this many equal parts
+RANDOMISATION_DRAWS = 5  # independent re-initialisations of each step (beyond.randomisation_draws)
 
 MODES = ("cascading", "independent")
 SHUFFLED = "labels shuffled"  # the data-randomisation test's one step, as its rows name it
@@ -100,19 +102,58 @@ def randomisation_sequence(
     return ["trained", *(changed[0] for changed in steps)], maps
 
 
+def constant(maps: torch.Tensor) -> torch.Tensor:
+    """Per map (N×H×W): True where |map| is the same everywhere, so that it ranks no pixel above
+    another (Grad-CAM's all-zero maps after its ReLU). Such a map is not scored: Quantus gives NaN."""
+    flat = maps.detach().abs().flatten(1)
+    return flat.amax(1) == flat.amin(1)
+
+
 def similarity(original: torch.Tensor, other: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per image: Spearman's rank correlation of the absolute values (ties averaged), and SSIM of the
-    two maps each scaled by its largest absolute value (a map of zeros stays zeros)."""
+    two maps each scaled by its largest absolute value; NaN where either map is constant."""
     a, b = original.detach().double(), other.detach().double()
-    rho = spearman_corrcoef(a.abs().flatten(1).T, b.abs().flatten(1).T)
-    rho = torch.nan_to_num(torch.atleast_1d(rho), nan=0.0)  # a constant map ranks nothing
+    rho = torch.atleast_1d(spearman_corrcoef(a.abs().flatten(1).T, b.abs().flatten(1).T))
 
     def scaled(m: torch.Tensor) -> torch.Tensor:
         top = m.flatten(1).abs().amax(1).clamp_min(1e-12)
         return (m / top[:, None, None]).unsqueeze(1).float()
 
     ssim = structural_similarity_index_measure(scaled(a), scaled(b), data_range=2.0, reduction="none")
-    return rho.numpy(), ssim.numpy()
+    flat = (constant(original) | constant(other)).numpy()
+    return np.where(flat, np.nan, rho.numpy()), np.where(flat, np.nan, ssim.numpy())
+
+
+def scored_row(
+    method: str,
+    mode: str,
+    step: int,
+    layer: str,
+    trained: torch.Tensor,
+    others: list[torch.Tensor],
+) -> RandomisationRow:
+    """One method's row from its trained maps and its maps after each draw's randomisation: each
+    draw's mean over the images with a score (a constant map on either side has none), their mean,
+    and the interval over the draws and the images together (intervals.two_level_interval)."""
+    rho, ssim = (np.stack(s) for s in zip(*(similarity(trained, o) for o in others), strict=True))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a draw whose maps were all constant: NaN
+        draw_means = np.nanmean(rho, 1)
+        spearman, mean_ssim = float(np.nanmean(draw_means)), float(np.nanmean(np.nanmean(ssim, 1)))
+    return RandomisationRow(
+        method,
+        mode,
+        step,
+        layer,
+        spearman,
+        mean_ssim,
+        list(two_level_interval(rho)),
+        [float(v) for v in draw_means],
+        rho.shape[1],
+        int(constant(trained).sum()),
+        int(sum(constant(o).sum() for o in others)),
+        int(np.isnan(rho).sum()),
+    )
 
 
 def model_randomisation(
@@ -125,15 +166,20 @@ def model_randomisation(
     explainers: dict[str, Explainer] | None = None,
     trained: dict[str, torch.Tensor] | None = None,
     most: int | None = None,
+    draws: int = RANDOMISATION_DRAWS,
 ) -> list[RandomisationRow]:
     """Each method's maps (attribution.attribute, and explainers by name; the edge control always)
     on the model with more and more layers randomised (cascading: from the last layer down, one
     more a step) or one layer at a time (independent), against its maps on the trained model
     (`trained`, by name, where the caller has them already; else computed here): one row per method
-    and step, with the mean similarities and Spearman's 95% interval over the images. A deep model's
-    steps: at most `most`, spread over its layers (a step's number counts the layers it randomised)."""
+    and step (scored_row). Each step is drawn `draws` times, re-initialised with the seeds seed,
+    seed + 1, ...: a score moves from one draw to the next, and its interval holds that. A deep
+    model's steps: at most `most`, spread over its layers (a step's number counts the layers it
+    randomised)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    if draws < 1:
+        raise ValueError(f"draws={draws}: at least 1 randomisation draw (5 or more for a spread)")
     x, targets = to_float(images), torch.as_tensor(targets)
     model = model.eval()
     explain = _explainers(methods, explainers)
@@ -145,20 +191,10 @@ def model_randomisation(
     steps = cascading_steps(layers) if mode == "cascading" else [[name] for name in layers]
     rows = []
     for step, changed in spread(list(enumerate(steps, 1)), most):
-        net = randomised(model, changed, seed)
+        nets = [randomised(model, changed, seed + k) for k in range(draws)]
         for name, fn in explain.items():
-            rho, ssim = similarity(original[name], fn(net, x, targets))
-            rows.append(
-                RandomisationRow(
-                    name,
-                    mode,
-                    step,
-                    changed[0],
-                    float(rho.mean()),
-                    float(ssim.mean()),
-                    list(bootstrap_mean(rho, seed=seed)),
-                )
-            )
+            others = [fn(net, x, targets) for net in nets]
+            rows.append(scored_row(name, mode, step, changed[0], original[name], others))
     return rows
 
 
@@ -181,32 +217,21 @@ def data_randomisation(
     images: torch.Tensor,
     targets: torch.Tensor | list[int],
     methods: list[str],
-    seed: int = 0,
     explainers: dict[str, Explainer] | None = None,
     trained: dict[str, torch.Tensor] | None = None,
 ) -> list[RandomisationRow]:
     """Each method's maps for the same images and classes on a network of the same architecture that
     memorised shuffled labels (memorising()), against its maps on the trained network: one row per
     method (mode 'data'). A method whose maps stay alike explains something other than what the
-    network learnt from the labels. The edge control runs beside them."""
+    network learnt from the labels. The edge control runs beside them. One memorised network is one
+    draw: the interval covers the images only."""
     x, targets = to_float(images), torch.as_tensor(targets)
     explain = _explainers(methods, explainers)
     trained = trained or {}
     rows = []
     for name, fn in explain.items():
         original = trained[name] if name in trained else fn(model.eval(), x, targets)
-        rho, ssim = similarity(original, fn(memorised.eval(), x, targets))
-        rows.append(
-            RandomisationRow(
-                name,
-                "data",
-                1,
-                SHUFFLED,
-                float(rho.mean()),
-                float(ssim.mean()),
-                list(bootstrap_mean(rho, seed=seed)),
-            )
-        )
+        rows.append(scored_row(name, "data", 1, SHUFFLED, original, [fn(memorised.eval(), x, targets)]))
     return rows
 
 
@@ -222,12 +247,14 @@ def faithfulness(
     revealed on a blank one, in the order each map ranks them (largest |value| first), in `steps`
     equal parts; P(target) after each part. The area under each curve (the mean over the steps) per
     image, with its 95% interval: a faithful map's deletion area is small and insertion area large.
+    An image whose map is constant is left out of that map's means (and counted).
     A random order (seeded) runs beside the maps as the line to beat."""
     x, targets = to_float(images), torch.as_tensor(targets)
     n, pixels = len(x), x.shape[-2] * x.shape[-1]
     generator = torch.Generator().manual_seed(seed)
     orders = {name: m.detach().abs().flatten(1).argsort(1, descending=True) for name, m in maps.items()}
     orders[RANDOM_ORDER] = torch.stack([torch.randperm(pixels, generator=generator) for _ in range(n)])
+    flat = {name: constant(m).numpy() for name, m in maps.items()} | {RANDOM_ORDER: np.zeros(n, bool)}
     cuts = [round(pixels * k / steps) for k in range(1, steps + 1)]
     rows = []
     model = model.eval()
@@ -241,15 +268,19 @@ def faithfulness(
                 for kind, image in (("deletion", x * (1 - gone)), ("insertion", x * gone)):
                     p = torch.softmax(model(image), 1)[torch.arange(n), targets]
                     curves[kind].append(p)
+        kept = ~flat[name]  # a constant map orders nothing: its image is left out
         for kind, curve in curves.items():
-            area = torch.stack(curve, 1).mean(1).numpy()
+            per_image = torch.stack(curve, 1).numpy()[kept]
+            area = per_image.mean(1)
             rows.append(
                 FaithfulnessRow(
                     name,
                     kind,
-                    float(area.mean()),
-                    list(bootstrap_mean(area, seed=seed)),
-                    [float(v) for v in torch.stack(curve, 1).mean(0)],
+                    float(area.mean()) if len(area) else float("nan"),
+                    list(bootstrap_mean(area, seed=seed)) if len(area) else None,
+                    [float(v) for v in per_image.mean(0)] if len(area) else [],
+                    n,
+                    int(flat[name].sum()),
                 )
             )
     return rows

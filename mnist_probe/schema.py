@@ -168,12 +168,14 @@ class BeyondConfig:
     cka_seed: int | None = MISSING
     shuffled_images: int | None = MISSING
     shuffled_epochs: int = MISSING
+    randomisation_draws: int = MISSING
 
     def __post_init__(self) -> None:
         count("beyond.images", self.images, 8, COUNTS["test"])
         if self.shuffled_images is not None:
             count("beyond.shuffled_images", self.shuffled_images, 1, COUNTS["train"])
         count("beyond.shuffled_epochs", self.shuffled_epochs)
+        count("beyond.randomisation_draws", self.randomisation_draws)
         count("beyond.position_images", self.position_images, 8, COUNTS["test"])
         count("beyond.attribution_samples", self.attribution_samples, 1, COUNTS["test"])
         for method in self.methods:

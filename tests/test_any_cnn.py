@@ -17,10 +17,10 @@ import torch
 
 from mnist_probe.data import split_tensors
 from mnist_probe.names import EDGE_CONTROL
+from mnist_probe.pages.render import render
 from mnist_probe.run import run
 from mnist_probe.schema import typed
 from mnist_probe.scoring import accuracy
-from mnist_probe.stages.render import render
 from tests.conftest import REPO, make_cfg, mnist_root
 from tests.test_layers import OWN_CNN, export
 
@@ -43,6 +43,7 @@ TINY = (
     "beyond.images=100",
     "beyond.position_images=100",
     "beyond.attribution_samples=5",
+    "beyond.randomisation_draws=2",
     "beyond.maximise_steps=10",
     "beyond.shuffled_images=100",
     "beyond.shuffled_epochs=40",  # 80 steps: LeNet-5 memorises about half of 100 shuffled labels

@@ -212,6 +212,7 @@ SLIM = (
     "beyond.images=100",
     "beyond.position_images=100",
     "beyond.attribution_samples=5",
+    "beyond.randomisation_draws=2",
     "beyond.maximise_steps=0",
 )
 

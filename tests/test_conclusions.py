@@ -6,21 +6,20 @@ import numpy as np
 import pytest
 
 from mnist_probe.names import EDGE_CONTROL
-from mnist_probe.rows import RandomisationRow
-from mnist_probe.stages.adapters import page_setting, recipe_line
-from mnist_probe.stages.page_results import AugmentRow, CkaPair
-from mnist_probe.stages.results import PositionRow, ShiftProb
-from mnist_probe.stages.trust import data_randomisation_sentence, standing_sentence
-from mnist_probe.stages.verdicts import (
+from mnist_probe.pages.conclusions import codes_deform_softly, conclusions, not_continuous
+from mnist_probe.pages.page_results import AugmentRow, CkaPair
+from mnist_probe.pages.trust import data_randomisation_sentence, standing_sentence
+from mnist_probe.pages.verdicts import (
     attribution_sentence,
     cka_pair_sentence,
-    conclusions,
     gap_sentence,
-    not_continuous,
     position_sentence,
     shift_cka_sentence,
     sweep_position_sentence,
 )
+from mnist_probe.rows import RandomisationRow
+from mnist_probe.stages.adapters import page_setting, recipe_line
+from mnist_probe.stages.results import PositionRow, ShiftProb
 from tests.builders import beyond_result, curve, gap_row, shift_result, study_results
 from tests.conftest import REPO, make_cfg
 
@@ -45,8 +44,19 @@ def test_convolution_is_the_key_and_position_sensitivity(config):
     assert verdicts(config)[1] == "convolution supported; position sensitivity supported"
     assert verdicts(config, pixels=0.995)[1].startswith("convolution not supported")
     only_unaugmented = "position sensitivity supported only without shift augmentation"
-    assert verdicts(config, cnn_dy4=0.97)[1].endswith(only_unaugmented)
-    assert verdicts(config, cnn_dy4=0.97, unaug_dy4=0.97)[1].endswith("position sensitivity not supported")
+    # judged like for like: the sweep's one network and recipe without and with random shifts
+    assert verdicts(config, aug_dy4=0.97)[1].endswith(only_unaugmented)
+    assert verdicts(config, aug_dy4=0.97, unaug_dy4=0.97)[1].endswith("position sensitivity not supported")
+    assert verdicts(config, cnn_dy4=0.97)[1].endswith("position sensitivity supported")  # another recipe
+    text = conclusions(study_results(setting=config))[1].text
+    assert "Like for like (keras_cnn, the default recipe, only the augmentation changed)" in text
+    assert "keeps 50.00% at dy = -4" in text and "up to 2.8 px 60.00%" in text
+    # a page without the sweep: the CNN alone, and no sentence on what augmentation does
+    alone = conclusions(dataclasses.replace(study_results(setting=config, cnn_dy4=0.97), augment=None))[1]
+    assert alone.verdict.endswith("position sensitivity not supported")
+    assert (
+        "not tested on this page" in alone.text and "depends on the training augmentation" not in alone.text
+    )
 
 
 def test_probabilities_jump_under_translation(config):
@@ -54,16 +64,18 @@ def test_probabilities_jump_under_translation(config):
     smooth = {"p_true": (1.0,) * 6, "change": 0.01}
     assert verdicts(config, **smooth, unaug_change=0.15)[2] == "supported only without shift augmentation"
     assert verdicts(config, **smooth, unaug_change=0.01)[2] == "not supported"
+    # the pair's CNN with random shifts changes often too: augmentation is not what decides it
+    assert verdicts(config, **smooth, unaug_change=0.15, aug_change=0.2)[2] == "not supported"
 
 
-def test_the_jump_is_taken_between_shifts_1_px_apart_only():
+def test_the_jump_is_taken_between_shifts_1_px_apart_only(config):
     """dy = 0, -2, -4: no two shifts 1 px apart, so no jump is quoted (the fall from 0.98 to 0.01 spans
     2 px); with dy = -3 too, the largest 1-px step, not the 2-px fall from dy = 0 to -2."""
 
     def text(dys, p):
         rows = [ShiftProb("CNN", 0, dy, q, 3, 1 - q) for dy, q in zip(dys, p, strict=True)]
         shifted = dataclasses.replace(shift_result(), rows=rows)
-        return not_continuous(dataclasses.replace(study_results(), shift=shifted)).text
+        return not_continuous(dataclasses.replace(study_results(setting=config), shift=shifted)).text
 
     assert "no two of its shifts are 1 px apart" in text([0, -2, -4], [1.0, 0.98, 0.01])
     assert "between neighbouring 1-px shifts is 0.050" in text([0, -2, -3, -4], [1.0, 0.10, 0.05, 0.01])
@@ -76,7 +88,7 @@ def test_code_vectors_deform_more_softly(config):
 
 def test_the_texts_quote_the_numbers_they_judge(config):
     texts = [c.text for c in conclusions(study_results(cnn_dy4=0.6123, unaug_dy4=0.4321, setting=config))]
-    assert "keeps 61.23% accuracy at dy = -4" in texts[1] and "falls to 43.21% at dy = -4" in texts[1]
+    assert "keeps 61.23% accuracy at dy = -4" in texts[1] and "it keeps 43.21% at dy = -4" in texts[1]
     assert "largest change of P(true) between neighbouring 1-px shifts is 0.970" in texts[2]
     assert "dense_1 0.90" in texts[3] and "conv2d_2 0.40" in texts[3]
 
@@ -194,7 +206,7 @@ def test_which_sentences_on_the_maps_stand_follows_both_sanity_checks():
 def test_the_data_randomisation_sentence_says_when_the_network_did_not_memorise():
     rows = [randomised("saliency", "data", 0.1, 0.2), randomised(EDGE_CONTROL, "data", 1.0, 1.0)]
     text = data_randomisation_sentence(rows, 0.98, 500)
-    assert "500 training images with their labels shuffled (it fits 98.0% of them)" in text
+    assert "500 training images with their labels shuffled (it fits 98.0% of them; one such network" in text
     assert "saliency 0.15 (95% CI 0.10–0.20): depends on what the network learnt" in text
     assert "The edge control lands there, as it must." in text
     assert "it has not memorised them and the test is weak" in data_randomisation_sentence(rows, 0.4, 500)
@@ -247,9 +259,9 @@ def test_what_changes_between_two_runs_is_judged_on_both_intervals():
     """Two report runs' results: a difference whose intervals part is read as one, an overlap is not
     resolved, a number without an interval is shown and not judged, the gap is in points, and the
     page.json a report writes reads back as the results it was written from."""
+    from mnist_probe.pages.changes import changes_section
+    from mnist_probe.pages.page_results import PageResults
     from mnist_probe.rows import from_json, to_json
-    from mnist_probe.stages.changes import changes_section
-    from mnist_probe.stages.page_results import PageResults
 
     def run(cnn: float, ci: list[float], svm: float, svm_ci: list[float]) -> PageResults:
         r = study_results(cnn=cnn, codes=svm)
@@ -273,3 +285,25 @@ def test_what_changes_between_two_runs_is_judged_on_both_intervals():
     assert svm.endswith("(not resolved).")
     assert "+4.00 points on Fashion-MNIST" in text  # 0.94 - 0.90, in points
     assert "- dt on codes, minus the CNN's accuracy: -0.40% on Fashion-MNIST against -0.50% on MNIST." in text
+
+
+def test_conclusion_4_is_supported_only_where_cosine_and_cka_agree(config):
+    """Where the page holds CKA beside cosine, the verdict weighs both: cosine finds the code layer
+    softest (0.9 against 0.4); where CKA finds conv2d_2 softest (0.95 against 0.6), not resolved, and
+    the text says what each measure finds."""
+    both = dataclasses.replace(
+        study_results(setting=config), beyond=beyond_result(code_cka=0.95, conv_cka=0.6)
+    )
+    assert codes_deform_softly(both).verdict == "supported"
+    split = dataclasses.replace(both, beyond=beyond_result(code_cka=0.6, conv_cka=0.95))
+    c = codes_deform_softly(split)
+    assert c.verdict == "not resolved"
+    assert "By cosine, the code vector (dense_1" in c.text and "stays closest" in c.text
+    assert "by linear CKA, conv2d_2, not the code layer, changes least" in c.text
+    assert "do not agree" in c.text
+    neither = dataclasses.replace(
+        study_results(setting=config, cos_code=0.3, cos_maps=0.5),
+        beyond=beyond_result(code_cka=0.6, conv_cka=0.95),
+    )
+    assert codes_deform_softly(neither).verdict == "not supported"
+    assert codes_deform_softly(study_results(setting=config)).verdict == "supported"  # cosine alone

@@ -70,6 +70,7 @@ FOLDER_RUN = (
     "beyond.images=48",
     "beyond.position_images=48",
     "beyond.attribution_samples=4",
+    "beyond.randomisation_draws=2",
     "beyond.maximise_steps=3",
     "+model.filters=8",
     "beyond.shuffled_images=40",

@@ -47,7 +47,7 @@ def test_the_code_vector_verdict_follows_the_interval(tmp_path):
     one-point band is supported, below it not, across it not resolved, and the sentence gives it."""
     import dataclasses
 
-    from mnist_probe.stages.verdicts import codes_reduce_dimensionality
+    from mnist_probe.pages.conclusions import codes_reduce_dimensionality
     from tests.builders import study_results
 
     results = study_results()
@@ -69,7 +69,7 @@ def test_the_continuity_verdict_is_not_resolved_when_the_change_rate_straddles_i
     """Conclusion 3 without a jump on the study's digit: the 1-px change rate's interval decides."""
     import dataclasses
 
-    from mnist_probe.stages.verdicts import CHANGE_1PX_ABOVE, not_continuous
+    from mnist_probe.pages.conclusions import CHANGE_1PX_ABOVE, not_continuous
     from tests.builders import study_results
 
     results = study_results(change=CHANGE_1PX_ABOVE)
@@ -92,7 +92,7 @@ def test_the_continuity_verdict_is_not_resolved_when_the_change_rate_straddles_i
 def test_an_attribution_moves_with_the_image_only_when_its_whole_interval_says_so():
     import dataclasses
 
-    from mnist_probe.stages.verdicts import attribution_sentence
+    from mnist_probe.pages.verdicts import attribution_sentence
     from tests.builders import beyond_result
 
     curve = beyond_result(consistency_last=0.85).attributions[0]
@@ -111,7 +111,7 @@ def test_an_attribution_moves_with_the_image_only_when_its_whole_interval_says_s
 def test_position_is_given_up_only_when_the_whole_r2_interval_is_below_the_line():
     import dataclasses
 
-    from mnist_probe.stages.verdicts import position_sentence
+    from mnist_probe.pages.verdicts import position_sentence
     from tests.builders import beyond_result
 
     rows = beyond_result(code_position=0.05).positions
@@ -151,3 +151,39 @@ def test_the_r2_interval_is_the_bootstrap_of_sklearns_r2():
     rows = np.random.default_rng(7).integers(0, 300, size=(400, 300))
     one_by_one = np.quantile([r2_score(y[i], predicted[i]) for i in rows], [0.025, 0.975])
     assert bootstrap_r2(y, predicted, draws=400, seed=7) == pytest.approx(tuple(one_by_one), abs=1e-9)
+
+
+def test_the_two_level_interval_covers_the_mean_over_draws_where_the_images_alone_do_not():
+    """Simulated randomisation tests: score = mean + the draw's effect + the image's + noise, five
+    draws of 100 images. The two-level interval covers the mean over draws in about 95% of cases;
+    the images' interval of one draw, which holds no variance of the draws, in far fewer."""
+    from mnist_probe.intervals import two_level_interval
+
+    rng = np.random.default_rng(0)
+    truth, cases, covered, covered_one = 0.3, 300, 0, 0
+    for _ in range(cases):
+        scores = (
+            truth
+            + rng.normal(0, 0.15, (5, 1))  # each draw's re-initialisation moves every image's score
+            + rng.normal(0, 0.2, (1, 100))  # each image's own
+            + rng.normal(0, 0.1, (5, 100))
+        )
+        low, high = two_level_interval(scores)
+        covered += low <= truth <= high
+        low, high = bootstrap_mean(scores[0], draws=400)
+        covered_one += low <= truth <= high
+    assert 0.90 <= covered / cases <= 0.99
+    assert covered_one / cases < 0.6
+
+
+def test_the_two_level_interval_leaves_out_what_has_no_score():
+    from mnist_probe.intervals import two_level_interval
+
+    scores = np.random.default_rng(1).normal(0.5, 0.1, (3, 40))
+    holed = scores.copy()
+    holed[:, :10] = np.nan  # ten images with no score in any draw
+    low, high = two_level_interval(holed)
+    assert (low, high) == pytest.approx(two_level_interval(scores[:, 10:]))
+    assert low < np.nanmean(holed) < high
+    assert two_level_interval(scores[:1]) == pytest.approx(bootstrap_mean(scores[0]))  # one draw: images only
+    assert all(np.isnan(two_level_interval(np.full((2, 5), np.nan))))

@@ -108,12 +108,16 @@ def test_readme_beyond_calls_run_as_written():
     scope |= {"model": mnist_probe.KerasCNN().eval(), "images": images[:40], "labels": labels[:40]}
     lines = readme_example("### Beyond the study").strip().splitlines()
     results = [eval(line.split("#")[0].split(" = ")[-1], scope) for line in lines]  # noqa: S307 - ours
-    consistency, (patches, _, field), probes, (names, cka, ci) = results
+    consistency, (patches, _, field), probes, (names, cka, ci), randomised = results
     assert len(consistency) == 6 and consistency[0] > 0.999
     assert patches.shape == (64, 9, 1, field.size, field.size)
     assert [p.layer for p in probes] == ["conv2d_2", "dense_1"]
     assert names == mnist_probe.LAYER_NAMES and cka.shape == (1, 12)
     assert ci is None  # one minibatch of 40 images: nothing to resample
+    # saliency and the edge control, a row per step of the study's CNN's six layers, each of two draws
+    assert len(randomised) == 2 * 6 and all(len(r.draw_means) == 2 and r.images == 40 for r in randomised)
+    edge = [r for r in randomised if r.method == "edge control"]
+    assert all(r.spearman > 0.999 and r.left_out == 0 for r in edge)
 
 
 def test_readme_own_cnn_example_runs_as_written(tmp_path, monkeypatch):

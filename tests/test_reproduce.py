@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 
 from mnist_probe.levers import levers
+from mnist_probe.pages.page_results import AugmentRow
+from mnist_probe.pages.results_page import training_time
+from mnist_probe.pages.verdicts import loss_verdict
 from mnist_probe.run import run
-from mnist_probe.stages.page_results import AugmentRow
 from mnist_probe.stages.results import (
     ActivationsResult,
     InterpretersResult,
@@ -15,9 +17,7 @@ from mnist_probe.stages.results import (
     from_json,
     to_json,
 )
-from mnist_probe.stages.results_page import training_time
 from mnist_probe.stages.sweep import summarize_sweep
-from mnist_probe.stages.verdicts import loss_verdict
 from mnist_probe.study import SHIFT_TABLE, comparable
 from tests.builders import curve, loss_row, train_result
 from tests.conftest import make_cfg
@@ -40,6 +40,7 @@ SMALL = [
     "beyond.images=100",
     "beyond.position_images=100",
     "beyond.attribution_samples=10",
+    "beyond.randomisation_draws=2",
     "beyond.maximise_steps=5",
     "beyond.methods=[saliency,grad_cam]",
     "beyond.shuffled_images=100",

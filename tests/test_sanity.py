@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from mnist_probe.attribution import attribute
 from mnist_probe.lenet import LeNet5
 from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
+from mnist_probe.pages.trust import SIMILAR_BELOW, depends_on_model
 from mnist_probe.rows import RandomisationRow
 from mnist_probe.sanity import (
     SHUFFLED,
@@ -24,7 +25,6 @@ from mnist_probe.sanity import (
     randomisation_sequence,
     similarity,
 )
-from mnist_probe.stages.trust import SIMILAR_BELOW, depends_on_model
 
 
 def first_layer_map(model, x, targets):
@@ -130,8 +130,8 @@ def test_deletion_and_insertion_rank_a_faithful_map_above_a_random_order_and_its
 
 
 def test_the_sentences_judge_on_intervals_and_report_the_control():
+    from mnist_probe.pages.trust import faithful_sentence, sanity_sentence
     from mnist_probe.rows import FaithfulnessRow
-    from mnist_probe.stages.trust import faithful_sentence, sanity_sentence
 
     def row(method, low, high):
         return FaithfulnessRow(method, "deletion", (low + high) / 2, [low, high], [])
@@ -203,3 +203,58 @@ def test_the_randomisation_sequence_starts_from_the_trained_maps():
     assert torch.allclose(maps["saliency"][0], attribute(net, x[:1], y[:1], "saliency")[0])
     assert all(torch.equal(m, maps[EDGE_CONTROL][0]) for m in maps[EDGE_CONTROL])
     assert not torch.allclose(maps["saliency"][0], maps["saliency"][-1])
+
+
+def test_each_draw_is_its_own_seed_and_the_score_is_their_mean():
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    x, y = digits(8)
+    three = model_randomisation(net, x, y, ["saliency"], draws=3, seed=7)
+    one = model_randomisation(net, x, y, ["saliency"], draws=1, seed=7)
+    next_seed = model_randomisation(net, x, y, ["saliency"], draws=1, seed=8)
+    for r3, r1, r2 in zip(three, one, next_seed, strict=True):
+        assert len(r3.draw_means) == 3 and len(r1.draw_means) == 1 and r3.images == 8
+        # draw k is re-initialised with seed + k: the first two draws are the one-draw runs at 7 and 8
+        assert r3.draw_means[:2] == pytest.approx([r1.draw_means[0], r2.draw_means[0]], abs=1e-12)
+        assert r3.spearman == pytest.approx(sum(r3.draw_means) / 3, abs=1e-6)
+        low, high = r3.spearman_ci
+        assert low <= r3.spearman <= high
+    saliency = [r for r in three if r.method == "saliency"]
+    assert any(max(r.draw_means) - min(r.draw_means) > 0.01 for r in saliency)  # the draws differ
+    with pytest.raises(ValueError, match="draws=0"):
+        model_randomisation(net, x, y, ["saliency"], draws=0)
+
+
+def mostly_flat(model, x, targets):
+    """A method that gives a map for every fourth image only (the rest all zero, as Grad-CAM's after
+    its ReLU), and that map depends on the first layer's weights."""
+    maps = first_layer_map(model, x, targets)
+    keep = (torch.arange(len(x)) % 4 == 0).to(maps.dtype)
+    return maps * keep[:, None, None]
+
+
+def test_constant_maps_are_counted_left_out_and_leave_the_verdict_unresolved():
+    from mnist_probe.pages.trust import MOSTLY_CONSTANT, sanity_sentence
+    from mnist_probe.sanity import constant
+
+    torch.manual_seed(0)
+    net = LeNet5().eval()
+    x, y = digits(12)
+    rows = model_randomisation(net, x, y, [], explainers={"flat": mostly_flat}, draws=2)
+    last = max((r for r in rows if r.method == "flat"), key=lambda r: r.step)
+    assert last.constant_trained == 9 and last.constant_randomised == 2 * 9 and last.left_out == 2 * 9
+    assert last.left_out_share == pytest.approx(0.75) and last.left_out_share > MOSTLY_CONSTANT
+    # the three maps it has moved with c1 (randomised at the last step): scored on them alone, not 0s
+    assert 0 < last.spearman < 0.99
+    assert depends_on_model(rows, "flat") == "not resolved"
+    text = sanity_sentence(rows)
+    assert "flat" in text and "75% of its maps constant, left out" in text and "nothing to judge" in text
+    assert constant(mostly_flat(net, x, y)).tolist() == [i % 4 != 0 for i in range(12)]
+
+    # faithfulness leaves the same images out, and counts them
+    maps = {"flat": mostly_flat(net, x, y)}
+    deletion = next(r for r in faithfulness(net, x, y, maps, steps=4) if r.kind == "deletion")
+    assert (deletion.images, deletion.constant) == (12, 9)
+    from mnist_probe.pages.trust import faithful_sentence
+
+    assert "75% of its maps constant" in faithful_sentence(faithfulness(net, x, y, maps, steps=4))

@@ -27,9 +27,9 @@ from mnist_probe.interpretation import InterpreterSpec
 from mnist_probe.layer_names import resolve_layers
 from mnist_probe.machine import describe
 from mnist_probe.model import open_model
+from mnist_probe.pages.page_results import Setting
 from mnist_probe.schema import Config, typed
 from mnist_probe.specs import is_onnx
-from mnist_probe.stages.page_results import Setting
 from mnist_probe.stages.results import to_json
 from mnist_probe.tables import duration
 from mnist_probe.training import TrainedCNN, fit_or_load, from_checkpoint

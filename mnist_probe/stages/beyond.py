@@ -21,6 +21,13 @@ from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model_layers import conv_layers, spread
 from mnist_probe.names import file_name
 from mnist_probe.outputs import top1_accuracy
+from mnist_probe.pages.trust import (
+    data_randomisation_sentence,
+    faithful_sentence,
+    sanity_sentence,
+    standing_sentence,
+)
+from mnist_probe.pages.verdicts import attribution_sentence, position_sentence, shift_cka_sentence
 from mnist_probe.plots import cka_heatmap, curves_plot, position_plot, save
 from mnist_probe.position import position_probes
 from mnist_probe.sanity import (
@@ -36,13 +43,6 @@ from mnist_probe.schema import BeyondConfig, typed
 from mnist_probe.scoring import logits_of
 from mnist_probe.stages.adapters import step, trained_cnn, writer
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, PositionRow
-from mnist_probe.stages.trust import (
-    data_randomisation_sentence,
-    faithful_sentence,
-    sanity_sentence,
-    standing_sentence,
-)
-from mnist_probe.stages.verdicts import attribution_sentence, position_sentence, shift_cka_sentence
 from mnist_probe.tables import write_table
 from mnist_probe.training import TrainedCNN, fit_or_load
 from mnist_probe.translation import pick_image, shifted_stack
@@ -124,7 +124,15 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
             EDGE_CONTROL: edge_map(model, to_float(x), y)
         }
         sanity = model_randomisation(
-            model, x, y, list(b.methods), "cascading", c.seed, trained=maps, most=c.max_layers
+            model,
+            x,
+            y,
+            list(b.methods),
+            "cascading",
+            c.seed,
+            trained=maps,
+            most=c.max_layers,
+            draws=b.randomisation_draws,
         )
         write_table(sanity, out_dir / "sanity")
         figures["sanity"] = curves_plot(
@@ -151,7 +159,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
             memorised = fit_or_load(data, recipe, c.seed, c.paths.cache, None, c.model, c.trainer).model
             seen, shuffled_labels = split_tensors(data, "train")
             memorised_acc = top1_accuracy(logits_of(memorised, to_float(seen)), shuffled_labels)
-            shuffled = data_randomisation(model, memorised, x, y, list(b.methods), c.seed, trained=maps)
+            shuffled = data_randomisation(model, memorised, x, y, list(b.methods), trained=maps)
             write_table(shuffled, out_dir / "sanity_data")
 
     with step("beyond", "faithfulness"):

@@ -18,13 +18,9 @@ from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
 from mnist_probe.levers import levers
 from mnist_probe.model import build_model, load_model, top1_accuracy
-from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
-from mnist_probe.schema import typed
-from mnist_probe.scoring import logits_of
-from mnist_probe.stages import beyond, shift, train
-from mnist_probe.stages.adapters import page_setting, run_stages, trained_cnn, writer
-from mnist_probe.stages.page import Figures, write_page
-from mnist_probe.stages.page_results import (
+from mnist_probe.pages.conclusions import conclusions
+from mnist_probe.pages.page import Figures, write_page
+from mnist_probe.pages.page_results import (
     AugmentResult,
     AugmentRow,
     CkaPair,
@@ -33,10 +29,14 @@ from mnist_probe.stages.page_results import (
     PageResults,
     ReproduceResult,
 )
+from mnist_probe.pages.results_page import results_head, results_tail
+from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
+from mnist_probe.schema import typed
+from mnist_probe.scoring import logits_of
+from mnist_probe.stages import beyond, shift, train
+from mnist_probe.stages.adapters import page_setting, run_stages, trained_cnn, writer
 from mnist_probe.stages.report import CHAIN
 from mnist_probe.stages.results import TrainResult
-from mnist_probe.stages.results_page import results_head, results_tail
-from mnist_probe.stages.verdicts import conclusions
 from mnist_probe.tables import write_table
 from mnist_probe.training import TrainedCNN
 
@@ -96,7 +96,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
                     positions,
                 )
             )
-    write_table([r.table_row() for r in rows], out_dir / "augment")
+    write_table([r.table_row(c.data.shape[2]) for r in rows], out_dir / "augment")
     title = f"CNN test accuracy against vertical shift, by model and augmentation ({acfg.recipe} recipe)"
     curves = {r.label(): (r.curve.dys, r.curve.accs) for r in rows}
     figures = {"augment_sweep": curves_plot(curves, "dy (px, dx = 0; < 0 is up)", title)}

@@ -9,13 +9,13 @@ from omegaconf import DictConfig
 
 from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
+from mnist_probe.pages.verdicts import gap_sentence
 from mnist_probe.plots import gap_plot, reliability_diagram, save
 from mnist_probe.schema import typed
 from mnist_probe.scoring import confidence, logits_of
 from mnist_probe.specs import DataSpec
 from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
 from mnist_probe.stages.results import Calibration, TrainResult
-from mnist_probe.stages.verdicts import gap_sentence
 from mnist_probe.tables import write_table
 from mnist_probe.training import scored_logits
 

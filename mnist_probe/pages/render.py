@@ -1,7 +1,7 @@
 """A report page rendered again from its results file alone, with no run, config or clock:
 
-    python -m mnist_probe.stages.render RUN_DIR/page.json    # RUN_DIR/report.md
-    python -m mnist_probe.stages.render docs/NAME.json       # docs/NAME.md, beside its results file
+    python -m mnist_probe.pages.render RUN_DIR/page.json    # RUN_DIR/report.md
+    python -m mnist_probe.pages.render docs/NAME.json       # docs/NAME.md, beside its results file
 
 `make pages` renders every docs/*.json so; a test renders each and compares it with the page committed
 beside it, so a change of wording and the pages it changes land together."""
@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from mnist_probe.names import PAGE_JSON
+from mnist_probe.pages.page_results import PageResults
+from mnist_probe.pages.report import write
 from mnist_probe.rows import from_json
-from mnist_probe.stages.page_results import PageResults
-from mnist_probe.stages.report import write
 
 
 def render(results_file: Path) -> Path:

@@ -11,6 +11,9 @@ from mnist_probe.stages.results import BeyondResult, FaithfulnessRow, Randomisat
 # A method "depends on the model" where, with every layer randomised, its maps' rank correlation with
 # the trained network's maps (Spearman of |map|, mnist_probe.sanity) lies below this.
 SIMILAR_BELOW = 0.5
+# A constant map ranks no pixel: it is left out of the means. Where more than this share of a step's
+# maps were left out, the step's verdict is "not resolved": the method produced no map to judge.
+MOSTLY_CONSTANT = 0.25
 
 
 def _last_step(rows: list[RandomisationRow], method: str, mode: str) -> RandomisationRow:
@@ -26,8 +29,25 @@ def depends_on_model(
     interval lies below the threshold, 'does not depend on the model' where it lies at or above,
     else 'not resolved'."""
     last = _last_step(rows, method, mode)
+    if last.left_out_share > MOSTLY_CONSTANT or last.spearman != last.spearman:  # NaN: no map scored
+        return UNRESOLVED
     interval = or_point(last.spearman_ci, last.spearman)
     return judged(interval, threshold, "does not depend on the model", "depends on the model")
+
+
+def left_out(share: float) -> str:
+    """What a score leaves out, as its sentence says it: '' where nothing, else the share and why."""
+    if not share:
+        return ""
+    judged_on = f", more than {MOSTLY_CONSTANT:.0%}: nothing to judge" if share > MOSTLY_CONSTANT else ""
+    return f"; {share:.0%} of its maps constant, left out{judged_on}"
+
+
+def _drawn(row: RandomisationRow) -> str:
+    """A row's score, its interval, the spread of its draws and what it left out, as one phrase."""
+    scored = [v for v in row.draw_means if v == v]  # a draw whose maps were all constant: NaN
+    spread = f"; draws {min(scored):.2f} to {max(scored):.2f}" if len(scored) > 1 else ""
+    return f"{valued(row.spearman, row.spearman_ci)}{spread}{left_out(row.left_out_share)}"
 
 
 def _similarities(rows: list[RandomisationRow], mode: str, on: str) -> list[str]:
@@ -42,8 +62,7 @@ def _similarities(rows: list[RandomisationRow], mode: str, on: str) -> list[str]
     for method in dict.fromkeys(r.method for r in rows if r.mode == mode):
         last = _last_step(rows, method, mode)
         parts.append(
-            f"{method.replace('_', ' ')} {valued(last.spearman, last.spearman_ci)}: "
-            f"{said[depends_on_model(rows, method, mode=mode)]}"
+            f"{method.replace('_', ' ')} {_drawn(last)}: {said[depends_on_model(rows, method, mode=mode)]}"
         )
     return parts
 
@@ -71,12 +90,16 @@ def faithful_sentence(rows: list[FaithfulnessRow]) -> str:
         if r.kind != "deletion" or r.method == RANDOM_ORDER:
             continue
         side = apart(or_point(r.ci, r.area), or_point(random.ci, random.area))
+        if r.left_out_share > MOSTLY_CONSTANT or r.area != r.area:
+            side = 0
         said = {
             -1: "sooner than a random order",
             1: "no sooner than a random order",
             0: f"{UNRESOLVED} against a random order",
         }[side]
-        parts.append(f"{r.method.replace('_', ' ')} {valued(r.area, r.ci)}: {said}")
+        parts.append(
+            f"{r.method.replace('_', ' ')} {valued(r.area, r.ci)}{left_out(r.left_out_share)}: {said}"
+        )
     return (
         f"Deleting pixels in each map's order, P(true class) falls (area under the curve; a random "
         f"order: {random.area:.2f}): {'; '.join(parts)}."
@@ -89,9 +112,17 @@ def sanity_sentence(rows: list[RandomisationRow]) -> str:
     if not rows:
         return "No model-randomisation test was run."
     parts = _similarities(rows, "cascading", "the model")
+    draws = max(len(r.draw_means) for r in rows)
+    over = (
+        f"mean of {draws} draws, each re-initialised with its own seed; the interval holds the draws "
+        "and the images"
+        if draws > 1
+        else "one draw: the interval holds the images only, not the randomisation"
+    )
     return (
-        f"With every layer's weights randomised (cascading from the output down), the maps' rank "
-        f"correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the line). "
+        f"With every layer's weights randomised (cascading from the output down; {over}), the maps' "
+        f"rank correlation with the trained network's is {'; '.join(parts)} ({SIMILAR_BELOW} is the "
+        "line). "
         f"A method that does not depend on the model explains the image, not the network."
         f"{_control(rows, 'cascading')}"
     )
@@ -116,7 +147,8 @@ def data_randomisation_sentence(
     parts = _similarities(rows, "data", "what the network learnt")
     return (
         f"Against the same network trained on {images or 'some'} training images with their labels "
-        f"shuffled ({fit}{weak}), the maps' rank correlation with the trained network's is "
+        f"shuffled ({fit}{weak}; one such network, so the interval holds the images only), the maps' "
+        "rank correlation with the trained network's is "
         f"{'; '.join(parts)} ({SIMILAR_BELOW} is the line).{_control(rows, 'data')}"
     )
 

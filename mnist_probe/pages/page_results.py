@@ -36,12 +36,13 @@ class AugmentRow:
     def label(self) -> str:
         return f"{self.model}, shift {self.shift}"
 
-    def table_row(self, dys: tuple[int, ...] = study.TURNING_DY) -> dict[str, Any]:
-        """As the report's table shows it: the accuracy at the shifts where the study's table turns."""
+    def table_row(self, side: int, dys: tuple[int, ...] = study.TURNING_DY) -> dict[str, Any]:
+        """As the report's table shows it (images `side` px wide): the accuracy at the shifts where the
+        study's table turns."""
         return {
             "model": self.model,
             "train.augment.shift": self.shift,
-            "max shift (px)": round(28 * float(self.shift), 1),
+            "max shift (px)": round(side * float(self.shift), 1),
             "test_acc": self.test_acc,
             **{f"acc_dy{dy}": self.curve.at(dy) for dy in dys if dy in self.curve.dys},
             "acc_grid_mean": self.acc_grid_mean,
@@ -87,6 +88,15 @@ class AugmentResult:
     def unaugmented(self) -> AugmentRow | None:
         """The first CNN trained without shift augmentation."""
         return next((r for r in self.rows if r.shift == 0.0), None)
+
+    def like_for_like(self) -> tuple[AugmentRow, AugmentRow] | None:
+        """The first model of the sweep trained without random shifts and with the largest: the same
+        network and recipe, only the augmentation differs (None where the sweep lacks either)."""
+        without = self.unaugmented()
+        if without is None:
+            return None
+        shifted = [r for r in self.rows if r.model == without.model and r.shift > 0]
+        return (without, max(shifted, key=lambda r: r.shift)) if shifted else None
 
 
 @dataclass(frozen=True)

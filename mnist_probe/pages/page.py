@@ -1,6 +1,6 @@
 """One page builder for report.md (+experiment=report) and docs/RESULTS.md (+experiment=reproduce):
-the sections of one CNN's page (stages/sections.py), what only the study's reproduction has
-(stages/results_page.py) where the results hold it, and the conclusions checked. Figures are linked
+the sections of one CNN's page (pages/sections.py), what only the study's reproduction has
+(pages/results_page.py) where the results hold it, and the conclusions checked. Figures are linked
 through `Figures`, the one place that decides whether a page links a stage's file in place or copies
 it beside the page."""
 
@@ -14,10 +14,10 @@ from pathlib import Path
 from mnist_probe import study
 from mnist_probe.cache import atomic_write
 from mnist_probe.names import LAYER_NAMES, file_name, layer_h
-from mnist_probe.stages.page_results import Conclusion, PageResults
+from mnist_probe.pages.page_results import Conclusion, PageResults
+from mnist_probe.pages.results_page import augment_gap, augment_section, keras_file_section, loss_section
+from mnist_probe.pages.sections import beyond_section, cnn_rows, every_digit_section, gap_section
 from mnist_probe.stages.results import DatasetRow
-from mnist_probe.stages.results_page import augment_gap, augment_section, keras_file_section, loss_section
-from mnist_probe.stages.sections import beyond_section, cnn_rows, every_digit_section, gap_section
 from mnist_probe.tables import markdown_table
 
 
@@ -129,7 +129,7 @@ def write_page(
         "",
         *dataset_scale(results, figs),
         *every_digit_section(shift, figs),
-        *(augment_section(results.augment, figs) if results.augment else []),
+        *(augment_section(results.augment, figs, results.setting.shape[2]) if results.augment else []),
         *beyond_section(results.beyond, figs, setting.item),
         *tail,
         "## The study's conclusions, checked",

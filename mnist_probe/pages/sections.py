@@ -1,27 +1,27 @@
 """The sections of one CNN's page, shared by its report.md (+experiment=report) and docs/RESULTS.md:
 the CNN table, why validation accuracy exceeds training accuracy, and the beyond stage's answers.
-Each returns markdown lines; its sentences are mnist_probe.stages.verdicts'."""
+Each returns markdown lines; its sentences are mnist_probe.pages.verdicts'."""
 
 from __future__ import annotations
 
 from mnist_probe import study
 from mnist_probe.intervals import LEVEL, span
 from mnist_probe.names import file_name
-from mnist_probe.sanity import FAITHFULNESS_STEPS
-from mnist_probe.stages.page_results import Setting
-from mnist_probe.stages.results import BeyondResult, GapRow, ShiftResult, TrainResult
-from mnist_probe.stages.trust import (
+from mnist_probe.pages.page_results import Setting
+from mnist_probe.pages.trust import (
     data_randomisation_sentence,
     faithful_sentence,
     sanity_sentence,
     standing_sentence,
 )
-from mnist_probe.stages.verdicts import (
+from mnist_probe.pages.verdicts import (
     attribution_sentence,
     gap_sentence,
     position_sentence,
     shift_cka_sentence,
 )
+from mnist_probe.sanity import FAITHFULNESS_STEPS
+from mnist_probe.stages.results import BeyondResult, GapRow, RandomisationRow, ShiftResult, TrainResult
 from mnist_probe.tables import markdown_table, pct
 
 # How the CNN table says what the model outputs (model.OUTPUT_KINDS) and how the tool reads them.
@@ -118,27 +118,16 @@ def sanity_section(beyond: BeyondResult, fig) -> list[str]:
     """Can these explanations be trusted? The model-randomisation test, per method and step."""
     if not beyond.sanity:
         return []
-    steps = sorted({r.step for r in beyond.sanity})
-    layer = {r.step: r.layer for r in beyond.sanity}
-    table = [
-        {
-            "method": m,
-            **{
-                f"{s}: {layer[s]}": f"{r.spearman:.2f}"
-                for s in steps
-                for r in beyond.sanity
-                if r.method == m and r.step == s
-            },
-        }
-        for m in dict.fromkeys(r.method for r in beyond.sanity)
-    ]
+    table = [randomisation_cells(r) for r in sorted(beyond.sanity, key=lambda r: r.step)]
     return [
         "### Can these explanations be trusted? The model-randomisation test",
         "",
         "Each method's maps on the network with its layers' weights re-initialised, from the output down "
         "(a column a step, named by the layer it adds), against its maps on the trained network: "
-        "Spearman's rank correlation of the absolute values (Adebayo et al. 2018; Quantus's MPRT). The "
-        "edge control, a Sobel filter of the input, knows nothing of the network:",
+        "Spearman's rank correlation of the absolute values (Adebayo et al. 2018; Quantus's MPRT), the mean "
+        "over the randomisation draws with its interval over the draws and the images together, and the "
+        "spread of the draws' means. A constant map ranks nothing: it is counted, not scored (as Quantus "
+        "gives NaN). The edge control, a Sobel filter of the input, knows nothing of the network:",
         "",
         markdown_table(table),
         fig("sanity", "model randomisation"),
@@ -155,19 +144,26 @@ def sanity_section(beyond: BeyondResult, fig) -> list[str]:
     ]
 
 
+def randomisation_cells(r: RandomisationRow) -> dict[str, str]:
+    """One method and step of a randomisation test as its table prints it."""
+    scored = [v for v in r.draw_means if v == v]
+    return {
+        "step: layers randomised": f"{r.step}: {r.layer}",
+        "method": r.method,
+        "Spearman": f"{r.spearman:.2f}",
+        f"{LEVEL:.0%} CI": span(r.spearman_ci),
+        "draws (min–max)": f"{len(r.draw_means)}: {span((min(scored), max(scored)))}" if scored else "",
+        "constant maps: trained / randomised (all draws)": f"{r.constant_trained} / {r.constant_randomised}",
+        "left out": f"{r.left_out_share:.0%}",
+        "SSIM": f"{r.ssim:.2f}",
+    }
+
+
 def data_randomisation_section(beyond: BeyondResult) -> list[str]:
     """The data-randomisation test: each method against the network that memorised shuffled labels."""
     if not beyond.data_randomisation:
         return []
-    table = [
-        {
-            "method": r.method,
-            "Spearman": f"{r.spearman:.2f}",
-            f"{LEVEL:.0%} CI": span(r.spearman_ci),
-            "SSIM": f"{r.ssim:.2f}",
-        }
-        for r in beyond.data_randomisation
-    ]
+    table = [randomisation_cells(r) for r in beyond.data_randomisation]
     return [
         "The data-randomisation test (Adebayo et al. 2018): the same network trained on shuffled labels, "
         "which it can only memorise; each method's maps of the same images and classes against the "
@@ -194,6 +190,7 @@ def faithfulness_section(beyond: BeyondResult) -> list[str]:
                 for kind in ("deletion", "insertion")
                 if (m, kind) in areas
             },
+            "constant maps (left out)": "{0.constant} of {0.images}".format(areas[(m, "deletion")]),
         }
         for m in dict.fromkeys(r.method for r in beyond.faithfulness)
     ]

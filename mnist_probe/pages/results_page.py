@@ -1,7 +1,7 @@
-"""The sections only docs/RESULTS.md has (stages/page.py writes the page): its head, the study's recipe
+"""The sections only docs/RESULTS.md has (pages/page.py writes the page): its head, the study's recipe
 once per loss, the Keras file both ways, the architecture × augmentation sweep, seeds, TensorBoard and
 `make bench`. Every number comes from a run, except the study's own figures (mnist_probe.study),
-quoted beside ours; the sentences are mnist_probe.stages.verdicts'."""
+quoted beside ours; the sentences are mnist_probe.pages.verdicts'."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from mnist_probe.calibration import BINS
 from mnist_probe.intervals import LEVEL
 from mnist_probe.lit import KERAS_EPSILON
 from mnist_probe.machine import describe
-from mnist_probe.stages.page_results import AugmentResult, KerasRoundTrip, LossRow, PageResults
-from mnist_probe.stages.results import TrainResult
-from mnist_probe.stages.sections import gap_section
-from mnist_probe.stages.verdicts import (
+from mnist_probe.pages.page_results import AugmentResult, KerasRoundTrip, LossRow, PageResults
+from mnist_probe.pages.sections import gap_section
+from mnist_probe.pages.verdicts import (
     cka_pair_sentence,
     loss_verdict,
     sweep_position_sentence,
 )
+from mnist_probe.stages.results import TrainResult
 from mnist_probe.tables import markdown_table, pct
 
 
@@ -185,8 +185,9 @@ def augment_gap(augment: AugmentResult | None, figs) -> list[str]:
     )
 
 
-def augment_section(augment: AugmentResult, figs) -> list[str]:
-    """Architecture (max vs anti-aliased pooling) against augmentation (training shift)."""
+def augment_section(augment: AugmentResult, figs, side: int) -> list[str]:
+    """Architecture (max vs anti-aliased pooling) against augmentation (training shift), on images
+    `side` px wide."""
     lever_rows = augment.levers
     lines = [
         f"### Architecture vs augmentation ({augment.recipe} recipe, CNN only)",
@@ -194,7 +195,7 @@ def augment_section(augment: AugmentResult, figs) -> list[str]:
         "One CNN per model and training shift: keras_cnn is the study's network, keras_cnn_aa the same with "
         "anti-aliased max-pooling (max with stride 1, a 3×3 binomial blur with stride 2; Zhang 2019).",
         "",
-        markdown_table([r.table_row() for r in augment.rows]),
+        markdown_table([r.table_row(side) for r in augment.rows]),
         figs.link("augment/augment_sweep.png", "architecture vs augmentation"),
         "",
     ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mnist_probe import study
 from mnist_probe.intervals import UNRESOLVED, apart, or_point, shown
-from mnist_probe.stages.page_results import PageResults
+from mnist_probe.pages.page_results import PageResults
 from mnist_probe.tables import pct
 
 Number = tuple[float, list[float] | None]  # a value and its interval (None: the run kept none)
