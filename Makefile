@@ -103,7 +103,6 @@ bench-long: install ## train=fast and train=default from scratch: seconds to 99.
 	$(PY) -m mnist_probe.bench --long --page docs/PERFORMANCE.md
 
 reproduce: install mnist ## the study end to end (train=study, every stage) -> docs/RESULTS.md (CPU: hours)
-	@[ -f outputs/bench/bench.json ] || $(PY) -m mnist_probe.bench
 	$(PY) -m mnist_probe.run +experiment=reproduce $(ARGS)
 
 screenshot: install chromium ## TensorBoard's images dashboard in headless Chromium -> docs/ (slow test)

@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_probe.errors import UserError
-
-KERAS_EPSILON = 1e-7  # keras.backend.epsilon()
+from mnist_probe.specs import KERAS_EPSILON
 
 
 def clipped_cross_entropy(

@@ -141,6 +141,36 @@ class FaithfulnessRow:
         return self.constant / self.images if self.images else 0.0
 
 
+@dataclass(frozen=True)
+class SeedSpread:
+    """One headline number over the seeds of a sweep (tables.spread), beside the study's figure where
+    it can stand there."""
+
+    metric: str
+    n: int
+    mean: float
+    std: float  # ddof 1 (NaN below two seeds)
+    ci_low: float  # the mean's 95% interval, Student's t over the seeds (NaN below two)
+    ci_high: float
+    min: float
+    max: float
+    study: float | None = None  # the study's figure
+    study_minus_mean_in_std: float | None = None
+    study_inside_our_range: str | None = None  # "yes" where our seeds span it ([min, max]), else "no"
+
+
+@dataclass(frozen=True)
+class TensorBoardRow:
+    """One tag group a run logged to TensorBoard (logged.tensorboard_rows), as its event files hold it."""
+
+    group: str  # the tags' first part
+    kind: str  # images or scalars
+    tags: int
+    entries: int
+    steps: str  # 'first..last', or the one step
+    where: str  # the folder of its event file, in the run dir
+
+
 # ----------------------------------------------------------------------------- (de)serialisation
 def to_json(result: Any) -> dict:
     """A row or a result as JSON holds it: its fields, tuples as lists."""

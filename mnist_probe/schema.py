@@ -214,7 +214,6 @@ class ReproduceAugmentConfig:
 @dataclass
 class ReproduceConfig:
     docs: str = MISSING
-    bench: str = MISSING
     seeds: str | None = MISSING
     losses: list[str] = MISSING
     augment: ReproduceAugmentConfig = MISSING

@@ -164,6 +164,7 @@ def is_onnx(checkpoint: str | Path) -> bool:
 # probabilities clipped to [1e-7, 1 - 1e-7] (no gradient from examples already that sure), as the
 # study's Keras trained. label_smoothing: cross-entropy against 0.9/0.01 targets.
 LOSSES = ("cross_entropy", "clipped", "label_smoothing")  # mnist_probe.lit.LOSS_FUNCTIONS implements them
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon(): the clipped loss's probabilities stay in [ε, 1 - ε]
 
 
 @dataclass

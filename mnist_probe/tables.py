@@ -13,6 +13,7 @@ import numpy as np
 
 from mnist_probe.cache import atomic_write
 from mnist_probe.intervals import seed_interval
+from mnist_probe.rows import SeedSpread
 
 
 def pct(x: float | None, digits: int = 2, style: str = "f") -> str:
@@ -62,7 +63,7 @@ def write_table(rows: list, stem: str | Path, columns: list[str] | None = None) 
     return md
 
 
-def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> list[dict]:
+def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> list[SeedSpread]:
     """Each headline number over the jobs (seeds): n, mean, std (ddof 1), the mean's 95% interval
     over the seeds (intervals.seed_interval), min, max; where the study gave the number (reference),
     its figure, its distance from our mean in our std, and whether it lies inside what our seeds
@@ -72,23 +73,18 @@ def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> li
         values = np.array([h[name] for h in headlines if h.get(name) is not None], dtype=float)
         std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
         low, high = seed_interval(values) or (float("nan"), float("nan"))
-        row = {
-            "metric": name,
-            "n": len(values),
-            "mean": float(values.mean()),
-            "std": std,
-            "ci_low": low,
-            "ci_high": high,
-            "min": float(values.min()),
-            "max": float(values.max()),
-        }
+        mean = float(values.mean())
         ref = reference.get(name)
+        beside = {}
         if ref is not None:
-            inside = bool(values.min() <= ref <= values.max())
-            row |= {
+            beside = {
                 "study": ref,
-                "study_minus_mean_in_std": (ref - row["mean"]) / std if std > 0 else None,
-                "study_inside_our_range": "yes" if inside else "no",
+                "study_minus_mean_in_std": (ref - mean) / std if std > 0 else None,
+                "study_inside_our_range": "yes" if values.min() <= ref <= values.max() else "no",
             }
-        rows.append(row)
+        rows.append(
+            SeedSpread(
+                name, len(values), mean, std, low, high, float(values.min()), float(values.max()), **beside
+            )
+        )
     return rows

@@ -125,7 +125,6 @@ def study_results(
         augment=augment_result(unaug_dy4, unaug_change, aug_dy4, aug_change),
         losses=[],
         keras_file=None,
-        bench=None,
         seeds=None,
         seconds=1.0,
         setting=setting or STUDY_SETTING,

@@ -105,3 +105,37 @@ def test_every_package_of_the_source_is_shipped():
     declared = project["tool"]["setuptools"]["packages"]
     found = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert "mnist_probe.stages" in found and found - set(declared) == set()
+
+
+PAGES = {m: p for m, p in MODULES.items() if m.startswith("mnist_probe.pages")}
+# What a page may not read while it renders: a config, a clock, the machine, event files, a model
+NOT_IN_PAGES = ("omegaconf", "hydra", "datetime", "time", "tensorboard", "torch")
+NOT_IN_PAGES_OF_OURS = ("mnist_probe.config", "mnist_probe.schema", "mnist_probe.machine")
+
+
+def direct_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    return found | {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+
+
+def test_pages_render_from_results_alone():
+    """pages/ reads typed results and writes markdown: no config, clock, machine or event file, no
+    stage but the typed results (stages/results.py), and importing every page loads no torch."""
+    assert "mnist_probe.pages.render" in PAGES
+    bad = {
+        m: sorted(
+            n
+            for n in direct_imports(p)
+            if n.split(".")[0] in NOT_IN_PAGES
+            or n.startswith(NOT_IN_PAGES_OF_OURS)
+            or (n.startswith("mnist_probe.stages") and n != "mnist_probe.stages.results")
+        )
+        for m, p in PAGES.items()
+    }
+    assert {m: v for m, v in bad.items() if v} == {}
+    code = f"import sys; import {', '.join(PAGES)}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'torch'" not in loaded and "'tensorboard'" not in loaded and "'hydra'" not in loaded

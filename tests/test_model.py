@@ -94,7 +94,8 @@ def test_anti_aliased_pooling_keeps_the_layers_and_shifts_more_smoothly():
 
 
 def test_clipped_loss_is_cross_entropy_until_it_clips():
-    from mnist_probe.lit import KERAS_EPSILON, clipped_cross_entropy
+    from mnist_probe.lit import clipped_cross_entropy
+    from mnist_probe.specs import KERAS_EPSILON
 
     gen = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(64, 10, generator=gen) * 2, torch.randint(0, 10, (64,), generator=gen)

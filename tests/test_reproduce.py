@@ -6,7 +6,8 @@ import pytest
 
 from mnist_probe.levers import levers
 from mnist_probe.pages.page_results import AugmentRow
-from mnist_probe.pages.results_page import training_time
+from mnist_probe.pages.render import render
+from mnist_probe.pages.report import training_time
 from mnist_probe.pages.verdicts import loss_verdict
 from mnist_probe.run import run
 from mnist_probe.stages.results import (
@@ -76,20 +77,14 @@ def test_reproduce_writes_a_report_from_its_own_results(tmp_path):
         tmp_path,
         *SMALL,
         f"reproduce.docs={tmp_path / 'docs'}",
-        f"reproduce.bench={tmp_path / 'bench.json'}",
         f"reproduce.seeds={seeds}",
     )
     assert cfg.train.epochs == 1 and cfg.train.scheduler.monitor == "val_acc"  # the study's recipe
-    (tmp_path / "bench.json").write_text(
-        json.dumps(
-            {
-                "machine": {"cpu": "test cpu", "cores": 2, "gpu": None, "torch": "x"},
-                "rows": [{"what": "hook overhead", "value": 1.5, "unit": "%"}],
-            }
-        )
-    )
     results = run(cfg)
     report = (tmp_path / "docs" / "RESULTS.md").read_text()
+    # the page renders again from the results file beside it alone: the same page
+    assert render(tmp_path / "docs" / "RESULTS.json") == tmp_path / "docs" / "RESULTS.md"
+    assert (tmp_path / "docs" / "RESULTS.md").read_text() == report
     out = Path(cfg.paths.output_dir)
     train = json.loads((out / "train" / "results.json").read_text())
     assert (

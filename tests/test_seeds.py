@@ -21,18 +21,16 @@ def test_spread_is_each_numbers_mean_std_and_range():
     rng = np.random.default_rng(0)
     accs = rng.uniform(0.990, 0.996, size=5)
     rows = spread([{"cnn_test_acc": a, "x": 2 * a} for a in accs], {"cnn_test_acc": 0.993})
-    acc = next(r for r in rows if r["metric"] == "cnn_test_acc")
-    assert acc["n"] == 5 and acc["mean"] == pytest.approx(accs.mean())
-    assert acc["std"] == pytest.approx(accs.std(ddof=1))
-    assert (acc["min"], acc["max"]) == (accs.min(), accs.max())
+    acc = next(r for r in rows if r.metric == "cnn_test_acc")
+    assert acc.n == 5 and acc.mean == pytest.approx(accs.mean())
+    assert acc.std == pytest.approx(accs.std(ddof=1))
+    assert (acc.min, acc.max) == (accs.min(), accs.max())
     half = 2.776 * accs.std(ddof=1) / np.sqrt(5)  # Student's t, 4 degrees of freedom, 97.5%
-    assert (acc["ci_low"], acc["ci_high"]) == pytest.approx(
-        (accs.mean() - half, accs.mean() + half), abs=1e-5
-    )
-    assert acc["study_minus_mean_in_std"] == pytest.approx((0.993 - accs.mean()) / accs.std(ddof=1))
-    assert acc["study_inside_our_range"] == ("yes" if accs.min() <= 0.993 <= accs.max() else "no")
-    x = next(r for r in rows if r["metric"] == "x")
-    assert "study" not in x and x["mean"] == pytest.approx(2 * accs.mean())
+    assert (acc.ci_low, acc.ci_high) == pytest.approx((accs.mean() - half, accs.mean() + half), abs=1e-5)
+    assert acc.study_minus_mean_in_std == pytest.approx((0.993 - accs.mean()) / accs.std(ddof=1))
+    assert acc.study_inside_our_range == ("yes" if accs.min() <= 0.993 <= accs.max() else "no")
+    x = next(r for r in rows if r.metric == "x")
+    assert x.study is None and x.study_inside_our_range is None and x.mean == pytest.approx(2 * accs.mean())
 
 
 def test_the_seed_interval_covers_the_true_mean_about_95_times_in_100():
@@ -48,13 +46,13 @@ def test_the_seed_interval_covers_the_true_mean_about_95_times_in_100():
 @pytest.mark.parametrize("ref, inside", [(0.9935, "yes"), (0.9990, "no"), (0.9900, "no")])
 def test_the_study_figure_is_inside_or_outside_our_range(ref, inside):
     rows = spread([{"m": v} for v in (0.992, 0.994, 0.995)], {"m": ref})
-    assert rows[0]["study_inside_our_range"] == inside
+    assert rows[0].study_inside_our_range == inside
 
 
 def test_a_number_missing_from_some_seeds_counts_the_others():
     rows = spread([{"a": 1.0, "b": 2.0}, {"a": 3.0}], {})
-    b = next(r for r in rows if r["metric"] == "b")
-    assert b["n"] == 1 and b["mean"] == 2.0 and np.isnan(b["std"])
+    b = next(r for r in rows if r.metric == "b")
+    assert b.n == 1 and b.mean == 2.0 and np.isnan(b.std)
 
 
 def test_headline_takes_each_stage_s_numbers():
@@ -133,7 +131,7 @@ def test_a_seeds_sweep_off_the_study_s_data_sets_no_study_figure_beside_it(tmp_p
     summarize_sweep(tmp_path)
     rows = json.loads((tmp_path / "seeds.json").read_text())["rows"]
     assert [r["metric"] for r in rows] == ["cnn_test_acc", "cnn_consistency"]
-    assert not any("study" in r for r in rows)
+    assert all(r["study"] is None and r["study_inside_our_range"] is None for r in rows)
 
 
 def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):

@@ -84,7 +84,7 @@ def write_page(
         figs.link("train/calibration.png", "calibration"),
         *gap_section(train.gap, figs.link("train/gap.png", "gap"), gap_recipe),
         *augment_gap(results.augment, figs),
-        *loss_section(results.losses, figs),
+        *loss_section(results.losses, figs, train.calibration.bins),
         *keras_file_section(results.keras_file),
         f"## 1. Activations: feature maps ({which(act.layers)}) and code vectors ({which([act.code_layer])})",
         "",

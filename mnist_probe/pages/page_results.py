@@ -9,12 +9,13 @@ from typing import Any
 
 from mnist_probe import study
 from mnist_probe.levers import Lever
-from mnist_probe.rows import GapRow, PositionRow
+from mnist_probe.rows import GapRow, PositionRow, TensorBoardRow
 from mnist_probe.stages.results import (
     ActivationsResult,
     BeyondResult,
     Curve,
     InterpretersResult,
+    SeedsSummary,
     ShiftResult,
     TrainResult,
 )
@@ -167,6 +168,7 @@ class Setting:
     command: str = ""  # the command line that wrote the page
     date: str = ""  # the day it ran
     machine: str = ""  # where it ran (mnist_probe.machine.describe)
+    recipe_name: str = ""  # the recipe's name in conf/train (train=NAME)
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,7 @@ class PageResults:
     augment: AugmentResult | None  # None: a report on one CNN, no augmentation sweep
     losses: list[LossRow]
     keras_file: KerasRoundTrip | None
-    bench: dict | None  # `make bench`'s bench.json, as written
-    seeds: dict | None  # a seeds sweep's seeds.json, with its path
+    seeds: SeedsSummary | None  # a seeds sweep's seeds.json (reproduce.seeds), with its path
     seconds: float
     beyond: BeyondResult | None = None
     stage_seconds: dict[str, float] | None = None  # what each stage of the run took, in its order
@@ -189,6 +190,8 @@ class PageResults:
     setting: Setting | None = None  # how the run was set up (None: results saved before it was kept)
     compared: PageResults | None = None  # report.compare's run, read back: what changes from it
     compared_data: str | None = None  # its data set's name
+    tensorboard: list[TensorBoardRow] = field(default_factory=list)  # what the run logged, by tag group
+    run_dir: str = ""  # where the run wrote (RESULTS.md points TensorBoard there)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
     python -m mnist_probe.pages.render RUN_DIR/page.json    # RUN_DIR/report.md
     python -m mnist_probe.pages.render docs/NAME.json       # docs/NAME.md, beside its results file
+    python -m mnist_probe.pages.render docs/RESULTS.json    # docs/RESULTS.md (make reproduce's)
 
 `make pages` renders every docs/*.json so; a test renders each and compares it with the page committed
 beside it, so a change of wording and the pages it changes land together."""
@@ -14,15 +15,20 @@ from pathlib import Path
 
 from mnist_probe.names import PAGE_JSON
 from mnist_probe.pages.page_results import PageResults
-from mnist_probe.pages.report import write
+from mnist_probe.pages.report import RESULTS_PAGE, write, write_results
 from mnist_probe.rows import from_json
 
 
 def render(results_file: Path) -> Path:
-    """The page of `results_file`: report.md of the run whose page.json it is, else the .md beside it."""
-    results = from_json(PageResults, json.loads(results_file.read_text())["results"])
+    """The page of `results_file`: report.md of the run whose page.json it is, docs/RESULTS.md of
+    make reproduce's RESULTS.json, else the report page (.md) beside it."""
+    saved = json.loads(results_file.read_text())
+    results = from_json(PageResults, saved["results"])
     if results.setting is None:
         raise SystemExit(f"{results_file} was written before pages kept their setting; run the report again")
+    run_dir = Path(results.run_dir) if results.run_dir else results_file.parent
+    if saved.get("page") == RESULTS_PAGE:
+        return write_results(run_dir, results, results_file.parent)
     if results_file.name == PAGE_JSON:
         return write(results_file.parent, results)
     return write(results_file.parent, results, results_file.with_suffix(".md"))

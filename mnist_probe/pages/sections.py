@@ -20,7 +20,6 @@ from mnist_probe.pages.verdicts import (
     position_sentence,
     shift_cka_sentence,
 )
-from mnist_probe.sanity import FAITHFULNESS_STEPS
 from mnist_probe.stages.results import BeyondResult, GapRow, RandomisationRow, ShiftResult, TrainResult
 from mnist_probe.tables import markdown_table, pct
 
@@ -126,8 +125,8 @@ def sanity_section(beyond: BeyondResult, fig) -> list[str]:
         "(a column a step, named by the layer it adds), against its maps on the trained network: "
         "Spearman's rank correlation of the absolute values (Adebayo et al. 2018; Quantus's MPRT), the mean "
         "over the randomisation draws with its interval over the draws and the images together, and the "
-        "spread of the draws' means. A constant map ranks nothing: it is counted, not scored (as Quantus "
-        "gives NaN). The edge control, a Sobel filter of the input, knows nothing of the network:",
+        "spread of the draws' means. A constant map ranks nothing: it is counted, not scored (Quantus leaves "
+        "it out too). The edge control, a Sobel filter of the input, knows nothing of the network:",
         "",
         markdown_table(table),
         fig("sanity", "model randomisation"),
@@ -146,12 +145,12 @@ def sanity_section(beyond: BeyondResult, fig) -> list[str]:
 
 def randomisation_cells(r: RandomisationRow) -> dict[str, str]:
     """One method and step of a randomisation test as its table prints it."""
-    scored = [v for v in r.draw_means if v == v]
+    scored = [v for v in r.draw_means if v == v]  # NaN: a draw whose maps were all constant
     return {
         "step: layers randomised": f"{r.step}: {r.layer}",
         "method": r.method,
-        "Spearman": f"{r.spearman:.2f}",
-        f"{LEVEL:.0%} CI": span(r.spearman_ci),
+        "Spearman": f"{r.spearman:.2f}" if scored else "none scored",
+        f"{LEVEL:.0%} CI": span(r.spearman_ci) if scored else "",
         "draws (min–max)": f"{len(r.draw_means)}: {span((min(scored), max(scored)))}" if scored else "",
         "constant maps: trained / randomised (all draws)": f"{r.constant_trained} / {r.constant_randomised}",
         "left out": f"{r.left_out_share:.0%}",
@@ -197,7 +196,7 @@ def faithfulness_section(beyond: BeyondResult) -> list[str]:
     return [
         "Faithfulness (Petsiuk et al. 2018): the pixels each map ranks first removed from the image "
         "(deletion; the area under P(true class) is small for a faithful map) or revealed on a blank "
-        f"one (insertion; large), 1/{FAITHFULNESS_STEPS} of them at a time:",
+        f"one (insertion; large), 1/{max(len(r.curve) for r in beyond.faithfulness)} of them at a time:",
         "",
         markdown_table(table),
         faithful_sentence(beyond.faithfulness),

@@ -46,6 +46,8 @@ def left_out(share: float) -> str:
 def _drawn(row: RandomisationRow) -> str:
     """A row's score, its interval, the spread of its draws and what it left out, as one phrase."""
     scored = [v for v in row.draw_means if v == v]  # a draw whose maps were all constant: NaN
+    if row.spearman != row.spearman:
+        return f"with no map scored{left_out(row.left_out_share)}"
     spread = f"; draws {min(scored):.2f} to {max(scored):.2f}" if len(scored) > 1 else ""
     return f"{valued(row.spearman, row.spearman_ci)}{spread}{left_out(row.left_out_share)}"
 
@@ -97,9 +99,8 @@ def faithful_sentence(rows: list[FaithfulnessRow]) -> str:
             1: "no sooner than a random order",
             0: f"{UNRESOLVED} against a random order",
         }[side]
-        parts.append(
-            f"{r.method.replace('_', ' ')} {valued(r.area, r.ci)}{left_out(r.left_out_share)}: {said}"
-        )
+        area = valued(r.area, r.ci) if r.area == r.area else "with no map scored"
+        parts.append(f"{r.method.replace('_', ' ')} {area}{left_out(r.left_out_share)}: {said}")
     return (
         f"Deleting pixels in each map's order, P(true class) falls (area under the curve; a random "
         f"order: {random.area:.2f}): {'; '.join(parts)}."

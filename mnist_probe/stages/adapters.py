@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from mnist_probe.cache import write_json
-from mnist_probe.config import job_overrides
+from mnist_probe.config import job_choice, job_overrides
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.inputs import how_read
@@ -202,4 +202,5 @@ def page_setting(cfg: DictConfig) -> Setting:
         command=f"python -m mnist_probe.run {job_overrides() or '+experiment=' + c.stage}",
         date=date.today().isoformat(),
         machine=describe(),
+        recipe_name=job_choice("train", ""),
     )

@@ -52,7 +52,6 @@ def run(cfg: DictConfig, out_dir: Path) -> ReportResult:
         augment=None,
         losses=[],
         keras_file=None,
-        bench=None,
         seeds=None,
         seconds=time.perf_counter() - start,
         beyond=done["beyond"],
@@ -81,4 +80,5 @@ def sizes(c) -> dict[str, int | None]:
         "training images of each code-vector interpreter": c.report.train_samples,
         "training images of each layer's probe": c.interpreters.probes.train_samples,
         "layers of a deep model drawn, probed and randomised, at most": c.max_layers,
+        "draws of each model-randomisation step": c.beyond.randomisation_draws,
     }

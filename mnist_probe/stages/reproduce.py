@@ -4,22 +4,25 @@ docs/RESULTS.md written from the results."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_probe.cache import atomic_write
 from mnist_probe.cka import cka_between
-from mnist_probe.config import compose_config, job_choice, job_overrides
+from mnist_probe.config import compose_config, job_choice
 from mnist_probe.data import split_tensors
 from mnist_probe.keras_weights import save_keras
 from mnist_probe.levers import levers
+from mnist_probe.logged import tensorboard_rows
 from mnist_probe.model import build_model, load_model, top1_accuracy
 from mnist_probe.pages.conclusions import conclusions
-from mnist_probe.pages.page import Figures, write_page
 from mnist_probe.pages.page_results import (
     AugmentResult,
     AugmentRow,
@@ -29,14 +32,15 @@ from mnist_probe.pages.page_results import (
     PageResults,
     ReproduceResult,
 )
-from mnist_probe.pages.results_page import results_head, results_tail
+from mnist_probe.pages.report import RESULTS_PAGE, write_results
 from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
+from mnist_probe.rows import from_json, to_json
 from mnist_probe.schema import typed
 from mnist_probe.scoring import logits_of
 from mnist_probe.stages import beyond, shift, train
 from mnist_probe.stages.adapters import page_setting, run_stages, trained_cnn, writer
 from mnist_probe.stages.report import CHAIN
-from mnist_probe.stages.results import TrainResult
+from mnist_probe.stages.results import SeedsSummary, TrainResult
 from mnist_probe.tables import write_table
 from mnist_probe.training import TrainedCNN
 
@@ -230,32 +234,25 @@ def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
     losses = loss_comparison(cfg, out_dir / "losses", chained["train"])
     keras_file = keras_round_trip(cfg, out_dir / "keras")
     augment = augmentation_sweep(cfg, out_dir / "augment")
-    bench = Path(cfg.reproduce.bench)
     seeds = cfg.reproduce.seeds
     results = PageResults(
         **chained,
         augment=augment,
         losses=losses,
         keras_file=keras_file,
-        bench=json.loads(bench.read_text()) if bench.is_file() else None,
-        seeds=json.loads(Path(seeds).read_text()) | {"path": seeds} if seeds else None,
+        seeds=dataclasses.replace(from_json(SeedsSummary, json.loads(Path(seeds).read_text())), path=seeds)
+        if seeds
+        else None,
         seconds=time.perf_counter() - start,
-        setting=page_setting(cfg),
+        setting=dataclasses.replace(page_setting(cfg), recipe_name=job_choice("train", "study")),
+        tensorboard=tensorboard_rows(out_dir, list(CHAIN)),
+        run_dir=os.path.relpath(out_dir) if Path.cwd() in out_dir.resolve().parents else str(out_dir),
     )
     checked = conclusions(results)
     docs = Path(cfg.reproduce.docs)
-    figs = Figures(out_dir, docs, "figures")
-    command = f"python -m mnist_probe.run {job_overrides() or '+experiment=reproduce'}"
-    recipe = job_choice("train", "study")
-    report = write_page(
-        docs / "RESULTS.md",
-        results_head(results, command),
-        results,
-        checked,
-        figs,
-        "the study's recipe" if recipe == "study" else f"train={recipe}",
-        results_tail(out_dir, results, figs),
-    )
+    saved = {"data": results.setting.data, "page": RESULTS_PAGE, "results": to_json(results)}
+    atomic_write(docs / "RESULTS.json", lambda tmp: tmp.write_text(json.dumps(saved)))
+    report = write_results(out_dir, results, docs)
     log.info("report: %s", report)
     for c in checked:
         log.info("conclusion: %s -> %s", c.claim, c.verdict)

@@ -18,6 +18,8 @@ from mnist_probe.rows import (  # noqa: F401 (the library's rows, re-exported: r
     ProbeRow,
     RandomisationRow,
     Scores,
+    SeedSpread,
+    TensorBoardRow,
     from_json,
     to_json,
 )
@@ -198,6 +200,17 @@ class SeedsResult:
     cnn_key: str
     headline: dict[str, float]  # name -> value: what the sweep summary spreads over the seeds
     study: dict[str, float] = field(default_factory=dict)  # the study's figures it can be set beside
+
+
+@dataclass(frozen=True)
+class SeedsSummary:
+    """A seeds sweep's seeds.json (stages/sweep.py): every headline number over the seeds."""
+
+    seeds: list[int]
+    overrides: str  # what every job ran with but its seed
+    rows: list[SeedSpread]
+    per_seed: list[dict[str, float]] = field(default_factory=list)  # each job's headline
+    path: str = ""  # where it was read from (reproduce.seeds), as a page cites it
 
 
 # ----------------------------------------------------------------------------- reproduce

@@ -17,6 +17,8 @@ from omegaconf import DictConfig
 
 from mnist_probe.cache import write_json
 from mnist_probe.plots import curves_plot, save, spread_plot
+from mnist_probe.rows import SeedSpread, to_json
+from mnist_probe.stages.results import SeedsSummary
 from mnist_probe.tables import spread, write_table
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ def shared_overrides(overrides: list[str]) -> list[str]:
     return [t for t in given[0] if all(t in g for g in given)] if given else []
 
 
-def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
+def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[SeedSpread]:
     """seeds.md/.csv/.json and seeds.png in the sweep dir from the jobs' headlines (seeds stage)."""
     headlines = {name: job["headline"] for name, job in jobs.items() if "headline" in job}
     if not headlines:
@@ -42,10 +44,7 @@ def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[dict]:
     # What every job was run with but its seed: the recipe and settings the spread belongs to
     given = shared_overrides([jobs[name].get("overrides", "") for name in headlines])
     shared = " ".join(t for t in given if not t.startswith("seed="))
-    write_json(
-        sweep_dir / "seeds.json",
-        {"seeds": seeds, "overrides": shared, "rows": rows, "per_seed": list(headlines.values())},
-    )
+    write_json(sweep_dir / "seeds.json", to_json(SeedsSummary(seeds, shared, rows, list(headlines.values()))))
     save(spread_plot(list(headlines.values()), reference, seeds), sweep_dir / "seeds.png")
     return rows
 
