@@ -123,23 +123,3 @@ def judged(interval: tuple[float, float], threshold: float, above: str, below: s
 def apart(a: tuple[float, float], b: tuple[float, float]) -> int:
     """-1 where interval a lies wholly below b, 1 wholly above, 0 where they overlap (not resolved)."""
     return -1 if a[1] < b[0] else 1 if a[0] > b[1] else 0
-
-
-def valued(value: float, interval: list[float] | tuple[float, float] | None, digits: int = 2) -> str:
-    """A unitless number with its interval where it has one: '0.85 (95% CI 0.83–0.88)'."""
-    return f"{value:.{digits}f}" + (f" ({shown(interval, 1, digits, '')})" if interval else "")
-
-
-def span(interval: list[float] | tuple[float, float] | None, scale: float = 1, digits: int = 2) -> str:
-    """An interval's two ends as a table cell prints them: '0.15–0.19' ('' where there is none)."""
-    if interval is None:
-        return ""
-    low, high = (scale * v for v in interval)
-    return f"{low:.{digits}f}–{high:.{digits}f}"
-
-
-def shown(interval: tuple[float, float] | None, scale: float = 100, digits: int = 2, unit: str = "%") -> str:
-    """An interval as sentences print it: '95% CI 99.12–99.47%' ('' where there is none)."""
-    if interval is None:
-        return ""
-    return f"{LEVEL:.0%} CI {span(interval, scale, digits)}{unit}"

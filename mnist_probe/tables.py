@@ -1,5 +1,5 @@
 """Result tables: rows (dicts or dataclasses) as GitHub-flavoured markdown and CSV, and the spread of
-numbers over repeated runs (seeds)."""
+numbers over repeated runs (seeds); numbers and intervals as cells and sentences print them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mnist_probe.cache import atomic_write
-from mnist_probe.intervals import seed_interval
+from mnist_probe.intervals import LEVEL, seed_interval
 from mnist_probe.rows import SeedSpread
 
 
@@ -88,3 +88,23 @@ def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> li
             )
         )
     return rows
+
+
+def valued(value: float, interval: list[float] | tuple[float, float] | None, digits: int = 2) -> str:
+    """A unitless number with its interval where it has one: '0.85 (95% CI 0.83–0.88)'."""
+    return f"{value:.{digits}f}" + (f" ({shown(interval, 1, digits, '')})" if interval else "")
+
+
+def span(interval: list[float] | tuple[float, float] | None, scale: float = 1, digits: int = 2) -> str:
+    """An interval's two ends as a table cell prints them: '0.15–0.19' ('' where there is none)."""
+    if interval is None:
+        return ""
+    low, high = (scale * v for v in interval)
+    return f"{low:.{digits}f}–{high:.{digits}f}"
+
+
+def shown(interval: tuple[float, float] | None, scale: float = 100, digits: int = 2, unit: str = "%") -> str:
+    """An interval as sentences print it: '95% CI 99.12–99.47%' ('' where there is none)."""
+    if interval is None:
+        return ""
+    return f"{LEVEL:.0%} CI {span(interval, scale, digits)}{unit}"

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mnist_probe.intervals import UNRESOLVED, bootstrap_mean, judged, shown
+from mnist_probe.intervals import UNRESOLVED, bootstrap_mean, judged
+from mnist_probe.tables import shown
 
 
 def test_the_interval_of_an_accuracy_covers_the_true_one_about_95_times_in_100():

@@ -6,9 +6,9 @@ be unresolved rather than read as a change."""
 from __future__ import annotations
 
 from mnist_probe import study
-from mnist_probe.intervals import UNRESOLVED, apart, or_point, shown
+from mnist_probe.intervals import UNRESOLVED, apart, or_point
 from mnist_probe.pages.page_results import PageResults
-from mnist_probe.tables import pct
+from mnist_probe.tables import pct, shown
 
 Number = tuple[float, list[float] | None]  # a value and its interval (None: the run kept none)
 

@@ -5,11 +5,11 @@ judges by is a named constant below."""
 from __future__ import annotations
 
 from mnist_probe import study
-from mnist_probe.intervals import UNRESOLVED, judged, or_point, shown
+from mnist_probe.intervals import UNRESOLVED, judged, or_point
 from mnist_probe.names import SAMPLE_SHAPE, layer_label
 from mnist_probe.pages.page_results import Conclusion, PageResults, Setting
 from mnist_probe.pages.verdicts import cka_softest
-from mnist_probe.tables import pct
+from mnist_probe.tables import pct, shown
 
 # 1. The code vectors keep what the classes need: the worst interpreter on them scores within this
 #    much of the CNN's own softmax.
@@ -43,9 +43,9 @@ def codes_reduce_dimensionality(r: PageResults, shape: tuple[int, int, int] = SA
     codes, act = r.interpreters.accuracies("codes"), r.activations
     worst = min(codes, key=codes.get)
     row = next(x for x in r.interpreters.rows if x.features == "codes" and x.interpreter == worst)
-    gap = codes[worst] - r.train.test_acc
+    minus_cnn = codes[worst] - r.train.test_acc
     # judged on the interval of the paired difference where there is one; results without: the number
-    interval = or_point(row.minus_cnn_ci, gap)
+    interval = or_point(row.minus_cnn_ci, minus_cnn)
     verdict = judged(interval, -CODES_KEEP_WITHIN, "supported", "not supported")
     return Conclusion(
         "Code vectors in hidden layers of CNN reduce the dimensionality of images.",
@@ -56,8 +56,9 @@ def codes_reduce_dimensionality(r: PageResults, shape: tuple[int, int, int] = SA
         f"on it alone scores {pct(min(codes.values()))}–{pct(max(codes.values()))} "
         f"(worst: {worst}), against {pct(r.train.test_acc)} for the CNN's own softmax"
         + (
-            f" ({worst} minus the CNN: {100 * gap:+.2f} points, {shown(row.minus_cnn_ci, unit=' points')} on "
-            f"the same test images; within {100 * CODES_KEEP_WITHIN:.0f} point is what 'keeps' means)"
+            f" ({worst} minus the CNN: {100 * minus_cnn:+.2f} points, "
+            f"{shown(row.minus_cnn_ci, unit=' points')} on the same test images; "
+            f"within {100 * CODES_KEEP_WITHIN:.0f} point is what 'keeps' means)"
             if row.minus_cnn_ci
             else ""
         )

@@ -5,7 +5,7 @@ Each returns markdown lines; its sentences are mnist_probe.pages.verdicts'."""
 from __future__ import annotations
 
 from mnist_probe import study
-from mnist_probe.intervals import LEVEL, span
+from mnist_probe.intervals import LEVEL
 from mnist_probe.names import file_name
 from mnist_probe.pages.page_results import Setting
 from mnist_probe.pages.trust import (
@@ -21,7 +21,7 @@ from mnist_probe.pages.verdicts import (
     shift_cka_sentence,
 )
 from mnist_probe.stages.results import BeyondResult, GapRow, RandomisationRow, ShiftResult, TrainResult
-from mnist_probe.tables import markdown_table, pct
+from mnist_probe.tables import markdown_table, pct, span
 
 # How the CNN table says what the model outputs (model.OUTPUT_KINDS) and how the tool reads them.
 OUTPUTS_READ = {

@@ -4,9 +4,10 @@ pick the pixels the class needs; and so which sentences on the maps stand."""
 
 from __future__ import annotations
 
-from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point, valued
+from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point
 from mnist_probe.names import EDGE_CONTROL, RANDOM_ORDER
 from mnist_probe.stages.results import BeyondResult, FaithfulnessRow, RandomisationRow
+from mnist_probe.tables import valued
 
 # A method "depends on the model" where, with every layer randomised, its maps' rank correlation with
 # the trained network's maps (Spearman of |map|, mnist_probe.sanity) lies below this.

@@ -4,10 +4,10 @@ results by a named threshold below."""
 
 from __future__ import annotations
 
-from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point, shown, valued
+from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point
 from mnist_probe.pages.page_results import AugmentRow, CkaPair, LossRow
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, GapRow, PositionRow
-from mnist_probe.tables import pct
+from mnist_probe.tables import pct, shown, valued
 
 # The loss comparison: the clipped loss keeps the CNN less sure when cross-entropy's largest logit is
 # at least this many times the clipped one's; the clipped one is the surer at this ratio or below.
