@@ -78,6 +78,14 @@ def test_lenet5_through_every_stage(tmp_path):
         assert row["dropout"] == 0.0  # LeNet-5 has no dropout: train and eval mode agree
     report = (out / "report.md").read_text()
     assert "relu6" in report and "## The study's conclusions, checked" in report
+    # no study figure beside LeNet-5, on its page or in its log; the log says why
+    assert (
+        "In the study" not in report
+        and "The study's:" not in report
+        and "its own CNN on MNIST only" in report
+    )
+    logged = (out / "run.log").read_text()
+    assert "no study figure: its CNN on MNIST only" in logged and "(study 0." not in logged
     # report.md renders again from page.json alone (no config, no clock): the same page
     assert render(out / "page.json") == out / "report.md" and (out / "report.md").read_text() == report
     head = report.splitlines()[2]  # what each stage took, in the order they ran

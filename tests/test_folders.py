@@ -108,6 +108,7 @@ def test_a_colour_image_folder_through_every_stage_with_the_study_cnn_built_for_
     report = (run / "report.md").read_text()
     assert "48 image folder test images" in report and "3×32×32 = 3,072-value image" in report
     assert "The study's:" not in report  # the study's MNIST figures only beside MNIST
+    assert "In the study" not in report and "(study 0." not in (run / "run.log").read_text()
     sheets = sorted(p.name for p in (run / "activations" / "feature_maps").iterdir())
     assert "conv2d_1_image0_test0.png" in sheets  # named by item and class index
     links = [line for line in report.splitlines() if line.startswith("![conv2d_1]")]
