@@ -59,7 +59,6 @@ _API = {
     "linear_cka": "cka",
     "cka_between": "cka",
     "shift_cka": "cka",
-    "class_similarity": "cka",
     # can the maps be trusted: the sanity checks
     "model_randomisation": "sanity",
     "data_randomisation": "sanity",
@@ -84,6 +83,7 @@ _API = {
     # hooks
     "ActivationRecorder": "hooks",
     "record": "hooks",
+    "class_similarity": "hooks",
     "record_with_output": "hooks",
     "stream": "hooks",
     "resolve_layers": "layer_names",

@@ -1,6 +1,5 @@
 """What two networks (or two inputs) share: linear centered kernel alignment (CKA; Kornblith et al.,
-2019, "Similarity of neural network representations revisited"); and how alike one network's code
-vectors are within and between classes (class_similarity).
+2019, "Similarity of neural network representations revisited").
 
 CKA(X, Y) compares two representations of the same n examples (n×p and n×q, any p, q): 1 when one is
 an orthogonal transform and isotropic scaling of the other, near 0 when unrelated. Minibatch CKA
@@ -157,20 +156,3 @@ def _batches(images: torch.Tensor, batch_size: int):
         batch = images[start : start + batch_size]
         if len(batch) >= 4:  # the unbiased HSIC needs four examples
             yield batch
-
-
-def class_similarity(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
-    """Classes × classes mean cosine similarity between classes' code vectors, and within/between ratio.
-
-    The mean of all pairwise cosines between classes i and j is the dot product of their mean unit
-    vectors, so no N×N matrix is built; on the diagonal the n self-pairs (cosine 1) are left out.
-    """
-    unit = codes / np.maximum(np.linalg.norm(codes, axis=1, keepdims=True), 1e-12)
-    classes = np.unique(labels)
-    sums = np.stack([unit[labels == c].sum(0) for c in classes])
-    counts = np.array([(labels == c).sum() for c in classes], dtype=float)
-    sim = (sums @ sums.T) / np.outer(counts, counts)
-    within = (np.einsum("ij,ij->i", sums, sums) - counts) / (counts * (counts - 1))
-    np.fill_diagonal(sim, within)
-    off = ~np.eye(len(classes), dtype=bool)
-    return sim, float(within.mean() / sim[off].mean())

@@ -1,5 +1,6 @@
 """Forward hooks on named layers (mnist_probe.layer_names): activations in memory for a few images,
-on disk for many."""
+on disk for many; and how alike the recorded code vectors are within and between classes
+(class_similarity)."""
 
 from __future__ import annotations
 
@@ -258,3 +259,20 @@ def stream(
             batch = images[start : start + batch_size]
             model(to_float(batch))
     return {name: rec.path(name) for name in rec.names}
+
+
+def class_similarity(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Classes × classes mean cosine similarity between classes' code vectors, and within/between ratio.
+
+    The mean of all pairwise cosines between classes i and j is the dot product of their mean unit
+    vectors, so no N×N matrix is built; on the diagonal the n self-pairs (cosine 1) are left out.
+    """
+    unit = codes / np.maximum(np.linalg.norm(codes, axis=1, keepdims=True), 1e-12)
+    classes = np.unique(labels)
+    sums = np.stack([unit[labels == c].sum(0) for c in classes])
+    counts = np.array([(labels == c).sum() for c in classes], dtype=float)
+    sim = (sums @ sums.T) / np.outer(counts, counts)
+    within = (np.einsum("ij,ij->i", sums, sums) - counts) / (counts * (counts - 1))
+    np.fill_diagonal(sim, within)
+    off = ~np.eye(len(classes), dtype=bool)
+    return sim, float(within.mean() / sim[off].mean())

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_probe.cka import class_similarity
 from mnist_probe.data import load_mnist, to_float
-from mnist_probe.hooks import ActivationRecorder, record, stream
+from mnist_probe.hooks import ActivationRecorder, class_similarity, record, stream
 from mnist_probe.keras_cnn import KerasCNN
 from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model import LAYER_NAMES

@@ -12,10 +12,9 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from mnist_probe.cache import atomic_write
-from mnist_probe.cka import class_similarity
 from mnist_probe.data import first_of_each_class, split_tensors, to_float
 from mnist_probe.errors import UserError
-from mnist_probe.hooks import record_with_output
+from mnist_probe.hooks import class_similarity, record_with_output
 from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model_layers import feature_layers
 from mnist_probe.names import file_name
