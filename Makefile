@@ -58,7 +58,7 @@ fashion-mnist: ## Fashion-MNIST from Debian's package (then make run ARGS="data=
 # Where fashion-page keeps the MNIST report it compares Fashion-MNIST's with (the same recipe, train=fashion).
 MNIST_REPORT ?= outputs/runs/report_mnist_fashion_recipe
 pages: install ## every docs/NAME.md rendered again from its results file docs/NAME.json (seconds)
-	for f in docs/*.json; do [ -e "$$f" ] && $(PY) -m mnist_probe.pages.render "$$f"; done; true
+	for f in docs/*.json; do [ -e "$$f" ] || continue; $(PY) -m mnist_probe.pages.render "$$f" || exit 1; done
 
 fashion-page: install fashion-mnist ## Fashion-MNIST's report beside MNIST's (same recipe) -> docs/RESULTS-fashion-mnist.md
 	$(PY) -m mnist_probe.run +experiment=report train=fashion hydra.run.dir=$(MNIST_REPORT) $(ARGS)

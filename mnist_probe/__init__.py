@@ -30,7 +30,7 @@ _API = {
     "split_tensors": "data",
     "to_float": "data",
     "KerasAugment": "data",
-    "MNISTDataModule": "data",
+    "ImageDataModule": "data",
     "first_of_each_class": "data",
     # model
     "KerasCNN": "keras_cnn",
@@ -74,7 +74,7 @@ _API = {
     "load_keras": "keras_weights",
     "save_keras": "keras_weights",
     # train
-    "TrainedCNN": "training",
+    "OpenedModel": "training",
     "fit_or_load": "training",
     "from_checkpoint": "training",
     "accuracy": "scoring",

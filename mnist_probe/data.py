@@ -253,8 +253,9 @@ def batch_loader(
     return DataLoader(ds, sampler=ResumableBatches(sampler, batch_size), batch_size=None)
 
 
-class MNISTDataModule(pl.LightningDataModule):
-    """MNIST in memory: train 54k / val 6k (seeded) / scored test set; uint8 to the device."""
+class ImageDataModule(pl.LightningDataModule):
+    """A data set's images in memory (MNIST's: train 54k / val 6k, seeded), its scored test set; uint8
+    to the device."""
 
     def __init__(self, data: DataSpec, batch_size: int = 86, augment: KerasAugment | None = None) -> None:
         super().__init__()

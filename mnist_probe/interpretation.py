@@ -35,7 +35,7 @@ from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model import CODE_LAYER, device_of
 from mnist_probe.names import FEATURES
 from mnist_probe.specs import INFERENCE_BATCH, DataSpec
-from mnist_probe.training import TrainedCNN
+from mnist_probe.training import OpenedModel
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def features_of(
     split: str,
     data: DataSpec,
     cache_dir: str | Path,
-    cnn: TrainedCNN | None = None,
+    cnn: OpenedModel | None = None,
     samples: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of a split, or of `samples` of its images (subsample's), as a pipeline's first step makes
@@ -295,7 +295,7 @@ def _load(spec: InterpreterSpec):
 
 
 def fit_or_load_interpreter(
-    spec: InterpreterSpec, cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path
+    spec: InterpreterSpec, cnn: OpenedModel, data: DataSpec, cache_dir: str | Path
 ) -> tuple[Pipeline, dict]:
     """The interpreter pipeline of spec, its estimator fitted on the training split (from the cache,
     or fitted now once); keyed by its features' source, the data split and the estimator."""

@@ -26,7 +26,7 @@ from mnist_probe.layer_names import resolve_layers
 from mnist_probe.model_layers import spread
 from mnist_probe.rows import ProbeRow, from_json, to_json
 from mnist_probe.specs import DataSpec
-from mnist_probe.training import TrainedCNN
+from mnist_probe.training import OpenedModel
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ PROBES_VERSION = "standardscaler-logreg-C0.1-iter100, with intervals"
 
 
 def cached_linear_probes(
-    cnn: TrainedCNN,
+    cnn: OpenedModel,
     data: DataSpec,
     cache_dir: str | Path,
     train_samples: int,

@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from mnist_probe.data import MNISTDataModule
+from mnist_probe.data import ImageDataModule
 from mnist_probe.lit import LitCNN
 from mnist_probe.model import (
     build_model,
@@ -45,9 +45,9 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return fastest(accelerator)["chosen"]
 
 
-def make_datamodule(data: DataSpec, recipe: Recipe) -> MNISTDataModule:
+def make_datamodule(data: DataSpec, recipe: Recipe) -> ImageDataModule:
     """The DataModule of data, with the recipe's batch size and augmentation."""
-    return MNISTDataModule(data, batch_size=recipe.batch_size, augment=instantiate(plain(recipe.augment)))
+    return ImageDataModule(data, batch_size=recipe.batch_size, augment=instantiate(plain(recipe.augment)))
 
 
 def make_lit(recipe: Recipe, model: ModelSpec, data: DataSpec | None = None) -> LitCNN:

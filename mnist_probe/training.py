@@ -57,11 +57,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainedCNN:
-    """A trained (or loaded) CNN, its cache key (every input that decided its weights and its test
-    score), its metadata (test_acc, train_seconds, ..., cached) and the layer whose output is its
-    code vector (default: the model's, mnist_probe.model_layers.code_layer), the one every interpreter
-    and the shift stage read."""
+class OpenedModel:
+    """A model the tool opened up, trained here or loaded (any class, a Keras or ONNX file): its cache
+    key (every input that decided its weights and its test score), its metadata (test_acc,
+    train_seconds, ..., cached) and the layer whose output is its code vector (default: the model's,
+    mnist_probe.model_layers.code_layer), the one every interpreter and the shift stage read."""
 
     model: torch.nn.Module
     key: str
@@ -117,7 +117,7 @@ def train_cnn(
             f", and {part} steps of the next" if part else "",
         )
     try:
-        with warnings.catch_warnings():  # the datamodule resumes part-way itself (MNISTDataModule.state_dict)
+        with warnings.catch_warnings():  # the datamodule resumes part-way itself (ImageDataModule.state_dict)
             warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch ended")
             trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if ckpt is not None else None)
     except SystemExit as stop:  # Lightning's end of a training that a signal stopped
@@ -155,7 +155,7 @@ def train_cnn(
     return net, meta
 
 
-def scored_logits(cnn: TrainedCNN, data: DataSpec, cache_dir: str | Path) -> torch.Tensor:
+def scored_logits(cnn: OpenedModel, data: DataSpec, cache_dir: str | Path) -> torch.Tensor:
     """The CNN's logits on the scored test images, computed once per CNN and images (the train stage's
     confidence and calibration, and the interpreters' paired intervals, read the same ones)."""
     return _cached_logits(cnn.model, cnn.key, data, cache_dir)
@@ -206,7 +206,7 @@ def _load(net: torch.nn.Module):
 
 def from_checkpoint(
     path: str | Path, data: DataSpec, cache_dir: str | Path, model: ModelSpec | None = None
-) -> TrainedCNN:
+) -> OpenedModel:
     """A user's checkpoint (a state dict or Lightning .ckpt of model's class, a Keras file of the
     study's CNN, or an ONNX file, which carries its own architecture), checked and scored on the
     scored test set once; keyed by the file's content and the test images it was scored on."""
@@ -229,7 +229,7 @@ def from_checkpoint(
         }
 
     _, meta, cached = get_or_compute(Path(cache_dir) / f"cnn-{key}", compute, lambda entry, meta: None)
-    return TrainedCNN(
+    return OpenedModel(
         net,
         key,
         {**meta, "key": key, "cached": cached, "outputs": outputs_of(net), "data_files": data.files()},
@@ -259,7 +259,7 @@ def fit_or_load(
     log_dir: str | Path | None = None,
     model: ModelSpec | None = None,
     hardware: Hardware | None = None,
-) -> TrainedCNN:
+) -> OpenedModel:
     """The CNN that `recipe` trains on `data` with `seed`: from the cache (meta's checkpoint: where the
     entry is now) if trained before, else now (once, under a lock; resumed if an earlier run was killed).
     Its training curves go to log_dir/tb/train (default: the cache entry's train_logs/)."""
@@ -281,7 +281,7 @@ def fit_or_load(
     net, meta, cached = get_or_compute(entry, compute, _load(net))
     if cached:
         log.info("loaded cached CNN %s (test acc %.4f)", key, meta["test_acc"])
-    return TrainedCNN(
+    return OpenedModel(
         net,
         key,
         {

@@ -28,7 +28,7 @@ from mnist_probe.names import SIZE
 from mnist_probe.outputs import NUM_CLASSES
 from mnist_probe.specs import INFERENCE_BATCH
 from mnist_probe.tables import pct
-from mnist_probe.training import TrainedCNN
+from mnist_probe.training import OpenedModel
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def grid_predictions(
 
 def cached_grids(
     cache_dir: str | Path,
-    cnn: TrainedCNN,
+    cnn: OpenedModel,
     models: dict[str, Pipeline | None],
     keys: dict[str, str | None],
     images: torch.Tensor,

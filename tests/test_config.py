@@ -6,7 +6,7 @@ import torch
 from hydra.utils import instantiate
 
 from mnist_probe import UserError
-from mnist_probe.data import KerasAugment, MNISTDataModule
+from mnist_probe.data import ImageDataModule, KerasAugment
 from mnist_probe.keras_cnn import KerasCNN, MaxBlurPool2d
 from mnist_probe.model import build_model
 from mnist_probe.run import check_config
@@ -33,7 +33,7 @@ def test_every_config_composes_and_instantiates(tmp_path, experiment, recipe):
     assert f"{type(built).__module__}.{type(built).__name__}" == cfg.train.scheduler.factory._target_
     assert isinstance(instantiate(cfg.train.augment), KerasAugment)
     dm = make_datamodule(typed(cfg).data, typed(cfg).train)
-    assert isinstance(dm, MNISTDataModule) and dm.batch_size == cfg.train.batch_size
+    assert isinstance(dm, ImageDataModule) and dm.batch_size == cfg.train.batch_size
 
 
 def test_study_recipe_is_the_studys():

@@ -7,8 +7,8 @@ from mnist_probe import UserError
 from mnist_probe.data import (
     FILES,
     DataSpec,
+    ImageDataModule,
     KerasAugment,
-    MNISTDataModule,
     load_mnist,
     split_tensors,
     to_float,
@@ -17,8 +17,8 @@ from tests.conftest import mnist_root
 
 
 @pytest.fixture(scope="module")
-def dm() -> MNISTDataModule:
-    dm = MNISTDataModule(DataSpec(root=mnist_root()))
+def dm() -> ImageDataModule:
+    dm = ImageDataModule(DataSpec(root=mnist_root()))
     dm.setup()
     return dm
 
@@ -94,7 +94,7 @@ def test_missing_root_is_a_clear_error(tmp_path):
 def test_hold_on_an_accelerator_moves_train_and_val_once_and_batches_are_indexed_there():
     """On a GPU the images live there once (the datamodule's setup does this for the trainer's
     device); "meta" stands in for one here: a batch drawn afterwards is already on that device."""
-    dm = MNISTDataModule(DataSpec(root=mnist_root(), train_subset=256), batch_size=32)
+    dm = ImageDataModule(DataSpec(root=mnist_root(), train_subset=256), batch_size=32)
     dm.setup()
     before = dict(dm.tensors)
     dm.hold_on("cpu")

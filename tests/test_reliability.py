@@ -290,7 +290,7 @@ def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
         assert len(stops) == 1 and f"stopped by {name} at step " in stops[0] and "Traceback" not in out
         step = int(stops[0].split(" at step ")[1].split(" of")[0])
         assert 0 < step < 32  # part-way through an epoch of 32 steps, saved there
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["MNISTDataModule"]
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["ImageDataModule"]
         assert state["batches_done"] == step and not entry.exists()
 
     again = cli(*args, f"hydra.run.dir={tmp_path / 'run4'}")
@@ -345,7 +345,7 @@ def test_parallel_jobs_train_the_shared_cnn_once_and_a_stop_reaches_them(tmp_pat
     ]
     assert len(stops) == 1, out[-3000:]  # the job that trains; the other waits for its CNN
     step = int(stops[0].split(" at step ")[1].split(" of")[0])
-    assert torch.load(ckpt, map_location="cpu", weights_only=True)["MNISTDataModule"]["batches_done"] == step
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["ImageDataModule"]["batches_done"] == step
     assert not list((tmp_path / "cache").glob("cnn-*/meta.json"))  # nothing published
 
     again = subprocess.run(

@@ -32,7 +32,7 @@ from mnist_probe.schema import Config, typed
 from mnist_probe.specs import is_onnx
 from mnist_probe.stages.results import to_json
 from mnist_probe.tables import duration
-from mnist_probe.training import TrainedCNN, fit_or_load, from_checkpoint
+from mnist_probe.training import OpenedModel, fit_or_load, from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def opened_model(c: Config) -> tuple[nn.Module, str]:
     return open_model(c.model, c.checkpoint, c.data.shape, c.data.num_classes), name
 
 
-def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> TrainedCNN:
+def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> OpenedModel:
     """The CNN every stage opens up: the user's checkpoint, or the recipe's CNN from the cache (trained
     now if missing, its curves into out_dir). The layers the config names are checked first."""
     c: Config = typed(cfg)

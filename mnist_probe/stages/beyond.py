@@ -44,14 +44,14 @@ from mnist_probe.scoring import logits_of
 from mnist_probe.stages.adapters import step, trained_cnn, writer
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, PositionRow
 from mnist_probe.tables import write_table
-from mnist_probe.training import TrainedCNN, fit_or_load
+from mnist_probe.training import OpenedModel, fit_or_load
 from mnist_probe.translation import pick_image, shifted_stack
 from mnist_probe.viz import attribution_sheet, attribution_strip, filter_sheet, randomisation_sheet
 
 log = logging.getLogger(__name__)
 
 
-def probed_layers(cnn: TrainedCNN, bcfg: BeyondConfig, most: int | None) -> list[str]:
+def probed_layers(cnn: OpenedModel, bcfg: BeyondConfig, most: int | None) -> list[str]:
     """The layers the probes and CKA read: the configured ones, else the conv layers (at most `most`,
     spread over the depth) and the code layer."""
     if bcfg.layers:
@@ -60,7 +60,7 @@ def probed_layers(cnn: TrainedCNN, bcfg: BeyondConfig, most: int | None) -> list
 
 
 def position_rows(
-    cnn: TrainedCNN,
+    cnn: OpenedModel,
     test_images: torch.Tensor,
     test_labels: torch.Tensor,
     bcfg: BeyondConfig,

@@ -42,7 +42,7 @@ from mnist_probe.stages.adapters import page_setting, run_stages, trained_cnn, w
 from mnist_probe.stages.report import CHAIN
 from mnist_probe.stages.results import SeedsSummary, TrainResult
 from mnist_probe.tables import write_table
-from mnist_probe.training import TrainedCNN
+from mnist_probe.training import OpenedModel
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
 
 
 def cka_pair(
-    name: str, first: str, a: TrainedCNN, second: str, b: TrainedCNN, images, bcfg, most: int | None
+    name: str, first: str, a: OpenedModel, second: str, b: OpenedModel, images, bcfg, most: int | None
 ) -> CkaPair:
     """Linear CKA between every probed layer of CNN a and every probed layer of CNN b."""
     rows, cols, matrix, ci = cka_between(

@@ -32,7 +32,7 @@ from mnist_probe.shift_plots import (
 from mnist_probe.stages.adapters import interpreter_spec, log_hparams, selected, trained_cnn, writer
 from mnist_probe.stages.results import Curve, DatasetRow, PerClass, ShiftProb, ShiftResult
 from mnist_probe.tables import write_table
-from mnist_probe.training import TrainedCNN
+from mnist_probe.training import OpenedModel
 from mnist_probe.translation import (
     cached_grids,
     cnn_pass,
@@ -61,7 +61,7 @@ def pairs_of(scfg: DictConfig) -> list[tuple[int, int]]:
     return shift_pairs(as_list(scfg.dx), as_list(scfg.dy), scfg.grid)
 
 
-def models_under_test(cfg: DictConfig, cnn: TrainedCNN) -> tuple[dict[str, Pipeline | None], dict[str, str]]:
+def models_under_test(cfg: DictConfig, cnn: OpenedModel) -> tuple[dict[str, Pipeline | None], dict[str, str]]:
     """{label: pipeline} for the CNN (None: its own softmax), then the interpreter named on the
     command line, else shift.models (cached fits); and each interpreter's cache key."""
     c = typed(cfg)
@@ -74,7 +74,7 @@ def models_under_test(cfg: DictConfig, cnn: TrainedCNN) -> tuple[dict[str, Pipel
     return models, keys
 
 
-def one_image(cfg, out_dir: Path, models, cnn: TrainedCNN, images_u8, labels, tb: SummaryWriter) -> dict:
+def one_image(cfg, out_dir: Path, models, cnn: OpenedModel, images_u8, labels, tb: SummaryWriter) -> dict:
     """The study's table for one test image: P(true class) per model and shift, and figures."""
     scfg = cfg.shift
     pairs = pairs_of(scfg)
@@ -223,7 +223,7 @@ def by_class(
     return {"per_class": PerClass(dys, acc.tolist()), "confusions": mistakes}
 
 
-def dataset_scale(cfg, out_dir: Path, models, keys, cnn: TrainedCNN, images_u8, labels, tb) -> dict:
+def dataset_scale(cfg, out_dir: Path, models, keys, cnn: OpenedModel, images_u8, labels, tb) -> dict:
     """Accuracy on the (dx, dy) grid, consistency and 1-px change rate over many test images."""
     dcfg = cfg.shift.dataset
     n, radius = min(dcfg.samples, len(labels)), dcfg.radius
