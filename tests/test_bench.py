@@ -11,6 +11,7 @@ from mnist_probe.bench.peers import installed
 from mnist_probe.bench.reports import bound_rows, took
 from mnist_probe.bench.training import flops_per_image, rate
 from mnist_probe.keras_cnn import KerasCNN
+from mnist_probe.pages.render import render
 from mnist_probe.precision import emulated_bf16
 from mnist_probe.specs import INFERENCE_BATCH
 
@@ -219,6 +220,17 @@ def test_the_performance_page_is_written_from_the_json_alone(tmp_path):
     assert again.count("| train=fast: time | 97.25 | % |") == 1
     assert again.count("| make run's job, wall time | 97.25 | % |") == 1
     assert "\n\n## `make bench-run`" in again  # a blank line after the kept section before it
+    # the page is its results file rendered: nothing else is read
+    (tmp_path / "bench.json").unlink()
+    assert render(page.with_suffix(".json")) == page and page.read_text() == again
+    # another run alone (a kernel cap on another day) joins the stored part as a column
+    (tmp_path / "bench@avx2.json").write_text(
+        json.dumps({"machine": capped, "rows": [], "command": "capped"})
+    )
+    main(["--page-only", "--out", str(tmp_path), "--page", str(page)])
+    capped_too = page.read_text()
+    assert "| what | value | value (avx2) | unit |" in capped_too
+    assert "`python -m mnist_probe.bench bench`, on 2026-12-04" in capped_too
 
 
 def test_a_far_slower_precision_is_measured_briefly_and_an_impossible_ratio_is_flagged(monkeypatch):

@@ -274,6 +274,8 @@ def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatc
         "shift.layers=[layer1.0.relu:2]",
         "activations.layers=[conv1,layer2.0.relu:2]",
         "max_layers=null",  # every layer probed: each call of a module run twice its own
+        "beyond.randomisation_draws=1",  # every layer randomised too: one draw, two methods
+        "beyond.methods=[saliency,grad_cam]",
     )
     out = tmp_path / "report"
     assert result["code_layer"] == "fc:input"
