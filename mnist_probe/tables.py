@@ -53,14 +53,20 @@ def write_table(rows: list, stem: str | Path, columns: list[str] | None = None) 
     rows = _dicts(rows)
     columns = columns or list(dict.fromkeys(k for row in rows for k in row))
     md = markdown_table(rows, columns)
+    atomic_write(Path(stem).with_suffix(".md"), lambda tmp: tmp.write_text(md))
+    write_csv(rows, Path(stem).with_suffix(".csv"), columns)
+    return md
+
+
+def write_csv(rows: list, path: str | Path, columns: list[str] | None = None) -> Path:
+    """Write rows as a CSV file (atomically), columns in first-seen order."""
+    rows = _dicts(rows)
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    stem = Path(stem)
-    atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(md))
-    atomic_write(stem.with_suffix(".csv"), lambda tmp: tmp.write_text(buf.getvalue()))
-    return md
+    return atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
 
 
 def spread(headlines: list[dict[str, float]], reference: dict[str, float]) -> list[SeedSpread]:

@@ -15,6 +15,7 @@ from mnist_probe import UserError, probes
 from mnist_probe import interpretation as interpreters
 from mnist_probe.data import split_tensors
 from mnist_probe.interpretation import CodeVectors, FastSVC, Pixels, fit_on_features, make_interpreter
+from mnist_probe.pages.render import render
 from mnist_probe.run import run
 from mnist_probe.schema import typed
 from mnist_probe.specs import DataSpec
@@ -201,7 +202,11 @@ def test_sweep_summary_collects_every_job(tmp_path):
         )
     rows = summarize_sweep(tmp_path)
     assert len(rows) == 6 and {r["overrides"] for r in rows} == {"shift.dy=0", "shift.dy=-1", "shift.dy=-2"}
-    assert (tmp_path / "summary.md").read_text().count("shift.dy=-2") == 2
+    page = (tmp_path / "summary.md").read_text()
+    assert page.count("shift.dy=-2") == 2 and "the 3 jobs' results" in page
+    assert "| 2 | shift.dy=-2 | rf | 0.1 |" in page
+    (tmp_path / "summary.md").unlink()  # the page is its results file rendered, and nothing else
+    assert render(tmp_path / "summary.json").read_text() == page
 
 
 def test_xgboost_is_cached_as_json_not_pickle(trained):

@@ -10,6 +10,8 @@ import torch
 
 from mnist_probe import study
 from mnist_probe.intervals import seed_interval
+from mnist_probe.pages.render import render
+from mnist_probe.pages.sweep import read_seeds
 from mnist_probe.stages.seeds import headline
 from mnist_probe.stages.sweep import summarize_sweep
 from mnist_probe.tables import spread
@@ -129,22 +131,25 @@ def test_the_study_s_table_sits_under_the_shifts_it_was_taken_at():
 def test_a_seeds_sweep_off_the_study_s_data_sets_no_study_figure_beside_it(tmp_path):
     seeds_sweep(tmp_path, study.comparable(on_its_data=False, its_image=True))
     summarize_sweep(tmp_path)
-    rows = json.loads((tmp_path / "seeds.json").read_text())["rows"]
-    assert [r["metric"] for r in rows] == ["cnn_test_acc", "cnn_consistency"]
-    assert all(r["study"] is None and r["study_inside_our_range"] is None for r in rows)
+    rows = read_seeds(tmp_path / "seeds.json").rows
+    assert [r.metric for r in rows] == ["cnn_test_acc", "cnn_consistency"]
+    assert all(r.study is None and r.study_inside_our_range is None for r in rows)
 
 
 def test_the_sweep_summary_of_a_seeds_sweep(tmp_path):
     seeds_sweep(tmp_path, study.comparable(on_its_data=True, its_image=True))
     summarize_sweep(tmp_path)
-    saved = json.loads((tmp_path / "seeds.json").read_text())
-    assert saved["seeds"] == [1, 2] and len(saved["per_seed"]) == 2
-    assert saved["overrides"] == "+experiment=seeds train=fast"  # what the spread belongs to, seed apart
-    row = saved["rows"][0]
-    assert row["metric"] == "cnn_test_acc" and row["mean"] == pytest.approx(0.993)
-    assert row["study"] == study.CNN_ACC and row["study_inside_our_range"] == "yes"
-    assert "| cnn_test_acc | 2 |" in (tmp_path / "seeds.md").read_text()
-    assert (tmp_path / "seeds.png").stat().st_size > 10_000
+    saved = read_seeds(tmp_path / "seeds.json")
+    assert saved.seeds == [1, 2] and len(saved.per_seed) == 2
+    assert saved.overrides == "+experiment=seeds train=fast"  # what the spread belongs to, seed apart
+    row = saved.rows[0]
+    assert row.metric == "cnn_test_acc" and row.mean == pytest.approx(0.993)
+    assert row.study == study.CNN_ACC and row.study_inside_our_range == "yes"
+    page = (tmp_path / "seeds.md").read_text()
+    assert "| cnn_test_acc | 2 |" in page and "Inside what our seeds span: cnn_test_acc" in page
+    assert "![seeds](seeds.png)" in page and (tmp_path / "seeds.png").stat().st_size > 10_000
+    (tmp_path / "seeds.md").unlink()  # the page is its results file rendered, and nothing else
+    assert render(tmp_path / "seeds.json").read_text() == page
 
 
 @pytest.mark.slow
@@ -167,10 +172,10 @@ def test_make_seeds_end_to_end_two_tiny_seeds(tmp_path):
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    saved = json.loads((tmp_path / "sweep" / "seeds.json").read_text())
-    assert saved["seeds"] == [1, 2]
-    assert len(saved["per_seed"]) == 2
-    names = {r["metric"] for r in saved["rows"]}
+    saved = read_seeds(tmp_path / "sweep" / "seeds.json")
+    assert saved.seeds == [1, 2]
+    assert len(saved.per_seed) == 2
+    names = {r.metric for r in saved.rows}
     assert {
         "cnn_test_acc",
         "nn@codes_acc",

@@ -4,6 +4,7 @@
     python -m mnist_probe.pages.render docs/NAME.json       # docs/NAME.md, beside its results file
     python -m mnist_probe.pages.render docs/RESULTS.json    # docs/RESULTS.md (make reproduce's)
     python -m mnist_probe.pages.render docs/PERFORMANCE.json    # docs/PERFORMANCE.md (make bench's)
+    python -m mnist_probe.pages.render SWEEP_DIR/seeds.json     # seeds.md (summary.json: summary.md)
 
 `make pages` renders every docs/*.json so; a test renders each and compares it with the page committed
 beside it, so a change of wording and the pages it changes land together."""
@@ -18,16 +19,20 @@ from mnist_probe.names import PAGE_JSON
 from mnist_probe.pages.page_results import PageResults
 from mnist_probe.pages.performance import PERFORMANCE_PAGE, render_page
 from mnist_probe.pages.report import RESULTS_PAGE, write, write_results
+from mnist_probe.pages.sweep import SEEDS_PAGE, SUMMARY_PAGE, render_sweep_page
 from mnist_probe.rows import from_json
 
 
 def render(results_file: Path) -> Path:
     """The page of `results_file`: report.md of the run whose page.json it is, docs/RESULTS.md of
-    make reproduce's RESULTS.json, docs/PERFORMANCE.md of the benchmarks', else the report page (.md)
+    make reproduce's RESULTS.json, docs/PERFORMANCE.md of the benchmarks', a sweep's seeds.md or
+    summary.md, else the report page (.md)
     beside it."""
     saved = json.loads(results_file.read_text())
     if saved.get("page") == PERFORMANCE_PAGE:
         return render_page(results_file)
+    if saved.get("page") in (SEEDS_PAGE, SUMMARY_PAGE):
+        return render_sweep_page(results_file)
     results = from_json(PageResults, saved["results"])
     if results.setting is None:
         raise SystemExit(f"{results_file} was written before pages kept their setting; run the report again")

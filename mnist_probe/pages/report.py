@@ -10,7 +10,8 @@ from mnist_probe.pages.changes import changes_section
 from mnist_probe.pages.conclusions import conclusions
 from mnist_probe.pages.page import Figures, write_page
 from mnist_probe.pages.page_results import PageResults
-from mnist_probe.pages.results_page import seeds_section, tensorboard_section
+from mnist_probe.pages.results_page import tensorboard_section
+from mnist_probe.pages.sweep import seeds_section
 from mnist_probe.stages.results import TrainResult
 from mnist_probe.tables import duration
 

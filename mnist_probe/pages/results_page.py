@@ -1,13 +1,10 @@
 """The sections only docs/RESULTS.md has (pages/page.py writes the page): its head, the study's recipe
-once per loss, the Keras file both ways, the architecture × augmentation sweep, seeds, TensorBoard and
-`make bench`. Every number comes from a run, except the study's own figures (mnist_probe.study),
+once per loss, the Keras file both ways, the architecture × augmentation sweep and TensorBoard.
+Every number comes from a run, except the study's own figures (mnist_probe.study),
 quoted beside ours; the sentences are mnist_probe.pages.verdicts'."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mnist_probe.intervals import LEVEL
 from mnist_probe.pages.page_results import AugmentResult, KerasRoundTrip, LossRow
 from mnist_probe.pages.sections import gap_section
 from mnist_probe.pages.verdicts import (
@@ -16,7 +13,7 @@ from mnist_probe.pages.verdicts import (
     sweep_position_sentence,
 )
 from mnist_probe.specs import KERAS_EPSILON
-from mnist_probe.stages.results import SeedsSummary, TensorBoardRow
+from mnist_probe.stages.results import TensorBoardRow
 from mnist_probe.tables import markdown_table, pct
 
 
@@ -199,49 +196,3 @@ def sweep_cka(augment: AugmentResult, figs) -> list[str]:
         figure = figs.link(f"augment/cka_{pair.name}.png", f"CKA {pair.name}", f"augment_cka_{pair.name}.png")
         lines += [figure, "", cka_pair_sentence(pair), ""]
     return lines
-
-
-SEEDS_COLUMNS = [
-    "metric",
-    "n",
-    "mean",
-    "std",
-    "ci_low",
-    "ci_high",
-    "min",
-    "max",
-    "study",
-    "study_inside_our_range",
-]
-
-
-def seeds_section(seeds: SeedsSummary | None, figs) -> list[str]:
-    """Every headline number over a `make seeds` sweep (reproduce.seeds), beside the study's figure."""
-    if not seeds:
-        return [
-            "## Seeds",
-            "",
-            "Not measured in this report: run `make seeds`, then this stage with "
-            "`reproduce.seeds=<that sweep dir>/seeds.json`.",
-            "",
-        ]
-    figure = figs.link(Path(seeds.path).resolve().with_name("seeds.png"), "seeds")
-    outside = [r.metric for r in seeds.rows if r.study_inside_our_range == "no"]
-    inside = [r.metric for r in seeds.rows if r.study_inside_our_range == "yes"]
-    listed = ",".join(map(str, seeds.seeds))
-    command = f"python -m mnist_probe.run {seeds.overrides or '+experiment=seeds'} seed={listed}"
-    return [
-        f"## Seeds: {len(seeds.seeds)} seeds ({', '.join(map(str, seeds.seeds))})",
-        "",
-        f"From `{seeds.path}` (`{command}`). Each number over the seeds (std with ddof 1; "
-        f"ci_low–ci_high: the mean's {LEVEL:.0%} interval, Student's t over the seeds); the study's single "
-        "run beside it. Inside what our seeds span: "
-        + (", ".join(inside) or "none")
-        + "; outside: "
-        + (", ".join(outside) or "none")
-        + ".",
-        "",
-        markdown_table(seeds.rows, SEEDS_COLUMNS),
-        figure,
-        "",
-    ]

@@ -33,14 +33,15 @@ from mnist_probe.pages.page_results import (
     ReproduceResult,
 )
 from mnist_probe.pages.report import RESULTS_PAGE, write_results
+from mnist_probe.pages.sweep import read_seeds
 from mnist_probe.plots import cka_heatmap, curves_plot, gap_plot, position_curves, save
-from mnist_probe.rows import from_json, to_json
+from mnist_probe.rows import to_json
 from mnist_probe.schema import typed
 from mnist_probe.scoring import logits_of
 from mnist_probe.stages import beyond, shift, train
 from mnist_probe.stages.adapters import page_setting, run_stages, trained_cnn, writer
 from mnist_probe.stages.report import CHAIN
-from mnist_probe.stages.results import SeedsSummary, TrainResult
+from mnist_probe.stages.results import TrainResult
 from mnist_probe.tables import write_table
 from mnist_probe.training import OpenedModel
 
@@ -240,9 +241,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ReproduceResult:
         augment=augment,
         losses=losses,
         keras_file=keras_file,
-        seeds=dataclasses.replace(from_json(SeedsSummary, json.loads(Path(seeds).read_text())), path=seeds)
-        if seeds
-        else None,
+        seeds=dataclasses.replace(read_seeds(Path(seeds)), path=seeds) if seeds else None,
         seconds=time.perf_counter() - start,
         setting=dataclasses.replace(page_setting(cfg), recipe_name=job_choice("train", "study")),
         tensorboard=tensorboard_rows(out_dir, list(CHAIN)),

@@ -1,5 +1,5 @@
 """The sweep summary: a Hydra callback that, at the end of a multirun, writes one table from every
-job's results.json into the sweep dir (summary.md/.csv), the CNN's accuracy-against-shift curves of
+job's results.json into the sweep dir (summary.json/.md/.csv), the CNN's accuracy-against-shift curves of
 the jobs, and, for a sweep of the seeds stage, each headline number with its spread (seeds.md).
 
 Hydra builds this callback for every run, single runs too, so it imports no torch: only the tables
@@ -15,11 +15,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_probe.cache import write_json
+from mnist_probe.pages.sweep import SEEDS_PAGE, SUMMARY_PAGE, SweepRows, write_sweep_page
 from mnist_probe.plots import curves_plot, save, spread_plot
-from mnist_probe.rows import SeedSpread, to_json
+from mnist_probe.rows import SeedSpread
 from mnist_probe.stages.results import SeedsSummary
-from mnist_probe.tables import spread, write_table
+from mnist_probe.tables import spread, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def shared_overrides(overrides: list[str]) -> list[str]:
 
 
 def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[SeedSpread]:
-    """seeds.md/.csv/.json and seeds.png in the sweep dir from the jobs' headlines (seeds stage)."""
+    """seeds.json/.md/.csv and seeds.png in the sweep dir from the jobs' headlines (seeds stage)."""
     headlines = {name: job["headline"] for name, job in jobs.items() if "headline" in job}
     if not headlines:
         return []
@@ -39,12 +39,13 @@ def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[SeedSpread]:
     theirs = [jobs[name].get("study", {}) for name in headlines]
     reference = {k: v for k, v in theirs[0].items() if all(k in t for t in theirs)}
     rows = spread(list(headlines.values()), reference)
-    write_table(rows, sweep_dir / "seeds")
+    write_csv(rows, sweep_dir / "seeds.csv")
     seeds = [jobs[name].get("seed") for name in headlines]
     # What every job was run with but its seed: the recipe and settings the spread belongs to
     given = shared_overrides([jobs[name].get("overrides", "") for name in headlines])
     shared = " ".join(t for t in given if not t.startswith("seed="))
-    write_json(sweep_dir / "seeds.json", to_json(SeedsSummary(seeds, shared, rows, list(headlines.values()))))
+    summary = SeedsSummary(seeds, shared, rows, list(headlines.values()))
+    write_sweep_page(sweep_dir / "seeds.json", SEEDS_PAGE, summary)
     save(spread_plot(list(headlines.values()), reference, seeds), sweep_dir / "seeds.png")
     return rows
 
@@ -64,7 +65,8 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict]:
             curve = job["curves"]["CNN"]
             curves[overrides] = (curve["dys"], curve["accs"])
     if rows:
-        write_table(rows, sweep_dir / "summary")
+        write_csv(rows, sweep_dir / "summary.csv")
+        write_sweep_page(sweep_dir / "summary.json", SUMMARY_PAGE, SweepRows(rows))
     summarize_seeds(sweep_dir, jobs)
     if curves:
         # Label each line with the overrides that differ between jobs, not the shared ones.
