@@ -155,6 +155,7 @@ def test_shift_stage_table_has_a_row_per_model_and_a_column_per_shift(small_run,
     # every digit, not one: the first test image of each, and per-class accuracy over the sample
     assert [r["digit"] for r in results["every_digit"]] == [str(d) for d in range(10)]
     assert [r["test index"] for r in results["every_digit"]][:2] == [3, 2]  # test #3 is the first 0
+    assert list(results["every_digit"][0])[2:] == ["dy=0", "dy=-2", "dy=-4"]  # the run's shifts, as above
     per_class = np.array(results["per_class"]["accuracy"])
     assert per_class.shape == (10, 5) and results["per_class"]["dys"] == [2, 1, 0, -1, -2]
     assert np.nanmean(per_class[:, 2]) > 0.8  # unshifted, most digits right

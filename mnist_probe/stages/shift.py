@@ -13,7 +13,6 @@ from sklearn.pipeline import Pipeline
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
-from mnist_probe import study
 from mnist_probe.data import first_of_each_class, split_tensors, to_float
 from mnist_probe.interpretation import fit_or_load_interpreter
 from mnist_probe.layer_names import resolve_layers
@@ -152,9 +151,10 @@ def scrub_in_tensorboard(tb: SummaryWriter, shifted: torch.Tensor, maps: dict[st
 
 
 def every_digit(cfg, out_dir: Path, model, images_u8, labels, tb: SummaryWriter) -> dict:
-    """The study's test on the first test image of every digit, not one "1": the CNN's P(true class)
-    at the study's shifts dy = 0..-5, as a table (as the study wrote its cells) and a figure."""
-    dys = study.SHIFT_DY
+    """The study's test on the first test image of every class, not one "1": the CNN's P(true class)
+    at the shift stage's vertical shifts (shift.dy, dx = 0; the study's: 0..-5), as a table (as the
+    study wrote its cells) and a figure."""
+    dys = list(dict.fromkeys(dy for _, dy in pairs_of(cfg.shift)))
     pairs = [(0, dy) for dy in dys]
     classes, item = typed(cfg).data.classes, cfg.data.item
     indices = first_of_each_class(labels, len(classes))
