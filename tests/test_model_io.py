@@ -153,7 +153,7 @@ def test_pytorch_examples_net_with_its_normalisation_scores_as_its_own_test(tmp_
     net.eval()
     torch.save(net.state_dict(), tmp_path / "mnist_cnn.pt")
     examples = ["model._target_=tests.user_models.ExamplesNet", f"checkpoint={tmp_path / 'mnist_cnn.pt'}"]
-    result = run(make_cfg(tmp_path, "+experiment=shift", *examples, *NORMALISE, *QUICK))
+    result = run(make_cfg(tmp_path, "+experiment=shift", *examples, *NORMALISE, *QUICK, "shift.dy=[0,-3,-6]"))
     test_images, test_labels = split_tensors(DataSpec(root=mnist_root(), test_subset=500), "scored")
     with torch.no_grad():
         own = net(normalise(to_float(test_images))).argmax(1)
@@ -166,6 +166,15 @@ def test_pytorch_examples_net_with_its_normalisation_scores_as_its_own_test(tmp_
         p = net(normalise(shifted)).exp()[0, label].item()
     at_3 = next(r for r in result["rows"] if r["model"] == "CNN" and (r["dx"], r["dy"]) == (0, -3))
     assert at_3["p_true"] == pytest.approx(p, abs=1e-5)
+    # every class's first test image at the run's shifts: a 0 (test #3) 6 px up, as the network sees it
+    zero = result["every_digit"][0]
+    assert (zero["digit"], zero["test index"]) == ("0", 3) and list(zero)[2:] == ["dy=0", "dy=-3", "dy=-6"]
+    image = split_tensors(DataSpec(root=mnist_root()), "test")[0][3]
+    shifted = torch.zeros(1, 1, 28, 28)
+    shifted[0, 0, :-6] = to_float(image[6:])
+    with torch.no_grad():
+        p = net(normalise(shifted)).exp()[0, 0].item()
+    assert float(zero["dy=-6"].split("%")[0]) / 100 == pytest.approx(p, rel=1e-3, abs=1e-6)
     undeclared = run(make_cfg(tmp_path, "+experiment=shift", *examples, *QUICK))
     assert undeclared["cnn_key"] != result["cnn_key"]  # the input is part of every cache key
 
