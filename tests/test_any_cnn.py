@@ -83,6 +83,7 @@ def test_lenet5_through_every_stage(tmp_path):
         "In the study" not in report
         and "The study's:" not in report
         and "its own CNN on MNIST only" in report
+        and "For the shift stage's digit (test #" in report  # not "the study's digit": LeNet-5 saw it
     )
     logged = (out / "run.log").read_text()
     assert "no study figure: its CNN on MNIST only" in logged and "(study 0." not in logged

@@ -160,7 +160,8 @@ def not_continuous(r: PageResults) -> Conclusion:
     return Conclusion(
         "The predicted probabilities of CNN are not continuous with respect to translations.",
         verdict,
-        f"For the study's {shift.item} (test #{shift.index}, a {shift.target}), "
+        f"For {'the study' if r.setting.study else 'the shift stage'}'s {shift.item} "
+        f"(test #{shift.index}, a {shift.target}), "
         + (
             f"the largest change of P(true) between neighbouring 1-px shifts is {jump:.3f}"
             if steps
