@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from mnist_probe.intervals import LEVEL
 from mnist_probe.rows import from_json, to_json
 from mnist_probe.stages.results import SeedsSummary
 from mnist_probe.tables import markdown_table
-
-log = logging.getLogger(__name__)
 
 SUMMARY_PAGE = "summary"  # summary.json's "page"
 SEEDS_PAGE = "seeds"  # seeds.json's "page"
