@@ -144,7 +144,7 @@ def cli(cwd: Path, run_dir: Path, *args: str, expect: int = 0) -> dict | str:
     return read(run_dir) if expect == 0 else proc.stdout + proc.stderr
 
 
-def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path):
+def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path, monkeypatch):
     """Trained from its class and opened up whole (the report), then opened again from its state dict
     and from an ONNX export of it (their activations): each time PyTorch's own test accuracy and the
     code vector at its penultimate layer."""
@@ -172,20 +172,14 @@ def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path):
     assert first["cnn_test_acc"] == own_acc
 
     torch.save(model.state_dict(), tmp_path / "weights.pt")
-    second = cli(
-        tmp_path,
-        tmp_path / "by_state_dict",
-        "+experiment=activations",
-        *own,
-        f"checkpoint={tmp_path / 'weights.pt'}",
-        *TINY,
-        *LIGHT,
-    )
+    monkeypatch.chdir(tmp_path)  # opened again in this process (the command line ran above): own_cnn.py here
+    checkpoint = f"checkpoint={tmp_path / 'weights.pt'}"
+    second = run(make_cfg(tmp_path, "+experiment=activations", *own, checkpoint, *TINY, *LIGHT))
     assert second["cnn_test_acc"] == own_acc and second["code_layer"] == "head.2"
 
     export(model, tmp_path / "own.onnx")
     onnx = f"checkpoint={tmp_path / 'own.onnx'}"
-    third = cli(tmp_path, tmp_path / "by_onnx", "+experiment=activations", onnx, *TINY, *LIGHT)
+    third = run(make_cfg(tmp_path, "+experiment=activations", onnx, *TINY, *LIGHT))
     assert abs(third["cnn_test_acc"] - own_acc) <= 1 / len(labels)  # ONNX's float order may flip one
     assert "gelu" in third["code_layer"].lower()  # the penultimate layer, by its ONNX node's name
     assert third["code_dims"] == 32  # the head's 32 values
