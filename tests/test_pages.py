@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from mnist_probe.errors import UserError
 from mnist_probe.pages.performance import PERFORMANCE_PAGE
 from mnist_probe.pages.render import render
 from tests.conftest import REPO
@@ -50,3 +51,19 @@ def commands(saved: dict) -> list[str]:
         ]
         return [run["command"] for run in runs]
     return [saved["results"]["setting"]["command"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{not json", "cannot read it as JSON"),
+        ('{"rows": []}', "no page's results in it"),
+        ("[1, 2]", "no page's"),
+    ],
+)
+def test_a_file_that_is_no_results_file_is_refused_in_one_line(tmp_path, text, says):
+    bad = tmp_path / "page.json"
+    bad.write_text(text)
+    with pytest.raises(UserError, match=rf"^{bad}: {says}.*give a report's page.json") as refused:
+        render(bad)
+    assert "\n" not in str(refused.value) and sorted(p.name for p in tmp_path.iterdir()) == ["page.json"]

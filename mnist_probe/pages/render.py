@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from mnist_probe.errors import UserError, first_line
 from mnist_probe.names import PAGE_JSON
 from mnist_probe.pages.page_results import PageResults
 from mnist_probe.pages.performance import PERFORMANCE_PAGE, render_page
@@ -26,9 +27,8 @@ from mnist_probe.rows import from_json
 def render(results_file: Path) -> Path:
     """The page of `results_file`: report.md of the run whose page.json it is, docs/RESULTS.md of
     make reproduce's RESULTS.json, docs/PERFORMANCE.md of the benchmarks', a sweep's seeds.md or
-    summary.md, else the report page (.md)
-    beside it."""
-    saved = json.loads(results_file.read_text())
+    summary.md, else the report page (.md) beside it."""
+    saved = results_of(results_file)
     if saved.get("page") == PERFORMANCE_PAGE:
         return render_page(results_file)
     if saved.get("page") in (SEEDS_PAGE, SUMMARY_PAGE):
@@ -44,6 +44,21 @@ def render(results_file: Path) -> Path:
     return write(results_file.parent, results, results_file.with_suffix(".md"))
 
 
+def results_of(results_file: Path) -> dict:
+    """A page's results file as saved, or a one-line refusal naming what it is not."""
+    kinds = "a report's page.json, docs/NAME.json, or a sweep's seeds.json or summary.json"
+    try:
+        saved = json.loads(results_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{results_file}: cannot read it as JSON ({first_line(err)}); give {kinds}") from None
+    if not isinstance(saved, dict) or "results" not in saved:
+        raise UserError(f"{results_file}: no page's results in it; give {kinds}")
+    return saved
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:]:
-        print(render(Path(name)))
+    try:
+        for name in sys.argv[1:]:
+            print(render(Path(name)))
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
