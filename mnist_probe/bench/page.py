@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
-from mnist_probe.cache import write_json
 from mnist_probe.pages.performance import (
     PARTS,
     PERFORMANCE_PAGE,
@@ -16,9 +16,11 @@ from mnist_probe.pages.performance import (
     BenchRun,
     PerformanceResults,
     read_results,
-    render_page,
 )
+from mnist_probe.pages.render import write_and_render
 from mnist_probe.rows import from_json
+
+log = logging.getLogger("mnist_probe.bench")
 
 
 def labelled(name: str, label: str | None) -> str:
@@ -46,6 +48,6 @@ def _run(path: Path) -> BenchRun:
 def write_page(out: Path, page: Path) -> Path:
     """page (docs/PERFORMANCE.md) and its results file beside it, with the runs in out."""
     results_file = page.with_suffix(".json")
-    results = measured(out, read_results(results_file))
-    write_json(results_file, {"page": PERFORMANCE_PAGE, "results": dataclasses.asdict(results)})
-    return render_page(results_file)
+    page = write_and_render(results_file, PERFORMANCE_PAGE, measured(out, read_results(results_file)))
+    log.info("wrote %s", page)
+    return page

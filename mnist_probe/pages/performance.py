@@ -5,15 +5,11 @@ date, and more runs of a part (`--label NAME`) as columns beside the first."""
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mnist_probe.cache import atomic_write
 from mnist_probe.rows import from_json
 from mnist_probe.tables import markdown_table
-
-log = logging.getLogger("mnist_probe.bench")
 
 PERFORMANCE_PAGE = "performance"  # the "page" of docs/PERFORMANCE.json, which render() dispatches on
 
@@ -136,12 +132,3 @@ def read_results(results_file: Path) -> PerformanceResults:
     if not results_file.is_file():
         return PerformanceResults({})
     return from_json(PerformanceResults, json.loads(results_file.read_text())["results"])
-
-
-def render_page(results_file: Path) -> Path:
-    """The page beside results_file (NAME.md), from it alone."""
-    page = results_file.with_suffix(".md")
-    text = performance_page(read_results(results_file))
-    atomic_write(page, lambda tmp: tmp.write_text(text))
-    log.info("wrote %s", page)
-    return page

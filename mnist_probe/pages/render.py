@@ -15,13 +15,15 @@ import json
 import sys
 from pathlib import Path
 
+from mnist_probe.cache import atomic_write, write_json
 from mnist_probe.errors import UserError, first_line
 from mnist_probe.names import PAGE_JSON
 from mnist_probe.pages.page_results import PageResults
-from mnist_probe.pages.performance import PERFORMANCE_PAGE, render_page
+from mnist_probe.pages.performance import PERFORMANCE_PAGE, PerformanceResults, performance_page
 from mnist_probe.pages.report import RESULTS_PAGE, write, write_results
-from mnist_probe.pages.sweep import SEEDS_PAGE, SUMMARY_PAGE, render_sweep_page
-from mnist_probe.rows import from_json
+from mnist_probe.pages.sweep import SEEDS_PAGE, SUMMARY_PAGE, SweepRows, seeds_page, summary_page
+from mnist_probe.rows import from_json, to_json
+from mnist_probe.stages.results import SeedsSummary
 
 
 def render(results_file: Path) -> Path:
@@ -30,9 +32,12 @@ def render(results_file: Path) -> Path:
     summary.md, else the report page (.md) beside it."""
     saved = results_of(results_file)
     if saved.get("page") == PERFORMANCE_PAGE:
-        return render_page(results_file)
-    if saved.get("page") in (SEEDS_PAGE, SUMMARY_PAGE):
-        return render_sweep_page(results_file)
+        return beside(results_file, performance_page(from_json(PerformanceResults, saved["results"])))
+    if saved.get("page") == SEEDS_PAGE:  # the page beside it cites it by name
+        seeds = from_json(SeedsSummary, {**saved["results"], "path": results_file.name})
+        return beside(results_file, seeds_page(seeds))
+    if saved.get("page") == SUMMARY_PAGE:
+        return beside(results_file, summary_page(from_json(SweepRows, saved["results"])))
     results = from_json(PageResults, saved["results"])
     if results.setting is None:
         raise SystemExit(f"{results_file} was written before pages kept their setting; run the report again")
@@ -42,6 +47,17 @@ def render(results_file: Path) -> Path:
     if results_file.name == PAGE_JSON:
         return write(results_file.parent, results)
     return write(results_file.parent, results, results_file.with_suffix(".md"))
+
+
+def write_and_render(results_file: Path, page: str, results) -> Path:
+    """results_file ({"page", "results"}) and the page rendered from it alone, beside it (NAME.md)."""
+    write_json(results_file, {"page": page, "results": to_json(results)})
+    return render(results_file)
+
+
+def beside(results_file: Path, text: str) -> Path:
+    """The page NAME.md beside its results file NAME.json, written whole."""
+    return atomic_write(results_file.with_suffix(".md"), lambda tmp: tmp.write_text(text))
 
 
 def results_of(results_file: Path) -> dict:

@@ -4,15 +4,13 @@ over the seeds, from seeds.json); RESULTS.md's seeds section is seeds.md's body.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_probe.cache import atomic_write, write_json
 from mnist_probe.intervals import LEVEL
-from mnist_probe.rows import from_json, to_json
+from mnist_probe.rows import from_json
 from mnist_probe.stages.results import SeedsSummary
 from mnist_probe.tables import markdown_table
 
@@ -51,24 +49,6 @@ def read_seeds(results_file: Path) -> SeedsSummary:
     """A seeds sweep's seeds.json (also as written before it named its page), its path kept."""
     saved = json.loads(results_file.read_text())
     return from_json(SeedsSummary, {**saved.get("results", saved), "path": str(results_file)})
-
-
-def write_sweep_page(results_file: Path, page: str, results: SweepRows | SeedsSummary) -> Path:
-    """results_file ({"page", "results"}) and the page rendered from it beside it (NAME.md)."""
-    write_json(results_file, {"page": page, "results": to_json(results)})
-    return render_sweep_page(results_file)
-
-
-def render_sweep_page(results_file: Path) -> Path:
-    """summary.md or seeds.md again from its results file alone."""
-    saved = json.loads(results_file.read_text())
-    if saved["page"] == SEEDS_PAGE:  # the page beside it cites it by name
-        text = seeds_page(dataclasses.replace(read_seeds(results_file), path=results_file.name))
-    else:
-        text = summary_page(from_json(SweepRows, saved["results"]))
-    page = results_file.with_suffix(".md")
-    atomic_write(page, lambda tmp: tmp.write_text(text))
-    return page
 
 
 SEEDS_COLUMNS = [

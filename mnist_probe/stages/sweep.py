@@ -15,7 +15,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_probe.pages.sweep import SEEDS_PAGE, SUMMARY_PAGE, SweepRows, write_sweep_page
+from mnist_probe.pages.render import write_and_render
+from mnist_probe.pages.sweep import SEEDS_PAGE, SUMMARY_PAGE, SweepRows
 from mnist_probe.plots import curves_plot, save, spread_plot
 from mnist_probe.rows import SeedSpread
 from mnist_probe.stages.results import SeedsSummary
@@ -45,7 +46,7 @@ def summarize_seeds(sweep_dir: Path, jobs: dict[str, dict]) -> list[SeedSpread]:
     given = shared_overrides([jobs[name].get("overrides", "") for name in headlines])
     shared = " ".join(t for t in given if not t.startswith("seed="))
     summary = SeedsSummary(seeds, shared, rows, list(headlines.values()))
-    write_sweep_page(sweep_dir / "seeds.json", SEEDS_PAGE, summary)
+    write_and_render(sweep_dir / "seeds.json", SEEDS_PAGE, summary)
     save(spread_plot(list(headlines.values()), reference, seeds), sweep_dir / "seeds.png")
     return rows
 
@@ -66,7 +67,7 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict]:
             curves[overrides] = (curve["dys"], curve["accs"])
     if rows:
         write_csv(rows, sweep_dir / "summary.csv")
-        write_sweep_page(sweep_dir / "summary.json", SUMMARY_PAGE, SweepRows(rows))
+        write_and_render(sweep_dir / "summary.json", SUMMARY_PAGE, SweepRows(rows))
     summarize_seeds(sweep_dir, jobs)
     if curves:
         # Label each line with the overrides that differ between jobs, not the shared ones.
