@@ -95,7 +95,7 @@ _API = {
     "make_interpreter": "interpretation",
     "fit_on_features": "interpretation",
     "linear_probes": "probes",
-    "FastSVC": "interpretation",
+    "FastSVC": "fast_svc",
     "InterpreterSpec": "interpretation",
     "features_of": "interpretation",
     "fit_or_load_interpreter": "interpretation",

@@ -1,6 +1,9 @@
 import dataclasses
 import json
 import logging
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,8 @@ from sklearn.tree import DecisionTreeClassifier
 from mnist_probe import UserError, probes
 from mnist_probe import interpretation as interpreters
 from mnist_probe.data import split_tensors
-from mnist_probe.interpretation import CodeVectors, FastSVC, Pixels, fit_on_features, make_interpreter
+from mnist_probe.fast_svc import FastSVC
+from mnist_probe.interpretation import CodeVectors, Pixels, fit_on_features, make_interpreter
 from mnist_probe.pages.render import render
 from mnist_probe.run import run
 from mnist_probe.schema import typed
@@ -94,6 +98,27 @@ def test_fast_svc_decides_as_libsvm_does(shape):
     # a kernel FastSVC leaves to libsvm still works
     linear, plain = FastSVC(kernel="linear").fit(x[:200], y[:200]), SVC(kernel="linear").fit(x[:200], y[:200])
     assert np.array_equal(linear.decision_function(unseen[:50]), plain.decision_function(unseen[:50]))
+
+
+def test_a_parallel_fits_worker_unpickles_fast_svc_without_torch(tmp_path):
+    """The workers of the calibrated SVM's parallel fit (n_jobs) unpickle FastSVC: doing so loads
+    scikit-learn, not torch or Lightning (seconds of imports in each worker)."""
+    x = np.random.default_rng(0).random((60, 4))
+    fitted = FastSVC().fit(x, np.arange(60) % 3)
+    (tmp_path / "svc.pkl").write_bytes(pickle.dumps(fitted))
+    code = (
+        "import pickle, sys; svc = pickle.load(open(sys.argv[1], 'rb')); "
+        "print(svc.predict(pickle.load(open(sys.argv[2], 'rb'))).tolist(), "
+        "sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'pytorch_lightning', 'sklearn'}))"
+    )
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps(x[:10]))
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "svc.pkl"), str(tmp_path / "x.pkl")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == f"{fitted.predict(x[:10]).tolist()} ['sklearn']"
 
 
 @pytest.mark.parametrize("name", ["nn", "svm", "rf", "rf1000", "gb", "dt", "knn", "logreg"])
