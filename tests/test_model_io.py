@@ -199,6 +199,41 @@ def test_a_torchvision_resnet18_reads_grey_digits_as_3_channels_through_train_an
     assert shifted["cnn_key"] == trained["key"] and shifted["cnn_test_acc"] == trained["test_acc"]
 
 
+def test_a_timm_model_with_timms_normalisation_scores_as_timm_computes(tmp_path):
+    """A timm ResNet built by name, reading grey digits as 3 channels at 32 px, normalised by the mean
+    and std timm declares for it: the run's accuracy and cross-entropy are timm's model on the same
+    tensors, normalised by timm's own data config."""
+    timm = pytest.importorskip("timm")
+    from timm.data import resolve_data_config
+
+    def listed(numbers) -> str:
+        return "[" + ",".join(map(str, numbers)) + "]"
+
+    config = resolve_data_config(model=timm.create_model("resnet10t", num_classes=10))
+    model = [
+        "model._target_=timm.create_model",
+        "+model.model_name=resnet10t",
+        "+model.num_classes=10",
+        "model.input.channels=3",
+        "model.input.size=32",
+        f"model.input.mean={listed(config['mean'])}",
+        f"model.input.std={listed(config['std'])}",
+    ]
+    trained = run(make_cfg(tmp_path, "+experiment=train", *model, *QUICK))
+    plain = timm.create_model("resnet10t", num_classes=10)
+    plain.load_state_dict(torch.load(next((tmp_path / "cache").glob("cnn-*/model.pt")), weights_only=True))
+    images, labels = split_tensors(DataSpec(root=mnist_root(), test_subset=500), "scored")
+    as_timm = v2.Compose([v2.Grayscale(3), v2.Resize(32), v2.Normalize(config["mean"], config["std"])])
+    with torch.no_grad():
+        logits = plain.eval()(as_timm(to_float(images)))
+    own_acc = (logits.argmax(1) == labels).float().mean().item()
+    assert trained["test_acc"] == pytest.approx(own_acc, abs=1e-6)  # steps of 0.002
+    own_loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert trained["confidence"]["cross_entropy"] == pytest.approx(own_loss, rel=1e-4)
+    unnormalised = run(make_cfg(tmp_path / "plain", "+experiment=train", *model[:5], *QUICK))
+    assert unnormalised["key"] != trained["key"]  # the normalisation is part of what was trained
+
+
 def test_only_grey_images_are_replicated_to_more_channels(tmp_path):
     folder = ["data=folder", f"data.root={colour_folder(tmp_path)}", "data.val_size=1"]
     with pytest.raises(UserError, match=r"^model\.input\.channels=1 is not allowed: null or 3: only grey"):
