@@ -70,3 +70,19 @@ def how_read(model: nn.Module) -> str:
     )
     steps += [f"normalised by mean {spec.mean} and std {spec.std}"] if spec.mean is not None else []
     return words + (f"; images {', '.join(steps)} as its first step" if steps else "")
+
+
+def unsaid_normalisation(model: nn.Module) -> str:
+    """The settings that would normalise the model's input as its timm pretrained_cfg says its weights
+    read it, where this run feeds it un-normalised pixels ('' where it says nothing, or the run
+    declares a mean and std)."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not isinstance(cfg, dict) or not cfg.get("mean") or not cfg.get("std"):
+        return ""
+    if declared_input(model).mean is not None:
+        return ""
+
+    def listed(numbers) -> str:
+        return "[" + ",".join(f"{n:g}" for n in numbers) + "]"
+
+    return f"model.input.mean={listed(cfg['mean'])} model.input.std={listed(cfg['std'])}"

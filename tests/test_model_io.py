@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import logging
 import pickle
 import re
 import threading
@@ -199,7 +200,7 @@ def test_a_torchvision_resnet18_reads_grey_digits_as_3_channels_through_train_an
     assert shifted["cnn_key"] == trained["key"] and shifted["cnn_test_acc"] == trained["test_acc"]
 
 
-def test_a_timm_model_with_timms_normalisation_scores_as_timm_computes(tmp_path):
+def test_a_timm_model_with_timms_normalisation_scores_as_timm_computes(tmp_path, caplog):
     """A timm ResNet built by name, reading grey digits as 3 channels at 32 px, normalised by the mean
     and std timm declares for it: the run's accuracy and cross-entropy are timm's model on the same
     tensors, normalised by timm's own data config."""
@@ -232,6 +233,18 @@ def test_a_timm_model_with_timms_normalisation_scores_as_timm_computes(tmp_path)
     assert trained["confidence"]["cross_entropy"] == pytest.approx(own_loss, rel=1e-4)
     unnormalised = run(make_cfg(tmp_path / "plain", "+experiment=train", *model[:5], *QUICK))
     assert unnormalised["key"] != trained["key"]  # the normalisation is part of what was trained
+    # its weights brought as a checkpoint without the normalisation: the run says what to set
+    torch.save(plain.state_dict(), tmp_path / "timm.pt")
+    brought = [*model[:5], f"checkpoint={tmp_path / 'timm.pt'}", *QUICK]
+    with caplog.at_level(logging.WARNING, logger="mnist_probe"):
+        run(make_cfg(tmp_path / "brought", "+experiment=train", *brought))
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and said[0].endswith(f"set {model[5]} {model[6]}"), said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mnist_probe"):
+        again = run(make_cfg(tmp_path / "declared", "+experiment=train", *brought, *model[5:]))
+    assert not [r for r in caplog.records if "pretrained_cfg" in r.getMessage()]
+    assert again["test_acc"] == trained["test_acc"]
 
 
 def test_only_grey_images_are_replicated_to_more_channels(tmp_path):

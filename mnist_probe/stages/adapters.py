@@ -22,7 +22,7 @@ from mnist_probe.cache import write_json
 from mnist_probe.config import job_choice, job_overrides
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
-from mnist_probe.inputs import how_read
+from mnist_probe.inputs import how_read, unsaid_normalisation
 from mnist_probe.interpretation import InterpreterSpec
 from mnist_probe.layer_names import resolve_layers
 from mnist_probe.machine import describe
@@ -75,6 +75,12 @@ def trained_cnn(cfg: DictConfig, out_dir: Path | None = None) -> OpenedModel:
         check_layers(c, opened_model(c)[0])
     if c.checkpoint:
         cnn, how = from_checkpoint(c.checkpoint, c.data, c.paths.cache, c.model), "your checkpoint"
+        if settings := unsaid_normalisation(cnn.model):
+            log.warning(
+                "the model's timm pretrained_cfg says its weights read normalised images, and this "
+                "run feeds it pixels in [0, 1]: if they were trained on normalised images, set %s",
+                settings,
+            )
     else:
         cnn = fit_or_load(c.data, c.train, c.seed, c.paths.cache, out_dir, c.model, c.trainer)
         how = "from the cache" if cnn.meta["cached"] else f"trained in {cnn.meta['train_seconds']:.0f} s"
