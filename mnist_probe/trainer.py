@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -33,6 +34,7 @@ from mnist_probe.model import (
 from mnist_probe.model_spec import ModelSpec
 from mnist_probe.precision import fastest
 from mnist_probe.specs import DataSpec, Hardware, Recipe, plain
+from mnist_probe.tables import duration
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,38 @@ class StopOnCtrlC(pl.Callback):
             self._previous = None
 
 
+class EpochLog(pl.Callback):
+    """A log line at the end of each epoch: its metrics, what it took and about how long the training
+    has left, so a run without a progress bar (a log file, a batch job) is never silent for an epoch."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started, self.first_batch = (
+            time.monotonic(),
+            trainer.fit_loop.epoch_loop.batch_progress.current.ready,
+        )
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seconds = time.monotonic() - self.started
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.ready - self.first_batch
+        epochs, steps = trainer.max_epochs or -1, trainer.max_steps or -1
+        left = [(epochs - trainer.current_epoch - 1) * trainer.num_training_batches] if epochs > 0 else []
+        left += [steps - trainer.global_step] if steps > 0 else []
+        metrics = "; ".join(
+            f"{name} {float(value):.4f}"
+            for name, value in sorted(trainer.callback_metrics.items())
+            if name.startswith(("train_", "val_")) and not name.endswith(("_step", "_epoch"))
+        )
+        log.info(
+            "epoch %d%s done%s in %s%s",
+            trainer.current_epoch + 1,
+            f" of {epochs}" if epochs > 0 else "",
+            f" ({metrics})" if metrics else "",
+            duration(seconds),
+            f", about {duration(seconds / max(batches, 1) * min(left))} left" if left else "",
+        )
+
+
 class CheckpointOnStop(OnExceptionCheckpoint):
     """OnExceptionCheckpoint for a stop between steps only (SIGTERM, a first Ctrl-C): any other
     exception may strike inside a step, and the last whole epoch's checkpoint is kept instead."""
@@ -129,6 +163,7 @@ def make_trainer(
             StopOnCtrlC(),
             LearningRateMonitor(logging_interval="epoch"),
             Timer(),  # training time, carried across resumes in last.ckpt
+            EpochLog(),
             # tqdm's bar, whatever else is installed (Lightning picks rich's where rich is there)
             *([TQDMProgressBar()] if overrides.get("enable_progress_bar", hardware.progress_bar) else []),
         ],

@@ -1,4 +1,6 @@
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -130,7 +132,7 @@ def test_the_study_recipe_and_model_are_the_library_defaults(tmp_path):
     assert "mode" not in default.train.scheduler.factory  # the one-cycle schedule replaced the plateau
 
 
-def test_epoch_images_trains_that_many_images_an_epoch(tmp_path):
+def test_epoch_images_trains_that_many_images_an_epoch(tmp_path, caplog):
     # train.epoch_images=150 with batch 64: 3 whole batches an epoch (192 images), not the split's 8
     cfg = make_cfg(
         tmp_path,
@@ -149,7 +151,17 @@ def test_epoch_images_trains_that_many_images_an_epoch(tmp_path):
     trainer = train_mod.make_trainer(
         c.train, c.trainer, tmp_path / "logs", tmp_path / "work", enable_progress_bar=False
     )
-    trainer.fit(lit, datamodule=dm)
+    with caplog.at_level(logging.INFO, logger="mnist_probe.trainer"):
+        trainer.fit(lit, datamodule=dm)
     assert trainer.global_step == 2 * 3
+    # each epoch says what it reached and what is left, with no progress bar
+    said = [r.getMessage() for r in caplog.records if r.name == "mnist_probe.trainer"]
+    assert [m.split(" (")[0] for m in said] == ["epoch 1 of 2 done", "epoch 2 of 2 done"], said
+    assert all(
+        re.search(r"\(train_acc 0\.\d{4}; train_loss \d\.\d{4}; val_acc 0\.\d{4}; val_loss", m) for m in said
+    )
+    assert re.search(r"\) in \d+ s, about \d+ s left$", said[0]) and said[1].endswith(", about 0 s left"), (
+        said
+    )
     # an epoch that ends at its limit is a whole epoch: its checkpoint resumes at the next one
     assert dm.state_dict()["batches_done"] == 0
