@@ -128,16 +128,16 @@ def test_litcnn_learns_with_the_clipped_loss():
     images, labels = load_mnist(mnist_root(), "test")
     x, y = to_float(images[:64]), labels[:64]
     torch.manual_seed(0)
-    lit = LitCNN(KerasCNN(), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), loss="clipped")
+    lit = LitCNN(KerasCNN(filters=16), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), loss="clipped")
     opt = lit.optimizer_factory(lit.parameters())
     losses = []
-    for _ in range(15):
+    for _ in range(30):  # the study's network with 16 filters a layer: a tenth of the compute
         opt.zero_grad()
         loss = lit.loss(lit(x), y)
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]  # measured: 2.30 -> 0.54 in 15 steps on 64 real digits
+    assert losses[-1] < 0.5 * losses[0], losses  # measured: 2.31 -> 0.53 in 30 steps on 64 real digits
 
 
 def test_every_loss_offered_is_implemented_and_label_smoothing_is_less_sure():
