@@ -97,34 +97,36 @@ class StopOnCtrlC(pl.Callback):
 
 class EpochLog(pl.Callback):
     """A log line at the end of each epoch: its metrics, what it took and about how long the training
-    has left, so a run without a progress bar (a log file, a batch job) is never silent for an epoch."""
+    has left, so a run without a progress bar (a log file, a batch job) is never silent for an epoch.
+    A training resumed where an epoch's batches were done but its end was not ends that epoch with no
+    batch of its own to time: its line gives the metrics alone."""
+
+    def __init__(self) -> None:
+        self.started, self.first_batch = None, 0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.started, self.first_batch = (
-            time.monotonic(),
-            trainer.fit_loop.epoch_loop.batch_progress.current.ready,
-        )
+        self.started = time.monotonic()
+        self.first_batch = trainer.fit_loop.epoch_loop.batch_progress.total.ready
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        seconds = time.monotonic() - self.started
-        batches = trainer.fit_loop.epoch_loop.batch_progress.current.ready - self.first_batch
-        epochs, steps = trainer.max_epochs or -1, trainer.max_steps or -1
-        left = [(epochs - trainer.current_epoch - 1) * trainer.num_training_batches] if epochs > 0 else []
-        left += [steps - trainer.global_step] if steps > 0 else []
         metrics = "; ".join(
             f"{name} {float(value):.4f}"
             for name, value in sorted(trainer.callback_metrics.items())
             if name.startswith(("train_", "val_")) and not name.endswith(("_step", "_epoch"))
         )
-        log.info(
-            "epoch %d%s done%s in %s%s",
-            trainer.current_epoch + 1,
-            f" of {epochs}" if epochs > 0 else "",
-            f" ({metrics})" if metrics else "",
-            duration(seconds),
-            f", about {duration(seconds / max(batches, 1) * min(left))} left" if left else "",
-        )
+        epochs, steps = trainer.max_epochs or -1, trainer.max_steps or -1
+        said = f"epoch {trainer.current_epoch + 1}{f' of {epochs}' if epochs > 0 else ''} done"
+        said += f" ({metrics})" if metrics else ""
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready - self.first_batch
+        if self.started is not None and batches > 0:
+            seconds = time.monotonic() - self.started
+            left = [(epochs - trainer.current_epoch - 1) * trainer.num_training_batches] if epochs > 0 else []
+            left += [steps - trainer.global_step] if steps > 0 else []
+            said += f" in {duration(seconds)}"
+            said += f", about {duration(seconds / batches * min(left))} left" if left else ""
+        log.info(said)
+        self.started = None
 
 
 class CheckpointOnStop(OnExceptionCheckpoint):
