@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from mnist_probe.cache import atomic_write  # noqa: E402
 from mnist_probe.names import CODE_LAYER, layer_label  # noqa: E402
@@ -19,12 +20,17 @@ from mnist_probe.rows import GapRow  # noqa: E402
 DPI = 100
 
 
-def save(fig: plt.Figure, path: str | Path) -> Path:
-    """Write a figure as PNG atomically (fixed size: no tight bbox) and close it."""
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+def save(fig: plt.Figure, path: str | Path, tb=None, tag: str = "") -> Path:
+    """Write a figure as PNG atomically (fixed size: no tight bbox) and close it. With a TensorBoard
+    writer, the same pixels go to it under tag: the figure is drawn once for both."""
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     plt.close(fig)
-    return path
+    atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="png"))
+    if tb is not None:
+        tb.add_image(tag, rgb, dataformats="HWC")
+    return Path(path)
 
 
 def code_heatmap(codes: np.ndarray, labels: np.ndarray, layer: str = CODE_LAYER) -> plt.Figure:

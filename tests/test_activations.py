@@ -1,3 +1,4 @@
+import io
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +7,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_probe.run import run
 from tests.conftest import SMALL_TRAIN, make_cfg
+
+
+def decoded(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
 def test_activations_stage_writes_figures_and_tensorboard(small_run, tmp_path):
@@ -38,5 +43,9 @@ def test_activations_stage_writes_figures_and_tensorboard(small_run, tmp_path):
         "feature_maps/conv2d_3/digit_0_test3",
         "code_vectors/class_similarity",
     } <= tags
+    # TensorBoard holds the PNG's own pixels
+    (logged,) = events.Images("feature_maps/conv2d_1/digit_7_test0")
+    png = (out / "feature_maps" / "conv2d_1_digit7_test0.png").read_bytes()
+    assert np.array_equal(decoded(logged.encoded_image_string), decoded(png))
     projector = (out / "tb" / "activations" / "projector_config.pbtxt").read_text()
     assert "code_vectors" in projector and "sprite" in projector

@@ -53,12 +53,12 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
         for row, idx in enumerate(indices):
             k = int(labels[idx])  # named by class index: a class name may hold a '/'
             fig = feature_map_sheet(images[row], acts[layer][row], layer, f"test #{idx}, {item} {classes[k]}")
-            tb.add_figure(f"feature_maps/{file_name(layer)}/{item}_{k}_test{idx}", fig, close=False)
-            written.append(save(fig, maps_dir / f"{file_name(layer)}_{item}{k}_test{idx}.png"))
+            name = f"{file_name(layer)}_{item}{k}_test{idx}"
+            tag = f"feature_maps/{file_name(layer)}/{item}_{k}_test{idx}"
+            written.append(save(fig, maps_dir / f"{name}.png", tb, tag))
     probs = torch.softmax(logits, 1).numpy()
     fig = code_vector_panel(images, acts[code].flatten(1).numpy(), probs, labels[indices].tolist(), code)
-    tb.add_figure("code_vectors/examples", fig, close=False)
-    save(fig, out_dir / "code_vectors.png")
+    save(fig, out_dir / "code_vectors.png", tb, "code_vectors/examples")
 
     # Many images: is the code vector consistent within a class and different between classes?
     n = min(acfg.n_codes, len(labels))
@@ -69,8 +69,7 @@ def run(cfg: DictConfig, out_dir: Path) -> ActivationsResult:
         ("code_heatmap", code_heatmap(codes, y, code)),
         ("class_similarity", similarity_matrix(sim, ratio)),
     ):
-        tb.add_figure(f"code_vectors/{name}", fig, close=False)
-        save(fig, out_dir / f"{name}.png")
+        save(fig, out_dir / f"{name}.png", tb, f"code_vectors/{name}")
     atomic_write(out_dir / "class_similarity.csv", lambda tmp: np.savetxt(tmp, sim, "%.4f", ","))
     preds = many_logits.argmax(1).tolist()
     tb.add_embedding(

@@ -210,8 +210,7 @@ def run(cfg: DictConfig, out_dir: Path) -> BeyondResult:
             other, between = twin.key, matrix.tolist()
 
     for name, fig in figures.items():
-        tb.add_figure(f"beyond/{name}", fig, close=False)
-        save(fig, out_dir / f"{name}.png")
+        save(fig, out_dir / f"{name}.png", tb, f"beyond/{name}")
     result = BeyondResult(
         cnn.key,
         cnn.code_layer,

@@ -152,8 +152,7 @@ def augmentation_sweep(cfg: DictConfig, out_dir: Path) -> AugmentResult:
         )
     tb = writer(out_dir, "augment")  # TensorBoard's images: augment/NAME
     for name, fig in figures.items():
-        tb.add_figure(f"augment/{name}", fig, close=False)
-        save(fig, out_dir / f"{name}.png")
+        save(fig, out_dir / f"{name}.png", tb, f"augment/{name}")
     tb.close()
     return AugmentResult(acfg.recipe, rows, levers(rows), reference, gap, pairs)
 

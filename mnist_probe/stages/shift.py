@@ -109,8 +109,7 @@ def one_image(cfg, out_dir: Path, models, cnn: OpenedModel, images_u8, labels, t
         ("shift_strip", shift_strip(stacked[1:], pairs, preds)),
         ("shift_deformation", deformation_plot(pairs, cosines, p_true["CNN"])),
     ):
-        tb.add_figure(f"shift/{name}", fig, close=False)
-        save(fig, out_dir / f"{name}.png")
+        save(fig, out_dir / f"{name}.png", tb, f"shift/{name}")
     tb.add_text("shift/table", md)
     scrub_in_tensorboard(tb, stacked[1:], {name: out[name][1:] for name in layers})
     for name, p in p_true.items():
@@ -172,8 +171,7 @@ def every_digit(cfg, out_dir: Path, model, images_u8, labels, tb: SummaryWriter)
     fig = digit_curves(
         dys, p_true, f"CNN: P(true class) of the first test image of each {item}, shifted up", classes
     )
-    tb.add_figure("shift/every_digit", fig, close=False)
-    save(fig, out_dir / "shift_every_digit.png")
+    save(fig, out_dir / "shift_every_digit.png", tb, "shift/every_digit")
     log.info("the study's test on the first test image of every %s (CNN):\n%s", item, md)
     return {"every_digit": rows}
 
@@ -217,8 +215,7 @@ def by_class(
     tb.add_text("shift/confusions", md)
     title = f"CNN accuracy per {item} against vertical shift ({len(y)} test images)"
     fig = class_shift_heatmap(acc, dys, title, classes)
-    tb.add_figure("shift/per_class", fig, close=False)
-    save(fig, out_dir / "shift_per_class.png")
+    save(fig, out_dir / "shift_per_class.png", tb, "shift/per_class")
     log.info("what the CNN makes of shifted %ss:\n%s", item, md)
     return {"per_class": PerClass(dys, acc.tolist()), "confusions": mistakes}
 
@@ -263,8 +260,7 @@ def dataset_scale(cfg, out_dir: Path, models, keys, cnn: OpenedModel, images_u8,
         ),
     }
     for name, fig in figures.items():
-        tb.add_figure(f"shift/{name}", fig, close=False)
-        save(fig, out_dir / f"{name}.png")
+        save(fig, out_dir / f"{name}.png", tb, f"shift/{name}")
     log.info("dataset-scale shift metrics over %d test images:\n%s", n, md)
     per_class = by_class(out_dir, *grid["CNN"], y, radius, tb, typed(cfg).data.classes, cfg.data.item)
     return {"dataset": rows, "curves": curves, "samples": n, **per_class}

@@ -68,9 +68,8 @@ def calibrate(data: DataSpec, model, logits, labels, out_dir: Path) -> Calibrati
         (before.ece, after.ece),
     )
     tb = writer(out_dir, "calibration")
-    tb.add_figure("calibration/reliability", fig, close=False)
+    save(fig, out_dir / "calibration.png", tb, "calibration/reliability")
     tb.close()
-    save(fig, out_dir / "calibration.png")
     log.info(
         "calibration: ECE %.2f%% -> %.2f%%, NLL %.4f -> %.4f, Brier %.4f -> %.4f with temperature %.3g "
         "(fitted on %d validation images)",
