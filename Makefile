@@ -78,7 +78,7 @@ test-slow: install chromium $(VENV)/.quantus $(VENV)/.bench ## the slow tests on
 
 lint: install ## ruff: the checks, and the layout ruff format gives
 	$(VENV)/bin/ruff check mnist_probe tests conf
-	$(VENV)/bin/ruff format --check mnist_probe tests conf
+	$(VENV)/bin/ruff format --check mnist_probe tests conf README.md
 
 tensorboard: install ## browse training curves and activations at http://127.0.0.1:6006
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006

@@ -75,11 +75,11 @@ def test_no_import_cycle():
 
 
 def test_the_code_is_laid_out_as_ruff_format_lays_it_out():
-    """make lint's second half: one layout, the formatter's, and markers that hold it off only where a
-    table of data reads better aligned."""
+    """make lint's second half: one layout, the formatter's (README's Python blocks too, which ruff
+    formats from 0.16), and markers that hold it off only where a table of data reads better aligned."""
     root = PACKAGE.parent
     done = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--check", "mnist_probe", "tests", "conf"],
+        [sys.executable, "-m", "ruff", "format", "--check", "mnist_probe", "tests", "conf", "README.md"],
         cwd=root,
         capture_output=True,
         text=True,
