@@ -19,10 +19,11 @@ def clipped_cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, epsilon: float = KERAS_EPSILON
 ) -> torch.Tensor:
     """The loss the study trained with: Keras 2's categorical_crossentropy on a softmax output clips
-    the probabilities to [epsilon, 1 - epsilon] before the log. An example whose true class already
-    has p > 1 - epsilon then adds no gradient at all, where cross-entropy on logits never stops
-    pushing its logits apart. (Keras 3 on TensorFlow reads the logits behind a softmax and does not
-    clip: it trains like PyTorch.)"""
+    the probabilities to [epsilon, 1 - epsilon] before the log. An example whose true class has
+    p > 1 - epsilon then adds no gradient at all, where cross-entropy on logits never stops pushing
+    its logits apart; so does one whose true class has p < epsilon, a sure mistake the training can
+    no longer correct. (Keras 3 on TensorFlow reads the logits behind a softmax and does not clip:
+    it trains like PyTorch.)"""
     p = logits.softmax(1).clamp(epsilon, 1 - epsilon)
     return -p.gather(1, labels[:, None]).log().mean()
 

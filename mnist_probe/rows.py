@@ -23,6 +23,9 @@ class Confidence:
     error_share_of_loss: float
     mean_loss_on_errors: float
     max_abs_logit: float
+    # errors whose true class gets P < KERAS_EPSILON: the clipped loss gives them no gradient at all, so a
+    # training with it cannot correct them (None: a results file written before they were counted)
+    errors_below_epsilon: int | None = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@ how sure it is beyond accuracy (Confidence)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mnist_probe.data import to_float
 from mnist_probe.outputs import device_of, top1_accuracy
 from mnist_probe.rows import Confidence
-from mnist_probe.specs import INFERENCE_BATCH
+from mnist_probe.specs import INFERENCE_BATCH, KERAS_EPSILON
 
 
 @torch.no_grad()
@@ -32,7 +34,8 @@ def accuracy(
 
 def confidence(logits: torch.Tensor, labels: torch.Tensor) -> Confidence:
     """How sure the CNN is, beyond accuracy: test cross-entropy, how much of it its errors carry,
-    and the largest logit (a CNN whose logits run into the thousands outputs probabilities of 0 or 1)."""
+    the largest logit (a CNN whose logits run into the thousands outputs probabilities of 0 or 1), and
+    the errors sure enough to lie below the clipped loss's floor (P(true) < KERAS_EPSILON)."""
     loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     wrong = logits.argmax(1) != labels
     return Confidence(
@@ -41,4 +44,5 @@ def confidence(logits: torch.Tensor, labels: torch.Tensor) -> Confidence:
         error_share_of_loss=(loss[wrong].sum() / loss.sum()).item() if loss.sum() > 0 else 0.0,
         mean_loss_on_errors=loss[wrong].mean().item() if wrong.any() else 0.0,
         max_abs_logit=logits.abs().max().item(),
+        errors_below_epsilon=int((loss > -math.log(KERAS_EPSILON)).sum()),
     )

@@ -161,8 +161,8 @@ def is_onnx(checkpoint: str | Path) -> bool:
 # ----------------------------------------------------------------------------- training recipe
 
 # cross_entropy: PyTorch's, on logits. clipped: Keras 2's categorical_crossentropy on softmax outputs,
-# probabilities clipped to [1e-7, 1 - 1e-7] (no gradient from examples already that sure), as the
-# study's Keras trained. label_smoothing: cross-entropy against 0.9/0.01 targets.
+# probabilities clipped to [1e-7, 1 - 1e-7] (no gradient from examples already that sure, right or
+# wrong), as the study's Keras trained. label_smoothing: cross-entropy against 0.9/0.01 targets.
 LOSSES = ("cross_entropy", "clipped", "label_smoothing")  # mnist_probe.lit.LOSS_FUNCTIONS implements them
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon(): the clipped loss's probabilities stay in [ε, 1 - ε]
 

@@ -131,8 +131,8 @@ def study_results(
     )
 
 
-def loss_row(loss: str, logit: float, ce: float, acc: float = 0.993) -> LossRow:
-    return LossRow(loss, acc, 7, ce, logit, 0.01, 0.005, 1.2, 30, "k")
+def loss_row(loss: str, logit: float, ce: float, acc: float = 0.993, stuck: int | None = 3) -> LossRow:
+    return LossRow(loss, acc, 7, stuck, ce, logit, 0.01, 0.005, 1.2, 30, "k")
 
 
 def gap_row(epoch: int, running: float, train: float, eval_: float, clean: float, val: float) -> GapRow:

@@ -120,6 +120,24 @@ def test_clipped_loss_stops_pushing_an_example_it_is_sure_of():
             assert (x.grad.abs().max().item() == 0.0) == zero, (loss_fn.__name__, margin)
 
 
+def test_clipped_loss_never_corrects_a_sure_mistake_and_confidence_counts_them():
+    """The other side of the clip: an error whose true class gets P < epsilon adds no gradient, so a
+    training with the clipped loss leaves it wrong; confidence() counts exactly those errors."""
+    from mnist_probe.lit import clipped_cross_entropy
+    from mnist_probe.scoring import confidence
+
+    labels = torch.tensor([3, 3])
+    logits = torch.zeros(2, 10)
+    logits[0, 5], logits[1, 5] = 20.0, 10.0  # P(true) = 2e-9 (below 1e-7) and 4.5e-5 (above)
+    for loss_fn, stuck in [(clipped_cross_entropy, [True, False]), (F.cross_entropy, [False, False])]:
+        for row, zero in enumerate(stuck):
+            x = logits[row : row + 1].clone().requires_grad_()
+            loss_fn(x, labels[row : row + 1]).backward()
+            assert (x.grad.abs().max().item() == 0.0) == zero, (loss_fn.__name__, row)
+    sure = confidence(logits, labels)
+    assert sure.errors == 2 and sure.errors_below_epsilon == 1
+
+
 def test_litcnn_learns_with_the_clipped_loss():
     from mnist_probe.data import load_mnist, to_float
     from mnist_probe.lit import LitCNN

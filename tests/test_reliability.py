@@ -401,6 +401,7 @@ def test_confidence_finds_what_accuracy_hides():
     wild = calm * 1000  # the same predictions, logits a thousand times larger
     a, b = confidence(calm, labels), confidence(wild, labels)
     assert a.errors == b.errors == 1
+    assert a.errors_below_epsilon == 0 and b.errors_below_epsilon == 1  # P(true) 0.21 against e^-1000
     assert b.cross_entropy > 100 * a.cross_entropy and b.max_abs_logit == 2000.0
     assert b.error_share_of_loss > 0.999 > a.error_share_of_loss > 0.5
     error_loss = torch.nn.functional.cross_entropy(calm[3:], labels[3:]).item()

@@ -196,6 +196,12 @@ def test_the_loss_verdict_follows_the_numbers():
         [loss_row("cross_entropy", 20, 0.02), loss_row("clipped", 90, 0.05)]
     )
     assert loss_verdict([loss_row("cross_entropy", 30, 0.02)]) == ""
+    said = loss_verdict(
+        [loss_row("cross_entropy", 8268, 0.352, stuck=0), loss_row("clipped", 40, 0.03, stuck=5)]
+    )
+    assert said.endswith("where the clipped loss gives no gradient, 0 of 7 against 5 of 7.")
+    unknown = loss_verdict([loss_row("cross_entropy", 30, 0.02, stuck=None), loss_row("clipped", 26, 0.03)])
+    assert "no gradient" not in unknown  # a results file from before the count says nothing of it
 
 
 def test_training_time_says_what_a_resumed_run_did_not_time():

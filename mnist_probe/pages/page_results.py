@@ -10,6 +10,7 @@ from typing import Any
 from mnist_probe import study
 from mnist_probe.levers import Lever
 from mnist_probe.rows import GapRow, PositionRow, TensorBoardRow
+from mnist_probe.specs import KERAS_EPSILON
 from mnist_probe.stages.results import (
     ActivationsResult,
     BeyondResult,
@@ -107,6 +108,7 @@ class LossRow:
     loss: str
     test_acc: float
     errors: int
+    errors_below_epsilon: int | None  # Confidence's: errors the clipped loss gives no gradient
     cross_entropy: float
     max_abs_logit: float
     ece: float
@@ -120,6 +122,7 @@ class LossRow:
             "train.loss": self.loss,
             "test_acc": self.test_acc,
             "errors": self.errors,
+            f"errors with P(true) < {KERAS_EPSILON:g}": self.errors_below_epsilon,
             "test cross-entropy": self.cross_entropy,
             "largest logit size": self.max_abs_logit,
             "ECE": self.ece,

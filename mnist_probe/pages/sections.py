@@ -20,6 +20,8 @@ from mnist_probe.pages.verdicts import (
     position_sentence,
     shift_cka_sentence,
 )
+from mnist_probe.rows import Confidence
+from mnist_probe.specs import KERAS_EPSILON
 from mnist_probe.stages.results import BeyondResult, GapRow, RandomisationRow, ShiftResult, TrainResult
 from mnist_probe.tables import markdown_table, pct, span
 
@@ -29,6 +31,14 @@ OUTPUTS_READ = {
     "probabilities": "probabilities (a softmax last), read as their logs",
     "log-probabilities": "log-probabilities (a log-softmax last)",
 }
+
+
+def below_epsilon(sure: Confidence) -> str:
+    """How many of the errors lie below the clipped loss's floor, where it gives no gradient (nothing
+    for a results file written before they were counted)."""
+    if sure.errors_below_epsilon is None:
+        return ""
+    return f", {sure.errors_below_epsilon} with P(true) < {KERAS_EPSILON:g}"
 
 
 def cnn_rows(setting: Setting, train: TrainResult) -> list[dict]:
@@ -48,7 +58,7 @@ def cnn_rows(setting: Setting, train: TrainResult) -> list[dict]:
         {
             "": "test cross-entropy (share carried by the errors; largest logit magnitude)",
             "ours": f"{sure.cross_entropy:.3f} ({pct(sure.error_share_of_loss)} from "
-            f"{sure.errors} errors; {sure.max_abs_logit:,.0f})",
+            f"{sure.errors} errors{below_epsilon(sure)}; {sure.max_abs_logit:,.0f})",
             "study": "not reported",
         },
         {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from mnist_probe.intervals import UNRESOLVED, apart, judged, or_point
 from mnist_probe.pages.page_results import AugmentRow, CkaPair, LossRow
+from mnist_probe.specs import KERAS_EPSILON
 from mnist_probe.stages.results import AttributionCurve, BeyondResult, GapRow, PositionRow
 from mnist_probe.tables import pct, shown, valued
 
@@ -28,6 +29,11 @@ def loss_verdict(rows: list[LossRow]) -> str:
         f"clipped (×{ratio:.2g}); test cross-entropy {ce.cross_entropy:.4f} against "
         f"{k.cross_entropy:.4f}; accuracy {pct(ce.test_acc)} against {pct(k.test_acc)}"
     )
+    if k.errors_below_epsilon is not None and ce.errors_below_epsilon is not None:
+        numbers += (
+            f"; errors with P(true) < {KERAS_EPSILON:g}, where the clipped loss gives no gradient, "
+            f"{ce.errors_below_epsilon} of {ce.errors} against {k.errors_below_epsilon} of {k.errors}"
+        )
     if ratio >= LESS_SURE_RATIO and ce.cross_entropy > k.cross_entropy:
         return f"The clipped loss keeps the CNN less sure: {numbers}."
     if ratio <= SURER_RATIO:

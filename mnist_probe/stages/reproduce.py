@@ -197,6 +197,7 @@ def loss_row(loss: str, res: TrainResult) -> LossRow:
         loss,
         res.test_acc,
         sure.errors,
+        sure.errors_below_epsilon,
         sure.cross_entropy,
         sure.max_abs_logit,
         cal.before.ece,

@@ -13,7 +13,7 @@ from mnist_probe.pages.verdicts import gap_sentence
 from mnist_probe.plots import gap_plot, reliability_diagram, save
 from mnist_probe.schema import typed
 from mnist_probe.scoring import confidence, logits_of
-from mnist_probe.specs import DataSpec
+from mnist_probe.specs import KERAS_EPSILON, DataSpec
 from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
 from mnist_probe.stages.results import Calibration, TrainResult
 from mnist_probe.tables import write_table
@@ -31,11 +31,14 @@ def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
     logits = scored_logits(cnn, data, typed(cfg).paths.cache)
     sure = confidence(logits, labels)
     log.info(
-        "test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each); largest logit size %.0f",
+        "test cross-entropy %.4f; its %d errors carry %.1f%% (%.1f nats each), %d of them with P(true) "
+        "< %g (where the clipped loss gives no gradient); largest logit size %.0f",
         sure.cross_entropy,
         sure.errors,
         100 * sure.error_share_of_loss,
         sure.mean_loss_on_errors,
+        sure.errors_below_epsilon,
+        KERAS_EPSILON,
         sure.max_abs_logit,
     )
     calibration = calibrate(data, cnn.model, logits, labels, out_dir)
