@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import textwrap
 from pathlib import Path
 
 # `make test` runs the suite in one pytest-xdist worker per core: each worker, and every process it
@@ -113,3 +115,35 @@ def key_of(cfg: DictConfig) -> str:
 
     c = typed(cfg)
     return cnn_key(c.data, c.train, c.seed, c.model, c.trainer)
+
+
+# A CNN of a user's own, as a tests' temp module holds it: its own names, BatchNorm, global pooling
+# and a two-layer head (tests/test_any_cnn.py runs it through every stage).
+OWN_CNN = textwrap.dedent("""
+    from torch import nn
+
+
+    class OwnCNN(nn.Module):
+        def __init__(self, width: int = 8):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            )
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width, 32), nn.GELU(), nn.Dropout(0.2),
+                                      nn.Linear(32, 10))
+
+        def forward(self, x):
+            return self.head(self.pool(self.features(x)))
+""")
+
+
+@pytest.fixture
+def own_module(tmp_path, monkeypatch):
+    """OWN_CNN as own_cnn.py in a temp working directory (how a user's class is found)."""
+    (tmp_path / "own_cnn.py").write_text(OWN_CNN)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path / "own_cnn.py"
+    sys.modules.pop("own_cnn", None)

@@ -22,7 +22,7 @@ from mnist_probe.run import run
 from mnist_probe.schema import typed
 from mnist_probe.scoring import accuracy
 from tests.conftest import REPO, make_cfg, mnist_root
-from tests.test_layers import OWN_CNN, export
+from tests.test_layers import export
 
 # Every stage, as small as it still means something: 1,000 training images, 2 epochs; one quick
 # interpreter; 40 images on the shift grid.
@@ -144,25 +144,24 @@ def cli(cwd: Path, run_dir: Path, *args: str, expect: int = 0) -> dict | str:
     return read(run_dir) if expect == 0 else proc.stdout + proc.stderr
 
 
-def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path, monkeypatch):
+def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(own_module, tmp_path):
     """Trained from its class and opened up whole (the report), then opened again from its state dict
     and from an ONNX export of it (their activations): each time PyTorch's own test accuracy and the
     code vector at its penultimate layer."""
-    (tmp_path / "own_cnn.py").write_text(OWN_CNN)
+    # own_module: own_cnn.py in the working directory (test_folders runs such a class by the command line)
     own = ["model._target_=own_cnn.OwnCNN", "+model.width=4"]
-    first = cli(tmp_path, tmp_path / "by_class", "+experiment=report", *own, *TINY)
+    cfg = make_cfg(tmp_path / "by_class", "+experiment=report", *own, *TINY, cache=tmp_path / "cache")
+    first = run(cfg)
+    by_class = Path(cfg.paths.output_dir)
     assert first["code_layer"] == "head.2"  # the GELU before the last Linear
-    assert (tmp_path / "by_class" / "report.md").is_file()
-    assert read(tmp_path / "by_class", "activations")["layers"] == ["features.0", "features.4"]
+    assert (by_class / "report.md").is_file()
+    assert read(by_class, "activations")["layers"] == ["features.0", "features.4"]
 
     # PyTorch's own evaluation of the trained weights, on the test images the run scored
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from own_cnn import OwnCNN
-    finally:
-        sys.path.remove(str(tmp_path))
+    from own_cnn import OwnCNN
+
     model = OwnCNN(width=4)
-    weights = read(tmp_path / "by_class", "train")["checkpoint"]
+    weights = read(by_class, "train")["checkpoint"]
     model.load_state_dict(
         torch.load(tmp_path / weights if not Path(weights).is_absolute() else weights, weights_only=True)
     )
@@ -172,7 +171,6 @@ def test_a_cnn_of_ones_own_by_class_state_dict_and_onnx(tmp_path, monkeypatch):
     assert first["cnn_test_acc"] == own_acc
 
     torch.save(model.state_dict(), tmp_path / "weights.pt")
-    monkeypatch.chdir(tmp_path)  # opened again in this process (the command line ran above): own_cnn.py here
     checkpoint = f"checkpoint={tmp_path / 'weights.pt'}"
     second = run(make_cfg(tmp_path, "+experiment=activations", *own, checkpoint, *TINY, *LIGHT))
     assert second["cnn_test_acc"] == own_acc and second["code_layer"] == "head.2"

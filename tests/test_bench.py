@@ -16,6 +16,7 @@ from mnist_probe.precision import emulated_bf16
 from mnist_probe.specs import INFERENCE_BATCH
 
 
+@pytest.mark.slow  # every row of make bench, tiny: half a minute (the rows' parts are fast tests here)
 def test_bench_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     page = tmp_path / "PERFORMANCE.md"
     result = main(["--tiny", "--repeats", "1", "--out", str(tmp_path), "--page", str(page)])

@@ -217,38 +217,55 @@ SLIM = (
 )
 
 
-def test_the_keras_onnx_file_through_every_stage_scores_as_keras_did(tmp_path):
-    """From the command line, as a Keras user runs it: the layer table, then the report; test
-    accuracy and ECE as Keras computed them on the same 10,000 test images (keras_cnn.json)."""
+KERAS_ONNX_CHECKPOINT = f"checkpoint={KERAS_ONNX}"
+
+
+def test_the_keras_onnx_file_scores_as_keras_did(tmp_path):
+    """As a Keras user runs it: the layer table, the accuracy and ECE of the train stage as Keras
+    computed them on the same 10,000 test images (keras_cnn.json), and feature maps named for files."""
     truth = json.loads((FIXTURES / "keras_cnn.json").read_text())
-    onnx = f"checkpoint={KERAS_ONNX}"
+    onnx = KERAS_ONNX_CHECKPOINT
     dense = "StatefulPartitionedCall/keras_functional_cnn_1/dense_code_1/MatMul"
     table = run(make_cfg(tmp_path, "+experiment=layers", onnx, f"code_layer={dense}"))
     assert table["code_layer"] == dense
     with pytest.raises(UserError, match=r"^code_layer: unknown layer 'dense_1' of GraphModule"):
         run(make_cfg(tmp_path, "+experiment=train", onnx, "code_layer=dense_1"))  # the study's name
-    result = cli(tmp_path, tmp_path / "report", "+experiment=report", onnx, *SLIM)  # all 10,000 scored
-    train = read(tmp_path / "report", "train")
+    train = run(make_cfg(tmp_path / "train", "+experiment=train", onnx, *SLIM))  # all 10,000 scored
     assert train["test_images"] == truth["test_images"] == 10_000
     assert abs(train["test_acc"] - truth["test_acc"]) <= 0.0005
     assert abs(train["calibration"]["before"]["ece"] - truth["ece"]) <= 0.002
     assert train["outputs"] == "probabilities"
-    assert result["code_layer"].endswith("dense_code_1/Relu")
-    report = (tmp_path / "report" / "report.md").read_text()
-    assert "probabilities (a softmax last), read as their logs" in report
-    maps = list((tmp_path / "report" / "activations" / "feature_maps").glob("*.png"))
+    cfg = make_cfg(tmp_path / "activations", "+experiment=activations", onnx, *SLIM, "data.test_subset=100")
+    assert run(cfg)["code_layer"].endswith("dense_code_1/Relu")
+    maps = list((Path(cfg.paths.output_dir) / "feature_maps").glob("*.png"))
     assert maps and all("/" not in p.name and ":" not in p.name for p in maps)
-    probes = read(tmp_path / "report", "interpreters")["probes"]
+
+
+@pytest.mark.slow  # every stage on it, 10,000 test images scored: half a minute
+def test_the_keras_onnx_file_through_every_stage(tmp_path):
+    """The report on the Keras file: how it reads its outputs, and its probes spread over its depth."""
+    cfg = make_cfg(tmp_path, "+experiment=report", KERAS_ONNX_CHECKPOINT, *SLIM, "data.test_subset=1000")
+    result = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert result["code_layer"].endswith("dense_code_1/Relu")
+    report = (out / "report.md").read_text()
+    assert "probabilities (a softmax last), read as their logs" in report
+    probes = read(out, "interpreters")["probes"]
     leaves = leaf_layers(load_model(KERAS_ONNX))  # more than a report probes: spread over the depth
     kept = spread(leaves, compose_config("+experiment=report").max_layers)
     assert len(leaves) > len(kept) and [p["layer"] for p in probes] == kept
     assert [p["h"] for p in probes] == [leaves.index(name) + 1 for name in kept]  # h: its depth
 
 
-def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatch):
+RESNET_CLASS = "model._target_=resnet_mnist.resnet18_mnist"
+
+
+def test_a_resnet18_by_its_class_has_a_layer_per_call_and_an_ambiguous_code_layer_is_refused(
+    tmp_path, monkeypatch
+):
     (tmp_path / "resnet_mnist.py").write_text(RESNET)
     monkeypatch.chdir(tmp_path)  # where a user's module is found
-    resnet = ["model._target_=resnet_mnist.resnet18_mnist"]
+    resnet = [RESNET_CLASS]
     with pytest.raises(
         UserError,
         match=r"^code_layer: layer 'layer4.1.relu' of ResNet runs 2 times in one "
@@ -259,6 +276,13 @@ def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatc
     layers = run(make_cfg(tmp_path, "+experiment=layers", *resnet))
     assert layers["code_layer"] == "fc:input" and layers["parameters"] == 11_175_370
     assert {"layer1.0.relu:1", "layer1.0.relu:2"} <= {row["layer"] for row in layers["layers"]}
+
+
+@pytest.mark.slow  # every stage on an 11-million-parameter network, each of its 60 layers probed: a minute
+def test_resnet18_through_every_stage_from_the_command_line(tmp_path, monkeypatch):
+    (tmp_path / "resnet_mnist.py").write_text(RESNET)
+    monkeypatch.chdir(tmp_path)  # where a user's module is found
+    resnet = [RESNET_CLASS]
     weights = resnet18_mnist()  # the same network as resnet_mnist.py's, seeded weights
     torch.save(weights.state_dict(), tmp_path / "resnet.pt")
     checkpoint = f"checkpoint={tmp_path / 'resnet.pt'}"

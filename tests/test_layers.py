@@ -4,8 +4,6 @@ vector), its layer table, ONNX files, and the train/validation gap decomposition
 from __future__ import annotations
 
 import copy
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -32,37 +30,7 @@ from mnist_probe.model_spec import ModelSpec
 from mnist_probe.onnx_model import load_onnx
 from mnist_probe.outputs import top1_accuracy
 from mnist_probe.rows import LayerRow
-
-# A CNN of a user's own, as a tests' temp module holds it: its own names, BatchNorm, global pooling
-# and a two-layer head (tests/test_any_cnn.py runs it through every stage).
-OWN_CNN = textwrap.dedent("""
-    from torch import nn
-
-
-    class OwnCNN(nn.Module):
-        def __init__(self, width: int = 8):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            )
-            self.pool = nn.AdaptiveAvgPool2d(1)
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width, 32), nn.GELU(), nn.Dropout(0.2),
-                                      nn.Linear(32, 10))
-
-        def forward(self, x):
-            return self.head(self.pool(self.features(x)))
-""")
-
-
-@pytest.fixture
-def own_module(tmp_path, monkeypatch):
-    """OWN_CNN as own_cnn.py in a temp working directory (how a user's class is found)."""
-    (tmp_path / "own_cnn.py").write_text(OWN_CNN)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path / "own_cnn.py"
-    sys.modules.pop("own_cnn", None)
+from tests.conftest import OWN_CNN
 
 
 class FunctionalHead(nn.Module):

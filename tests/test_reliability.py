@@ -253,9 +253,21 @@ def a_few_steps_into(epoch: str = r"\d+") -> str:
     return rf"Epoch {epoch}: +\d+%[^|]*\|[^|]*\| ([2-9]|1\d|2[0-4])/32"
 
 
-def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
-    """Killed (SIGKILL) after its first epoch, then stopped part-way through an epoch by Ctrl-C and
-    by SIGTERM, each time resumed by the same command: the training ends with the very weights of the
+# How each stop reaches a run: its signal, the exit status it ends with, and the name its log line says.
+SIGNALS = {"Ctrl-C": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
+
+
+@pytest.mark.parametrize(
+    "stops",
+    [
+        pytest.param(["Ctrl-C"], id="ctrl-c"),
+        # each stop a training of its own: two minutes
+        pytest.param(["SIGKILL", "Ctrl-C", "SIGTERM"], id="kill-ctrl-c-term", marks=pytest.mark.slow),
+    ],
+)
+def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path, stops):
+    """Killed (SIGKILL) after its first epoch, or stopped part-way through an epoch by Ctrl-C or by
+    SIGTERM, each time resumed by the same command: the training ends with the very weights of the
     same training never interrupted (small_run: the same data, recipe and seed)."""
     args = small_train_args(tmp_path, epochs=4)
     cache = tmp_path / "cache"
@@ -264,39 +276,42 @@ def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path):
         cmd = [sys.executable, "-m", "mnist_probe.run", *args, *more, f"hydra.run.dir={tmp_path / run}"]
         return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    proc = start("run1")
-    ckpt = next_checkpoint(proc, cache)
-    proc.kill()  # SIGKILL: no handler runs; the first epoch's checkpoint is what is left
-    proc.communicate()
-    staging = ckpt.parents[1]
-    entry = staging.with_name(staging.name.removesuffix(".partial"))
-    assert not entry.exists()  # an interrupted entry is never published
-    assert "Timer" in torch.load(ckpt, map_location="cpu", weights_only=True)["callbacks"]
-
-    logs = []
-    stops = [("run2", signal.SIGINT, 130, "Ctrl-C"), ("run3", signal.SIGTERM, 143, "SIGTERM")]
-    for run_dir, sig, status, name in stops:
-        before = ckpt.stat().st_mtime
-        proc = start(run_dir, "trainer.progress_bar=true")  # its bar says which step it is at
+    logs, ckpt = [], None
+    for n, name in enumerate(stops, 1):
+        if name == "SIGKILL":
+            proc = start(f"run{n}")
+            ckpt = next_checkpoint(proc, cache)
+            proc.kill()  # SIGKILL: no handler runs; the first epoch's checkpoint is what is left
+            proc.communicate()
+            assert "Timer" in torch.load(ckpt, map_location="cpu", weights_only=True)["callbacks"]
+            logs.append("")
+            continue
+        sig, status = SIGNALS[name]
+        proc = start(f"run{n}", "trainer.progress_bar=true")  # its bar says which step it is at
         output = Output(proc)
-        next_checkpoint(proc, cache, after=before)  # an epoch ends; the next one begins
-        output.wait_for(a_few_steps_into(), len(output.text))
+        ckpt = next_checkpoint(proc, cache, after=ckpt.stat().st_mtime if ckpt else 0.0)  # an epoch ends
+        output.wait_for(a_few_steps_into(), len(output.text))  # the next one begins
         proc.send_signal(sig)
         proc.wait(timeout=120)
         out = output.rest()
         logs.append(out)
         assert proc.returncode == status, out[-2000:]
-        stops = [line for line in out.splitlines() if "stopped by" in line]
-        assert len(stops) == 1 and f"stopped by {name} at step " in stops[0] and "Traceback" not in out
-        step = int(stops[0].split(" at step ")[1].split(" of")[0])
+        said = [line for line in out.splitlines() if "stopped by" in line]
+        assert len(said) == 1 and f"stopped by {name} at step " in said[0] and "Traceback" not in out
+        step = int(said[0].split(" at step ")[1].split(" of")[0])
         assert 0 < step < 32  # part-way through an epoch of 32 steps, saved there
         state = torch.load(ckpt, map_location="cpu", weights_only=True)["ImageDataModule"]
-        assert state["batches_done"] == step and not entry.exists()
+        assert state["batches_done"] == step
+    staging = ckpt.parents[1]
+    entry = staging.with_name(staging.name.removesuffix(".partial"))
+    assert not entry.exists()  # an interrupted entry is never published
 
     again = cli(*args, f"hydra.run.dir={tmp_path / 'run4'}")
     assert again.returncode == 0, again.stderr[-2000:]
-    for out in [*logs[1:], again.stdout + again.stderr]:  # each rerun went on from the step it stopped at
-        assert "resuming interrupted training" in out and "steps of the next)" in out
+    runs = [*logs, again.stdout + again.stderr]
+    for stop, out in zip(stops, runs[1:], strict=True):  # each rerun goes on where the stop before left off
+        assert "resuming interrupted training" in out
+        assert ("steps of the next)" in out) == (stop != "SIGKILL")  # part-way: from the step it saved
     meta = json.loads((entry / "meta.json").read_text())
     assert meta["epochs"] == 4 and meta["test_acc"] > 0.9
     resumed = torch.load(entry / "model.pt", weights_only=True)
