@@ -35,11 +35,10 @@ def loss_section(rows: list[LossRow], figs, bins: int) -> list[str]:
         "### Does the loss decide how sure it gets? (`train.loss`)",
         "",
         "The same recipe trained once per loss: `cross_entropy` is PyTorch's on logits; `clipped` is "
-        "Keras 2's "
-        f"`categorical_crossentropy` on softmax outputs, probabilities clipped to [{KERAS_EPSILON:g}, "
-        f"1 - {KERAS_EPSILON:g}], which gives no gradient for an example already that sure. ECE over {bins} "
-        "bins; T, the temperature fitted "
-        "on the validation split.",
+        "Keras 2's `categorical_crossentropy` on softmax outputs, probabilities clipped to "
+        f"[{KERAS_EPSILON:g}, 1 - {KERAS_EPSILON:g}], which gives no gradient for an example already that "
+        "sure of its class, or of another: an error it can never correct. "
+        f"ECE over {bins} bins; T, the temperature fitted on the validation split.",
         "",
         markdown_table([r.table_row() for r in rows]),
         loss_verdict(rows)
