@@ -5,6 +5,7 @@ line, by its class, by class + state dict, and as an ONNX file."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -56,10 +57,12 @@ def read(run_dir: Path, stage: str = "") -> dict:
     return json.loads((run_dir / stage / "results.json").read_text())
 
 
-def test_lenet5_through_every_stage(tmp_path):
-    out = tmp_path / "report"
+def test_lenet5_through_every_stage(tmp_path, caplog):
     page = tmp_path / "docs" / "LENET.md"
-    result = cli(tmp_path, out, "+experiment=report", "model=lenet5", *TINY, f"report.page={page}")
+    cfg = make_cfg(tmp_path / "lenet", "+experiment=report", "model=lenet5", *TINY, f"report.page={page}")
+    with caplog.at_level(logging.INFO, logger="mnist_probe"):
+        result = run(cfg)
+    out = Path(cfg.paths.output_dir)
     assert result["code_layer"] == "relu6" and read(out, "shift")["code_layer"] == "relu6"
     acts = read(out, "activations")
     assert acts["layers"] == ["c1", "c3"] and acts["code_layer"] == "relu6" and acts["code_dims"] == 84
@@ -85,7 +88,7 @@ def test_lenet5_through_every_stage(tmp_path):
         and "its own CNN on MNIST only" in report
         and "For the shift stage's digit (test #" in report  # not "the study's digit": LeNet-5 saw it
     )
-    logged = (out / "run.log").read_text()
+    logged = caplog.text
     assert "no study figure: its CNN on MNIST only" in logged and "(study 0." not in logged
     # report.md renders again from page.json alone (no config, no clock): the same page
     assert render(out / "page.json") == out / "report.md" and (out / "report.md").read_text() == report

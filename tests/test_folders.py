@@ -5,6 +5,7 @@ numbers the tool prints against what PyTorch computes from the weights it saved.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -17,6 +18,7 @@ from PIL import Image
 from mnist_probe.data import split_tensors
 from mnist_probe.errors import UserError
 from mnist_probe.keras_cnn import KerasCNN
+from mnist_probe.run import run as run_stage
 from mnist_probe.schema import typed
 from mnist_probe.scoring import accuracy
 from mnist_probe.specs import DataSpec
@@ -82,13 +84,15 @@ def read(run_dir: Path, stage: str) -> dict:
     return json.loads((run_dir / stage / "results.json").read_text())
 
 
-def test_a_colour_image_folder_through_every_stage_with_the_study_cnn_built_for_it(tmp_path):
+def test_a_colour_image_folder_through_every_stage_with_the_study_cnn_built_for_it(tmp_path, caplog):
     """3×32×32 images in four classes: the study's CNN is built with 3 input channels, 8×8 maps after
     its two poolings and 4 outputs; the report names the folder's classes; the accuracy it prints is
     PyTorch's on the saved weights; the pixel interpreter reads 3,072 values an image."""
     root = make_image_folder(tmp_path / "shapes")
-    run = tmp_path / "run"
-    result = cli(tmp_path, run, "+experiment=report", f"data.root={root}", *FOLDER_RUN)
+    cfg = make_cfg(tmp_path / "report", "+experiment=report", f"data.root={root}", *FOLDER_RUN)
+    with caplog.at_level(logging.INFO, logger="mnist_probe"):
+        result = run_stage(cfg)
+    run = Path(cfg.paths.output_dir)
     shift = read(run, "shift")
     assert shift["classes"] == list(CLASSES) and shift["item"] == "image"
     assert [row["image"] for row in shift["every_digit"]] == list(CLASSES)
@@ -108,7 +112,7 @@ def test_a_colour_image_folder_through_every_stage_with_the_study_cnn_built_for_
     report = (run / "report.md").read_text()
     assert "48 image folder test images" in report and "3×32×32 = 3,072-value image" in report
     assert "The study's:" not in report  # the study's MNIST figures only beside MNIST
-    assert "In the study" not in report and "(study 0." not in (run / "run.log").read_text()
+    assert "In the study" not in report and "(study 0." not in caplog.text
     sheets = sorted(p.name for p in (run / "activations" / "feature_maps").iterdir())
     assert "conv2d_1_image0_test0.png" in sheets  # named by item and class index
     links = [line for line in report.splitlines() if line.startswith("![conv2d_1]")]
