@@ -28,6 +28,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mnist_probe.data import ImageDataModule
 from mnist_probe.lit import LitCNN
+from mnist_probe.machine import describe
 from mnist_probe.model import (
     build_model,
 )
@@ -129,6 +130,43 @@ class EpochLog(pl.Callback):
         self.started = None
 
 
+class TrainingParts(pl.Callback):
+    """Which machine ran which epochs of a training, and for how long. A training stopped and resumed
+    (another day, another machine) is timed as the sum of its parts; this says what each part was.
+    Carried in last.ckpt like the Timer. A checkpoint from before this callback starts the list with
+    a part whose machine and time are unknown (None)."""
+
+    def __init__(self) -> None:
+        self.parts: list[dict] = []
+        self._started: float | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        first = trainer.current_epoch + 1  # 1-based: the epoch this part starts in
+        part_way = trainer.fit_loop.epoch_loop.batch_progress.current.completed > 0
+        if first > 1 and not self.parts:  # resumed from a checkpoint that kept no parts
+            last = first if part_way else first - 1
+            self.parts.append({"machine": None, "first_epoch": 1, "last_epoch": last, "seconds": None})
+        self.parts.append({"machine": describe(), "first_epoch": first, "last_epoch": first, "seconds": 0.0})
+        self._started = time.monotonic()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        self.parts[-1]["last_epoch"] = trainer.current_epoch + 1
+
+    def _update(self) -> None:
+        if self._started is not None:
+            self.parts[-1]["seconds"] = round(time.monotonic() - self._started, 1)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._update()
+
+    def state_dict(self) -> dict:  # what a checkpoint keeps, called as it is saved
+        self._update()
+        return {"parts": [dict(part) for part in self.parts]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.parts = [dict(part) for part in state_dict["parts"]]
+
+
 class CheckpointOnStop(OnExceptionCheckpoint):
     """OnExceptionCheckpoint for a stop between steps only (SIGTERM, a first Ctrl-C): any other
     exception may strike inside a step, and the last whole epoch's checkpoint is kept instead."""
@@ -165,6 +203,7 @@ def make_trainer(
             StopOnCtrlC(),
             LearningRateMonitor(logging_interval="epoch"),
             Timer(),  # training time, carried across resumes in last.ckpt
+            TrainingParts(),  # which machine ran which epochs, carried the same way
             EpochLog(),
             # tqdm's bar, whatever else is installed (Lightning picks rich's where rich is there)
             *([TQDMProgressBar()] if overrides.get("enable_progress_bar", hardware.progress_bar) else []),

@@ -46,6 +46,7 @@ from mnist_probe.scoring import logits_of
 from mnist_probe.specs import DataSpec, Hardware, Recipe, is_onnx, plain
 from mnist_probe.trainer import (
     StopOnCtrlC,
+    TrainingParts,
     make_datamodule,
     make_lit,
     make_trainer,
@@ -147,12 +148,25 @@ def train_cnn(
         "precision": trainer.precision,
         "device": str(trainer.strategy.root_device),
         "trained_on": describe(),  # a cached CNN may come from another machine: the page says which
+        "parts": trained_parts(trainer, timer, timed_before=not untimed),
         "strategy": type(trainer.strategy).__name__,
         "world_size": trainer.world_size,
         "test_images": len(labels),
         "gap": [to_json(r) for r in gap.rows] if gap else None,
     }
     return net, meta
+
+
+def trained_parts(trainer: pl.Trainer, timer: Timer, timed_before: bool) -> list[dict]:
+    """Each part of the training (one per run that resumed it): machine, epochs and seconds. A part
+    from before parts were kept gets, where the Timer rode along (timed_before), the seconds it
+    counted that the others did not."""
+    parts = next(c for c in trainer.callbacks if isinstance(c, TrainingParts)).parts
+    unknown = [p for p in parts if p["seconds"] is None]
+    if unknown and timed_before:
+        known = sum(p["seconds"] for p in parts if p["seconds"] is not None)
+        unknown[0]["seconds"] = round(max(timer.time_elapsed("train") - known, 0.0), 1)
+    return parts
 
 
 def scored_logits(cnn: OpenedModel, data: DataSpec, cache_dir: str | Path) -> torch.Tensor:

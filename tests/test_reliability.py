@@ -16,6 +16,7 @@ import torch
 
 from mnist_probe import UserError
 from mnist_probe.data import FILES, load_mnist, raw_folder, split_tensors
+from mnist_probe.machine import describe
 from mnist_probe.outputs import top1_accuracy
 from mnist_probe.run import check_config, run
 from mnist_probe.schema import typed
@@ -319,6 +320,13 @@ def test_a_stopped_training_resumes_bit_for_bit(small_run, tmp_path, stops):
     assert all(torch.equal(resumed[k], whole[k]) for k in whole), "a resumed run drew other batches"
     assert meta["test_acc"] == small_run[1]["test_acc"]
     assert meta["resumed_after_epochs"] >= 1 and meta["untimed_epochs"] == 0  # the Timer rode along
+    parts = meta["parts"]  # one per run: where each ran, which epochs, how long
+    assert len(parts) == len(stops) + 1 and {p["machine"] for p in parts} == {describe()}
+    assert parts[0]["first_epoch"] == 1 and parts[-1]["last_epoch"] == 4
+    for stop, before, after in zip(stops, parts[:-1], parts[1:], strict=True):
+        # a stop part-way splits an epoch between two runs; SIGKILL leaves the last whole epoch's
+        assert after["first_epoch"] == before["last_epoch"] + (stop == "SIGKILL")
+    assert sum(p["seconds"] for p in parts) == pytest.approx(meta["train_seconds"], rel=0.05, abs=1.0)
     assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.pt"]  # work/ removed
     assert not staging.exists()
 

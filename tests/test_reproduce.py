@@ -14,6 +14,7 @@ from mnist_probe.stages.results import (
     ActivationsResult,
     InterpretersResult,
     ShiftResult,
+    TrainingPart,
     TrainResult,
     from_json,
     to_json,
@@ -214,3 +215,23 @@ def test_training_time_says_what_a_resumed_run_did_not_time():
     )
     assert "10.0 min" in text and "epochs 14-30 only" in text and "first 13" in text and "cached" in text
     assert training_time(train_result(train_seconds=None, epochs=30)) == ""  # a user's checkpoint
+
+
+def test_training_time_names_each_run_of_a_resumed_training_and_its_machine():
+    parts = [
+        TrainingPart(None, 1, 7, 2400.0),
+        TrainingPart("cpu: AMD EPYC (family 25, model 1, AVX2) (2 cores)", 7, 23, 6000.0),
+        TrainingPart("cuda: NVIDIA H200", 24, 30, 120.0),
+    ]
+    text = training_time(
+        train_result(train_seconds=8520.0, epochs=30, resumed_after_epochs=23, cached=True, parts=parts)
+    )
+    assert text.startswith("; training the CNN took 142.0 min (cached from an earlier run), in 3 runs: ")
+    said = text.split("in 3 runs: ")[1].split("; ")
+    assert said == [
+        "epochs 1-7 on a machine that run did not record (40.0 min)",
+        "epochs 7-23 on AMD EPYC (family 25, model 1, AVX2) (2 cores) (100.0 min)",
+        "epochs 24-30 on NVIDIA H200 (2.0 min)",
+    ]
+    one = training_time(train_result(train_seconds=60.0, cached=True, trained_on="cuda: X", parts=parts[2:]))
+    assert one == "; training the CNN took 1.0 min (cached from an earlier run, on X)"

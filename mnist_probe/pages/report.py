@@ -12,7 +12,7 @@ from mnist_probe.pages.page import Figures, write_page
 from mnist_probe.pages.page_results import PageResults
 from mnist_probe.pages.results_page import tensorboard_section
 from mnist_probe.pages.sweep import seeds_section
-from mnist_probe.stages.results import TrainResult
+from mnist_probe.stages.results import TrainingPart, TrainResult
 from mnist_probe.tables import duration
 
 # What a saved page's results file says it renders (absent: a report page)
@@ -71,8 +71,11 @@ def training_time(train: TrainResult) -> str:
     if not train.train_seconds:
         return ""  # a user's checkpoint: not trained here
     where = "cached from an earlier run" if train.cached else "in this run"
-    where += f", on {train.trained_on.split(': ', 1)[-1]}" if train.cached and train.trained_on else ""
-    text = f"; training the CNN took {train.train_seconds / 60:.1f} min ({where})"
+    text = f"; training the CNN took {train.train_seconds / 60:.1f} min"
+    if len(train.parts) > 1:  # stopped and resumed: each run's part, on its own machine
+        return f"{text} ({where}), in {len(train.parts)} runs: " + "; ".join(map(part_said, train.parts))
+    where += f", on {machine_name(train.trained_on)}" if train.cached and train.trained_on else ""
+    text += f" ({where})"
     untimed, resumed = train.untimed_epochs, train.resumed_after_epochs
     if untimed:
         return text + (
@@ -82,6 +85,18 @@ def training_time(train: TrainResult) -> str:
     if resumed:
         return text + f", across an interruption after epoch {resumed}"
     return text
+
+
+def machine_name(described: str) -> str:
+    """mnist_probe.machine.describe's text without its device prefix ('cpu: ', 'cuda: ')."""
+    return described.split(": ", 1)[-1]
+
+
+def part_said(part: TrainingPart) -> str:
+    """One run's part of a resumed training: its epochs, machine and minutes."""
+    machine = machine_name(part.machine) if part.machine else "a machine that run did not record"
+    took = f"{part.seconds / 60:.1f} min" if part.seconds is not None else "untimed"
+    return f"epochs {part.first_epoch}-{part.last_epoch} on {machine} ({took})"
 
 
 def results_head(results: PageResults) -> list[str]:

@@ -38,6 +38,17 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class TrainingPart:
+    """One run's part of a training that was stopped and resumed: where, which epochs (1-based; an
+    epoch split between two parts is in both), and how long. None: from before parts were kept."""
+
+    machine: str | None
+    first_epoch: int
+    last_epoch: int
+    seconds: float | None
+
+
+@dataclass(frozen=True)
 class TrainResult:
     """The CNN every stage opens up: its cache key, how it scores and, when trained here, how."""
 
@@ -58,6 +69,7 @@ class TrainResult:
     precision: str | None = None
     device: str | None = None
     trained_on: str | None = None  # the machine that trained it (mnist_probe.machine.describe)
+    parts: list[TrainingPart] = field(default_factory=list)  # one per run, where it was resumed
     strategy: str | None = None
     world_size: int = 1
     files: dict[str, str] = field(default_factory=dict)  # the cache entry's files and their sha256

@@ -11,11 +11,12 @@ from mnist_probe.calibration import fit_temperature, reliability, scores
 from mnist_probe.data import split_tensors
 from mnist_probe.pages.verdicts import gap_sentence
 from mnist_probe.plots import gap_plot, reliability_diagram, save
+from mnist_probe.rows import from_json
 from mnist_probe.schema import typed
 from mnist_probe.scoring import confidence, logits_of
 from mnist_probe.specs import KERAS_EPSILON, DataSpec
 from mnist_probe.stages.adapters import log_hparams, trained_cnn, writer
-from mnist_probe.stages.results import Calibration, TrainResult
+from mnist_probe.stages.results import Calibration, TrainingPart, TrainResult
 from mnist_probe.tables import write_table
 from mnist_probe.training import scored_logits
 
@@ -55,7 +56,8 @@ def run(cfg: DictConfig, out_dir: Path) -> TrainResult:
         write_table(gap, out_dir / "gap")
         save(gap_plot(gap), out_dir / "gap.png")
         log.info("%s (gap.md, gap.png)", gap_sentence(gap))
-    return TrainResult(**{**meta, "gap": gap}, confidence=sure, calibration=calibration)
+    parts = [from_json(TrainingPart, part) for part in meta.get("parts", [])]
+    return TrainResult(**{**meta, "gap": gap, "parts": parts}, confidence=sure, calibration=calibration)
 
 
 def calibrate(data: DataSpec, model, logits, labels, out_dir: Path) -> Calibration:
