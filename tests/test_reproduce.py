@@ -223,9 +223,9 @@ def test_training_time_names_each_run_of_a_resumed_training_and_its_machine():
         TrainingPart("cpu: AMD EPYC (family 25, model 1, AVX2) (2 cores)", 7, 23, 6000.0),
         TrainingPart("cuda: NVIDIA H200", 24, 30, 120.0),
     ]
-    text = training_time(
-        train_result(train_seconds=8520.0, epochs=30, resumed_after_epochs=23, cached=True, parts=parts)
-    )
+    resumed = train_result(train_seconds=8520.0, epochs=30, resumed_after_epochs=23, cached=True, parts=parts)
+    text = training_time(resumed)
+    assert training_time(from_json(TrainResult, to_json(resumed))) == text  # as RESULTS.json renders it
     assert text.startswith("; training the CNN took 142.0 min (cached from an earlier run), in 3 runs: ")
     said = text.split("in 3 runs: ")[1].split("; ")
     assert said == [
