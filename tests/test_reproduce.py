@@ -229,7 +229,7 @@ def test_training_time_names_each_run_of_a_resumed_training_and_its_machine():
     assert text.startswith("; training the CNN took 142.0 min (cached from an earlier run), in 3 runs: ")
     said = text.split("in 3 runs: ")[1].split("; ")
     assert said == [
-        "epochs 1-7 on a machine that run did not record (40.0 min)",
+        "epochs 1-7 on a machine not recorded (40.0 min)",
         "epochs 7-23 on AMD EPYC (family 25, model 1, AVX2) (2 cores) (100.0 min)",
         "epochs 24-30 on NVIDIA H200 (2.0 min)",
     ]

@@ -94,7 +94,7 @@ def machine_name(described: str) -> str:
 
 def part_said(part: TrainingPart) -> str:
     """One run's part of a resumed training: its epochs, machine and minutes."""
-    machine = machine_name(part.machine) if part.machine else "a machine that run did not record"
+    machine = machine_name(part.machine) if part.machine else "a machine not recorded"
     took = f"{part.seconds / 60:.1f} min" if part.seconds is not None else "untimed"
     return f"epochs {part.first_epoch}-{part.last_epoch} on {machine} ({took})"
 
