@@ -85,7 +85,7 @@ tensorboard: install ## browse training curves and activations at http://127.0.0
 
 clean: ## remove run dirs and caches (keeps .venv, and the CNNs the repository ships in outputs/cache)
 	rm -rf outputs/runs outputs/multirun .pytest_cache .ruff_cache build
-	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdXq outputs; else rm -rf outputs/cache; fi
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdXq outputs/cache; else rm -rf outputs/cache; fi
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,bench]'
