@@ -83,9 +83,8 @@ lint: install ## ruff: the checks, and the layout ruff format gives
 tensorboard: install ## browse training curves and activations at http://127.0.0.1:6006
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
 
-clean: ## remove run dirs and caches (keeps .venv, and the CNNs the repository ships in outputs/cache)
-	rm -rf outputs/runs outputs/multirun .pytest_cache .ruff_cache build
-	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdXq outputs/cache; else rm -rf outputs/cache; fi
+clean: ## remove run dirs and caches (keeps .venv)
+	rm -rf outputs/runs outputs/multirun outputs/cache .pytest_cache .ruff_cache build
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,bench]'
