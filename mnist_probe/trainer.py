@@ -149,8 +149,8 @@ class TrainingParts(pl.Callback):
         self.parts.append({"machine": describe(), "first_epoch": first, "last_epoch": first, "seconds": 0.0})
         self._started = time.monotonic()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
-        self.parts[-1]["last_epoch"] = trainer.current_epoch + 1
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.parts[-1]["last_epoch"] = trainer.current_epoch + 1  # once an epoch, not once a step
 
     def _update(self) -> None:
         if self._started is not None:

@@ -162,10 +162,9 @@ def trained_parts(trainer: pl.Trainer, timer: Timer, timed_before: bool) -> list
     from before parts were kept gets, where the Timer rode along (timed_before), the seconds it
     counted that the others did not."""
     parts = next(c for c in trainer.callbacks if isinstance(c, TrainingParts)).parts
-    unknown = [p for p in parts if p["seconds"] is None]
-    if unknown and timed_before:
-        known = sum(p["seconds"] for p in parts if p["seconds"] is not None)
-        unknown[0]["seconds"] = round(max(timer.time_elapsed("train") - known, 0.0), 1)
+    if timed_before and parts and parts[0]["seconds"] is None:  # only a first part can lack them
+        known = sum(p["seconds"] for p in parts[1:])
+        parts[0]["seconds"] = round(max(timer.time_elapsed("train") - known, 0.0), 1)
     return parts
 
 
